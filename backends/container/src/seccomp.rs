@@ -1,0 +1,1 @@
+//! OCI seccomp profiles compiled with seccompiler (placeholder)

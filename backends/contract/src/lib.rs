@@ -1,0 +1,158 @@
+//! The contract between hako's front end and its backends.
+//!
+//! The front end (the `hako` binary) parses the CLI, loads and validates the bundle, keeps the
+//! state store and runs the hooks that happen outside the sandbox. A backend builds and drives one
+//! kind of sandbox. It never sees the CLI or the state store; it gets a [`CreateRequest`] or a
+//! [`Sandbox`] and answers with plain data.
+//!
+//! The lifecycle every backend follows (runtime-spec "Lifecycle"):
+//! 1. `create` forks the host process whose lifetime *is* the sandbox (container init, sentry
+//!    supervisor, VMM, wasm host), prepares everything it can, and leaves that process blocked in
+//!    [`start_gate::wait`] on the request's start fifo. It returns that process's pid; the process
+//!    is a child of the caller (so `hako run` can wait for it) and must not depend on the caller
+//!    staying alive (so `hako create` can exit).
+//! 2. `hako start` opens the fifo ([`start_gate::release`]); the process runs the workload.
+//! 3. The process exits with the workload's status.
+//! 4. `delete` removes what the backend made (cgroups, mounts, images, taps).
+
+pub mod console;
+pub mod hooks;
+pub mod proc;
+pub mod signal;
+pub mod start_gate;
+pub mod state;
+
+use std::path::{Path, PathBuf};
+
+pub use anyhow::{anyhow, bail, Context, Error, Result};
+pub use oci_spec::runtime::{LinuxResources, Process, Spec};
+pub use state::{OciState, Status};
+
+/// Annotation that chooses the backend.
+pub const BACKEND_ANNOTATION: &str = "io.hako.backend";
+/// Prefix of every hako annotation; unknown keys under it are an error.
+pub const ANNOTATION_PREFIX: &str = "io.hako.";
+
+/// Global options of the CLI that a backend may need to honour.
+#[derive(Debug, Clone, Default)]
+pub struct GlobalOptions {
+    /// The state root (`--root`), e.g. `/run/hako`. Backends may keep caches below it.
+    pub root: PathBuf,
+    pub rootless: bool,
+    pub systemd_cgroup: bool,
+    pub debug: bool,
+}
+
+/// Everything a backend needs to create a sandbox.
+#[derive(Debug)]
+pub struct CreateRequest<'a> {
+    pub id: &'a str,
+    /// Absolute path of the bundle directory.
+    pub bundle: &'a Path,
+    /// The parsed and front-end-validated config.json, with `root.path` made absolute.
+    pub spec: &'a Spec,
+    /// `<root>/<id>`: exists, owned by this container, removed by the front end on delete.
+    pub state_dir: &'a Path,
+    /// The fifo the workload's host process must block on (see [`start_gate`]).
+    pub start_fifo: &'a Path,
+    /// `--console-socket`: when `process.terminal` is true, the pty master goes there.
+    pub console_socket: Option<&'a Path>,
+    /// `--preserve-fds N`: fds 3..3+N are passed to the workload.
+    pub preserve_fds: u32,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub global: &'a GlobalOptions,
+}
+
+/// What `create` hands back. `data` is stored verbatim in state.json and handed back in
+/// [`Sandbox::data`] on every later call: it is the backend's own memory between invocations.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub pid: i32,
+    pub data: serde_json::Value,
+}
+
+/// A sandbox that `create` made, as later commands see it.
+#[derive(Debug)]
+pub struct Sandbox<'a> {
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    pub spec: &'a Spec,
+    pub state_dir: &'a Path,
+    /// The host pid returned by `create` (may be dead by now).
+    pub pid: i32,
+    /// True when `pid` is still the process `create` started.
+    pub alive: bool,
+    pub data: &'a serde_json::Value,
+    pub global: &'a GlobalOptions,
+}
+
+/// `hako exec`: one more process in a running sandbox.
+#[derive(Debug)]
+pub struct ExecRequest<'a> {
+    pub process: &'a Process,
+    pub console_socket: Option<&'a Path>,
+    pub preserve_fds: u32,
+}
+
+/// The process `exec` started: a child of the caller, which waits for it or not (`--detach`).
+#[derive(Debug, Clone, Copy)]
+pub struct Execed {
+    pub pid: i32,
+}
+
+/// One backend. Methods with a default body are optional capabilities: the default is a clear
+/// error naming the backend, never a silent success.
+pub trait Backend {
+    /// `container`, `sentry`, `microvm` or `wasm`.
+    fn name(&self) -> &'static str;
+
+    /// The `io.hako.<name>.*` annotation keys this backend understands.
+    fn annotations(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Refuse what this backend cannot honour (a security setting, a knob, a device) before
+    /// anything is made. Must not change anything on the host.
+    fn check(&self, spec: &Spec, bundle: &Path) -> Result<()>;
+
+    /// Build the sandbox and leave its host process blocked on the start fifo. On error, leave
+    /// nothing behind (no process, mount, cgroup, device, file outside `state_dir`).
+    fn create(&self, req: &CreateRequest) -> Result<Created>;
+
+    /// Deliver `signal` to the workload (all of its processes with `all`).
+    fn kill(&self, sb: &Sandbox, signal: i32, all: bool) -> Result<()>;
+
+    /// Host pids of the sandbox's processes (for `ps`).
+    fn pids(&self, sb: &Sandbox) -> Result<Vec<i32>> {
+        Ok(if sb.alive { vec![sb.pid] } else { vec![] })
+    }
+
+    fn pause(&self, _sb: &Sandbox) -> Result<()> {
+        bail!("pause is not supported by the {} backend", self.name())
+    }
+
+    fn resume(&self, _sb: &Sandbox) -> Result<()> {
+        bail!("resume is not supported by the {} backend", self.name())
+    }
+
+    /// True when the sandbox is frozen by `pause`.
+    fn is_paused(&self, _sb: &Sandbox) -> bool {
+        false
+    }
+
+    fn exec(&self, _sb: &Sandbox, _req: &ExecRequest) -> Result<Execed> {
+        bail!("exec is not supported by the {} backend", self.name())
+    }
+
+    fn update(&self, _sb: &Sandbox, _resources: &LinuxResources) -> Result<()> {
+        bail!("update is not supported by the {} backend", self.name())
+    }
+
+    /// Remove everything the backend made. Called once the host process is gone (the front end
+    /// kills it first on `delete --force`). Must be idempotent: a half-made sandbox is deleted too.
+    fn delete(&self, sb: &Sandbox) -> Result<()>;
+
+    /// This backend's part of `hako features` (runtime-spec features.md shape).
+    fn features(&self) -> serde_json::Value;
+}

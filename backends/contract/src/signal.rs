@@ -1,0 +1,82 @@
+//! Signal names and numbers as `kill` accepts them: `TERM`, `SIGTERM`, `sigterm`, `15`.
+
+use anyhow::{bail, Result};
+
+const NAMES: &[(&str, i32)] = &[
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("ILL", libc::SIGILL),
+    ("TRAP", libc::SIGTRAP),
+    ("ABRT", libc::SIGABRT),
+    ("IOT", libc::SIGIOT),
+    ("BUS", libc::SIGBUS),
+    ("FPE", libc::SIGFPE),
+    ("KILL", libc::SIGKILL),
+    ("USR1", libc::SIGUSR1),
+    ("SEGV", libc::SIGSEGV),
+    ("USR2", libc::SIGUSR2),
+    ("PIPE", libc::SIGPIPE),
+    ("ALRM", libc::SIGALRM),
+    ("TERM", libc::SIGTERM),
+    ("STKFLT", libc::SIGSTKFLT),
+    ("CHLD", libc::SIGCHLD),
+    ("CONT", libc::SIGCONT),
+    ("STOP", libc::SIGSTOP),
+    ("TSTP", libc::SIGTSTP),
+    ("TTIN", libc::SIGTTIN),
+    ("TTOU", libc::SIGTTOU),
+    ("URG", libc::SIGURG),
+    ("XCPU", libc::SIGXCPU),
+    ("XFSZ", libc::SIGXFSZ),
+    ("VTALRM", libc::SIGVTALRM),
+    ("PROF", libc::SIGPROF),
+    ("WINCH", libc::SIGWINCH),
+    ("IO", libc::SIGIO),
+    ("POLL", libc::SIGPOLL),
+    ("PWR", libc::SIGPWR),
+    ("SYS", libc::SIGSYS),
+];
+
+/// Parse a signal given by name or number; real-time signals as `RTMIN+N` or their number.
+pub fn parse(s: &str) -> Result<i32> {
+    let t = s.trim();
+    if let Ok(n) = t.parse::<i32>() {
+        if (1..=libc::SIGRTMAX()).contains(&n) {
+            return Ok(n);
+        }
+        bail!("unknown signal {s:?}: numbers run from 1 to {}", libc::SIGRTMAX());
+    }
+    let up = t.to_ascii_uppercase();
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    if let Some((_, n)) = NAMES.iter().find(|(k, _)| *k == name) {
+        return Ok(*n);
+    }
+    if let Some(rest) = name.strip_prefix("RTMIN") {
+        let off = if rest.is_empty() { Some(0) } else { rest.strip_prefix('+').and_then(|r| r.parse::<i32>().ok()) };
+        if let Some(off) = off {
+            let n = libc::SIGRTMIN() + off;
+            if n <= libc::SIGRTMAX() {
+                return Ok(n);
+            }
+        }
+    }
+    bail!("unknown signal {s:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    #[test]
+    fn names_and_numbers() {
+        assert_eq!(parse("TERM").unwrap(), 15);
+        assert_eq!(parse("SIGKILL").unwrap(), 9);
+        assert_eq!(parse("sigusr1").unwrap(), libc::SIGUSR1);
+        assert_eq!(parse("15").unwrap(), 15);
+        assert_eq!(parse("RTMIN+2").unwrap(), libc::SIGRTMIN() + 2);
+        assert!(parse("SIGFOO").is_err());
+        assert!(parse("0").is_err());
+        assert!(parse("99").is_err());
+    }
+}
