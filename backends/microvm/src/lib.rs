@@ -1,1 +1,3 @@
-//! placeholder
+//! The microvm backend: a Linux guest per sandbox (placeholder).
+
+pub mod vmm;

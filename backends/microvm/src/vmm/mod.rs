@@ -1,0 +1,1 @@
+//! hako's own VMM on KVM (placeholder)
