@@ -120,6 +120,14 @@ pub trait Backend {
     /// nothing behind (no process, mount, cgroup, device, file outside `state_dir`).
     fn create(&self, req: &CreateRequest) -> Result<Created>;
 
+    /// True when the backend runs the `createContainer` hooks (during `create`) and the
+    /// `startContainer` hooks (after the start gate opens, before the workload runs) itself, in
+    /// the sandbox's own context. Otherwise the front end runs them on the host: createContainer
+    /// right after createRuntime, startContainer in `start` just before the gate opens.
+    fn runs_container_hooks(&self) -> bool {
+        false
+    }
+
     /// Deliver `signal` to the workload (all of its processes with `all`).
     fn kill(&self, sb: &Sandbox, signal: i32, all: bool) -> Result<()>;
 
