@@ -15,6 +15,11 @@ pub fn send_pty_master(socket_path: &Path) -> Result<OwnedFd> {
     Ok(slave)
 }
 
+/// Send a pty master made elsewhere (e.g. inside the container's devpts) to `socket_path`.
+pub fn send_master(socket_path: &Path, master: &OwnedFd) -> Result<()> {
+    send_fd(socket_path, master).with_context(|| format!("console socket {}", socket_path.display()))
+}
+
 fn send_fd(socket_path: &Path, fd: &OwnedFd) -> Result<()> {
     let sock = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).context("socket")?;
     let addr = UnixAddr::new(socket_path).context("socket path")?;
