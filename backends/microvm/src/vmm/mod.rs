@@ -1,1 +1,5 @@
-//! hako's own VMM on KVM (placeholder)
+//! hako's own VMM on KVM.
+
+pub mod boot;
+pub mod cpu;
+pub mod layout;
