@@ -1,0 +1,380 @@
+//! Wire formats shared by the host backend and the guest agent.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// First bytes of the config disk.
+pub const CONFIG_MAGIC: &[u8; 8] = b"HAKOCFG1";
+/// Block size the config disk is padded to.
+pub const SECTOR: usize = 512;
+/// The ext4 volume label of the rootfs image; the agent finds its disk by it.
+pub const ROOTFS_LABEL: &str = "hako-rootfs";
+/// The ext4 volume label of the agent disk (the guest's `/`, holding `/init`).
+pub const AGENT_LABEL: &str = "hako-agent";
+/// Largest frame payload either side sends.
+pub const MAX_PAYLOAD: usize = 64 * 1024;
+
+/// Everything the agent needs to run the workload: the OCI process and the parts of `linux`
+/// and `mounts` that make sense inside a guest, already translated by the host.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct GuestConfig {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub umask: Option<u32>,
+    pub rlimits: Vec<Rlimit>,
+    pub hostname: Option<String>,
+    /// `root.readonly`: the workload's `/` is remounted read-only after the mounts are made.
+    pub readonly_root: bool,
+    /// Size of the tmpfs that holds the overlay's upper layer and carried-in files.
+    pub overlay_size_mib: u64,
+    pub terminal: bool,
+    /// Initial terminal size (rows, cols) when `terminal`.
+    pub console_size: Option<(u16, u16)>,
+    pub no_new_privileges: bool,
+    pub capabilities: Option<Capabilities>,
+    pub seccomp: Option<Seccomp>,
+    pub oom_score_adj: Option<i32>,
+    pub mounts: Vec<Mount>,
+    pub masked_paths: Vec<String>,
+    pub readonly_paths: Vec<String>,
+    pub sysctl: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Rlimit {
+    /// The Linux RLIMIT_* number.
+    pub resource: u32,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Capability sets as capability numbers.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct Capabilities {
+    pub bounding: Vec<u32>,
+    pub effective: Vec<u32>,
+    pub inheritable: Vec<u32>,
+    pub permitted: Vec<u32>,
+    pub ambient: Vec<u32>,
+}
+
+/// A classic BPF program (an array of `struct sock_filter`, 8 bytes each) compiled on the host.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Seccomp {
+    pub program: Blob,
+    /// `SECCOMP_FILTER_FLAG_*` bits for seccomp(2).
+    pub flags: u32,
+}
+
+/// A byte range in the config disk's blob area.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+pub struct Blob {
+    pub offset: u64,
+    pub len: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Mount {
+    /// Absolute path inside the workload's root.
+    pub destination: String,
+    pub kind: MountKind,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum MountKind {
+    /// A file system the guest kernel makes (proc, sysfs, tmpfs, devpts, mqueue, cgroup2).
+    Kernel { fstype: String, source: String, flags: u64, data: String },
+    /// A host file or directory copied in when the sandbox was created and bind-mounted at the
+    /// destination (read-only when `readonly`). Writes stay in the guest.
+    Carried { entries: Vec<CarriedEntry>, readonly: bool, flags: u64 },
+}
+
+/// One entry of a carried-in tree; `path` is relative to the mount's source ("" is the source
+/// itself, which is a file or a directory).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct CarriedEntry {
+    pub path: String,
+    pub kind: EntryKind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum EntryKind {
+    File { data: Blob },
+    Dir,
+    Symlink { target: String },
+}
+
+/// Builds the config disk: the magic, two lengths, the JSON config, then the blobs, padded to a
+/// whole number of sectors.
+#[derive(Default)]
+pub struct ConfigBuilder {
+    blobs: Vec<u8>,
+}
+
+impl ConfigBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Append bytes to the blob area and return where they are.
+    pub fn add_blob(&mut self, data: &[u8]) -> Blob {
+        let offset = self.blobs.len() as u64;
+        self.blobs.extend_from_slice(data);
+        Blob { offset, len: data.len() as u64 }
+    }
+
+    pub fn blob_bytes(&self) -> usize {
+        self.blobs.len()
+    }
+
+    pub fn finish(self, config: &GuestConfig) -> Vec<u8> {
+        let json = serde_json::to_vec(config).expect("GuestConfig serializes");
+        let mut out = Vec::with_capacity(24 + json.len() + self.blobs.len() + SECTOR);
+        out.extend_from_slice(CONFIG_MAGIC);
+        out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(self.blobs.len() as u64).to_le_bytes());
+        out.extend_from_slice(&json);
+        out.extend_from_slice(&self.blobs);
+        let pad = (SECTOR - out.len() % SECTOR) % SECTOR;
+        out.resize(out.len() + pad, 0);
+        out
+    }
+}
+
+/// The decoded config disk.
+pub struct ConfigDisk {
+    pub config: GuestConfig,
+    blobs: Vec<u8>,
+}
+
+impl ConfigDisk {
+    /// Parse the bytes of a config disk (trailing padding is ignored).
+    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+        if bytes.len() < 24 || &bytes[..8] != CONFIG_MAGIC {
+            return Err("not a hako config disk (bad magic)".into());
+        }
+        let json_len = u64::from_le_bytes(bytes[8..16].try_into().unwrap()) as usize;
+        let blob_len = u64::from_le_bytes(bytes[16..24].try_into().unwrap()) as usize;
+        let end = 24usize
+            .checked_add(json_len)
+            .and_then(|v| v.checked_add(blob_len))
+            .filter(|&e| e <= bytes.len())
+            .ok_or("config disk is truncated")?;
+        let config: GuestConfig =
+            serde_json::from_slice(&bytes[24..24 + json_len]).map_err(|e| format!("config disk JSON: {e}"))?;
+        Ok(Self { config, blobs: bytes[24 + json_len..end].to_vec() })
+    }
+
+    pub fn blob(&self, b: Blob) -> Result<&[u8], String> {
+        let start = b.offset as usize;
+        let end = start.checked_add(b.len as usize).filter(|&e| e <= self.blobs.len()).ok_or("blob out of range")?;
+        Ok(&self.blobs[start..end])
+    }
+}
+
+// Frame kinds, guest to host.
+pub const G_READY: u8 = 0x01;
+pub const G_STDOUT: u8 = 0x02;
+pub const G_STDERR: u8 = 0x03;
+pub const G_EXIT: u8 = 0x04;
+pub const G_ERROR: u8 = 0x05;
+// Frame kinds, host to guest.
+pub const H_START: u8 = 0x81;
+pub const H_STDIN: u8 = 0x82;
+pub const H_STDIN_EOF: u8 = 0x83;
+pub const H_SIGNAL: u8 = 0x84;
+pub const H_WINSIZE: u8 = 0x85;
+
+/// How the workload ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Exited(i32),
+    Signaled(i32),
+}
+
+/// One message on the agent port: `kind: u8`, `len: u32 LE`, `len` bytes of payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// The agent has booted, set the workload up, and waits for [`Frame::Start`].
+    Ready,
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    /// Always the last frame the agent sends after a workload ran.
+    Exit(ExitStatus),
+    /// The agent could not set up or run the workload; the message says why.
+    Error(String),
+    Start,
+    Stdin(Vec<u8>),
+    StdinEof,
+    Signal(i32),
+    /// Terminal size: rows, cols.
+    Winsize(u16, u16),
+}
+
+impl Frame {
+    pub fn encode(&self) -> Vec<u8> {
+        let (kind, payload): (u8, Vec<u8>) = match self {
+            Frame::Ready => (G_READY, vec![]),
+            Frame::Stdout(d) => (G_STDOUT, d.clone()),
+            Frame::Stderr(d) => (G_STDERR, d.clone()),
+            Frame::Exit(ExitStatus::Exited(c)) => (G_EXIT, [&[0u8][..], &c.to_le_bytes()].concat()),
+            Frame::Exit(ExitStatus::Signaled(s)) => (G_EXIT, [&[1u8][..], &s.to_le_bytes()].concat()),
+            Frame::Error(m) => (G_ERROR, m.as_bytes().to_vec()),
+            Frame::Start => (H_START, vec![]),
+            Frame::Stdin(d) => (H_STDIN, d.clone()),
+            Frame::StdinEof => (H_STDIN_EOF, vec![]),
+            Frame::Signal(s) => (H_SIGNAL, s.to_le_bytes().to_vec()),
+            Frame::Winsize(r, c) => (H_WINSIZE, [r.to_le_bytes(), c.to_le_bytes()].concat()),
+        };
+        let mut out = Vec::with_capacity(5 + payload.len());
+        out.push(kind);
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&payload);
+        out
+    }
+
+    fn decode(kind: u8, p: &[u8]) -> Result<Frame, String> {
+        let int = |p: &[u8]| -> Result<i32, String> {
+            p.try_into().map(i32::from_le_bytes).map_err(|_| format!("frame {kind:#x}: bad payload length {}", p.len()))
+        };
+        Ok(match kind {
+            G_READY => Frame::Ready,
+            G_STDOUT => Frame::Stdout(p.to_vec()),
+            G_STDERR => Frame::Stderr(p.to_vec()),
+            G_EXIT => match p.first() {
+                Some(0) => Frame::Exit(ExitStatus::Exited(int(&p[1..])?)),
+                Some(1) => Frame::Exit(ExitStatus::Signaled(int(&p[1..])?)),
+                _ => return Err("exit frame: bad payload".into()),
+            },
+            G_ERROR => Frame::Error(String::from_utf8_lossy(p).into_owned()),
+            H_START => Frame::Start,
+            H_STDIN => Frame::Stdin(p.to_vec()),
+            H_STDIN_EOF => Frame::StdinEof,
+            H_SIGNAL => Frame::Signal(int(p)?),
+            H_WINSIZE if p.len() == 4 => {
+                Frame::Winsize(u16::from_le_bytes([p[0], p[1]]), u16::from_le_bytes([p[2], p[3]]))
+            }
+            _ => return Err(format!("unknown frame kind {kind:#x} (len {})", p.len())),
+        })
+    }
+}
+
+/// Incremental frame parser: feed it bytes as they come, take whole frames out.
+#[derive(Default)]
+pub struct FrameReader {
+    buf: Vec<u8>,
+}
+
+impl FrameReader {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The next whole frame, `Ok(None)` when more bytes are needed, `Err` when the stream is
+    /// corrupt (it cannot be resynchronized; the caller gives up on the channel).
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, String> {
+        if self.buf.len() < 5 {
+            return Ok(None);
+        }
+        let len = u32::from_le_bytes(self.buf[1..5].try_into().unwrap()) as usize;
+        if len > MAX_PAYLOAD {
+            return Err(format!("frame of {len} bytes is over the {MAX_PAYLOAD}-byte limit: stream corrupt"));
+        }
+        if self.buf.len() < 5 + len {
+            return Ok(None);
+        }
+        let frame = Frame::decode(self.buf[0], &self.buf[5..5 + len]);
+        self.buf.drain(..5 + len);
+        frame.map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_split_anywhere() {
+        let frames = vec![
+            Frame::Ready,
+            Frame::Stdout(b"hello\n".to_vec()),
+            Frame::Stderr(vec![0, 1, 2, 255]),
+            Frame::Exit(ExitStatus::Exited(42)),
+            Frame::Exit(ExitStatus::Signaled(9)),
+            Frame::Error("exec foo: not found".into()),
+            Frame::Start,
+            Frame::Stdin(b"x".to_vec()),
+            Frame::StdinEof,
+            Frame::Signal(15),
+            Frame::Winsize(24, 80),
+        ];
+        let bytes: Vec<u8> = frames.iter().flat_map(|f| f.encode()).collect();
+        for chunk in [1, 3, 7, bytes.len()] {
+            let mut r = FrameReader::new();
+            let mut got = vec![];
+            for c in bytes.chunks(chunk) {
+                r.push(c);
+                while let Some(f) = r.next_frame().unwrap() {
+                    got.push(f);
+                }
+            }
+            assert_eq!(got, frames, "chunk size {chunk}");
+        }
+    }
+
+    #[test]
+    fn corrupt_stream_is_an_error() {
+        let mut r = FrameReader::new();
+        r.push(&[0x02, 0xff, 0xff, 0xff, 0x7f]);
+        assert!(r.next_frame().is_err());
+        let mut r = FrameReader::new();
+        r.push(&Frame::Ready.encode()[..3]);
+        assert_eq!(r.next_frame().unwrap(), None);
+        let mut r = FrameReader::new();
+        r.push(&[0x42, 0, 0, 0, 0]);
+        assert!(r.next_frame().is_err());
+    }
+
+    #[test]
+    fn config_disk_round_trip() {
+        let mut b = ConfigBuilder::new();
+        let blob = b.add_blob(b"127.0.0.1 localhost\n");
+        let cfg = GuestConfig {
+            args: vec!["/bin/echo".into(), "hi".into()],
+            cwd: "/".into(),
+            mounts: vec![Mount {
+                destination: "/etc/hosts".into(),
+                kind: MountKind::Carried {
+                    entries: vec![CarriedEntry {
+                        path: String::new(),
+                        kind: EntryKind::File { data: blob },
+                        mode: 0o644,
+                        uid: 0,
+                        gid: 0,
+                    }],
+                    readonly: true,
+                    flags: 0,
+                },
+            }],
+            ..Default::default()
+        };
+        let bytes = b.finish(&cfg);
+        assert_eq!(bytes.len() % SECTOR, 0);
+        let disk = ConfigDisk::parse(&bytes).unwrap();
+        assert_eq!(disk.config, cfg);
+        assert_eq!(disk.blob(blob).unwrap(), b"127.0.0.1 localhost\n");
+        assert!(ConfigDisk::parse(&bytes[..20]).is_err());
+        assert!(ConfigDisk::parse(b"NOTMAGIC00000000000000000000").is_err());
+    }
+}
