@@ -1,0 +1,105 @@
+//! state, list, features, spec: reading about containers and the runtime.
+
+use super::{oci_state, Ctx};
+use crate::cli::{ListArgs, SpecArgs};
+use crate::backends;
+use anyhow::{bail, Context, Result};
+use hako_contract::Status;
+use serde_json::json;
+
+/// `hako state`: the OCI state, plus runc's extra fields (rootfs, created, owner).
+pub fn state(ctx: &Ctx, id: &str) -> Result<()> {
+    let c = ctx.load(id)?;
+    let status = c.status(&ctx.global);
+    let mut v = serde_json::to_value(oci_state(&c.rec, status))?;
+    if status == Status::Stopped {
+        v["pid"] = json!(0);
+    }
+    let rootfs = c.rec.spec.root().as_ref().map(|r| r.path().display().to_string()).unwrap_or_default();
+    v["rootfs"] = json!(rootfs);
+    v["created"] = json!(c.rec.created);
+    v["owner"] = json!("");
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}
+
+/// `hako list`: every container with its status.
+pub fn list(ctx: &Ctx, args: &ListArgs) -> Result<()> {
+    let mut rows = Vec::new();
+    for id in ctx.store.ids() {
+        // A container deleted while we list, or still being created, is just left out.
+        let Ok(c) = ctx.load(&id) else { continue };
+        let status = c.status(&ctx.global);
+        rows.push(json!({
+            "id": id,
+            "pid": if status == Status::Stopped { 0 } else { c.rec.pid },
+            "status": status.to_string(),
+            "bundle": c.rec.bundle,
+            "rootfs": c.rec.spec.root().as_ref().map(|r| r.path().clone()),
+            "created": c.rec.created,
+            "owner": c.rec.owner.to_string(),
+            "backend": c.rec.backend,
+        }));
+    }
+    if args.quiet {
+        for r in &rows {
+            println!("{}", r["id"].as_str().unwrap_or(""));
+        }
+        return Ok(());
+    }
+    match args.format.as_str() {
+        "json" => println!("{}", serde_json::to_string(&rows)?),
+        "table" => {
+            println!("{:<24} {:<8} {:<8} {:<10} {:<40} CREATED", "ID", "PID", "STATUS", "BACKEND", "BUNDLE");
+            for r in &rows {
+                println!(
+                    "{:<24} {:<8} {:<8} {:<10} {:<40} {}",
+                    r["id"].as_str().unwrap_or(""),
+                    r["pid"],
+                    r["status"].as_str().unwrap_or(""),
+                    r["backend"].as_str().unwrap_or(""),
+                    r["bundle"].as_str().unwrap_or(""),
+                    r["created"].as_str().unwrap_or("")
+                );
+            }
+        }
+        f => bail!("unknown format {f:?}: use table or json"),
+    }
+    Ok(())
+}
+
+/// `hako features` (runtime-spec features.md): the container backend's answer at the top level
+/// (what engines read), every built-in backend's own under `io.hako.backends`.
+pub fn features() -> Result<()> {
+    let mut per = serde_json::Map::new();
+    for b in backends::built_in() {
+        per.insert(b.name().to_string(), b.features());
+    }
+    let mut top = per.get("container").cloned().unwrap_or_else(|| json!({}));
+    top["ociVersionMin"] = json!("1.0.0");
+    top["ociVersionMax"] = json!("1.2.0");
+    top["hooks"] = json!(["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"]);
+    let mut ann = top["annotations"].as_object().cloned().unwrap_or_default();
+    ann.insert("io.hako.backends".into(), json!(per.keys().cloned().collect::<Vec<_>>().join(",")));
+    top["annotations"] = json!(ann);
+    top["io.hako.backends"] = serde_json::Value::Object(per);
+    println!("{}", serde_json::to_string_pretty(&top)?);
+    Ok(())
+}
+
+/// `hako spec`: a template config.json (busybox `sh` on a terminal, as runc writes).
+pub fn spec(args: &SpecArgs) -> Result<()> {
+    let path = args.bundle.join("config.json");
+    if path.exists() {
+        bail!("{} exists already: remove it first", path.display());
+    }
+    let spec = if args.rootless {
+        // SAFETY: getuid/getgid cannot fail.
+        oci_spec::runtime::Spec::rootless(unsafe { libc::getuid() }, unsafe { libc::getgid() })
+    } else {
+        oci_spec::runtime::Spec::default()
+    };
+    let text = serde_json::to_string_pretty(&spec)?;
+    std::fs::write(&path, text + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
