@@ -1,0 +1,836 @@
+//! podman driving hako end to end.
+//!
+//! Each test starts podman with `--root/--runroot/--tmpdir` in its own temp dir, a
+//! containers.conf that fits this machine (see docs/engines.md), the vfs storage driver, the
+//! cgroupfs manager and the file events backend, loads a busybox image built from the host's
+//! busybox-static, and runs containers with `--network none` under a per-test cgroup parent.
+//! The runtime is hako unless `HAKO_E2E_RUNTIME` selects another (runc, crun, a path).
+
+#[macro_use]
+#[path = "support/engines.rs"]
+mod engines;
+
+use engines::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const PODMAN_BINS: [&str; 2] = ["podman", "conmon"];
+
+struct Podman {
+    dir: tempfile::TempDir,
+    rt: Runtime,
+    runtime: PathBuf,
+    cgroup_parent: String,
+}
+
+impl Podman {
+    fn new() -> Podman {
+        Self::with_runtime_flags(&[])
+    }
+
+    /// `flags` are global flags given to the runtime on every call (e.g. `--backend sentry`).
+    fn with_runtime_flags(flags: &[&str]) -> Podman {
+        let rt = Runtime::from_env();
+        let dir = short_tempdir("podman");
+        let d = dir.path();
+        for sub in ["root", "runroot", "tmp", "net", "image"] {
+            fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        // The containers.conf from docs/engines.md.
+        fs::write(
+            d.join("containers.conf"),
+            "[containers]\n\
+             default_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\
+             [engine]\n\
+             cgroup_manager = \"cgroupfs\"\n\
+             events_logger = \"file\"\n",
+        )
+        .unwrap();
+        fs::write(
+            d.join("storage.conf"),
+            format!(
+                "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+                d.join("root").display(),
+                d.join("runroot").display()
+            ),
+        )
+        .unwrap();
+        let runtime = rt.install(d, "hako-runtime", flags);
+        let p = Podman {
+            cgroup_parent: format!("/{}", unique("hkp")),
+            dir,
+            rt,
+            runtime,
+        };
+        let archive = build_busybox_archive(&p.dir.path().join("image"), &[]);
+        p.ok(&["load", "-i", archive.to_str().unwrap()]);
+        p
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let d = self.path();
+        let mut c = Command::new("podman");
+        c.env("CONTAINERS_CONF", d.join("containers.conf"))
+            .env("CONTAINERS_STORAGE_CONF", d.join("storage.conf"))
+            .env("TMPDIR", d.join("tmp"))
+            .arg("--runtime")
+            .arg(&self.runtime)
+            .arg("--root")
+            .arg(d.join("root"))
+            .arg("--runroot")
+            .arg(d.join("runroot"))
+            .arg("--tmpdir")
+            .arg(d.join("tmp"))
+            .arg("--network-config-dir")
+            .arg(d.join("net"))
+            .args([
+                "--storage-driver",
+                "vfs",
+                "--cgroup-manager",
+                "cgroupfs",
+                "--events-backend",
+                "file",
+            ]);
+        let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        if matches!(args.first().map(String::as_str), Some("run" | "create")) {
+            // Keep this test's cgroups apart from every other test's.
+            args.insert(1, format!("--cgroup-parent={}", self.cgroup_parent));
+            args.insert(1, "--network=none".into());
+        }
+        c.args(args);
+        c
+    }
+
+    fn cmd(&self, args: &[&str]) -> Out {
+        run_cmd(&mut self.command(args), None, CMD_TIMEOUT)
+    }
+
+    fn cmd_stdin(&self, args: &[&str], stdin: &[u8]) -> Out {
+        run_cmd(&mut self.command(args), Some(stdin), CMD_TIMEOUT)
+    }
+
+    fn fail(&self, what: &str, out: &Out) -> ! {
+        panic!(
+            "{what}\n{}\n{}\n(runtime under test: {:?} {})",
+            out.describe(),
+            runtime_report(self.path()),
+            self.rt.kind,
+            self.rt.binary.display()
+        )
+    }
+
+    /// Runs and requires exit 0.
+    fn ok(&self, args: &[&str]) -> Out {
+        let out = self.cmd(args);
+        if !out.ok() {
+            self.fail("podman command failed", &out);
+        }
+        out
+    }
+
+    /// Runs and requires exit `code`.
+    fn expect_code(&self, args: &[&str], code: i32) -> Out {
+        let out = self.cmd(args);
+        if out.code() != code {
+            self.fail(&format!("expected exit code {code}"), &out);
+        }
+        out
+    }
+
+    fn inspect(&self, name: &str, format: &str) -> String {
+        self.ok(&["inspect", "--format", format, name])
+            .stdout
+            .trim()
+            .to_string()
+    }
+
+    /// After every container is gone: nothing of them may be left in the cgroup tree (the
+    /// runtime's `delete` removes the container cgroup; conmon's own cgroup is podman's).
+    fn assert_no_container_cgroups(&self) {
+        let rel = self.cgroup_parent.trim_start_matches('/');
+        let mut left = Vec::new();
+        for ctrl in [
+            "memory", "pids", "cpu", "freezer", "devices", "blkio", "cpuset",
+        ] {
+            let top = Path::new("/sys/fs/cgroup").join(ctrl).join(rel);
+            if let Ok(rd) = fs::read_dir(&top) {
+                for e in rd.flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if e.path().is_dir() && name.starts_with("libpod-") {
+                        left.push(e.path());
+                    }
+                }
+            }
+        }
+        if !left.is_empty() {
+            panic!(
+                "container cgroups left behind after the containers were removed: {left:?}\n{}",
+                runtime_report(self.path())
+            );
+        }
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let out = self.cmd(&["rm", "--all", "--force", "--time", "0"]);
+        if !out.ok() {
+            eprintln!("cleanup: {}", out.describe());
+        }
+        let forced = force_cleanup(self.path());
+        if !forced.is_empty() {
+            eprintln!("cleanup by force in {}:\n{forced}", self.path().display());
+        }
+        let cg = remove_cgroups(&self.cgroup_parent);
+        let leaked: Vec<_> = cg
+            .iter()
+            .filter(|p| p.to_string_lossy().contains("libpod-"))
+            .collect();
+        if !leaked.is_empty() {
+            eprintln!("cleanup removed leftover container cgroups: {leaked:?}");
+        }
+    }
+}
+
+#[test]
+fn podman_echo() {
+    skip_unless!(PODMAN_BINS);
+    let p = Podman::new();
+    let out = p.ok(&["run", "--rm", IMAGE, "echo", "hello from podman"]);
+    assert_eq!(out.stdout, "hello from podman\n", "{}", out.describe());
+    // stderr of the workload reaches podman's stderr, stdout stays clean.
+    let out = p.ok(&[
+        "run",
+        "--rm",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo to-out; echo to-err >&2",
+    ]);
+    assert_eq!(out.stdout, "to-out\n", "{}", out.describe());
+    assert!(out.stderr.contains("to-err"), "{}", out.describe());
+    p.assert_no_container_cgroups();
+}
+
+#[test]
+fn podman_exit_codes() {
+    skip_unless!(PODMAN_BINS);
+    let p = Podman::new();
+    p.expect_code(&["run", "--rm", IMAGE, "sh", "-c", "exit 42"], 42);
+    p.expect_code(&["run", "--rm", IMAGE, "false"], 1);
+    // Killed by a signal from outside (pid 1 cannot SIGKILL itself): 128 + 9.
+    p.ok(&["run", "-d", "--name", "k9", IMAGE, "sleep", "1000"]);
+    p.ok(&["kill", "--signal", "9", "k9"]);
+    assert_eq!(p.ok(&["wait", "k9"]).stdout.trim(), "137");
+    p.ok(&["rm", "k9"]);
+    // podman maps "no such file or directory"/"executable file not found" from the runtime to 127.
+    let out = p.expect_code(&["run", "--rm", IMAGE, "/no/such/binary"], 127);
+    assert!(!out.stderr.is_empty(), "{}", out.describe());
+    p.assert_no_container_cgroups();
+}
+
+#[test]
+fn podman_stdin_env_workdir_hostname() {
+    skip_unless!(PODMAN_BINS);
+    let p = Podman::new();
+    let out = p.cmd_stdin(
+        &["run", "--rm", "-i", IMAGE, "sh", "-c", "tr a-z A-Z"],
+        b"piped through\n",
+    );
+    if out.stdout != "PIPED THROUGH\n" {
+        p.fail("stdin not relayed", &out);
+    }
+    let out = p.ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "GREETING=hi there",
+        "-w",
+        "/home/hako",
+        "--hostname",
+        "boxy",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo \"$GREETING\"; pwd; hostname",
+    ]);
+    assert_eq!(
+        out.stdout,
+        "hi there\n/home/hako\nboxy\n",
+        "{}",
+        out.describe()
+    );
+}
+
+#[test]
+fn podman_tty() {
+    skip_unless!(PODMAN_BINS);
+    let p = Podman::new();
+    let out = p.ok(&[
+        "run",
+        "--rm",
+        "-t",
+        IMAGE,
+        "sh",
+        "-c",
+        "tty; test -t 0 && test -t 1 && echo both-tty",
+    ]);
+    let text = out.stdout.replace('\r', "");
+    let mut lines = text.lines();
+    let tty = lines.next().unwrap_or_default();
+    assert!(
+        tty.starts_with("/dev/pts/"),
+        "tty: {tty:?}\n{}",
+        out.describe()
+    );
+    assert_eq!(lines.next(), Some("both-tty"), "{}", out.describe());
+    // Without -t there is no terminal.
+    let out = p.expect_code(&["run", "--rm", IMAGE, "tty"], 1);
+    assert!(out.stdout.contains("not a tty"), "{}", out.describe());
+}
+
+#[test]
+fn podman_exec() {
+    skip_unless!(PODMAN_BINS);
+    let p = Podman::new();
+    p.ok(&["run", "-d", "--name", "ex", IMAGE, "sleep", "1000"]);
+    let out = p.ok(&[
+        "exec",
+        "ex",
+        "sh",
+        "-c",
+        "echo exec-ok; cat /proc/1/cmdline | tr '\\0' ' '",
+    ]);
+    assert_eq!(out.stdout, "exec-ok\nsleep 1000 ", "{}", out.describe());
+    p.expect_code(&["exec", "ex", "sh", "-c", "exit 5"], 5);
+    let out = p.ok(&["exec", "--user", "1000:1000", "ex", "id"]);
+    assert!(
+        out.stdout.starts_with("uid=1000(hako) gid=1000(hako)"),
+        "{}",
+        out.describe()
+    );
+    let out = p.ok(&[
+        "exec",
+        "-e",
+        "X=y",
+        "-w",
+        "/tmp",
+        "ex",
+        "sh",
+        "-c",
+        "echo $X; pwd",
+    ]);
+    assert_eq!(out.stdout, "y\n/tmp\n", "{}", out.describe());
+    let out = p.ok(&["exec", "-t", "ex", "tty"]);
+    assert!(
+        out.stdout.trim().starts_with("/dev/pts/"),
+        "{}",
+        out.describe()
+    );
+    let out = p.cmd_stdin(&["exec", "-i", "ex", "cat"], b"into exec\n");
+    if out.stdout != "into exec\n" {
+        p.fail("exec -i stdin not relayed", &out);
+    }
+    // The exec'd process shares the container's pid namespace: it sees sleep as pid 1 and itself.
+    let out = p.ok(&["exec", "ex", "ps", "-o", "pid,comm"]);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["1", "sleep"]),
+        "{}",
+        out.describe()
+    );
+    p.ok(&["rm", "-f", "-t", "0", "ex"]);
+    p.assert_no_container_cgroups();
+}
+
+#[test]
+fn podman_memory_limit() {
+    skip_unless!(PODMAN_BINS);
+    let p = Podman::new();
+    let out = p.ok(&["run", "--rm", "--memory", "64m", IMAGE, "sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"]);
+    assert_eq!(out.stdout.trim(), "67108864", "{}", out.describe());
+    // Enforced: a child that eats memory is OOM-killed (128 + SIGKILL) in the container's cgroup.
+    let out = p.cmd(&[
+        "run",
+        "--rm",
+        "--memory",
+        "32m",
+        "--memory-swap",
+        "32m",
+        IMAGE,
+        "sh",
+        "-c",
+        "tail /dev/zero; echo rc=$?; grep -E '^oom_kill ' /sys/fs/cgroup/memory/memory.oom_control",
+    ]);
+    if !out.ok() || !out.stdout.contains("rc=137") || !out.stdout.contains("oom_kill 1") {
+        p.fail(
+            "expected the OOM killer to kill the memory hog inside the limit",
+            &out,
+        );
+    }
+    p.assert_no_container_cgroups();
+}
+
+#[test]
+fn podman_pids_limit() {
+    skip_unless!(PODMAN_BINS);
+    let p = Podman::new();
+    let out = p.cmd(&[
+        "run", "--rm", "--pids-limit", "5", IMAGE, "sh", "-c",
+        "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max; for i in 1 2 3 4 5 6 7 8; do sleep 2 & done; wait",
+    ]);
+    assert_eq!(out.stdout.lines().next(), Some("5"), "{}", out.describe());
+    if out.ok() || !out.stderr.contains("can't fork") {
+        p.fail(
+            "the pids limit was not enforced (expected `can't fork`)",
+            &out,
+        );
+    }
+    p.assert_no_container_cgroups();
+}
+
+/// CapEff from /proc/self/status as a number.
+fn cap_eff(status: &str) -> u64 {
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("CapEff:"))
+        .expect("CapEff line");
+    u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+}
+
+#[test]
+fn podman_cap_drop() {
+    skip_unless!(PODMAN_BINS);
+    let p = Podman::new();
+    const CAP_CHOWN: u64 = 1 << 0;
+    const CAP_NET_RAW: u64 = 1 << 13;
+    const CAP_SYS_ADMIN: u64 = 1 << 21;
+    let def = cap_eff(
+        &p.ok(&["run", "--rm", IMAGE, "cat", "/proc/self/status"])
+            .stdout,
+    );
+    assert!(
+        def & CAP_CHOWN != 0,
+        "podman's default set has CAP_CHOWN: {def:x}"
+    );
+    assert!(
+        def & CAP_SYS_ADMIN == 0,
+        "podman's default set has no CAP_SYS_ADMIN: {def:x}"
+    );
+    let out = p.cmd(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "CHOWN",
+        "--cap-drop",
+        "NET_RAW",
+        IMAGE,
+        "sh",
+        "-c",
+        "grep Cap /proc/self/status; touch /tmp/f; chown 1000 /tmp/f",
+    ]);
+    let eff = cap_eff(&out.stdout);
+    assert!(
+        eff & (CAP_CHOWN | CAP_NET_RAW) == 0,
+        "dropped caps still effective: {eff:x}\n{}",
+        out.describe()
+    );
+    assert_eq!(eff, def & !(CAP_CHOWN | CAP_NET_RAW), "{}", out.describe());
+    if out.ok() || !out.stderr.contains("Operation not permitted") {
+        p.fail("chown should fail without CAP_CHOWN", &out);
+    }
+    let out = p.ok(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "all",
+        IMAGE,
+        "cat",
+        "/proc/self/status",
+    ]);
+    assert_eq!(cap_eff(&out.stdout), 0, "{}", out.describe());
+    // no_new_privileges comes with --security-opt.
+    let out = p.ok(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "no-new-privileges",
+        IMAGE,
+        "grep",
+        "NoNewPrivs",
+        "/proc/self/status",
+    ]);
+    assert!(out.stdout.contains('1'), "{}", out.describe());
+}
+
+#[test]
+fn podman_read_only() {
+    skip_unless!(PODMAN_BINS);
+    let p = Podman::new();
+    let out = p.cmd(&["run", "--rm", "--read-only", IMAGE, "touch", "/newfile"]);
+    if out.ok() || !out.stderr.contains("Read-only file system") {
+        p.fail("the root filesystem should be read-only", &out);
+    }
+    // podman's --read-only keeps /tmp (tmpfs) writable.
+    let out = p.ok(&[
+        "run",
+        "--rm",
+        "--read-only",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo x > /tmp/ok && cat /tmp/ok",
+    ]);
+    assert_eq!(out.stdout, "x\n", "{}", out.describe());
+    // Without --read-only the root is writable.
+    p.ok(&["run", "--rm", IMAGE, "touch", "/newfile"]);
+}
+
+#[test]
+fn podman_user() {
+    skip_unless!(PODMAN_BINS);
+    let p = Podman::new();
+    let out = p.ok(&["run", "--rm", "--user", "1000:1000", IMAGE, "id"]);
+    assert!(
+        out.stdout.starts_with("uid=1000(hako) gid=1000(hako)"),
+        "{}",
+        out.describe()
+    );
+    let out = p.ok(&[
+        "run",
+        "--rm",
+        "--user",
+        "nobody",
+        IMAGE,
+        "sh",
+        "-c",
+        "id -u; id -g",
+    ]);
+    assert_eq!(out.stdout, "65534\n65534\n", "{}", out.describe());
+    let out = p.ok(&[
+        "run",
+        "--rm",
+        "--user",
+        "1000",
+        "--group-add",
+        "65534",
+        IMAGE,
+        "id",
+        "-G",
+    ]);
+    let groups: Vec<&str> = out.stdout.split_whitespace().collect();
+    assert!(
+        groups.contains(&"1000") && groups.contains(&"65534"),
+        "{}",
+        out.describe()
+    );
+    // A non-root user cannot write to / (owned by root, 0755).
+    let out = p.cmd(&["run", "--rm", "--user", "1000", IMAGE, "touch", "/x"]);
+    if out.ok() {
+        p.fail("uid 1000 must not be able to write to /", &out);
+    }
+}
+
+#[test]
+fn podman_pause_unpause() {
+    skip_unless!(PODMAN_BINS);
+    let p = Podman::new();
+    p.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "pz",
+        IMAGE,
+        "sh",
+        "-c",
+        "while :; do date +%s%N > /tmp/t; sleep 0.05; done",
+    ]);
+    let pid: u32 = p.inspect("pz", "{{.State.Pid}}").parse().expect("pid");
+    p.ok(&["pause", "pz"]);
+    assert_eq!(p.inspect("pz", "{{.State.Status}}"), "paused");
+    let freezer = cgroup_dir_of(pid, "freezer").expect("freezer cgroup of the container");
+    let state = fs::read_to_string(freezer.join("freezer.state")).unwrap_or_default();
+    assert_eq!(state.trim(), "FROZEN", "freezer {}", freezer.display());
+    // A frozen task sleeps in the refrigerator: it makes no progress.
+    let before = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let after = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let utime = |s: &str| {
+        s.rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .nth(11)
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        utime(&before),
+        utime(&after),
+        "a paused container's init must not run"
+    );
+    p.ok(&["unpause", "pz"]);
+    assert_eq!(p.inspect("pz", "{{.State.Status}}"), "running");
+    let state = fs::read_to_string(freezer.join("freezer.state")).unwrap_or_default();
+    assert_eq!(state.trim(), "THAWED");
+    let a = p.ok(&["exec", "pz", "cat", "/tmp/t"]).stdout;
+    assert!(
+        wait_until(Duration::from_secs(20), || p
+            .ok(&["exec", "pz", "cat", "/tmp/t"])
+            .stdout
+            != a),
+        "no progress after unpause"
+    );
+    p.ok(&["rm", "-f", "-t", "0", "pz"]);
+    p.assert_no_container_cgroups();
+}
+
+#[test]
+fn podman_stop_and_kill() {
+    skip_unless!(PODMAN_BINS);
+    let p = Podman::new();
+    // SIGTERM is delivered: the workload's trap decides the exit code.
+    p.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "st",
+        IMAGE,
+        "sh",
+        "-c",
+        "trap 'exit 7' TERM; while :; do sleep 0.1; done",
+    ]);
+    p.ok(&["stop", "-t", "30", "st"]);
+    assert_eq!(p.inspect("st", "{{.State.Status}}"), "exited");
+    assert_eq!(p.inspect("st", "{{.State.ExitCode}}"), "7");
+    // A pid 1 without a handler ignores SIGTERM: stop escalates to SIGKILL.
+    p.ok(&["run", "-d", "--name", "st2", IMAGE, "sleep", "1000"]);
+    p.ok(&["stop", "-t", "1", "st2"]);
+    assert_eq!(p.inspect("st2", "{{.State.ExitCode}}"), "137");
+    // kill with a named signal.
+    p.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "k",
+        IMAGE,
+        "sh",
+        "-c",
+        "trap 'exit 3' USR1; while :; do sleep 0.1; done",
+    ]);
+    p.ok(&["kill", "--signal", "USR1", "k"]);
+    assert_eq!(p.ok(&["wait", "k"]).stdout.trim(), "3");
+    // restart a stopped container (create+start again on the same name).
+    p.ok(&["start", "st"]);
+    assert_eq!(p.inspect("st", "{{.State.Status}}"), "running");
+    p.ok(&["rm", "-f", "-t", "0", "st", "st2", "k"]);
+    p.assert_no_container_cgroups();
+}
+
+#[test]
+fn podman_create_start_attach_logs() {
+    skip_unless!(PODMAN_BINS);
+    let p = Podman::new();
+    p.ok(&[
+        "create",
+        "--name",
+        "cs",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo created-then-started; exit 9",
+    ]);
+    assert_eq!(p.inspect("cs", "{{.State.Status}}"), "created");
+    let out = p.cmd(&["start", "--attach", "cs"]);
+    assert_eq!(out.code(), 9, "{}", out.describe());
+    assert!(
+        out.stdout.contains("created-then-started"),
+        "{}",
+        out.describe()
+    );
+    let out = p.ok(&["logs", "cs"]);
+    assert!(
+        out.stdout.contains("created-then-started"),
+        "{}",
+        out.describe()
+    );
+    p.ok(&["rm", "cs"]);
+    p.assert_no_container_cgroups();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Other hako backends through podman: each case runs when hako reports that backend in
+// `hako features`, and says why when it does not.
+// ---------------------------------------------------------------------------------------------
+
+fn backend_case(backend: &str) -> Option<Podman> {
+    let rt = Runtime::from_env();
+    if !rt.is_hako() {
+        eprintln!(
+            "SKIP backend {backend}: the runtime under test is {:?}, not hako",
+            rt.kind
+        );
+        return None;
+    }
+    if !rt.has_backend(backend) {
+        let f = rt.direct(&["features"]);
+        eprintln!(
+            "SKIP backend {backend}: not listed by `hako features`\n{}",
+            f.describe()
+        );
+        return None;
+    }
+    Some(Podman::new())
+}
+
+fn annotated_busybox_cases(p: &Podman, backend: &str) {
+    let ann = format!("io.hako.backend={backend}");
+    let out = p.ok(&[
+        "run",
+        "--rm",
+        "--annotation",
+        &ann,
+        IMAGE,
+        "echo",
+        "hello from",
+        backend,
+    ]);
+    assert_eq!(
+        out.stdout,
+        format!("hello from {backend}\n"),
+        "{}",
+        out.describe()
+    );
+    p.expect_code(
+        &[
+            "run",
+            "--rm",
+            "--annotation",
+            &ann,
+            IMAGE,
+            "sh",
+            "-c",
+            "exit 42",
+        ],
+        42,
+    );
+    let out = p.cmd_stdin(
+        &["run", "--rm", "-i", "--annotation", &ann, IMAGE, "cat"],
+        b"stdin ok\n",
+    );
+    if out.stdout != "stdin ok\n" {
+        p.fail(&format!("stdin through the {backend} backend"), &out);
+    }
+    let out = p.ok(&[
+        "run",
+        "--rm",
+        "--annotation",
+        &ann,
+        "-e",
+        "V=1",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo $V; ls / | grep -c bin",
+    ]);
+    assert_eq!(out.stdout, "1\n1\n", "{}", out.describe());
+    p.assert_no_container_cgroups();
+}
+
+#[test]
+fn podman_backend_sentry() {
+    skip_unless!(PODMAN_BINS);
+    let Some(p) = backend_case("sentry") else {
+        return;
+    };
+    annotated_busybox_cases(&p, "sentry");
+}
+
+#[test]
+fn podman_backend_microvm() {
+    skip_unless!(PODMAN_BINS);
+    let Some(p) = backend_case("microvm") else {
+        return;
+    };
+    annotated_busybox_cases(&p, "microvm");
+}
+
+#[test]
+fn podman_backend_wasm() {
+    skip_unless!(PODMAN_BINS);
+    let Some(p) = backend_case("wasm") else {
+        return;
+    };
+    // The wasm helper's fixture modules: the first *.wasm (or *.wat, compiled with wat2wasm) that
+    // prints something, copied into an image; the test checks exit code 0 and some stdout.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wasm");
+    let module = find_wasm_fixture(&fixtures, p.path());
+    let Some((name, bytes)) = module else {
+        eprintln!(
+            "SKIP backend wasm: no hello module under {}",
+            fixtures.display()
+        );
+        return;
+    };
+    let dir = p.path().join("wasm-image");
+    fs::create_dir_all(&dir).unwrap();
+    let archive = build_busybox_archive(&dir, &[("/app/hello.wasm", bytes, 0o755)]);
+    // Same tag: replaces the plain busybox image in this podman's store.
+    p.ok(&["load", "-i", archive.to_str().unwrap()]);
+    for ann in [
+        "io.hako.backend=wasm",
+        "run.oci.handler=wasm",
+        "module.wasm.image/variant=compat",
+    ] {
+        let out = p.cmd(&["run", "--rm", "--annotation", ann, IMAGE, "/app/hello.wasm"]);
+        if !out.ok() || out.stdout.is_empty() {
+            p.fail(&format!("wasm module {name} with annotation {ann}"), &out);
+        }
+    }
+    // Chosen by the module's magic alone.
+    let out = p.cmd(&["run", "--rm", IMAGE, "/app/hello.wasm"]);
+    if !out.ok() || out.stdout.is_empty() {
+        p.fail(
+            &format!("wasm module {name} chosen by its \\0asm magic"),
+            &out,
+        );
+    }
+}
+
+fn find_wasm_fixture(dir: &Path, scratch: &Path) -> Option<(String, Vec<u8>)> {
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    let pick = |ext: &str| {
+        entries
+            .iter()
+            .find(|p| {
+                p.extension().is_some_and(|e| e == ext)
+                    && p.file_stem()
+                        .is_some_and(|s| s.to_string_lossy().contains("hello"))
+            })
+            .cloned()
+    };
+    if let Some(w) = pick("wasm") {
+        return Some((w.display().to_string(), fs::read(&w).ok()?));
+    }
+    let wat = pick("wat")?;
+    which("wat2wasm")?;
+    let out_path = scratch.join("hello.wasm");
+    let o = run_cmd(
+        Command::new("wat2wasm").arg(&wat).arg("-o").arg(&out_path),
+        None,
+        CMD_TIMEOUT,
+    );
+    assert!(o.ok(), "{}", o.describe());
+    Some((wat.display().to_string(), fs::read(&out_path).ok()?))
+}
