@@ -1,0 +1,245 @@
+//! Shared helpers for the CLI-level tests: busybox bundles made from Debian's busybox-static,
+//! a `hako` command with its own state root, and small probes of the machine.
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub const HAKO: &str = env!("CARGO_BIN_EXE_hako");
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A unique name for this test process and call.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst))
+}
+
+/// Why a root-only test cannot run here, if it cannot.
+pub fn need_root() -> Option<String> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not running as root".into());
+    }
+    None
+}
+
+/// Skip (return early) with a printed reason.
+#[macro_export]
+macro_rules! skip_unless {
+    ($why:expr) => {
+        if let Some(why) = $why {
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+    };
+}
+
+/// Where the busybox-static binary is (Debian's package puts it at /bin/busybox).
+pub fn busybox() -> PathBuf {
+    for p in ["/bin/busybox", "/usr/bin/busybox"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!("busybox-static is not installed (apt-get install busybox-static); scripts/setup installs it");
+}
+
+/// A bundle directory with a busybox rootfs and a config.json we can edit as JSON.
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub config: Value,
+}
+
+impl Bundle {
+    /// A busybox bundle running `args`, with the namespaces, mounts and masked paths that
+    /// `runc spec` writes.
+    pub fn busybox(args: &[&str]) -> Bundle {
+        let dir = std::env::temp_dir().join(unique("hako-bundle"));
+        let rootfs = dir.join("rootfs");
+        for d in ["bin", "sbin", "usr/bin", "usr/sbin", "etc", "tmp", "proc", "sys", "dev", "root", "var", "run"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        std::fs::copy(busybox(), rootfs.join("bin/busybox")).unwrap();
+        let out = Command::new(rootfs.join("bin/busybox")).arg("--list").output().unwrap();
+        for applet in String::from_utf8_lossy(&out.stdout).lines() {
+            if applet != "busybox" {
+                let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet));
+            }
+        }
+        std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n").unwrap();
+        std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+        std::fs::write(rootfs.join("etc/hostname"), "rootfs-file\n").unwrap();
+        let config = json!({
+            "ociVersion": "1.0.2",
+            "process": {
+                "terminal": false,
+                "user": {"uid": 0, "gid": 0},
+                "args": args,
+                "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+                "cwd": "/",
+                "capabilities": {
+                    "bounding": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                    "effective": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                    "permitted": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                    "ambient": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+                },
+                "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+                "noNewPrivileges": true
+            },
+            "root": {"path": "rootfs", "readonly": false},
+            "hostname": "hako",
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+                {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+                {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+                {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+                {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}
+            ],
+            "linux": {
+                "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+                "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
+                "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
+                "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+            }
+        });
+        let b = Bundle { dir, config };
+        b.save();
+        b
+    }
+
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+
+    /// Change the config (a closure on the JSON) and write it back.
+    pub fn edit(&mut self, f: impl FnOnce(&mut Value)) -> &mut Self {
+        f(&mut self.config);
+        self.save();
+        self
+    }
+
+    pub fn save(&self) {
+        std::fs::write(self.dir.join("config.json"), serde_json::to_vec_pretty(&self.config).unwrap()).unwrap();
+    }
+}
+
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `hako` with its own state root (removed on drop, after deleting what is left in it).
+pub struct Hako {
+    pub root: PathBuf,
+}
+
+impl Hako {
+    pub fn new() -> Hako {
+        let root = std::env::temp_dir().join(unique("hako-root"));
+        Hako { root }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(HAKO);
+        c.arg("--root").arg(&self.root);
+        c
+    }
+
+    /// Run hako with these args; stdin is /dev/null.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).stdin(std::process::Stdio::null()).output().expect("spawn hako")
+    }
+
+    /// Run and insist on success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "hako {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Run and insist on failure with exit 1 and one error line on stderr; returns it.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(1), "hako {args:?} should fail with 1: stdout {} stderr {err}", String::from_utf8_lossy(&o.stdout));
+        assert_eq!(err.lines().count(), 1, "hako {args:?}: expected one error line, got: {err}");
+        err
+    }
+
+    pub fn state(&self, id: &str) -> Value {
+        serde_json::from_str(&self.ok(&["state", id])).expect("state is JSON")
+    }
+
+    pub fn status(&self, id: &str) -> String {
+        self.state(id)["status"].as_str().unwrap().to_string()
+    }
+
+    /// Container ids left in the state root.
+    pub fn leftovers(&self) -> Vec<String> {
+        std::fs::read_dir(&self.root)
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Hako {
+    fn drop(&mut self) {
+        for id in self.leftovers() {
+            let _ = self.cmd().args(["delete", "--force", &id]).output();
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Stdout of a finished command as a string.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Cgroup directories named after `needle` under every v1 hierarchy and the unified mount.
+pub fn cgroup_dirs_named(needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    fn walk(dir: &Path, needle: &str, depth: u32, found: &mut Vec<PathBuf>) {
+        if depth > 4 {
+            return;
+        }
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                if e.file_name().to_string_lossy().contains(needle) {
+                    found.push(e.path());
+                }
+                walk(&e.path(), needle, depth + 1, found);
+            }
+        }
+    }
+    walk(Path::new("/sys/fs/cgroup"), needle, 0, &mut found);
+    found
+}
+
+/// Processes whose command line mentions `needle`.
+pub fn processes_mentioning(needle: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&p| p != me)
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}
