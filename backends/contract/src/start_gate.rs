@@ -52,7 +52,11 @@ pub fn release(fifo: &Path, alive: impl Fn() -> bool) -> Result<()> {
 
 /// Make the fifo (mode 0622, as runc's exec.fifo).
 pub fn make(fifo: &Path) -> Result<()> {
-    nix::unistd::mkfifo(fifo, Mode::from_bits_truncate(0o622)).with_context(|| format!("mkfifo {}", fifo.display()))
+    nix::unistd::mkfifo(fifo, Mode::from_bits_truncate(0o622)).with_context(|| format!("mkfifo {}", fifo.display()))?;
+    // mkfifo honours the umask; the workload's host process may run as another user (a
+    // container's non-root user, a user namespace's root) and must still be able to open it.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(fifo, std::fs::Permissions::from_mode(0o622)).with_context(|| format!("chmod {}", fifo.display()))
 }
 
 #[cfg(test)]
