@@ -1,0 +1,375 @@
+//! hako's shared benchmark: every available hako backend against the installed peer runtimes
+//! (runc, crun, runsc, qemu `-M microvm`, a wasm CLI), on the same workloads, in one run,
+//! interleaved round-robin per iteration so machine drift hits everyone alike.
+//!
+//! Entry points: [`main_with_args`] (argv-style, `args[0]` is the program name) or
+//! [`BenchArgs`] (a clap `Args` struct the `hako bench` subcommand can flatten) with [`run`].
+
+pub mod cgroup;
+pub mod plot;
+pub mod procs;
+pub mod report;
+pub mod stats;
+pub mod subjects;
+pub mod workloads;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use report::{Machine, Report, Settings, SubjectReport};
+use subjects::{Ctx, Plan, Subject, BACKENDS, PEERS};
+
+/// Compare hako's backends with runc, crun, runsc, qemu -M microvm and a wasm CLI.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// hako backends to measure (comma-separated; "none" for none)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "container,sentry,microvm,wasm"
+    )]
+    pub backends: Vec<String>,
+    /// Peer runtimes to measure (comma-separated; "none" for none)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "runc,crun,runsc,qemu,wasmtime,wasm-interp"
+    )]
+    pub peers: Vec<String>,
+    /// Measured runs per subject
+    #[arg(long, default_value_t = 20)]
+    pub runs: usize,
+    /// Warm-up runs per subject (recorded, not counted)
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Write every sample here as JSON
+    #[arg(long, default_value = "hako-bench.json")]
+    pub json: PathBuf,
+    /// Write the SVG plot here
+    #[arg(long, default_value = "hako-bench.svg")]
+    pub plot: PathBuf,
+    /// The hako binary (default: this binary when it is hako, else target/release/hako,
+    /// target/debug/hako, or hako on PATH)
+    #[arg(long)]
+    pub hako: Option<PathBuf>,
+    /// Guest kernel for the qemu peer (default: /var/cache/hako/kernels/vmlinux)
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+    /// Idle sandboxes to start per subject for the density test (0: skip)
+    #[arg(long, default_value_t = 50)]
+    pub density: usize,
+    /// Cap on idle microVMs (each boots a kernel)
+    #[arg(long, default_value_t = 4)]
+    pub density_vm: usize,
+    /// Runs of the getpid/pread loop per subject (0: skip)
+    #[arg(long, default_value_t = 3)]
+    pub syscall_runs: usize,
+    /// Iterations of each loop inside one syscall run
+    #[arg(long, default_value_t = 20000)]
+    pub syscall_loops: u64,
+    /// Working directory for bundles, state roots and scratch files
+    #[arg(long, default_value = "/var/tmp/hako-bench")]
+    pub work_dir: PathBuf,
+    /// Mount hugetlb as a cgroup v1 hierarchy when crun refuses this hybrid host
+    #[arg(long)]
+    pub mount_hugetlb: bool,
+    /// Per-command timeout in seconds
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
+    /// No progress bar
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "hako-bench", about = "hako's shared benchmark")]
+struct Cli {
+    #[command(flatten)]
+    args: BenchArgs,
+}
+
+/// argv-style entry point; `args[0]` is the program name. Returns the exit code.
+pub fn main_with_args(args: Vec<String>) -> Result<i32> {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return Ok(code);
+        }
+    };
+    run(cli.args)
+}
+
+fn default_hako() -> Option<PathBuf> {
+    if let Ok(exe) = std::env::current_exe() {
+        if exe.file_name().and_then(|n| n.to_str()) == Some("hako") {
+            return Some(exe);
+        }
+    }
+    let ws = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()?
+        .to_path_buf();
+    for p in ["target/release/hako", "target/debug/hako"] {
+        if ws.join(p).is_file() {
+            return Some(ws.join(p));
+        }
+    }
+    procs::which("hako")
+}
+
+fn validate(list: &[String], known: &[&str], what: &str) -> Result<Vec<String>> {
+    let mut v = Vec::new();
+    for x in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        if x == "none" {
+            continue;
+        }
+        if x == "all" {
+            v.extend(known.iter().map(|s| s.to_string()));
+            continue;
+        }
+        if !known.contains(&x) {
+            bail!("unknown {what} {x:?} (known: {})", known.join(", "));
+        }
+        v.push(x.to_string());
+    }
+    Ok(v)
+}
+
+/// Is crun refused because hugetlb sits on the cgroup2 mount of a hybrid host?
+pub fn hugetlb_on_unified() -> bool {
+    std::fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers")
+        .map(|c| c.split_whitespace().any(|x| x == "hugetlb"))
+        .unwrap_or(false)
+}
+
+fn mount_hugetlb() -> Result<()> {
+    std::fs::create_dir_all("/sys/fs/cgroup/hugetlb")?;
+    let st = std::process::Command::new("mount")
+        .args([
+            "-t",
+            "cgroup",
+            "-o",
+            "hugetlb",
+            "none",
+            "/sys/fs/cgroup/hugetlb",
+        ])
+        .status()
+        .context("running mount")?;
+    if !st.success() {
+        bail!("mount -t cgroup -o hugetlb failed: {st}");
+    }
+    Ok(())
+}
+
+/// Run the benchmark. Returns the exit code (0 when the run completed, whatever was skipped).
+pub fn run(a: BenchArgs) -> Result<i32> {
+    let backends = validate(&a.backends, BACKENDS, "backend")?;
+    let peers = validate(&a.peers, PEERS, "peer")?;
+    if a.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let began = Instant::now();
+    let started_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    procs::become_subreaper()?;
+    procs::setup_sigchld()?;
+    if a.mount_hugetlb && hugetlb_on_unified() {
+        mount_hugetlb()?;
+        eprintln!("mounted hugetlb as a cgroup v1 hierarchy at /sys/fs/cgroup/hugetlb");
+    }
+    let dir = std::path::absolute(&a.work_dir)?;
+    std::fs::create_dir_all(dir.join("tmp"))?;
+    std::fs::create_dir_all(dir.join("bundles"))?;
+    std::fs::create_dir_all(dir.join("roots"))?;
+    let mem = cgroup::detect();
+    let cg_desc = match &mem {
+        Ok(cgroup::Memory::V1(p)) => format!("v1 memory at {}", p.display()),
+        Ok(cgroup::Memory::V2(p)) => format!("v2 at {}", p.display()),
+        Err(e) => e.clone(),
+    };
+    let ctx = Ctx {
+        dir: dir.clone(),
+        tag: format!("{}", std::process::id()),
+        mem: mem.ok(),
+        timeout: Duration::from_secs(a.timeout),
+    };
+    let w = workloads::Workloads::prepare(&dir)?;
+    let plan = Plan {
+        backends,
+        peers,
+        hako: a.hako.clone().or_else(default_hako),
+        kernel: a.kernel.clone(),
+        density: a.density,
+        density_vm: a.density_vm,
+        search_path: std::env::var_os("PATH").unwrap_or_else(|| {
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
+        }),
+    };
+    let (planned, mut skipped) = subjects::plan(&plan, &w);
+
+    let pb = if a.no_progress {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+    };
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} {msg}")
+            .unwrap(),
+    );
+    pb.set_length(planned.len() as u64);
+
+    // Probe: one run each; what fails is skipped with the reason.
+    let mut active: Vec<(Subject, SubjectReport)> = Vec::new();
+    for s in planned {
+        pb.set_message(format!("probing {}", s.name));
+        match s.probe(&ctx) {
+            Ok(first) => {
+                let rep = SubjectReport {
+                    name: s.name.clone(),
+                    kind: s.kind,
+                    category: s.category,
+                    workload: s.workload.clone(),
+                    version: s.version.clone(),
+                    baseline: s.category.baseline().to_string(),
+                    first_run_ms: Some(first.total_ms),
+                    samples: vec![],
+                    startup_ms: None,
+                    runtime_rss_mib: None,
+                    sandbox_rss_mib: None,
+                    cgroup_peak_mib: None,
+                    peak_mib: None,
+                    startup_ratio: None,
+                    memory_ratio: None,
+                    failed_samples: 0,
+                    syscall: vec![],
+                    getpid_ns: None,
+                    read_ns: None,
+                    getpid_ratio: None,
+                    density: None,
+                    density_note: s.density.clone().err(),
+                };
+                active.push((s, rep));
+            }
+            Err(reason) => {
+                pb.println(format!("skipping {}: {reason}", s.name));
+                skipped.push(subjects::Skipped {
+                    name: s.name.clone(),
+                    kind: s.kind,
+                    category: s.category,
+                    reason,
+                });
+            }
+        }
+        pb.inc(1);
+    }
+
+    let iters = a.warmup + a.runs;
+    let syscall_subjects = active.iter().filter(|(s, _)| s.syscall_bench).count();
+    let density_subjects = active
+        .iter()
+        .filter(|(s, _)| matches!(s.density, Ok(n) if n > 0) && a.density > 0)
+        .count();
+    pb.set_length(
+        pb.position()
+            + (iters * active.len() + a.syscall_runs * syscall_subjects + density_subjects) as u64,
+    );
+
+    // Startup and memory, round-robin.
+    for it in 0..iters {
+        let warm = it < a.warmup;
+        for (s, rep) in active.iter_mut() {
+            pb.set_message(format!(
+                "{} run {}/{}{}",
+                s.name,
+                it + 1,
+                iters,
+                if warm { " (warm-up)" } else { "" }
+            ));
+            let smp = s.sample(&ctx, it + 1, warm);
+            if let Some(e) = &smp.error {
+                pb.println(format!("{} run {}: {e}", s.name, it + 1));
+            }
+            rep.samples.push(smp);
+            pb.inc(1);
+        }
+    }
+
+    // Syscall cost, round-robin.
+    for r in 0..a.syscall_runs {
+        for (s, rep) in active.iter_mut().filter(|(s, _)| s.syscall_bench) {
+            pb.set_message(format!(
+                "{} getpid loop {}/{}",
+                s.name,
+                r + 1,
+                a.syscall_runs
+            ));
+            match s.syscall_sample(&ctx, &format!("sys{r}"), a.syscall_loops) {
+                Ok(x) => rep.syscall.push(x),
+                Err(e) => pb.println(format!("{} syscall run {}: {e:#}", s.name, r + 1)),
+            }
+            pb.inc(1);
+        }
+    }
+
+    // Density, one subject at a time (each is a batch of sandboxes alive at once).
+    if a.density > 0 {
+        for (s, rep) in active.iter_mut() {
+            let Ok(n) = s.density.clone() else { continue };
+            if n == 0 {
+                continue;
+            }
+            pb.set_message(format!("{} density: {n} idle sandboxes", s.name));
+            rep.density = Some(s.density(&ctx, n, Duration::from_secs(a.timeout)));
+            pb.inc(1);
+        }
+    }
+    pb.finish_and_clear();
+    cgroup::remove_top();
+
+    let mut report = Report {
+        tool: format!("hako-bench {}", env!("CARGO_PKG_VERSION")),
+        command: std::env::args().collect(),
+        started_unix,
+        duration_s: 0.0,
+        machine: Machine::detect(cg_desc),
+        settings: Settings {
+            runs: a.runs,
+            warmup: a.warmup,
+            density: a.density,
+            density_vm: a.density_vm,
+            syscall_runs: a.syscall_runs,
+            syscall_loops: a.syscall_loops,
+        },
+        subjects: active.into_iter().map(|(_, r)| r).collect(),
+        skipped,
+    };
+    for s in report.subjects.iter_mut() {
+        s.summarize();
+    }
+    report.compute_ratios();
+    report.duration_s = began.elapsed().as_secs_f64();
+
+    print!("{}", report.table());
+    println!(
+        "machine: {} cpus ({}), {} MiB, kernel {}; cgroup memory: {}; took {:.0} s",
+        report.machine.cpus,
+        report.machine.cpu,
+        report.machine.mem_total_mib,
+        report.machine.kernel,
+        report.machine.cgroup_memory,
+        report.duration_s
+    );
+    std::fs::write(&a.json, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("writing {}", a.json.display()))?;
+    std::fs::write(&a.plot, plot::render_svg(&report)?)
+        .with_context(|| format!("writing {}", a.plot.display()))?;
+    println!("samples: {}   plot: {}", a.json.display(), a.plot.display());
+    Ok(0)
+}

@@ -1,0 +1,404 @@
+//! Spawning the runtimes under test, timing them and collecting their rusage.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// What one finished child process cost.
+#[derive(Debug, Clone, Copy)]
+pub struct Finished {
+    /// Raw wait status.
+    pub status: i32,
+    /// ru_maxrss of the child (and of its descendants it waited for), KiB.
+    pub maxrss_kb: u64,
+    pub elapsed: Duration,
+}
+
+impl Finished {
+    pub fn success(&self) -> bool {
+        libc::WIFEXITED(self.status) && libc::WEXITSTATUS(self.status) == 0
+    }
+    pub fn describe(&self) -> String {
+        if libc::WIFEXITED(self.status) {
+            format!("exit status {}", libc::WEXITSTATUS(self.status))
+        } else if libc::WIFSIGNALED(self.status) {
+            format!("killed by signal {}", libc::WTERMSIG(self.status))
+        } else {
+            format!("wait status {:#x}", self.status)
+        }
+    }
+}
+
+/// Make this process the reaper of orphaned descendants, so the sandboxes that `X create`
+/// leaves behind become our children: we can then wait4() them and read their ru_maxrss.
+pub fn become_subreaper() -> Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if r != 0 {
+        bail!(
+            "prctl(PR_SET_CHILD_SUBREAPER): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+/// Reap every exited child without blocking (orphans reparented to us).
+pub fn reap_zombies() {
+    loop {
+        let mut st = 0;
+        // SAFETY: plain waitpid.
+        let r = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
+        if r <= 0 {
+            break;
+        }
+    }
+}
+
+/// How a command's stdio is wired.
+pub struct Io {
+    pub stdout: Option<PathBuf>,
+    pub stderr: PathBuf,
+}
+
+/// Run `argv` to completion, inside `cgroup_procs` (a `cgroup.procs` file) when given, with
+/// stdin from /dev/null, stdout to a file or /dev/null, stderr to a file. Kills it after `timeout`.
+pub fn run(
+    argv: &[String],
+    io: &Io,
+    cgroup_procs: &[PathBuf],
+    timeout: Duration,
+) -> Result<Finished> {
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]).stdin(Stdio::null());
+    match &io.stdout {
+        Some(p) => {
+            cmd.stdout(File::create(p).with_context(|| format!("creating {}", p.display()))?)
+        }
+        None => cmd.stdout(Stdio::null()),
+    };
+    cmd.stderr(
+        File::create(&io.stderr).with_context(|| format!("creating {}", io.stderr.display()))?,
+    );
+    join_cgroups_in_child(&mut cmd, cgroup_procs)?;
+    let start = Instant::now();
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("spawning {}", argv[0]))?;
+    let pid = child.id() as i32;
+    let (status, maxrss_kb) =
+        wait_pid(pid, timeout)?.with_context(|| format!("{} is not our child", argv[0]))?;
+    Ok(Finished {
+        status,
+        maxrss_kb,
+        elapsed: start.elapsed(),
+    })
+}
+
+/// Make the child move itself into each cgroup (write "0" to cgroup.procs) before exec, so
+/// everything it does is charged there from its first page.
+fn join_cgroups_in_child(cmd: &mut Command, cgroup_procs: &[PathBuf]) -> Result<()> {
+    if cgroup_procs.is_empty() {
+        return Ok(());
+    }
+    let paths: Vec<CString> = cgroup_procs
+        .iter()
+        .map(|p| CString::new(p.as_os_str().as_bytes()).context("cgroup path with NUL"))
+        .collect::<Result<_>>()?;
+    // SAFETY: the closure only calls async-signal-safe functions (open, write, close) on data
+    // prepared before fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            for p in &paths {
+                let fd = libc::open(p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let r = libc::write(fd, b"0".as_ptr().cast(), 1);
+                let e = std::io::Error::last_os_error();
+                libc::close(fd);
+                if r != 1 {
+                    return Err(e);
+                }
+            }
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
+/// Pids that must not be reaped by the zombie sweep (the sandbox we will wait4 for).
+static PROTECTED: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+/// signalfd for SIGCHLD, or -1 before [`setup_sigchld`].
+static SIGFD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+pub fn protect(pid: i32) {
+    PROTECTED.lock().unwrap().push(pid);
+}
+
+pub fn unprotect(pid: i32) {
+    PROTECTED.lock().unwrap().retain(|p| *p != pid);
+}
+
+/// Block SIGCHLD in this thread and take it through a signalfd, so that while we wait for one
+/// process we can reap the orphans (reparented to us as subreaper) that exit meanwhile: a
+/// runtime that polls `kill(pid, 0)` for its helper to go away (runsc's gofer) would otherwise
+/// wait for our zombie until its own timeout. Spawned children get an empty signal mask from std.
+pub fn setup_sigchld() -> Result<()> {
+    if SIGFD.load(std::sync::atomic::Ordering::SeqCst) >= 0 {
+        return Ok(());
+    }
+    // SAFETY: plain sigset manipulation and signalfd creation.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            bail!("pthread_sigmask: {}", std::io::Error::last_os_error());
+        }
+        let fd = libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC);
+        if fd < 0 {
+            bail!("signalfd: {}", std::io::Error::last_os_error());
+        }
+        SIGFD.store(fd, std::sync::atomic::Ordering::SeqCst);
+    }
+    Ok(())
+}
+
+fn drain_sigfd(fd: i32) {
+    let mut buf = [0u8; 128 * 8];
+    // SAFETY: reading into a local buffer.
+    while unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+}
+
+/// Reap exited children other than `keep` and the protected pids.
+pub fn reap_untracked(keep: i32) {
+    let protected = PROTECTED.lock().unwrap().clone();
+    let skip = |p: i32| p == keep || protected.contains(&p);
+    // Fast path: peek at the first zombie with WNOWAIT.
+    loop {
+        // SAFETY: zeroed siginfo is valid; waitid fills it.
+        let mut si: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe {
+            libc::waitid(
+                libc::P_ALL,
+                0,
+                &mut si,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        let pid = unsafe { si.si_pid() };
+        if r != 0 || pid == 0 {
+            return;
+        }
+        if skip(pid) {
+            break;
+        }
+        let mut st = 0;
+        unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
+    }
+    // A protected zombie hides the others from waitid: look for our zombie children in /proc.
+    let me = std::process::id() as i32;
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if skip(pid) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut f = rest.split_whitespace();
+        let state = f.next();
+        let ppid = f.next().and_then(|x| x.parse::<i32>().ok());
+        if state == Some("Z") && ppid == Some(me) {
+            let mut st = 0;
+            unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
+        }
+    }
+}
+
+/// Wait for `pid` to exit, at most `timeout`. If it is our child (directly or as a reparented
+/// orphan), reap it and return its wait status and ru_maxrss; if it is not, return `None` once
+/// it is gone. On timeout the process is SIGKILLed and an error returned.
+pub fn wait_pid(pid: i32, timeout: Duration) -> Result<Option<(i32, u64)>> {
+    // SAFETY: pidfd_open has no memory arguments.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    if pidfd < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ESRCH) {
+            // Already reaped by someone else, or gone.
+            return Ok(try_reap(pid));
+        }
+        bail!("pidfd_open({pid}): {e}");
+    }
+    let sigfd = SIGFD.load(std::sync::atomic::Ordering::SeqCst);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut pfds = [
+            libc::pollfd {
+                fd: pidfd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: sigfd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let nfds = if sigfd >= 0 { 2 } else { 1 };
+        let ms = left.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: valid pollfds.
+        let r = unsafe { libc::poll(pfds.as_mut_ptr(), nfds, ms) };
+        if r > 0 && pfds[0].revents != 0 {
+            break;
+        }
+        if r > 0 && pfds[1].revents != 0 {
+            drain_sigfd(sigfd);
+            reap_untracked(pid);
+            continue;
+        }
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            unsafe { libc::close(pidfd) };
+            bail!("poll(pidfd): {e}");
+        }
+        if left.is_zero() {
+            // SAFETY: signalling by pidfd cannot hit a recycled pid.
+            unsafe {
+                libc::syscall(libc::SYS_pidfd_send_signal, pidfd, libc::SIGKILL, 0, 0);
+                libc::close(pidfd);
+            }
+            let _ = try_reap_blocking(pid);
+            bail!("pid {pid} still running after {:?}; killed", timeout);
+        }
+    }
+    unsafe { libc::close(pidfd) };
+    Ok(try_reap_blocking(pid))
+}
+
+fn wait4(pid: i32, flags: i32) -> Option<(i32, u64)> {
+    let mut st = 0;
+    // SAFETY: zeroed rusage is a valid value; wait4 fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        let r = unsafe { libc::wait4(pid, &mut st, flags, &mut ru) };
+        if r == pid {
+            return Some((st, ru.ru_maxrss as u64));
+        }
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        return None;
+    }
+}
+
+fn try_reap(pid: i32) -> Option<(i32, u64)> {
+    wait4(pid, libc::WNOHANG)
+}
+
+/// The process has exited (pidfd readable); reap it if it is ours.
+fn try_reap_blocking(pid: i32) -> Option<(i32, u64)> {
+    wait4(pid, 0)
+}
+
+/// Whether a process exists (zombie or not).
+pub fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+pub fn kill(pid: i32, sig: i32) {
+    if pid > 0 {
+        // SAFETY: plain kill.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// Find an executable by name on PATH (or check a path given with a slash).
+pub fn which(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return is_executable(&p).then_some(p);
+    }
+    let path = std::env::var_os("PATH")
+        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// The last few non-empty lines of a file, for error reasons.
+pub fn tail(path: &Path, lines: usize) -> String {
+    let s = std::fs::read_to_string(path).unwrap_or_default();
+    let v: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let start = v.len().saturating_sub(lines);
+    v[start..].join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_collects_status_and_rss() {
+        let d = tempfile::tempdir().unwrap();
+        let io = Io {
+            stdout: Some(d.path().join("out")),
+            stderr: d.path().join("err"),
+        };
+        let argv: Vec<String> = ["/bin/sh", "-c", "echo hi; echo oops >&2; exit 3"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let f = run(&argv, &io, &[], Duration::from_secs(10)).unwrap();
+        assert!(!f.success());
+        assert_eq!(libc::WEXITSTATUS(f.status), 3);
+        assert!(f.maxrss_kb > 0);
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("out")).unwrap(),
+            "hi\n"
+        );
+        assert_eq!(tail(&d.path().join("err"), 2), "oops");
+    }
+
+    #[test]
+    fn wait_pid_times_out_and_kills() {
+        let child = Command::new("/bin/sleep").arg("30").spawn().unwrap();
+        let pid = child.id() as i32;
+        let e = wait_pid(pid, Duration::from_millis(100)).unwrap_err();
+        assert!(e.to_string().contains("killed"), "{e}");
+        assert!(!alive(pid));
+    }
+
+    #[test]
+    fn which_finds_sh_not_nonsense() {
+        assert!(which("sh").is_some());
+        assert!(which("hako-bench-no-such-runtime").is_none());
+    }
+}

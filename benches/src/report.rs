@@ -1,0 +1,334 @@
+//! The results: every sample (JSON), the summary table with ratios (terminal).
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::stats::{ratio, summarize, Stats};
+use crate::subjects::{Category, Density, Kind, Sample, Skipped, SyscallSample};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub kernel: String,
+    pub cpu: String,
+    pub cpus: usize,
+    pub mem_total_mib: u64,
+    pub cgroup_memory: String,
+}
+
+impl Machine {
+    pub fn detect(cgroup_memory: String) -> Machine {
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default();
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let mem_total_mib = std::fs::read_to_string("/proc/meminfo")
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|kb| kb / 1024)
+            .unwrap_or(0);
+        Machine {
+            kernel,
+            cpu,
+            cpus,
+            mem_total_mib,
+            cgroup_memory,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Settings {
+    pub runs: usize,
+    pub warmup: usize,
+    pub density: usize,
+    pub density_vm: usize,
+    pub syscall_runs: usize,
+    pub syscall_loops: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SubjectReport {
+    pub name: String,
+    pub kind: Kind,
+    pub category: Category,
+    pub workload: String,
+    pub version: Option<String>,
+    /// The subject this one's ratios are against.
+    pub baseline: String,
+    /// The probe run: for hako-wasm-cold and a fresh cache this is a cold start.
+    pub first_run_ms: Option<f64>,
+    pub samples: Vec<Sample>,
+    /// Over non-warm-up samples without error.
+    pub startup_ms: Option<Stats>,
+    pub runtime_rss_mib: Option<Stats>,
+    pub sandbox_rss_mib: Option<Stats>,
+    pub cgroup_peak_mib: Option<Stats>,
+    /// The memory figure compared (cgroup peak, else max(runtime, sandbox) RSS).
+    pub peak_mib: Option<Stats>,
+    pub startup_ratio: Option<f64>,
+    pub memory_ratio: Option<f64>,
+    pub failed_samples: usize,
+    pub syscall: Vec<SyscallSample>,
+    pub getpid_ns: Option<Stats>,
+    pub read_ns: Option<Stats>,
+    pub getpid_ratio: Option<f64>,
+    pub density: Option<Density>,
+    pub density_note: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub tool: String,
+    pub command: Vec<String>,
+    pub started_unix: u64,
+    pub duration_s: f64,
+    pub machine: Machine,
+    pub settings: Settings,
+    pub subjects: Vec<SubjectReport>,
+    pub skipped: Vec<Skipped>,
+}
+
+const MIB: f64 = 1024.0;
+
+impl SubjectReport {
+    /// Fill the statistics from the samples.
+    pub fn summarize(&mut self) {
+        let good: Vec<&Sample> = self
+            .samples
+            .iter()
+            .filter(|s| !s.warmup && s.error.is_none())
+            .collect();
+        self.failed_samples = self.samples.iter().filter(|s| s.error.is_some()).count();
+        self.startup_ms = summarize(&good.iter().map(|s| s.total_ms).collect::<Vec<_>>());
+        self.runtime_rss_mib = summarize(
+            &good
+                .iter()
+                .map(|s| s.runtime_maxrss_kb as f64 / MIB)
+                .collect::<Vec<_>>(),
+        );
+        self.sandbox_rss_mib = summarize(
+            &good
+                .iter()
+                .filter_map(|s| s.sandbox_maxrss_kb)
+                .map(|k| k as f64 / MIB)
+                .collect::<Vec<_>>(),
+        );
+        self.cgroup_peak_mib = summarize(
+            &good
+                .iter()
+                .filter_map(|s| s.cgroup_peak_kb)
+                .map(|k| k as f64 / MIB)
+                .collect::<Vec<_>>(),
+        );
+        self.peak_mib = summarize(
+            &good
+                .iter()
+                .map(|s| s.peak_kb() as f64 / MIB)
+                .collect::<Vec<_>>(),
+        );
+        self.getpid_ns = summarize(&self.syscall.iter().map(|s| s.getpid_ns).collect::<Vec<_>>());
+        self.read_ns = summarize(&self.syscall.iter().map(|s| s.read_ns).collect::<Vec<_>>());
+    }
+}
+
+impl Report {
+    /// Ratios against each category's baseline (crun, runsc, qemu-microvm, hako-container-hello).
+    /// getpid cost of the sentry is compared with runsc; of containers with crun.
+    pub fn compute_ratios(&mut self) {
+        let med = |name: &str, f: &dyn Fn(&SubjectReport) -> Option<Stats>| {
+            self.subjects
+                .iter()
+                .find(|s| s.name == name)
+                .and_then(f)
+                .map(|s| s.median)
+        };
+        let mut ratios = Vec::new();
+        for s in &self.subjects {
+            let b = &s.baseline;
+            ratios.push((
+                ratio(s.startup_ms.map(|x| x.median), med(b, &|x| x.startup_ms)),
+                ratio(s.peak_mib.map(|x| x.median), med(b, &|x| x.peak_mib)),
+                ratio(
+                    s.getpid_ns.map(|x| x.median),
+                    med(
+                        if s.category == Category::Sentry {
+                            "runsc"
+                        } else {
+                            "crun"
+                        },
+                        &|x| x.getpid_ns,
+                    ),
+                ),
+            ));
+        }
+        for (s, (a, b, c)) in self.subjects.iter_mut().zip(ratios) {
+            s.startup_ratio = a;
+            s.memory_ratio = b;
+            s.getpid_ratio = c;
+        }
+    }
+
+    pub fn table(&self) -> String {
+        let mut o = String::new();
+        let f1 = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());
+        let f2 = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
+        let rx = |v: Option<f64>| v.map(|x| format!("{x:.2}x")).unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            o,
+            "startup = create→start→exit→delete (ms, {} runs after {} warm-up, interleaved); memory = MiB; ratio = subject / baseline (lower is better)",
+            self.settings.runs, self.settings.warmup
+        );
+        let _ = writeln!(
+            o,
+            "{:<10} {:<21} {:>8} {:>8} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8}  {}",
+            "category",
+            "subject",
+            "median",
+            "p90",
+            "spread",
+            "ratio",
+            "runtime",
+            "sandbox",
+            "cg-peak",
+            "mem-rat",
+            "fails",
+            "baseline"
+        );
+        for cat in [
+            Category::Container,
+            Category::Sentry,
+            Category::Microvm,
+            Category::Wasm,
+        ] {
+            for s in self.subjects.iter().filter(|s| s.category == cat) {
+                let _ = writeln!(
+                    o,
+                    "{:<10} {:<21} {:>8} {:>8} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8}  {}",
+                    cat.name(),
+                    s.name,
+                    f2(s.startup_ms.map(|x| x.median)),
+                    f2(s.startup_ms.map(|x| x.p90)),
+                    f2(s.startup_ms.map(|x| x.spread)),
+                    rx(s.startup_ratio),
+                    f1(s.runtime_rss_mib.map(|x| x.median)),
+                    f1(s.sandbox_rss_mib.map(|x| x.median)),
+                    f1(s.cgroup_peak_mib.map(|x| x.median)),
+                    rx(s.memory_ratio),
+                    s.failed_samples,
+                    s.baseline
+                );
+            }
+        }
+        if self
+            .subjects
+            .iter()
+            .any(|s| s.first_run_ms.is_some() && s.name.starts_with("hako-wasm"))
+        {
+            for s in self
+                .subjects
+                .iter()
+                .filter(|s| s.name.starts_with("hako-wasm"))
+            {
+                let _ = writeln!(
+                    o,
+                    "  {} first run (probe): {} ms",
+                    s.name,
+                    f2(s.first_run_ms)
+                );
+            }
+        }
+        if self.subjects.iter().any(|s| !s.syscall.is_empty()) {
+            let _ = writeln!(
+                o,
+                "\nsyscall cost inside the sandbox (ns per call, median of {} runs of {} loops)",
+                self.settings.syscall_runs, self.settings.syscall_loops
+            );
+            let _ = writeln!(
+                o,
+                "{:<10} {:<21} {:>10} {:>10} {:>10}",
+                "category", "subject", "getpid", "pread64", "ratio"
+            );
+            for s in self.subjects.iter().filter(|s| !s.syscall.is_empty()) {
+                let _ = writeln!(
+                    o,
+                    "{:<10} {:<21} {:>10} {:>10} {:>10}",
+                    s.category.name(),
+                    s.name,
+                    f1(s.getpid_ns.map(|x| x.median)),
+                    f1(s.read_ns.map(|x| x.median)),
+                    rx(s.getpid_ratio)
+                );
+            }
+            let _ = writeln!(
+                o,
+                "  (ratio: getpid vs runsc for the sentry category, vs crun otherwise)"
+            );
+        }
+        let dens: Vec<&SubjectReport> = self
+            .subjects
+            .iter()
+            .filter(|s| s.density.is_some())
+            .collect();
+        if !dens.is_empty() {
+            let _ = writeln!(
+                o,
+                "\ndensity: idle sandboxes started one after another, then all killed and deleted"
+            );
+            let _ = writeln!(
+                o,
+                "{:<21} {:>9} {:>10} {:>10} {:>12}  {}",
+                "subject", "started", "total ms", "ms each", "MiB each", "note"
+            );
+            for s in dens {
+                let d = s.density.as_ref().unwrap();
+                let each = |v: f64| {
+                    if d.started > 0 {
+                        Some(v / d.started as f64)
+                    } else {
+                        None
+                    }
+                };
+                let _ = writeln!(
+                    o,
+                    "{:<21} {:>9} {:>10} {:>10} {:>12}  {}",
+                    s.name,
+                    format!("{}/{}", d.started, d.requested),
+                    f1(Some(d.total_ms)),
+                    f1(each(d.total_ms)),
+                    f2(d.cgroup_usage_kb.and_then(|k| each(k as f64 / MIB))),
+                    d.error.clone().unwrap_or_default()
+                );
+            }
+        }
+        if !self.skipped.is_empty() {
+            let _ = writeln!(o, "\nskipped:");
+            for s in &self.skipped {
+                let _ = writeln!(o, "  {:<21} {}", s.name, s.reason);
+            }
+        }
+        for s in self.subjects.iter().filter(|s| s.failed_samples > 0) {
+            if let Some(e) = s.samples.iter().find_map(|x| x.error.clone()) {
+                let _ = writeln!(
+                    o,
+                    "  {} had {} failed samples, e.g.: {}",
+                    s.name, s.failed_samples, e
+                );
+            }
+        }
+        o
+    }
+}
