@@ -1,0 +1,92 @@
+//! What the sentry needs from the OCI spec, resolved once in `create`.
+
+use anyhow::{bail, Result};
+use oci_spec::runtime::Spec;
+use std::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    pub umask: u32,
+    pub hostname: String,
+    pub terminal: bool,
+    pub readonly_root: bool,
+    pub mem_limit: Option<u64>,
+    pub nofile: i32,
+    pub started: Instant,
+    pub boot_time: u64,
+    /// `io.hako.sentry.stats`: write a JSON account of trapped syscalls here at exit.
+    pub stats_path: Option<String>,
+    /// HAKO_SENTRY_DEBUG=1 in the environment of `hako create`: log every trapped syscall.
+    pub debug: bool,
+}
+
+pub const STATS_ANNOTATION: &str = "io.hako.sentry.stats";
+
+impl Config {
+    pub fn from_spec(spec: &Spec, id: &str) -> Result<Config> {
+        let Some(process) = spec.process() else {
+            bail!("config.json has no process")
+        };
+        let args = process.args().clone().unwrap_or_default();
+        if args.is_empty() {
+            bail!("process.args is empty");
+        }
+        let user = process.user();
+        let nofile = process
+            .rlimits()
+            .as_ref()
+            .and_then(|r| {
+                r.iter()
+                    .find(|l| format!("{:?}", l.typ()) == "RlimitNofile")
+                    .map(|l| l.soft())
+            })
+            .unwrap_or(1024)
+            .min(65536) as i32;
+        let mem_limit = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+            .and_then(|r| r.memory().as_ref())
+            .and_then(|m| m.limit())
+            .filter(|&l| l > 0)
+            .map(|l| l as u64);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Ok(Config {
+            args,
+            env: process.env().clone().unwrap_or_default(),
+            cwd: process.cwd().to_string_lossy().into_owned(),
+            uid: user.uid(),
+            gid: user.gid(),
+            groups: user.additional_gids().clone().unwrap_or_default(),
+            umask: user.umask().unwrap_or(0o022),
+            hostname: spec
+                .hostname()
+                .clone()
+                .unwrap_or_else(|| id.chars().take(12).collect()),
+            terminal: process.terminal().unwrap_or(false),
+            readonly_root: spec
+                .root()
+                .as_ref()
+                .and_then(|r| r.readonly())
+                .unwrap_or(false),
+            mem_limit,
+            nofile: nofile.max(16),
+            started: Instant::now(),
+            boot_time: now,
+            debug: std::env::var_os("HAKO_SENTRY_DEBUG").is_some(),
+            stats_path: spec
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get(STATS_ANNOTATION).cloned()),
+        })
+    }
+}

@@ -1,0 +1,107 @@
+//! The sentry's own seccomp filter (seccompiler), installed once the workload's first process is
+//! forked: the sentry can then only do what implementing the workload's syscalls needs (file I/O
+//! on its own descriptors, ptrace and process_vm_* on its tracees, memory, signals). No socket,
+//! mount, exec, clone or namespace call; anything else fails with EPERM.
+
+use anyhow::Result;
+use seccompiler::{SeccompAction, SeccompFilter};
+use std::collections::BTreeMap;
+use syscalls::Sysno;
+
+pub const SENTRY_ALLOWED: &[Sysno] = {
+    use Sysno::*;
+    &[
+        read,
+        write,
+        readv,
+        writev,
+        pread64,
+        pwrite64,
+        openat,
+        openat2,
+        close,
+        close_range,
+        fstat,
+        newfstatat,
+        statx,
+        lseek,
+        getdents64,
+        mkdirat,
+        unlinkat,
+        renameat2,
+        linkat,
+        symlinkat,
+        readlink,
+        readlinkat,
+        chmod,
+        fchmod,
+        fchmodat,
+        fchown,
+        fchownat,
+        ftruncate,
+        fallocate,
+        utimensat,
+        fsync,
+        fdatasync,
+        fcntl,
+        dup,
+        dup3,
+        ioctl,
+        pipe2,
+        socketpair,
+        eventfd2,
+        poll,
+        ppoll,
+        wait4,
+        waitid,
+        ptrace,
+        process_vm_readv,
+        process_vm_writev,
+        kill,
+        tgkill,
+        getpgid,
+        rt_sigaction,
+        rt_sigprocmask,
+        rt_sigreturn,
+        sigaltstack,
+        mmap,
+        munmap,
+        mremap,
+        mprotect,
+        brk,
+        madvise,
+        futex,
+        clock_gettime,
+        clock_nanosleep,
+        nanosleep,
+        getpid,
+        gettid,
+        exit,
+        exit_group,
+        sched_getaffinity,
+        sysinfo,
+        getrandom,
+        fstatfs,
+        statfs,
+        prlimit64,
+        setrlimit,
+        sched_yield,
+        getcwd,
+        restart_syscall,
+        mknodat,
+    ]
+};
+
+pub fn sentry_filter() -> Result<seccompiler::BpfProgram> {
+    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> = SENTRY_ALLOWED
+        .iter()
+        .map(|s| (s.id() as i64, vec![]))
+        .collect();
+    let f = SeccompFilter::new(
+        rules,
+        SeccompAction::Errno(libc::EPERM as u32),
+        SeccompAction::Allow,
+        std::env::consts::ARCH.try_into()?,
+    )?;
+    Ok(f.try_into()?)
+}

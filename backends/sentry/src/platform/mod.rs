@@ -1,0 +1,89 @@
+//! The Platform: how the sentry intercepts the workload's system calls (gVisor's term).
+//!
+//! The syscall implementations (`crate::syscalls`) never talk to ptrace or seccomp directly: they
+//! see [`Stop`]s, registers and tracee memory through this trait. The one production platform is
+//! [`ptrace::SeccompPtrace`] (seccomp `SECCOMP_RET_TRACE` + ptrace); `examples/platform_bench.rs`
+//! measures it against `PTRACE_SYSEMU` and `SECCOMP_RET_USER_NOTIF` (see docs/backends/sentry.md).
+
+pub mod ptrace;
+
+use anyhow::Result;
+
+pub type Regs = libc::user_regs_struct;
+
+/// Why a tracee stopped.
+#[derive(Debug, Clone, Copy)]
+pub enum Stop {
+    /// A trapped system call, before it runs. Registers hold the number and arguments.
+    Syscall {
+        tid: i32,
+    },
+    /// The exit of a system call the kernel asked to see the end of (see [`Resume::ToSyscallExit`]).
+    SyscallExit {
+        tid: i32,
+    },
+    /// `tid` forked/vforked/cloned `child` (the child is traced from birth).
+    NewChild {
+        parent: i32,
+        child: i32,
+    },
+    /// `tid` completed an execve; `former` is the tid that called it (differs for a non-leader thread).
+    Exec {
+        tid: i32,
+        former: i32,
+    },
+    /// A signal is about to be delivered to `tid` (or `tid` entered a group stop when `group`).
+    Signal {
+        tid: i32,
+        sig: i32,
+        group: bool,
+    },
+    Exited {
+        tid: i32,
+        code: i32,
+    },
+    Killed {
+        tid: i32,
+        sig: i32,
+    },
+    /// Nothing happened (non-blocking wait or interrupted).
+    None,
+    /// No tracee left.
+    NoTracees,
+}
+
+/// How to let a stopped tracee go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// Continue; a non-zero value delivers that signal.
+    Continue(i32),
+    /// Continue, and stop again at the exit of the current (or, from an exit stop, the next) syscall.
+    ToSyscallExit,
+}
+
+/// The interception interface.
+pub trait Platform {
+    /// In the freshly forked tracee: make it traceable and install the trap filter. After this
+    /// returns, every system call not on the native allowlist stops in the sentry.
+    fn child_prepare(&self) -> Result<()>;
+    /// In the sentry: adopt the tracee prepared by [`Platform::child_prepare`].
+    fn attach(&mut self, pid: i32) -> Result<()>;
+    /// The next stop; `block` false returns [`Stop::None`] when nothing is pending.
+    fn wait(&mut self, block: bool) -> Result<Stop>;
+    fn get_regs(&self, tid: i32) -> Result<Regs>;
+    fn set_regs(&self, tid: i32, regs: &Regs) -> Result<()>;
+    /// Finish a trapped system call without running it on the host: it returns `ret` to the tracee.
+    fn complete(&mut self, tid: i32, regs: &mut Regs, ret: i64) -> Result<()>;
+    fn resume(&mut self, tid: i32, how: Resume) -> Result<()>;
+    fn read_mem(&self, tid: i32, addr: u64, buf: &mut [u8]) -> Result<usize, i32>;
+    fn write_mem(&self, tid: i32, addr: u64, data: &[u8]) -> Result<usize, i32>;
+}
+
+/// Syscall number and arguments from registers (x86_64 ABI).
+pub fn sysno(r: &Regs) -> i64 {
+    r.orig_rax as i64
+}
+
+pub fn args(r: &Regs) -> [u64; 6] {
+    [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9]
+}

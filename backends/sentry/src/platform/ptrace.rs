@@ -1,0 +1,239 @@
+//! seccomp `SECCOMP_RET_TRACE` + ptrace.
+//!
+//! The tracee installs a BPF filter whose default action is `RET_TRACE`; the allowlisted
+//! syscalls (memory management, futex, clocks, signal masks: see `crate::syscalls::table`) run
+//! natively without a stop. Every other syscall stops the tracee in `PTRACE_EVENT_SECCOMP`, before
+//! the kernel runs it; the sentry implements it and skips the host syscall by setting
+//! `orig_rax = -1` and `rax = result`. Processes forked by the workload are traced from birth
+//! (`PTRACE_O_TRACEFORK|VFORK|CLONE`) and inherit the filter; `PTRACE_O_EXITKILL` kills every
+//! tracee if the sentry dies, so nothing runs untraced.
+
+use super::{Platform, Regs, Resume, Stop};
+use anyhow::{bail, Context, Result};
+use seccompiler::BpfProgram;
+
+pub struct SeccompPtrace {
+    filter: BpfProgram,
+}
+
+impl SeccompPtrace {
+    pub fn new(filter: BpfProgram) -> Self {
+        SeccompPtrace { filter }
+    }
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+const OPTIONS: libc::c_int = libc::PTRACE_O_TRACESECCOMP
+    | libc::PTRACE_O_TRACEFORK
+    | libc::PTRACE_O_TRACEVFORK
+    | libc::PTRACE_O_TRACECLONE
+    | libc::PTRACE_O_TRACEEXEC
+    | libc::PTRACE_O_TRACESYSGOOD
+    | libc::PTRACE_O_EXITKILL;
+
+impl Platform for SeccompPtrace {
+    fn child_prepare(&self) -> Result<()> {
+        // SAFETY: plain syscalls in the single-threaded child.
+        unsafe {
+            if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) != 0 {
+                bail!("PTRACE_TRACEME: {}", std::io::Error::last_os_error());
+            }
+            // Wait for the sentry to set the ptrace options before the filter can trap anything.
+            libc::raise(libc::SIGSTOP);
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                bail!("PR_SET_NO_NEW_PRIVS: {}", std::io::Error::last_os_error());
+            }
+        }
+        seccompiler::apply_filter(&self.filter).context("installing the trap filter")?;
+        Ok(())
+    }
+
+    fn attach(&mut self, pid: i32) -> Result<()> {
+        let mut status = 0;
+        // SAFETY: waitpid/ptrace on our own child.
+        unsafe {
+            if libc::waitpid(pid, &mut status, libc::__WALL) != pid {
+                bail!(
+                    "waiting for the tracee: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+            if !libc::WIFSTOPPED(status) {
+                bail!("the tracee exited during set-up (status {status:#x})");
+            }
+            if libc::ptrace(libc::PTRACE_SETOPTIONS, pid, 0, OPTIONS as libc::c_long) != 0 {
+                bail!("PTRACE_SETOPTIONS: {}", std::io::Error::last_os_error());
+            }
+            if libc::ptrace(libc::PTRACE_CONT, pid, 0, 0) != 0 {
+                bail!("PTRACE_CONT: {}", std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+
+    fn wait(&mut self, block: bool) -> Result<Stop> {
+        let mut status = 0;
+        let flags = libc::__WALL | if block { 0 } else { libc::WNOHANG };
+        // SAFETY: waitpid with a valid status pointer.
+        let tid = unsafe { libc::waitpid(-1, &mut status, flags) };
+        if tid == 0 {
+            return Ok(Stop::None);
+        }
+        if tid < 0 {
+            return match errno() {
+                libc::EINTR => Ok(Stop::None),
+                libc::ECHILD => Ok(Stop::NoTracees),
+                e => bail!("waitpid: {}", std::io::Error::from_raw_os_error(e)),
+            };
+        }
+        if libc::WIFEXITED(status) {
+            return Ok(Stop::Exited {
+                tid,
+                code: libc::WEXITSTATUS(status),
+            });
+        }
+        if libc::WIFSIGNALED(status) {
+            return Ok(Stop::Killed {
+                tid,
+                sig: libc::WTERMSIG(status),
+            });
+        }
+        if !libc::WIFSTOPPED(status) {
+            return Ok(Stop::None);
+        }
+        let sig = libc::WSTOPSIG(status);
+        let event = (status >> 16) & 0xff;
+        if sig == libc::SIGTRAP | 0x80 {
+            return Ok(Stop::SyscallExit { tid });
+        }
+        if sig == libc::SIGTRAP && event != 0 {
+            let msg = geteventmsg(tid);
+            return Ok(match event {
+                libc::PTRACE_EVENT_SECCOMP => Stop::Syscall { tid },
+                libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK | libc::PTRACE_EVENT_CLONE => {
+                    Stop::NewChild {
+                        parent: tid,
+                        child: msg as i32,
+                    }
+                }
+                libc::PTRACE_EVENT_EXEC => Stop::Exec {
+                    tid,
+                    former: msg as i32,
+                },
+                _ => {
+                    // Unexpected event (e.g. VFORK_DONE): just go on.
+                    // SAFETY: ptrace on a stopped tracee.
+                    unsafe { libc::ptrace(libc::PTRACE_CONT, tid, 0, 0) };
+                    Stop::None
+                }
+            });
+        }
+        // Signal-delivery stop or group stop: a group stop has no siginfo.
+        let mut si: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: ptrace with a valid siginfo buffer.
+        let group =
+            unsafe { libc::ptrace(libc::PTRACE_GETSIGINFO, tid, 0, &mut si as *mut _) } != 0;
+        Ok(Stop::Signal { tid, sig, group })
+    }
+
+    fn get_regs(&self, tid: i32) -> Result<Regs> {
+        let mut r: Regs = unsafe { std::mem::zeroed() };
+        // SAFETY: ptrace with a valid regs buffer.
+        if unsafe { libc::ptrace(libc::PTRACE_GETREGS, tid, 0, &mut r as *mut Regs) } != 0 {
+            bail!("PTRACE_GETREGS {tid}: {}", std::io::Error::last_os_error());
+        }
+        Ok(r)
+    }
+
+    fn set_regs(&self, tid: i32, regs: &Regs) -> Result<()> {
+        // SAFETY: ptrace with a valid regs buffer.
+        if unsafe { libc::ptrace(libc::PTRACE_SETREGS, tid, 0, regs as *const Regs) } != 0 {
+            bail!("PTRACE_SETREGS {tid}: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn complete(&mut self, tid: i32, regs: &mut Regs, ret: i64) -> Result<()> {
+        regs.orig_rax = u64::MAX; // skip the host syscall
+        regs.rax = ret as u64;
+        self.set_regs(tid, regs)?;
+        self.resume(tid, Resume::Continue(0))
+    }
+
+    fn resume(&mut self, tid: i32, how: Resume) -> Result<()> {
+        let (req, sig) = match how {
+            Resume::Continue(s) => (libc::PTRACE_CONT, s),
+            Resume::ToSyscallExit => (libc::PTRACE_SYSCALL, 0),
+        };
+        // SAFETY: ptrace on a stopped tracee.
+        if unsafe { libc::ptrace(req, tid, 0, sig as libc::c_long) } != 0 {
+            let e = errno();
+            if e == libc::ESRCH {
+                return Ok(()); // killed meanwhile; its exit is reported by wait()
+            }
+            bail!("resuming {tid}: {}", std::io::Error::from_raw_os_error(e));
+        }
+        Ok(())
+    }
+
+    fn read_mem(&self, tid: i32, addr: u64, buf: &mut [u8]) -> Result<usize, i32> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let local = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let remote = libc::iovec {
+            iov_base: addr as *mut _,
+            iov_len: buf.len(),
+        };
+        // SAFETY: valid iovecs; the kernel checks the remote range.
+        let n = unsafe { libc::process_vm_readv(tid, &local, 1, &remote, 1, 0) };
+        if n < 0 {
+            Err(errno())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    fn write_mem(&self, tid: i32, addr: u64, data: &[u8]) -> Result<usize, i32> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let local = libc::iovec {
+            iov_base: data.as_ptr() as *mut _,
+            iov_len: data.len(),
+        };
+        let remote = libc::iovec {
+            iov_base: addr as *mut _,
+            iov_len: data.len(),
+        };
+        // SAFETY: valid iovecs; the kernel checks the remote range.
+        let n = unsafe { libc::process_vm_writev(tid, &local, 1, &remote, 1, 0) };
+        if n < 0 {
+            Err(errno())
+        } else {
+            Ok(n as usize)
+        }
+    }
+}
+
+fn geteventmsg(tid: i32) -> u64 {
+    let mut msg: libc::c_ulong = 0;
+    // SAFETY: ptrace with a valid out pointer.
+    unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETEVENTMSG,
+            tid,
+            0,
+            &mut msg as *mut libc::c_ulong,
+        )
+    };
+    msg as u64
+}

@@ -1,0 +1,309 @@
+//! The sentry's virtual file system.
+//!
+//! - `/` is the bundle rootfs seen through a copy-on-write overlay that the sentry mounts in its
+//!   own private mount namespace (upper and work directories in the container's state dir; the
+//!   bundle rootfs is never written). Every host path is resolved by `openat2` with
+//!   `RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS` against a descriptor of that root, so `..` and
+//!   absolute or relative symlinks cannot leave it.
+//! - `/proc`, `/sys` and `/dev` are synthesized by the sentry (`procfs.rs`); the host's are never
+//!   reachable (so `/proc/self/root` is "/" of the sandbox).
+
+pub mod procfs;
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DevKind {
+    Null,
+    Zero,
+    Full,
+    Random,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKind {
+    Regular,
+    Dir,
+    /// Pipes, sockets, ttys, fifos: reads and writes may block, so the sentry polls first.
+    Stream,
+}
+
+#[derive(Debug, Clone)]
+pub struct DirEnt {
+    pub name: String,
+    pub ino: u64,
+    pub dtype: u8,
+}
+
+pub enum FileKind {
+    Host { fd: OwnedFd, kind: HostKind },
+    Synth { data: Vec<u8>, pos: usize },
+    Dir { entries: Vec<DirEnt>, pos: usize },
+    Dev(DevKind),
+}
+
+pub struct OpenFile {
+    pub kind: FileKind,
+    /// Virtual path (for /proc/self/fd and dirfd-relative lookups).
+    pub path: String,
+    /// Status flags (O_ACCMODE, O_APPEND, O_NONBLOCK...) as the workload sees them.
+    pub flags: i32,
+}
+
+impl OpenFile {
+    pub fn new(kind: FileKind, path: &str, flags: i32) -> Self {
+        OpenFile {
+            kind,
+            path: path.to_string(),
+            flags,
+        }
+    }
+
+    pub fn host_fd(&self) -> Option<RawFd> {
+        match &self.kind {
+            FileKind::Host { fd, .. } => Some(fd.as_raw_fd()),
+            _ => None,
+        }
+    }
+
+    pub fn is_stream(&self) -> bool {
+        matches!(
+            self.kind,
+            FileKind::Host {
+                kind: HostKind::Stream,
+                ..
+            }
+        )
+    }
+
+    pub fn is_dir(&self) -> bool {
+        matches!(
+            self.kind,
+            FileKind::Host {
+                kind: HostKind::Dir,
+                ..
+            } | FileKind::Dir { .. }
+        )
+    }
+
+    /// Contents at `offset` for an emulated file mmap.
+    pub fn read_at(&self, offset: u64, len: usize) -> Vec<u8> {
+        match &self.kind {
+            FileKind::Host { fd, .. } => {
+                let mut buf = vec![0u8; len];
+                let mut got = 0;
+                while got < len {
+                    // SAFETY: pread into our buffer.
+                    let n = unsafe {
+                        libc::pread(
+                            fd.as_raw_fd(),
+                            buf[got..].as_mut_ptr().cast(),
+                            len - got,
+                            (offset as usize + got) as i64,
+                        )
+                    };
+                    if n <= 0 {
+                        break;
+                    }
+                    got += n as usize;
+                }
+                buf.truncate(got);
+                buf
+            }
+            FileKind::Synth { data, .. } => {
+                let o = (offset as usize).min(data.len());
+                data[o..(o + len).min(data.len())].to_vec()
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Lexically normalize an absolute path ("/a/./b/../c" -> "/a/c"); ".." at the root stays at "/".
+pub fn normalize(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    let mut s = String::from("/");
+    s.push_str(&out.join("/"));
+    s
+}
+
+/// Where a path leads.
+pub enum Node {
+    /// A path in the overlay root (relative, no leading '/').
+    Host(String),
+    Synth(procfs::Synth),
+}
+
+/// The rootfs side of the VFS.
+pub struct Vfs {
+    pub root: OwnedFd,
+    /// Host path of the merged root (only to turn host fd paths back into virtual ones).
+    pub root_path: String,
+}
+
+pub fn cstr(s: &str) -> Result<CString, i32> {
+    CString::new(s).map_err(|_| libc::EINVAL)
+}
+
+fn last_errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_IN_ROOT: u64 = 0x10;
+
+impl Vfs {
+    pub fn new(root_path: &str) -> std::io::Result<Vfs> {
+        let c = CString::new(root_path).map_err(std::io::Error::other)?;
+        // SAFETY: open a directory by path.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Vfs {
+            root: unsafe { OwnedFd::from_raw_fd(fd) },
+            root_path: root_path.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// openat2 inside the root. `rel` may contain "..", symlinks: all stay inside.
+    pub fn open(&self, rel: &str, flags: i32, mode: u32) -> Result<OwnedFd, i32> {
+        let p = if rel.trim_start_matches('/').is_empty() {
+            "."
+        } else {
+            rel.trim_start_matches('/')
+        };
+        let c = cstr(p)?;
+        let how = OpenHow {
+            flags: (flags | libc::O_CLOEXEC) as u64,
+            mode: if flags & (libc::O_CREAT | libc::O_TMPFILE) != 0 {
+                mode as u64 & 0o7777
+            } else {
+                0
+            },
+            resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+        };
+        loop {
+            // SAFETY: openat2 with a valid open_how.
+            let fd = unsafe {
+                libc::syscall(
+                    libc::SYS_openat2,
+                    self.root.as_raw_fd(),
+                    c.as_ptr(),
+                    &how as *const OpenHow,
+                    std::mem::size_of::<OpenHow>(),
+                )
+            };
+            if fd >= 0 {
+                return Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+            }
+            let e = last_errno();
+            if e != libc::EAGAIN && e != libc::EINTR {
+                return Err(e);
+            }
+        }
+    }
+
+    /// The parent directory (as an O_PATH fd) and the last component, for *at() calls.
+    pub fn parent(&self, rel: &str) -> Result<(OwnedFd, CString), i32> {
+        let t = rel.trim_end_matches('/');
+        let (dir, name) = match t.rfind('/') {
+            Some(i) => (&t[..i], &t[i + 1..]),
+            None => ("", t),
+        };
+        if name.is_empty() || name == "." || name == ".." {
+            return Err(libc::EBUSY);
+        }
+        let fd = self.open(dir, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+        Ok((fd, cstr(name)?))
+    }
+
+    pub fn stat(&self, rel: &str, follow: bool) -> Result<libc::stat, i32> {
+        let fd = self.open(
+            rel,
+            libc::O_PATH | if follow { 0 } else { libc::O_NOFOLLOW },
+            0,
+        )?;
+        fstat_fd(fd.as_raw_fd())
+    }
+
+    /// Virtual path of a host fd of ours (via /proc/self/fd of the sentry).
+    pub fn virt_path_of(&self, fd: RawFd) -> Option<String> {
+        let p = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
+        let s = p.to_str()?;
+        let rest = s.strip_prefix(&self.root_path)?;
+        Some(if rest.is_empty() {
+            "/".to_string()
+        } else {
+            rest.to_string()
+        })
+    }
+}
+
+pub fn fstat_fd(fd: RawFd) -> Result<libc::stat, i32> {
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatat with AT_EMPTY_PATH on our fd.
+    if unsafe { libc::fstatat(fd, c"".as_ptr(), &mut st, libc::AT_EMPTY_PATH) } != 0 {
+        return Err(last_errno());
+    }
+    Ok(st)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_clamps_at_root() {
+        assert_eq!(normalize("/a/./b/../c"), "/a/c");
+        assert_eq!(normalize("/../../etc/passwd"), "/etc/passwd");
+        assert_eq!(normalize("/"), "/");
+        assert_eq!(normalize("/proc/self/../1"), "/proc/1");
+    }
+
+    #[test]
+    fn openat2_cannot_escape_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/inside"), "in").unwrap();
+        std::fs::write(dir.path().join("outside"), "out").unwrap();
+        std::os::unix::fs::symlink("/../../outside", root.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../outside", root.join("rel")).unwrap();
+        let v = Vfs::new(root.to_str().unwrap()).unwrap();
+        assert!(v.open("etc/inside", libc::O_RDONLY, 0).is_ok());
+        assert_eq!(
+            v.open("../outside", libc::O_RDONLY, 0).err(),
+            Some(libc::ENOENT)
+        );
+        assert_eq!(v.open("abs", libc::O_RDONLY, 0).err(), Some(libc::ENOENT));
+        assert_eq!(v.open("rel", libc::O_RDONLY, 0).err(), Some(libc::ENOENT));
+        assert_eq!(
+            v.open("etc/../../../outside", libc::O_RDONLY, 0).err(),
+            Some(libc::ENOENT)
+        );
+    }
+}

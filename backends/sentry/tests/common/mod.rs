@@ -1,0 +1,182 @@
+//! Test support: a busybox rootfs, a bundle spec, and running it through the Backend contract.
+#![allow(dead_code)]
+
+use hako_contract::{Backend, CreateRequest, GlobalOptions};
+use hako_sentry::SentryBackend;
+use std::path::{Path, PathBuf};
+
+pub struct Bundle {
+    pub dir: tempfile::TempDir,
+}
+
+pub fn busybox() -> Option<PathBuf> {
+    for p in ["/bin/busybox", "/usr/bin/busybox"] {
+        let p = PathBuf::from(p);
+        if p.exists() {
+            let out = std::process::Command::new("file").arg(&p).output().ok()?;
+            if String::from_utf8_lossy(&out.stdout).contains("statically linked") {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+pub fn root_ok() -> bool {
+    // SAFETY: getuid has no side effects.
+    unsafe { libc::getuid() == 0 }
+}
+
+/// A bundle whose rootfs holds busybox (and its applet links) and a few files.
+pub fn busybox_bundle() -> Option<Bundle> {
+    if !root_ok() {
+        eprintln!("SKIP: the sentry backend needs root (mount namespace, overlay, ptrace)");
+        return None;
+    }
+    let Some(bb) = busybox() else {
+        eprintln!("SKIP: no static busybox (apt-get install busybox-static)");
+        return None;
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("hako-sentry-")
+        .tempdir()
+        .unwrap();
+    let rootfs = dir.path().join("rootfs");
+    for d in ["bin", "etc", "tmp", "proc", "dev", "sys", "root", "usr/bin"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::copy(&bb, rootfs.join("bin/busybox")).unwrap();
+    let out = std::process::Command::new(&bb)
+        .arg("--list")
+        .output()
+        .unwrap();
+    for applet in String::from_utf8_lossy(&out.stdout).lines() {
+        if applet != "busybox" {
+            let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet));
+        }
+    }
+    std::fs::write(rootfs.join("etc/hostname"), "sentry-box\n").unwrap();
+    std::fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    )
+    .unwrap();
+    std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnobody:x:65534:\n").unwrap();
+    std::fs::write(rootfs.join("etc/data.txt"), "original\n").unwrap();
+    std::fs::set_permissions(
+        rootfs.join("tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
+    Some(Bundle { dir })
+}
+
+impl Bundle {
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.path().join("rootfs")
+    }
+
+    pub fn spec(&self, args: &[&str], extra: serde_json::Value) -> oci_spec::runtime::Spec {
+        let mut j = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {
+                "terminal": false,
+                "user": {"uid": 0, "gid": 0},
+                "args": args,
+                "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"],
+                "cwd": "/"
+            },
+            "root": {"path": self.rootfs()},
+            "hostname": "sentry-test",
+            "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}]}
+        });
+        merge(&mut j, extra);
+        serde_json::from_value(j).unwrap()
+    }
+
+    /// create + start + wait through the Backend; returns (exit code or 128+signal, stdout, stderr).
+    pub fn run(&self, args: &[&str]) -> (i32, String, String) {
+        self.run_spec(&self.spec(args, serde_json::json!({})))
+    }
+
+    pub fn run_spec(&self, spec: &oci_spec::runtime::Spec) -> (i32, String, String) {
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        let _ = n;
+        let state = tempfile::Builder::new()
+            .prefix("state-")
+            .tempdir_in(self.dir.path())
+            .unwrap();
+        let fifo = state.path().join("start");
+        hako_contract::start_gate::make(&fifo).unwrap();
+        let out_path = state.path().join("stdout");
+        let err_path = state.path().join("stderr");
+        let out = std::fs::File::create(&out_path).unwrap();
+        let errf = std::fs::File::create(&err_path).unwrap();
+        let global = GlobalOptions::default();
+        let req = CreateRequest {
+            id: "t1",
+            bundle: self.dir.path(),
+            spec,
+            state_dir: state.path(),
+            start_fifo: &fifo,
+            console_socket: None,
+            preserve_fds: 0,
+            no_pivot: false,
+            no_new_keyring: false,
+            global: &global,
+        };
+        // The sentry inherits stdio: point 1 and 2 at files for the duration of create.
+        let (s1, s2) = unsafe { (libc::dup(1), libc::dup(2)) };
+        unsafe {
+            libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&out), 1);
+            libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&errf), 2);
+        }
+        let created = SentryBackend.create(&req);
+        unsafe {
+            libc::dup2(s1, 1);
+            libc::dup2(s2, 2);
+            libc::close(s1);
+            libc::close(s2);
+        }
+        let created = created.expect("create");
+        let pid = created.pid;
+        hako_contract::start_gate::release(&fifo, || hako_contract::proc::is_alive(pid, None))
+            .unwrap();
+        let mut st = 0;
+        unsafe { libc::waitpid(pid, &mut st, 0) };
+        let code = if libc::WIFEXITED(st) {
+            libc::WEXITSTATUS(st)
+        } else {
+            128 + libc::WTERMSIG(st)
+        };
+        let sb = hako_contract::Sandbox {
+            id: "t1",
+            bundle: self.dir.path(),
+            spec,
+            state_dir: state.path(),
+            pid,
+            alive: false,
+            data: &created.data,
+            global: &global,
+        };
+        SentryBackend.delete(&sb).unwrap();
+        (
+            code,
+            std::fs::read_to_string(&out_path).unwrap(),
+            std::fs::read_to_string(&err_path).unwrap(),
+        )
+    }
+}
+
+fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
+    match (a, b) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (a, b) => *a = b,
+    }
+}
+
+pub fn _p(_: &Path) {}
