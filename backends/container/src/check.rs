@@ -1,0 +1,219 @@
+//! `check`: refuse what the container backend cannot honour, before anything is made.
+
+use crate::namespaces;
+use crate::process::{self, ProcessPlan};
+use crate::{caps, rootfs, sec, CgroupManager};
+use anyhow::{bail, Context, Result};
+use oci_spec::runtime::Spec;
+use serde_json::json;
+use std::path::Path;
+
+fn selinux_enabled() -> bool {
+    Path::new("/sys/fs/selinux/enforce").exists()
+}
+
+/// Which namespace a sysctl needs (runc's rules); `None` = not namespaced, refused.
+fn sysctl_namespace(key: &str) -> Option<libc::c_int> {
+    const IPC: &[&str] = &[
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        Some(libc::CLONE_NEWIPC)
+    } else if key.starts_with("net.") {
+        Some(libc::CLONE_NEWNET)
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        Some(libc::CLONE_NEWUTS)
+    } else {
+        None
+    }
+}
+
+pub fn check(spec: &Spec, bundle: &Path) -> Result<()> {
+    let root = spec.root().as_ref().context("config.json has no root")?;
+    let rootfs = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        bundle.join(root.path())
+    };
+    if !rootfs.is_dir() {
+        bail!("root.path {} is not a directory", rootfs.display());
+    }
+    let proc_spec = spec
+        .process()
+        .as_ref()
+        .context("config.json has no process (the container backend needs one)")?;
+    let p = ProcessPlan::from_spec(proc_spec)?;
+    if p.apparmor.is_some() && !process::apparmor_enabled() {
+        bail!("process.apparmorProfile is set but AppArmor is not enabled on this host");
+    }
+    if proc_spec
+        .selinux_label()
+        .as_ref()
+        .is_some_and(|l| !l.is_empty())
+    {
+        if !selinux_enabled() {
+            bail!("process.selinuxLabel is set but SELinux is not enabled on this host");
+        }
+        bail!("process.selinuxLabel is not supported by the container backend");
+    }
+    if proc_spec.scheduler().is_some() {
+        bail!("process.scheduler is not supported by the container backend");
+    }
+    if proc_spec.exec_cpu_affinity().is_some() {
+        bail!("process.execCPUAffinity is not supported by the container backend");
+    }
+    if let Some(c) = proc_spec.capabilities() {
+        for set in [
+            c.bounding(),
+            c.effective(),
+            c.permitted(),
+            c.inheritable(),
+            c.ambient(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            for cap in set {
+                caps::number(cap)?;
+            }
+        }
+    }
+    let ns = namespaces::plan(spec)?;
+    if ns.joins.iter().any(|(_, f)| *f == libc::CLONE_NEWNS) {
+        bail!("joining an existing mount namespace is not supported: the container backend builds the rootfs in a new one");
+    }
+    if !ns.new_mount {
+        bail!("the container backend needs a new mount namespace (add {{\"type\": \"mount\"}} to linux.namespaces)");
+    }
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !ns.has(libc::CLONE_NEWUTS) {
+        bail!("hostname is set but there is no uts namespace");
+    }
+    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !ns.has(libc::CLONE_NEWUTS) {
+        bail!("domainname is set but there is no uts namespace");
+    }
+    for m in spec.mounts().iter().flatten() {
+        rootfs::plan_mount(m, bundle)?;
+    }
+    let Some(linux) = spec.linux() else {
+        return Ok(());
+    };
+    if linux.intel_rdt().is_some() {
+        bail!("linux.intelRdt is not supported by the container backend");
+    }
+    if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        bail!("linux.netDevices is not supported by the container backend");
+    }
+    if linux.time_offsets().as_ref().is_some_and(|d| !d.is_empty()) {
+        bail!("linux.timeOffsets is not supported by the container backend (no time namespace)");
+    }
+    if linux.memory_policy().is_some() {
+        bail!("linux.memoryPolicy is not supported by the container backend");
+    }
+    if let Some(l) = linux.mount_label() {
+        if !l.is_empty() {
+            bail!("linux.mountLabel is set but SELinux is not supported by the container backend");
+        }
+    }
+    if let Some(pers) = linux.personality() {
+        if pers.flags().as_ref().is_some_and(|f| !f.is_empty()) {
+            bail!("linux.personality.flags are not supported by the container backend");
+        }
+    }
+    if let Some(prop) = linux.rootfs_propagation() {
+        if !prop.is_empty() && rootfs::propagation_flag(prop).is_none() {
+            bail!("unknown linux.rootfsPropagation {prop:?}");
+        }
+    }
+    for (k, _) in linux.sysctl().iter().flatten() {
+        match sysctl_namespace(k) {
+            Some(f) if ns.has(f) => {}
+            Some(_) => {
+                bail!("sysctl {k} needs its own namespace, which the spec does not create or join")
+            }
+            None => bail!("sysctl {k} is not namespaced: it would change the host"),
+        }
+    }
+    for d in linux.devices().iter().flatten() {
+        if !d.path().starts_with("/dev/") {
+            bail!("linux.devices: {} is not under /dev", d.path().display());
+        }
+        if d.typ() == oci_spec::runtime::LinuxDeviceType::A {
+            bail!(
+                "linux.devices: {} has type 'a', which only cgroup rules take",
+                d.path().display()
+            );
+        }
+    }
+    if let Some(s) = linux.seccomp() {
+        sec::check(s)?;
+    }
+    if let Some(r) = linux.resources() {
+        CgroupManager::check(r)?;
+    }
+    Ok(())
+}
+
+pub fn features() -> serde_json::Value {
+    let mut opts: Vec<&str> = vec![
+        "ro",
+        "rw",
+        "nosuid",
+        "suid",
+        "nodev",
+        "dev",
+        "noexec",
+        "exec",
+        "sync",
+        "async",
+        "dirsync",
+        "remount",
+        "mand",
+        "nomand",
+        "atime",
+        "noatime",
+        "diratime",
+        "nodiratime",
+        "relatime",
+        "norelatime",
+        "strictatime",
+        "nostrictatime",
+        "bind",
+        "rbind",
+        "silent",
+        "loud",
+        "private",
+        "rprivate",
+        "shared",
+        "rshared",
+        "slave",
+        "rslave",
+        "unbindable",
+        "runbindable",
+        "tmpcopyup",
+    ];
+    opts.sort();
+    json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": "1.2.1",
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
+        "mountOptions": opts,
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
+            "capabilities": caps::known_names(),
+            "cgroup": { "v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false },
+            "seccomp": { "enabled": sec::enabled() },
+            "apparmor": { "enabled": process::apparmor_enabled() },
+            "selinux": { "enabled": false },
+            "intelRdt": { "enabled": false },
+            "mountExtensions": { "idmap": { "enabled": false } },
+        },
+        "annotations": {},
+    })
+}

@@ -1,0 +1,507 @@
+//! `create`: the parent's side (prepare, clone, sync) and the init's side (set up, gate, exec).
+
+use crate::namespaces::{self, NsPlan};
+use crate::process::{self, ProcessPlan};
+use crate::rootfs::{self, CgroupMounts, MountPlan};
+use crate::sync::{self, Channel, Msg};
+use crate::{sec, CgroupManager, Data};
+use anyhow::{anyhow, bail, Context, Result};
+use hako_contract::{hooks, CreateRequest, Created, OciState, Status};
+use nix::mount::MsFlags;
+use oci_spec::runtime::{Hook, LinuxDevice};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// Everything the init needs, prepared before the clone.
+pub struct InitPlan {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub annotations: std::collections::HashMap<String, String>,
+    pub ns: NsPlan,
+    pub mounts: Vec<MountPlan>,
+    pub root_propagation: Option<MsFlags>,
+    pub devices: Vec<LinuxDevice>,
+    pub masked: Vec<String>,
+    pub readonly: Vec<String>,
+    pub root_readonly: bool,
+    pub hostname: Option<String>,
+    pub domainname: Option<String>,
+    pub sysctl: Vec<(String, String)>,
+    pub personality: Option<libc::c_ulong>,
+    pub process: ProcessPlan,
+    pub fifo: PathBuf,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+    pub console: bool,
+    pub create_hooks: Vec<Hook>,
+    pub start_hooks: Vec<Hook>,
+    pub seccomp: Option<sec::Compiled>,
+    pub cgroups: Option<CgroupMounts>,
+}
+
+pub fn plan(req: &CreateRequest) -> Result<InitPlan> {
+    let spec = req.spec;
+    let root = spec.root().as_ref().context("config.json has no root")?;
+    let rootfs = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        req.bundle.join(root.path())
+    };
+    let rootfs =
+        std::fs::canonicalize(&rootfs).with_context(|| format!("rootfs {}", rootfs.display()))?;
+    let proc_spec = spec
+        .process()
+        .as_ref()
+        .context("config.json has no process")?;
+    let process = ProcessPlan::from_spec(proc_spec)?;
+    if process.terminal && req.console_socket.is_none() {
+        bail!("process.terminal is true but no --console-socket was given");
+    }
+    let ns = namespaces::plan(spec)?;
+    let linux = spec.linux().clone().unwrap_or_default();
+    let mounts = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .map(|m| rootfs::plan_mount(m, req.bundle))
+        .collect::<Result<Vec<_>>>()?;
+    let root_propagation = match linux.rootfs_propagation().as_deref() {
+        None | Some("") => None,
+        Some(p) => Some(
+            rootfs::propagation_flag(p)
+                .with_context(|| format!("unknown rootfsPropagation {p:?}"))?,
+        ),
+    };
+    let personality = match linux.personality() {
+        None => None,
+        Some(p) => {
+            use oci_spec::runtime::LinuxPersonalityDomain as D;
+            Some(match p.domain() {
+                D::PerLinux => 0,
+                D::PerLinux32 => 8,
+            })
+        }
+    };
+    let seccomp = match linux.seccomp() {
+        Some(s) => Some(sec::compile(s)?),
+        None => None,
+    };
+    let hooks = spec.hooks().clone().unwrap_or_default();
+    let mut sysctl: Vec<(String, String)> = linux
+        .sysctl()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    sysctl.sort();
+    Ok(InitPlan {
+        id: req.id.to_string(),
+        bundle: req.bundle.to_path_buf(),
+        rootfs,
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        mounts,
+        root_propagation,
+        devices: linux.devices().clone().unwrap_or_default(),
+        masked: linux.masked_paths().clone().unwrap_or_default(),
+        readonly: linux.readonly_paths().clone().unwrap_or_default(),
+        root_readonly: root.readonly().unwrap_or(false),
+        hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
+        domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
+        sysctl,
+        personality,
+        process,
+        fifo: req.start_fifo.to_path_buf(),
+        no_pivot: req.no_pivot,
+        no_new_keyring: req.no_new_keyring,
+        preserve_fds: req.preserve_fds,
+        console: req.console_socket.is_some() && proc_spec.terminal().unwrap_or(false),
+        create_hooks: hooks.create_container().clone().unwrap_or_default(),
+        start_hooks: hooks.start_container().clone().unwrap_or_default(),
+        seccomp,
+        cgroups: None,
+        ns,
+    })
+}
+
+pub fn create(req: &CreateRequest) -> Result<Created> {
+    let mut plan = plan(req)?;
+    let linux = req.spec.linux().clone().unwrap_or_default();
+    let cg_path = linux
+        .cgroups_path()
+        .as_ref()
+        .map(|p| p.to_string_lossy().to_string());
+    let cg = CgroupManager::new(cg_path.as_deref(), req.id, req.global.systemd_cgroup)?;
+    cg.create()?;
+    let r = (|| {
+        if let Some(res) = linux.resources() {
+            cg.apply(&with_default_devices(res, &plan.devices))?;
+        }
+        // Opened before the clone: a join must not change how the next path resolves.
+        let joins = namespaces::open_joins(&plan.ns.joins)?;
+        let _ = &mut plan;
+        spawn(&plan, req, &cg, joins)
+    })();
+    match r {
+        Ok(pid) => Ok(Created {
+            pid,
+            data: serde_json::to_value(Data {
+                cgroup: Some(cg),
+                rootfs: plan.rootfs.clone(),
+            })?,
+        }),
+        Err(e) => {
+            let _ = cg.destroy();
+            Err(e)
+        }
+    }
+}
+
+/// Clone the init (through an intermediate when namespaces are joined), then drive it until it
+/// is ready. On error the init is killed and reaped.
+fn spawn(
+    plan: &InitPlan,
+    req: &CreateRequest,
+    cg: &CgroupManager,
+    joins: Vec<(OwnedFd, libc::c_int, PathBuf)>,
+) -> Result<i32> {
+    let (parent, child) = sync::pair()?;
+    let pid = if joins.is_empty() {
+        let pid = namespaces::clone(plan.ns.clone_flags)?;
+        if pid == 0 {
+            drop(parent);
+            init_main(plan, &child);
+        }
+        pid
+    } else {
+        let mid = namespaces::clone(0)?;
+        if mid == 0 {
+            drop(parent);
+            intermediate(plan, &child, &joins);
+        }
+        drop(joins);
+        let got = parent.expect("joining namespaces", |m, _| match m {
+            Msg::Pid(p) => Ok(p),
+            m => Err(anyhow!(
+                "unexpected message {m:?} from the intermediate process"
+            )),
+        });
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(mid), None);
+        got?
+    };
+    drop(child);
+    let r = drive(plan, req, cg, &parent, pid);
+    if r.is_err() {
+        // SAFETY: plain kill of our own child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    }
+    r.map(|_| pid)
+}
+
+fn drive(
+    plan: &InitPlan,
+    req: &CreateRequest,
+    cg: &CgroupManager,
+    chan: &Channel,
+    pid: i32,
+) -> Result<()> {
+    if plan.ns.new_user {
+        // SAFETY: geteuid cannot fail.
+        let rootless = unsafe { libc::geteuid() } != 0;
+        namespaces::write_id_maps(pid, &plan.ns.uid_map, &plan.ns.gid_map, rootless)?;
+    }
+    cg.add_pid(pid)?;
+    chan.send(&Msg::Go { pid })?;
+    loop {
+        match chan.recv()? {
+            Some((Msg::Ready, _)) => return Ok(()),
+            Some((Msg::PtyMaster, Some(fd))) => {
+                let sock = req.console_socket.context("no console socket")?;
+                hako_contract::console::send_master(sock, &fd)?;
+            }
+            Some((Msg::Error(e), _)) => bail!("{e}"),
+            Some((m, _)) => bail!("unexpected message {m:?} from the container init"),
+            None => bail!("the container init exited during set-up"),
+        }
+    }
+}
+
+fn fail(chan: &Channel, e: anyhow::Error) -> ! {
+    let _ = chan.send(&Msg::Error(format!("{e:#}")));
+    // SAFETY: leave the child without running the parent's destructors.
+    unsafe { libc::_exit(1) }
+}
+
+/// The intermediate: join the namespaces given by path, clone the init as the caller's child.
+fn intermediate(plan: &InitPlan, chan: &Channel, joins: &[(OwnedFd, libc::c_int, PathBuf)]) -> ! {
+    for (fd, flag, path) in joins {
+        if let Err(e) = namespaces::setns(fd, *flag, path) {
+            fail(chan, e);
+        }
+    }
+    match namespaces::clone(plan.ns.clone_flags | libc::CLONE_PARENT) {
+        Ok(0) => init_main(plan, chan),
+        Ok(pid) => {
+            let _ = chan.send(&Msg::Pid(pid));
+            // SAFETY: as in `fail`.
+            unsafe { libc::_exit(0) }
+        }
+        Err(e) => fail(chan, e),
+    }
+}
+
+fn init_main(plan: &InitPlan, chan: &Channel) -> ! {
+    let ready = match init_setup(plan, chan) {
+        Ok(r) => r,
+        Err(e) => fail(chan, e),
+    };
+    if let Err(e) = chan.send(&Msg::Ready) {
+        fail(chan, e);
+    }
+    // From here on the parent is gone: errors go to stderr, status 127.
+    let die = |e: anyhow::Error| -> ! {
+        eprintln!("hako: {e:#}");
+        // SAFETY: as in `fail`.
+        unsafe { libc::_exit(127) }
+    };
+    let gate = PathBuf::from(format!("/proc/self/fd/{}", ready.fifo.as_raw_fd()));
+    if let Err(e) = hako_contract::start_gate::wait(&gate) {
+        die(e);
+    }
+    drop(ready.fifo);
+    if !plan.start_hooks.is_empty() {
+        if let Err(e) = hooks::run(
+            "startContainer",
+            &plan.start_hooks,
+            &state(plan, ready.host_pid, Status::Created),
+        ) {
+            die(e);
+        }
+    }
+    if let (Some(c), true) = (&plan.seccomp, ready.seccomp_late) {
+        if let Err(e) = sec::apply(c) {
+            die(e.context("loading the seccomp filter"));
+        }
+    }
+    process::exec(&ready.exe, &plan.process)
+}
+
+fn state(plan: &InitPlan, pid: i32, status: Status) -> OciState {
+    OciState {
+        oci_version: "1.2.0".into(),
+        id: plan.id.clone(),
+        status,
+        pid: Some(pid),
+        bundle: plan.bundle.clone(),
+        annotations: plan.annotations.clone(),
+    }
+}
+
+struct Ready {
+    fifo: OwnedFd,
+    exe: std::ffi::CString,
+    host_pid: i32,
+    seccomp_late: bool,
+}
+
+fn init_setup(plan: &InitPlan, chan: &Channel) -> Result<Ready> {
+    let host_pid = chan.expect("waiting for the runtime", |m, _| match m {
+        Msg::Go { pid } => Ok(pid),
+        m => Err(anyhow!("unexpected message {m:?}")),
+    })?;
+    let ns = &plan.ns;
+    if ns.new_user {
+        // Become root of the new user namespace (the maps are written now).
+        // SAFETY: plain set*id calls.
+        unsafe {
+            if libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error())
+                    .context("becoming root in the user namespace");
+            }
+        }
+    }
+    let fifo = nix::fcntl::open(
+        &plan.fifo,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .with_context(|| format!("opening start fifo {}", plan.fifo.display()))?;
+    // The cgroup paths as the host sees them, before a new cgroup namespace hides them.
+    let cgroups = if plan
+        .mounts
+        .iter()
+        .any(|m| m.fstype == "cgroup" || m.fstype == "cgroup2")
+    {
+        Some(rootfs::cgroup_mounts())
+    } else {
+        None
+    };
+    if ns.new_cgroup {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .context("unshare cgroup namespace")?;
+    }
+    if let Some(v) = plan.process.oom_score_adj {
+        process::write_oom_score_adj(v)?;
+    }
+    let empty = CgroupMounts {
+        v1: vec![],
+        v2: None,
+        own: vec![],
+    };
+    let rp = rootfs::RootfsPlan {
+        rootfs: &plan.rootfs,
+        mounts: &plan.mounts,
+        root_propagation: plan.root_propagation,
+        devices: &plan.devices,
+        userns: ns.new_user,
+        new_cgroupns: ns.new_cgroup,
+        cgroups: cgroups.as_ref().or(plan.cgroups.as_ref()).unwrap_or(&empty),
+    };
+    rootfs::prepare(&rp)?;
+    if !plan.create_hooks.is_empty() {
+        hooks::run(
+            "createContainer",
+            &plan.create_hooks,
+            &state(plan, host_pid, Status::Created),
+        )?;
+    }
+    rootfs::pivot(&plan.rootfs, plan.no_pivot)?;
+    if let Some(p) = plan.root_propagation {
+        rootfs::root_propagation(p)?;
+    }
+    if plan.console {
+        let (master, slave, path) = process::open_pty()?;
+        rootfs::bind_console(&path)?;
+        chan.send_with_fd(&Msg::PtyMaster, Some(master.as_raw_fd()))?;
+        drop(master);
+        process::adopt_terminal(&slave)?;
+    }
+    if let Some(h) = &plan.hostname {
+        nix::unistd::sethostname(h).context("sethostname")?;
+    }
+    if let Some(d) = &plan.domainname {
+        let c = std::ffi::CString::new(d.as_str())?;
+        // SAFETY: setdomainname with a valid buffer.
+        if unsafe { libc::setdomainname(c.as_ptr(), d.len()) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("setdomainname");
+        }
+    }
+    for (k, v) in &plan.sysctl {
+        let p = Path::new("/proc/sys").join(k.replace('.', "/"));
+        std::fs::write(&p, v).with_context(|| format!("sysctl {k}={v}"))?;
+    }
+    if plan.root_readonly {
+        rootfs::readonly_root()?;
+    }
+    for p in &plan.readonly {
+        rootfs::readonly_path(p)?;
+    }
+    for p in &plan.masked {
+        rootfs::mask_path(p)?;
+    }
+    if !plan.no_new_keyring {
+        join_session_keyring(&plan.id)?;
+    }
+    if let Some(p) = plan.personality {
+        // SAFETY: personality with a plain value.
+        if unsafe { libc::personality(p) } < 0 {
+            return Err(std::io::Error::last_os_error()).context("personality");
+        }
+    }
+    let pp = &plan.process;
+    process::set_rlimits(pp)?;
+    process::set_io_priority(pp)?;
+    process::chdir(pp)?;
+    process::set_apparmor(pp)?;
+    let seccomp_late = pp.seccomp_late_ok();
+    if let (Some(c), false) = (&plan.seccomp, seccomp_late) {
+        sec::apply(c).context("loading the seccomp filter")?;
+    }
+    process::become_user(pp)?;
+    if pp.uid != 0 || pp.gid != 0 {
+        // The uid change made us non-dumpable, which makes /proc/self/fd (and so the start
+        // fifo we reopen through it) root-only. execve resets the flag for the workload.
+        // SAFETY: plain prctl.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+    }
+    process::set_no_new_privileges(pp)?;
+    // cwd again as the user, as runc does: a cwd the user cannot enter fails here.
+    process::chdir(pp)?;
+    let exe = process::find_executable(pp)?;
+    process::keep_fds(plan.preserve_fds);
+    process::close_fds_from(3 + plan.preserve_fds as i32)?;
+    Ok(Ready {
+        fifo,
+        exe,
+        host_pid,
+        seccomp_late,
+    })
+}
+
+fn join_session_keyring(id: &str) -> Result<()> {
+    let name = std::ffi::CString::new(format!("_ses.{id}"))?;
+    // SAFETY: keyctl(KEYCTL_JOIN_SESSION_KEYRING, name).
+    let r = unsafe { libc::syscall(libc::SYS_keyctl, 1, name.as_ptr()) };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        // Kernels without keys, or a seccomp'd host, cannot make one: as runc, go on.
+        if !matches!(
+            e.raw_os_error(),
+            Some(libc::ENOSYS) | Some(libc::EACCES) | Some(libc::EPERM)
+        ) {
+            return Err(e).context("joining a new session keyring");
+        }
+    }
+    Ok(())
+}
+
+/// The device rules a container always gets (runc's allowed list: mknod of anything, the
+/// default /dev nodes, ptys) and one rwm rule per `linux.devices` node, after the spec's own.
+fn with_default_devices(
+    res: &oci_spec::runtime::LinuxResources,
+    devices: &[LinuxDevice],
+) -> oci_spec::runtime::LinuxResources {
+    use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType as T};
+    let mut res = res.clone();
+    let Some(rules) = res.devices().clone() else {
+        return res;
+    };
+    let rule = |t: T, maj: Option<i64>, min: Option<i64>, acc: &str| {
+        let mut r = LinuxDeviceCgroup::default();
+        r.set_allow(true);
+        r.set_typ(Some(t));
+        r.set_major(maj);
+        r.set_minor(min);
+        r.set_access(Some(acc.to_string()));
+        r
+    };
+    let mut all = rules;
+    all.push(rule(T::C, None, None, "m"));
+    all.push(rule(T::B, None, None, "m"));
+    for (maj, min) in [
+        (1, 3),
+        (1, 5),
+        (1, 7),
+        (1, 8),
+        (1, 9),
+        (5, 0),
+        (5, 1),
+        (5, 2),
+    ] {
+        all.push(rule(T::C, Some(maj), Some(min), "rwm"));
+    }
+    all.push(rule(T::C, Some(136), None, "rwm"));
+    for d in devices {
+        let t = match d.typ() {
+            T::U => T::C,
+            t => t,
+        };
+        if t != T::P {
+            all.push(rule(t, Some(d.major()), Some(d.minor()), "rwm"));
+        }
+    }
+    res.set_devices(Some(all));
+    res
+}

@@ -1,0 +1,184 @@
+//! Namespaces: which to create, which to join, in which order; the raw clone.
+
+use anyhow::{bail, Context, Result};
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType as T, Spec};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+/// `/proc/PID/ns/<name>` and the clone flag for each type, in the order they are joined
+/// (user first: it grants the capabilities to join the others; mnt last: it changes paths).
+pub const ORDER: &[(T, &str, libc::c_int)] = &[
+    (T::User, "user", libc::CLONE_NEWUSER),
+    (T::Ipc, "ipc", libc::CLONE_NEWIPC),
+    (T::Uts, "uts", libc::CLONE_NEWUTS),
+    (T::Network, "net", libc::CLONE_NEWNET),
+    (T::Pid, "pid", libc::CLONE_NEWPID),
+    (T::Cgroup, "cgroup", libc::CLONE_NEWCGROUP),
+    (T::Mount, "mnt", libc::CLONE_NEWNS),
+];
+
+/// The namespace part of a spec, resolved.
+#[derive(Debug, Clone, Default)]
+pub struct NsPlan {
+    /// Flags for clone(): the new namespaces except cgroup (unshared after the cgroup join).
+    pub clone_flags: libc::c_int,
+    pub new_cgroup: bool,
+    pub new_user: bool,
+    pub new_mount: bool,
+    pub new_uts: bool,
+    /// (path, flag), in join order.
+    pub joins: Vec<(PathBuf, libc::c_int)>,
+    pub uid_map: String,
+    pub gid_map: String,
+}
+
+impl NsPlan {
+    pub fn has(&self, flag: libc::c_int) -> bool {
+        self.clone_flags & flag != 0
+            || (flag == libc::CLONE_NEWCGROUP && self.new_cgroup)
+            || self.joins.iter().any(|(_, f)| *f == flag)
+    }
+}
+
+fn map_text(m: &[LinuxIdMapping]) -> String {
+    m.iter()
+        .map(|e| format!("{} {} {}\n", e.container_id(), e.host_id(), e.size()))
+        .collect()
+}
+
+pub fn plan(spec: &Spec) -> Result<NsPlan> {
+    let mut p = NsPlan::default();
+    let Some(linux) = spec.linux() else {
+        return Ok(p);
+    };
+    let nss = linux.namespaces().clone().unwrap_or_default();
+    for (i, ns) in nss.iter().enumerate() {
+        if nss[..i].iter().any(|o| o.typ() == ns.typ()) {
+            bail!("namespace {} is listed twice", ns.typ());
+        }
+    }
+    for (typ, _, flag) in ORDER {
+        let Some(ns) = nss.iter().find(|n| n.typ() == *typ) else {
+            continue;
+        };
+        match ns.path() {
+            Some(path) if !path.as_os_str().is_empty() => p.joins.push((path.clone(), *flag)),
+            _ => {
+                if *typ == T::Cgroup {
+                    p.new_cgroup = true;
+                } else {
+                    p.clone_flags |= flag;
+                }
+            }
+        }
+    }
+    if let Some(ns) = nss
+        .iter()
+        .find(|n| !ORDER.iter().any(|(t, _, _)| *t == n.typ()))
+    {
+        bail!(
+            "namespace type {} is not supported by the container backend",
+            ns.typ()
+        );
+    }
+    p.new_user = p.clone_flags & libc::CLONE_NEWUSER != 0;
+    p.new_mount = p.clone_flags & libc::CLONE_NEWNS != 0;
+    p.new_uts = p.clone_flags & libc::CLONE_NEWUTS != 0;
+    let uid = linux.uid_mappings().clone().unwrap_or_default();
+    let gid = linux.gid_mappings().clone().unwrap_or_default();
+    if p.new_user {
+        if uid.is_empty() || gid.is_empty() {
+            bail!("a new user namespace needs linux.uidMappings and linux.gidMappings");
+        }
+    } else if !uid.is_empty() || !gid.is_empty() {
+        bail!("linux.uidMappings/gidMappings are set but no new user namespace is requested");
+    }
+    p.uid_map = map_text(&uid);
+    p.gid_map = map_text(&gid);
+    Ok(p)
+}
+
+/// Open every namespace to join (before any of them is joined: paths change meaning).
+pub fn open_joins(
+    joins: &[(PathBuf, libc::c_int)],
+) -> Result<Vec<(OwnedFd, libc::c_int, PathBuf)>> {
+    joins
+        .iter()
+        .map(|(p, f)| {
+            let fd = nix::fcntl::open(
+                p,
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .with_context(|| format!("opening namespace {}", p.display()))?;
+            Ok((fd, *f, p.clone()))
+        })
+        .collect()
+}
+
+pub fn setns(fd: &OwnedFd, flag: libc::c_int, what: &std::path::Path) -> Result<()> {
+    // SAFETY: setns on an fd we own.
+    if unsafe { libc::setns(fd.as_raw_fd(), flag) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("joining namespace {}", what.display()));
+    }
+    Ok(())
+}
+
+/// fork-like clone (no new stack: the child runs on a copy of ours). Returns 0 in the child.
+pub fn clone(flags: libc::c_int) -> Result<i32> {
+    // SAFETY: without CLONE_VM the child gets a copy of the address space, as with fork. The
+    // caller is single-threaded, so no lock is held by another thread at this point.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error()).context("clone");
+    }
+    Ok(r as i32)
+}
+
+/// Parent side: write the id maps of a child in a new user namespace.
+pub fn write_id_maps(pid: i32, uid_map: &str, gid_map: &str, deny_setgroups: bool) -> Result<()> {
+    if deny_setgroups {
+        std::fs::write(format!("/proc/{pid}/setgroups"), "deny").context("writing setgroups")?;
+    }
+    std::fs::write(format!("/proc/{pid}/uid_map"), uid_map)
+        .with_context(|| format!("writing uid_map {uid_map:?}"))?;
+    std::fs::write(format!("/proc/{pid}/gid_map"), gid_map)
+        .with_context(|| format!("writing gid_map {gid_map:?}"))?;
+    Ok(())
+}
+
+/// The namespaces of `pid` that differ from ours, opened, in join order.
+pub fn of_process(pid: i32) -> Result<Vec<(OwnedFd, libc::c_int, PathBuf)>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = vec![];
+    for (_, name, flag) in ORDER {
+        let theirs = PathBuf::from(format!("/proc/{pid}/ns/{name}"));
+        let Ok(t) = std::fs::metadata(&theirs) else {
+            continue;
+        };
+        let Ok(o) = std::fs::metadata(format!("/proc/self/ns/{name}")) else {
+            continue;
+        };
+        if t.ino() == o.ino() && t.dev() == o.dev() {
+            continue;
+        }
+        let fd = nix::fcntl::open(
+            &theirs,
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .with_context(|| format!("opening {}", theirs.display()))?;
+        out.push((fd, *flag, theirs));
+    }
+    Ok(out)
+}

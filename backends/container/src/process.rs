@@ -1,0 +1,353 @@
+//! The workload process: identity, limits, capabilities and the final execve. Shared by the
+//! container init and by `exec`.
+
+use crate::caps;
+use anyhow::{bail, Context, Result};
+use oci_spec::runtime::{PosixRlimitType, Process};
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// A process spec turned into plain data, prepared before fork.
+#[derive(Debug, Clone)]
+pub struct ProcessPlan {
+    pub args: Vec<CString>,
+    pub env: Vec<CString>,
+    pub path_var: Option<String>,
+    pub cwd: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub umask: Option<u32>,
+    pub rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
+    pub caps: Option<caps::Sets>,
+    pub no_new_privileges: bool,
+    pub apparmor: Option<String>,
+    pub oom_score_adj: Option<i32>,
+    pub terminal: bool,
+    pub io_priority: Option<(i64, i64)>,
+}
+
+fn rlimit_resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
+    use PosixRlimitType::*;
+    match t {
+        RlimitCpu => libc::RLIMIT_CPU,
+        RlimitFsize => libc::RLIMIT_FSIZE,
+        RlimitData => libc::RLIMIT_DATA,
+        RlimitStack => libc::RLIMIT_STACK,
+        RlimitCore => libc::RLIMIT_CORE,
+        RlimitRss => libc::RLIMIT_RSS,
+        RlimitNproc => libc::RLIMIT_NPROC,
+        RlimitNofile => libc::RLIMIT_NOFILE,
+        RlimitMemlock => libc::RLIMIT_MEMLOCK,
+        RlimitAs => libc::RLIMIT_AS,
+        RlimitLocks => libc::RLIMIT_LOCKS,
+        RlimitSigpending => libc::RLIMIT_SIGPENDING,
+        RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+        RlimitNice => libc::RLIMIT_NICE,
+        RlimitRtprio => libc::RLIMIT_RTPRIO,
+        RlimitRttime => libc::RLIMIT_RTTIME,
+    }
+}
+
+fn cstr(s: &str, what: &str) -> Result<CString> {
+    CString::new(s).with_context(|| format!("{what} contains a NUL byte"))
+}
+
+impl ProcessPlan {
+    pub fn from_spec(p: &Process) -> Result<ProcessPlan> {
+        let args = p.args().clone().unwrap_or_default();
+        if args.is_empty() {
+            bail!("process.args is empty");
+        }
+        if p.command_line().is_some() {
+            bail!("process.commandLine is for Windows");
+        }
+        let env: Vec<String> = p.env().clone().unwrap_or_default();
+        let path_var = env
+            .iter()
+            .rev()
+            .find_map(|e| e.strip_prefix("PATH=").map(str::to_string));
+        if !p.cwd().is_absolute() {
+            bail!("process.cwd {:?} is not absolute", p.cwd());
+        }
+        let user = p.user();
+        let caps = match p.capabilities() {
+            Some(c) => Some(caps::Sets::from_spec(c)?),
+            None => None,
+        };
+        let io_priority = p.io_priority().map(|io| {
+            use oci_spec::runtime::IOPriorityClass::*;
+            let class = match io.class() {
+                IoprioClassRt => 1,
+                IoprioClassBe => 2,
+                IoprioClassIdle => 3,
+            };
+            (class, io.priority())
+        });
+        if let Some((_, prio)) = io_priority {
+            if !(0..=7).contains(&prio) {
+                bail!("process.ioPriority.priority {prio} is outside 0..7");
+            }
+        }
+        Ok(ProcessPlan {
+            args: args
+                .iter()
+                .map(|a| cstr(a, "process.args"))
+                .collect::<Result<_>>()?,
+            env: env
+                .iter()
+                .map(|e| cstr(e, "process.env"))
+                .collect::<Result<_>>()?,
+            path_var,
+            cwd: p.cwd().clone(),
+            uid: user.uid(),
+            gid: user.gid(),
+            additional_gids: user.additional_gids().clone().unwrap_or_default(),
+            umask: user.umask(),
+            rlimits: p
+                .rlimits()
+                .iter()
+                .flatten()
+                .map(|r| (rlimit_resource(r.typ()), r.soft(), r.hard()))
+                .collect(),
+            caps,
+            no_new_privileges: p.no_new_privileges().unwrap_or(false),
+            apparmor: p.apparmor_profile().clone().filter(|s| !s.is_empty()),
+            oom_score_adj: p.oom_score_adj(),
+            terminal: p.terminal().unwrap_or(false),
+            io_priority,
+        })
+    }
+
+    /// Whether the process will still hold CAP_SYS_ADMIN when it calls seccomp: without it and
+    /// without no_new_privileges the filter must be loaded before capabilities drop.
+    pub fn seccomp_late_ok(&self) -> bool {
+        self.no_new_privileges || self.caps.map(|c| c.has_effective(21)).unwrap_or(true)
+    }
+}
+
+pub fn write_oom_score_adj(v: i32) -> Result<()> {
+    std::fs::write("/proc/self/oom_score_adj", v.to_string()).context("writing oom_score_adj")
+}
+
+pub fn set_rlimits(p: &ProcessPlan) -> Result<()> {
+    for (res, soft, hard) in &p.rlimits {
+        let r = libc::rlimit {
+            rlim_cur: *soft,
+            rlim_max: *hard,
+        };
+        // SAFETY: plain setrlimit.
+        if unsafe { libc::setrlimit(*res, &r) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("setrlimit({res}, soft {soft}, hard {hard})"));
+        }
+    }
+    Ok(())
+}
+
+pub fn set_io_priority(p: &ProcessPlan) -> Result<()> {
+    if let Some((class, prio)) = p.io_priority {
+        let v = (class << 13) | prio;
+        // SAFETY: ioprio_set(IOPRIO_WHO_PROCESS, self, value).
+        if unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, v) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("ioprio_set");
+        }
+    }
+    Ok(())
+}
+
+/// Switch to the process's user with its capabilities; then no_new_privileges.
+pub fn become_user(p: &ProcessPlan) -> Result<()> {
+    if let Some(c) = &p.caps {
+        caps::drop_bounding(c)?;
+    }
+    // SAFETY: plain prctl / set*id calls.
+    unsafe {
+        if libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 {
+            return Err(std::io::Error::last_os_error()).context("PR_SET_KEEPCAPS");
+        }
+        let groups: Vec<libc::gid_t> = p.additional_gids.clone();
+        if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
+            let e = std::io::Error::last_os_error();
+            // In a user namespace where setgroups is denied, an empty list is the only choice.
+            if !(groups.is_empty() && e.raw_os_error() == Some(libc::EPERM)) {
+                return Err(e).context("setgroups");
+            }
+        }
+        if libc::setresgid(p.gid, p.gid, p.gid) != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("setgid {}", p.gid));
+        }
+        if libc::setresuid(p.uid, p.uid, p.uid) != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("setuid {}", p.uid));
+        }
+        libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0);
+    }
+    if let Some(c) = &p.caps {
+        caps::set_process_sets(c)?;
+    }
+    if let Some(m) = p.umask {
+        // SAFETY: umask cannot fail.
+        unsafe { libc::umask(m as libc::mode_t) };
+    }
+    Ok(())
+}
+
+pub fn set_no_new_privileges(p: &ProcessPlan) -> Result<()> {
+    if p.no_new_privileges {
+        // SAFETY: plain prctl.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("PR_SET_NO_NEW_PRIVS");
+        }
+    }
+    Ok(())
+}
+
+pub fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .map(|s| s.trim() == "Y")
+        .unwrap_or(false)
+}
+
+/// Ask AppArmor to switch to the profile at the next execve.
+pub fn set_apparmor(p: &ProcessPlan) -> Result<()> {
+    if let Some(prof) = &p.apparmor {
+        let v = format!("exec {prof}");
+        let r = std::fs::write("/proc/self/attr/apparmor/exec", &v)
+            .or_else(|_| std::fs::write("/proc/self/attr/exec", &v));
+        r.with_context(|| format!("setting AppArmor profile {prof:?}"))?;
+    }
+    Ok(())
+}
+
+pub fn chdir(p: &ProcessPlan) -> Result<()> {
+    nix::unistd::chdir(&p.cwd).with_context(|| format!("chdir to cwd {}", p.cwd.display()))
+}
+
+/// Find args[0] in the container's PATH (from the process env, as runc does).
+pub fn find_executable(p: &ProcessPlan) -> Result<CString> {
+    let arg0 = p.args[0].to_str().context("args[0] is not UTF-8")?;
+    let check = |c: &Path| -> bool {
+        let Ok(cs) = CString::new(c.as_os_str().as_bytes()) else {
+            return false;
+        };
+        let Ok(md) = std::fs::metadata(c) else {
+            return false;
+        };
+        // SAFETY: access(2) on a valid C string.
+        md.is_file() && unsafe { libc::access(cs.as_ptr(), libc::X_OK) } == 0
+    };
+    if arg0.contains('/') {
+        let c = Path::new(arg0);
+        if std::fs::metadata(c).is_err() {
+            bail!("exec: {arg0:?}: no such file or directory");
+        }
+        if !check(c) {
+            bail!("exec: {arg0:?}: permission denied");
+        }
+        return Ok(p.args[0].clone());
+    }
+    let path = p
+        .path_var
+        .clone()
+        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    for dir in path.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let c = Path::new(dir).join(arg0);
+        if check(&c) {
+            return cstr(&c.to_string_lossy(), "path");
+        }
+    }
+    bail!("exec: {arg0:?}: executable file not found in $PATH")
+}
+
+/// Close (on exec) every fd from `3 + preserve` up.
+pub fn close_fds_from(first: i32) -> Result<()> {
+    let mut fds = vec![];
+    for e in std::fs::read_dir("/proc/self/fd").context("reading /proc/self/fd")? {
+        if let Some(fd) = e
+            .ok()
+            .and_then(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+        {
+            if fd >= first {
+                fds.push(fd);
+            }
+        }
+    }
+    for fd in fds {
+        // SAFETY: setting FD_CLOEXEC on an fd number; a stale number (the read_dir fd) fails harmlessly.
+        unsafe {
+            let f = libc::fcntl(fd, libc::F_GETFD);
+            if f >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, f | libc::FD_CLOEXEC);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Make sure fds 0..3+preserve stay open across exec.
+pub fn keep_fds(preserve: u32) {
+    for fd in 0..3 + preserve as i32 {
+        // SAFETY: clearing FD_CLOEXEC; fails harmlessly for closed fds.
+        unsafe {
+            let f = libc::fcntl(fd, libc::F_GETFD);
+            if f >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, f & !libc::FD_CLOEXEC);
+            }
+        }
+    }
+}
+
+/// execve; on failure report on stderr and exit 127.
+pub fn exec(path: &CString, p: &ProcessPlan) -> ! {
+    let e = nix::unistd::execve(path, &p.args, &p.env).unwrap_err();
+    eprintln!("hako: exec {:?}: {}", p.args[0], e.desc());
+    // SAFETY: leaving the child without running the parent's destructors.
+    unsafe { libc::_exit(127) }
+}
+
+/// Open a pty inside the current mount namespace's devpts (`/dev/ptmx`). Returns (master,
+/// slave, slave path).
+pub fn open_pty() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd, PathBuf)> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: posix_openpt/grantpt/unlockpt/ptsname_r on an fd we own.
+    unsafe {
+        let m = libc::open(
+            c"/dev/ptmx".as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if m < 0 {
+            return Err(std::io::Error::last_os_error()).context("open /dev/ptmx");
+        }
+        let master = OwnedFd::from_raw_fd(m);
+        if libc::grantpt(m) != 0 || libc::unlockpt(m) != 0 {
+            return Err(std::io::Error::last_os_error()).context("unlockpt");
+        }
+        let mut buf = [0 as libc::c_char; 128];
+        if libc::ptsname_r(m, buf.as_mut_ptr(), buf.len()) != 0 {
+            return Err(std::io::Error::last_os_error()).context("ptsname");
+        }
+        let name = std::ffi::CStr::from_ptr(buf.as_ptr()).to_owned();
+        let s = libc::open(
+            name.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if s < 0 {
+            return Err(std::io::Error::last_os_error()).with_context(|| format!("open {name:?}"));
+        }
+        Ok((
+            master,
+            OwnedFd::from_raw_fd(s),
+            PathBuf::from(name.to_string_lossy().to_string()),
+        ))
+    }
+}
+
+/// Become a session leader and take `slave` as controlling terminal and stdio.
+pub fn adopt_terminal(slave: &std::os::fd::OwnedFd) -> Result<()> {
+    nix::unistd::setsid().context("setsid")?;
+    hako_contract::console::adopt_as_stdio(slave)
+}
