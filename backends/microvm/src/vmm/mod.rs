@@ -1,5 +1,583 @@
-//! hako's own VMM on KVM.
+//! hako's own VMM on KVM: the microvm backend's fast path on hosts with hardware virtualization.
+//!
+//! One [`Vmm`] is built by [`Vmm::new`] from a [`VmConfig`] (the resources description) and run
+//! by [`Vmm::run`] until the guest stops it; the microvm backend calls both from its forked host
+//! process. Layout: [`layout`] (guest memory map), [`boot`] (vmlinux, PVH / zero page, command
+//! line), [`cpu`] (GDT, page tables, registers, CPUID, MSRs), [`devices`] (8250, i8042, debug
+//! exit port, virtio-mmio block and console), [`jail`] (namespaces, pivot into an empty root),
+//! [`seccomp`] (per-thread filters kept as JSON data), [`probe`] (can this host's KVM run Linux?).
 
 pub mod boot;
 pub mod cpu;
+pub mod devices;
+pub mod jail;
 pub mod layout;
+pub mod probe;
+pub mod seccomp;
+
+use std::cell::Cell;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use kvm_bindings::{kvm_pit_config, kvm_run, kvm_userspace_memory_region, KVM_PIT_SPEAKER_DUMMY};
+use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vmm_sys_util::eventfd::EventFd;
+
+pub use jail::JailConfig;
+pub use probe::probe_kvm_runs_linux;
+
+use devices::virtio::block::Block;
+use devices::virtio::console::Console;
+use devices::virtio::mmio::MmioTransport;
+use devices::Devices;
+use layout::*;
+
+/// A disk for the guest (virtio-blk over a host file).
+#[derive(Clone, Debug)]
+pub struct BlockDevice {
+    pub path: PathBuf,
+    pub read_only: bool,
+    /// Serial returned by GET_ID (at most 20 bytes are used).
+    pub id: String,
+}
+
+/// Where guest output goes.
+pub enum Output {
+    Sink,
+    /// The VMM process's stdout (unbuffered).
+    Stdout,
+    Fd(File),
+    Capture(Capture),
+}
+
+/// Where guest input comes from.
+pub enum Input {
+    None,
+    Stdin,
+    Fd(File),
+}
+
+/// One character device's host side.
+pub struct Stdio {
+    pub input: Input,
+    pub output: Output,
+}
+
+impl Stdio {
+    pub fn sink() -> Self {
+        Stdio {
+            input: Input::None,
+            output: Output::Sink,
+        }
+    }
+    pub fn stdio() -> Self {
+        Stdio {
+            input: Input::Stdin,
+            output: Output::Stdout,
+        }
+    }
+}
+
+/// The resources description of one microVM.
+pub struct VmConfig {
+    pub memory_mib: u32,
+    /// Only 1 is supported (no MP table / ACPI yet).
+    pub vcpus: u8,
+    /// A vmlinux ELF (PVH entry used when its note exists, else the 64-bit boot protocol).
+    pub kernel: PathBuf,
+    /// Kernel command line; the VMM appends the `virtio_mmio.device=` entries.
+    pub cmdline: String,
+    pub block: Vec<BlockDevice>,
+    /// The 8250 at 0x3f8.
+    pub serial: Stdio,
+    /// A virtio-console when set.
+    pub console: Option<Stdio>,
+    /// Jail the VMM (namespaces + pivot into an empty root) once everything is open.
+    pub jail: Option<JailConfig>,
+    /// Install the per-thread seccomp filters in `run`.
+    pub seccomp: bool,
+}
+
+impl Default for VmConfig {
+    fn default() -> Self {
+        VmConfig {
+            memory_mib: 128,
+            vcpus: 1,
+            kernel: PathBuf::new(),
+            cmdline: String::new(),
+            block: Vec::new(),
+            serial: Stdio::sink(),
+            console: None,
+            jail: None,
+            seccomp: false,
+        }
+    }
+}
+
+/// Why the VM stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExitReason {
+    /// The guest wrote a status byte to the debug exit port 0xf4.
+    DebugExit(u8),
+    /// The guest reset the machine through the i8042 (Linux `reboot` with `reboot=k`) or KVM
+    /// reported a reset system event.
+    Reset,
+    /// Triple fault / KVM shutdown / power-off system event.
+    Shutdown,
+    /// HLT reached userspace (no interrupt can wake the vCPU).
+    Halted,
+    /// KVM could not run the guest's code (e.g. `kvm_pvm` on XRSTOR/INT3/POPCNT).
+    KvmInternalError { suberror: u32, data: Vec<u64> },
+    /// KVM failed to enter the guest.
+    FailEntry { reason: u64, cpu: u32 },
+    /// An exit the VMM does not handle.
+    Unexpected(String),
+}
+
+impl ExitReason {
+    /// Whether the guest itself asked to stop (as opposed to KVM failing it).
+    pub fn is_guest_requested(&self) -> bool {
+        matches!(
+            self,
+            ExitReason::DebugExit(_) | ExitReason::Reset | ExitReason::Shutdown | ExitReason::Halted
+        )
+    }
+}
+
+/// What `run` returns.
+#[derive(Clone, Debug)]
+pub struct RunOutcome {
+    pub exit: ExitReason,
+    /// From the start of `Vmm::new` to the first exit the guest caused (its first I/O).
+    pub to_first_exit: Option<Duration>,
+    /// From the start of `Vmm::new` to the start of `run`.
+    pub build_time: Duration,
+}
+
+/// Guest output captured in memory (tests, the probe).
+#[derive(Clone, Default)]
+pub struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Capture {
+    pub fn contents(&self) -> Vec<u8> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn writer(out: Output) -> Result<Box<dyn Write + Send>> {
+    Ok(match out {
+        Output::Sink => Box::new(std::io::sink()),
+        Output::Stdout => {
+            let fd = nix::unistd::dup(std::io::stdout()).context("dup(stdout)")?;
+            Box::new(File::from(fd))
+        }
+        Output::Fd(f) => Box::new(f),
+        Output::Capture(c) => Box::new(c),
+    })
+}
+
+fn reader(input: Input) -> Result<Option<File>> {
+    Ok(match input {
+        Input::None => None,
+        Input::Stdin => Some(File::from(nix::unistd::dup(std::io::stdin()).context("dup(stdin)")?)),
+        Input::Fd(f) => Some(f),
+    })
+}
+
+/// A built microVM, ready to run.
+pub struct Vmm {
+    _kvm: Kvm,
+    _vm: VmFd,
+    _mem: GuestMemoryMmap,
+    vcpus: Vec<VcpuFd>,
+    devices: Arc<Mutex<Devices>>,
+    serial_in: Option<File>,
+    console_in: Option<File>,
+    seccomp: bool,
+    started: Instant,
+    /// The command line given to the guest (with the virtio-mmio devices appended).
+    pub cmdline: String,
+    /// Which protocol the BSP boots with.
+    pub entry: boot::KernelEntry,
+}
+
+/// The `virtio_mmio.device=` command-line entries for `n` devices.
+pub fn virtio_cmdline(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "virtio_mmio.device=4K@{:#x}:{}",
+                VIRTIO_MMIO_BASE + i as u64 * VIRTIO_MMIO_SIZE,
+                VIRTIO_IRQ_BASE + i as u32
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl Vmm {
+    /// Build the VM: KVM VM and irqchip, guest memory, kernel and boot information, devices,
+    /// the BSP's registers; then enter the jail when configured. Every error names what failed.
+    pub fn new(config: VmConfig) -> Result<Vmm> {
+        let started = Instant::now();
+        if config.vcpus != 1 {
+            bail!("hako's VMM supports exactly 1 vCPU for now (asked for {})", config.vcpus);
+        }
+        if config.memory_mib < MIN_MEMORY_MIB {
+            bail!(
+                "guest memory {} MiB is below the minimum of {MIN_MEMORY_MIB} MiB",
+                config.memory_mib
+            );
+        }
+        let ndev = config.block.len() + usize::from(config.console.is_some());
+        if VIRTIO_IRQ_BASE as usize + ndev > IRQ_MAX as usize + 1 {
+            bail!("too many virtio devices ({ndev})");
+        }
+        let mem_size = u64::from(config.memory_mib) << 20;
+
+        let kvm = Kvm::new().context("opening /dev/kvm")?;
+        let vm = kvm.create_vm().context("KVM_CREATE_VM")?;
+        vm.set_tss_address(0xfffb_d000).context("KVM_SET_TSS_ADDR")?;
+        vm.create_irq_chip().context("KVM_CREATE_IRQCHIP")?;
+        vm.create_pit2(kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        })
+        .context("KVM_CREATE_PIT2")?;
+
+        let mem = create_guest_memory(mem_size)?;
+        for (slot, region) in mem.iter().enumerate() {
+            let host = mem
+                .get_host_address(region.start_addr())
+                .context("guest memory host address")?;
+            let r = kvm_userspace_memory_region {
+                slot: slot as u32,
+                flags: 0,
+                guest_phys_addr: region.start_addr().0,
+                memory_size: region.len(),
+                userspace_addr: host as u64,
+            };
+            // SAFETY: the region is a live mapping owned by `mem`, which the Vmm keeps alive
+            // for as long as the VM exists.
+            unsafe { vm.set_user_memory_region(r) }.context("KVM_SET_USER_MEMORY_REGION")?;
+        }
+
+        let entry = boot::load_kernel(&mem, &config.kernel)?;
+        let mut cmdline = config.cmdline.trim().to_string();
+        let extra = virtio_cmdline(ndev);
+        if !extra.is_empty() {
+            if !cmdline.is_empty() {
+                cmdline.push(' ');
+            }
+            cmdline.push_str(&extra);
+        }
+        boot::load_command_line(&mem, &cmdline)?;
+        boot::write_boot_info(&mem, entry.protocol, mem_size, cmdline.len() + 1)?;
+
+        // Devices.
+        let serial_irq = Arc::new(EventFd::new(libc::EFD_NONBLOCK).context("eventfd")?);
+        vm.register_irqfd(&serial_irq, SERIAL_IRQ).context("KVM_IRQFD (serial)")?;
+        let mut devices = Devices::new(serial_irq, writer(config.serial.output)?);
+        let serial_in = reader(config.serial.input)?;
+        let mut console_in = None;
+        let mut models: Vec<Box<dyn devices::virtio::VirtioDevice>> = Vec::new();
+        for b in &config.block {
+            models.push(Box::new(Block::open(&b.path, b.read_only, &b.id)?));
+        }
+        if let Some(c) = config.console {
+            models.push(Box::new(Console::new(writer(c.output)?)));
+            console_in = reader(c.input)?;
+        }
+        for (i, model) in models.into_iter().enumerate() {
+            let irq = Arc::new(EventFd::new(libc::EFD_NONBLOCK).context("eventfd")?);
+            vm.register_irqfd(&irq, VIRTIO_IRQ_BASE + i as u32)
+                .context("KVM_IRQFD (virtio)")?;
+            let base = VIRTIO_MMIO_BASE + i as u64 * VIRTIO_MMIO_SIZE;
+            devices
+                .virtio
+                .push((base, MmioTransport::new(model, mem.clone(), irq)));
+        }
+
+        // The BSP.
+        let vcpu = vm.create_vcpu(0).context("KVM_CREATE_VCPU")?;
+        let cpuid = cpu::filtered_cpuid(&kvm, 0, 1)?;
+        vcpu.set_cpuid2(&cpuid).context("KVM_SET_CPUID2")?;
+        cpu::setup_msrs(&kvm, &vcpu)?;
+        cpu::setup_sregs(&mem, &vcpu, entry.protocol)?;
+        cpu::setup_regs(&vcpu, entry.protocol, entry.entry)?;
+        cpu::setup_fpu(&vcpu)?;
+        cpu::setup_lapic(&vcpu)?;
+
+        if let Some(j) = &config.jail {
+            jail::enter(j)?;
+        }
+
+        Ok(Vmm {
+            _kvm: kvm,
+            _vm: vm,
+            _mem: mem,
+            vcpus: vec![vcpu],
+            devices: Arc::new(Mutex::new(devices)),
+            serial_in,
+            console_in,
+            seccomp: config.seccomp,
+            started,
+            cmdline,
+            entry,
+        })
+    }
+
+    /// Run the guest until it stops. vCPUs run on their own threads; the calling thread becomes
+    /// the VMM thread (host input to the serial port / console). With `seccomp`, each thread
+    /// runs under its filter from here on, including the caller after `run` returns.
+    pub fn run(mut self) -> Result<RunOutcome> {
+        let build_time = self.started.elapsed();
+        let filters = if self.seccomp {
+            Some(seccomp::filters()?)
+        } else {
+            None
+        };
+        install_kick_handler()?;
+        let shared = Arc::new(Shared {
+            exit: Mutex::new(None),
+            stop: AtomicBool::new(false),
+            exit_evt: EventFd::new(libc::EFD_NONBLOCK).context("eventfd")?,
+            first_exit: OnceLock::new(),
+        });
+        let mut threads = Vec::new();
+        for (i, vcpu) in self.vcpus.drain(..).enumerate() {
+            let shared = shared.clone();
+            let devices = self.devices.clone();
+            let filter = filters.as_ref().map(|f| f.vcpu.clone());
+            let t = std::thread::Builder::new()
+                .name(format!("hako-vcpu{i}"))
+                .spawn(move || vcpu_loop(vcpu, devices, shared, filter))
+                .context("spawning a vCPU thread")?;
+            threads.push(t);
+        }
+        if let Some(f) = &filters {
+            seccompiler::apply_filter(&f.vmm).context("installing the VMM thread's seccomp filter")?;
+        }
+        self.input_loop(&shared);
+        shared.stop.store(true, Ordering::SeqCst);
+        for t in &threads {
+            use std::os::unix::thread::JoinHandleExt;
+            // SAFETY: the thread has not been joined yet, so its pthread_t is valid.
+            unsafe { libc::pthread_kill(t.as_pthread_t(), kick_signal()) };
+        }
+        for t in threads {
+            let _ = t.join();
+        }
+        let exit = shared
+            .exit
+            .lock()
+            .unwrap()
+            .take()
+            .unwrap_or_else(|| ExitReason::Unexpected("vCPU thread ended without a reason".into()));
+        Ok(RunOutcome {
+            exit,
+            to_first_exit: shared.first_exit.get().map(|t| t.duration_since(self.started)),
+            build_time,
+        })
+    }
+
+    /// Forward host input until a vCPU reports the VM stopped.
+    fn input_loop(&mut self, shared: &Shared) {
+        let mut buf = [0u8; 4096];
+        let mut serial_in = self.serial_in.take();
+        let mut console_in = self.console_in.take();
+        loop {
+            let mut fds = vec![libc::pollfd {
+                fd: shared.exit_evt.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            for f in [&serial_in, &console_in].into_iter().flatten() {
+                fds.push(libc::pollfd {
+                    fd: f.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
+            // SAFETY: fds is a valid array of pollfd for the duration of the call.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+            if n < 0 {
+                if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                return;
+            }
+            if fds[0].revents != 0 || shared.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let mut idx = 1;
+            if let Some(f) = serial_in.as_mut() {
+                if fds[idx].revents != 0 {
+                    let room = self.devices.lock().unwrap().serial.fifo_capacity();
+                    if room == 0 {
+                        std::thread::sleep(Duration::from_millis(5));
+                    } else {
+                        let want = room.min(buf.len());
+                        match f.read(&mut buf[..want]) {
+                            Ok(0) | Err(_) => serial_in = None,
+                            Ok(n) => {
+                                self.devices.lock().unwrap().serial_input(&buf[..n]);
+                            }
+                        }
+                    }
+                }
+                idx += 1;
+            }
+            if let Some(f) = console_in.as_mut() {
+                if fds[idx].revents != 0 {
+                    match f.read(&mut buf) {
+                        Ok(0) | Err(_) => console_in = None,
+                        Ok(n) => self.devices.lock().unwrap().console_input(&buf[..n]),
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct Shared {
+    exit: Mutex<Option<ExitReason>>,
+    stop: AtomicBool,
+    exit_evt: EventFd,
+    first_exit: OnceLock<Instant>,
+}
+
+impl Shared {
+    fn finish(&self, r: ExitReason) {
+        let mut e = self.exit.lock().unwrap();
+        if e.is_none() {
+            *e = Some(r);
+        }
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.exit_evt.write(1);
+    }
+}
+
+thread_local! {
+    static KVM_RUN: Cell<*mut kvm_run> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+fn kick_signal() -> libc::c_int {
+    libc::SIGRTMIN() + 1
+}
+
+extern "C" fn kick_handler(_: libc::c_int) {
+    // Make a KVM_RUN that is about to start return at once; one in progress returns EINTR.
+    let p = KVM_RUN.with(|c| c.get());
+    if !p.is_null() {
+        // SAFETY: p points to this thread's mapped kvm_run, alive while the vCPU thread runs.
+        unsafe { (*p).immediate_exit = 1 };
+    }
+}
+
+fn install_kick_handler() -> Result<()> {
+    // SAFETY: a plain sigaction with a handler that only touches a thread-local pointer.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = kick_handler as *const () as usize;
+        sa.sa_flags = 0;
+        libc::sigemptyset(&mut sa.sa_mask);
+        if libc::sigaction(kick_signal(), &sa, std::ptr::null_mut()) != 0 {
+            return Err(std::io::Error::last_os_error()).context("sigaction(vCPU kick)");
+        }
+    }
+    Ok(())
+}
+
+fn vcpu_loop(
+    mut vcpu: VcpuFd,
+    devices: Arc<Mutex<Devices>>,
+    shared: Arc<Shared>,
+    filter: Option<seccompiler::BpfProgram>,
+) {
+    KVM_RUN.with(|c| c.set(vcpu.get_kvm_run() as *mut kvm_run));
+    if let Some(f) = filter {
+        if let Err(e) = seccompiler::apply_filter(&f) {
+            shared.finish(ExitReason::Unexpected(format!("vCPU seccomp filter: {e}")));
+            return;
+        }
+    }
+    while !shared.stop.load(Ordering::SeqCst) {
+        let exit = match vcpu.run() {
+            Ok(exit) => exit,
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                vcpu.set_kvm_immediate_exit(0);
+                continue;
+            }
+            Err(e) => {
+                shared.finish(ExitReason::Unexpected(format!("KVM_RUN: {e}")));
+                break;
+            }
+        };
+        let _ = shared.first_exit.set(Instant::now());
+        let stop = match exit {
+            VcpuExit::IoOut(port, data) => devices.lock().unwrap().pio_write(port, data),
+            VcpuExit::IoIn(port, data) => {
+                devices.lock().unwrap().pio_read(port, data);
+                None
+            }
+            VcpuExit::MmioRead(addr, data) => {
+                devices.lock().unwrap().mmio_read(addr, data);
+                None
+            }
+            VcpuExit::MmioWrite(addr, data) => {
+                devices.lock().unwrap().mmio_write(addr, data);
+                None
+            }
+            VcpuExit::Hlt => Some(ExitReason::Halted),
+            VcpuExit::Shutdown => Some(ExitReason::Shutdown),
+            VcpuExit::SystemEvent(ty, _) => Some(if ty == kvm_bindings::KVM_SYSTEM_EVENT_RESET {
+                ExitReason::Reset
+            } else {
+                ExitReason::Shutdown
+            }),
+            VcpuExit::InternalError => {
+                // SAFETY: the exit reason is KVM_EXIT_INTERNAL_ERROR, so `internal` is the
+                // active member of the union.
+                let internal = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal };
+                let n = (internal.ndata as usize).min(internal.data.len());
+                Some(ExitReason::KvmInternalError {
+                    suberror: internal.suberror,
+                    data: internal.data[..n].to_vec(),
+                })
+            }
+            VcpuExit::FailEntry(reason, cpu) => Some(ExitReason::FailEntry { reason, cpu }),
+            VcpuExit::Intr => None,
+            other => Some(ExitReason::Unexpected(format!("{other:?}"))),
+        };
+        if let Some(r) = stop {
+            shared.finish(r);
+            break;
+        }
+    }
+}
+
+/// Write `bytes` to a fresh file in `dir` (the synthetic guests' ELF files).
+pub(crate) fn write_temp(dir: &std::path::Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
+    let p = dir.join(format!(".{name}.{}", std::process::id()));
+    let mut f = File::create(&p).with_context(|| format!("creating {}", p.display()))?;
+    f.write_all(bytes)?;
+    Ok(p)
+}
