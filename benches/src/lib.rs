@@ -231,30 +231,10 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         pb.set_message(format!("probing {}", s.name));
         match s.probe(&ctx) {
             Ok(first) => {
-                let rep = SubjectReport {
-                    name: s.name.clone(),
-                    kind: s.kind,
-                    category: s.category,
-                    workload: s.workload.clone(),
-                    version: s.version.clone(),
-                    baseline: s.category.baseline().to_string(),
-                    first_run_ms: Some(first.total_ms),
-                    samples: vec![],
-                    startup_ms: None,
-                    runtime_rss_mib: None,
-                    sandbox_rss_mib: None,
-                    cgroup_peak_mib: None,
-                    peak_mib: None,
-                    startup_ratio: None,
-                    memory_ratio: None,
-                    failed_samples: 0,
-                    syscall: vec![],
-                    getpid_ns: None,
-                    read_ns: None,
-                    getpid_ratio: None,
-                    density: None,
-                    density_note: s.density.clone().err(),
-                };
+                let mut rep = SubjectReport::new(&s.name, s.kind, s.category, &s.workload);
+                rep.version = s.version.clone();
+                rep.first_run_ms = Some(first.total_ms);
+                rep.density_note = s.density.clone().err();
                 active.push((s, rep));
             }
             Err(reason) => {

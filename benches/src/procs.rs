@@ -389,11 +389,13 @@ mod tests {
 
     #[test]
     fn wait_pid_times_out_and_kills() {
-        let child = Command::new("/bin/sleep").arg("30").spawn().unwrap();
+        let mut child = Command::new("/bin/sleep").arg("30").spawn().unwrap();
         let pid = child.id() as i32;
         let e = wait_pid(pid, Duration::from_millis(100)).unwrap_err();
         assert!(e.to_string().contains("killed"), "{e}");
         assert!(!alive(pid));
+        // Already reaped by wait_pid.
+        assert!(child.try_wait().is_err());
     }
 
     #[test]

@@ -105,6 +105,33 @@ pub struct Report {
 const MIB: f64 = 1024.0;
 
 impl SubjectReport {
+    pub fn new(name: &str, kind: Kind, category: Category, workload: &str) -> SubjectReport {
+        SubjectReport {
+            name: name.to_string(),
+            kind,
+            category,
+            workload: workload.to_string(),
+            version: None,
+            baseline: category.baseline().to_string(),
+            first_run_ms: None,
+            samples: vec![],
+            startup_ms: None,
+            runtime_rss_mib: None,
+            sandbox_rss_mib: None,
+            cgroup_peak_mib: None,
+            peak_mib: None,
+            startup_ratio: None,
+            memory_ratio: None,
+            failed_samples: 0,
+            syscall: vec![],
+            getpid_ns: None,
+            read_ns: None,
+            getpid_ratio: None,
+            density: None,
+            density_note: None,
+        }
+    }
+
     /// Fill the statistics from the samples.
     pub fn summarize(&mut self) {
         let good: Vec<&Sample> = self
@@ -194,7 +221,7 @@ impl Report {
         );
         let _ = writeln!(
             o,
-            "{:<10} {:<21} {:>8} {:>8} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8}  {}",
+            "{:<10} {:<21} {:>8} {:>8} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8}  baseline",
             "category",
             "subject",
             "median",
@@ -206,7 +233,6 @@ impl Report {
             "cg-peak",
             "mem-rat",
             "fails",
-            "baseline"
         );
         for cat in [
             Category::Container,
@@ -290,8 +316,8 @@ impl Report {
             );
             let _ = writeln!(
                 o,
-                "{:<21} {:>9} {:>10} {:>10} {:>12}  {}",
-                "subject", "started", "total ms", "ms each", "MiB each", "note"
+                "{:<21} {:>9} {:>10} {:>10} {:>12}  note",
+                "subject", "started", "total ms", "ms each", "MiB each"
             );
             for s in dens {
                 let d = s.density.as_ref().unwrap();

@@ -347,11 +347,11 @@ fn cpio_entry(w: &mut Vec<u8>, ino: u32, name: &str, mode: u32, rdev: (u32, u32)
     w.extend_from_slice(hdr.as_bytes());
     w.extend_from_slice(name.as_bytes());
     w.push(0);
-    while w.len() % 4 != 0 {
+    while !w.len().is_multiple_of(4) {
         w.push(0);
     }
     w.extend_from_slice(data);
-    while w.len() % 4 != 0 {
+    while !w.len().is_multiple_of(4) {
         w.push(0);
     }
 }
