@@ -1,3 +1,272 @@
-//! The microvm backend: a Linux guest per sandbox (placeholder).
+//! The microvm backend: a Linux guest per sandbox.
+//!
+//! `create` prepares the guest's disks on the host (the agent disk, the bundle rootfs as a
+//! cached ext4 image, a per-sandbox config disk), forks the host process ([`host`]) which starts
+//! the VM through an engine ([`engine`]) and waits for the guest agent to be ready, and returns
+//! once the guest is up and its workload set up, blocked until `start`. See
+//! docs/backends/microvm.md.
 
+pub mod assets;
+pub mod engine;
+pub mod guest;
+pub mod host;
+pub mod image;
+pub mod knobs;
+pub mod qemu;
 pub mod vmm;
+
+use anyhow::{bail, Context, Result};
+use engine::{Disk, Engine, VmSpec};
+use hako_contract::{Backend, CreateRequest, Created, Sandbox, Spec};
+use knobs::{Knobs, Vmm};
+use std::io::Read;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// The kernel command line both engines boot with. The agent disk is vda (the first disk).
+pub const CMDLINE: &str =
+    "console=ttyS0 reboot=t panic=-1 quiet root=/dev/vda ro rootfstype=ext4 init=/init";
+
+/// Files the backend keeps in the sandbox's state directory.
+const CONFIG_DISK: &str = "microvm-config.disk";
+const SERIAL_LOG: &str = "microvm-console.log";
+const ENGINE_LOG: &str = "microvm-engine.log";
+const VM_PID: &str = "microvm-vm.pid";
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MicrovmBackend;
+
+impl MicrovmBackend {
+    pub fn new() -> Self {
+        MicrovmBackend
+    }
+}
+
+/// Which engine runs a sandbox, and whether with KVM.
+struct Choice {
+    engine: Box<dyn Engine>,
+    kvm: bool,
+}
+
+/// Whether this host's KVM can run an unmodified Linux guest. hako's own VMM owns the probe;
+/// until it exposes one, KVM is not trusted (these machines' kvm_pvm cannot run Linux) and
+/// qemu runs the guest with TCG.
+fn kvm_runs_linux() -> bool {
+    false
+}
+
+fn choose_engine(k: &Knobs) -> Result<Choice> {
+    match k.vmm {
+        Vmm::Hako => bail!(
+            "{}=hako: hako's own VMM cannot boot a Linux guest on this host (no KVM that runs an unmodified Linux guest); use qemu or auto",
+            knobs::VMM
+        ),
+        Vmm::Qemu | Vmm::Auto => Ok(Choice { engine: Box::new(qemu::Qemu::find()?), kvm: kvm_runs_linux() }),
+    }
+}
+
+fn kernel_path(k: &Knobs) -> PathBuf {
+    k.kernel.clone().unwrap_or_else(assets::default_kernel)
+}
+
+fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
+    let root = spec.root().as_ref().context("config.json has no root")?;
+    let p = root.path();
+    Ok(if p.is_absolute() {
+        p.clone()
+    } else {
+        bundle.join(p)
+    })
+}
+
+fn read_to_end(fd: OwnedFd) -> Vec<u8> {
+    let mut f = std::fs::File::from(fd);
+    let mut v = vec![];
+    let _ = f.read_to_end(&mut v);
+    v
+}
+
+impl Backend for MicrovmBackend {
+    fn name(&self) -> &'static str {
+        "microvm"
+    }
+
+    fn annotations(&self) -> &'static [&'static str] {
+        knobs::ANNOTATIONS
+    }
+
+    fn check(&self, spec: &Spec, bundle: &Path) -> Result<()> {
+        let k = Knobs::from_spec(spec)?;
+        guest::translate(spec, bundle, None)?;
+        let rootfs = rootfs_path(spec, bundle)?;
+        if !rootfs.is_dir() {
+            bail!("root.path {} is not a directory", rootfs.display());
+        }
+        assets::check_kernel(&kernel_path(&k))?;
+        choose_engine(&k)?;
+        Ok(())
+    }
+
+    fn create(&self, req: &CreateRequest) -> Result<Created> {
+        let k = Knobs::from_spec(req.spec)?;
+        let kernel = kernel_path(&k);
+        assets::check_kernel(&kernel)?;
+        let choice = choose_engine(&k)?;
+        let agent = assets::find_agent()?;
+        let cache = req.global.root.join("microvm-cache");
+        let agent_disk = assets::agent_disk(&cache, &agent)?;
+        let rootfs = rootfs_path(req.spec, req.bundle)?;
+        let image = image::rootfs_image(&cache, &rootfs, k.image_budget)?;
+
+        let mut builder = hako_agent::proto::ConfigBuilder::new();
+        let mut cfg = guest::translate(req.spec, req.bundle, Some(&mut builder))?;
+        cfg.overlay_size_mib = (k.memory_mib / 2).max(8);
+        let config_disk = req.state_dir.join(CONFIG_DISK);
+        std::fs::write(&config_disk, builder.finish(&cfg))
+            .with_context(|| format!("writing {}", config_disk.display()))?;
+
+        let vm = VmSpec {
+            kernel: kernel.clone(),
+            cmdline: CMDLINE.to_string(),
+            vcpus: k.vcpus,
+            memory_mib: k.memory_mib,
+            disks: vec![
+                Disk {
+                    path: agent_disk.clone(),
+                    readonly: true,
+                },
+                Disk {
+                    path: image.clone(),
+                    readonly: true,
+                },
+                Disk {
+                    path: config_disk.clone(),
+                    readonly: true,
+                },
+            ],
+            serial_log: req.state_dir.join(SERIAL_LOG),
+            engine_log: req.state_dir.join(ENGINE_LOG),
+            kvm: choice.kvm,
+        };
+        let tty = match (cfg.terminal, req.console_socket) {
+            (true, Some(sock)) => Some(hako_contract::console::send_pty_master(sock)?),
+            _ => None,
+        };
+        let engine_name = choice.engine.name();
+        let plan = host::HostPlan {
+            engine: choice.engine,
+            vm,
+            start_fifo: req.start_fifo.to_path_buf(),
+            vm_pid_file: req.state_dir.join(VM_PID),
+            tty,
+        };
+
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 into a 2-element array.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("pipe");
+        }
+        // SAFETY: fresh fds we own.
+        let (notify_r, notify_w) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // SAFETY: the caller (`hako create`) is single-threaded; the child runs host::main and
+        // never returns into the caller's code.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(std::io::Error::last_os_error()).context("fork");
+        }
+        if pid == 0 {
+            drop(notify_r);
+            host::main(plan, notify_w);
+        }
+        drop(notify_w);
+        drop(plan);
+        let answer = read_to_end(notify_r);
+        if answer != b"OK" {
+            let mut st = 0;
+            // SAFETY: reap our child, which has exited or is about to.
+            unsafe { libc::waitpid(pid, &mut st, 0) };
+            let msg = String::from_utf8_lossy(&answer);
+            let msg = msg.strip_prefix("ERR:").unwrap_or(if msg.is_empty() {
+                "the microvm host process died while the guest booted"
+            } else {
+                &msg
+            });
+            bail!("microvm: {msg}");
+        }
+        Ok(Created {
+            pid,
+            data: serde_json::json!({
+                "engine": engine_name,
+                "accel": if choice.kvm { "kvm" } else { "tcg" },
+                "kernel": kernel,
+                "rootfs_image": image,
+                "agent_disk": agent_disk,
+                "vcpus": k.vcpus,
+                "memory_mib": k.memory_mib,
+            }),
+        })
+    }
+
+    fn kill(&self, sb: &Sandbox, signal: i32, _all: bool) -> Result<()> {
+        if !sb.alive {
+            bail!("container {} is not running", sb.id);
+        }
+        // The host process forwards catchable signals to the workload through the agent;
+        // SIGKILL ends the host process, and the VM dies with it.
+        // SAFETY: kill(2).
+        if unsafe { libc::kill(sb.pid, signal) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("kill {} {signal}", sb.pid));
+        }
+        Ok(())
+    }
+
+    fn pids(&self, sb: &Sandbox) -> Result<Vec<i32>> {
+        let mut v = vec![];
+        if sb.alive {
+            v.push(sb.pid);
+            if let Some(vm) = vm_pid(sb.state_dir) {
+                v.push(vm);
+            }
+        }
+        Ok(v)
+    }
+
+    fn delete(&self, sb: &Sandbox) -> Result<()> {
+        // The VM dies with the host process (PR_SET_PDEATHSIG); make sure of it anyway.
+        if let Some(vm) = vm_pid(sb.state_dir) {
+            // SAFETY: kill(2) of a process verified by pid and start time.
+            unsafe { libc::kill(vm, libc::SIGKILL) };
+        }
+        for f in [CONFIG_DISK, SERIAL_LOG, ENGINE_LOG, VM_PID] {
+            let p = sb.state_dir.join(f);
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("removing {}", p.display())),
+            }
+        }
+        Ok(())
+    }
+
+    fn features(&self) -> serde_json::Value {
+        serde_json::json!({
+            "engines": ["qemu"],
+            "annotations": knobs::ANNOTATIONS,
+            "mountTypes": ["proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "bind (files, and read-only directories, copied in)"],
+            "seccomp": {"enabled": false},
+            "terminal": true,
+            "exec": false,
+        })
+    }
+}
+
+/// The VM's pid, when the host process recorded one and it is still that process.
+fn vm_pid(state_dir: &Path) -> Option<i32> {
+    let s = std::fs::read_to_string(state_dir.join(VM_PID)).ok()?;
+    let mut it = s.split_whitespace();
+    let pid: i32 = it.next()?.parse().ok()?;
+    let start: u64 = it.next()?.parse().ok()?;
+    hako_contract::proc::is_alive(pid, Some(start)).then_some(pid)
+}

@@ -9,7 +9,9 @@
 //!    restarts the machine (the engines run the guest with `reboot=t` and treat a reset as the
 //!    end of the VM).
 
-use hako_agent::proto::{self, ConfigDisk, EntryKind, ExitStatus, Frame, FrameReader, GuestConfig, MountKind};
+use hako_agent::proto::{
+    self, ConfigDisk, EntryKind, ExitStatus, Frame, FrameReader, GuestConfig, MountKind,
+};
 use std::ffi::{CStr, CString};
 use std::fs;
 use std::io::{Read, Write};
@@ -75,7 +77,8 @@ fn cstr(s: &str) -> Res<CString> {
 }
 
 fn cpath(p: &Path) -> Res<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| format!("{} contains a NUL byte", p.display()))
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| format!("{} contains a NUL byte", p.display()))
 }
 
 fn mount(src: &str, target: &Path, fstype: &str, flags: u64, data: &str) -> Res<()> {
@@ -85,13 +88,25 @@ fn mount(src: &str, target: &Path, fstype: &str, flags: u64, data: &str) -> Res<
         libc::mount(
             s.as_ptr(),
             t.as_ptr(),
-            if fstype.is_empty() { std::ptr::null() } else { f.as_ptr() },
+            if fstype.is_empty() {
+                std::ptr::null()
+            } else {
+                f.as_ptr()
+            },
             flags as libc::c_ulong,
-            if data.is_empty() { std::ptr::null() } else { d.as_ptr().cast() },
+            if data.is_empty() {
+                std::ptr::null()
+            } else {
+                d.as_ptr().cast()
+            },
         )
     };
     if r != 0 {
-        return Err(format!("mount {src} on {} ({fstype}): {}", target.display(), errno()));
+        return Err(format!(
+            "mount {src} on {} ({fstype}): {}",
+            target.display(),
+            errno()
+        ));
     }
     Ok(())
 }
@@ -130,15 +145,33 @@ fn run(port_slot: &mut Option<fs::File>) -> Res<()> {
         mkdir_p(d)?;
     }
     mount(&rootfs_dev, lower, "ext4", libc::MS_RDONLY, "")?;
-    mount("tmpfs", rw, "tmpfs", 0, &format!("size={}m,mode=0755", cfg.overlay_size_mib.max(1)))?;
+    mount(
+        "tmpfs",
+        rw,
+        "tmpfs",
+        0,
+        &format!("size={}m,mode=0755", cfg.overlay_size_mib.max(1)),
+    )?;
     mkdir_p(&rw.join("upper"))?;
     mkdir_p(&rw.join("work"))?;
     mkdir_p(&rw.join("carried"))?;
-    mount("overlay", newroot, "overlay", 0, "lowerdir=/mnt/lower,upperdir=/mnt/rw/upper,workdir=/mnt/rw/work")?;
+    mount(
+        "overlay",
+        newroot,
+        "overlay",
+        0,
+        "lowerdir=/mnt/lower,upperdir=/mnt/rw/upper,workdir=/mnt/rw/work",
+    )?;
 
     setup_mounts(&disk, newroot, rw)?;
     if cfg.readonly_root {
-        mount("", newroot, "", libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY, "")?;
+        mount(
+            "",
+            newroot,
+            "",
+            libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
+            "",
+        )?;
     }
     if let Some(h) = &cfg.hostname {
         // SAFETY: pointer and length of a live buffer.
@@ -151,11 +184,36 @@ fn run(port_slot: &mut Option<fs::File>) -> Res<()> {
         fs::write(&p, v).map_err(|e| format!("sysctl {k}={v}: {e}"))?;
     }
 
+    if let Some(limit) = cfg.pids_limit {
+        pids_cgroup(limit)?;
+    }
     let seccomp_prog = match &cfg.seccomp {
         Some(s) => Some(disk.blob(s.program)?.to_vec()),
         None => None,
     };
     Workload::spawn(cfg, seccomp_prog)?.supervise(port)
+}
+
+const WORKLOAD_CGROUP: &str = "/sys/fs/cgroup/workload";
+
+/// `linux.resources.pids.limit`: a guest cgroup v2 the workload joins before exec.
+fn pids_cgroup(limit: i64) -> Res<()> {
+    let root = Path::new("/sys/fs/cgroup");
+    mount(
+        "cgroup2",
+        root,
+        "cgroup2",
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        "",
+    )?;
+    fs::write(root.join("cgroup.subtree_control"), "+pids")
+        .map_err(|e| format!("enable the pids controller: {e}"))?;
+    mkdir_p(Path::new(WORKLOAD_CGROUP))?;
+    fs::write(
+        Path::new(WORKLOAD_CGROUP).join("pids.max"),
+        limit.to_string(),
+    )
+    .map_err(|e| format!("pids.max: {e}"))
 }
 
 trait NoCtty {
@@ -189,7 +247,10 @@ fn find_disks() -> Res<(ConfigDisk, String)> {
     let mut rootfs = None;
     let mut seen = vec![];
     let entries = fs::read_dir("/sys/block").map_err(|e| format!("/sys/block: {e}"))?;
-    let mut names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     for name in names {
         if !name.starts_with("vd") {
@@ -206,7 +267,8 @@ fn find_disks() -> Res<(ConfigDisk, String)> {
         seen.push(name.clone());
         if head.starts_with(proto::CONFIG_MAGIC) {
             let mut all = head;
-            f.read_to_end(&mut all).map_err(|e| format!("read {dev}: {e}"))?;
+            f.read_to_end(&mut all)
+                .map_err(|e| format!("read {dev}: {e}"))?;
             config = Some(ConfigDisk::parse(&all).map_err(|e| format!("{dev}: {e}"))?);
         } else if head.len() >= 1024 + 136 && head[1024 + 56..1024 + 58] == [0x53, 0xef] {
             let label = &head[1024 + 120..1024 + 136];
@@ -219,7 +281,10 @@ fn find_disks() -> Res<(ConfigDisk, String)> {
     match (config, rootfs) {
         (Some(c), Some(r)) => Ok((c, r)),
         (None, _) => Err(format!("no config disk among the virtio disks {seen:?}")),
-        (_, None) => Err(format!("no rootfs disk (ext4 labelled {}) among {seen:?}", proto::ROOTFS_LABEL)),
+        (_, None) => Err(format!(
+            "no rootfs disk (ext4 labelled {}) among {seen:?}",
+            proto::ROOTFS_LABEL
+        )),
     }
 }
 
@@ -238,7 +303,12 @@ fn read_full(f: &mut fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
 /// of it: a symlink met on the way is resolved relative to `root`.
 fn resolve_in_root(root: &Path, dest: &str) -> Res<PathBuf> {
     let mut out = root.to_path_buf();
-    let mut todo: Vec<String> = dest.split('/').filter(|c| !c.is_empty()).map(String::from).rev().collect();
+    let mut todo: Vec<String> = dest
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .map(String::from)
+        .rev()
+        .collect();
     let mut hops = 0;
     while let Some(c) = todo.pop() {
         match c.as_str() {
@@ -263,7 +333,12 @@ fn resolve_in_root(root: &Path, dest: &str) -> Res<PathBuf> {
                 if t.starts_with('/') {
                     out = root.to_path_buf();
                 }
-                todo.extend(t.split('/').filter(|c| !c.is_empty()).map(String::from).rev());
+                todo.extend(
+                    t.split('/')
+                        .filter(|c| !c.is_empty())
+                        .map(String::from)
+                        .rev(),
+                );
             }
             _ => out = next,
         }
@@ -278,7 +353,12 @@ fn setup_mounts(disk: &ConfigDisk, root: &Path, rw: &Path) -> Res<()> {
     for (i, m) in cfg.mounts.iter().enumerate() {
         let target = resolve_in_root(root, &m.destination)?;
         match &m.kind {
-            MountKind::Kernel { fstype, source, flags, data } => {
+            MountKind::Kernel {
+                fstype,
+                source,
+                flags,
+                data,
+            } => {
                 mkdir_p(&target)?;
                 if m.destination == "/dev" {
                     has_dev = true;
@@ -286,25 +366,38 @@ fn setup_mounts(disk: &ConfigDisk, root: &Path, rw: &Path) -> Res<()> {
                 }
                 mount(source, &target, fstype, *flags, data)?;
             }
-            MountKind::Carried { entries, readonly, flags } => {
+            MountKind::Carried {
+                entries,
+                readonly,
+                flags,
+            } => {
                 let stage = rw.join("carried").join(i.to_string());
-                let is_dir = !matches!(entries.first().map(|e| &e.kind), Some(EntryKind::File { .. }));
+                let is_dir = !matches!(
+                    entries.first().map(|e| &e.kind),
+                    Some(EntryKind::File { .. })
+                );
                 for e in entries {
-                    let p = if e.path.is_empty() { stage.clone() } else { stage.join(&e.path) };
+                    let p = if e.path.is_empty() {
+                        stage.clone()
+                    } else {
+                        stage.join(&e.path)
+                    };
                     match &e.kind {
                         EntryKind::Dir => mkdir_p(&p)?,
                         EntryKind::File { data } => {
                             if let Some(parent) = p.parent() {
                                 mkdir_p(parent)?;
                             }
-                            fs::write(&p, disk.blob(*data)?).map_err(|er| format!("{}: {er}", p.display()))?
+                            fs::write(&p, disk.blob(*data)?)
+                                .map_err(|er| format!("{}: {er}", p.display()))?
                         }
                         EntryKind::Symlink { target } => {
                             symlink(target, &p).map_err(|er| format!("{}: {er}", p.display()))?
                         }
                     }
                     if !matches!(e.kind, EntryKind::Symlink { .. }) {
-                        let _ = fs::set_permissions(&p, fs::Permissions::from_mode(e.mode & 0o7777));
+                        let _ =
+                            fs::set_permissions(&p, fs::Permissions::from_mode(e.mode & 0o7777));
                     }
                     let c = cpath(&p)?;
                     // SAFETY: valid path.
@@ -318,10 +411,22 @@ fn setup_mounts(disk: &ConfigDisk, root: &Path, rw: &Path) -> Res<()> {
                     }
                     fs::write(&target, b"").map_err(|e| format!("{}: {e}", target.display()))?;
                 }
-                mount(&stage.to_string_lossy(), &target, "", libc::MS_BIND | libc::MS_REC, "")?;
+                mount(
+                    &stage.to_string_lossy(),
+                    &target,
+                    "",
+                    libc::MS_BIND | libc::MS_REC,
+                    "",
+                )?;
                 if *readonly || flags & (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) != 0 {
                     let ro = if *readonly { libc::MS_RDONLY } else { 0 };
-                    mount("", &target, "", libc::MS_REMOUNT | libc::MS_BIND | ro | flags, "")?;
+                    mount(
+                        "",
+                        &target,
+                        "",
+                        libc::MS_REMOUNT | libc::MS_BIND | ro | flags,
+                        "",
+                    )?;
                 }
             }
         }
@@ -345,8 +450,20 @@ fn setup_mounts(disk: &ConfigDisk, root: &Path, rw: &Path) -> Res<()> {
     for p in &cfg.readonly_paths {
         let t = resolve_in_root(root, p)?;
         if t.exists() {
-            mount(&t.to_string_lossy(), &t, "", libc::MS_BIND | libc::MS_REC, "")?;
-            mount("", &t, "", libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_REC, "")?;
+            mount(
+                &t.to_string_lossy(),
+                &t,
+                "",
+                libc::MS_BIND | libc::MS_REC,
+                "",
+            )?;
+            mount(
+                "",
+                &t,
+                "",
+                libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_REC,
+                "",
+            )?;
         }
     }
     Ok(())
@@ -354,13 +471,24 @@ fn setup_mounts(disk: &ConfigDisk, root: &Path, rw: &Path) -> Res<()> {
 
 /// The devices every OCI container gets (runtime-spec "Default Devices"), on a tmpfs /dev.
 fn default_devices(dev: &Path) -> Res<()> {
-    for (name, major, minor) in
-        [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
-    {
+    for (name, major, minor) in [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ] {
         let p = dev.join(name);
         let c = cpath(&p)?;
         // SAFETY: valid path; mknod of a char device as root in the guest.
-        let r = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(major, minor)) };
+        let r = unsafe {
+            libc::mknod(
+                c.as_ptr(),
+                libc::S_IFCHR | 0o666,
+                libc::makedev(major, minor),
+            )
+        };
         if r != 0 && errno().raw_os_error() != Some(libc::EEXIST) {
             return Err(format!("mknod {}: {}", p.display(), errno()));
         }
@@ -421,7 +549,13 @@ impl Workload {
         let (mut stdin_w, mut stdout_r, mut stderr_r) = (None, None, None);
         if cfg.terminal {
             let _ = fs::create_dir_all("/dev/pts");
-            let _ = mount("devpts", Path::new("/dev/pts"), "devpts", 0, "newinstance,ptmxmode=0666,mode=0620");
+            let _ = mount(
+                "devpts",
+                Path::new("/dev/pts"),
+                "devpts",
+                0,
+                "newinstance,ptmxmode=0666,mode=0620",
+            );
             let (m, s) = openpty(cfg.console_size)?;
             pty = Some(m);
             child_io[0] = Some(s);
@@ -448,7 +582,14 @@ impl Workload {
         if pid == 0 {
             drop(start_w);
             drop(status_r);
-            let err = child_main(&prep, cfg, &child_io, start_r.as_raw_fd(), status_w.as_raw_fd(), seccomp);
+            let err = child_main(
+                &prep,
+                cfg,
+                &child_io,
+                start_r.as_raw_fd(),
+                status_w.as_raw_fd(),
+                seccomp,
+            );
             let msg = err.unwrap_err();
             // SAFETY: write on our fd, then _exit.
             unsafe {
@@ -460,7 +601,15 @@ impl Workload {
         drop(status_w);
         drop(child_io);
         // The child tells us it is ready with one b'R' on the status pipe, or sends an error.
-        let mut w = Workload { pid, start_w: Some(start_w), status_r, stdin_w, stdout_r, stderr_r, pty };
+        let mut w = Workload {
+            pid,
+            start_w: Some(start_w),
+            status_r,
+            stdin_w,
+            stdout_r,
+            stderr_r,
+            pty,
+        };
         let mut b = [0u8; 1];
         // SAFETY: read into a 1-byte buffer.
         let n = unsafe { libc::read(w.status_r.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
@@ -474,12 +623,17 @@ impl Workload {
         let mut st = 0;
         // SAFETY: reap our child.
         unsafe { libc::waitpid(pid, &mut st, 0) };
-        Err(if msg.is_empty() { "the workload process died while being set up".into() } else { String::from_utf8_lossy(&msg).into_owned() })
+        Err(if msg.is_empty() {
+            "the workload process died while being set up".into()
+        } else {
+            String::from_utf8_lossy(&msg).into_owned()
+        })
     }
 
     /// Report ready, wait for Start, relay until the workload exits; send its status.
     fn supervise(mut self, mut port: fs::File) -> Res<()> {
-        port.write_all(&Frame::Ready.encode()).map_err(|e| format!("write agent port: {e}"))?;
+        port.write_all(&Frame::Ready.encode())
+            .map_err(|e| format!("write agent port: {e}"))?;
         let sfd = sigchld_fd()?;
         let mut reader = FrameReader::new();
         let mut stdin_buf: Vec<u8> = vec![];
@@ -487,7 +641,10 @@ impl Workload {
         let mut exec_error: Option<String> = None;
         let mut status: Option<ExitStatus> = None;
         let mut port_open = true;
-        for fd in [&self.stdout_r, &self.stderr_r, &self.pty].into_iter().flatten() {
+        for fd in [&self.stdout_r, &self.stderr_r, &self.pty]
+            .into_iter()
+            .flatten()
+        {
             set_nonblock(fd.as_raw_fd());
         }
         if let Some(w) = &self.stdin_w {
@@ -497,14 +654,29 @@ impl Workload {
         while status.is_none() {
             let mut pfds: Vec<libc::pollfd> = vec![];
             let mut push = |fd: RawFd, ev: i16| {
-                pfds.push(libc::pollfd { fd, events: ev, revents: 0 });
+                pfds.push(libc::pollfd {
+                    fd,
+                    events: ev,
+                    revents: 0,
+                });
             };
             push(sfd.as_raw_fd(), libc::POLLIN);
             push(if port_open { port.as_raw_fd() } else { -1 }, libc::POLLIN);
             push(self.status_r.as_raw_fd(), libc::POLLIN);
-            push(self.stdout_r.as_ref().map_or(-1, |f| f.as_raw_fd()), libc::POLLIN);
-            push(self.stderr_r.as_ref().map_or(-1, |f| f.as_raw_fd()), libc::POLLIN);
-            let pty_ev = libc::POLLIN | if stdin_buf.is_empty() { 0 } else { libc::POLLOUT };
+            push(
+                self.stdout_r.as_ref().map_or(-1, |f| f.as_raw_fd()),
+                libc::POLLIN,
+            );
+            push(
+                self.stderr_r.as_ref().map_or(-1, |f| f.as_raw_fd()),
+                libc::POLLIN,
+            );
+            let pty_ev = libc::POLLIN
+                | if stdin_buf.is_empty() {
+                    0
+                } else {
+                    libc::POLLOUT
+                };
             push(self.pty.as_ref().map_or(-1, |f| f.as_raw_fd()), pty_ev);
             let stdin_fd = match &self.stdin_w {
                 Some(w) if !stdin_buf.is_empty() => w.as_raw_fd(),
@@ -555,10 +727,14 @@ impl Workload {
             if ready(2) {
                 let mut m = vec![0u8; 4096];
                 // SAFETY: read into our buffer.
-                let n = unsafe { libc::read(self.status_r.as_raw_fd(), m.as_mut_ptr().cast(), m.len()) };
+                let n = unsafe {
+                    libc::read(self.status_r.as_raw_fd(), m.as_mut_ptr().cast(), m.len())
+                };
                 if n > 0 {
                     m.truncate(n as usize);
-                    exec_error.get_or_insert_with(String::new).push_str(&String::from_utf8_lossy(&m));
+                    exec_error
+                        .get_or_insert_with(String::new)
+                        .push_str(&String::from_utf8_lossy(&m));
                 }
             }
             if ready(3) {
@@ -571,7 +747,11 @@ impl Workload {
                 relay(&mut self.pty, &mut port, &mut buf, true)?;
             }
             // Stdin to the workload.
-            let stdin_target = self.stdin_w.as_ref().or(self.pty.as_ref()).map(|f| f.as_raw_fd());
+            let stdin_target = self
+                .stdin_w
+                .as_ref()
+                .or(self.pty.as_ref())
+                .map(|f| f.as_raw_fd());
             if let Some(fd) = stdin_target {
                 if !stdin_buf.is_empty() {
                     // SAFETY: write from our buffer.
@@ -602,7 +782,11 @@ impl Workload {
         // SAFETY: kill(-1) from pid 1 signals every other process.
         unsafe { libc::kill(-1, libc::SIGKILL) };
         while reap(-1).is_some() {}
-        for (src, out) in [(&mut self.stdout_r, true), (&mut self.stderr_r, false), (&mut self.pty, true)] {
+        for (src, out) in [
+            (&mut self.stdout_r, true),
+            (&mut self.stderr_r, false),
+            (&mut self.pty, true),
+        ] {
             if let Some(fd) = src.as_ref() {
                 // SAFETY: fcntl on our fd.
                 unsafe {
@@ -616,24 +800,33 @@ impl Workload {
         }
         let mut status = status.expect("loop ends with a status");
         if let Some(e) = exec_error {
-            port.write_all(&Frame::Error(e).encode()).map_err(|e| format!("write agent port: {e}"))?;
+            port.write_all(&Frame::Error(e).encode())
+                .map_err(|e| format!("write agent port: {e}"))?;
             status = ExitStatus::Exited(127);
         }
-        port.write_all(&Frame::Exit(status).encode()).map_err(|e| format!("write agent port: {e}"))?;
+        port.write_all(&Frame::Exit(status).encode())
+            .map_err(|e| format!("write agent port: {e}"))?;
         Ok(())
     }
 }
 
 /// Read what is there from `src` and send it as frames; close `src` at EOF.
 fn relay(src: &mut Option<OwnedFd>, port: &mut fs::File, buf: &mut [u8], stdout: bool) -> Res<()> {
-    let Some(fd) = src.as_ref() else { return Ok(()) };
+    let Some(fd) = src.as_ref() else {
+        return Ok(());
+    };
     let chunk = buf.len().min(proto::MAX_PAYLOAD);
     // SAFETY: read into our buffer.
     let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), chunk) };
     if n > 0 {
         let d = buf[..n as usize].to_vec();
-        let f = if stdout { Frame::Stdout(d) } else { Frame::Stderr(d) };
-        port.write_all(&f.encode()).map_err(|e| format!("write agent port: {e}"))?;
+        let f = if stdout {
+            Frame::Stdout(d)
+        } else {
+            Frame::Stderr(d)
+        };
+        port.write_all(&f.encode())
+            .map_err(|e| format!("write agent port: {e}"))?;
     } else if n == 0 || errno().raw_os_error() != Some(libc::EAGAIN) {
         // EOF, or EIO on a pty master whose slave side is all closed.
         *src = None;
@@ -701,9 +894,16 @@ fn openpty(size: Option<(u16, u16)>) -> Res<(OwnedFd, OwnedFd)> {
         if libc::ptsname_r(m, name.as_mut_ptr(), name.len()) != 0 {
             return Err(format!("ptsname: {}", errno()));
         }
-        let s = libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        let s = libc::open(
+            name.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
         if s < 0 {
-            return Err(format!("open {:?}: {}", CStr::from_ptr(name.as_ptr()), errno()));
+            return Err(format!(
+                "open {:?}: {}",
+                CStr::from_ptr(name.as_ptr()),
+                errno()
+            ));
         }
         if let Some((r, c)) = size {
             set_winsize(m, r, c);
@@ -713,7 +913,12 @@ fn openpty(size: Option<(u16, u16)>) -> Res<(OwnedFd, OwnedFd)> {
 }
 
 fn set_winsize(fd: RawFd, rows: u16, cols: u16) {
-    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCSWINSZ with a valid struct.
     unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
 }
@@ -772,30 +977,57 @@ fn child_main(
         sys(libc::setsid() as libc::c_long, "setsid")?;
         if cfg.terminal {
             let s = io[0].as_ref().unwrap().as_raw_fd();
-            sys(libc::ioctl(s, libc::TIOCSCTTY, 0) as libc::c_long, "TIOCSCTTY")?;
+            sys(
+                libc::ioctl(s, libc::TIOCSCTTY, 0) as libc::c_long,
+                "TIOCSCTTY",
+            )?;
             for t in 0..3 {
                 sys(libc::dup2(s, t) as libc::c_long, "dup2")?;
             }
         } else {
             for (t, fd) in io.iter().enumerate() {
-                sys(libc::dup2(fd.as_ref().unwrap().as_raw_fd(), t as i32) as libc::c_long, "dup2")?;
+                sys(
+                    libc::dup2(fd.as_ref().unwrap().as_raw_fd(), t as i32) as libc::c_long,
+                    "dup2",
+                )?;
             }
         }
+        if cfg.pids_limit.is_some() {
+            fs::write(format!("{WORKLOAD_CGROUP}/cgroup.procs"), "0")
+                .map_err(|e| format!("join the workload cgroup: {e}"))?;
+        }
         // Own mount namespace; pivot into the workload's root so the agent disk is out of sight.
-        sys(libc::unshare(libc::CLONE_NEWNS) as libc::c_long, "unshare(CLONE_NEWNS)")?;
         sys(
-            libc::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null())
-                as libc::c_long,
+            libc::unshare(libc::CLONE_NEWNS) as libc::c_long,
+            "unshare(CLONE_NEWNS)",
+        )?;
+        sys(
+            libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) as libc::c_long,
             "make / private",
         )?;
         let nr = cstr(NEWROOT)?;
         sys(libc::chdir(nr.as_ptr()) as libc::c_long, "chdir new root")?;
-        sys(libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()), "pivot_root")?;
-        sys(libc::umount2(c".".as_ptr(), libc::MNT_DETACH) as libc::c_long, "detach old root")?;
+        sys(
+            libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()),
+            "pivot_root",
+        )?;
+        sys(
+            libc::umount2(c".".as_ptr(), libc::MNT_DETACH) as libc::c_long,
+            "detach old root",
+        )?;
         sys(libc::chdir(c"/".as_ptr()) as libc::c_long, "chdir /")?;
 
         for r in &cfg.rlimits {
-            let lim = libc::rlimit64 { rlim_cur: r.soft, rlim_max: r.hard };
+            let lim = libc::rlimit64 {
+                rlim_cur: r.soft,
+                rlim_max: r.hard,
+            };
             if libc::prlimit64(0, r.resource as _, &lim, std::ptr::null_mut()) != 0 {
                 return Err(format!("setrlimit {}: {}", r.resource, errno()));
             }
@@ -811,10 +1043,17 @@ fn child_main(
                 .unwrap_or(40);
             for c in 0..=last {
                 if !caps.bounding.contains(&c) {
-                    sys(libc::prctl(libc::PR_CAPBSET_DROP, c as libc::c_ulong, 0, 0, 0) as libc::c_long, "drop bounding cap")?;
+                    sys(
+                        libc::prctl(libc::PR_CAPBSET_DROP, c as libc::c_ulong, 0, 0, 0)
+                            as libc::c_long,
+                        "drop bounding cap",
+                    )?;
                 }
             }
-            sys(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) as libc::c_long, "PR_SET_KEEPCAPS")?;
+            sys(
+                libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) as libc::c_long,
+                "PR_SET_KEEPCAPS",
+            )?;
         }
         // Without no_new_privileges the filter must be loaded while we still hold CAP_SYS_ADMIN.
         if !cfg.no_new_privileges {
@@ -823,14 +1062,26 @@ fn child_main(
             }
         }
         let gids: Vec<libc::gid_t> = cfg.additional_gids.clone();
-        sys(libc::syscall(libc::SYS_setgroups, gids.len(), gids.as_ptr()), "setgroups")?;
-        sys(libc::syscall(libc::SYS_setresgid, cfg.gid, cfg.gid, cfg.gid), "setresgid")?;
-        sys(libc::syscall(libc::SYS_setresuid, cfg.uid, cfg.uid, cfg.uid), "setresuid")?;
+        sys(
+            libc::syscall(libc::SYS_setgroups, gids.len(), gids.as_ptr()),
+            "setgroups",
+        )?;
+        sys(
+            libc::syscall(libc::SYS_setresgid, cfg.gid, cfg.gid, cfg.gid),
+            "setresgid",
+        )?;
+        sys(
+            libc::syscall(libc::SYS_setresuid, cfg.uid, cfg.uid, cfg.uid),
+            "setresuid",
+        )?;
         if let Some(caps) = &cfg.capabilities {
             set_caps(caps)?;
         }
         if cfg.no_new_privileges {
-            sys(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) as libc::c_long, "PR_SET_NO_NEW_PRIVS")?;
+            sys(
+                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) as libc::c_long,
+                "PR_SET_NO_NEW_PRIVS",
+            )?;
         }
         libc::umask(cfg.umask.unwrap_or(0o022) as libc::mode_t);
         if libc::chdir(p.cwd.as_ptr()) != 0 {
@@ -880,17 +1131,28 @@ fn find_exe(p: &Prepared) -> Res<CString> {
             return Ok(c);
         }
     }
-    Err(format!("exec {a0:?}: executable file not found in $PATH ({})", p.path_dirs.join(":")))
+    Err(format!(
+        "exec {a0:?}: executable file not found in $PATH ({})",
+        p.path_dirs.join(":")
+    ))
 }
 
 fn load_seccomp(prog: &[u8], flags: u32) -> Res<()> {
     if prog.len() % 8 != 0 || prog.is_empty() {
         return Err("seccomp program has a bad length".into());
     }
-    let fprog = libc::sock_fprog { len: (prog.len() / 8) as u16, filter: prog.as_ptr() as *mut libc::sock_filter };
+    let fprog = libc::sock_fprog {
+        len: (prog.len() / 8) as u16,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
     // SAFETY: seccomp(SET_MODE_FILTER) with a valid program.
     let r = unsafe {
-        libc::syscall(libc::SYS_seccomp, 1 /* SECCOMP_SET_MODE_FILTER */, flags as libc::c_ulong, &fprog)
+        libc::syscall(
+            libc::SYS_seccomp,
+            1, /* SECCOMP_SET_MODE_FILTER */
+            flags as libc::c_ulong,
+            &fprog,
+        )
     };
     sys(r, "seccomp")
 }
@@ -908,19 +1170,43 @@ fn set_caps(c: &proto::Capabilities) -> Res<()> {
         permitted: u32,
         inheritable: u32,
     }
-    let bits = |v: &[u32]| -> u64 { v.iter().filter(|&&n| n < 64).fold(0u64, |a, &n| a | (1u64 << n)) };
+    let bits = |v: &[u32]| -> u64 {
+        v.iter()
+            .filter(|&&n| n < 64)
+            .fold(0u64, |a, &n| a | (1u64 << n))
+    };
     let (e, p, i) = (bits(&c.effective), bits(&c.permitted), bits(&c.inheritable));
-    let hdr = Header { version: 0x2008_0522, pid: 0 };
+    let hdr = Header {
+        version: 0x2008_0522,
+        pid: 0,
+    };
     let data = [
-        Data { effective: e as u32, permitted: p as u32, inheritable: i as u32 },
-        Data { effective: (e >> 32) as u32, permitted: (p >> 32) as u32, inheritable: (i >> 32) as u32 },
+        Data {
+            effective: e as u32,
+            permitted: p as u32,
+            inheritable: i as u32,
+        },
+        Data {
+            effective: (e >> 32) as u32,
+            permitted: (p >> 32) as u32,
+            inheritable: (i >> 32) as u32,
+        },
     ];
     // SAFETY: capset with a v3 header and two data structs.
-    sys(unsafe { libc::syscall(libc::SYS_capset, &hdr, data.as_ptr()) }, "capset")?;
+    sys(
+        unsafe { libc::syscall(libc::SYS_capset, &hdr, data.as_ptr()) },
+        "capset",
+    )?;
     for &a in &c.ambient {
         // SAFETY: prctl.
         let r = unsafe {
-            libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong, a as libc::c_ulong, 0, 0)
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                a as libc::c_ulong,
+                0,
+                0,
+            )
         };
         // Ambient caps not in permitted+inheritable are skipped, as runc does.
         let _ = r;

@@ -38,6 +38,8 @@ pub struct GuestConfig {
     pub capabilities: Option<Capabilities>,
     pub seccomp: Option<Seccomp>,
     pub oom_score_adj: Option<i32>,
+    /// `linux.resources.pids.limit`, applied with a guest cgroup.
+    pub pids_limit: Option<i64>,
     pub mounts: Vec<Mount>,
     pub masked_paths: Vec<String>,
     pub readonly_paths: Vec<String>,
@@ -87,10 +89,19 @@ pub struct Mount {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub enum MountKind {
     /// A file system the guest kernel makes (proc, sysfs, tmpfs, devpts, mqueue, cgroup2).
-    Kernel { fstype: String, source: String, flags: u64, data: String },
+    Kernel {
+        fstype: String,
+        source: String,
+        flags: u64,
+        data: String,
+    },
     /// A host file or directory copied in when the sandbox was created and bind-mounted at the
     /// destination (read-only when `readonly`). Writes stay in the guest.
-    Carried { entries: Vec<CarriedEntry>, readonly: bool, flags: u64 },
+    Carried {
+        entries: Vec<CarriedEntry>,
+        readonly: bool,
+        flags: u64,
+    },
 }
 
 /// One entry of a carried-in tree; `path` is relative to the mount's source ("" is the source
@@ -127,7 +138,10 @@ impl ConfigBuilder {
     pub fn add_blob(&mut self, data: &[u8]) -> Blob {
         let offset = self.blobs.len() as u64;
         self.blobs.extend_from_slice(data);
-        Blob { offset, len: data.len() as u64 }
+        Blob {
+            offset,
+            len: data.len() as u64,
+        }
     }
 
     pub fn blob_bytes(&self) -> usize {
@@ -167,14 +181,20 @@ impl ConfigDisk {
             .and_then(|v| v.checked_add(blob_len))
             .filter(|&e| e <= bytes.len())
             .ok_or("config disk is truncated")?;
-        let config: GuestConfig =
-            serde_json::from_slice(&bytes[24..24 + json_len]).map_err(|e| format!("config disk JSON: {e}"))?;
-        Ok(Self { config, blobs: bytes[24 + json_len..end].to_vec() })
+        let config: GuestConfig = serde_json::from_slice(&bytes[24..24 + json_len])
+            .map_err(|e| format!("config disk JSON: {e}"))?;
+        Ok(Self {
+            config,
+            blobs: bytes[24 + json_len..end].to_vec(),
+        })
     }
 
     pub fn blob(&self, b: Blob) -> Result<&[u8], String> {
         let start = b.offset as usize;
-        let end = start.checked_add(b.len as usize).filter(|&e| e <= self.blobs.len()).ok_or("blob out of range")?;
+        let end = start
+            .checked_add(b.len as usize)
+            .filter(|&e| e <= self.blobs.len())
+            .ok_or("blob out of range")?;
         Ok(&self.blobs[start..end])
     }
 }
@@ -225,7 +245,9 @@ impl Frame {
             Frame::Stdout(d) => (G_STDOUT, d.clone()),
             Frame::Stderr(d) => (G_STDERR, d.clone()),
             Frame::Exit(ExitStatus::Exited(c)) => (G_EXIT, [&[0u8][..], &c.to_le_bytes()].concat()),
-            Frame::Exit(ExitStatus::Signaled(s)) => (G_EXIT, [&[1u8][..], &s.to_le_bytes()].concat()),
+            Frame::Exit(ExitStatus::Signaled(s)) => {
+                (G_EXIT, [&[1u8][..], &s.to_le_bytes()].concat())
+            }
             Frame::Error(m) => (G_ERROR, m.as_bytes().to_vec()),
             Frame::Start => (H_START, vec![]),
             Frame::Stdin(d) => (H_STDIN, d.clone()),
@@ -242,7 +264,9 @@ impl Frame {
 
     fn decode(kind: u8, p: &[u8]) -> Result<Frame, String> {
         let int = |p: &[u8]| -> Result<i32, String> {
-            p.try_into().map(i32::from_le_bytes).map_err(|_| format!("frame {kind:#x}: bad payload length {}", p.len()))
+            p.try_into()
+                .map(i32::from_le_bytes)
+                .map_err(|_| format!("frame {kind:#x}: bad payload length {}", p.len()))
         };
         Ok(match kind {
             G_READY => Frame::Ready,
@@ -258,9 +282,10 @@ impl Frame {
             H_STDIN => Frame::Stdin(p.to_vec()),
             H_STDIN_EOF => Frame::StdinEof,
             H_SIGNAL => Frame::Signal(int(p)?),
-            H_WINSIZE if p.len() == 4 => {
-                Frame::Winsize(u16::from_le_bytes([p[0], p[1]]), u16::from_le_bytes([p[2], p[3]]))
-            }
+            H_WINSIZE if p.len() == 4 => Frame::Winsize(
+                u16::from_le_bytes([p[0], p[1]]),
+                u16::from_le_bytes([p[2], p[3]]),
+            ),
             _ => return Err(format!("unknown frame kind {kind:#x} (len {})", p.len())),
         })
     }
@@ -289,7 +314,9 @@ impl FrameReader {
         }
         let len = u32::from_le_bytes(self.buf[1..5].try_into().unwrap()) as usize;
         if len > MAX_PAYLOAD {
-            return Err(format!("frame of {len} bytes is over the {MAX_PAYLOAD}-byte limit: stream corrupt"));
+            return Err(format!(
+                "frame of {len} bytes is over the {MAX_PAYLOAD}-byte limit: stream corrupt"
+            ));
         }
         if self.buf.len() < 5 + len {
             return Ok(None);

@@ -1,0 +1,504 @@
+//! The sandbox's host process: the process `create` forks, whose lifetime is the sandbox and whose
+//! exit status is the workload's.
+//!
+//! It starts the VM (a child process, via an [`Engine`]), waits for the guest agent's Ready frame
+//! and tells `create` the sandbox is built (or why it is not), blocks on the start fifo, then
+//! sends Start and relays: guest stdout/stderr frames to its own stdout/stderr, its stdin to the
+//! guest, the signals it receives to the workload. The Exit frame carries the workload's status;
+//! the host process ends the same way (same exit code, or killed by the same signal).
+
+use crate::engine::{Engine, VmSpec};
+use anyhow::{bail, Context, Result};
+use hako_agent::proto::{ExitStatus, Frame, FrameReader};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long the guest may take from VM start to the agent's Ready (TCG on a busy 2-core machine
+/// boots in ~2.5 s; this is a safety net, not a budget).
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+/// After the Exit frame, how long the guest may take to reset before its VM is killed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// Exit status of the host process when the VM ended without reporting the workload's status.
+pub const VM_FAILED: i32 = 255;
+
+/// Signals the host process forwards to the workload once it runs.
+const FORWARDED: &[i32] = &[
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGTERM,
+    libc::SIGALRM,
+    libc::SIGCONT,
+    libc::SIGTSTP,
+    libc::SIGTTIN,
+    libc::SIGTTOU,
+    libc::SIGURG,
+    libc::SIGVTALRM,
+    libc::SIGPROF,
+    libc::SIGIO,
+    libc::SIGPWR,
+    libc::SIGWINCH,
+];
+
+/// Everything the host process needs; made by `create` before it forks.
+pub struct HostPlan {
+    pub engine: Box<dyn Engine>,
+    pub vm: VmSpec,
+    pub start_fifo: PathBuf,
+    /// Where the VM's pid is written (for `delete` to make sure it is gone).
+    pub vm_pid_file: PathBuf,
+    /// The pty slave when process.terminal and a console socket were given.
+    pub tty: Option<OwnedFd>,
+}
+
+/// The host end of the agent port as a frame channel.
+struct Port {
+    sock: UnixStream,
+    reader: FrameReader,
+    buf: Vec<u8>,
+}
+
+impl Port {
+    fn send(&mut self, f: &Frame) -> std::io::Result<()> {
+        self.sock.write_all(&f.encode())
+    }
+
+    /// Read what is there; false at EOF.
+    fn fill(&mut self) -> Result<bool> {
+        match self.sock.read(&mut self.buf) {
+            Ok(0) => Ok(false),
+            Ok(n) => {
+                self.reader.push(&self.buf[..n]);
+                Ok(true)
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::Interrupted
+                    || e.kind() == std::io::ErrorKind::WouldBlock =>
+            {
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(false),
+            Err(e) => Err(e).context("reading the agent port"),
+        }
+    }
+}
+
+fn block_signals(sigs: &[i32]) -> Result<OwnedFd> {
+    // SAFETY: sigset manipulation and signalfd on this single-threaded process.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in sigs {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error()).context("signalfd");
+        }
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+/// The signals pending on a signalfd.
+fn read_signals(fd: &OwnedFd) -> Vec<i32> {
+    let mut out = vec![];
+    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    loop {
+        let sz = std::mem::size_of::<libc::signalfd_siginfo>();
+        // SAFETY: read into a properly sized struct.
+        let n = unsafe {
+            libc::read(
+                fd.as_raw_fd(),
+                (&mut info as *mut libc::signalfd_siginfo).cast(),
+                sz,
+            )
+        };
+        if n != sz as isize {
+            return out;
+        }
+        out.push(info.ssi_signo as i32);
+    }
+}
+
+fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> Result<()> {
+    let ms = timeout.map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
+    // SAFETY: valid pollfd array.
+    let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+    if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+        return Err(std::io::Error::last_os_error()).context("poll");
+    }
+    Ok(())
+}
+
+fn pfd(fd: RawFd, events: i16) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
+}
+
+/// The VM's status if it has ended (reaped), without blocking.
+fn vm_exited(pid: libc::pid_t) -> Option<i32> {
+    let mut st = 0;
+    // SAFETY: waitpid on our own child.
+    let r = unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
+    (r == pid).then_some(st)
+}
+
+fn kill_vm(pid: libc::pid_t) {
+    // SAFETY: signal and reap our own child.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        let mut st = 0;
+        libc::waitpid(pid, &mut st, 0);
+    }
+}
+
+/// The last lines of the guest's serial log and of the engine's log, for error messages.
+pub fn diagnostics(serial_log: &Path, engine_log: &Path) -> String {
+    let tail = |p: &Path, n: usize| -> String {
+        let s = std::fs::read_to_string(p).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    };
+    let mut out = String::new();
+    let e = tail(engine_log, 5);
+    if !e.is_empty() {
+        out.push_str(&format!("\nengine said:\n{e}"));
+    }
+    let s = tail(serial_log, 12);
+    if !s.is_empty() {
+        out.push_str(&format!("\nguest console ({}):\n{s}", serial_log.display()));
+    }
+    out
+}
+
+/// Run the host process. `notify` gets "OK" once the guest is ready, or "ERR:<message>". Never
+/// returns.
+pub fn main(plan: HostPlan, notify: OwnedFd) -> ! {
+    let mut notify = Some(std::fs::File::from(notify));
+    let code = match run(plan, &mut notify) {
+        Ok(code) => code,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            match notify.take() {
+                Some(mut n) => {
+                    let _ = n.write_all(format!("ERR:{msg}").as_bytes());
+                }
+                None => {
+                    let _ = writeln!(std::io::stderr(), "hako: microvm: {msg}");
+                }
+            }
+            VM_FAILED
+        }
+    };
+    // SAFETY: leaving the process.
+    unsafe { libc::_exit(code) }
+}
+
+fn run(mut plan: HostPlan, notify: &mut Option<std::fs::File>) -> Result<i32> {
+    // SAFETY: ignoring SIGPIPE: a closed stdout must not kill the sandbox.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    if let Some(tty) = plan.tty.take() {
+        // SAFETY: new session so the pty becomes our controlling terminal.
+        unsafe { libc::setsid() };
+        hako_contract::console::adopt_as_stdio(&tty)?;
+        make_raw(0);
+    }
+    let serial_log = plan.vm.serial_log.clone();
+    let engine_log = plan.vm.engine_log.clone();
+    let (host_end, guest_end) = UnixStream::pair().context("socketpair for the agent port")?;
+    let vm = plan.vm.clone().with_port(guest_end.into());
+    let sigfd = block_signals(&[libc::SIGCHLD])?;
+    let boot_start = Instant::now();
+    let vm_pid = plan.engine.spawn(vm)?;
+    let _ = std::fs::write(
+        &plan.vm_pid_file,
+        format!(
+            "{vm_pid} {}",
+            hako_contract::proc::start_time(vm_pid).unwrap_or(0)
+        ),
+    );
+    let mut port = Port {
+        sock: host_end,
+        reader: FrameReader::new(),
+        buf: vec![0u8; 64 * 1024],
+    };
+
+    // Boot: wait for Ready.
+    let mut errors = vec![];
+    loop {
+        let left = BOOT_TIMEOUT.saturating_sub(boot_start.elapsed());
+        if left.is_zero() {
+            kill_vm(vm_pid);
+            bail!(
+                "the guest did not come up within {} s{}",
+                BOOT_TIMEOUT.as_secs(),
+                diagnostics(&serial_log, &engine_log)
+            );
+        }
+        let mut fds = [
+            pfd(port.sock.as_raw_fd(), libc::POLLIN),
+            pfd(sigfd.as_raw_fd(), libc::POLLIN),
+        ];
+        poll(&mut fds, Some(left))?;
+        let mut eof = false;
+        if fds[0].revents != 0 {
+            eof = !port.fill()?;
+        }
+        let mut ready = false;
+        while let Some(f) = port.reader.next_frame().map_err(anyhow::Error::msg)? {
+            match f {
+                Frame::Ready => ready = true,
+                Frame::Error(m) => errors.push(m),
+                _ => {}
+            }
+        }
+        if ready {
+            break;
+        }
+        let _ = read_signals(&sigfd);
+        if eof || !errors.is_empty() {
+            // The agent gave up (it resets the guest after an Error) or the VM died.
+            let st = wait_vm(vm_pid, SHUTDOWN_GRACE);
+            if !errors.is_empty() {
+                bail!("{}", errors.join("; "));
+            }
+            bail!(
+                "the VM stopped before the guest agent was ready ({}){}",
+                describe_wait(st),
+                diagnostics(&serial_log, &engine_log)
+            );
+        }
+        if let Some(st) = vm_exited(vm_pid) {
+            bail!(
+                "the VM stopped before the guest agent was ready ({}){}",
+                describe_wait(Some(st)),
+                diagnostics(&serial_log, &engine_log)
+            );
+        }
+    }
+    if let Some(mut n) = notify.take() {
+        n.write_all(b"OK").context("notifying create")?;
+    }
+
+    // Created: wait for `hako start`. Until then our signals keep their default actions, so
+    // `kill` of a created sandbox ends it (and the VM dies with us).
+    if let Err(e) = hako_contract::start_gate::wait(&plan.start_fifo) {
+        kill_vm(vm_pid);
+        return Err(e);
+    }
+    let mut sigs = FORWARDED.to_vec();
+    sigs.push(libc::SIGCHLD);
+    let sigfd = block_signals(&sigs)?;
+    port.send(&Frame::Start).context("starting the workload")?;
+    if let Some(ws) = winsize(0) {
+        let _ = port.send(&Frame::Winsize(ws.0, ws.1));
+    }
+    let (status, reaped) = relay(&mut port, &sigfd, vm_pid)?;
+    let st = match reaped {
+        Some(st) => Some(st),
+        None => wait_vm(vm_pid, SHUTDOWN_GRACE),
+    };
+    let _ = std::fs::remove_file(&plan.vm_pid_file);
+    match status {
+        Some(ExitStatus::Exited(c)) => Ok(c & 0xff),
+        Some(ExitStatus::Signaled(s)) => {
+            // End the way the workload did: killed by the same signal.
+            // SAFETY: restore the default action, unblock and raise.
+            unsafe {
+                libc::signal(s, libc::SIG_DFL);
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, s);
+                libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+                libc::raise(s);
+            }
+            Ok(128 + s)
+        }
+        None => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "hako: microvm: the VM stopped without reporting the workload's exit status ({}){}",
+                describe_wait(st),
+                diagnostics(&serial_log, &engine_log)
+            );
+            Ok(VM_FAILED)
+        }
+    }
+}
+
+/// Wait up to `grace` for the VM to end by itself, then kill it. Its wait status when it ended.
+fn wait_vm(pid: libc::pid_t, grace: Duration) -> Option<i32> {
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Some(st) = vm_exited(pid) {
+            return Some(st);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    kill_vm(pid);
+    None
+}
+
+fn describe_wait(st: Option<i32>) -> String {
+    match st {
+        None => "killed after it stopped answering".into(),
+        Some(st) if libc::WIFEXITED(st) => {
+            format!("engine exited with status {}", libc::WEXITSTATUS(st))
+        }
+        Some(st) if libc::WIFSIGNALED(st) => {
+            format!("engine killed by signal {}", libc::WTERMSIG(st))
+        }
+        Some(st) => format!("wait status {st:#x}"),
+    }
+}
+
+fn winsize(fd: RawFd) -> Option<(u16, u16)> {
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ into a valid struct.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) };
+    (r == 0 && ws.ws_row > 0).then_some((ws.ws_row, ws.ws_col))
+}
+
+fn make_raw(fd: RawFd) {
+    // SAFETY: termios on our fd.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(fd, &mut t) == 0 {
+            libc::cfmakeraw(&mut t);
+            libc::tcsetattr(fd, libc::TCSANOW, &t);
+        }
+    }
+}
+
+fn write_all_fd(fd: RawFd, mut data: &[u8]) -> bool {
+    while !data.is_empty() {
+        // SAFETY: write from a live buffer.
+        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if n < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return false;
+        }
+        data = &data[n as usize..];
+    }
+    true
+}
+
+/// Relay until the Exit frame (Some) or the agent port closes without one (None). The second
+/// value is the VM's wait status when the relay already reaped it.
+fn relay(
+    port: &mut Port,
+    sigfd: &OwnedFd,
+    vm_pid: libc::pid_t,
+) -> Result<(Option<ExitStatus>, Option<i32>)> {
+    let mut stdin_open = true;
+    let (mut out_ok, mut err_ok) = (true, true);
+    let mut inbuf = vec![0u8; 16 * 1024];
+    loop {
+        let mut fds = [
+            pfd(port.sock.as_raw_fd(), libc::POLLIN),
+            pfd(sigfd.as_raw_fd(), libc::POLLIN),
+            pfd(if stdin_open { 0 } else { -1 }, libc::POLLIN),
+        ];
+        poll(&mut fds, None)?;
+        if fds[0].revents != 0 {
+            let open = port.fill()?;
+            while let Some(f) = port.reader.next_frame().map_err(anyhow::Error::msg)? {
+                match f {
+                    Frame::Stdout(d) => out_ok = out_ok && write_all_fd(1, &d),
+                    Frame::Stderr(d) => err_ok = err_ok && write_all_fd(2, &d),
+                    Frame::Error(m) => {
+                        let _ = writeln!(std::io::stderr(), "hako: microvm: {m}");
+                    }
+                    Frame::Exit(s) => return Ok((Some(s), None)),
+                    _ => {}
+                }
+            }
+            if !open {
+                return Ok((None, None));
+            }
+        }
+        if fds[1].revents != 0 {
+            for s in read_signals(sigfd) {
+                match s {
+                    libc::SIGCHLD => {
+                        // The VM ended; the port reaches EOF right after, which ends the loop.
+                        if let Some(st) = vm_exited(vm_pid) {
+                            drain_after_exit(port)?;
+                            return Ok((port_exit(port), Some(st)));
+                        }
+                    }
+                    libc::SIGWINCH => {
+                        if let Some((r, c)) = winsize(0) {
+                            let _ = port.send(&Frame::Winsize(r, c));
+                        }
+                    }
+                    s => {
+                        let _ = port.send(&Frame::Signal(s));
+                    }
+                }
+            }
+        }
+        if stdin_open && fds[2].revents != 0 {
+            // SAFETY: read into our buffer.
+            let n = unsafe { libc::read(0, inbuf.as_mut_ptr().cast(), inbuf.len()) };
+            if n > 0 {
+                if port
+                    .send(&Frame::Stdin(inbuf[..n as usize].to_vec()))
+                    .is_err()
+                {
+                    stdin_open = false;
+                }
+            } else if n == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN)
+            {
+                stdin_open = false;
+                let _ = port.send(&Frame::StdinEof);
+            }
+        }
+    }
+}
+
+/// After the VM ended, read whatever it left in the socket.
+fn drain_after_exit(port: &mut Port) -> Result<()> {
+    port.sock.set_nonblocking(true).ok();
+    loop {
+        match port.sock.read(&mut port.buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                let chunk = port.buf[..n].to_vec();
+                port.reader.push(&chunk);
+            }
+            Err(_) => return Ok(()),
+        }
+    }
+}
+
+/// Frames left after the VM ended: deliver output, return the exit status if it is there.
+fn port_exit(port: &mut Port) -> Option<ExitStatus> {
+    while let Ok(Some(f)) = port.reader.next_frame() {
+        match f {
+            Frame::Stdout(d) => {
+                write_all_fd(1, &d);
+            }
+            Frame::Stderr(d) => {
+                write_all_fd(2, &d);
+            }
+            Frame::Error(m) => {
+                let _ = writeln!(std::io::stderr(), "hako: microvm: {m}");
+            }
+            Frame::Exit(s) => return Some(s),
+            _ => {}
+        }
+    }
+    None
+}

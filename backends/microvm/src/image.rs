@@ -1,0 +1,308 @@
+//! Rootfs delivery: the bundle's rootfs as a read-only ext4 image, cached by content.
+//!
+//! The image is keyed by a digest of the tree: every entry's relative path, type, mode, owner,
+//! device number, symlink target and file content. Two bundles with the same tree share one
+//! image; a changed file makes a new one. Images are made with `mkfs.ext4 -d` (e2fsprogs), without
+//! a journal (the guest mounts them read-only; writes go to an overlay on a guest tmpfs).
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub fn hex_digest(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a walk of the rootfs found.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TreeSize {
+    pub entries: u64,
+    /// Bytes of file data, each file rounded up to 4 KiB blocks.
+    pub data: u64,
+}
+
+impl TreeSize {
+    /// The size of the image that holds this tree, with room for ext4's own structures.
+    pub fn image_bytes(&self) -> u64 {
+        let inodes = self.entries + 64;
+        let raw = self.data + self.data / 8 + inodes * 320 + (8 << 20);
+        raw.div_ceil(1 << 20) << 20
+    }
+
+    pub fn inodes(&self) -> u64 {
+        self.entries + 64
+    }
+}
+
+/// Walk `root` without following symlinks, in name order; call `f` with each entry's path
+/// relative to `root` ("" for the root) and its metadata.
+fn walk(root: &Path, f: &mut dyn FnMut(&Path, &str, &fs::Metadata) -> Result<()>) -> Result<()> {
+    fn go(
+        root: &Path,
+        rel: &str,
+        f: &mut dyn FnMut(&Path, &str, &fs::Metadata) -> Result<()>,
+    ) -> Result<()> {
+        let p = if rel.is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(rel)
+        };
+        let md = fs::symlink_metadata(&p).with_context(|| format!("reading {}", p.display()))?;
+        f(&p, rel, &md)?;
+        if md.is_dir() {
+            let mut names: Vec<String> = fs::read_dir(&p)
+                .with_context(|| format!("reading {}", p.display()))?
+                .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect::<std::io::Result<_>>()
+                .with_context(|| format!("reading {}", p.display()))?;
+            names.sort();
+            for n in names {
+                let child = if rel.is_empty() {
+                    n
+                } else {
+                    format!("{rel}/{n}")
+                };
+                go(root, &child, f)?;
+            }
+        }
+        Ok(())
+    }
+    go(root, "", f)
+}
+
+pub fn tree_size(root: &Path) -> Result<TreeSize> {
+    let mut t = TreeSize::default();
+    walk(root, &mut |_, _, md| {
+        t.entries += 1;
+        if md.is_file() || md.is_dir() {
+            t.data += md.len().div_ceil(4096) * 4096;
+        } else if md.file_type().is_symlink() && md.len() >= 60 {
+            t.data += 4096;
+        }
+        Ok(())
+    })?;
+    Ok(t)
+}
+
+/// The content digest of a tree (see the module comment).
+pub fn tree_digest(root: &Path) -> Result<String> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    walk(root, &mut |p, rel, md| {
+        let ft = md.file_type();
+        let kind = if ft.is_dir() {
+            'd'
+        } else if ft.is_file() {
+            'f'
+        } else if ft.is_symlink() {
+            'l'
+        } else if ft.is_char_device() {
+            'c'
+        } else if ft.is_block_device() {
+            'b'
+        } else if ft.is_fifo() {
+            'p'
+        } else {
+            's'
+        };
+        h.update(
+            format!(
+                "{rel}\0{kind}{:o}:{}:{}:{}\0",
+                md.mode(),
+                md.uid(),
+                md.gid(),
+                md.rdev()
+            )
+            .as_bytes(),
+        );
+        if ft.is_symlink() {
+            let t = fs::read_link(p).with_context(|| format!("reading {}", p.display()))?;
+            h.update(t.to_string_lossy().as_bytes());
+        } else if ft.is_file() {
+            let mut f = fs::File::open(p).with_context(|| format!("reading {}", p.display()))?;
+            h.update(md.len().to_le_bytes());
+            loop {
+                let n = f
+                    .read(&mut buf)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+        }
+        h.update(b"\n");
+        Ok(())
+    })?;
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn mkfs_binary() -> Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    dirs.extend(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from));
+    dirs.into_iter()
+        .map(|d| d.join("mkfs.ext4"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| anyhow::anyhow!("mkfs.ext4 not found: the microvm backend needs e2fsprogs (apt-get install e2fsprogs)"))
+}
+
+/// Make an ext4 image of `src` at `out` (atomically: a temporary file in the same directory,
+/// renamed into place).
+pub fn mkfs_into(src: &Path, out: &Path, size: u64, inodes: u64, label: &str) -> Result<()> {
+    let dir = out.parent().context("image path has no parent")?;
+    let tmp = dir.join(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        out.file_name().unwrap().to_string_lossy()
+    ));
+    let result = (|| -> Result<()> {
+        let f = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        f.set_len(size)
+            .with_context(|| format!("sizing {}", tmp.display()))?;
+        drop(f);
+        let o = Command::new(mkfs_binary()?)
+            .args([
+                "-q",
+                "-F",
+                "-t",
+                "ext4",
+                "-O",
+                "^has_journal",
+                "-m",
+                "0",
+                "-b",
+                "4096",
+                "-I",
+                "256",
+            ])
+            .arg("-N")
+            .arg(inodes.to_string())
+            .arg("-L")
+            .arg(label)
+            .arg("-E")
+            .arg("root_owner=0:0")
+            .arg("-d")
+            .arg(src)
+            .arg(&tmp)
+            .output()
+            .context("running mkfs.ext4")?;
+        if !o.status.success() {
+            bail!(
+                "mkfs.ext4 -d {} failed ({}): {}",
+                src.display(),
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+        }
+        fs::rename(&tmp, out).with_context(|| format!("renaming into {}", out.display()))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// The cached image of `rootfs`, made when missing. Refuses a tree whose image would be larger
+/// than `budget` bytes before reading any file content.
+pub fn rootfs_image(cache: &Path, rootfs: &Path, budget: u64) -> Result<PathBuf> {
+    let md = fs::metadata(rootfs).with_context(|| format!("bundle rootfs {}", rootfs.display()))?;
+    if !md.is_dir() {
+        bail!("bundle rootfs {} is not a directory", rootfs.display());
+    }
+    let size = tree_size(rootfs)?;
+    let need = size.image_bytes();
+    if need > budget {
+        bail!(
+            "the rootfs {} needs a {} MiB image, over the microvm image budget of {} MiB (set {} to raise it)",
+            rootfs.display(),
+            need >> 20,
+            budget.div_ceil(1 << 20),
+            crate::knobs::IMAGE_BUDGET
+        );
+    }
+    let key = tree_digest(rootfs)?;
+    let out = cache.join(format!("rootfs-{}.ext4", &key[..24]));
+    if out.is_file() {
+        return Ok(out);
+    }
+    fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;
+    mkfs_into(
+        rootfs,
+        &out,
+        need,
+        size.inodes(),
+        hako_agent::proto::ROOTFS_LABEL,
+    )?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("hako-img-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn digest_follows_content_and_metadata() {
+        let d = tmp("digest");
+        let r = d.join("rootfs");
+        fs::create_dir_all(r.join("bin")).unwrap();
+        fs::write(r.join("bin/a"), b"one").unwrap();
+        std::os::unix::fs::symlink("a", r.join("bin/b")).unwrap();
+        let d1 = tree_digest(&r).unwrap();
+        assert_eq!(d1, tree_digest(&r).unwrap());
+        fs::write(r.join("bin/a"), b"two").unwrap();
+        let d2 = tree_digest(&r).unwrap();
+        assert_ne!(d1, d2);
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(r.join("bin/a"), fs::Permissions::from_mode(0o700)).unwrap();
+        assert_ne!(d2, tree_digest(&r).unwrap());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn image_is_cached_and_budget_refused() {
+        let d = tmp("cache");
+        let r = d.join("rootfs");
+        fs::create_dir_all(r.join("etc")).unwrap();
+        fs::write(r.join("etc/hello"), b"hello\n").unwrap();
+        let cache = d.join("cache");
+        let img = rootfs_image(&cache, &r, 1 << 30).unwrap();
+        // An ext4 superblock with our label.
+        let data = fs::read(&img).unwrap();
+        assert_eq!(&data[1024 + 56..1024 + 58], &[0x53, 0xef]);
+        assert!(data[1024 + 120..].starts_with(hako_agent::proto::ROOTFS_LABEL.as_bytes()));
+        let mtime = fs::metadata(&img).unwrap().modified().unwrap();
+        assert_eq!(
+            rootfs_image(&cache, &r, 1 << 30).unwrap(),
+            img,
+            "same tree, same image"
+        );
+        assert_eq!(
+            fs::metadata(&img).unwrap().modified().unwrap(),
+            mtime,
+            "reused, not rebuilt"
+        );
+        let e = format!("{:#}", rootfs_image(&cache, &r, 1 << 20).unwrap_err());
+        assert!(e.contains("over the microvm image budget"), "{e}");
+        // Only the one image: no temporary files left.
+        assert_eq!(fs::read_dir(&cache).unwrap().count(), 1);
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
