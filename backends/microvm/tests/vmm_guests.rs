@@ -10,7 +10,12 @@ use hako_microvm::vmm::boot::synthetic_elf;
 use hako_microvm::vmm::{BlockDevice, Capture, ExitReason, Input, Output, Stdio, VmConfig, Vmm};
 
 fn kvm_usable() -> bool {
-    if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
         eprintln!("SKIP: /dev/kvm cannot be opened here; hako's VMM tests need KVM");
         return false;
     }
@@ -35,7 +40,10 @@ fn config(kernel: &Path, cap: &Capture) -> VmConfig {
         memory_mib: 128,
         kernel: kernel.to_path_buf(),
         cmdline: "console=ttyS0 reboot=k".into(),
-        serial: Stdio { input: Input::None, output: Output::Capture(cap.clone()) },
+        serial: Stdio {
+            input: Input::None,
+            output: Output::Capture(cap.clone()),
+        },
         ..Default::default()
     }
 }
@@ -115,19 +123,29 @@ const VIRTIO_BLK_STUB: &[u8] = &[
 /// ```text
 ///   mov al, 0xfe ; out 0x64, al ; hlt          # i8042 CPU reset, as Linux's reboot=k
 /// ```
-const RESET_STUB: &[u8] = &[
-    0xb0, 0xfe, 0xe6, 0x64, 0xf4,
-];
+const RESET_STUB: &[u8] = &[0xb0, 0xfe, 0xe6, 0x64, 0xf4];
 
 #[test]
 fn long_mode_stub_runs_at_the_kernel_map_alias() {
     if !kvm_usable() {
         return;
     }
-    let k = temp("lm.elf", &synthetic_elf(LONG_MODE_STUB, 0x100_0000, 0xffff_ffff_8100_0000, 0x100_0000, None));
+    let k = temp(
+        "lm.elf",
+        &synthetic_elf(
+            LONG_MODE_STUB,
+            0x100_0000,
+            0xffff_ffff_8100_0000,
+            0x100_0000,
+            None,
+        ),
+    );
     let cap = Capture::default();
     let vmm = Vmm::new(config(&k.0, &cap)).unwrap();
-    assert_eq!(vmm.entry.protocol, hako_microvm::vmm::cpu::BootProtocol::Linux64);
+    assert_eq!(
+        vmm.entry.protocol,
+        hako_microvm::vmm::cpu::BootProtocol::Linux64
+    );
     let out = vmm.run().unwrap();
     assert_eq!(out.exit, ExitReason::DebugExit(7));
     // "hi" from the serial port, 3 e820 entries read through rsi, 'b' = ran at 0xffffffff81...
@@ -140,10 +158,22 @@ fn pvh_stub_sees_start_info_and_cmdline() {
     if !kvm_usable() {
         return;
     }
-    let k = temp("pvh.elf", &synthetic_elf(PVH_STUB, 0x100_0000, 0x100_0000, 0x100_0000, Some(0x100_0000)));
+    let k = temp(
+        "pvh.elf",
+        &synthetic_elf(
+            PVH_STUB,
+            0x100_0000,
+            0x100_0000,
+            0x100_0000,
+            Some(0x100_0000),
+        ),
+    );
     let cap = Capture::default();
     let vmm = Vmm::new(config(&k.0, &cap)).unwrap();
-    assert_eq!(vmm.entry.protocol, hako_microvm::vmm::cpu::BootProtocol::Pvh);
+    assert_eq!(
+        vmm.entry.protocol,
+        hako_microvm::vmm::cpu::BootProtocol::Pvh
+    );
     let out = vmm.run().unwrap();
     assert_eq!(out.exit, ExitReason::DebugExit(0));
     assert_eq!(String::from_utf8_lossy(&cap.contents()), "P3c");
@@ -154,15 +184,32 @@ fn guest_drives_virtio_blk_over_mmio() {
     if !kvm_usable() {
         return;
     }
-    let k = temp("vblk.elf", &synthetic_elf(VIRTIO_BLK_STUB, 0x100_0000, 0x100_0000, 0x100_0000, Some(0x100_0000)));
+    let k = temp(
+        "vblk.elf",
+        &synthetic_elf(
+            VIRTIO_BLK_STUB,
+            0x100_0000,
+            0x100_0000,
+            0x100_0000,
+            Some(0x100_0000),
+        ),
+    );
     let mut disk = vec![b'-'; 4096];
     disk[512..516].copy_from_slice(b"DATA");
     let img = temp("vblk.img", &disk);
     let cap = Capture::default();
     let mut cfg = config(&k.0, &cap);
-    cfg.block.push(BlockDevice { path: img.0.clone(), read_only: true, id: "disk0".into() });
+    cfg.block.push(BlockDevice {
+        path: img.0.clone(),
+        read_only: true,
+        id: "disk0".into(),
+    });
     let vmm = Vmm::new(cfg).unwrap();
-    assert!(vmm.cmdline.ends_with("virtio_mmio.device=4K@0xd0000000:5"), "{}", vmm.cmdline);
+    assert!(
+        vmm.cmdline.ends_with("virtio_mmio.device=4K@0xd0000000:5"),
+        "{}",
+        vmm.cmdline
+    );
     let out = vmm.run().unwrap();
     assert_eq!(out.exit, ExitReason::DebugExit(0));
     // magic "virt", device 2 (block), status 15 ('A'+15 = 'P'), used.idx 1, status OK,
@@ -175,7 +222,10 @@ fn i8042_reset_stops_the_vm() {
     if !kvm_usable() {
         return;
     }
-    let k = temp("reset.elf", &synthetic_elf(RESET_STUB, 0x100_0000, 0x100_0000, 0x100_0000, None));
+    let k = temp(
+        "reset.elf",
+        &synthetic_elf(RESET_STUB, 0x100_0000, 0x100_0000, 0x100_0000, None),
+    );
     let cap = Capture::default();
     let out = Vmm::new(config(&k.0, &cap)).unwrap().run().unwrap();
     assert_eq!(out.exit, ExitReason::Reset);
@@ -188,18 +238,36 @@ fn bad_input_is_one_clear_error() {
         return;
     }
     let cap = Capture::default();
-    let e = Vmm::new(config(Path::new("/nonexistent/vmlinux"), &cap)).err().unwrap();
-    assert!(format!("{e:#}").contains("opening kernel /nonexistent/vmlinux"), "{e:#}");
+    let e = Vmm::new(config(Path::new("/nonexistent/vmlinux"), &cap))
+        .err()
+        .unwrap();
+    assert!(
+        format!("{e:#}").contains("opening kernel /nonexistent/vmlinux"),
+        "{e:#}"
+    );
     let junk = temp("junk", b"MZ not an elf");
     let e = Vmm::new(config(&junk.0, &cap)).err().unwrap();
-    assert!(format!("{e:#}").contains("not a loadable x86_64 vmlinux"), "{e:#}");
-    let k = temp("ok.elf", &synthetic_elf(RESET_STUB, 0x100_0000, 0x100_0000, 0x100_0000, None));
+    assert!(
+        format!("{e:#}").contains("not a loadable x86_64 vmlinux"),
+        "{e:#}"
+    );
+    let k = temp(
+        "ok.elf",
+        &synthetic_elf(RESET_STUB, 0x100_0000, 0x100_0000, 0x100_0000, None),
+    );
     let mut c = config(&k.0, &cap);
     c.memory_mib = 8;
     let e = Vmm::new(c).err().unwrap();
     assert!(format!("{e:#}").contains("below the minimum"), "{e:#}");
     let mut c = config(&k.0, &cap);
-    c.block.push(BlockDevice { path: "/nonexistent.img".into(), read_only: true, id: String::new() });
+    c.block.push(BlockDevice {
+        path: "/nonexistent.img".into(),
+        read_only: true,
+        id: String::new(),
+    });
     let e = Vmm::new(c).err().unwrap();
-    assert!(format!("{e:#}").contains("opening block image /nonexistent.img"), "{e:#}");
+    assert!(
+        format!("{e:#}").contains("opening block image /nonexistent.img"),
+        "{e:#}"
+    );
 }

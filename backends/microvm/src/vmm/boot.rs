@@ -6,8 +6,8 @@ use std::fs::File;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use linux_loader::configurator::pvh::PvhBootConfigurator;
 use linux_loader::configurator::linux::LinuxBootConfigurator;
+use linux_loader::configurator::pvh::PvhBootConfigurator;
 use linux_loader::configurator::{BootConfigurator, BootParams};
 use linux_loader::loader::bootparam::boot_params;
 use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_start_info};
@@ -123,7 +123,13 @@ pub fn zero_page(mem_size: u64, cmdline_len: usize) -> boot_params {
 /// A minimal x86_64 ELF executable: one PT_LOAD segment of `code` at physical `paddr`
 /// (virtual `vaddr`), entry `entry`, and, when `pvh_entry` is set, a PT_NOTE carrying the Xen
 /// PHYS32 entry note the way vmlinux does. Used for synthetic guests (tests, the KVM probe).
-pub fn synthetic_elf(code: &[u8], paddr: u64, vaddr: u64, entry: u64, pvh_entry: Option<u32>) -> Vec<u8> {
+pub fn synthetic_elf(
+    code: &[u8],
+    paddr: u64,
+    vaddr: u64,
+    entry: u64,
+    pvh_entry: Option<u32>,
+) -> Vec<u8> {
     let phnum: u16 = if pvh_entry.is_some() { 2 } else { 1 };
     let code_off: u64 = 0x1000;
     let mut out = Vec::new();
@@ -185,7 +191,10 @@ mod tests {
     fn elf_without_note_boots_64bit_and_loads_segments() {
         let mem = create_guest_memory(64 << 20).unwrap();
         let code = [0x90u8, 0x90, 0xf4];
-        let p = write_tmp("plain.elf", &synthetic_elf(&code, 0x100_0000, 0xffff_ffff_8100_0000, 0x100_0000, None));
+        let p = write_tmp(
+            "plain.elf",
+            &synthetic_elf(&code, 0x100_0000, 0xffff_ffff_8100_0000, 0x100_0000, None),
+        );
         let k = load_kernel(&mem, &p).unwrap();
         std::fs::remove_file(&p).unwrap();
         assert_eq!(k.protocol, BootProtocol::Linux64);
@@ -199,7 +208,16 @@ mod tests {
     #[test]
     fn elf_with_xen_note_boots_pvh() {
         let mem = create_guest_memory(64 << 20).unwrap();
-        let p = write_tmp("pvh.elf", &synthetic_elf(&[0xf4], 0x100_0000, 0x100_0000, 0x100_0000, Some(0x100_0000)));
+        let p = write_tmp(
+            "pvh.elf",
+            &synthetic_elf(
+                &[0xf4],
+                0x100_0000,
+                0x100_0000,
+                0x100_0000,
+                Some(0x100_0000),
+            ),
+        );
         let k = load_kernel(&mem, &p).unwrap();
         std::fs::remove_file(&p).unwrap();
         assert_eq!(k.protocol, BootProtocol::Pvh);
@@ -211,12 +229,21 @@ mod tests {
         let mem = create_guest_memory(64 << 20).unwrap();
         let e = load_kernel(&mem, Path::new("/nonexistent/vmlinux")).unwrap_err();
         assert!(format!("{e:#}").contains("opening kernel"), "{e:#}");
-        let p = write_tmp("garbage", b"this is not an ELF file at all, not even close..............");
+        let p = write_tmp(
+            "garbage",
+            b"this is not an ELF file at all, not even close..............",
+        );
         let e = load_kernel(&mem, &p).unwrap_err();
         std::fs::remove_file(&p).unwrap();
-        assert!(format!("{e:#}").contains("not a loadable x86_64 vmlinux"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("not a loadable x86_64 vmlinux"),
+            "{e:#}"
+        );
         // A segment beyond guest memory.
-        let p = write_tmp("toobig.elf", &synthetic_elf(&[0xf4], 0x800_0000, 0x800_0000, 0x800_0000, None));
+        let p = write_tmp(
+            "toobig.elf",
+            &synthetic_elf(&[0xf4], 0x800_0000, 0x800_0000, 0x800_0000, None),
+        );
         assert!(load_kernel(&mem, &p).is_err());
         std::fs::remove_file(&p).unwrap();
     }
@@ -236,7 +263,8 @@ mod tests {
         assert_eq!({ zp.e820_table[2].size }, (128 << 20) - HIMEM_START);
         assert_eq!({ zp.e820_table[2].r#type }, E820_RAM);
         let mut cl = [0u8; 23];
-        mem.read_slice(&mut cl, GuestAddress(CMDLINE_START)).unwrap();
+        mem.read_slice(&mut cl, GuestAddress(CMDLINE_START))
+            .unwrap();
         assert_eq!(&cl, b"console=ttyS0 reboot=k\0");
     }
 
@@ -253,7 +281,10 @@ mod tests {
         let last: hvm_memmap_table_entry = mem
             .read_obj(GuestAddress(PVH_MEMMAP_START + 2 * 24))
             .unwrap();
-        assert_eq!((last.addr, last.size, last.type_), (HIMEM_START, (64 << 20) - HIMEM_START, 1));
+        assert_eq!(
+            (last.addr, last.size, last.type_),
+            (HIMEM_START, (64 << 20) - HIMEM_START, 1)
+        );
     }
 
     #[test]

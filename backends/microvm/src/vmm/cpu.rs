@@ -281,16 +281,25 @@ mod tests {
     fn gdt_entries_decode_to_flat_segments() {
         let code = segment_from_gdt(gdt(BootProtocol::Linux64)[1], 1);
         assert_eq!(code.selector, 0x08);
-        assert_eq!((code.l, code.db, code.g, code.present, code.s), (1, 0, 1, 1, 1));
+        assert_eq!(
+            (code.l, code.db, code.g, code.present, code.s),
+            (1, 0, 1, 1, 1)
+        );
         assert_eq!(code.type_, 0xb);
         assert_eq!(code.limit, 0xffff_ffff);
         assert_eq!(code.base, 0);
         let data = segment_from_gdt(gdt(BootProtocol::Linux64)[2], 2);
-        assert_eq!((data.selector, data.type_, data.db, data.l), (0x10, 0x3, 1, 0));
+        assert_eq!(
+            (data.selector, data.type_, data.db, data.l),
+            (0x10, 0x3, 1, 0)
+        );
         let code32 = segment_from_gdt(gdt(BootProtocol::Pvh)[1], 1);
         assert_eq!((code32.l, code32.db, code32.limit), (0, 1, 0xffff_ffff));
         let tss = segment_from_gdt(gdt(BootProtocol::Pvh)[3], 3);
-        assert_eq!((tss.type_, tss.s, tss.limit, tss.selector), (0xb, 0, 0x67, 0x18));
+        assert_eq!(
+            (tss.type_, tss.s, tss.limit, tss.selector),
+            (0xb, 0, 0x67, 0x18)
+        );
         // Known encoding (as in the Linux/Firecracker boot GDTs).
         assert_eq!(gdt_entry(0xa09b, 0, 0xfffff), 0x00af_9b00_0000_ffff);
         assert_eq!(gdt_entry(0xc093, 0, 0xfffff), 0x00cf_9300_0000_ffff);
@@ -321,7 +330,10 @@ mod tests {
     #[test]
     fn boot_registers_follow_the_protocol() {
         let r = boot_regs(BootProtocol::Linux64, 0x100_0000);
-        assert_eq!((r.rip, r.rsi, r.rsp, r.rflags), (0x100_0000, ZERO_PAGE_START, BOOT_STACK_POINTER, 2));
+        assert_eq!(
+            (r.rip, r.rsi, r.rsp, r.rflags),
+            (0x100_0000, ZERO_PAGE_START, BOOT_STACK_POINTER, 2)
+        );
         let r = boot_regs(BootProtocol::Pvh, 0x100_0400);
         assert_eq!((r.rip, r.rbx, r.rsi), (0x100_0400, PVH_INFO_START, 0));
     }

@@ -37,11 +37,22 @@ impl Default for JailConfig {
 
 /// Enter the jail (see the module docs). Call only from a single-threaded process.
 pub fn enter(cfg: &JailConfig) -> Result<()> {
-    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS)
-        .context("unshare(mount, net, ipc, uts) for the VMM jail")?;
+    unshare(
+        CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWNET
+            | CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWUTS,
+    )
+    .context("unshare(mount, net, ipc, uts) for the VMM jail")?;
     nix::unistd::sethostname("hako-vmm").context("sethostname in the jail")?;
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .context("making mounts private in the jail")?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .context("making mounts private in the jail")?;
     pivot_into_empty_root(&cfg.root)?;
     if let Some(gid) = cfg.gid {
         nix::unistd::setgroups(&[]).context("setgroups in the jail")?;
@@ -78,7 +89,11 @@ fn pivot_into_empty_root(root: &Path) -> Result<()> {
         None::<&str>,
         "/",
         None::<&str>,
-        MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        MsFlags::MS_REMOUNT
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_NOEXEC,
         None::<&str>,
     )
     .context("remounting the jail root read-only")?;

@@ -108,7 +108,10 @@ mod tests {
         assert_eq!(regions[1].0, GuestAddress(MMIO_GAP_END));
         assert_eq!(regions[0].1 as u64 + regions[1].1 as u64, size);
         let map = e820_map(size);
-        assert_eq!(map.last().unwrap(), &(MMIO_GAP_END, size - MMIO_GAP_START, E820_RAM));
+        assert_eq!(
+            map.last().unwrap(),
+            &(MMIO_GAP_END, size - MMIO_GAP_START, E820_RAM)
+        );
         // No RAM range overlaps the virtio windows.
         for (addr, len, ty) in map {
             if ty == E820_RAM {

@@ -77,7 +77,7 @@ impl Stdio {
             output: Output::Sink,
         }
     }
-    pub fn stdio() -> Self {
+    pub fn inherit() -> Self {
         Stdio {
             input: Input::Stdin,
             output: Output::Stdout,
@@ -142,11 +142,41 @@ pub enum ExitReason {
 }
 
 impl ExitReason {
+    /// A one-line description; KVM emulation failures name the instruction bytes.
+    pub fn describe(&self) -> String {
+        match self {
+            ExitReason::KvmInternalError { suberror: 1, data }
+                if data.len() >= 3 && data[0] & 1 != 0 =>
+            {
+                // KVM_INTERNAL_ERROR_EMULATION with instruction bytes: data[1..] holds
+                // { u8 insn_size; u8 insn_bytes[15] }.
+                let raw: Vec<u8> = data[1..].iter().flat_map(|w| w.to_le_bytes()).collect();
+                let n = usize::from(raw[0]).min(15);
+                let bytes: Vec<String> = raw[1..1 + n]
+                    .iter()
+                    .take(6)
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                format!(
+                    "KVM internal error: emulation failure at instruction bytes {} ...",
+                    bytes.join(" ")
+                )
+            }
+            ExitReason::KvmInternalError { suberror, data } => {
+                format!("KVM internal error (suberror {suberror}, data {data:x?})")
+            }
+            other => format!("{other:?}"),
+        }
+    }
+
     /// Whether the guest itself asked to stop (as opposed to KVM failing it).
     pub fn is_guest_requested(&self) -> bool {
         matches!(
             self,
-            ExitReason::DebugExit(_) | ExitReason::Reset | ExitReason::Shutdown | ExitReason::Halted
+            ExitReason::DebugExit(_)
+                | ExitReason::Reset
+                | ExitReason::Shutdown
+                | ExitReason::Halted
         )
     }
 }
@@ -196,7 +226,9 @@ fn writer(out: Output) -> Result<Box<dyn Write + Send>> {
 fn reader(input: Input) -> Result<Option<File>> {
     Ok(match input {
         Input::None => None,
-        Input::Stdin => Some(File::from(nix::unistd::dup(std::io::stdin()).context("dup(stdin)")?)),
+        Input::Stdin => Some(File::from(
+            nix::unistd::dup(std::io::stdin()).context("dup(stdin)")?,
+        )),
         Input::Fd(f) => Some(f),
     })
 }
@@ -238,7 +270,10 @@ impl Vmm {
     pub fn new(config: VmConfig) -> Result<Vmm> {
         let started = Instant::now();
         if config.vcpus != 1 {
-            bail!("hako's VMM supports exactly 1 vCPU for now (asked for {})", config.vcpus);
+            bail!(
+                "hako's VMM supports exactly 1 vCPU for now (asked for {})",
+                config.vcpus
+            );
         }
         if config.memory_mib < MIN_MEMORY_MIB {
             bail!(
@@ -254,7 +289,8 @@ impl Vmm {
 
         let kvm = Kvm::new().context("opening /dev/kvm")?;
         let vm = kvm.create_vm().context("KVM_CREATE_VM")?;
-        vm.set_tss_address(0xfffb_d000).context("KVM_SET_TSS_ADDR")?;
+        vm.set_tss_address(0xfffb_d000)
+            .context("KVM_SET_TSS_ADDR")?;
         vm.create_irq_chip().context("KVM_CREATE_IRQCHIP")?;
         vm.create_pit2(kvm_pit_config {
             flags: KVM_PIT_SPEAKER_DUMMY,
@@ -293,7 +329,8 @@ impl Vmm {
 
         // Devices.
         let serial_irq = Arc::new(EventFd::new(libc::EFD_NONBLOCK).context("eventfd")?);
-        vm.register_irqfd(&serial_irq, SERIAL_IRQ).context("KVM_IRQFD (serial)")?;
+        vm.register_irqfd(&serial_irq, SERIAL_IRQ)
+            .context("KVM_IRQFD (serial)")?;
         let mut devices = Devices::new(serial_irq, writer(config.serial.output)?);
         let serial_in = reader(config.serial.input)?;
         let mut console_in = None;
@@ -373,7 +410,8 @@ impl Vmm {
             threads.push(t);
         }
         if let Some(f) = &filters {
-            seccompiler::apply_filter(&f.vmm).context("installing the VMM thread's seccomp filter")?;
+            seccompiler::apply_filter(&f.vmm)
+                .context("installing the VMM thread's seccomp filter")?;
         }
         self.input_loop(&shared);
         shared.stop.store(true, Ordering::SeqCst);
@@ -385,15 +423,16 @@ impl Vmm {
         for t in threads {
             let _ = t.join();
         }
-        let exit = shared
-            .exit
-            .lock()
-            .unwrap()
-            .take()
-            .unwrap_or_else(|| ExitReason::Unexpected("vCPU thread ended without a reason".into()));
+        let exit =
+            shared.exit.lock().unwrap().take().unwrap_or_else(|| {
+                ExitReason::Unexpected("vCPU thread ended without a reason".into())
+            });
         Ok(RunOutcome {
             exit,
-            to_first_exit: shared.first_exit.get().map(|t| t.duration_since(self.started)),
+            to_first_exit: shared
+                .first_exit
+                .get()
+                .map(|t| t.duration_since(self.started)),
             build_time,
         })
     }
@@ -572,6 +611,9 @@ fn vcpu_loop(
             break;
         }
     }
+    // The kick handler must not touch kvm_run once the vCPU fd (and its mapping) is gone.
+    KVM_RUN.with(|c| c.set(std::ptr::null_mut()));
+    drop(vcpu);
 }
 
 /// Write `bytes` to a fresh file in `dir` (the synthetic guests' ELF files).

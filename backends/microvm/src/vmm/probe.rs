@@ -75,10 +75,9 @@ pub fn host_key() -> String {
     } else {
         "novirt"
     };
-    let modules = std::fs::read_to_string("/proc/modules").unwrap_or_default();
     let kvm = ["kvm_pvm", "kvm_intel", "kvm_amd"]
         .into_iter()
-        .find(|m| modules.lines().any(|l| l.starts_with(&format!("{m} "))))
+        .find(|m| Path::new("/sys/module").join(m).exists())
         .unwrap_or("kvm");
     format!("{release}|{model}|{virt}|{kvm}")
 }
@@ -115,9 +114,12 @@ pub fn run_probe(scratch: &Path) -> Result<ProbeResult> {
     let _ = std::fs::remove_file(&kernel);
     let (runs_linux, detail) = match built.and_then(|v| v.run()) {
         Ok(out) => match out.exit {
-            ExitReason::DebugExit(PROBE_OK) => (true, "probe guest ran XSAVE/XRSTOR, POPCNT, SSE, INT3 via IDT".to_string()),
+            ExitReason::DebugExit(PROBE_OK) => (
+                true,
+                "probe guest ran XSAVE/XRSTOR, POPCNT, SSE, INT3 via IDT".to_string(),
+            ),
             ExitReason::DebugExit(v) => (false, format!("probe guest reported failure {v:#x}")),
-            other => (false, format!("probe guest stopped: {other:?}")),
+            other => (false, format!("probe guest stopped: {}", other.describe())),
         },
         Err(e) => (false, format!("cannot run a VM: {e:#}")),
     };

@@ -47,7 +47,9 @@ mod tests {
                 .iter()
                 .map(|r| r["syscall"].as_str().unwrap())
                 .collect();
-            for forbidden in ["execve", "socket", "open", "openat", "clone", "fork", "ptrace", "mount"] {
+            for forbidden in [
+                "execve", "socket", "open", "openat", "clone", "fork", "ptrace", "mount",
+            ] {
                 assert!(!names.contains(&forbidden), "{t} allows {forbidden}");
             }
         }

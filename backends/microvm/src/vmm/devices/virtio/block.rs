@@ -41,7 +41,10 @@ impl Block {
             .with_context(|| format!("opening block image {}", path.display()))?;
         let len = file.metadata()?.len();
         if len % SECTOR_SIZE != 0 {
-            bail!("block image {} is {len} bytes, not a multiple of 512", path.display());
+            bail!(
+                "block image {} is {len} bytes, not a multiple of 512",
+                path.display()
+            );
         }
         let mut idb = [0u8; ID_BYTES];
         let n = id.len().min(ID_BYTES);
@@ -69,7 +72,13 @@ impl Block {
         }
         let (Ok(ty), Ok(sector)) = (
             mem.read_obj::<u32>(hdr.addr),
-            mem.read_obj::<u64>(hdr.addr.0.checked_add(8).map(vm_memory::GuestAddress).unwrap_or(hdr.addr)),
+            mem.read_obj::<u64>(
+                hdr.addr
+                    .0
+                    .checked_add(8)
+                    .map(vm_memory::GuestAddress)
+                    .unwrap_or(hdr.addr),
+            ),
         ) else {
             return (VIRTIO_BLK_S_IOERR, 0);
         };
@@ -90,7 +99,9 @@ impl Block {
                 let mut buf = Vec::new();
                 for d in data {
                     buf.resize(d.len as usize, 0);
-                    if self.file.read_exact_at(&mut buf, off).is_err() || mem.write_slice(&buf, d.addr).is_err() {
+                    if self.file.read_exact_at(&mut buf, off).is_err()
+                        || mem.write_slice(&buf, d.addr).is_err()
+                    {
                         return (VIRTIO_BLK_S_IOERR, 0);
                     }
                     off += u64::from(d.len);
@@ -106,7 +117,9 @@ impl Block {
                 let mut buf = Vec::new();
                 for d in data {
                     buf.resize(d.len as usize, 0);
-                    if mem.read_slice(&mut buf, d.addr).is_err() || self.file.write_all_at(&buf, off).is_err() {
+                    if mem.read_slice(&mut buf, d.addr).is_err()
+                        || self.file.write_all_at(&buf, off).is_err()
+                    {
                         return (VIRTIO_BLK_S_IOERR, 0);
                     }
                     off += u64::from(d.len);
@@ -146,7 +159,9 @@ impl VirtioDevice for Block {
         }
     }
     fn process_queue(&mut self, mem: &GuestMemoryMmap, queues: &mut [Queue], idx: usize) -> bool {
-        let Some(q) = queues.get_mut(idx) else { return false };
+        let Some(q) = queues.get_mut(idx) else {
+            return false;
+        };
         let mut used = false;
         loop {
             let chain = match q.pop(mem) {
@@ -154,7 +169,11 @@ impl VirtioDevice for Block {
                 _ => break,
             };
             let (status, len) = self.execute(mem, &chain);
-            if let Some(st) = chain.descs.last().filter(|d| d.is_write_only() && d.len >= 1) {
+            if let Some(st) = chain
+                .descs
+                .last()
+                .filter(|d| d.is_write_only() && d.len >= 1)
+            {
                 let _ = mem.write_obj(status, st.addr);
             }
             let _ = q.add_used(mem, chain.head, len + 1);
@@ -168,7 +187,9 @@ impl VirtioDevice for Block {
 mod tests {
     use super::*;
     use crate::vmm::devices::virtio::mmio::tests::{init_device, rd, wr};
-    use crate::vmm::devices::virtio::mmio::{MmioTransport, REG_CONFIG, REG_DEVICE_FEATURES, REG_DEVICE_FEATURES_SEL, REG_QUEUE_NOTIFY};
+    use crate::vmm::devices::virtio::mmio::{
+        MmioTransport, REG_CONFIG, REG_DEVICE_FEATURES, REG_DEVICE_FEATURES_SEL, REG_QUEUE_NOTIFY,
+    };
     use std::sync::Arc;
     use vm_memory::GuestAddress;
     use vmm_sys_util::eventfd::EventFd;
@@ -204,36 +225,80 @@ mod tests {
         let dev = Block::open(&img.0, false, "rootfs-disk").unwrap();
         let mut t = MmioTransport::new(Box::new(dev), mem.clone(), irq.clone());
         wr(&mut t, REG_DEVICE_FEATURES_SEL, 0);
-        assert_ne!(rd(&mut t, REG_DEVICE_FEATURES) as u64 & VIRTIO_BLK_F_FLUSH, 0);
+        assert_ne!(
+            rd(&mut t, REG_DEVICE_FEATURES) as u64 & VIRTIO_BLK_F_FLUSH,
+            0
+        );
         assert_eq!(rd(&mut t, REG_DEVICE_FEATURES) as u64 & VIRTIO_BLK_F_RO, 0);
         let mut cap = [0u8; 8];
         t.read(REG_CONFIG, &mut cap);
         assert_eq!(u64::from_le_bytes(cap), 8, "capacity in sectors");
-        let mut dq = init_device(&mut t, 1, 16).remove(0);
+        let mut dq = init_device(&mut t, 1, 32).remove(0);
 
         // Read sectors 2..4 into two buffers.
         header(&mem, 0x20_0000, VIRTIO_BLK_T_IN, 2);
-        dq.post(&mem, &[(0x20_0000, 16, false), (0x21_0000, 512, true), (0x21_1000, 512, true), (0x22_0000, 1, true)]);
+        dq.post(
+            &mem,
+            &[
+                (0x20_0000, 16, false),
+                (0x21_0000, 512, true),
+                (0x21_1000, 512, true),
+                (0x22_0000, 1, true),
+            ],
+        );
         // Write 512 bytes of 'z' at sector 7.
         header(&mem, 0x20_0100, VIRTIO_BLK_T_OUT, 7);
-        mem.write_slice(&[b'z'; 512], GuestAddress(0x23_0000)).unwrap();
-        dq.post(&mem, &[(0x20_0100, 16, false), (0x23_0000, 512, false), (0x22_0001, 1, true)]);
+        mem.write_slice(&[b'z'; 512], GuestAddress(0x23_0000))
+            .unwrap();
+        dq.post(
+            &mem,
+            &[
+                (0x20_0100, 16, false),
+                (0x23_0000, 512, false),
+                (0x22_0001, 1, true),
+            ],
+        );
         // Flush, get_id, an unknown request and a read past the end.
         header(&mem, 0x20_0200, VIRTIO_BLK_T_FLUSH, 0);
         dq.post(&mem, &[(0x20_0200, 16, false), (0x22_0002, 1, true)]);
         header(&mem, 0x20_0300, VIRTIO_BLK_T_GET_ID, 0);
-        dq.post(&mem, &[(0x20_0300, 16, false), (0x24_0000, 20, true), (0x22_0003, 1, true)]);
+        dq.post(
+            &mem,
+            &[
+                (0x20_0300, 16, false),
+                (0x24_0000, 20, true),
+                (0x22_0003, 1, true),
+            ],
+        );
         header(&mem, 0x20_0400, 99, 0);
         dq.post(&mem, &[(0x20_0400, 16, false), (0x22_0004, 1, true)]);
         header(&mem, 0x20_0500, VIRTIO_BLK_T_IN, 7);
-        dq.post(&mem, &[(0x20_0500, 16, false), (0x25_0000, 1024, true), (0x22_0005, 1, true)]);
+        dq.post(
+            &mem,
+            &[
+                (0x20_0500, 16, false),
+                (0x25_0000, 1024, true),
+                (0x22_0005, 1, true),
+            ],
+        );
         wr(&mut t, REG_QUEUE_NOTIFY, 0);
 
         assert_eq!(dq.used_idx(&mem), 6);
         assert_eq!(irq.read().unwrap(), 1);
         let mut status = [9u8; 6];
-        mem.read_slice(&mut status, GuestAddress(0x22_0000)).unwrap();
-        assert_eq!(status, [VIRTIO_BLK_S_OK, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_S_IOERR]);
+        mem.read_slice(&mut status, GuestAddress(0x22_0000))
+            .unwrap();
+        assert_eq!(
+            status,
+            [
+                VIRTIO_BLK_S_OK,
+                VIRTIO_BLK_S_OK,
+                VIRTIO_BLK_S_OK,
+                VIRTIO_BLK_S_OK,
+                VIRTIO_BLK_S_UNSUPP,
+                VIRTIO_BLK_S_IOERR
+            ]
+        );
         assert_eq!(dq.used_elem(&mem, 0).1, 1025);
         let mut buf = [0u8; 512];
         mem.read_slice(&mut buf, GuestAddress(0x21_0000)).unwrap();
@@ -254,14 +319,28 @@ mod tests {
         let img = image("ro");
         let mem = crate::vmm::layout::create_guest_memory(32 << 20).unwrap();
         let irq = Arc::new(EventFd::new(libc::EFD_NONBLOCK).unwrap());
-        let mut t = MmioTransport::new(Box::new(Block::open(&img.0, true, "ro").unwrap()), mem.clone(), irq);
+        let mut t = MmioTransport::new(
+            Box::new(Block::open(&img.0, true, "ro").unwrap()),
+            mem.clone(),
+            irq,
+        );
         wr(&mut t, REG_DEVICE_FEATURES_SEL, 0);
         assert_ne!(rd(&mut t, REG_DEVICE_FEATURES) as u64 & VIRTIO_BLK_F_RO, 0);
         let mut dq = init_device(&mut t, 1, 16).remove(0);
         header(&mem, 0x20_0000, VIRTIO_BLK_T_OUT, 0);
-        dq.post(&mem, &[(0x20_0000, 16, false), (0x23_0000, 512, false), (0x22_0000, 1, true)]);
+        dq.post(
+            &mem,
+            &[
+                (0x20_0000, 16, false),
+                (0x23_0000, 512, false),
+                (0x22_0000, 1, true),
+            ],
+        );
         wr(&mut t, REG_QUEUE_NOTIFY, 0);
-        assert_eq!(mem.read_obj::<u8>(GuestAddress(0x22_0000)).unwrap(), VIRTIO_BLK_S_IOERR);
+        assert_eq!(
+            mem.read_obj::<u8>(GuestAddress(0x22_0000)).unwrap(),
+            VIRTIO_BLK_S_IOERR
+        );
         assert_eq!(std::fs::read(&img.0).unwrap()[0], b'A');
     }
 

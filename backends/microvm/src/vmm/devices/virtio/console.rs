@@ -102,12 +102,17 @@ mod tests {
         let mem = crate::vmm::layout::create_guest_memory(32 << 20).unwrap();
         let irq = Arc::new(EventFd::new(libc::EFD_NONBLOCK).unwrap());
         let cap = Capture::default();
-        let mut t = MmioTransport::new(Box::new(Console::new(Box::new(cap.clone()))), mem.clone(), irq.clone());
+        let mut t = MmioTransport::new(
+            Box::new(Console::new(Box::new(cap.clone()))),
+            mem.clone(),
+            irq.clone(),
+        );
         let mut dqs = init_device(&mut t, 2, 16);
 
         // Guest output: two chains on the transmit queue.
         mem.write_slice(b"hello ", GuestAddress(0x30_0000)).unwrap();
-        mem.write_slice(b"world\n", GuestAddress(0x30_1000)).unwrap();
+        mem.write_slice(b"world\n", GuestAddress(0x30_1000))
+            .unwrap();
         dqs[1].post(&mem, &[(0x30_0000, 6, false)]);
         dqs[1].post(&mem, &[(0x30_1000, 6, false)]);
         wr(&mut t, REG_QUEUE_NOTIFY, 1);

@@ -63,7 +63,11 @@ pub struct MmioTransport {
 
 impl MmioTransport {
     pub fn new(device: Box<dyn VirtioDevice>, mem: GuestMemoryMmap, irq: Arc<EventFd>) -> Self {
-        let queues = device.queue_max_sizes().into_iter().map(Queue::new).collect();
+        let queues = device
+            .queue_max_sizes()
+            .into_iter()
+            .map(Queue::new)
+            .collect();
         MmioTransport {
             device,
             mem,
@@ -162,17 +166,21 @@ impl MmioTransport {
         }
         let v = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
         let set_lo = |a: GuestAddress, v: u32| GuestAddress((a.0 & !0xffff_ffff) | u64::from(v));
-        let set_hi = |a: GuestAddress, v: u32| GuestAddress((a.0 & 0xffff_ffff) | (u64::from(v) << 32));
+        let set_hi =
+            |a: GuestAddress, v: u32| GuestAddress((a.0 & 0xffff_ffff) | (u64::from(v) << 32));
         match offset {
             REG_DEVICE_FEATURES_SEL => self.device_features_sel = v,
             REG_DRIVER_FEATURES_SEL => self.driver_features_sel = v,
-            REG_DRIVER_FEATURES => {
-                if self.status & STATUS_FEATURES_OK == 0 {
-                    match self.driver_features_sel {
-                        0 => self.driver_features = (self.driver_features & !0xffff_ffff) | u64::from(v),
-                        1 => self.driver_features = (self.driver_features & 0xffff_ffff) | (u64::from(v) << 32),
-                        _ => {}
+            REG_DRIVER_FEATURES if self.status & STATUS_FEATURES_OK == 0 => {
+                match self.driver_features_sel {
+                    0 => {
+                        self.driver_features = (self.driver_features & !0xffff_ffff) | u64::from(v)
                     }
+                    1 => {
+                        self.driver_features =
+                            (self.driver_features & 0xffff_ffff) | (u64::from(v) << 32)
+                    }
+                    _ => {}
                 }
             }
             REG_QUEUE_SEL => self.queue_sel = v,
@@ -300,7 +308,11 @@ pub mod tests {
         wr(t, REG_DRIVER_FEATURES, lo);
         wr(t, REG_DRIVER_FEATURES_SEL, 1);
         wr(t, REG_DRIVER_FEATURES, hi);
-        wr(t, REG_STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK);
+        wr(
+            t,
+            REG_STATUS,
+            STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK,
+        );
         assert_ne!(rd(t, REG_STATUS) & STATUS_FEATURES_OK, 0);
         let mut dqs = Vec::new();
         for i in 0..nqueues {
@@ -318,7 +330,11 @@ pub mod tests {
             wr(t, REG_QUEUE_READY, 1);
             dqs.push(dq);
         }
-        wr(t, REG_STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK);
+        wr(
+            t,
+            REG_STATUS,
+            STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK,
+        );
         assert_eq!(rd(t, REG_STATUS) & STATUS_FAILED, 0);
         dqs
     }
@@ -350,7 +366,11 @@ pub mod tests {
     fn transport() -> (MmioTransport, GuestMemoryMmap, Arc<EventFd>) {
         let mem = crate::vmm::layout::create_guest_memory(32 << 20).unwrap();
         let irq = Arc::new(EventFd::new(libc::EFD_NONBLOCK).unwrap());
-        (MmioTransport::new(Box::new(Null), mem.clone(), irq.clone()), mem, irq)
+        (
+            MmioTransport::new(Box::new(Null), mem.clone(), irq.clone()),
+            mem,
+            irq,
+        )
     }
 
     #[test]
@@ -373,21 +393,37 @@ pub mod tests {
         wr(&mut t, REG_STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER);
         wr(&mut t, REG_DRIVER_FEATURES_SEL, 0);
         wr(&mut t, REG_DRIVER_FEATURES, 1 << 3); // without VERSION_1: legacy driver
-        wr(&mut t, REG_STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK);
+        wr(
+            &mut t,
+            REG_STATUS,
+            STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK,
+        );
         assert_eq!(rd(&mut t, REG_STATUS) & STATUS_FEATURES_OK, 0);
         wr(&mut t, REG_DRIVER_FEATURES_SEL, 1);
         wr(&mut t, REG_DRIVER_FEATURES, 1 | 2); // VERSION_1 + an unoffered bit 33
-        wr(&mut t, REG_STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK);
+        wr(
+            &mut t,
+            REG_STATUS,
+            STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK,
+        );
         assert_eq!(rd(&mut t, REG_STATUS) & STATUS_FEATURES_OK, 0);
         wr(&mut t, REG_DRIVER_FEATURES, 1);
-        wr(&mut t, REG_STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK);
+        wr(
+            &mut t,
+            REG_STATUS,
+            STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK,
+        );
         assert_ne!(rd(&mut t, REG_STATUS) & STATUS_FEATURES_OK, 0);
         assert_eq!(t.acked_features(), VIRTIO_F_VERSION_1 | (1 << 3));
         // DRIVER_OK with a broken queue fails the device.
         wr(&mut t, REG_QUEUE_SEL, 0);
         wr(&mut t, REG_QUEUE_NUM, 5);
         wr(&mut t, REG_QUEUE_READY, 1);
-        wr(&mut t, REG_STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK);
+        wr(
+            &mut t,
+            REG_STATUS,
+            STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK,
+        );
         assert_ne!(rd(&mut t, REG_STATUS) & STATUS_FAILED, 0);
         // Reset clears everything.
         wr(&mut t, REG_STATUS, 0);

@@ -69,9 +69,9 @@ impl Queue {
             && self.size != 0
             && self.size <= self.max_size
             && self.size.is_power_of_two()
-            && self.desc_table.raw_value() % 16 == 0
-            && self.avail_ring.raw_value() % 2 == 0
-            && self.used_ring.raw_value() % 4 == 0
+            && self.desc_table.raw_value().is_multiple_of(16)
+            && self.avail_ring.raw_value().is_multiple_of(2)
+            && self.used_ring.raw_value().is_multiple_of(4)
             && mem.check_range(self.desc_table, (16 * size) as usize)
             && mem.check_range(self.avail_ring, (6 + 2 * size) as usize)
             && mem.check_range(self.used_ring, (6 + 8 * size) as usize)
@@ -118,7 +118,11 @@ impl Queue {
                 bail!("indirect descriptors were not negotiated");
             }
             if !mem.check_range(d.addr, d.len as usize) {
-                bail!("descriptor buffer {:#x}+{} outside guest memory", d.addr.raw_value(), d.len);
+                bail!(
+                    "descriptor buffer {:#x}+{} outside guest memory",
+                    d.addr.raw_value(),
+                    d.len
+                );
             }
             descs.push(d);
             if d.flags & VIRTQ_DESC_F_NEXT == 0 {
@@ -131,7 +135,11 @@ impl Queue {
 
     /// Whether the driver has posted buffers not yet popped.
     pub fn has_available(&self, mem: &GuestMemoryMmap) -> bool {
-        self.is_valid(mem) && self.avail_idx(mem).map(|i| i != self.next_avail).unwrap_or(false)
+        self.is_valid(mem)
+            && self
+                .avail_idx(mem)
+                .map(|i| i != self.next_avail)
+                .unwrap_or(false)
     }
 
     /// Return a chain to the driver with `len` bytes written into it.
@@ -192,9 +200,11 @@ pub mod testing {
                 mem.write_obj(idx + 1, base.unchecked_add(14)).unwrap();
             }
             let slot = u64::from(self.avail_idx % self.size);
-            mem.write_obj(head, self.avail.unchecked_add(4 + 2 * slot)).unwrap();
+            mem.write_obj(head, self.avail.unchecked_add(4 + 2 * slot))
+                .unwrap();
             self.avail_idx += 1;
-            mem.write_obj(self.avail_idx, self.avail.unchecked_add(2)).unwrap();
+            mem.write_obj(self.avail_idx, self.avail.unchecked_add(2))
+                .unwrap();
             head
         }
 
@@ -205,7 +215,10 @@ pub mod testing {
         /// The (id, len) of used element `i`.
         pub fn used_elem(&self, mem: &GuestMemoryMmap, i: u16) -> (u32, u32) {
             let e = self.used.unchecked_add(4 + 8 * u64::from(i % self.size));
-            (mem.read_obj(e).unwrap(), mem.read_obj(e.unchecked_add(4)).unwrap())
+            (
+                mem.read_obj(e).unwrap(),
+                mem.read_obj(e.unchecked_add(4)).unwrap(),
+            )
         }
     }
 }
@@ -232,7 +245,14 @@ mod tests {
         let mut dq = DriverQueue::new(0x10_0000, 8);
         let mut q = ready_queue(&dq);
         assert!(q.pop(&mem).unwrap().is_none());
-        let h = dq.post(&mem, &[(0x20_0000, 16, false), (0x20_1000, 512, true), (0x20_2000, 1, true)]);
+        let h = dq.post(
+            &mem,
+            &[
+                (0x20_0000, 16, false),
+                (0x20_1000, 512, true),
+                (0x20_2000, 1, true),
+            ],
+        );
         assert!(q.has_available(&mem));
         let c = q.pop(&mem).unwrap().unwrap();
         assert_eq!(c.head, h);
@@ -266,7 +286,8 @@ mod tests {
         let mut q = ready_queue(&dq);
         dq.post(&mem, &[(0x20_0000, 16, false), (0x20_0000, 16, false)]);
         mem.write_obj(0u16, dq.desc.unchecked_add(16 + 14)).unwrap(); // desc1.next = 0
-        mem.write_obj(VIRTQ_DESC_F_NEXT, dq.desc.unchecked_add(16 + 12)).unwrap();
+        mem.write_obj(VIRTQ_DESC_F_NEXT, dq.desc.unchecked_add(16 + 12))
+            .unwrap();
         assert!(q.pop(&mem).is_err());
     }
 }
