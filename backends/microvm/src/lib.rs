@@ -9,6 +9,7 @@
 pub mod assets;
 pub mod engine;
 pub mod guest;
+pub mod hako_engine;
 pub mod host;
 pub mod image;
 pub mod knobs;
@@ -48,20 +49,22 @@ struct Choice {
     kvm: bool,
 }
 
-/// Whether this host's KVM can run an unmodified Linux guest. hako's own VMM owns the probe;
-/// until it exposes one, KVM is not trusted (these machines' kvm_pvm cannot run Linux) and
-/// qemu runs the guest with TCG.
-fn kvm_runs_linux() -> bool {
-    false
-}
-
-fn choose_engine(k: &Knobs) -> Result<Choice> {
+/// Pick the engine. `auto` (the default) uses hako's own VMM when the KVM probe says this
+/// host's KVM runs an unmodified Linux guest (and the VM has 1 vCPU), qemu otherwise; qemu uses
+/// KVM on the same condition and TCG when it does not hold.
+fn choose_engine(k: &Knobs, cache: &Path) -> Result<Choice> {
+    let (kvm_ok, why) = hako_engine::probe(cache);
     match k.vmm {
-        Vmm::Hako => bail!(
-            "{}=hako: hako's own VMM cannot boot a Linux guest on this host (no KVM that runs an unmodified Linux guest); use qemu or auto",
+        Vmm::Hako if !kvm_ok => bail!(
+            "{}=hako: hako's own VMM cannot boot a Linux guest on this host: {why}; use qemu or auto",
             knobs::VMM
         ),
-        Vmm::Qemu | Vmm::Auto => Ok(Choice { engine: Box::new(qemu::Qemu::find()?), kvm: kvm_runs_linux() }),
+        Vmm::Hako if k.vcpus != 1 => {
+            bail!("{}=hako runs 1 vCPU for now ({} = {}); use qemu", knobs::VMM, knobs::VCPUS, k.vcpus)
+        }
+        Vmm::Hako => Ok(Choice { engine: Box::new(hako_engine::HakoVmm), kvm: true }),
+        Vmm::Auto if kvm_ok && k.vcpus == 1 => Ok(Choice { engine: Box::new(hako_engine::HakoVmm), kvm: true }),
+        Vmm::Qemu | Vmm::Auto => Ok(Choice { engine: Box::new(qemu::Qemu::find()?), kvm: kvm_ok }),
     }
 }
 
@@ -103,7 +106,14 @@ impl Backend for MicrovmBackend {
             bail!("root.path {} is not a directory", rootfs.display());
         }
         assets::check_kernel(&kernel_path(&k))?;
-        choose_engine(&k)?;
+        if k.vmm != Vmm::Hako {
+            // qemu is the engine unless the KVM probe (run by create) picks hako's own VMM.
+            if let Err(e) = qemu::Qemu::find() {
+                if k.vmm == Vmm::Qemu || !std::path::Path::new("/dev/kvm").exists() {
+                    return Err(e);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -111,9 +121,9 @@ impl Backend for MicrovmBackend {
         let k = Knobs::from_spec(req.spec)?;
         let kernel = kernel_path(&k);
         assets::check_kernel(&kernel)?;
-        let choice = choose_engine(&k)?;
-        let agent = assets::find_agent()?;
         let cache = req.global.root.join("microvm-cache");
+        let choice = choose_engine(&k, &cache)?;
+        let agent = assets::find_agent()?;
         let agent_disk = assets::agent_disk(&cache, &agent)?;
         let rootfs = rootfs_path(req.spec, req.bundle)?;
         let image = image::rootfs_image(&cache, &rootfs, k.image_budget)?;
@@ -252,7 +262,7 @@ impl Backend for MicrovmBackend {
 
     fn features(&self) -> serde_json::Value {
         serde_json::json!({
-            "engines": ["qemu"],
+            "engines": ["hako", "qemu"],
             "annotations": knobs::ANNOTATIONS,
             "mountTypes": ["proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "bind (files, and read-only directories, copied in)"],
             "seccomp": {"enabled": false},

@@ -292,5 +292,29 @@ fn boots_runs_and_is_killed() {
     let sb = Sandbox { alive: false, ..sb };
     b.delete(&sb).unwrap();
     assert!(procs_mentioning(&state.to_string_lossy()).is_empty());
+
+    // 3. A program missing from the rootfs fails create (as with runc), with nothing left.
+    let spec = env.spec(&["/bin/no-such-program"], &[]);
+    let state = env.global.root.join("c3");
+    std::fs::create_dir_all(&state).unwrap();
+    let fifo = state.join("start");
+    hako_contract::start_gate::make(&fifo).unwrap();
+    let req = CreateRequest {
+        id: "c3",
+        state_dir: &state,
+        start_fifo: &fifo,
+        spec: &spec,
+        ..req
+    };
+    let (res, _out, _err) = create_captured(&b, &req);
+    let e = format!("{:#}", res.unwrap_err());
+    assert!(
+        e.contains("/bin/no-such-program") && e.contains("no such file in the rootfs"),
+        "{e}"
+    );
+    assert!(
+        procs_mentioning(&state.to_string_lossy()).is_empty(),
+        "a VM outlived the failed create"
+    );
     std::fs::remove_dir_all(&env.dir).unwrap();
 }

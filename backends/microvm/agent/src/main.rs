@@ -31,10 +31,7 @@ fn main() {
         std::process::exit(2);
     }
     let mut port: Option<fs::File> = None;
-    let err = match run(&mut port) {
-        Ok(()) => None,
-        Err(e) => Some(e),
-    };
+    let err = run(&mut port).err();
     if let Some(e) = err {
         let msg = format!("guest agent: {e}");
         // The kernel log (serial) always gets it; the host parses the port.
@@ -1138,7 +1135,7 @@ fn find_exe(p: &Prepared) -> Res<CString> {
 }
 
 fn load_seccomp(prog: &[u8], flags: u32) -> Res<()> {
-    if prog.len() % 8 != 0 || prog.is_empty() {
+    if !prog.len().is_multiple_of(8) || prog.is_empty() {
         return Err("seccomp program has a bad length".into());
     }
     let fprog = libc::sock_fprog {

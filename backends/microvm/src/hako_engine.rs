@@ -1,0 +1,112 @@
+//! The `hako` engine: hako's own VMM ([`crate::vmm`]) in a forked child of the host process,
+//! jailed and under its seccomp filters. Chosen only when the KVM probe says this host's KVM runs
+//! an unmodified Linux guest.
+
+use crate::engine::{Engine, VmConfig};
+use crate::vmm;
+use anyhow::{bail, Context, Result};
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+
+pub struct HakoVmm;
+
+/// The verdict of the VMM's KVM probe (cached per host under `cache`).
+pub fn probe(cache: &std::path::Path) -> (bool, String) {
+    if !std::path::Path::new("/dev/kvm").exists() {
+        return (false, "/dev/kvm does not exist".into());
+    }
+    match vmm::probe::probe_cached(cache) {
+        Ok(r) => (r.runs_linux, r.detail),
+        Err(e) => (false, format!("the KVM probe failed: {e:#}")),
+    }
+}
+
+impl Engine for HakoVmm {
+    fn name(&self) -> &'static str {
+        "hako"
+    }
+
+    fn spawn(&self, vm: VmConfig) -> Result<libc::pid_t> {
+        if vm.vcpus != 1 {
+            bail!(
+                "hako's own VMM runs 1 vCPU for now ({} asked); use io.hako.microvm.vmm=qemu",
+                vm.vcpus
+            );
+        }
+        let memory_mib = u32::try_from(vm.memory_mib).context("guest memory size")?;
+        let serial = File::create(&vm.serial_log)
+            .with_context(|| format!("creating {}", vm.serial_log.display()))?;
+        let log = File::create(&vm.engine_log)
+            .with_context(|| format!("creating {}", vm.engine_log.display()))?;
+        let port_in = File::from(vm.agent_port.try_clone().context("dup agent port")?);
+        let port_out = File::from(vm.agent_port);
+        let cfg = vmm::VmConfig {
+            memory_mib,
+            vcpus: 1,
+            kernel: vm.kernel,
+            cmdline: vm.cmdline,
+            block: vm
+                .disks
+                .iter()
+                .enumerate()
+                .map(|(i, d)| vmm::BlockDevice {
+                    path: d.path.clone(),
+                    read_only: d.readonly,
+                    id: format!("hako-disk{i}"),
+                })
+                .collect(),
+            serial: vmm::Stdio {
+                input: vmm::Input::None,
+                output: vmm::Output::Fd(serial),
+            },
+            console: Some(vmm::Stdio {
+                input: vmm::Input::Fd(port_in),
+                output: vmm::Output::Fd(port_out),
+            }),
+            jail: Some(vmm::JailConfig::default()),
+            seccomp: true,
+        };
+        // SAFETY: the host process is single-threaded; the child only runs the VMM and exits.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(std::io::Error::last_os_error()).context("fork for the VMM");
+        }
+        if pid > 0 {
+            return Ok(pid);
+        }
+        // Child: die with the host process; stderr to the engine log; default signal mask.
+        // SAFETY: plain syscalls in the forked child.
+        unsafe {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            libc::setpgid(0, 0);
+            libc::dup2(log.as_raw_fd(), 2);
+        }
+        let code = match vmm::Vmm::new(cfg).and_then(|v| v.run()) {
+            Ok(out) if out.exit.is_guest_requested() => 0,
+            Ok(out) => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "hako VMM: the guest stopped: {}",
+                    out.exit.describe()
+                );
+                1
+            }
+            Err(e) => {
+                let _ = writeln!(std::io::stderr(), "hako VMM: {e:#}");
+                1
+            }
+        };
+        // SAFETY: leave the child without running the parent's destructors.
+        unsafe { libc::_exit(code) }
+    }
+}
