@@ -271,3 +271,89 @@ fn bad_input_is_one_clear_error() {
         "{e:#}"
     );
 }
+
+/// Serial echo: polls the line status register, reads a byte, echoes it with the case
+/// flipped, stops on 'q':
+/// ```text
+/// loop: mov dx, 0x3fd
+/// wait: in al, dx ; test al, 1 ; jz wait
+///       mov dx, 0x3f8 ; in al, dx ; cmp al, 'q' ; je done
+///       xor al, 0x20 ; out dx, al ; jmp loop
+/// done: mov dx, 0xf4 ; mov al, 5 ; out dx, al ; hlt
+/// ```
+const SERIAL_ECHO_STUB: &[u8] = &[
+    0x66, 0xba, 0xfd, 0x03, 0xec, 0xa8, 0x01, 0x74, 0xfb, 0x66, 0xba, 0xf8, 0x03, 0xec, 0x3c, 0x71,
+    0x74, 0x05, 0x34, 0x20, 0xee, 0xeb, 0xe9, 0x66, 0xba, 0xf4, 0x00, 0xb0, 0x05, 0xee, 0xf4,
+];
+
+#[test]
+fn host_input_reaches_the_guest_serial_port() {
+    if !kvm_usable() {
+        return;
+    }
+    use std::io::Write;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let k = temp(
+        "echo.elf",
+        &synthetic_elf(SERIAL_ECHO_STUB, 0x100_0000, 0x100_0000, 0x100_0000, None),
+    );
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) into a valid array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors were just created and are owned here.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let cap = Capture::default();
+    let mut cfg = config(&k.0, &cap);
+    cfg.serial.input = Input::Fd(std::fs::File::from(rd));
+    let vmm = Vmm::new(cfg).unwrap();
+    // More than the UART's 64-byte FIFO, so the VMM must hold back and feed it as it drains.
+    let mut input = b"hello".repeat(30);
+    input.push(b'q');
+    let mut w = std::fs::File::from(wr);
+    w.write_all(&input).unwrap();
+    let out = vmm.run().unwrap();
+    assert_eq!(out.exit, ExitReason::DebugExit(5));
+    assert_eq!(String::from_utf8_lossy(&cap.contents()), "HELLO".repeat(30));
+}
+
+/// Two vCPUs. The BSP (PVH, 32-bit) wakes the AP through its local APIC:
+/// ```text
+///   mov dword [0xfee00310], 1 << 24 ; mov dword [0xfee00300], 0x4500   # INIT to APIC 1
+///   mov dword [0xfee00310], 1 << 24 ; mov dword [0xfee00300], 0x460f   # SIPI, vector 0x0f
+/// spin: pause ; jmp spin
+/// ```
+const SMP_BSP_STUB: &[u8] = &[
+    0xc7, 0x05, 0x10, 0x03, 0xe0, 0xfe, 0x00, 0x00, 0x00, 0x01, 0xc7, 0x05, 0x00, 0x03, 0xe0, 0xfe,
+    0x00, 0x45, 0x00, 0x00, 0xc7, 0x05, 0x10, 0x03, 0xe0, 0xfe, 0x00, 0x00, 0x00, 0x01, 0xc7, 0x05,
+    0x00, 0x03, 0xe0, 0xfe, 0x0f, 0x46, 0x00, 0x00, 0xf3, 0x90, 0xeb, 0xfc,
+];
+/// The AP starts in real mode at 0xf000: `mov al, 9 ; out 0xf4, al ; hlt`.
+const SMP_AP_STUB: &[u8] = &[0xb0, 0x09, 0xe6, 0xf4, 0xf4];
+
+#[test]
+fn second_vcpu_starts_on_init_sipi_and_finds_the_mp_table() {
+    if !kvm_usable() {
+        return;
+    }
+    use hako_microvm::vmm::boot::synthetic_elf_segments;
+    let k = temp(
+        "smp.elf",
+        &synthetic_elf_segments(
+            &[
+                (0x100_0000, 0x100_0000, SMP_BSP_STUB),
+                (0xf000, 0xf000, SMP_AP_STUB),
+            ],
+            0x100_0000,
+            Some(0x100_0000),
+        ),
+    );
+    let cap = Capture::default();
+    let mut cfg = config(&k.0, &cap);
+    cfg.vcpus = 2;
+    // The AP's debug exit ends the VM while the BSP spins: the BSP must be kicked out of KVM.
+    let out = Vmm::new(cfg).unwrap().run().unwrap();
+    assert_eq!(out.exit, ExitReason::DebugExit(9));
+    let mut cfg = config(&k.0, &cap);
+    cfg.vcpus = 0;
+    assert!(Vmm::new(cfg).is_err());
+}

@@ -130,8 +130,16 @@ pub fn synthetic_elf(
     entry: u64,
     pvh_entry: Option<u32>,
 ) -> Vec<u8> {
-    let phnum: u16 = if pvh_entry.is_some() { 2 } else { 1 };
-    let code_off: u64 = 0x1000;
+    synthetic_elf_segments(&[(paddr, vaddr, code)], entry, pvh_entry)
+}
+
+/// As [`synthetic_elf`], with several PT_LOAD segments of (paddr, vaddr, bytes).
+pub fn synthetic_elf_segments(
+    segments: &[(u64, u64, &[u8])],
+    entry: u64,
+    pvh_entry: Option<u32>,
+) -> Vec<u8> {
+    let phnum = (segments.len() + usize::from(pvh_entry.is_some())) as u16;
     let mut out = Vec::new();
     // ELF header
     out.extend_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0]);
@@ -159,20 +167,27 @@ pub fn synthetic_elf(
         out.extend_from_slice(&sz.to_le_bytes()); // memsz
         out.extend_from_slice(&0x1000u64.to_le_bytes()); // align
     };
-    phdr(&mut out, 1, 5, code_off, vaddr, paddr, code.len() as u64);
-    let note_off = 64 + 56 * u64::from(phnum);
-    if pvh_entry.is_some() {
-        phdr(&mut out, 4, 4, note_off, 0, 0, 12 + 4 + 4);
+    // Segment contents start at 0x1000 in the file, each page-aligned.
+    let mut offsets = Vec::new();
+    let mut off: u64 = 0x1000;
+    for (paddr, vaddr, code) in segments {
+        phdr(&mut out, 1, 5, off, *vaddr, *paddr, code.len() as u64);
+        offsets.push(off);
+        off += (code.len() as u64).div_ceil(0x1000).max(1) * 0x1000;
     }
+    let note_off = 64 + 56 * u64::from(phnum);
     if let Some(e) = pvh_entry {
+        phdr(&mut out, 4, 4, note_off, 0, 0, 12 + 4 + 4);
         out.extend_from_slice(&4u32.to_le_bytes()); // namesz
         out.extend_from_slice(&4u32.to_le_bytes()); // descsz
         out.extend_from_slice(&18u32.to_le_bytes()); // XEN_ELFNOTE_PHYS32_ENTRY
         out.extend_from_slice(b"Xen\0");
         out.extend_from_slice(&e.to_le_bytes());
     }
-    out.resize(code_off as usize, 0);
-    out.extend_from_slice(code);
+    for ((_, _, code), off) in segments.iter().zip(offsets) {
+        out.resize(off as usize, 0);
+        out.extend_from_slice(code);
+    }
     out
 }
 

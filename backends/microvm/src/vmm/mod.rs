@@ -12,6 +12,7 @@ pub mod cpu;
 pub mod devices;
 pub mod jail;
 pub mod layout;
+pub mod mptable;
 pub mod probe;
 pub mod seccomp;
 
@@ -88,7 +89,7 @@ impl Stdio {
 /// The resources description of one microVM.
 pub struct VmConfig {
     pub memory_mib: u32,
-    /// Only 1 is supported (no MP table / ACPI yet).
+    /// 1 to 32; described to the guest by an MP table.
     pub vcpus: u8,
     /// A vmlinux ELF (PVH entry used when its note exists, else the 64-bit boot protocol).
     pub kernel: PathBuf,
@@ -269,10 +270,11 @@ impl Vmm {
     /// the BSP's registers; then enter the jail when configured. Every error names what failed.
     pub fn new(config: VmConfig) -> Result<Vmm> {
         let started = Instant::now();
-        if config.vcpus != 1 {
+        if config.vcpus == 0 || config.vcpus > mptable::MAX_VCPUS {
             bail!(
-                "hako's VMM supports exactly 1 vCPU for now (asked for {})",
-                config.vcpus
+                "{} vCPUs asked for; hako's VMM supports 1 to {}",
+                config.vcpus,
+                mptable::MAX_VCPUS
             );
         }
         if config.memory_mib < MIN_MEMORY_MIB {
@@ -352,15 +354,23 @@ impl Vmm {
                 .push((base, MmioTransport::new(model, mem.clone(), irq)));
         }
 
-        // The BSP.
-        let vcpu = vm.create_vcpu(0).context("KVM_CREATE_VCPU")?;
-        let cpuid = cpu::filtered_cpuid(&kvm, 0, 1)?;
-        vcpu.set_cpuid2(&cpuid).context("KVM_SET_CPUID2")?;
-        cpu::setup_msrs(&kvm, &vcpu)?;
-        cpu::setup_sregs(&mem, &vcpu, entry.protocol)?;
-        cpu::setup_regs(&vcpu, entry.protocol, entry.entry)?;
-        cpu::setup_fpu(&vcpu)?;
-        cpu::setup_lapic(&vcpu)?;
+        // vCPUs: the BSP gets the boot registers; APs wait in KVM for INIT/SIPI from the
+        // guest, which finds them in the MP table.
+        mptable::setup(&mem, config.vcpus)?;
+        let mut vcpus = Vec::new();
+        for id in 0..config.vcpus {
+            let vcpu = vm.create_vcpu(u64::from(id)).context("KVM_CREATE_VCPU")?;
+            let cpuid = cpu::filtered_cpuid(&kvm, id, config.vcpus)?;
+            vcpu.set_cpuid2(&cpuid).context("KVM_SET_CPUID2")?;
+            cpu::setup_msrs(&kvm, &vcpu)?;
+            cpu::setup_fpu(&vcpu)?;
+            cpu::setup_lapic(&vcpu)?;
+            if id == 0 {
+                cpu::setup_sregs(&mem, &vcpu, entry.protocol)?;
+                cpu::setup_regs(&vcpu, entry.protocol, entry.entry)?;
+            }
+            vcpus.push(vcpu);
+        }
 
         if let Some(j) = &config.jail {
             jail::enter(j)?;
@@ -370,7 +380,7 @@ impl Vmm {
             _kvm: kvm,
             _vm: vm,
             _mem: mem,
-            vcpus: vec![vcpu],
+            vcpus,
             devices: Arc::new(Mutex::new(devices)),
             serial_in,
             console_in,

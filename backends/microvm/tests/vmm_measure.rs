@@ -1,0 +1,145 @@
+//! Figures for hako's VMM with a synthetic guest (printed, not asserted: no timing assertions):
+//! time from `Vmm::new` to the guest's first instruction (its first exit, an OUT), and the
+//! VMM process's resident memory beyond guest memory while the guest runs.
+//! `cargo test -p hako-microvm --test vmm_measure -- --nocapture` shows them.
+
+use std::io::Read;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use hako_microvm::vmm::boot::synthetic_elf;
+use hako_microvm::vmm::{Capture, ExitReason, Input, Output, Stdio, VmConfig, Vmm};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, ForkResult};
+
+/// `mov dx, 0xf4 ; mov al, 0 ; out dx, al ; hlt`
+const EXIT_STUB: &[u8] = &[0x66, 0xba, 0xf4, 0x00, 0xb0, 0x00, 0xee, 0xf4];
+/// `mov dx, 0x3f8 ; mov al, 'r' ; out dx, al ; jmp $`
+const SPIN_STUB: &[u8] = &[0x66, 0xba, 0xf8, 0x03, 0xb0, 0x72, 0xee, 0xeb, 0xfe];
+
+const GUEST_MIB: u32 = 128;
+
+fn rss_kib(pid: i32) -> (u64, u64) {
+    // (Rss outside the guest-memory mapping, Rss of the guest-memory mapping), from smaps.
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let (mut other, mut guest) = (0, 0);
+    let mut is_guest = false;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            let mut r = first.split('-');
+            let a = u64::from_str_radix(r.next().unwrap(), 16).unwrap();
+            let b = u64::from_str_radix(r.next().unwrap(), 16).unwrap();
+            is_guest = b - a == u64::from(GUEST_MIB) << 20;
+        } else if let Some(v) = line.strip_prefix("Rss:") {
+            let kib: u64 = v.trim().trim_end_matches(" kB").trim().parse().unwrap();
+            if is_guest {
+                guest += kib;
+            } else {
+                other += kib;
+            }
+        }
+    }
+    (other, guest)
+}
+
+#[test]
+fn measure_start_to_first_instruction_and_rss() {
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
+        eprintln!("SKIP: /dev/kvm cannot be opened");
+        return;
+    }
+    let dir = std::env::temp_dir();
+    let exit_k = dir.join(format!("hako-vmm-measure-exit-{}.elf", std::process::id()));
+    let spin_k = dir.join(format!("hako-vmm-measure-spin-{}.elf", std::process::id()));
+    std::fs::write(
+        &exit_k,
+        synthetic_elf(EXIT_STUB, 0x100_0000, 0x100_0000, 0x100_0000, None),
+    )
+    .unwrap();
+    std::fs::write(
+        &spin_k,
+        synthetic_elf(SPIN_STUB, 0x100_0000, 0x100_0000, 0x100_0000, None),
+    )
+    .unwrap();
+
+    // Start to first guest instruction, 30 VMs in a row in this process.
+    let mut first = Vec::new();
+    let mut build = Vec::new();
+    for _ in 0..30 {
+        let out = Vmm::new(VmConfig {
+            memory_mib: GUEST_MIB,
+            kernel: exit_k.clone(),
+            serial: Stdio {
+                input: Input::None,
+                output: Output::Capture(Capture::default()),
+            },
+            ..Default::default()
+        })
+        .unwrap()
+        .run()
+        .unwrap();
+        assert_eq!(out.exit, ExitReason::DebugExit(0));
+        first.push(out.to_first_exit.unwrap());
+        build.push(out.build_time);
+    }
+    first.sort();
+    build.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    eprintln!(
+        "hako VMM: Vmm::new -> first guest exit: median {:.2} ms, min {:.2} ms, max {:.2} ms (build part median {:.2} ms), {} MiB guest",
+        ms(first[first.len() / 2]),
+        ms(first[0]),
+        ms(*first.last().unwrap()),
+        ms(build[build.len() / 2]),
+        GUEST_MIB
+    );
+
+    // RSS of a VMM process while its guest runs (a fresh forked child).
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) into a valid array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: fresh descriptors owned here.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: this binary runs one test; the child only builds and runs a VM, then is killed.
+    match unsafe { fork() }.unwrap() {
+        ForkResult::Child => {
+            drop(rd);
+            let vmm = Vmm::new(VmConfig {
+                memory_mib: GUEST_MIB,
+                kernel: spin_k.clone(),
+                serial: Stdio {
+                    input: Input::None,
+                    output: Output::Fd(std::fs::File::from(wr)),
+                },
+                ..Default::default()
+            });
+            let _ = vmm.map(|v| v.run());
+            // SAFETY: leaving the child.
+            unsafe { libc::_exit(1) }
+        }
+        ForkResult::Parent { child } => {
+            drop(wr);
+            let mut b = [0u8; 1];
+            let mut r = std::fs::File::from(rd);
+            r.read_exact(&mut b).unwrap();
+            assert_eq!(b[0], b'r');
+            let (other, guest) = rss_kib(child.as_raw());
+            kill(child, Signal::SIGKILL).unwrap();
+            waitpid(child, None).unwrap();
+            eprintln!(
+                "hako VMM: RSS of the VMM process while the guest runs: {other} KiB outside guest \
+                 memory (the whole process: test binary, libc, VMM heap, vCPU thread); guest \
+                 memory resident {guest} KiB of {GUEST_MIB} MiB"
+            );
+        }
+    }
+    std::fs::remove_file(&exit_k).unwrap();
+    std::fs::remove_file(&spin_k).unwrap();
+}
