@@ -17,3 +17,64 @@ fn echo_cat_ls_and_exit_code() {
     let (code, _, _) = b.run(&["sh", "-c", "exit 42"]);
     assert_eq!(code, 42);
 }
+
+#[test]
+fn pipes_fork_wait_background_jobs() {
+    let Some(b) = common::busybox_bundle() else {
+        return;
+    };
+    let (code, out, err) = b.run(&["sh", "-c", "echo a | cat; echo one two three | wc -w; (sleep 0.1; echo bg) & echo fg; wait; seq 1 2000 | tail -n 1"]);
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out, "a\n3\nfg\nbg\n2000\n", "stderr: {err}");
+}
+
+#[test]
+fn files_dirs_and_overlay() {
+    let Some(b) = common::busybox_bundle() else {
+        return;
+    };
+    let script = "mkdir -p /work/d && echo hello > /work/d/f && cat /work/d/f && ls /work/d && \
+                  echo changed > /etc/data.txt && cat /etc/data.txt && rm /work/d/f && ls /work/d | wc -l && \
+                  cd /work && pwd && ln -s d l && ls -l l | grep -c d && mv d e && ls";
+    let (code, out, err) = b.run(&["sh", "-c", script]);
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(
+        out, "hello\nf\nchanged\n0\n/work\n1\ne\nl\n",
+        "stderr: {err}"
+    );
+    // The bundle's rootfs is untouched: writes went to the sentry's overlay.
+    assert_eq!(
+        std::fs::read_to_string(b.rootfs().join("etc/data.txt")).unwrap(),
+        "original\n"
+    );
+    assert!(!b.rootfs().join("work").exists());
+}
+
+#[test]
+fn proc_uname_and_ps() {
+    let Some(b) = common::busybox_bundle() else {
+        return;
+    };
+    let (code, out, err) = b.run(&["sh", "-c", "uname -r; uname -s; hostname; cat /proc/version; echo $$; cat /proc/self/status | grep -E '^(Pid|PPid|Uid):'; ps -o pid,args | head -3; head -1 /proc/meminfo; grep -c processor /proc/cpuinfo"]);
+    assert_eq!(code, 0, "stderr: {err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "4.4.0-hako-sentry");
+    assert_eq!(lines[1], "Linux");
+    assert_eq!(lines[2], "sentry-test");
+    assert!(
+        lines[3].starts_with("Linux version 4.4.0-hako-sentry"),
+        "{out}"
+    );
+    assert_eq!(lines[4], "1", "the shell is pid 1 in the sandbox");
+    assert!(out.contains("Uid:\t0\t0\t0\t0"), "{out}");
+    assert!(out.contains("PID"), "ps header: {out}");
+    assert!(out.contains("MemTotal:"), "{out}");
+    let host_uname = std::process::Command::new("uname")
+        .arg("-r")
+        .output()
+        .unwrap();
+    assert!(
+        !out.contains(String::from_utf8_lossy(&host_uname.stdout).trim()),
+        "host kernel release leaked: {out}"
+    );
+}

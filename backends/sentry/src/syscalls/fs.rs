@@ -512,7 +512,7 @@ impl<P: Platform> Kernel<P> {
         };
         if name.is_empty() || name == "." || name == ".." {
             return Err(if t.is_empty() {
-                libc::EBUSY
+                libc::EEXIST
             } else {
                 libc::EINVAL
             });
@@ -1469,27 +1469,49 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
             Outcome::Ret(old as i64)
         }
         sendfile | copy_file_range => {
-            // Copy through the sentry: read then write, at most one chunk.
-            let (out_fd, in_fd, count) = if s == sendfile {
-                (a[0], a[1], a[3])
+            // Copy through the sentry: read then write, at most one chunk. Stream inputs are
+            // refused (EINVAL), as callers then fall back to read/write.
+            let (out_fd, in_fd, off_ptr, count) = if s == sendfile {
+                (a[0], a[1], a[2], a[3])
             } else {
-                (a[2], a[0], a[4])
+                (a[2], a[0], a[1], a[4])
             };
             let fin = file!(in_fd);
             let fout = file!(out_fd);
-            let data = fin.borrow().read_at(
-                fin.borrow()
-                    .host_fd()
-                    .map(|h| unsafe { libc::lseek(h, 0, libc::SEEK_CUR) })
-                    .unwrap_or(0)
-                    .max(0) as u64,
-                (count as usize).min(CHUNK),
-            );
+            if fin.borrow().is_stream() || fin.borrow().is_dir() {
+                return Some(err(libc::EINVAL));
+            }
+            let h = fin.borrow().host_fd();
+            let pos = if off_ptr != 0 {
+                match k.read_val::<i64>(tid, off_ptr) {
+                    Ok(v) => v,
+                    Err(e) => return Some(err(e)),
+                }
+            } else {
+                match (&fin.borrow().kind, h) {
+                    // SAFETY: query our fd's offset.
+                    (_, Some(h)) => unsafe { libc::lseek(h, 0, libc::SEEK_CUR) },
+                    (FileKind::Synth { pos, .. }, None) => *pos as i64,
+                    _ => 0,
+                }
+            };
+            let data = fin
+                .borrow()
+                .read_at(pos.max(0) as u64, (count as usize).min(CHUNK));
+            if data.is_empty() {
+                return Some(Outcome::Ret(0));
+            }
             let out = k.do_write(c, &fout, &data, None);
-            if let (Outcome::Ret(n), Some(h)) = (&out, fin.borrow().host_fd()) {
+            if let Outcome::Ret(n) = &out {
                 if *n > 0 {
-                    // SAFETY: advance our fd's offset by what was written.
-                    unsafe { libc::lseek(h, *n, libc::SEEK_CUR) };
+                    if off_ptr != 0 {
+                        let _ = k.write_val(tid, off_ptr, &(pos + *n));
+                    } else if let Some(h) = h {
+                        // SAFETY: advance our fd's offset by what was written.
+                        unsafe { libc::lseek(h, pos + *n, libc::SEEK_SET) };
+                    } else if let FileKind::Synth { pos: p, .. } = &mut fin.borrow_mut().kind {
+                        *p += *n as usize;
+                    }
                 }
             }
             out

@@ -100,8 +100,9 @@ impl Bundle {
     }
 
     pub fn run_spec(&self, spec: &oci_spec::runtime::Spec) -> (i32, String, String) {
-        let n = std::sync::atomic::AtomicUsize::new(0);
-        let _ = n;
+        // One sandbox at a time: create forks, and the test harness redirects fds 1 and 2.
+        static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let state = tempfile::Builder::new()
             .prefix("state-")
             .tempdir_in(self.dir.path())
