@@ -181,3 +181,45 @@ fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
 }
 
 pub fn _p(_: &Path) {}
+
+/// Copy a host binary and the shared libraries it needs (per ldd) into `rootfs`, same paths.
+pub fn copy_dynamic(rootfs: &Path, bin: &str) {
+    let real = std::fs::canonicalize(bin).unwrap();
+    let mut files = vec![real.clone()];
+    let out = std::process::Command::new("ldd")
+        .arg(&real)
+        .output()
+        .unwrap();
+    for l in String::from_utf8_lossy(&out.stdout).lines() {
+        for w in l.split_whitespace() {
+            if w.starts_with('/') {
+                // Keep the soname the loader looks for (in the canonical directory).
+                let p = Path::new(w);
+                files.push(
+                    std::fs::canonicalize(p.parent().unwrap())
+                        .unwrap()
+                        .join(p.file_name().unwrap()),
+                );
+            }
+        }
+    }
+    for f in files {
+        let dst = rootfs.join(f.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::copy(std::fs::canonicalize(&f).unwrap(), &dst).unwrap();
+    }
+    // The loader's well-known paths and the usr-merge links.
+    for (link, target) in [("lib", "usr/lib"), ("lib64", "usr/lib64")] {
+        let _ = std::os::unix::fs::symlink(target, rootfs.join(link));
+    }
+    std::fs::create_dir_all(rootfs.join("usr/lib64")).unwrap();
+    let _ = std::os::unix::fs::symlink(
+        "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+        rootfs.join("usr/lib64/ld-linux-x86-64.so.2"),
+    );
+    let name = Path::new(bin).file_name().unwrap();
+    let dst = rootfs.join("usr/bin").join(name);
+    if !dst.exists() {
+        let _ = std::os::unix::fs::symlink(&real, &dst);
+    }
+}

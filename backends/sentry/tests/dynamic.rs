@@ -1,0 +1,46 @@
+mod common;
+
+#[test]
+fn debian_ls_dynamic() {
+    let Some(b) = common::busybox_bundle() else {
+        return;
+    };
+    if !std::path::Path::new("/usr/bin/ls").exists() {
+        eprintln!("SKIP: no /usr/bin/ls");
+        return;
+    }
+    common::copy_dynamic(&b.rootfs(), "/usr/bin/ls");
+    let (code, out, err) = b.run(&["/usr/bin/ls", "-l", "/etc"]);
+    assert_eq!(code, 0, "stderr: {err}");
+    assert!(out.contains("hostname"), "stdout: {out} stderr: {err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("-rw-r--r--") && l.ends_with("passwd")),
+        "{out}"
+    );
+}
+
+#[test]
+fn python3_json_getpid() {
+    let Some(b) = common::busybox_bundle() else {
+        return;
+    };
+    let py = "/usr/bin/python3";
+    let stdlib = std::path::Path::new("/usr/lib/python3.11");
+    if !std::path::Path::new(py).exists() || !stdlib.is_dir() {
+        eprintln!("SKIP: no Debian python3.11");
+        return;
+    }
+    common::copy_dynamic(&b.rootfs(), py);
+    // The standard library comes in read-only through a bind mount (mounts of the spec).
+    let spec = b.spec(
+        &[py, "-c", "import json,os; print(os.getpid()); print(json.dumps({'uname': os.uname().release}))"],
+        serde_json::json!({"mounts": [{"destination": "/usr/lib/python3.11", "type": "bind", "source": stdlib, "options": ["rbind", "ro"]}]}),
+    );
+    let (code, out, err) = b.run_spec(&spec);
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(
+        out, "1\n{\"uname\": \"4.4.0-hako-sentry\"}\n",
+        "stderr: {err}"
+    );
+}
