@@ -88,7 +88,22 @@ fn seccomp_filters_and_jail() {
         "allowed write(): {st:?}"
     );
 
-    // 4. A whole VM run, jailed and with every thread under its filter.
+    // 4. enter_pid_namespace: the caller becomes a waiting parent that exits with the status of
+    //    its child, which is pid 1 of a new PID namespace.
+    let st = in_child(|| {
+        hako_microvm::vmm::jail::enter_pid_namespace().unwrap();
+        if nix::unistd::getpid().as_raw() == 1 {
+            23
+        } else {
+            24
+        }
+    });
+    assert!(
+        matches!(st, WaitStatus::Exited(_, 23)),
+        "pid namespace: {st:?}"
+    );
+
+    // 5. A whole VM run, jailed and with every thread under its filter.
     let kernel = std::env::temp_dir().join(format!("hako-vmm-jail-{}.elf", std::process::id()));
     std::fs::write(
         &kernel,
