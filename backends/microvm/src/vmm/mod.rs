@@ -198,13 +198,16 @@ pub struct Capture(Arc<Mutex<Vec<u8>>>);
 
 impl Capture {
     pub fn contents(&self) -> Vec<u8> {
-        self.0.lock().unwrap().clone()
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
 impl Write for Capture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -433,10 +436,12 @@ impl Vmm {
         for t in threads {
             let _ = t.join();
         }
-        let exit =
-            shared.exit.lock().unwrap().take().unwrap_or_else(|| {
-                ExitReason::Unexpected("vCPU thread ended without a reason".into())
-            });
+        let exit = shared
+            .exit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_else(|| ExitReason::Unexpected("vCPU thread ended without a reason".into()));
         Ok(RunOutcome {
             exit,
             to_first_exit: shared
@@ -479,7 +484,12 @@ impl Vmm {
             let mut idx = 1;
             if let Some(f) = serial_in.as_mut() {
                 if fds[idx].revents != 0 {
-                    let room = self.devices.lock().unwrap().serial.fifo_capacity();
+                    let room = self
+                        .devices
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .serial
+                        .fifo_capacity();
                     if room == 0 {
                         std::thread::sleep(Duration::from_millis(5));
                     } else {
@@ -487,7 +497,10 @@ impl Vmm {
                         match f.read(&mut buf[..want]) {
                             Ok(0) | Err(_) => serial_in = None,
                             Ok(n) => {
-                                self.devices.lock().unwrap().serial_input(&buf[..n]);
+                                self.devices
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .serial_input(&buf[..n]);
                             }
                         }
                     }
@@ -498,7 +511,11 @@ impl Vmm {
                 if fds[idx].revents != 0 {
                     match f.read(&mut buf) {
                         Ok(0) | Err(_) => console_in = None,
-                        Ok(n) => self.devices.lock().unwrap().console_input(&buf[..n]),
+                        Ok(n) => self
+                            .devices
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .console_input(&buf[..n]),
                     }
                 }
             }
@@ -515,7 +532,7 @@ struct Shared {
 
 impl Shared {
     fn finish(&self, r: ExitReason) {
-        let mut e = self.exit.lock().unwrap();
+        let mut e = self.exit.lock().unwrap_or_else(|e| e.into_inner());
         if e.is_none() {
             *e = Some(r);
         }
@@ -561,6 +578,16 @@ fn vcpu_loop(
     shared: Arc<Shared>,
     filter: Option<seccompiler::BpfProgram>,
 ) {
+    // However this thread ends (even by a panic in device code), the VMM thread is told.
+    struct Guard(Arc<Shared>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            self.0.finish(ExitReason::Unexpected(
+                "a vCPU thread ended unexpectedly".into(),
+            ));
+        }
+    }
+    let _guard = Guard(shared.clone());
     KVM_RUN.with(|c| c.set(vcpu.get_kvm_run() as *mut kvm_run));
     if let Some(f) = filter {
         if let Err(e) = seccompiler::apply_filter(&f) {
@@ -582,17 +609,29 @@ fn vcpu_loop(
         };
         let _ = shared.first_exit.set(Instant::now());
         let stop = match exit {
-            VcpuExit::IoOut(port, data) => devices.lock().unwrap().pio_write(port, data),
+            VcpuExit::IoOut(port, data) => devices
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pio_write(port, data),
             VcpuExit::IoIn(port, data) => {
-                devices.lock().unwrap().pio_read(port, data);
+                devices
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .pio_read(port, data);
                 None
             }
             VcpuExit::MmioRead(addr, data) => {
-                devices.lock().unwrap().mmio_read(addr, data);
+                devices
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .mmio_read(addr, data);
                 None
             }
             VcpuExit::MmioWrite(addr, data) => {
-                devices.lock().unwrap().mmio_write(addr, data);
+                devices
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .mmio_write(addr, data);
                 None
             }
             VcpuExit::Hlt => Some(ExitReason::Halted),

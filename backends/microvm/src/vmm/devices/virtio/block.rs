@@ -10,6 +10,7 @@ use vm_memory::{Bytes, GuestMemoryMmap};
 use super::{write_to_chain, DescriptorChain, Queue, VirtioDevice, TYPE_BLOCK};
 
 pub const SECTOR_SIZE: u64 = 512;
+pub const VIRTIO_BLK_F_SEG_MAX: u64 = 1 << 2;
 pub const VIRTIO_BLK_F_RO: u64 = 1 << 5;
 pub const VIRTIO_BLK_F_FLUSH: u64 = 1 << 9;
 
@@ -57,8 +58,12 @@ impl Block {
         })
     }
 
-    fn config(&self) -> [u8; 8] {
-        self.sectors.to_le_bytes()
+    /// capacity (u64, sectors), size_max (u32, unused), seg_max (u32).
+    fn config(&self) -> [u8; 16] {
+        let mut c = [0u8; 16];
+        c[..8].copy_from_slice(&self.sectors.to_le_bytes());
+        c[12..].copy_from_slice(&(u32::from(QUEUE_SIZE) - 2).to_le_bytes());
+        c
     }
 
     /// Execute one request; returns (status, bytes written into guest memory excluding status).
@@ -150,7 +155,7 @@ impl VirtioDevice for Block {
         vec![QUEUE_SIZE]
     }
     fn features(&self) -> u64 {
-        VIRTIO_BLK_F_FLUSH | if self.read_only { VIRTIO_BLK_F_RO } else { 0 }
+        VIRTIO_BLK_F_FLUSH | VIRTIO_BLK_F_SEG_MAX | if self.read_only { VIRTIO_BLK_F_RO } else { 0 }
     }
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         let cfg = self.config();
@@ -233,6 +238,9 @@ mod tests {
         let mut cap = [0u8; 8];
         t.read(REG_CONFIG, &mut cap);
         assert_eq!(u64::from_le_bytes(cap), 8, "capacity in sectors");
+        let mut seg_max = [0u8; 4];
+        t.read(REG_CONFIG + 12, &mut seg_max);
+        assert_eq!(u32::from_le_bytes(seg_max), 254);
         let mut dq = init_device(&mut t, 1, 32).remove(0);
 
         // Read sectors 2..4 into two buffers.
