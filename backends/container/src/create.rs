@@ -167,10 +167,13 @@ fn spawn(
     joins: Vec<(OwnedFd, libc::c_int, PathBuf)>,
 ) -> Result<i32> {
     let (parent, child) = sync::pair()?;
+    let mut keep: Vec<i32> = joins.iter().map(|(fd, _, _)| fd.as_raw_fd()).collect();
+    keep.push(child.raw());
     let pid = if joins.is_empty() {
         let pid = namespaces::clone(plan.ns.clone_flags)?;
         if pid == 0 {
             drop(parent);
+            process::close_cloexec_fds(&keep);
             init_main(plan, &child);
         }
         pid
@@ -178,6 +181,7 @@ fn spawn(
         let mid = namespaces::clone(0)?;
         if mid == 0 {
             drop(parent);
+            process::close_cloexec_fds(&keep);
             intermediate(plan, &child, &joins);
         }
         drop(joins);

@@ -45,6 +45,10 @@ pub fn exec(sb: &Sandbox, req: &ExecRequest) -> Result<Execed> {
     let mid = namespaces::clone(0)?;
     if mid == 0 {
         drop(parent);
+        let mut keep: Vec<i32> = nss.iter().map(|(fd, _, _)| fd.as_raw_fd()).collect();
+        keep.push(root.as_raw_fd());
+        keep.push(child.raw());
+        process::close_cloexec_fds(&keep);
         intermediate(&data, &nss, &root, &plan, seccomp.as_ref(), req, &child);
     }
     drop(child);

@@ -288,6 +288,32 @@ pub fn close_fds_from(first: i32) -> Result<()> {
     Ok(())
 }
 
+/// In a freshly cloned child: close every descriptor the caller marked close-on-exec (its
+/// state-directory lock, its log file, ...) except `keep`. A runtime that re-execs itself
+/// would never see them; the container must not hold them while it waits on the start gate.
+pub fn close_cloexec_fds(keep: &[i32]) {
+    let mut fds = vec![];
+    if let Ok(rd) = std::fs::read_dir("/proc/self/fd") {
+        for e in rd.flatten() {
+            if let Some(fd) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) {
+                fds.push(fd);
+            }
+        }
+    }
+    for fd in fds {
+        if fd < 3 || keep.contains(&fd) {
+            continue;
+        }
+        // SAFETY: closing descriptors this process will never use; the read_dir one is gone.
+        unsafe {
+            let f = libc::fcntl(fd, libc::F_GETFD);
+            if f >= 0 && f & libc::FD_CLOEXEC != 0 {
+                libc::close(fd);
+            }
+        }
+    }
+}
+
 /// Make sure fds 0..3+preserve stay open across exec.
 pub fn keep_fds(preserve: u32) {
     for fd in 0..3 + preserve as i32 {

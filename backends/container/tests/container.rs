@@ -614,6 +614,34 @@ fn t_sysctl_and_domainname() {
     assert_eq!(out, "1234\nexample.test\n");
 }
 
+/// After each test, pass or fail: kill and remove whatever a failed test left in our cgroups.
+fn cleanup() {
+    let suffix = format!("-{}", std::process::id());
+    let Ok(ctrls) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    for c in ctrls.flatten() {
+        let parent = c.path().join("hako-test");
+        let Ok(rd) = std::fs::read_dir(&parent) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if !name.starts_with("hako-ct-") || !name.ends_with(&suffix) {
+                continue;
+            }
+            let procs = std::fs::read_to_string(e.path().join("cgroup.procs")).unwrap_or_default();
+            for p in procs.lines().filter_map(|l| l.parse::<i32>().ok()) {
+                // SAFETY: plain kill of a leftover test container process.
+                unsafe { libc::kill(p, libc::SIGKILL) };
+                wait(p);
+            }
+            let _ = std::fs::write(e.path().join("freezer.state"), "THAWED");
+            let _ = std::fs::remove_dir(e.path());
+        }
+    }
+}
+
 fn main() {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
@@ -647,7 +675,9 @@ fn main() {
             continue;
         }
         print!("test {name} ... ");
-        match std::panic::catch_unwind(f) {
+        let r = std::panic::catch_unwind(f);
+        cleanup();
+        match r {
             Ok(()) => println!("ok"),
             Err(_) => {
                 println!("FAILED");
