@@ -132,6 +132,10 @@ fn global() -> GlobalOptions {
 
 /// `create` with stdout and stderr going to a file.
 fn create(b: &Bundle, cfg: &Value) -> anyhow::Result<Running> {
+    create_with(b, cfg, None)
+}
+
+fn create_with(b: &Bundle, cfg: &Value, console: Option<&Path>) -> anyhow::Result<Running> {
     std::fs::write(
         b.dir.join("config.json"),
         serde_json::to_vec_pretty(cfg).unwrap(),
@@ -156,7 +160,7 @@ fn create(b: &Bundle, cfg: &Value) -> anyhow::Result<Running> {
         spec: &spec,
         state_dir: &state,
         start_fifo: &fifo,
-        console_socket: None,
+        console_socket: console,
         preserve_fds: 0,
         no_pivot: false,
         no_new_keyring: false,
@@ -642,6 +646,60 @@ fn cleanup() {
     }
 }
 
+fn t_console_socket() {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    let b = Bundle::new("tty");
+    let sock_path = b.dir.join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    let mut cfg = sh(
+        &b,
+        "tty; test -t 0 && test -t 1 && echo isatty; stat -c %t:%T /dev/console; exit 5",
+    );
+    cfg["process"]["terminal"] = json!(true);
+    let r = create_with(&b, &cfg, Some(&sock_path)).unwrap_or_else(|e| panic!("{e:#}"));
+    // create already sent the master: it waits in the listen backlog.
+    let (conn, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 64];
+    let mut cbuf = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut cbuf),
+        MsgFlags::empty(),
+    )
+    .unwrap();
+    let mut master = None;
+    for c in msg.cmsgs().unwrap() {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the fd just arrived with SCM_RIGHTS.
+            master = Some(unsafe { std::fs::File::from_raw_fd(fds[0]) });
+        }
+    }
+    let mut master = master.expect("no pty master received");
+    start(&r);
+    assert_eq!(wait(r.created.pid), 5);
+    let mut out = vec![];
+    let mut chunk = [0u8; 4096];
+    // After the workload exits the slave is closed: reads end with EIO.
+    while let Ok(n) = master.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
+    let out = String::from_utf8_lossy(&out).replace('\r', "");
+    assert!(out.contains("/dev/pts/0"), "{out}");
+    assert!(out.contains("isatty"), "{out}");
+    assert!(
+        out.contains("88:0"),
+        "/dev/console is the pty (major 136 = 0x88): {out}"
+    );
+    delete(&b, &cfg, &r);
+}
+
 fn main() {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
@@ -664,6 +722,7 @@ fn main() {
         ("bind_mounts_and_devices", t_bind_mounts_and_devices),
         ("sysctl_and_domainname", t_sysctl_and_domainname),
         ("exec_kill_pause", t_exec_kill_pause),
+        ("console_socket", t_console_socket),
         ("kill_all", t_kill_all),
         ("user_namespace", t_user_namespace),
         ("join_namespace", t_join_namespace),
