@@ -289,7 +289,9 @@ fn init_main(plan: &InitPlan, chan: &Channel) -> ! {
             die(e.context("loading the seccomp filter"));
         }
     }
-    process::exec(&ready.exe, &plan.process)
+    let mut pp = plan.process.clone();
+    pp.env = ready.env;
+    process::exec(&ready.exe, &pp)
 }
 
 fn state(plan: &InitPlan, pid: i32, status: Status) -> OciState {
@@ -308,6 +310,7 @@ struct Ready {
     exe: std::ffi::CString,
     host_pid: i32,
     seccomp_late: bool,
+    env: Vec<std::ffi::CString>,
 }
 
 fn init_setup(plan: &InitPlan, chan: &Channel) -> Result<Ready> {
@@ -414,7 +417,9 @@ fn init_setup(plan: &InitPlan, chan: &Channel) -> Result<Ready> {
             return Err(std::io::Error::last_os_error()).context("personality");
         }
     }
-    let pp = &plan.process;
+    let mut pp = plan.process.clone();
+    process::ensure_home(&mut pp);
+    let pp = &pp;
     process::set_rlimits(pp)?;
     process::set_io_priority(pp)?;
     process::chdir(pp)?;
@@ -441,6 +446,7 @@ fn init_setup(plan: &InitPlan, chan: &Channel) -> Result<Ready> {
         exe,
         host_pid,
         seccomp_late,
+        env: pp.env.clone(),
     })
 }
 

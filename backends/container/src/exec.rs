@@ -118,6 +118,9 @@ fn intermediate(
     }
     match namespaces::clone(libc::CLONE_PARENT) {
         Ok(0) => {
+            let mut plan = plan.clone();
+            process::ensure_home(&mut plan);
+            let plan = &plan;
             let exe = match setup(plan, seccomp, req, chan) {
                 Ok(x) => x,
                 Err(e) => fail(chan, e),

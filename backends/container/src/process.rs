@@ -226,6 +226,26 @@ pub fn chdir(p: &ProcessPlan) -> Result<()> {
     nix::unistd::chdir(&p.cwd).with_context(|| format!("chdir to cwd {}", p.cwd.display()))
 }
 
+/// As runc: when the env has no HOME, take the user's from the container's /etc/passwd, or "/".
+pub fn ensure_home(p: &mut ProcessPlan) {
+    if p.env.iter().any(|e| e.as_bytes().starts_with(b"HOME=")) {
+        return;
+    }
+    let home = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|pw| {
+            pw.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() >= 6 && f[2].parse::<u32>().ok() == Some(p.uid)).then(|| f[5].to_string())
+            })
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".into());
+    if let Ok(c) = CString::new(format!("HOME={home}")) {
+        p.env.push(c);
+    }
+}
+
 /// Find args[0] in the container's PATH (from the process env, as runc does).
 pub fn find_executable(p: &ProcessPlan) -> Result<CString> {
     let arg0 = p.args[0].to_str().context("args[0] is not UTF-8")?;

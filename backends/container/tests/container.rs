@@ -136,6 +136,15 @@ fn create(b: &Bundle, cfg: &Value) -> anyhow::Result<Running> {
 }
 
 fn create_with(b: &Bundle, cfg: &Value, console: Option<&Path>) -> anyhow::Result<Running> {
+    create_opts(b, cfg, console, false)
+}
+
+fn create_opts(
+    b: &Bundle,
+    cfg: &Value,
+    console: Option<&Path>,
+    no_pivot: bool,
+) -> anyhow::Result<Running> {
     std::fs::write(
         b.dir.join("config.json"),
         serde_json::to_vec_pretty(cfg).unwrap(),
@@ -162,7 +171,7 @@ fn create_with(b: &Bundle, cfg: &Value, console: Option<&Path>) -> anyhow::Resul
         start_fifo: &fifo,
         console_socket: console,
         preserve_fds: 0,
-        no_pivot: false,
+        no_pivot,
         no_new_keyring: false,
         global: &g,
     };
@@ -700,6 +709,51 @@ fn t_console_socket() {
     delete(&b, &cfg, &r);
 }
 
+fn t_hooks_and_no_pivot() {
+    let b = Bundle::new("hooks");
+    let shared = b.dir.join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let mut cfg = sh(&b, "cat /shared/start-state; echo HOME=$HOME");
+    cfg["mounts"].as_array_mut().unwrap().push(
+        json!({"destination": "/shared", "type": "bind", "source": "shared", "options": ["rbind", "rw"]}),
+    );
+    // createContainer: path and effects in the runtime's view (before pivot_root), in the
+    // container's mount namespace (the bind mount below the rootfs is visible).
+    let create_out = b.dir.join("create-hook");
+    let create_script = format!(
+        "cat > {}; test -d {}/shared && echo bound >> {}",
+        create_out.display(),
+        b.rootfs().display(),
+        create_out.display()
+    );
+    // startContainer: runs inside the container after start, before the workload.
+    cfg["hooks"] = json!({
+        "createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", create_script]}],
+        "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "cat > /shared/start-state; hostname >> /shared/start-state"]}]
+    });
+    let r = create_opts(&b, &cfg, None, true).unwrap_or_else(|e| panic!("{e:#}"));
+    let created = std::fs::read_to_string(&create_out).unwrap();
+    let st: Value = serde_json::Deserializer::from_str(&created)
+        .into_iter::<Value>()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(st["id"], json!(b.id));
+    assert_eq!(st["pid"], json!(r.created.pid));
+    assert!(created.contains("bound"), "{created}");
+    assert!(
+        !shared.join("start-state").exists(),
+        "startContainer ran before start"
+    );
+    start(&r);
+    assert_eq!(wait(r.created.pid), 0);
+    let out = std::fs::read_to_string(&r.out).unwrap();
+    assert!(out.contains(&format!("\"id\":\"{}\"", b.id)), "{out}");
+    assert!(out.contains("hako-test"), "{out}");
+    assert!(out.contains("HOME=/\n"), "{out}");
+    delete(&b, &cfg, &r);
+}
+
 fn main() {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
@@ -723,6 +777,7 @@ fn main() {
         ("sysctl_and_domainname", t_sysctl_and_domainname),
         ("exec_kill_pause", t_exec_kill_pause),
         ("console_socket", t_console_socket),
+        ("hooks_and_no_pivot", t_hooks_and_no_pivot),
         ("kill_all", t_kill_all),
         ("user_namespace", t_user_namespace),
         ("join_namespace", t_join_namespace),
