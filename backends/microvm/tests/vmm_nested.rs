@@ -1,0 +1,228 @@
+//! A real Linux boot on hako's VMM, on a machine whose own KVM cannot run Linux: qemu (TCG,
+//! `-cpu max`, which emulates AMD SVM with NPT) boots a Debian kernel as level 1 with `kvm_amd`
+//! loaded, and this very test binary runs inside it, where the KVM probe says yes, and boots
+//! the guest kernel on hako's VMM with a virtio disk and the serial console.
+//!
+//! Needs: qemu-system-x86_64, busybox (static), cpio, gzip, dpkg-deb, the microvm guest kernel
+//! (`kernels/build.sh`, or `HAKO_TEST_KERNEL`), and a Debian kernel package for level 1 in
+//! `/var/cache/hako/nested/` (or `HAKO_NESTED_DIR`), fetched once with
+//! `cd /var/cache/hako/nested && apt-get download linux-image-$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-6/{print $2}' | sed 's/linux-image-//')`.
+//! Without them the test prints what is missing and does not run. It takes about a minute.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hako_microvm::vmm::probe::probe_cached;
+use hako_microvm::vmm::{BlockDevice, Capture, ExitReason, Input, Output, Stdio, VmConfig, Vmm};
+
+const INNER_ENV: &str = "HAKO_NESTED_INNER";
+
+fn guest_kernel() -> PathBuf {
+    std::env::var_os("HAKO_TEST_KERNEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/hako/kernels/vmlinux"))
+}
+
+fn which(p: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(p))
+            .find(|c| c.is_file())
+    })
+}
+
+/// Level 1: the probe must say yes here, and Linux must boot on hako's VMM.
+fn inner() {
+    let probe = probe_cached(Path::new("/tmp/probe")).unwrap();
+    println!("L1 probe: {probe:?}");
+    assert!(probe.runs_linux, "{}", probe.detail);
+    std::fs::write("/tmp/disk.img", vec![0u8; 1 << 20]).unwrap();
+    let cap = Capture::default();
+    let vmm = Vmm::new(VmConfig {
+        memory_mib: 128,
+        kernel: PathBuf::from("/vmlinux"),
+        cmdline: "console=ttyS0 reboot=k panic=-1 root=/dev/vda".into(),
+        block: vec![BlockDevice {
+            path: "/tmp/disk.img".into(),
+            read_only: true,
+            id: "nested".into(),
+        }],
+        serial: Stdio {
+            input: Input::None,
+            output: Output::Capture(cap.clone()),
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let out = vmm.run().unwrap();
+    let text = String::from_utf8_lossy(&cap.contents()).into_owned();
+    println!("{text}");
+    println!(
+        "L2 exit {:?}; first exit {:?} after Vmm::new (nested under TCG: not a performance figure)",
+        out.exit, out.to_first_exit
+    );
+    assert!(text.contains("Linux version"));
+    assert!(text.contains("MPTABLE: OEM ID: HAKO"));
+    assert!(text.contains("virtio_blk virtio0: [vda] 2048 512-byte logical blocks"));
+    assert!(text.contains("VFS: Unable to mount root fs"));
+    assert_eq!(out.exit, ExitReason::Reset);
+}
+
+#[test]
+fn linux_boots_on_hako_vmm_under_nested_kvm() {
+    if std::env::var_os(INNER_ENV).is_some() {
+        return inner();
+    }
+    let dir = std::env::var_os("HAKO_NESTED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/hako/nested"));
+    let deb = std::fs::read_dir(&dir).ok().and_then(|rd| {
+        rd.filter_map(|e| e.ok().map(|e| e.path())).find(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with("linux-image-") && n.ends_with("_amd64.deb")
+        })
+    });
+    let missing: Vec<String> = [
+        ("qemu-system-x86_64", which("qemu-system-x86_64")),
+        ("busybox", which("busybox")),
+        ("cpio", which("cpio")),
+        ("gzip", which("gzip")),
+        ("dpkg-deb", which("dpkg-deb")),
+        ("ldd", which("ldd")),
+    ]
+    .into_iter()
+    .filter(|(_, p)| p.is_none())
+    .map(|(n, _)| n.to_string())
+    .chain((!guest_kernel().exists()).then(|| format!("guest kernel {}", guest_kernel().display())))
+    .chain(
+        deb.is_none()
+            .then(|| format!("a linux-image-*_amd64.deb in {}", dir.display())),
+    )
+    .collect();
+    if !missing.is_empty() {
+        eprintln!("SKIP: the nested Linux boot needs {}", missing.join(", "));
+        return;
+    }
+    let deb = deb.unwrap();
+
+    let work = std::env::temp_dir().join(format!("hako-vmm-nested-{}", std::process::id()));
+    let root = work.join("root");
+    for d in [
+        "bin",
+        "proc",
+        "sys",
+        "dev",
+        "tmp",
+        "lib64",
+        "lib/x86_64-linux-gnu",
+    ] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    let run = |c: &mut Command| {
+        let st = c.status().unwrap();
+        assert!(st.success(), "{c:?}: {st}");
+    };
+    run(Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(work.join("deb")));
+    let boot = work.join("deb/boot");
+    let vmlinuz = std::fs::read_dir(&boot)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("vmlinuz-")
+        })
+        .expect("vmlinuz in the package");
+    let mods = std::fs::read_dir(work.join("deb/lib/modules"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("kernel");
+    for m in [
+        "virt/lib/irqbypass.ko",
+        "drivers/crypto/ccp/ccp.ko",
+        "arch/x86/kvm/kvm.ko",
+        "arch/x86/kvm/kvm-amd.ko",
+    ] {
+        let src = mods.join(m);
+        std::fs::copy(&src, root.join(src.file_name().unwrap())).unwrap();
+    }
+    std::fs::copy(which("busybox").unwrap(), root.join("bin/busybox")).unwrap();
+    std::fs::copy(guest_kernel(), root.join("vmlinux")).unwrap();
+    // This test binary and the shared libraries it needs.
+    let me = std::env::current_exe().unwrap();
+    std::fs::copy(&me, root.join("t")).unwrap();
+    let ldd = Command::new("ldd").arg(&me).output().unwrap();
+    for lib in String::from_utf8_lossy(&ldd.stdout)
+        .split_whitespace()
+        .filter(|w| w.starts_with('/'))
+    {
+        let dst = root.join(lib.trim_start_matches('/'));
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::copy(lib, dst).unwrap();
+    }
+    let init = format!(
+        "#!/bin/busybox sh\n\
+         /bin/busybox --install -s /bin\n\
+         mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev; mount -t tmpfs tmp /tmp\n\
+         for m in irqbypass ccp kvm kvm-amd; do insmod /$m.ko; done\n\
+         {INNER_ENV}=1 /t --exact linux_boots_on_hako_vmm_under_nested_kvm --nocapture --test-threads=1\n\
+         echo \"NESTED-RESULT $?\"\n\
+         poweroff -f\n"
+    );
+    std::fs::write(root.join("init"), init).unwrap();
+    run(Command::new("chmod").arg("+x").arg(root.join("init")));
+    run(Command::new("sh").arg("-c").arg(format!(
+        "cd {} && find . | cpio -o -H newc 2>/dev/null | gzip -1 > ../initrd.gz",
+        root.display()
+    )));
+    let out = Command::new("timeout")
+        .args([
+            "900",
+            "qemu-system-x86_64",
+            "-M",
+            "q35",
+            "-cpu",
+            "max",
+            "-m",
+            "1024",
+        ])
+        .arg("-kernel")
+        .arg(&vmlinuz)
+        .arg("-initrd")
+        .arg(work.join("initrd.gz"))
+        .args([
+            "-append",
+            "console=ttyS0 quiet panic=-1",
+            "-nographic",
+            "-no-reboot",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+        ])
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&work).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let tail: String = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
+    eprintln!("{tail}");
+    assert!(
+        text.contains("L1 probe: ProbeResult { runs_linux: true"),
+        "probe inside L1 failed"
+    );
+    assert!(
+        text.contains("NESTED-RESULT 0"),
+        "the Linux boot on hako's VMM failed inside L1"
+    );
+}
