@@ -183,6 +183,11 @@ pub fn diagnostics(serial_log: &Path, engine_log: &Path) -> String {
 /// Run the host process. `notify` gets "OK" once the guest is ready, or "ERR:<message>". Never
 /// returns.
 pub fn main(plan: HostPlan, notify: OwnedFd) -> ! {
+    // Keep only stdio, the notify pipe and the pty: an inherited fd (the front end's lock on the
+    // container directory, say) must not live as long as the sandbox.
+    let mut keep = vec![notify.as_raw_fd()];
+    keep.extend(plan.tty.as_ref().map(|t| t.as_raw_fd()));
+    close_fds_except(&keep);
     let mut notify = Some(std::fs::File::from(notify));
     let code = match run(plan, &mut notify) {
         Ok(code) => code,
@@ -201,6 +206,24 @@ pub fn main(plan: HostPlan, notify: OwnedFd) -> ! {
     };
     // SAFETY: leaving the process.
     unsafe { libc::_exit(code) }
+}
+
+/// Close every fd from 3 up except `keep`.
+fn close_fds_except(keep: &[RawFd]) {
+    let fds: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(rd) => rd
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect(),
+        Err(_) => (3..1024).collect(),
+    };
+    for fd in fds {
+        if fd > 2 && !keep.contains(&fd) {
+            // SAFETY: closing an fd this process no longer uses (the directory iterator's own fd
+            // is gone by now; closing it twice only returns EBADF).
+            unsafe { libc::close(fd) };
+        }
+    }
 }
 
 fn run(mut plan: HostPlan, notify: &mut Option<std::fs::File>) -> Result<i32> {

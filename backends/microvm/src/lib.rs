@@ -119,6 +119,9 @@ impl Backend for MicrovmBackend {
 
     fn create(&self, req: &CreateRequest) -> Result<Created> {
         let k = Knobs::from_spec(req.spec)?;
+        if req.preserve_fds > 0 {
+            bail!("--preserve-fds: file descriptors cannot be passed into a microvm guest");
+        }
         let kernel = kernel_path(&k);
         assets::check_kernel(&kernel)?;
         let cache = req.global.root.join("microvm-cache");

@@ -38,7 +38,7 @@ impl Qemu {
     pub fn args(vm: &VmConfig, port_fd: i32) -> Vec<String> {
         let mut a: Vec<String> = vec![];
         let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
-        push(&["-M", "microvm,acpi=off,x-option-roms=off,rtc=off"]);
+        push(&["-M", "microvm,acpi=off,x-option-roms=off"]);
         if vm.kvm {
             push(&["-accel", "kvm", "-cpu", "host"]);
         } else {
