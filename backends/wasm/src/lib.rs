@@ -1,1 +1,169 @@
-//! placeholder
+//! hako's wasm backend: WASI preview 1 core modules and preview 2 (wasi:cli/command)
+//! components on Wasmtime, one host process per sandbox. See docs/backends/wasm.md.
+
+mod cache;
+mod caps;
+mod cgroup;
+mod host;
+mod knobs;
+mod plan;
+
+use anyhow::{bail, Context, Result};
+use hako_contract::{Backend, CreateRequest, Created, Sandbox, Spec};
+use std::io::Read;
+use std::path::Path;
+
+pub use host::TRAP_EXIT;
+pub use knobs::KEYS as ANNOTATIONS;
+
+/// The wasm backend. Stateless: everything lives in the host process and state.json.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WasmBackend;
+
+/// True when `path` is a file that starts with the WebAssembly magic `\0asm` (module or
+/// component). The front end uses it to pick this backend from `process.args[0]`.
+pub fn is_wasm_file(path: &Path) -> bool {
+    let mut head = [0u8; 4];
+    match std::fs::File::open(path) {
+        Ok(mut f) => f.read_exact(&mut head).is_ok() && &head == b"\0asm",
+        Err(_) => false,
+    }
+}
+
+fn pid_ok(sb: &Sandbox) -> Result<()> {
+    if !sb.alive {
+        bail!("the wasm host process of {} is not running", sb.id);
+    }
+    Ok(())
+}
+
+fn signal(pid: i32, sig: i32) -> Result<()> {
+    // SAFETY: kill(2) on the sandbox's own pid, checked alive by the front end.
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("sending signal {sig} to pid {pid}"));
+    }
+    Ok(())
+}
+
+/// Wait (up to 2 s) until `pid` is stopped (or no longer stopped).
+fn wait_state(pid: i32, stopped: bool) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match hako_contract::proc::state_letter(pid) {
+            None | Some('Z') | Some('X') => bail!("the wasm host process {pid} exited"),
+            Some(c) if (c == 'T') == stopped => return Ok(()),
+            Some(_) => {}
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "the wasm host process {pid} did not {} within 2s",
+                if stopped { "stop" } else { "continue" }
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+}
+
+impl Backend for WasmBackend {
+    fn name(&self) -> &'static str {
+        "wasm"
+    }
+
+    fn annotations(&self) -> &'static [&'static str] {
+        knobs::KEYS
+    }
+
+    fn check(&self, spec: &Spec, bundle: &Path) -> Result<()> {
+        plan::plan(spec, bundle)?;
+        cgroup::check(spec)?;
+        Ok(())
+    }
+
+    fn create(&self, req: &CreateRequest) -> Result<Created> {
+        host::create(req)
+    }
+
+    fn kill(&self, sb: &Sandbox, sig: i32, all: bool) -> Result<()> {
+        let cg = cgroup::from_data(sb.data);
+        match (&cg, all) {
+            (Some(mgr), true) => mgr.kill_all(sig)?,
+            _ => {
+                pid_ok(sb)?;
+                signal(sb.pid, sig)?;
+            }
+        }
+        // A frozen process only dies once thawed.
+        if sig == libc::SIGKILL {
+            if let Some(mgr) = &cg {
+                if mgr.is_frozen() {
+                    mgr.thaw()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn pids(&self, sb: &Sandbox) -> Result<Vec<i32>> {
+        if let Some(mgr) = cgroup::from_data(sb.data) {
+            return mgr.pids();
+        }
+        Ok(if sb.alive { vec![sb.pid] } else { vec![] })
+    }
+
+    fn pause(&self, sb: &Sandbox) -> Result<()> {
+        pid_ok(sb)?;
+        match cgroup::from_data(sb.data) {
+            Some(mgr) => mgr.freeze(),
+            None => {
+                signal(sb.pid, libc::SIGSTOP)?;
+                wait_state(sb.pid, true)
+            }
+        }
+    }
+
+    fn resume(&self, sb: &Sandbox) -> Result<()> {
+        pid_ok(sb)?;
+        match cgroup::from_data(sb.data) {
+            Some(mgr) => mgr.thaw(),
+            None => {
+                signal(sb.pid, libc::SIGCONT)?;
+                wait_state(sb.pid, false)
+            }
+        }
+    }
+
+    fn is_paused(&self, sb: &Sandbox) -> bool {
+        match cgroup::from_data(sb.data) {
+            Some(mgr) => mgr.is_frozen(),
+            None => sb.alive && matches!(hako_contract::proc::state_letter(sb.pid), Some('T')),
+        }
+    }
+
+    fn update(&self, sb: &Sandbox, resources: &hako_contract::LinuxResources) -> Result<()> {
+        match cgroup::from_data(sb.data) {
+            Some(mgr) => mgr.apply(resources),
+            None => bail!("update: sandbox {} has no cgroup (its config.json set no linux.cgroupsPath or resources)", sb.id),
+        }
+    }
+
+    fn delete(&self, sb: &Sandbox) -> Result<()> {
+        if let Some(mgr) = cgroup::from_data(sb.data) {
+            mgr.destroy()?;
+        }
+        Ok(())
+    }
+
+    fn features(&self) -> serde_json::Value {
+        serde_json::json!({
+            "wasi": ["preview1", "preview2"],
+            "engine": "wasmtime 48",
+            "annotations": knobs::KEYS,
+            "mountTypes": ["bind", "tmpfs"],
+            "mountTypesNotApplicable": plan::NOT_APPLICABLE_MOUNTS,
+            "resources": ["memory.limit (linear memory and tables, and the cgroup)", "cpu.quota/period (epochs, and the cgroup)", "every cgroup resource via the container backend's cgroup manager"],
+            "terminal": true,
+            "exec": false,
+        })
+    }
+}
