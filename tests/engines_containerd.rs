@@ -19,7 +19,7 @@ use std::time::Duration;
 const CTRD_BINS: [&str; 3] = ["containerd", "ctr", "containerd-shim-runc-v2"];
 
 struct Containerd {
-    dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
     rt: Runtime,
     runtime: PathBuf,
     ns: String,
@@ -68,7 +68,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         let runtime = rt.install(&d, "hako-runtime", &[]);
         let mut c = Containerd {
             ns: unique("e2e"),
-            dir,
+            dir: Some(dir),
             rt,
             runtime,
             daemon: Some(daemon),
@@ -103,7 +103,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     }
 
     fn path(&self) -> &Path {
-        self.dir.path()
+        self.dir.as_ref().unwrap().path()
     }
 
     fn ctr_command(&self, args: &[&str]) -> Box<Command> {
@@ -135,10 +135,6 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
     fn cmd(&self, args: &[&str]) -> Out {
         run_cmd(&mut self.ctr_command(args), None, CMD_TIMEOUT)
-    }
-
-    fn cmd_stdin(&self, args: &[&str], stdin: &[u8]) -> Out {
-        run_cmd(&mut self.ctr_command(args), Some(stdin), CMD_TIMEOUT)
     }
 
     /// Runs under a pseudo-terminal (`script`), for `ctr run -t`.
@@ -268,6 +264,9 @@ impl Drop for Containerd {
             .collect();
         if !leaked.is_empty() {
             eprintln!("cleanup removed leftover container cgroups: {leaked:?}");
+        }
+        if let Some(d) = self.dir.take() {
+            keep_tempdir(d);
         }
     }
 }

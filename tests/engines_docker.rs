@@ -20,7 +20,7 @@ use std::time::Duration;
 const DOCKER_BINS: [&str; 3] = ["dockerd", "docker", "containerd"];
 
 struct Dockerd {
-    dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
     cgroup_parent: String,
     rt: Runtime,
     daemon: Option<Child>,
@@ -35,12 +35,11 @@ impl Dockerd {
             fs::create_dir_all(d.join(sub)).unwrap();
         }
         let runtime = rt.install(&d, "hako-runtime", &[]);
-        let runtime_vm = rt.install(&d, "hako-runtime-sentry", &["--backend", "sentry"]);
         // The daemon.json from docs/engines.md (paths differ).
         let config = serde_json::json!({
             "runtimes": {
                 "hako": {"path": runtime},
-                "hako-sentry": {"path": runtime_vm},
+                "hako-sentry": {"path": runtime, "runtimeArgs": ["--backend", "sentry"]},
             },
             "storage-driver": "vfs",
         });
@@ -78,7 +77,7 @@ impl Dockerd {
             .spawn()
             .expect("spawn dockerd");
         let mut k = Dockerd {
-            dir,
+            dir: Some(dir),
             rt,
             daemon: Some(daemon),
             cgroup_parent,
@@ -102,7 +101,7 @@ impl Dockerd {
     }
 
     fn path(&self) -> &Path {
-        self.dir.path()
+        self.dir.as_ref().unwrap().path()
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -220,6 +219,9 @@ impl Drop for Dockerd {
             .collect();
         if !leaked.is_empty() {
             eprintln!("cleanup removed leftover container cgroups: {leaked:?}");
+        }
+        if let Some(d) = self.dir.take() {
+            keep_tempdir(d);
         }
     }
 }

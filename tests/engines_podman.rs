@@ -19,7 +19,7 @@ use std::time::Duration;
 const PODMAN_BINS: [&str; 2] = ["podman", "conmon"];
 
 struct Podman {
-    dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
     rt: Runtime,
     runtime: PathBuf,
     cgroup_parent: String,
@@ -60,17 +60,17 @@ impl Podman {
         let runtime = rt.install(d, "hako-runtime", flags);
         let p = Podman {
             cgroup_parent: format!("/{}", unique("hkp")),
-            dir,
+            dir: Some(dir),
             rt,
             runtime,
         };
-        let archive = build_busybox_archive(&p.dir.path().join("image"), &[]);
+        let archive = build_busybox_archive(&p.path().join("image"), &[]);
         p.ok(&["load", "-i", archive.to_str().unwrap()]);
         p
     }
 
     fn path(&self) -> &Path {
-        self.dir.path()
+        self.dir.as_ref().unwrap().path()
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -194,6 +194,9 @@ impl Drop for Podman {
             .collect();
         if !leaked.is_empty() {
             eprintln!("cleanup removed leftover container cgroups: {leaked:?}");
+        }
+        if let Some(d) = self.dir.take() {
+            keep_tempdir(d);
         }
     }
 }
@@ -631,6 +634,51 @@ fn podman_stop_and_kill() {
     assert_eq!(p.inspect("st", "{{.State.Status}}"), "running");
     p.ok(&["rm", "-f", "-t", "0", "st", "st2", "k"]);
     p.assert_no_container_cgroups();
+}
+
+/// hako registered by name in containers.conf (`[engine.runtimes]`), as docs/engines.md shows,
+/// instead of `--runtime <path>`.
+#[test]
+fn podman_runtime_registered_in_containers_conf() {
+    skip_unless!(PODMAN_BINS);
+    let p = Podman::new();
+    let conf = p.path().join("containers.conf");
+    let mut text = fs::read_to_string(&conf).unwrap();
+    text = text.replace("[engine]\n", "[engine]\nruntime = \"hako\"\n");
+    text.push_str(&format!(
+        "\n[engine.runtimes]\nhako = [\"{}\"]\n",
+        p.runtime.display()
+    ));
+    let named = p.path().join("containers-named.conf");
+    fs::write(&named, text).unwrap();
+    let mut c = p.command(&["run", "--rm", IMAGE, "sh", "-c", "echo by-name; exit 3"]);
+    // Same command without `--runtime <path>`: podman picks `hako` from the config.
+    let args: Vec<std::ffi::OsString> = c.get_args().map(|a| a.to_owned()).collect();
+    let mut cmd = Command::new("podman");
+    cmd.env("CONTAINERS_CONF", &named)
+        .env("CONTAINERS_STORAGE_CONF", p.path().join("storage.conf"));
+    let mut skip = 0;
+    for a in args {
+        if skip > 0 {
+            skip -= 1;
+            continue;
+        }
+        if a == "--runtime" {
+            skip = 1;
+            continue;
+        }
+        cmd.arg(a);
+    }
+    c = cmd;
+    let out = run_cmd(&mut c, None, CMD_TIMEOUT);
+    if out.code() != 3 || out.stdout != "by-name\n" {
+        p.fail("podman with hako registered in containers.conf", &out);
+    }
+    let trace = fs::read_to_string(p.path().join("runtime.trace")).unwrap_or_default();
+    assert!(
+        trace.lines().any(|l| l.contains("create")),
+        "podman called the registered runtime:\n{trace}"
+    );
 }
 
 #[test]

@@ -491,14 +491,24 @@ impl Runtime {
             r#"#!/bin/sh
 # hako e2e trace wrapper: record the call, add a log file, exec the runtime under test.
 printf '%s\n' "$*" >> {trace}
-has_log=0
-for a in "$@"; do case "$a" in --log|--log=*) has_log=1;; esac; done
+has_log=0; prev=; bundle=
+for a in "$@"; do
+  case "$a" in --log|--log=*) has_log=1;; --bundle=*) bundle="${{a#--bundle=}}";; esac
+  case "$prev" in --bundle|-b) bundle="$a";; esac
+  prev="$a"
+done
+# keep the config.json the engine wrote, for failure reports
+if [ -n "$bundle" ] && [ -f "$bundle/config.json" ]; then
+  cp "$bundle/config.json" {dir}/config-$(basename "$bundle" | cut -c1-24).json 2>/dev/null
+fi
 if [ $has_log = 0 ]; then set -- --log {log} --log-format json "$@"; fi
 {exec_line}
 "#,
             trace = shell_quote(&trace.to_string_lossy()),
+            dir = shell_quote(&dir.join("configs").to_string_lossy()),
             log = shell_quote(&log.to_string_lossy()),
         );
+        fs::create_dir_all(dir.join("configs")).unwrap();
         let path = dir.join(name);
         fs::write(&path, script).expect("write runtime wrapper");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
@@ -593,7 +603,30 @@ pub fn runtime_report(dir: &Path) -> String {
         tail.len(),
         tail.join("\n")
     );
+    let configs: Vec<String> = fs::read_dir(dir.join("configs"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path().display().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    if !configs.is_empty() {
+        let _ = writeln!(
+            s,
+            "--- config.json files the engine passed (kept only with HAKO_E2E_KEEP=1) ---\n{}",
+            configs.join("\n")
+        );
+    }
     s
+}
+
+/// With `HAKO_E2E_KEEP=1` the guards leave the temp dir (traces, configs, logs) in place after
+/// tearing everything else down.
+pub fn keep_tempdir(dir: tempfile::TempDir) {
+    if std::env::var("HAKO_E2E_KEEP").is_ok_and(|v| v == "1") {
+        let p = dir.keep();
+        eprintln!("HAKO_E2E_KEEP=1: kept {}", p.display());
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
