@@ -288,7 +288,14 @@ fn v1_freeze_and_thaw() {
     cg.thaw().unwrap();
     assert!(!cg.is_frozen());
     assert_eq!(child.wait(), (false, libc::SIGTERM));
+
+    // destroy() of a paused container kills and removes it too.
+    let child = Child::spawn(pause_forever);
+    cg.add_pid(child.pid).unwrap();
+    cg.freeze().unwrap();
+    let reaper = child.reap_in_background();
     finish(&cg);
+    assert_eq!(reaper.join().unwrap(), (false, libc::SIGKILL));
 }
 
 #[test]

@@ -566,7 +566,12 @@ impl CgroupManager {
         if sig == libc::SIGKILL {
             if let Some(dir) = &self.unified {
                 if dir.join("cgroup.kill").exists() {
-                    return fs::write(dir, "cgroup.kill", "1");
+                    fs::write(dir, "cgroup.kill", "1")?;
+                    // Tasks frozen by the v1 freezer die only once thawed.
+                    if self.v1_dir("freezer").is_some() && self.is_frozen() {
+                        self.thaw()?;
+                    }
+                    return Ok(());
                 }
             }
         }
