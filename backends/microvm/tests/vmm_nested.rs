@@ -9,6 +9,7 @@
 //! `cd /var/cache/hako/nested && apt-get download linux-image-$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-6/{print $2}' | sed 's/linux-image-//')`.
 //! Without them the test prints what is missing and does not run. It takes about a minute.
 
+use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -66,6 +67,71 @@ fn inner() {
     assert!(text.contains("virtio_blk virtio0: [vda] 2048 512-byte logical blocks"));
     assert!(text.contains("VFS: Unable to mount root fs"));
     assert_eq!(out.exit, ExitReason::Reset);
+
+    // Again with 2 vCPUs, jailed and under the seccomp filters, in a child (the VMM process
+    // layout the backend uses): the allowlists must hold for a real guest.
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) into a valid array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: this binary runs this one test; the child builds and runs a VM, then exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: the write end is owned by the child from here on.
+        let out_fd = unsafe { std::fs::File::from_raw_fd(fds[1]) };
+        let vmm = Vmm::new(VmConfig {
+            memory_mib: 128,
+            vcpus: 2,
+            kernel: PathBuf::from("/vmlinux"),
+            cmdline: "console=ttyS0 reboot=k panic=-1 root=/dev/vda".into(),
+            block: vec![BlockDevice {
+                path: "/tmp/disk.img".into(),
+                read_only: false,
+                id: "nested".into(),
+            }],
+            serial: Stdio {
+                input: Input::None,
+                output: Output::Fd(out_fd),
+            },
+            jail: Some(hako_microvm::vmm::JailConfig::default()),
+            seccomp: true,
+            ..Default::default()
+        });
+        let code = match vmm.and_then(|v| v.run()) {
+            Ok(o) if o.exit == ExitReason::Reset => 0,
+            Ok(o) => {
+                eprintln!("L2 (jailed) stopped: {}", o.exit.describe());
+                1
+            }
+            Err(e) => {
+                eprintln!("L2 (jailed) failed: {e:#}");
+                1
+            }
+        };
+        // SAFETY: leaving the child.
+        unsafe { libc::_exit(code) }
+    }
+    // SAFETY: closing the parent's copy of the write end.
+    unsafe { libc::close(fds[1]) };
+    let mut text = String::new();
+    // SAFETY: the read end is owned here.
+    let _ = std::io::Read::read_to_string(
+        &mut unsafe { std::fs::File::from_raw_fd(fds[0]) },
+        &mut text,
+    );
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    println!("{text}");
+    println!("jailed+seccomp 2-vCPU run: wait status {status:#x}");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "status {status:#x}"
+    );
+    assert!(
+        text.contains("smp: Brought up 1 node, 2 CPUs"),
+        "second vCPU not brought up"
+    );
+    assert!(text.contains("[vda]"));
 }
 
 #[test]

@@ -81,10 +81,25 @@ fn pivot_into_empty_root(root: &Path) -> Result<()> {
     .with_context(|| format!("mounting the jail's tmpfs on {}", root.display()))?;
     let old = root.join("old-root");
     std::fs::create_dir(&old).context("creating the jail's old-root")?;
-    pivot_root(root, &old).context("pivot_root into the jail")?;
-    chdir("/").context("chdir / in the jail")?;
-    umount2("/old-root", MntFlags::MNT_DETACH).context("detaching the old root")?;
-    std::fs::remove_dir("/old-root").context("removing old-root")?;
+    match pivot_root(root, &old) {
+        Ok(()) => {
+            chdir("/").context("chdir / in the jail")?;
+            umount2("/old-root", MntFlags::MNT_DETACH).context("detaching the old root")?;
+            std::fs::remove_dir("/old-root").context("removing old-root")?;
+        }
+        Err(nix::errno::Errno::EINVAL) => {
+            // The current root cannot be pivoted (an initramfs): move the jail's tmpfs over
+            // "/" and chroot into it. The old root stays hidden beneath; with every capability
+            // dropped below, nothing can climb back out of the chroot.
+            std::fs::remove_dir(&old).context("removing old-root")?;
+            chdir(root).context("chdir into the jail")?;
+            mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+                .context("moving the jail's tmpfs over / (initramfs root)")?;
+            nix::unistd::chroot(".").context("chroot into the jail")?;
+            chdir("/").context("chdir / in the jail")?;
+        }
+        Err(e) => return Err(e).context("pivot_root into the jail"),
+    }
     mount(
         None::<&str>,
         "/",
