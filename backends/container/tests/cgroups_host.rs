@@ -373,6 +373,15 @@ fn check_refuses_what_cannot_be_honoured() {
     let e = CgroupManager::check(&res(json!({"devices": [{"allow": true, "access": "rwx"}]})))
         .unwrap_err();
     assert!(format!("{e}").contains("access"), "{e}");
+    if m.v1.contains_key("memory") {
+        // Accepted but not enforced by Linux >= 6.1 (this host): refused rather than ignored.
+        let r = CgroupManager::check(&res(json!({"memory": {"kernel": 1 << 30}})));
+        let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        if rel.starts_with("6.") && !rel.starts_with("6.0") {
+            assert!(format!("{}", r.unwrap_err()).contains("memory.kernel"));
+        }
+        CgroupManager::check(&res(json!({"memory": {"kernelTCP": 1 << 20}}))).unwrap();
+    }
     // A typical podman set passes.
     CgroupManager::check(&res(json!({
         "devices": [{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}],

@@ -472,26 +472,34 @@ impl CgroupManager {
                 .strip_prefix(&mount)
                 .expect("mount_of returns a prefix")
                 .to_path_buf();
-            let mut cur = mount.clone();
-            for comp in rel.components() {
-                let parent = cur.clone();
-                cur.push(comp);
-                if is_unified && self.layout == Layout::V2 {
-                    // Controllers must be enabled in the parent before a child can use them.
-                    v2::enable_controllers(&parent, &self.v2_controllers)?;
+            // An empty parent may be removed by someone else (another runtime's cleanup)
+            // between our mkdirs: start again from the top a few times.
+            let mut attempt = 0;
+            'again: loop {
+                attempt += 1;
+                let mut cur = mount.clone();
+                for comp in rel.components() {
+                    let parent = cur.clone();
+                    cur.push(comp);
+                    if is_unified && self.layout == Layout::V2 {
+                        // Controllers must be enabled in the parent before a child can use them.
+                        v2::enable_controllers(&parent, &self.v2_controllers)?;
+                    }
+                    match std::fs::create_dir(&cur) {
+                        Ok(()) => made.push(cur.clone()),
+                        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                        Err(e) if e.kind() == ErrorKind::NotFound && attempt < 5 => continue 'again,
+                        Err(e) => bail!(
+                            "cannot create cgroup {}: {}",
+                            cur.display(),
+                            fs::describe(&e)
+                        ),
+                    }
+                    if is_cpuset {
+                        v1::cpuset_inherit(&parent, &cur)?;
+                    }
                 }
-                match std::fs::create_dir(&cur) {
-                    Ok(()) => made.push(cur.clone()),
-                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                    Err(e) => bail!(
-                        "cannot create cgroup {}: {}",
-                        cur.display(),
-                        fs::describe(&e)
-                    ),
-                }
-                if is_cpuset {
-                    v1::cpuset_inherit(&parent, &cur)?;
-                }
+                break;
             }
         }
         Ok(())

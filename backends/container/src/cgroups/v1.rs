@@ -112,6 +112,12 @@ fn check_memory(mgr: &CgroupManager, m: &LinuxMemory) -> Result<()> {
     }
     if m.kernel().is_some() {
         need_file(mgr, "memory", "memory.kmem.limit_in_bytes", "memory.kernel")?;
+        if kernel_at_least(6, 1) {
+            bail!(
+                "memory.kernel (kernel memory limit) is not supported: Linux 6.1 and later accept \
+                 writes to memory.kmem.limit_in_bytes but no longer enforce them"
+            );
+        }
     }
     if m.kernel_tcp().is_some() {
         need_file(
@@ -185,6 +191,17 @@ fn check_blkio(mgr: &CgroupManager, b: &LinuxBlockIo) -> Result<()> {
         need(mgr, "blkio", "linux.resources.blockIO")?;
     }
     Ok(())
+}
+
+/// True when the running kernel is at least `major.minor`.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut it = rel
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|x| x.parse::<u32>().ok());
+    let (a, b) = (it.next().unwrap_or(0), it.next().unwrap_or(0));
+    (a, b) >= (major, minor)
 }
 
 /// Give a new cpuset cgroup its parent's cpus and mems (v1 starts them empty, which makes
@@ -367,7 +384,13 @@ fn apply_memory(mgr: &CgroupManager, m: &LinuxMemory) -> Result<()> {
         fs::write(dir()?, "memory.soft_limit_in_bytes", &limit_str(r))?;
     }
     if let Some(k) = m.kernel() {
-        fs::write(dir()?, "memory.kmem.limit_in_bytes", &limit_str(k))?;
+        let d = dir()?;
+        fs::write(d, "memory.kmem.limit_in_bytes", &limit_str(k))?;
+        // Kernels that stopped enforcing it still accept the write: make sure it took.
+        let got = fs::read_u64(d, "memory.kmem.limit_in_bytes")?.unwrap_or(0);
+        if k > 0 && got != (k as u64) & !4095 {
+            bail!("cannot set memory.kmem.limit_in_bytes to {k}: the kernel ignores it (reads back {got})");
+        }
     }
     if let Some(k) = m.kernel_tcp() {
         fs::write(dir()?, "memory.kmem.tcp.limit_in_bytes", &limit_str(k))?;
