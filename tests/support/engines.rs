@@ -499,7 +499,7 @@ for a in "$@"; do
 done
 # keep the config.json the engine wrote, for failure reports
 if [ -n "$bundle" ] && [ -f "$bundle/config.json" ]; then
-  cp "$bundle/config.json" {dir}/config-$(basename "$bundle" | cut -c1-24).json 2>/dev/null
+  n=$(wc -l < {trace}); cp "$bundle/config.json" {dir}/config-$n.json 2>/dev/null
 fi
 if [ $has_log = 0 ]; then set -- --log {log} --log-format json "$@"; fi
 {exec_line}
