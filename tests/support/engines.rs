@@ -537,48 +537,19 @@ if [ $has_log = 0 ]; then set -- --log {log} --log-format json "$@"; fi
     }
 }
 
-/// Looks for backend `name` in a `hako features` document: in any array named like "backends"
-/// (entries as strings or objects with a "name"), or in an object keyed by backend name whose
-/// value is not `false`/`{"available": false}`.
+/// Whether a `hako features` document lists backend `name`: a key of the `io.hako.backends`
+/// object, or an entry of the comma-separated `annotations["io.hako.backends"]`.
 pub fn backend_listed(v: &serde_json::Value, name: &str) -> bool {
-    use serde_json::Value;
-    match v {
-        Value::Object(m) => {
-            for (k, val) in m {
-                if k.to_ascii_lowercase().contains("backend") {
-                    match val {
-                        Value::Array(a) => {
-                            if a.iter().any(|e| {
-                                e.as_str() == Some(name)
-                                    || (e.get("name").and_then(|n| n.as_str()) == Some(name)
-                                        && e.get("available").and_then(|x| x.as_bool())
-                                            != Some(false))
-                            }) {
-                                return true;
-                            }
-                        }
-                        Value::Object(bm) => {
-                            if let Some(b) = bm.get(name) {
-                                let off = b == &Value::Bool(false)
-                                    || b.get("available").and_then(|x| x.as_bool()) == Some(false)
-                                    || b.get("enabled").and_then(|x| x.as_bool()) == Some(false);
-                                if !off {
-                                    return true;
-                                }
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                if backend_listed(val, name) {
-                    return true;
-                }
-            }
-            false
-        }
-        Value::Array(a) => a.iter().any(|e| backend_listed(e, name)),
-        _ => false,
-    }
+    let in_object = v
+        .get("io.hako.backends")
+        .and_then(|b| b.as_object())
+        .is_some_and(|m| m.contains_key(name));
+    let in_annotation = v
+        .get("annotations")
+        .and_then(|a| a.get("io.hako.backends"))
+        .and_then(|s| s.as_str())
+        .is_some_and(|s| s.split(',').any(|b| b.trim() == name));
+    in_object || in_annotation
 }
 
 /// What to append to a failure message: the runtime calls and its log.
