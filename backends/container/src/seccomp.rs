@@ -15,10 +15,13 @@
 //!   the rules of that action return it, everything else ALLOW.
 //!
 //! For a call that matches no rule the default filter decides; for a call that matches rules,
-//! the most restrictive matching action wins. That is libseccomp's result for every profile
-//! runc, crun, podman and docker send (their rules for one syscall either do not overlap, or
-//! overlap with ALLOW, as podman's `socket` rules do). Rules whose action equals the default
-//! action are dropped, as runc does.
+//! the most restrictive matching action wins. Before that, the rules are resolved the way
+//! libseccomp (hence runc and crun) resolves them (checked against libseccomp 2.5.4): rules whose
+//! action equals the default are dropped; when a syscall has an unconditional rule, the *first*
+//! unconditional rule decides it alone and every other rule for it is dropped (podman's profile
+//! relies on this: `setns` is both allowed and, without CAP_SYS_ADMIN, ERRNO(1) — libseccomp
+//! keeps the ALLOW). Only overlapping *conditional* rules with different actions, which no
+//! engine's profile has, can differ from libseccomp (its tree order; here the stricter wins).
 //!
 //! Details that follow runc/crun: syscall names unknown on x86_64 are skipped silently (the same
 //! profile lists syscalls of other architectures); ERRNO and TRACE without `errnoRet` use EPERM;
@@ -201,8 +204,8 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Compiled> {
     let flags = flags(s)?;
     let default = Act::from_oci(s.default_action(), s.default_errno_ret())?;
 
-    // Rules grouped by action.
-    let mut groups: BTreeMap<Act, Table> = BTreeMap::new();
+    // The rules in profile order, one per known syscall name.
+    let mut entries: Vec<(i64, Act, Option<SeccompRule>)> = Vec::new();
     for (i, sc) in s.syscalls().iter().flatten().enumerate() {
         let act = Act::from_oci(sc.action(), sc.errno_ret())
             .map_err(|e| anyhow!("seccomp: syscalls[{i}]: {e}"))?;
@@ -222,16 +225,33 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Compiled> {
             Some(SeccompRule::new(conds).map_err(|e| anyhow!("seccomp: syscalls[{i}]: {e}"))?)
         };
         for name in sc.names() {
-            let Some(nr) = syscall_number(name) else {
-                continue;
-            };
-            groups
-                .entry(act)
-                .or_default()
-                .entry(nr)
-                .or_insert_with(|| Chain::Any(Vec::new()))
-                .add(rule.clone());
+            if let Some(nr) = syscall_number(name) {
+                entries.push((nr, act, rule.clone()));
+            }
         }
+    }
+    // libseccomp: the first unconditional rule of a syscall decides it alone (later
+    // unconditional rules and all conditional ones for it are dropped).
+    let mut unconditional: BTreeMap<i64, Act> = BTreeMap::new();
+    for (nr, act, rule) in &entries {
+        if rule.is_none() {
+            unconditional.entry(*nr).or_insert(*act);
+        }
+    }
+    // Rules grouped by action.
+    let mut groups: BTreeMap<Act, Table> = BTreeMap::new();
+    for (nr, act, rule) in entries {
+        if let Some(only) = unconditional.get(&nr) {
+            if *only != act || rule.is_some() {
+                continue;
+            }
+        }
+        groups
+            .entry(act)
+            .or_default()
+            .entry(nr)
+            .or_insert_with(|| Chain::Any(Vec::new()))
+            .add(rule);
     }
 
     let arch = TargetArch::x86_64;

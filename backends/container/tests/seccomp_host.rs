@@ -343,6 +343,9 @@ fn podman_default_profile_runs_real_programs() {
         expect!(1, sys(SYS_acct, 0, 0), EPERM); // needs CAP_SYS_PACCT: ERRNO(1)
         expect!(2, sys(SYS_add_key, 0, 0), ENOSYS); // not listed: default ERRNO(38)
         expect!(6, sys(SYS_kexec_load, 0, 0), EPERM); // listed as ERRNO(1)
+        // setns is listed as ALLOW, then ERRNO(1) without CAP_SYS_ADMIN: libseccomp keeps the
+        // first, so the kernel sees the call (bad fd).
+        expect!(7, sys(SYS_setns, u64::MAX, 0), EBADF);
         expect!(3, sys(SYS_personality, 0xffff_ffff, 0), 0);
         expect!(4, sys(SYS_personality, 1, 0), ENOSYS);
         // NETLINK_AUDIT without CAP_AUDIT_WRITE: ERRNO(22).
@@ -406,4 +409,31 @@ fn profile_that_denies_seccomp_itself_still_loads() {
     }
     assert_eq!(run(&c, body), (true, 0));
     assert_eq!(run(&c, call_getppid), (false, libc::SIGSYS));
+}
+
+#[test]
+fn first_unconditional_rule_decides_like_libseccomp() {
+    // libseccomp 2.5: for one syscall, the first unconditional rule wins and overrides any
+    // conditional rule (podman's profile lists setns as ALLOW and, later, as ERRNO(1)).
+    let c = seccomp::compile(&profile(json!({
+        "defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38,
+        "syscalls": [
+            {"names": ["exit_group"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["getpid"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["getpid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+            {"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+            {"names": ["getppid"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["getuid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1, "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_EQ"}]},
+            {"names": ["getuid"], "action": "SCMP_ACT_ALLOW"},
+        ]
+    })))
+    .unwrap();
+    fn body() -> i32 {
+        expect!(1, sys(libc::SYS_getpid, 0, 0), 0);
+        expect!(2, sys(libc::SYS_getppid, 0, 0), libc::EPERM);
+        expect!(3, sys(libc::SYS_getuid, 1, 0), 0);
+        expect!(4, sys(libc::SYS_getgid, 0, 0), libc::ENOSYS);
+        0
+    }
+    assert_eq!(run(&c, body), (true, 0));
 }
