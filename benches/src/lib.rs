@@ -37,7 +37,7 @@ pub struct BenchArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "runc,crun,runsc,qemu,wasmtime,wasm-interp"
+        default_value = "runc,crun,runsc,qemu,wasmtime,node-wasi,wasm-interp"
     )]
     pub peers: Vec<String>,
     /// Measured runs per subject

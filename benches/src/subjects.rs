@@ -150,7 +150,15 @@ impl Ctx {
 }
 
 /// The peers the harness knows, by the name `--peers` uses.
-pub const PEERS: &[&str] = &["runc", "crun", "runsc", "qemu", "wasmtime", "wasm-interp"];
+pub const PEERS: &[&str] = &[
+    "runc",
+    "crun",
+    "runsc",
+    "qemu",
+    "wasmtime",
+    "node-wasi",
+    "wasm-interp",
+];
 pub const BACKENDS: &[&str] = &["container", "sentry", "microvm", "wasm"];
 
 /// Find `name` on the given search path (PATH syntax).
@@ -440,8 +448,9 @@ pub fn plan(p: &Plan, w: &Workloads) -> (Vec<Subject>, Vec<Skipped>) {
                     density: Err("no create/start split; each VM boots CPU-bound under TCG".into()),
                 });
             }
-            "wasmtime" | "wasm-interp" => {
-                let bin = match locate(peer, &p.search_path) {
+            "wasmtime" | "wasm-interp" | "node-wasi" => {
+                let exe = if *peer == "node-wasi" { "node" } else { peer };
+                let bin = match locate(exe, &p.search_path) {
                     Ok(b) => b,
                     Err(e) => {
                         skip(peer, Kind::Peer, Category::Wasm, e);
@@ -449,19 +458,23 @@ pub fn plan(p: &Plan, w: &Workloads) -> (Vec<Subject>, Vec<Skipped>) {
                     }
                 };
                 let m = w.hello_wasm.display().to_string();
-                let argv = if *peer == "wasmtime" {
-                    vec![bin.display().to_string(), "run".into(), m]
-                } else {
-                    vec![bin.display().to_string(), "--wasi".into(), m]
+                let argv = match *peer {
+                    "wasmtime" => vec![bin.display().to_string(), "run".into(), m],
+                    "node-wasi" => vec![
+                        bin.display().to_string(),
+                        w.node_wasi_js.display().to_string(),
+                        m,
+                    ],
+                    _ => vec![bin.display().to_string(), "--wasi".into(), m],
                 };
                 subjects.push(Subject {
                     name: peer.to_string(),
                     kind: Kind::Peer,
                     category: Category::Wasm,
-                    workload: if *peer == "wasmtime" {
-                        "wasmtime run hello.wasm"
-                    } else {
-                        "wasm-interp --wasi hello.wasm (wabt interpreter)"
+                    workload: match *peer {
+                        "wasmtime" => "wasmtime run hello.wasm",
+                        "node-wasi" => "node + node:wasi (V8), hello.wasm",
+                        _ => "wasm-interp --wasi hello.wasm (wabt interpreter)",
                     }
                     .into(),
                     version: version_of(&bin, "--version"),

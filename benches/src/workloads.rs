@@ -83,6 +83,17 @@ pub const SLEEP_WAT: &str = r#"(module
       (br $l))))
 "#;
 
+/// Node's built-in WASI (preview 1) as a wasm CLI: `node run-wasi.js module.wasm`.
+pub const NODE_WASI_JS: &str = r#"'use strict';
+const fs = require('node:fs');
+const { WASI } = require('node:wasi');
+const file = process.argv[2];
+const wasi = new WASI({ version: 'preview1', args: [file], env: {}, preopens: {} });
+const mod = new WebAssembly.Module(fs.readFileSync(file));
+const inst = new WebAssembly.Instance(mod, { wasi_snapshot_preview1: wasi.wasiImport });
+process.exitCode = wasi.start(inst);
+"#;
+
 /// Everything built, or why it could not be.
 pub struct Workloads {
     pub dir: PathBuf,
@@ -92,6 +103,7 @@ pub struct Workloads {
     pub sysbench: Result<PathBuf, String>,
     pub wasm_rootfs: PathBuf,
     pub hello_wasm: PathBuf,
+    pub node_wasi_js: PathBuf,
     pub initramfs: Result<PathBuf, String>,
 }
 
@@ -124,6 +136,8 @@ impl Workloads {
             &wat::parse_str(SLEEP_WAT).context("assembling sleep.wat")?,
         )?;
 
+        let node_wasi_js = dir.join("run-wasi.js");
+        write_if_changed(&node_wasi_js, NODE_WASI_JS.as_bytes())?;
         let initramfs = match (&init, &busybox) {
             (Ok(init), Ok(bb)) => {
                 let p = dir.join("initramfs.cpio");
@@ -140,6 +154,7 @@ impl Workloads {
             sysbench,
             wasm_rootfs,
             hello_wasm,
+            node_wasi_js,
             initramfs,
         })
     }

@@ -35,6 +35,7 @@ fn peers_not_on_path_are_skipped_with_the_reason() {
         subjects.iter().map(|s| &s.name).collect::<Vec<_>>()
     );
     for peer in ["runc", "crun", "runsc", "wasmtime", "wasm-interp"] {
+        // node-wasi is looked up as `node`.
         let s = skipped
             .iter()
             .find(|s| s.name == peer)
@@ -42,6 +43,8 @@ fn peers_not_on_path_are_skipped_with_the_reason() {
         assert_eq!(s.kind, Kind::Peer);
         assert!(s.reason.contains("not installed"), "{peer}: {}", s.reason);
     }
+    let n = skipped.iter().find(|s| s.name == "node-wasi").unwrap();
+    assert!(n.reason.contains("node not on PATH"), "{}", n.reason);
     let q = skipped.iter().find(|s| s.name == "qemu-microvm").unwrap();
     assert!(
         q.reason.contains("qemu-system-x86_64 not on PATH"),
