@@ -343,8 +343,8 @@ fn podman_default_profile_runs_real_programs() {
         expect!(1, sys(SYS_acct, 0, 0), EPERM); // needs CAP_SYS_PACCT: ERRNO(1)
         expect!(2, sys(SYS_add_key, 0, 0), ENOSYS); // not listed: default ERRNO(38)
         expect!(6, sys(SYS_kexec_load, 0, 0), EPERM); // listed as ERRNO(1)
-        // setns is listed as ALLOW, then ERRNO(1) without CAP_SYS_ADMIN: libseccomp keeps the
-        // first, so the kernel sees the call (bad fd).
+                                                      // setns is listed as ALLOW, then ERRNO(1) without CAP_SYS_ADMIN: libseccomp keeps the
+                                                      // first, so the kernel sees the call (bad fd).
         expect!(7, sys(SYS_setns, u64::MAX, 0), EBADF);
         expect!(3, sys(SYS_personality, 0xffff_ffff, 0), 0);
         expect!(4, sys(SYS_personality, 1, 0), ENOSYS);
@@ -436,4 +436,37 @@ fn first_unconditional_rule_decides_like_libseccomp() {
         0
     }
     assert_eq!(run(&c, body), (true, 0));
+}
+
+/// Cost of a cheap syscall under podman's profile (prints figures; no assertion on time).
+/// `cargo test -p hako-container --test seccomp_host -- --ignored --nocapture syscall_cost`
+#[test]
+#[ignore]
+fn syscall_cost_under_podman_profile() {
+    let Some(p) = podman_profile() else { return };
+    let c = seccomp::compile(&p).unwrap();
+    fn measure() -> i32 {
+        let mut best = u64::MAX;
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            for _ in 0..200_000 {
+                sys(libc::SYS_getppid, 0, 0);
+                sys(libc::SYS_openat, u64::MAX, 0); // high number, EBADF
+            }
+            best = best.min(t.elapsed().as_nanos() as u64 / 400_000);
+        }
+        (best / 10).min(255) as i32 // in units of 10 ns
+    }
+    let empty = Compiled {
+        filters: vec![],
+        flags: 0,
+    };
+    let (_, base) = run(&empty, measure);
+    let (_, filtered) = run(&c, measure);
+    let (base, filtered) = (base * 10, filtered * 10);
+    eprintln!(
+        "ns per syscall (getppid/openat mix): no filter {base}, podman profile ({} filters, {} insns) {filtered}",
+        c.filters.len(),
+        c.instructions()
+    );
 }
