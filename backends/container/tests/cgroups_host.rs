@@ -540,3 +540,44 @@ fn hybrid_hugetlb_through_unified() {
     finish(&cg);
     assert!(!dir.exists());
 }
+
+#[test]
+fn v1_blkio_weight_and_throttle() {
+    if !root() || host().is_none() {
+        return;
+    }
+    let cg = CgroupManager::new(Some(&path("blkio")), "blkio", false).unwrap();
+    let Some(dir) = cg.v1_dir("blkio").map(Path::to_path_buf) else {
+        eprintln!("skipped: no v1 blkio controller");
+        return;
+    };
+    // A real block device of this host (e.g. vda 254:0).
+    let dev = std::fs::read_dir("/sys/block")
+        .unwrap()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with("loop"))
+        .find_map(|e| std::fs::read_to_string(e.path().join("dev")).ok());
+    let Some(dev) = dev else {
+        eprintln!("skipped: no block device");
+        return;
+    };
+    let (maj, min) = dev.trim().split_once(':').unwrap();
+    let (maj, min): (i64, i64) = (maj.parse().unwrap(), min.parse().unwrap());
+    cg.create().unwrap();
+    cg.apply(&res(json!({"blockIO": {
+        "weight": 500,
+        "throttleReadBpsDevice": [{"major": maj, "minor": min, "rate": 1048576}],
+        "throttleWriteIOPSDevice": [{"major": maj, "minor": min, "rate": 100}],
+    }})))
+    .unwrap();
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    let weight = if dir.join("blkio.weight").exists() {
+        "blkio.weight"
+    } else {
+        "blkio.bfq.weight"
+    };
+    assert!(read(weight).contains("500"), "{}", read(weight));
+    assert!(read("blkio.throttle.read_bps_device").contains(&format!("{maj}:{min} 1048576")));
+    assert!(read("blkio.throttle.write_iops_device").contains(&format!("{maj}:{min} 100")));
+    finish(&cg);
+}
