@@ -382,6 +382,11 @@ fn check_refuses_what_cannot_be_honoured() {
         }
         CgroupManager::check(&res(json!({"memory": {"kernelTCP": 1 << 20}}))).unwrap();
     }
+    // docker 20.10 sends zeros for "not set" (runc's reading): accepted and ignored.
+    let docker = res(
+        json!({"blockIO": {"weight": 0}, "cpu": {"shares": 0}, "memory": {"disableOOMKiller": false, "kernel": 0}}),
+    );
+    CgroupManager::check(&docker).unwrap();
     // A typical podman set passes.
     CgroupManager::check(&res(json!({
         "devices": [{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}],
@@ -564,6 +569,8 @@ fn v1_blkio_weight_and_throttle() {
     let (maj, min) = dev.trim().split_once(':').unwrap();
     let (maj, min): (i64, i64) = (maj.parse().unwrap(), min.parse().unwrap());
     cg.create().unwrap();
+    // docker 20.10 sends weight 0 meaning "not set".
+    cg.apply(&res(json!({"blockIO": {"weight": 0}, "cpu": {"shares": 0}, "memory": {"disableOOMKiller": false}}))).unwrap();
     cg.apply(&res(json!({"blockIO": {
         "weight": 500,
         "throttleReadBpsDevice": [{"major": maj, "minor": min, "rate": 1048576}],

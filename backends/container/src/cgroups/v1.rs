@@ -110,7 +110,7 @@ fn check_memory(mgr: &CgroupManager, m: &LinuxMemory) -> Result<()> {
             bail!("memory.swap ({s}) is the memory+swap limit and must not be less than memory.limit ({l})");
         }
     }
-    if m.kernel().is_some() {
+    if m.kernel().filter(|v| *v != 0).is_some() {
         need_file(mgr, "memory", "memory.kmem.limit_in_bytes", "memory.kernel")?;
         if kernel_at_least(6, 1) {
             bail!(
@@ -119,7 +119,7 @@ fn check_memory(mgr: &CgroupManager, m: &LinuxMemory) -> Result<()> {
             );
         }
     }
-    if m.kernel_tcp().is_some() {
+    if m.kernel_tcp().filter(|v| *v != 0).is_some() {
         need_file(
             mgr,
             "memory",
@@ -157,7 +157,7 @@ fn check_cpu(mgr: &CgroupManager, c: &LinuxCpu) -> Result<()> {
     if c.idle().is_some() {
         need_file(mgr, "cpu", "cpu.idle", "cpu.idle")?;
     }
-    if c.realtime_runtime().is_some() || c.realtime_period().is_some() {
+    if c.realtime_runtime().is_some_and(|v| v != 0) || c.realtime_period().is_some_and(|v| v != 0) {
         need_file(
             mgr,
             "cpu",
@@ -172,8 +172,8 @@ fn check_cpu(mgr: &CgroupManager, c: &LinuxCpu) -> Result<()> {
 }
 
 fn check_blkio(mgr: &CgroupManager, b: &LinuxBlockIo) -> Result<()> {
-    let any = b.weight().is_some()
-        || b.leaf_weight().is_some()
+    let any = b.weight().filter(|v| *v != 0).is_some()
+        || b.leaf_weight().filter(|v| *v != 0).is_some()
         || b.weight_device().as_ref().is_some_and(|v| !v.is_empty())
         || b.throttle_read_bps_device()
             .as_ref()
@@ -383,7 +383,7 @@ fn apply_memory(mgr: &CgroupManager, m: &LinuxMemory) -> Result<()> {
     if let Some(r) = m.reservation().filter(|r| *r != 0) {
         fs::write(dir()?, "memory.soft_limit_in_bytes", &limit_str(r))?;
     }
-    if let Some(k) = m.kernel() {
+    if let Some(k) = m.kernel().filter(|v| *v != 0) {
         let d = dir()?;
         fs::write(d, "memory.kmem.limit_in_bytes", &limit_str(k))?;
         // Kernels that stopped enforcing it still accept the write: make sure it took.
@@ -392,7 +392,7 @@ fn apply_memory(mgr: &CgroupManager, m: &LinuxMemory) -> Result<()> {
             bail!("cannot set memory.kmem.limit_in_bytes to {k}: the kernel ignores it (reads back {got})");
         }
     }
-    if let Some(k) = m.kernel_tcp() {
+    if let Some(k) = m.kernel_tcp().filter(|v| *v != 0) {
         fs::write(dir()?, "memory.kmem.tcp.limit_in_bytes", &limit_str(k))?;
     }
     if let Some(s) = m.swappiness().filter(|s| *s != u64::MAX) {
@@ -422,7 +422,7 @@ fn apply_blkio(mgr: &CgroupManager, b: &LinuxBlockIo) -> Result<()> {
             bfq
         }
     };
-    if let Some(w) = b.weight() {
+    if let Some(w) = b.weight().filter(|v| *v != 0) {
         let d = dir()?;
         fs::write(
             d,
@@ -430,16 +430,16 @@ fn apply_blkio(mgr: &CgroupManager, b: &LinuxBlockIo) -> Result<()> {
             &w.to_string(),
         )?;
     }
-    if let Some(w) = b.leaf_weight() {
+    if let Some(w) = b.leaf_weight().filter(|v| *v != 0) {
         fs::write(dir()?, "blkio.leaf_weight", &w.to_string())?;
     }
     for wd in b.weight_device().iter().flatten() {
         let d = dir()?;
-        if let Some(w) = wd.weight() {
+        if let Some(w) = wd.weight().filter(|v| *v != 0) {
             let file = weight_file(d, "blkio.weight_device", "blkio.bfq.weight_device");
             fs::write(d, file, &format!("{}:{} {}", wd.major(), wd.minor(), w))?;
         }
-        if let Some(w) = wd.leaf_weight() {
+        if let Some(w) = wd.leaf_weight().filter(|v| *v != 0) {
             fs::write(
                 d,
                 "blkio.leaf_weight_device",

@@ -167,10 +167,10 @@ pub(super) fn check(mgr: &CgroupManager, res: &LinuxResources) -> Result<()> {
         if m.limit().is_some() || m.reservation().is_some() || m.swap().is_some() {
             need(mgr, "memory", "linux.resources.memory")?;
         }
-        if m.kernel().is_some() {
+        if m.kernel().filter(|v| *v != 0).is_some() {
             return Err(unsupported("memory.kernel (kernel memory limit)"));
         }
-        if m.kernel_tcp().is_some() {
+        if m.kernel_tcp().filter(|v| *v != 0).is_some() {
             return Err(unsupported("memory.kernelTCP"));
         }
         if m.swappiness().is_some_and(|s| s != u64::MAX) {
@@ -208,15 +208,15 @@ pub(super) fn check(mgr: &CgroupManager, res: &LinuxResources) -> Result<()> {
         need(mgr, "pids", "linux.resources.pids")?;
     }
     if let Some(b) = res.block_io() {
-        if b.leaf_weight().is_some()
+        if b.leaf_weight().filter(|v| *v != 0).is_some()
             || b.weight_device()
                 .iter()
                 .flatten()
-                .any(|w| w.leaf_weight().is_some())
+                .any(|w| w.leaf_weight().filter(|v| *v != 0).is_some())
         {
             return Err(unsupported("blockIO.leafWeight"));
         }
-        let any = b.weight().is_some()
+        let any = b.weight().filter(|v| *v != 0).is_some()
             || b.weight_device().as_ref().is_some_and(|v| !v.is_empty())
             || b.throttle_read_bps_device()
                 .as_ref()
@@ -379,7 +379,7 @@ pub(super) fn apply(mgr: &CgroupManager, res: &LinuxResources) -> Result<()> {
     }
     if let Some(b) = res.block_io() {
         let dir = || need(mgr, "io", "linux.resources.blockIO");
-        if let Some(w) = b.weight() {
+        if let Some(w) = b.weight().filter(|v| *v != 0) {
             let d = dir()?;
             if d.join("io.bfq.weight").exists() {
                 fs::write(d, "io.bfq.weight", &w.to_string())?;
@@ -388,7 +388,7 @@ pub(super) fn apply(mgr: &CgroupManager, res: &LinuxResources) -> Result<()> {
             }
         }
         for wd in b.weight_device().iter().flatten() {
-            if let Some(w) = wd.weight() {
+            if let Some(w) = wd.weight().filter(|v| *v != 0) {
                 let d = dir()?;
                 if d.join("io.bfq.weight").exists() {
                     fs::write(
