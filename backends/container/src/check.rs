@@ -85,6 +85,15 @@ pub fn check(spec: &Spec, bundle: &Path) -> Result<()> {
             }
         }
     }
+    // Security settings first: a profile we cannot load is the most important thing to report.
+    if let Some(linux) = spec.linux() {
+        if let Some(s) = linux.seccomp() {
+            sec::check(s)?;
+        }
+        if let Some(r) = linux.resources() {
+            CgroupManager::check(r)?;
+        }
+    }
     let ns = namespaces::plan(spec)?;
     if ns.joins.iter().any(|(_, f)| *f == libc::CLONE_NEWNS) {
         bail!("joining an existing mount namespace is not supported: the container backend builds the rootfs in a new one");
@@ -150,12 +159,6 @@ pub fn check(spec: &Spec, bundle: &Path) -> Result<()> {
                 d.path().display()
             );
         }
-    }
-    if let Some(s) = linux.seccomp() {
-        sec::check(s)?;
-    }
-    if let Some(r) = linux.resources() {
-        CgroupManager::check(r)?;
     }
     Ok(())
 }
