@@ -278,7 +278,6 @@ fn t_basic_effects() {
                   grep -q ' /dev/mqueue ' /proc/mounts && echo mqueue-mounted; \
                   exit 7";
     let (code, out) = run(&b, &sh(&b, script));
-    println!("{out}");
     assert_eq!(code, 7, "{out}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "hako-test", "{out}");
@@ -754,6 +753,29 @@ fn t_hooks_and_no_pivot() {
     delete(&b, &cfg, &r);
 }
 
+fn t_seccomp() {
+    // An errno rule for mkdir, default allow; once with no_new_privileges (filter loaded last),
+    // once without it and without CAP_SYS_ADMIN (loaded before capabilities drop).
+    for nnp in [true, false] {
+        let b = Bundle::new(if nnp { "seccomp-nnp" } else { "seccomp" });
+        let mut cfg = sh(
+            &b,
+            "mkdir /tmp/d 2>&1; echo rc=$?; grep Seccomp: /proc/self/status",
+        );
+        cfg["process"]["noNewPrivileges"] = json!(nnp);
+        cfg["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        });
+        let (code, out) = run(&b, &cfg);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("Operation not permitted"), "{out}");
+        assert!(out.contains("rc=1"), "{out}");
+        assert!(out.contains("Seccomp:\t2"), "{out}");
+    }
+}
+
 fn main() {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
@@ -777,6 +799,7 @@ fn main() {
         ("sysctl_and_domainname", t_sysctl_and_domainname),
         ("exec_kill_pause", t_exec_kill_pause),
         ("console_socket", t_console_socket),
+        ("seccomp", t_seccomp),
         ("hooks_and_no_pivot", t_hooks_and_no_pivot),
         ("kill_all", t_kill_all),
         ("user_namespace", t_user_namespace),
