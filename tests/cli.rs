@@ -143,19 +143,21 @@ fn pause_resume_and_update() {
     assert_eq!(h.status(&id), "running");
     let err = h.fails(&["resume", &id]);
     assert!(err.contains("running"), "{err}");
-    // update: pids limit and memory, seen from the cgroup files the container would read.
-    h.ok(&["update", "--pids-limit", "77", "--memory", "64m", &id]);
+    // update: pids limit and memory, read back from the container's own cgroup files.
     let pid = h.state(&id)["pid"].as_i64().unwrap();
-    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let pids_path = cg.lines().find_map(|l| l.split_once(":pids:").map(|(_, p)| p.to_string()));
-    if let Some(p) = pids_path {
-        let limit = std::fs::read_to_string(format!("/sys/fs/cgroup/pids{p}/pids.max")).unwrap();
-        assert_eq!(limit.trim(), "77");
-    } else {
-        let p = cg.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
-        let limit = std::fs::read_to_string(format!("/sys/fs/cgroup/unified{p}/pids.max")).unwrap();
-        assert_eq!(limit.trim(), "77");
-    }
+    let cgroup_file = |controller: &str, file: &str| -> String {
+        let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let v1 = cg.lines().find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+            ctrls.split(',').any(|c| c == controller).then(|| format!("/sys/fs/cgroup/{controller}{path}/{file}"))
+        });
+        let path = v1.unwrap_or_else(|| format!("/sys/fs/cgroup/unified{}/{file}", cg.lines().find_map(|l| l.strip_prefix("0::")).unwrap()));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")).trim().to_string()
+    };
+    h.ok(&["update", "--pids-limit", "77", "--memory", "64m", &id]);
+    assert_eq!(cgroup_file("pids", "pids.max"), "77");
+    assert_eq!(cgroup_file("memory", "memory.limit_in_bytes"), (64u64 << 20).to_string());
     // --resources from stdin, as containerd sends it.
     let mut child = h
         .cmd()
@@ -166,8 +168,7 @@ fn pause_resume_and_update() {
     use std::io::Write;
     child.stdin.take().unwrap().write_all(br#"{"pids":{"limit":55}}"#).unwrap();
     assert!(child.wait().unwrap().success());
-    let o = h.ok(&["exec", &id, "sh", "-c", "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max"]);
-    assert_eq!(o.trim(), "55");
+    assert_eq!(cgroup_file("pids", "pids.max"), "55");
     h.ok(&["delete", "--force", &id]);
 }
 
@@ -262,7 +263,7 @@ fn bad_input_is_one_clear_error_and_leaves_nothing() {
     b.edit(|c| c["root"]["path"] = json!("rootfs"));
     b.edit(|c| c["linux"]["namespaces"] = json!([{"type": "bogus"}]));
     check(&["create", "--bundle", &bd, &unique("bad")], "linux.namespaces[0].type");
-    b.edit(|c| c["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "pid"}]));
+    b.edit(|c| c["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "pid"}, {"type": "uts"}]));
     b.edit(|c| c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_NOTIFY", "syscalls": []}));
     check(&["create", "--bundle", &bd, &unique("bad")], "SCMP_ACT_NOTIFY");
     b.edit(|c| c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_DANCE"}));

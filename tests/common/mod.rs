@@ -150,9 +150,25 @@ impl Hako {
         c
     }
 
-    /// Run hako with these args; stdin is /dev/null.
+    /// Run hako with these args; stdin is /dev/null. Stdout and stderr go through files, not
+    /// pipes: a container that `create` leaves running inherits them, and a pipe would keep
+    /// the caller waiting for EOF until the container exits.
     pub fn run(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).stdin(std::process::Stdio::null()).output().expect("spawn hako")
+        use std::os::unix::process::ExitStatusExt;
+        let base = std::env::temp_dir().join(unique("hako-out"));
+        let (o, e) = (base.with_extension("out"), base.with_extension("err"));
+        let status = self
+            .cmd()
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(&o).unwrap())
+            .stderr(std::fs::File::create(&e).unwrap())
+            .status()
+            .expect("spawn hako");
+        let out = Output { status: std::process::ExitStatus::from_raw(status.into_raw()), stdout: std::fs::read(&o).unwrap(), stderr: std::fs::read(&e).unwrap() };
+        let _ = std::fs::remove_file(&o);
+        let _ = std::fs::remove_file(&e);
+        out
     }
 
     /// Run and insist on success; returns stdout.
