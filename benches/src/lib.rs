@@ -265,6 +265,10 @@ pub fn run(a: BenchArgs) -> Result<i32> {
     for it in 0..iters {
         let warm = it < a.warmup;
         for (s, rep) in active.iter_mut() {
+            pb.inc(1);
+            if rep.gave_up.is_some() {
+                continue;
+            }
             pb.set_message(format!(
                 "{} run {}/{}{}",
                 s.name,
@@ -277,13 +281,22 @@ pub fn run(a: BenchArgs) -> Result<i32> {
                 pb.println(format!("{} run {}: {e}", s.name, it + 1));
             }
             rep.samples.push(smp);
-            pb.inc(1);
+            let n = rep.samples.len();
+            if n >= 3 && rep.samples[n - 3..].iter().all(|x| x.error.is_some()) {
+                let last = rep.samples[n - 1].error.clone().unwrap_or_default();
+                let why = format!("gave up after 3 failed runs in a row (last: {last})");
+                pb.println(format!("{}: {why}", s.name));
+                rep.gave_up = Some(why);
+            }
         }
     }
 
     // Syscall cost, round-robin.
     for r in 0..a.syscall_runs {
-        for (s, rep) in active.iter_mut().filter(|(s, _)| s.syscall_bench) {
+        for (s, rep) in active
+            .iter_mut()
+            .filter(|(s, r)| s.syscall_bench && r.gave_up.is_none())
+        {
             pb.set_message(format!(
                 "{} getpid loop {}/{}",
                 s.name,
@@ -302,6 +315,9 @@ pub fn run(a: BenchArgs) -> Result<i32> {
     if a.density > 0 {
         for (s, rep) in active.iter_mut() {
             let Ok(n) = s.density.clone() else { continue };
+            if rep.gave_up.is_some() {
+                continue;
+            }
             if n == 0 {
                 continue;
             }
