@@ -588,3 +588,43 @@ fn v1_blkio_weight_and_throttle() {
     assert!(read("blkio.throttle.write_iops_device").contains(&format!("{maj}:{min} 100")));
     finish(&cg);
 }
+
+/// Prints what a cgroup costs per container on this host (no assertion on time).
+/// `cargo test -p hako-container --test cgroups_host -- --ignored --nocapture cost`
+#[test]
+#[ignore]
+fn cgroup_lifecycle_cost() {
+    if !root() {
+        return;
+    }
+    let r = res(
+        json!({"memory": {"limit": 64 << 20}, "pids": {"limit": 100},
+        "devices": [{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}]}),
+    );
+    let n = 50;
+    let (mut new, mut create, mut apply, mut destroy) = (0u128, 0u128, 0u128, 0u128);
+    for i in 0..n {
+        let t = std::time::Instant::now();
+        let cg = CgroupManager::new(Some(&path(&format!("cost{i}"))), "cost", false).unwrap();
+        new += t.elapsed().as_micros();
+        let t = std::time::Instant::now();
+        cg.create().unwrap();
+        create += t.elapsed().as_micros();
+        let t = std::time::Instant::now();
+        cg.apply(&r).unwrap();
+        apply += t.elapsed().as_micros();
+        let t = std::time::Instant::now();
+        cg.destroy().unwrap();
+        destroy += t.elapsed().as_micros();
+    }
+    let cg = CgroupManager::new(Some(&path("cost0")), "cost", false).unwrap();
+    finish(&cg);
+    eprintln!(
+        "per container, µs: new {} create {} ({} dirs) apply {} destroy {}",
+        new / n,
+        create / n,
+        cg.dirs().len(),
+        apply / n,
+        destroy / n
+    );
+}

@@ -496,7 +496,12 @@ impl CgroupManager {
                         ),
                     }
                     if is_cpuset {
-                        v1::cpuset_inherit(&parent, &cur)?;
+                        if let Err(e) = v1::cpuset_inherit(&parent, &cur) {
+                            if !cur.exists() && attempt < 5 {
+                                continue 'again;
+                            }
+                            return Err(e);
+                        }
                     }
                 }
                 break;
@@ -610,7 +615,22 @@ impl CgroupManager {
     /// Kill what is left, wait for the cgroup to empty and remove it in every hierarchy.
     /// Idempotent: a cgroup that is gone (or half made) is fine.
     pub fn destroy(&self) -> Result<()> {
-        if !self.exists() {
+        // Fast path: an empty cgroup without children just goes (rmdir fails with EBUSY when
+        // it still has processes or sub-cgroups, and then the slow path below takes over).
+        let mut busy = false;
+        for dir in self.dirs() {
+            match std::fs::remove_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => busy = true,
+                Err(e) => bail!(
+                    "cannot remove cgroup {}: {}",
+                    dir.display(),
+                    fs::describe(&e)
+                ),
+            }
+        }
+        if !busy {
             return Ok(());
         }
         let deadline = Instant::now() + Duration::from_secs(10);
