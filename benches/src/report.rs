@@ -88,6 +88,8 @@ pub struct SubjectReport {
     pub getpid_ratio: Option<f64>,
     pub density: Option<Density>,
     pub density_note: Option<String>,
+    /// Set when the subject failed three runs in a row and was not run any more.
+    pub gave_up: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -129,6 +131,7 @@ impl SubjectReport {
             getpid_ratio: None,
             density: None,
             density_note: None,
+            gave_up: None,
         }
     }
 
@@ -345,6 +348,9 @@ impl Report {
             for s in &self.skipped {
                 let _ = writeln!(o, "  {:<21} {}", s.name, s.reason);
             }
+        }
+        for s in self.subjects.iter().filter(|s| s.gave_up.is_some()) {
+            let _ = writeln!(o, "  {}: {}", s.name, s.gave_up.clone().unwrap_or_default());
         }
         for s in self.subjects.iter().filter(|s| s.failed_samples > 0) {
             if let Some(e) = s.samples.iter().find_map(|x| x.error.clone()) {
