@@ -228,9 +228,7 @@ pub struct UpdateArgs {
 #[derive(Args, Debug)]
 pub struct SpecArgs {
     /// Directory to write config.json into
+    /// (with the global `--rootless`: a spec for a rootless container)
     #[arg(short = 'b', long, default_value = ".")]
     pub bundle: PathBuf,
-    /// A spec for a rootless container (user namespace, no cgroup writes)
-    #[arg(long)]
-    pub rootless: bool,
 }

@@ -48,6 +48,7 @@ fn main() {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let explicit_rootless = cli.rootless == "true";
     let rootless = match cli.rootless.as_str() {
         "true" => true,
         "false" => false,
@@ -74,14 +75,22 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Pause(a) => ops::control::pause(&ctx, &a.id).map(|_| 0),
         Command::Resume(a) => ops::control::resume(&ctx, &a.id).map(|_| 0),
         Command::Update(a) => ops::control::update(&ctx, &a).map(|_| 0),
-        Command::Spec(a) => ops::info::spec(&a).map(|_| 0),
+        Command::Spec(a) => ops::info::spec(&a, explicit_rootless).map(|_| 0),
         Command::Features => ops::info::features().map(|_| 0),
         Command::Bench { args } => bench(args),
     }
 }
 
+#[cfg(feature = "bench")]
+fn bench(args: Vec<String>) -> anyhow::Result<i32> {
+    let mut argv = vec!["hako bench".to_string()];
+    argv.extend(args);
+    hako_bench::main_with_args(argv)
+}
+
+#[cfg(not(feature = "bench"))]
 fn bench(_args: Vec<String>) -> anyhow::Result<i32> {
-    anyhow::bail!("hako bench is not built into this binary yet")
+    anyhow::bail!("hako bench is not built into this binary (cargo feature \"bench\")")
 }
 
 #[cfg(test)]

@@ -88,17 +88,19 @@ pub fn features() -> Result<()> {
 }
 
 /// `hako spec`: a template config.json (busybox `sh` on a terminal, as runc writes).
-pub fn spec(args: &SpecArgs) -> Result<()> {
+pub fn spec(args: &SpecArgs, rootless: bool) -> Result<()> {
     let path = args.bundle.join("config.json");
     if path.exists() {
         bail!("{} exists already: remove it first", path.display());
     }
-    let spec = if args.rootless {
+    let spec = if rootless {
         // SAFETY: getuid/getgid cannot fail.
         oci_spec::runtime::Spec::rootless(unsafe { libc::getuid() }, unsafe { libc::getgid() })
     } else {
         oci_spec::runtime::Spec::default()
     };
+    let mut spec = spec;
+    spec.set_hostname(Some("hako".into()));
     let text = serde_json::to_string_pretty(&spec)?;
     std::fs::write(&path, text + "\n").with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
