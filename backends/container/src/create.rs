@@ -126,35 +126,76 @@ pub fn plan(req: &CreateRequest) -> Result<InitPlan> {
 }
 
 pub fn create(req: &CreateRequest) -> Result<Created> {
-    let mut plan = plan(req)?;
+    let plan = plan(req)?;
     let linux = req.spec.linux().clone().unwrap_or_default();
     let cg_path = linux
         .cgroups_path()
         .as_ref()
         .map(|p| p.to_string_lossy().to_string());
-    let cg = CgroupManager::new(cg_path.as_deref(), req.id, req.global.systemd_cgroup)?;
-    cg.create()?;
+    let cg = cgroup_for(req, cg_path.as_deref(), linux.resources().as_ref())?;
     let r = (|| {
-        if let Some(res) = linux.resources() {
+        if let (Some(cg), Some(res)) = (&cg, linux.resources()) {
             cg.apply(&with_default_devices(res, &plan.devices))?;
         }
         // Opened before the clone: a join must not change how the next path resolves.
         let joins = namespaces::open_joins(&plan.ns.joins)?;
-        let _ = &mut plan;
-        spawn(&plan, req, &cg, joins)
+        spawn(&plan, req, cg.as_ref(), joins)
     })();
     match r {
         Ok(pid) => Ok(Created {
             pid,
             data: serde_json::to_value(Data {
-                cgroup: Some(cg),
+                cgroup: cg,
                 rootfs: plan.rootfs.clone(),
             })?,
         }),
         Err(e) => {
-            let _ = cg.destroy();
+            if let Some(cg) = &cg {
+                let _ = cg.destroy();
+            }
             Err(e)
         }
+    }
+}
+
+/// Whether `res` asks for any limit (device rules alone do not count: they restrict nothing a
+/// rootless container could reach anyway).
+fn has_limits(res: &oci_spec::runtime::LinuxResources) -> bool {
+    res.memory().is_some()
+        || res.cpu().is_some()
+        || res.pids().is_some()
+        || res.block_io().is_some()
+        || res
+            .hugepage_limits()
+            .as_ref()
+            .is_some_and(|h| !h.is_empty())
+        || res.network().is_some()
+        || res.rdma().as_ref().is_some_and(|r| !r.is_empty())
+        || res.unified().as_ref().is_some_and(|u| !u.is_empty())
+}
+
+/// The container's cgroup, made. Rootless (not root on the host), as runc: when the cgroup
+/// cannot be made and the spec sets no limit, the container runs in the caller's cgroup.
+fn cgroup_for(
+    req: &CreateRequest,
+    path: Option<&str>,
+    res: Option<&oci_spec::runtime::LinuxResources>,
+) -> Result<Option<CgroupManager>> {
+    // SAFETY: geteuid cannot fail.
+    let rootless = req.global.rootless || unsafe { libc::geteuid() } != 0;
+    let made = CgroupManager::new(path, req.id, req.global.systemd_cgroup).and_then(|cg| {
+        cg.create()?;
+        Ok(cg)
+    });
+    match made {
+        Ok(cg) => Ok(Some(cg)),
+        Err(e) if rootless && !res.is_some_and(has_limits) => {
+            if req.global.debug {
+                eprintln!("hako: rootless: running without a cgroup of its own: {e:#}");
+            }
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -163,7 +204,7 @@ pub fn create(req: &CreateRequest) -> Result<Created> {
 fn spawn(
     plan: &InitPlan,
     req: &CreateRequest,
-    cg: &CgroupManager,
+    cg: Option<&CgroupManager>,
     joins: Vec<(OwnedFd, libc::c_int, PathBuf)>,
 ) -> Result<i32> {
     let (parent, child) = sync::pair()?;
@@ -207,7 +248,7 @@ fn spawn(
 fn drive(
     plan: &InitPlan,
     req: &CreateRequest,
-    cg: &CgroupManager,
+    cg: Option<&CgroupManager>,
     chan: &Channel,
     pid: i32,
 ) -> Result<()> {
@@ -216,7 +257,9 @@ fn drive(
         let rootless = unsafe { libc::geteuid() } != 0;
         namespaces::write_id_maps(pid, &plan.ns.uid_map, &plan.ns.gid_map, rootless)?;
     }
-    cg.add_pid(pid)?;
+    if let Some(cg) = cg {
+        cg.add_pid(pid)?;
+    }
     chan.send(&Msg::Go { pid })?;
     loop {
         match chan.recv()? {

@@ -145,15 +145,49 @@ pub fn clone(flags: libc::c_int) -> Result<i32> {
     Ok(r as i32)
 }
 
-/// Parent side: write the id maps of a child in a new user namespace.
-pub fn write_id_maps(pid: i32, uid_map: &str, gid_map: &str, deny_setgroups: bool) -> Result<()> {
-    if deny_setgroups {
-        std::fs::write(format!("/proc/{pid}/setgroups"), "deny").context("writing setgroups")?;
+/// Parent side: write the id maps of a child in a new user namespace. Root writes them
+/// directly. Rootless, a map of only our own id is written directly (after denying setgroups,
+/// which the kernel requires); anything wider goes through the setuid helpers newuidmap and
+/// newgidmap (package uidmap), which check /etc/subuid and /etc/subgid.
+pub fn write_id_maps(pid: i32, uid_map: &str, gid_map: &str, rootless: bool) -> Result<()> {
+    let direct = |file: &str, map: &str| {
+        std::fs::write(format!("/proc/{pid}/{file}"), map)
+            .with_context(|| format!("writing {file} {:?}", map.trim()))
+    };
+    if !rootless {
+        direct("uid_map", uid_map)?;
+        return direct("gid_map", gid_map);
     }
-    std::fs::write(format!("/proc/{pid}/uid_map"), uid_map)
-        .with_context(|| format!("writing uid_map {uid_map:?}"))?;
-    std::fs::write(format!("/proc/{pid}/gid_map"), gid_map)
-        .with_context(|| format!("writing gid_map {gid_map:?}"))?;
+    // SAFETY: geteuid/getegid cannot fail.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let only_self = |map: &str, id: u32| {
+        let lines: Vec<&str> = map.lines().collect();
+        lines.len() == 1
+            && lines[0].split_whitespace().nth(1) == Some(&id.to_string())
+            && lines[0].ends_with(" 1")
+    };
+    if only_self(uid_map, uid) && only_self(gid_map, gid) {
+        direct("setgroups", "deny")?;
+        direct("uid_map", uid_map)?;
+        return direct("gid_map", gid_map);
+    }
+    for (tool, map) in [("newuidmap", uid_map), ("newgidmap", gid_map)] {
+        let mut cmd = std::process::Command::new(tool);
+        cmd.arg(pid.to_string());
+        for l in map.lines() {
+            cmd.args(l.split_whitespace());
+        }
+        let out = cmd.output().with_context(|| {
+            format!("rootless: mapping more than our own id needs {tool} (package uidmap)")
+        })?;
+        if !out.status.success() {
+            bail!(
+                "{tool} {}: {}",
+                map.trim().replace('\n', ", "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
     Ok(())
 }
 

@@ -505,6 +505,59 @@ fn t_user_namespace() {
     assert!(lines[2].contains("65534"), "{out}");
 }
 
+fn t_user_namespace_exec() {
+    let b = Bundle::new("userns-exec");
+    let mut cfg = sh(&b, "sleep 1000");
+    cfg["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    cfg["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    cfg["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    for p in [b.dir.clone(), b.rootfs()] {
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let r = create(&b, &cfg).unwrap_or_else(|e| panic!("{e:#}"));
+    start(&r);
+    let spec: Spec = serde_json::from_value(cfg.clone()).unwrap();
+    let g = global();
+    let be = ContainerBackend::new();
+    let sb = sandbox(&b, &spec, &r, &g);
+    let process: hako_contract::Process = serde_json::from_value(json!({
+        "user": {"uid": 7, "gid": 7},
+        "args": ["sh", "-c", "id -u; cat /proc/self/uid_map; hostname"],
+        "env": ["PATH=/bin"],
+        "cwd": "/"
+    }))
+    .unwrap();
+    let out = b.dir.join("exec-out");
+    let ex = with_stdio_to(&out, || {
+        be.exec(
+            &sb,
+            &ExecRequest {
+                process: &process,
+                console_socket: None,
+                preserve_fds: 0,
+            },
+        )
+    })
+    .unwrap_or_else(|e| panic!("exec: {e:#}"));
+    assert_eq!(wait(ex.pid), 0);
+    let o = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<&str> = o.lines().collect();
+    assert_eq!(lines[0], "7", "{o}");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["0", "200000", "65536"],
+        "{o}"
+    );
+    assert_eq!(lines[2], "hako-test");
+    // Seen from the host, the exec'd process runs as 200007.
+    be.kill(&sb, libc::SIGKILL, false).unwrap();
+    assert_eq!(wait(r.created.pid), 128 + libc::SIGKILL);
+    delete(&b, &cfg, &r);
+}
+
 fn t_join_namespace() {
     let b = Bundle::new("join");
     // A holder container whose uts+net namespaces a second one joins.
@@ -803,6 +856,7 @@ fn main() {
         ("hooks_and_no_pivot", t_hooks_and_no_pivot),
         ("kill_all", t_kill_all),
         ("user_namespace", t_user_namespace),
+        ("user_namespace_exec", t_user_namespace_exec),
         ("join_namespace", t_join_namespace),
         ("check_refuses", t_check_refuses),
     ];
