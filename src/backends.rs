@@ -7,6 +7,8 @@ use hako_contract::Backend;
 /// Every backend hako knows by name, built in or not.
 pub const NAMES: &[&str] = &["container", "sentry", "microvm", "wasm"];
 
+// Backends are built with `default()` whether or not they hold state today.
+#[allow(clippy::default_constructed_unit_structs)]
 pub fn get(name: &str) -> Result<Box<dyn Backend>> {
     Ok(match name {
         "container" => Box::new(hako_container::ContainerBackend::default()),
@@ -16,7 +18,9 @@ pub fn get(name: &str) -> Result<Box<dyn Backend>> {
         "microvm" => Box::new(hako_microvm::MicrovmBackend::default()),
         #[cfg(feature = "wasm")]
         "wasm" => Box::new(hako_wasm::WasmBackend::default()),
-        n if NAMES.contains(&n) => bail!("the {n} backend is not built into this hako (cargo feature {n:?})"),
+        n if NAMES.contains(&n) => {
+            bail!("the {n} backend is not built into this hako (cargo feature {n:?})")
+        }
         n => bail!("unknown backend {n:?} (choose one of {})", NAMES.join(", ")),
     })
 }

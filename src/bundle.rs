@@ -17,7 +17,8 @@ pub struct Bundle {
 
 /// Read and validate `<dir>/config.json`.
 pub fn load(dir: &Path) -> Result<Bundle> {
-    let dir = std::fs::canonicalize(dir).with_context(|| format!("bundle {} not found", dir.display()))?;
+    let dir = std::fs::canonicalize(dir)
+        .with_context(|| format!("bundle {} not found", dir.display()))?;
     let cfg = dir.join("config.json");
     let bytes = std::fs::read(&cfg).with_context(|| format!("cannot read {}", cfg.display()))?;
     let mut spec = parse(&bytes).with_context(|| format!("invalid {}", cfg.display()))?;
@@ -41,14 +42,24 @@ pub fn parse(bytes: &[u8]) -> Result<Spec> {
 
 fn validate(spec: &mut Spec, dir: &Path) -> Result<()> {
     if !spec.version().starts_with("1.") {
-        bail!("unsupported ociVersion {:?}: hako runs runtime-spec 1.x bundles", spec.version());
+        bail!(
+            "unsupported ociVersion {:?}: hako runs runtime-spec 1.x bundles",
+            spec.version()
+        );
     }
     let Some(root) = spec.root().clone() else {
         bail!("config.json has no root");
     };
-    let rootfs = if root.path().is_absolute() { root.path().clone() } else { dir.join(root.path()) };
+    let rootfs = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        dir.join(root.path())
+    };
     if !rootfs.is_dir() {
-        bail!("rootfs {} does not exist or is not a directory", rootfs.display());
+        bail!(
+            "rootfs {} does not exist or is not a directory",
+            rootfs.display()
+        );
     }
     let mut root = root;
     root.set_path(rootfs);
@@ -60,7 +71,10 @@ fn validate(spec: &mut Spec, dir: &Path) -> Result<()> {
         bail!("process.args must name a program");
     }
     if !process.cwd().is_absolute() {
-        bail!("process.cwd {} must be an absolute path", process.cwd().display());
+        bail!(
+            "process.cwd {} must be an absolute path",
+            process.cwd().display()
+        );
     }
     Ok(())
 }
@@ -68,7 +82,10 @@ fn validate(spec: &mut Spec, dir: &Path) -> Result<()> {
 /// Whether a file starts with the wasm magic `\0asm`.
 pub fn is_wasm_file(path: &Path) -> bool {
     let mut magic = [0u8; 4];
-    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && &magic == b"\0asm"
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && &magic == b"\0asm"
 }
 
 /// Resolve `process.args[0]` to a host path inside the rootfs (PATH lookup for bare names,
@@ -78,7 +95,11 @@ fn entry_path(spec: &Spec) -> Option<PathBuf> {
     let process = spec.process().as_ref()?;
     let arg0 = process.args().as_ref()?.first()?;
     let candidates: Vec<String> = if arg0.contains('/') {
-        let base = if arg0.starts_with('/') { String::new() } else { process.cwd().display().to_string() + "/" };
+        let base = if arg0.starts_with('/') {
+            String::new()
+        } else {
+            process.cwd().display().to_string() + "/"
+        };
         vec![format!("{base}{arg0}")]
     } else {
         let path = process
@@ -88,9 +109,14 @@ fn entry_path(spec: &Spec) -> Option<PathBuf> {
             .find_map(|kv| kv.strip_prefix("PATH="))
             .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
             .to_string();
-        path.split(':').filter(|d| !d.is_empty()).map(|d| format!("{d}/{arg0}")).collect()
+        path.split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| format!("{d}/{arg0}"))
+            .collect()
     };
-    candidates.into_iter().find_map(|c| resolve_in_root(rootfs, &c, 0))
+    candidates
+        .into_iter()
+        .find_map(|c| resolve_in_root(rootfs, &c, 0))
 }
 
 fn resolve_in_root(rootfs: &Path, path: &str, depth: u32) -> Option<PathBuf> {
@@ -122,7 +148,10 @@ pub fn choose_backend(spec: &Spec, flag: Option<&str>) -> Result<String> {
     let ann = spec.annotations().clone().unwrap_or_default();
     if let Some(b) = ann.get(BACKEND_ANNOTATION) {
         if !backends::NAMES.contains(&b.as_str()) {
-            bail!("annotation {BACKEND_ANNOTATION}={b:?}: unknown backend (choose one of {})", backends::NAMES.join(", "));
+            bail!(
+                "annotation {BACKEND_ANNOTATION}={b:?}: unknown backend (choose one of {})",
+                backends::NAMES.join(", ")
+            );
         }
         return Ok(b.clone());
     }
@@ -136,12 +165,17 @@ pub fn choose_backend(spec: &Spec, flag: Option<&str>) -> Result<String> {
             let wasm = entry_path(spec).is_some_and(|p| is_wasm_file(&p));
             return Ok(if wasm { "wasm" } else { "container" }.into());
         }
-        Some(other) => bail!("annotation module.wasm.image/variant={other:?}: expected compat or compat-smart"),
+        Some(other) => {
+            bail!("annotation module.wasm.image/variant={other:?}: expected compat or compat-smart")
+        }
         None => {}
     }
     if let Some(b) = flag {
         if !backends::NAMES.contains(&b) {
-            bail!("--backend {b:?}: unknown backend (choose one of {})", backends::NAMES.join(", "));
+            bail!(
+                "--backend {b:?}: unknown backend (choose one of {})",
+                backends::NAMES.join(", ")
+            );
         }
         return Ok(b.to_string());
     }
@@ -154,10 +188,16 @@ pub fn choose_backend(spec: &Spec, flag: Option<&str>) -> Result<String> {
 /// Every `io.hako.*` annotation must be one the chosen backend knows.
 pub fn check_annotations(spec: &Spec, backend: &str, known: &[&str]) -> Result<()> {
     for key in spec.annotations().iter().flatten().map(|(k, _)| k) {
-        if !key.starts_with(ANNOTATION_PREFIX) || key == BACKEND_ANNOTATION || known.contains(&key.as_str()) {
+        if !key.starts_with(ANNOTATION_PREFIX)
+            || key == BACKEND_ANNOTATION
+            || known.contains(&key.as_str())
+        {
             continue;
         }
-        let owner = key[ANNOTATION_PREFIX.len()..].split('.').next().unwrap_or("");
+        let owner = key[ANNOTATION_PREFIX.len()..]
+            .split('.')
+            .next()
+            .unwrap_or("");
         if backends::NAMES.contains(&owner) && owner != backend {
             bail!("annotation {key} is for the {owner} backend, but this bundle runs on the {backend} backend");
         }
@@ -172,7 +212,11 @@ mod tests {
 
     fn spec_with(ann: &[(&str, &str)], args0: &str) -> Spec {
         let mut s = Spec::default();
-        s.set_annotations(Some(ann.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()));
+        s.set_annotations(Some(
+            ann.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ));
         let mut p = s.process().clone().unwrap();
         p.set_args(Some(vec![args0.to_string()]));
         s.set_process(Some(p));
@@ -181,7 +225,8 @@ mod tests {
 
     #[test]
     fn parse_errors_name_the_field() {
-        let e = parse(br#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"bogus"}]}}"#).unwrap_err();
+        let e = parse(br#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"bogus"}]}}"#)
+            .unwrap_err();
         let m = format!("{e:#}");
         assert!(m.contains("linux.namespaces[0].type"), "{m}");
         assert!(parse(b"{not json").is_err());
@@ -189,14 +234,41 @@ mod tests {
 
     #[test]
     fn backend_choice_follows_the_annotation_contract() {
-        assert_eq!(choose_backend(&spec_with(&[], "sh"), None).unwrap(), "container");
-        assert_eq!(choose_backend(&spec_with(&[], "sh"), Some("sentry")).unwrap(), "sentry");
-        assert_eq!(choose_backend(&spec_with(&[("io.hako.backend", "microvm")], "sh"), Some("sentry")).unwrap(), "microvm");
-        assert_eq!(choose_backend(&spec_with(&[("run.oci.handler", "wasm")], "x"), None).unwrap(), "wasm");
-        assert_eq!(choose_backend(&spec_with(&[("module.wasm.image/variant", "compat")], "x"), None).unwrap(), "wasm");
+        assert_eq!(
+            choose_backend(&spec_with(&[], "sh"), None).unwrap(),
+            "container"
+        );
+        assert_eq!(
+            choose_backend(&spec_with(&[], "sh"), Some("sentry")).unwrap(),
+            "sentry"
+        );
+        assert_eq!(
+            choose_backend(
+                &spec_with(&[("io.hako.backend", "microvm")], "sh"),
+                Some("sentry")
+            )
+            .unwrap(),
+            "microvm"
+        );
+        assert_eq!(
+            choose_backend(&spec_with(&[("run.oci.handler", "wasm")], "x"), None).unwrap(),
+            "wasm"
+        );
+        assert_eq!(
+            choose_backend(
+                &spec_with(&[("module.wasm.image/variant", "compat")], "x"),
+                None
+            )
+            .unwrap(),
+            "wasm"
+        );
         // compat-smart with a non-wasm (here: absent) entry point falls back to the container.
         assert_eq!(
-            choose_backend(&spec_with(&[("module.wasm.image/variant", "compat-smart")], "x"), None).unwrap(),
+            choose_backend(
+                &spec_with(&[("module.wasm.image/variant", "compat-smart")], "x"),
+                None
+            )
+            .unwrap(),
             "container"
         );
         assert!(choose_backend(&spec_with(&[("io.hako.backend", "kvm")], "x"), None).is_err());
@@ -218,7 +290,13 @@ mod tests {
         s.set_process(Some(p));
         assert_eq!(choose_backend(&s, None).unwrap(), "wasm");
         let mut s2 = s.clone();
-        s2.set_annotations(Some([("module.wasm.image/variant".to_string(), "compat-smart".to_string())].into()));
+        s2.set_annotations(Some(
+            [(
+                "module.wasm.image/variant".to_string(),
+                "compat-smart".to_string(),
+            )]
+            .into(),
+        ));
         assert_eq!(choose_backend(&s2, None).unwrap(), "wasm");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -227,9 +305,14 @@ mod tests {
     fn unknown_hako_annotations_are_errors() {
         let s = spec_with(&[("io.hako.microvm.vcpus", "2")], "x");
         assert!(check_annotations(&s, "microvm", &["io.hako.microvm.vcpus"]).is_ok());
-        let e = check_annotations(&s, "container", &[]).unwrap_err().to_string();
+        let e = check_annotations(&s, "container", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("microvm backend"), "{e}");
         let s = spec_with(&[("io.hako.frobnicate", "1"), ("org.other", "x")], "x");
-        assert!(check_annotations(&s, "container", &[]).unwrap_err().to_string().contains("unknown annotation"));
+        assert!(check_annotations(&s, "container", &[])
+            .unwrap_err()
+            .to_string()
+            .contains("unknown annotation"));
     }
 }

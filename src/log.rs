@@ -16,7 +16,11 @@ struct Logger {
 static LOGGER: OnceLock<Logger> = OnceLock::new();
 
 pub fn init(file: Option<PathBuf>, format: LogFormat, debug: bool) {
-    let _ = LOGGER.set(Logger { file, format, debug });
+    let _ = LOGGER.set(Logger {
+        file,
+        format,
+        debug,
+    });
 }
 
 pub fn debug_enabled() -> bool {
@@ -36,10 +40,16 @@ fn write_file(level: &str, msg: &str) {
     let Some(l) = LOGGER.get() else { return };
     let Some(path) = &l.file else { return };
     let line = match l.format {
-        LogFormat::Json => serde_json::json!({ "level": level, "msg": msg, "time": now_rfc3339() }).to_string(),
+        LogFormat::Json => {
+            serde_json::json!({ "level": level, "msg": msg, "time": now_rfc3339() }).to_string()
+        }
         LogFormat::Text => format!("time=\"{}\" level={} msg={:?}", now_rfc3339(), level, msg),
     };
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
         let _ = writeln!(f, "{line}");
     }
 }

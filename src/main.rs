@@ -56,10 +56,19 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         "auto" => (unsafe { libc::geteuid() }) != 0,
         other => anyhow::bail!("--rootless {other:?}: expected true, false or auto"),
     };
-    let root = if cli.root.is_absolute() { cli.root.clone() } else { std::env::current_dir()?.join(&cli.root) };
+    let root = if cli.root.is_absolute() {
+        cli.root.clone()
+    } else {
+        std::env::current_dir()?.join(&cli.root)
+    };
     let ctx = Ctx {
         store: store::Store::new(&root),
-        global: GlobalOptions { root, rootless, systemd_cgroup: cli.systemd_cgroup, debug: cli.debug },
+        global: GlobalOptions {
+            root,
+            rootless,
+            systemd_cgroup: cli.systemd_cgroup,
+            debug: cli.debug,
+        },
         backend_flag: cli.backend.clone(),
     };
     match cli.command {
@@ -100,7 +109,13 @@ mod tests {
     #[test]
     fn rootless_two_word_form_is_joined() {
         let v = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
-        assert_eq!(normalise_args(v("hako --rootless true create x")), v("hako --rootless=true create x"));
-        assert_eq!(normalise_args(v("hako --rootless create x")), v("hako --rootless create x"));
+        assert_eq!(
+            normalise_args(v("hako --rootless true create x")),
+            v("hako --rootless=true create x")
+        );
+        assert_eq!(
+            normalise_args(v("hako --rootless create x")),
+            v("hako --rootless create x")
+        );
     }
 }

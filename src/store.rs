@@ -38,7 +38,9 @@ pub fn validate_id(id: &str) -> Result<()> {
         && id.len() <= 1024
         && id != "."
         && id != ".."
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b));
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b));
     if !ok {
         bail!("invalid container id {id:?}: use letters, digits and _ + - . (not . or ..)");
     }
@@ -57,7 +59,9 @@ pub struct Locked {
 
 impl Store {
     pub fn new(root: &Path) -> Self {
-        Store { root: root.to_path_buf() }
+        Store {
+            root: root.to_path_buf(),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -71,11 +75,14 @@ impl Store {
     /// Make the directory of a new container; fails if the id is taken.
     pub fn create(&self, id: &str) -> Result<Locked> {
         validate_id(id)?;
-        fs::create_dir_all(&self.root).with_context(|| format!("cannot create state root {}", self.root.display()))?;
+        fs::create_dir_all(&self.root)
+            .with_context(|| format!("cannot create state root {}", self.root.display()))?;
         let dir = self.dir(id);
         match fs::create_dir(&dir) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!("container {id:?} already exists"),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                bail!("container {id:?} already exists")
+            }
             Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
         }
         lock(&dir)
@@ -115,20 +122,25 @@ fn lock(dir: &Path) -> Result<Locked> {
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
         return Err(std::io::Error::last_os_error()).context("cannot lock container state");
     }
-    Ok(Locked { dir: dir.to_path_buf(), _lock: f })
+    Ok(Locked {
+        dir: dir.to_path_buf(),
+        _lock: f,
+    })
 }
 
 impl Locked {
     pub fn read(&self) -> Result<Record> {
         let p = self.dir.join(STATE_FILE);
         let bytes = fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
-        serde_json::from_slice(&bytes).with_context(|| format!("corrupt state file {}", p.display()))
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("corrupt state file {}", p.display()))
     }
 
     /// Write state.json atomically (temp file + fsync-free rename: the root is a tmpfs).
     pub fn write(&self, rec: &Record) -> Result<()> {
         let tmp = self.dir.join(".state.json.tmp");
-        let mut f = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        let mut f =
+            File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
         f.write_all(&serde_json::to_vec(rec)?)?;
         drop(f);
         fs::rename(&tmp, self.dir.join(STATE_FILE)).context("cannot replace state.json")?;
@@ -141,7 +153,8 @@ impl Locked {
 
     /// Remove the whole directory.
     pub fn remove(self) -> Result<()> {
-        fs::remove_dir_all(&self.dir).with_context(|| format!("cannot remove {}", self.dir.display()))
+        fs::remove_dir_all(&self.dir)
+            .with_context(|| format!("cannot remove {}", self.dir.display()))
     }
 }
 

@@ -28,7 +28,14 @@ fn exit_code(ws: WaitStatus) -> Option<i32> {
 /// The signals hako forwards (every catchable one but the synchronous faults).
 fn forwarded() -> SigSet {
     let mut set = SigSet::all();
-    for s in [Signal::SIGKILL, Signal::SIGSTOP, Signal::SIGSEGV, Signal::SIGBUS, Signal::SIGILL, Signal::SIGFPE] {
+    for s in [
+        Signal::SIGKILL,
+        Signal::SIGSTOP,
+        Signal::SIGSEGV,
+        Signal::SIGBUS,
+        Signal::SIGILL,
+        Signal::SIGFPE,
+    ] {
         set.remove(s);
     }
     set
@@ -107,7 +114,13 @@ impl ConsoleListener {
         let mut buf = [0u8; 4096];
         let mut iov = [std::io::IoSliceMut::new(&mut buf)];
         let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = recvmsg::<()>(stream.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty()).context("recvmsg")?;
+        let msg = recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::empty(),
+        )
+        .context("recvmsg")?;
         for c in msg.cmsgs().context("cmsgs")? {
             if let ControlMessageOwned::ScmRights(fds) = c {
                 if let Some(&fd) = fds.first() {
@@ -138,6 +151,14 @@ pub fn relay_pty(master: OwnedFd) -> std::thread::JoinHandle<()> {
         cfmakeraw(&mut raw);
         let _ = tcsetattr(&stdin, SetArg::TCSANOW, &raw);
         RESTORE.with(|r| *r.borrow_mut() = saved.clone());
+    }
+    // The workload's terminal gets our terminal's size.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ/TIOCSWINSZ with a properly sized winsize.
+    unsafe {
+        if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 {
+            libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+        }
     }
     let m_in = master.try_clone().expect("dup pty master");
     std::thread::spawn(move || {
@@ -171,7 +192,11 @@ thread_local! {
 pub fn restore_terminal() {
     RESTORE.with(|r| {
         if let Some(t) = r.borrow_mut().take() {
-            let _ = nix::sys::termios::tcsetattr(std::io::stdin(), nix::sys::termios::SetArg::TCSANOW, &t);
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                &t,
+            );
         }
     });
 }

@@ -5,7 +5,7 @@ use crate::cli::{ExecArgs, KillArgs, PsArgs, UpdateArgs};
 use crate::wait;
 use anyhow::{bail, Context, Result};
 use hako_contract::{signal, ExecRequest, Status};
-use oci_spec::runtime::{Capability, LinuxBlockIo, LinuxPids, LinuxResources, Process, User};
+use oci_spec::runtime::{Capability, LinuxPids, LinuxResources, Process, User};
 use std::collections::HashSet;
 use std::io::Read;
 use std::str::FromStr;
@@ -13,7 +13,11 @@ use std::str::FromStr;
 pub fn kill(ctx: &Ctx, args: &KillArgs) -> Result<()> {
     let sig = signal::parse(&args.signal)?;
     let c = ctx.load(&args.id)?;
-    c.require(&ctx.global, &[Status::Created, Status::Running, Status::Paused], "kill")?;
+    c.require(
+        &ctx.global,
+        &[Status::Created, Status::Running, Status::Paused],
+        "kill",
+    )?;
     c.backend.kill(&c.sandbox(&ctx.global), sig, args.all)
 }
 
@@ -43,7 +47,8 @@ fn parse_size(s: &str) -> Result<i64> {
         _ => (&t[..], 1),
     };
     let n: i64 = num.parse().with_context(|| format!("invalid size {s:?}"))?;
-    n.checked_mul(mult).with_context(|| format!("size {s:?} too large"))
+    n.checked_mul(mult)
+        .with_context(|| format!("size {s:?} too large"))
 }
 
 /// `hako update`: the resources from `--resources FILE|-` (runtime-spec linux.resources JSON),
@@ -53,16 +58,19 @@ pub fn update(ctx: &Ctx, args: &UpdateArgs) -> Result<()> {
         Some(src) => {
             let mut buf = Vec::new();
             if src == "-" {
-                std::io::stdin().read_to_end(&mut buf).context("reading resources from stdin")?;
+                std::io::stdin()
+                    .read_to_end(&mut buf)
+                    .context("reading resources from stdin")?;
             } else {
                 buf = std::fs::read(src).with_context(|| format!("cannot read {src}"))?;
             }
             let de = &mut serde_json::Deserializer::from_slice(&buf);
-            serde_path_to_error::deserialize(de).map_err(|e| anyhow::anyhow!("invalid resources {}: {}", e.path(), e.inner()))?
+            serde_path_to_error::deserialize(de)
+                .map_err(|e| anyhow::anyhow!("invalid resources {}: {}", e.path(), e.inner()))?
         }
         None => LinuxResources::default(),
     };
-    let mut mem = res.memory().clone().unwrap_or_default();
+    let mut mem = (*res.memory()).unwrap_or_default();
     let mut mem_set = res.memory().is_some();
     if let Some(v) = &args.memory {
         mem.set_limit(Some(parse_size(v)?));
@@ -110,13 +118,17 @@ pub fn update(ctx: &Ctx, args: &UpdateArgs) -> Result<()> {
         res.set_pids(Some(p));
     }
     if let Some(w) = args.blkio_weight {
-        let mut b = res.block_io().clone().unwrap_or_else(LinuxBlockIo::default);
+        let mut b = res.block_io().clone().unwrap_or_default();
         b.set_weight(Some(w));
         res.set_block_io(Some(b));
     }
 
     let mut c = ctx.load(&args.id)?;
-    c.require(&ctx.global, &[Status::Created, Status::Running, Status::Paused], "update")?;
+    c.require(
+        &ctx.global,
+        &[Status::Created, Status::Running, Status::Paused],
+        "update",
+    )?;
     c.backend.update(&c.sandbox(&ctx.global), &res)?;
     // Remember the new limits, so later reads of the spec see them.
     let mut linux = c.rec.spec.linux().clone().unwrap_or_default();
@@ -128,13 +140,13 @@ pub fn update(ctx: &Ctx, args: &UpdateArgs) -> Result<()> {
 fn merge(old: Option<LinuxResources>, new: LinuxResources) -> LinuxResources {
     let mut r = old.unwrap_or_default();
     if new.memory().is_some() {
-        r.set_memory(new.memory().clone());
+        r.set_memory(*new.memory());
     }
     if new.cpu().is_some() {
         r.set_cpu(new.cpu().clone());
     }
     if new.pids().is_some() {
-        r.set_pids(new.pids().clone());
+        r.set_pids(*new.pids());
     }
     if new.block_io().is_some() {
         r.set_block_io(new.block_io().clone());
@@ -152,10 +164,17 @@ fn merge(old: Option<LinuxResources>, new: LinuxResources) -> LinuxResources {
 /// env, cwd, user and capabilities the flags give.
 fn exec_process(args: &ExecArgs, base: &Process) -> Result<Process> {
     if let Some(path) = &args.process {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read process file {}", path.display()))?;
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read process file {}", path.display()))?;
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        let p: Process = serde_path_to_error::deserialize(de)
-            .map_err(|e| anyhow::anyhow!("invalid process file {}: {}: {}", path.display(), e.path(), e.inner()))?;
+        let p: Process = serde_path_to_error::deserialize(de).map_err(|e| {
+            anyhow::anyhow!(
+                "invalid process file {}: {}: {}",
+                path.display(),
+                e.path(),
+                e.inner()
+            )
+        })?;
         if p.args().as_ref().is_none_or(|a| a.is_empty()) {
             bail!("process file {}: args must name a program", path.display());
         }
@@ -185,7 +204,9 @@ fn exec_process(args: &ExecArgs, base: &Process) -> Result<Process> {
             Some((a, b)) => (a.parse::<u32>(), b.parse::<u32>()),
             None => (u.parse::<u32>(), Ok(0)),
         };
-        let (Ok(uid), Ok(gid)) = (uid, gid) else { bail!("--user {u:?}: expected UID[:GID] as numbers") };
+        let (Ok(uid), Ok(gid)) = (uid, gid) else {
+            bail!("--user {u:?}: expected UID[:GID] as numbers")
+        };
         let mut user = User::default();
         user.set_uid(uid);
         user.set_gid(gid);
@@ -203,8 +224,15 @@ fn exec_process(args: &ExecArgs, base: &Process) -> Result<Process> {
         let mut add: HashSet<Capability> = HashSet::new();
         for c in &args.cap {
             let name = c.to_ascii_uppercase();
-            let name = if name.starts_with("CAP_") { name } else { format!("CAP_{name}") };
-            add.insert(Capability::from_str(&name).map_err(|_| anyhow::anyhow!("unknown capability {c:?}"))?);
+            let name = if name.starts_with("CAP_") {
+                name
+            } else {
+                format!("CAP_{name}")
+            };
+            add.insert(
+                Capability::from_str(&name)
+                    .map_err(|_| anyhow::anyhow!("unknown capability {c:?}"))?,
+            );
         }
         let extend = |s: &Option<HashSet<Capability>>| -> Option<HashSet<Capability>> {
             let mut s = s.clone().unwrap_or_default();
@@ -232,7 +260,10 @@ pub fn exec(ctx: &Ctx, args: &ExecArgs) -> Result<i32> {
     let base = c.rec.spec.process().clone().unwrap_or_default();
     let process = exec_process(args, &base)?;
     if !process.cwd().is_absolute() {
-        bail!("exec: cwd {} must be an absolute path", process.cwd().display());
+        bail!(
+            "exec: cwd {} must be an absolute path",
+            process.cwd().display()
+        );
     }
     let terminal = process.terminal().unwrap_or(false);
     let own_console = if terminal && args.console_socket.is_none() {
@@ -251,7 +282,10 @@ pub fn exec(ctx: &Ctx, args: &ExecArgs) -> Result<i32> {
     }
     let req = ExecRequest {
         process: &process,
-        console_socket: args.console_socket.as_deref().or(own_console.as_ref().map(|l| l.path())),
+        console_socket: args
+            .console_socket
+            .as_deref()
+            .or(own_console.as_ref().map(|l| l.path())),
         preserve_fds: args.preserve_fds,
     };
     let sb = c.sandbox(&ctx.global);
@@ -281,22 +315,40 @@ pub fn exec(ctx: &Ctx, args: &ExecArgs) -> Result<i32> {
 /// the container's processes.
 pub fn ps(ctx: &Ctx, args: &PsArgs) -> Result<()> {
     let c = ctx.load(&args.id)?;
-    let pids = if c.alive { c.backend.pids(&c.sandbox(&ctx.global))? } else { vec![] };
+    let pids = if c.alive {
+        c.backend.pids(&c.sandbox(&ctx.global))?
+    } else {
+        vec![]
+    };
     match args.format.as_str() {
         "json" => {
             println!("{}", serde_json::to_string(&pids)?);
             Ok(())
         }
         "table" => {
-            let ps_args = if args.ps_args.is_empty() { vec!["-ef".to_string()] } else { args.ps_args.clone() };
-            let out = std::process::Command::new("ps").args(&ps_args).output().context("cannot run ps")?;
+            let ps_args = if args.ps_args.is_empty() {
+                vec!["-ef".to_string()]
+            } else {
+                args.ps_args.clone()
+            };
+            let out = std::process::Command::new("ps")
+                .args(&ps_args)
+                .output()
+                .context("cannot run ps")?;
             if !out.status.success() {
-                bail!("ps {}: {}", ps_args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+                bail!(
+                    "ps {}: {}",
+                    ps_args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
             }
             let text = String::from_utf8_lossy(&out.stdout);
             let mut lines = text.lines();
             let header = lines.next().unwrap_or("");
-            let col = header.split_whitespace().position(|h| h == "PID").context("ps output has no PID column")?;
+            let col = header
+                .split_whitespace()
+                .position(|h| h == "PID")
+                .context("ps output has no PID column")?;
             println!("{header}");
             for l in lines {
                 if let Some(Ok(pid)) = l.split_whitespace().nth(col).map(str::parse::<i32>) {

@@ -1,8 +1,8 @@
 //! state, list, features, spec: reading about containers and the runtime.
 
 use super::{oci_state, Ctx};
-use crate::cli::{ListArgs, SpecArgs};
 use crate::backends;
+use crate::cli::{ListArgs, SpecArgs};
 use anyhow::{bail, Context, Result};
 use hako_contract::Status;
 use serde_json::json;
@@ -15,7 +15,13 @@ pub fn state(ctx: &Ctx, id: &str) -> Result<()> {
     if status == Status::Stopped {
         v["pid"] = json!(0);
     }
-    let rootfs = c.rec.spec.root().as_ref().map(|r| r.path().display().to_string()).unwrap_or_default();
+    let rootfs = c
+        .rec
+        .spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().display().to_string())
+        .unwrap_or_default();
     v["rootfs"] = json!(rootfs);
     v["created"] = json!(c.rec.created);
     v["owner"] = json!("");
@@ -50,7 +56,10 @@ pub fn list(ctx: &Ctx, args: &ListArgs) -> Result<()> {
     match args.format.as_str() {
         "json" => println!("{}", serde_json::to_string(&rows)?),
         "table" => {
-            println!("{:<24} {:<8} {:<8} {:<10} {:<40} CREATED", "ID", "PID", "STATUS", "BACKEND", "BUNDLE");
+            println!(
+                "{:<24} {:<8} {:<8} {:<10} {:<40} CREATED",
+                "ID", "PID", "STATUS", "BACKEND", "BUNDLE"
+            );
             for r in &rows {
                 println!(
                     "{:<24} {:<8} {:<8} {:<10} {:<40} {}",
@@ -78,9 +87,19 @@ pub fn features() -> Result<()> {
     let mut top = per.get("container").cloned().unwrap_or_else(|| json!({}));
     top["ociVersionMin"] = json!("1.0.0");
     top["ociVersionMax"] = json!("1.2.0");
-    top["hooks"] = json!(["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"]);
+    top["hooks"] = json!([
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "startContainer",
+        "poststart",
+        "poststop"
+    ]);
     let mut ann = top["annotations"].as_object().cloned().unwrap_or_default();
-    ann.insert("io.hako.backends".into(), json!(per.keys().cloned().collect::<Vec<_>>().join(",")));
+    ann.insert(
+        "io.hako.backends".into(),
+        json!(per.keys().cloned().collect::<Vec<_>>().join(",")),
+    );
     top["annotations"] = json!(ann);
     top["io.hako.backends"] = serde_json::Value::Object(per);
     println!("{}", serde_json::to_string_pretty(&top)?);
@@ -102,6 +121,7 @@ pub fn spec(args: &SpecArgs, rootless: bool) -> Result<()> {
     let mut spec = spec;
     spec.set_hostname(Some("hako".into()));
     let text = serde_json::to_string_pretty(&spec)?;
-    std::fs::write(&path, text + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::write(&path, text + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }

@@ -22,11 +22,21 @@ pub fn create(ctx: &Ctx, args: &CreateArgs) -> Result<CreatedContainer> {
     create_loaded(ctx, args, bundle::load(&args.bundle)?, None)
 }
 
-fn create_loaded(ctx: &Ctx, args: &CreateArgs, b: bundle::Bundle, console: Option<&Path>) -> Result<CreatedContainer> {
+fn create_loaded(
+    ctx: &Ctx,
+    args: &CreateArgs,
+    b: bundle::Bundle,
+    console: Option<&Path>,
+) -> Result<CreatedContainer> {
     let name = bundle::choose_backend(&b.spec, ctx.backend_flag.as_deref())?;
     let backend = backends::get(&name)?;
     bundle::check_annotations(&b.spec, &name, backend.annotations())?;
-    let terminal = b.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    let terminal = b
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
     let console = console.or(args.console_socket.as_deref());
     if terminal && console.is_none() {
         bail!("process.terminal is true but no --console-socket was given");
@@ -38,7 +48,13 @@ fn create_loaded(ctx: &Ctx, args: &CreateArgs, b: bundle::Bundle, console: Optio
     log::debug(&format!("container {}: backend {name}", args.id));
 
     let lock = ctx.store.create(&args.id)?;
-    let mut made = Made { lock: Some(lock), backend: &*backend, pid: None, rec: None, ctx };
+    let mut made = Made {
+        lock: Some(lock),
+        backend: &*backend,
+        pid: None,
+        rec: None,
+        ctx,
+    };
     let fifo = made.lock().fifo();
     start_gate::make(&fifo)?;
     let req = CreateRequest {
@@ -74,9 +90,17 @@ fn create_loaded(ctx: &Ctx, args: &CreateArgs, b: bundle::Bundle, console: Optio
     let state = oci_state(&rec, Status::Created);
     let h = b.spec.hooks().clone().unwrap_or_default();
     hooks::run("prestart", h.prestart().as_deref().unwrap_or(&[]), &state)?;
-    hooks::run("createRuntime", h.create_runtime().as_deref().unwrap_or(&[]), &state)?;
+    hooks::run(
+        "createRuntime",
+        h.create_runtime().as_deref().unwrap_or(&[]),
+        &state,
+    )?;
     if !backend.runs_container_hooks() {
-        hooks::run("createContainer", h.create_container().as_deref().unwrap_or(&[]), &state)?;
+        hooks::run(
+            "createContainer",
+            h.create_container().as_deref().unwrap_or(&[]),
+            &state,
+        )?;
     }
     if let Some(p) = &args.pid_file {
         write_pid_file(p, created.pid)?;
@@ -147,7 +171,10 @@ pub fn kill_and_wait(pid: i32, start: Option<u64>) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while proc::is_alive(pid, start) && Instant::now() < deadline {
         // Reap it if it is our child (create's error path); ignore ECHILD otherwise.
-        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+        let _ = nix::sys::wait::waitpid(
+            nix::unistd::Pid::from_raw(pid),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
 }
@@ -158,11 +185,19 @@ pub fn start(ctx: &Ctx, id: &str) -> Result<()> {
     c.require(&ctx.global, &[Status::Created], "start")?;
     let h = c.rec.spec.hooks().clone().unwrap_or_default();
     if !c.backend.runs_container_hooks() {
-        hooks::run("startContainer", h.start_container().as_deref().unwrap_or(&[]), &c.oci_state(Status::Created))?;
+        hooks::run(
+            "startContainer",
+            h.start_container().as_deref().unwrap_or(&[]),
+            &c.oci_state(Status::Created),
+        )?;
     }
     let (pid, st) = (c.rec.pid, c.rec.pid_start);
     start_gate::release(&c.lock.fifo(), || proc::is_alive(pid, st))?;
-    run_hooks_warn("poststart", h.poststart().as_ref(), &c.oci_state(Status::Running));
+    run_hooks_warn(
+        "poststart",
+        h.poststart().as_ref(),
+        &c.oci_state(Status::Running),
+    );
     Ok(())
 }
 
@@ -175,7 +210,12 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<i32> {
     crate::store::validate_id(&args.create.id)?;
     // A terminal in the foreground with no engine: hako holds the pty master itself.
     let b = bundle::load(&args.create.bundle)?;
-    let terminal = b.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    let terminal = b
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
     let own_console = if terminal && args.create.console_socket.is_none() {
         if args.detach {
             bail!("process.terminal is true: a detached run needs --console-socket");
@@ -187,7 +227,13 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<i32> {
     };
     let created = create_loaded(ctx, &args.create, b, own_console.as_ref().map(|l| l.path()))?;
     if let Err(e) = start(ctx, &args.create.id) {
-        let _ = delete(ctx, &DeleteArgs { force: true, id: args.create.id.clone() });
+        let _ = delete(
+            ctx,
+            &DeleteArgs {
+                force: true,
+                id: args.create.id.clone(),
+            },
+        );
         return Err(e);
     }
     if args.detach {
@@ -205,7 +251,13 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<i32> {
     }
     let code = code?;
     if !args.keep {
-        delete(ctx, &DeleteArgs { force: true, id: args.create.id.clone() })?;
+        delete(
+            ctx,
+            &DeleteArgs {
+                force: true,
+                id: args.create.id.clone(),
+            },
+        )?;
     }
     Ok(code)
 }
@@ -219,7 +271,8 @@ pub fn delete(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
             // A directory with no state.json is a create that died half-way: --force removes it.
             let dir = ctx.store.dir(&args.id);
             if args.force && crate::store::validate_id(&args.id).is_ok() && dir.is_dir() {
-                std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("cannot remove {}", dir.display()))?;
                 return Ok(());
             }
             return Err(e);
@@ -229,7 +282,10 @@ pub fn delete(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
     match status {
         Status::Stopped | Status::Created => {}
         _ if args.force => {}
-        _ => bail!("cannot delete container {:?}: it is {status} (use --force)", args.id),
+        _ => bail!(
+            "cannot delete container {:?}: it is {status} (use --force)",
+            args.id
+        ),
     }
     finish(ctx, c)
 }
@@ -247,6 +303,10 @@ fn finish(ctx: &Ctx, c: Loaded) -> Result<()> {
     let sb = Sandbox { alive: false, ..sb };
     c.backend.delete(&sb)?;
     let h = c.rec.spec.hooks().clone().unwrap_or_default();
-    run_hooks_warn("poststop", h.poststop().as_ref(), &c.oci_state(Status::Stopped));
+    run_hooks_warn(
+        "poststop",
+        h.poststop().as_ref(),
+        &c.oci_state(Status::Stopped),
+    );
     c.lock.remove()
 }

@@ -31,7 +31,12 @@ impl Ctx {
         let rec = lock.read()?;
         let backend = backends::get(&rec.backend)?;
         let alive = proc::is_alive(rec.pid, rec.pid_start);
-        Ok(Loaded { lock, rec, backend, alive })
+        Ok(Loaded {
+            lock,
+            rec,
+            backend,
+            alive,
+        })
     }
 }
 
@@ -67,7 +72,12 @@ impl Loaded {
         oci_state(&self.rec, status)
     }
 
-    pub fn require(&self, global: &GlobalOptions, allowed: &[Status], what: &str) -> Result<Status> {
+    pub fn require(
+        &self,
+        global: &GlobalOptions,
+        allowed: &[Status],
+        what: &str,
+    ) -> Result<Status> {
         let st = self.status(global);
         if !allowed.contains(&st) {
             bail!("cannot {what} container {:?}: it is {st}", self.rec.id);
@@ -79,7 +89,10 @@ impl Loaded {
 /// The OCI state for hooks and `state`: the spec's annotations plus the chosen backend.
 pub fn oci_state(rec: &Record, status: Status) -> OciState {
     let mut annotations = rec.annotations.clone();
-    annotations.insert(hako_contract::BACKEND_ANNOTATION.to_string(), rec.backend.clone());
+    annotations.insert(
+        hako_contract::BACKEND_ANNOTATION.to_string(),
+        rec.backend.clone(),
+    );
     OciState {
         oci_version: rec.spec.version().clone(),
         id: rec.id.clone(),
@@ -92,11 +105,19 @@ pub fn oci_state(rec: &Record, status: Status) -> OciState {
 
 /// Write a pid file atomically (temp file + rename), as engines expect.
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}", std::process::id()));
-    std::fs::write(&tmp, pid.to_string()).map_err(|e| anyhow::anyhow!("cannot write pid file {}: {e}", path.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| anyhow::anyhow!("cannot write pid file {}: {e}", path.display()))?;
+    std::fs::write(&tmp, pid.to_string())
+        .map_err(|e| anyhow::anyhow!("cannot write pid file {}: {e}", path.display()))?;
+    std::fs::rename(&tmp, path)
+        .map_err(|e| anyhow::anyhow!("cannot write pid file {}: {e}", path.display()))?;
     Ok(())
 }
 
