@@ -27,14 +27,23 @@ fn need_microvm() -> Option<String> {
 /// Build the static guest agent and point hako at it.
 fn agent() -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("backends/microvm/agent/build.sh");
-    let out = std::process::Command::new(script).output().expect("agent/build.sh");
-    assert!(out.status.success(), "agent build: {}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(script)
+        .output()
+        .expect("agent/build.sh");
+    assert!(
+        out.status.success(),
+        "agent build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 fn microvm_bundle(args: &[&str]) -> Bundle {
     let mut b = Bundle::busybox(args);
-    b.edit(|c| c["annotations"] = serde_json::json!({"io.hako.backend": "microvm", "io.hako.microvm.vmm": "qemu"}));
+    b.edit(|c| {
+        c["annotations"] =
+            serde_json::json!({"io.hako.backend": "microvm", "io.hako.microvm.vmm": "qemu"})
+    });
     b
 }
 
@@ -45,23 +54,50 @@ fn hako(agent: &str) -> Hako {
 
 /// State entries other than the backend's content cache.
 fn containers_left(h: &Hako) -> Vec<String> {
-    h.leftovers().into_iter().filter(|n| n != "microvm-cache").collect()
+    h.leftovers()
+        .into_iter()
+        .filter(|n| n != "microvm-cache")
+        .collect()
 }
 
 fn guest_release() -> String {
     let k = std::fs::canonicalize(hako_microvm::assets::default_kernel()).unwrap();
     let cfg = std::fs::read_to_string(format!("{}.config", k.display())).unwrap();
     cfg.lines()
-        .find_map(|l| l.strip_prefix("# Linux/").and_then(|r| r.strip_suffix(" Kernel Configuration")))
+        .find_map(|l| {
+            l.strip_prefix("# Linux/")
+                .and_then(|r| r.strip_suffix(" Kernel Configuration"))
+        })
         .and_then(|r| r.split_whitespace().nth(1))
         .unwrap()
         .to_string()
 }
 
+/// `hako <args>` for commands that leave a sandbox running (create, run --detach): its host
+/// process inherits hako's stdio, so capture nothing that would stay open; stderr goes to a file.
+fn detached(h: &Hako, args: &[&str]) {
+    let err = std::env::temp_dir().join(unique("mvm-stderr"));
+    let st = h
+        .cmd()
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .status()
+        .unwrap();
+    let msg = std::fs::read_to_string(&err).unwrap_or_default();
+    let _ = std::fs::remove_file(&err);
+    assert!(st.success(), "hako {args:?}: {st}: {msg}");
+}
+
 fn wait_status(h: &Hako, id: &str, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while h.status(id) != want {
-        assert!(Instant::now() < deadline, "container {id} never became {want}: {}", h.status(id));
+        assert!(
+            Instant::now() < deadline,
+            "container {id} never became {want}: {}",
+            h.status(id)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -70,28 +106,58 @@ fn wait_status(h: &Hako, id: &str, want: &str) {
 fn microvm_run_prints_output_exit_code_and_guest_kernel() {
     skip_unless!(need_microvm());
     let h = hako(&agent());
-    let b = microvm_bundle(&["sh", "-c", "echo hello from $(hostname); uname -r; echo to-stderr >&2; exit 3"]);
+    let b = microvm_bundle(&[
+        "sh",
+        "-c",
+        "echo hello from $(hostname); uname -r; echo to-stderr >&2; exit 3",
+    ]);
     let id = unique("mvm-run");
     let o = h.run(&["run", "--bundle", b.dir.to_str().unwrap(), &id]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(stdout(&o), format!("hello from hako\n{}\n", guest_release()), "stderr: {err}");
+    assert_eq!(
+        stdout(&o),
+        format!("hello from hako\n{}\n", guest_release()),
+        "stderr: {err}"
+    );
     assert_eq!(err, "to-stderr\n");
     assert_eq!(o.status.code(), Some(3));
-    assert!(containers_left(&h).is_empty(), "run left state behind: {:?}", containers_left(&h));
-    assert!(processes_mentioning(h.root.to_str().unwrap()).is_empty(), "a VM was left behind");
+    assert!(
+        containers_left(&h).is_empty(),
+        "run left state behind: {:?}",
+        containers_left(&h)
+    );
+    assert!(
+        processes_mentioning(h.root.to_str().unwrap()).is_empty(),
+        "a VM was left behind"
+    );
 }
 
 #[test]
 fn microvm_create_start_kill_delete() {
     skip_unless!(need_microvm());
     let h = hako(&agent());
-    let b = microvm_bundle(&["sh", "-c", "trap 'exit 42' TERM; echo up; while true; do sleep 0.1; done"]);
+    let b = microvm_bundle(&[
+        "sh",
+        "-c",
+        "trap 'exit 42' TERM; echo up; while true; do sleep 0.1; done",
+    ]);
     let id = unique("mvm-life");
     let pidfile = b.dir.join("pid");
-    h.ok(&["create", "--bundle", b.dir.to_str().unwrap(), "--pid-file", pidfile.to_str().unwrap(), &id]);
+    h.ok(&[
+        "create",
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        "--pid-file",
+        pidfile.to_str().unwrap(),
+        &id,
+    ]);
     let st = h.state(&id);
     assert_eq!(st["status"], "created");
-    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert_eq!(st["pid"], pid);
     h.ok(&["start", &id]);
     wait_status(&h, &id, "running");
@@ -101,7 +167,10 @@ fn microvm_create_start_kill_delete() {
     wait_status(&h, &id, "stopped");
     h.ok(&["delete", &id]);
     assert!(containers_left(&h).is_empty(), "{:?}", containers_left(&h));
-    assert!(processes_mentioning(h.root.to_str().unwrap()).is_empty(), "a VM was left behind");
+    assert!(
+        processes_mentioning(h.root.to_str().unwrap()).is_empty(),
+        "a VM was left behind"
+    );
 }
 
 #[test]
@@ -110,9 +179,15 @@ fn microvm_delete_force_stops_the_vm() {
     let h = hako(&agent());
     let b = microvm_bundle(&["sleep", "600"]);
     let id = unique("mvm-force");
-    h.ok(&["run", "--detach", "--bundle", b.dir.to_str().unwrap(), &id]);
+    detached(
+        &h,
+        &["run", "--detach", "--bundle", b.dir.to_str().unwrap(), &id],
+    );
     wait_status(&h, &id, "running");
-    assert!(!processes_mentioning(h.root.to_str().unwrap()).is_empty(), "the VM runs");
+    assert!(
+        !processes_mentioning(h.root.to_str().unwrap()).is_empty(),
+        "the VM runs"
+    );
     h.ok(&["delete", "--force", &id]);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !processes_mentioning(h.root.to_str().unwrap()).is_empty() {
@@ -127,11 +202,23 @@ fn microvm_bad_input_is_one_error_and_leaves_nothing() {
     skip_unless!(need_microvm());
     let h = hako(&agent());
     let cases: Vec<(&str, serde_json::Value, &str)> = vec![
-        ("io.hako.microvm.kernel", "/nonexistent/vmlinux".into(), "does not exist"),
+        (
+            "io.hako.microvm.kernel",
+            "/nonexistent/vmlinux".into(),
+            "does not exist",
+        ),
         ("io.hako.microvm.kernel", "/etc/passwd".into(), "not an ELF"),
         ("io.hako.microvm.memory", "16M".into(), "below the 32 MiB"),
-        ("io.hako.microvm.image-budget", "1M".into(), "over the microvm image budget"),
-        ("io.hako.microvm.vmm", "firecracker".into(), "use hako, qemu or auto"),
+        (
+            "io.hako.microvm.image-budget",
+            "1M".into(),
+            "over the microvm image budget",
+        ),
+        (
+            "io.hako.microvm.vmm",
+            "firecracker".into(),
+            "use hako, qemu or auto",
+        ),
     ];
     for (key, value, want) in cases {
         let mut b = microvm_bundle(&["true"]);
@@ -139,8 +226,15 @@ fn microvm_bad_input_is_one_error_and_leaves_nothing() {
         let id = unique("mvm-bad");
         let err = h.fails(&["run", "--bundle", b.dir.to_str().unwrap(), &id]);
         assert!(err.contains(want), "{key}={value}: {err}");
-        assert!(containers_left(&h).is_empty(), "{key}: left {:?}", containers_left(&h));
-        assert!(processes_mentioning(h.root.to_str().unwrap()).is_empty(), "{key}: a process was left");
+        assert!(
+            containers_left(&h).is_empty(),
+            "{key}: left {:?}",
+            containers_left(&h)
+        );
+        assert!(
+            processes_mentioning(h.root.to_str().unwrap()).is_empty(),
+            "{key}: a process was left"
+        );
     }
     // A writable host directory cannot be shared with the guest: refused, not dropped.
     let mut b = microvm_bundle(&["true"]);
@@ -150,7 +244,15 @@ fn microvm_bad_input_is_one_error_and_leaves_nothing() {
         c["mounts"].as_array_mut().unwrap().push(serde_json::json!(
             {"destination": "/vol", "type": "bind", "source": src, "options": ["rbind", "rw"]}))
     });
-    let err = h.fails(&["run", "--bundle", b.dir.to_str().unwrap(), &unique("mvm-bad")]);
-    assert!(err.contains("cannot share a writable host directory"), "{err}");
+    let err = h.fails(&[
+        "run",
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        &unique("mvm-bad"),
+    ]);
+    assert!(
+        err.contains("cannot share a writable host directory"),
+        "{err}"
+    );
     assert!(containers_left(&h).is_empty());
 }

@@ -161,21 +161,22 @@ fn kill_vm(pid: libc::pid_t) {
     }
 }
 
-/// The last lines of the guest's serial log and of the engine's log, for error messages.
+/// The last lines of the engine's log and of the guest's serial log, on one line, for error
+/// messages (the logs themselves live in the state directory).
 pub fn diagnostics(serial_log: &Path, engine_log: &Path) -> String {
     let tail = |p: &Path, n: usize| -> String {
         let s = std::fs::read_to_string(p).unwrap_or_default();
-        let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
+        let lines: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        lines[lines.len().saturating_sub(n)..].join(" | ")
     };
     let mut out = String::new();
-    let e = tail(engine_log, 5);
+    let e = tail(engine_log, 3);
     if !e.is_empty() {
-        out.push_str(&format!("\nengine said:\n{e}"));
+        out.push_str(&format!("; engine: {e}"));
     }
-    let s = tail(serial_log, 12);
+    let s = tail(serial_log, 4);
     if !s.is_empty() {
-        out.push_str(&format!("\nguest console ({}):\n{s}", serial_log.display()));
+        out.push_str(&format!("; guest console: {s}"));
     }
     out
 }
