@@ -215,6 +215,7 @@ fn spawn(
         if pid == 0 {
             drop(parent);
             process::close_cloexec_fds(&keep);
+            process::reset_signals();
             init_main(plan, &child);
         }
         pid
@@ -223,6 +224,7 @@ fn spawn(
         if mid == 0 {
             drop(parent);
             process::close_cloexec_fds(&keep);
+            process::reset_signals();
             intermediate(plan, &child, &joins);
         }
         drop(joins);

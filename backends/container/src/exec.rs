@@ -49,6 +49,7 @@ pub fn exec(sb: &Sandbox, req: &ExecRequest) -> Result<Execed> {
         keep.push(root.as_raw_fd());
         keep.push(child.raw());
         process::close_cloexec_fds(&keep);
+        process::reset_signals();
         intermediate(&data, &nss, &root, &plan, seccomp.as_ref(), req, &child);
     }
     drop(child);

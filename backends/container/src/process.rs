@@ -188,10 +188,10 @@ pub fn become_user(p: &ProcessPlan) -> Result<()> {
     if let Some(c) = &p.caps {
         caps::set_process_sets(c)?;
     }
-    if let Some(m) = p.umask {
-        // SAFETY: umask cannot fail.
-        unsafe { libc::umask(m as libc::mode_t) };
-    }
+    // As runc: 0022 unless the spec says otherwise (not the caller's umask).
+    let m = p.umask.unwrap_or(0o022);
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(m as libc::mode_t) };
     Ok(())
 }
 
@@ -331,6 +331,44 @@ pub fn close_cloexec_fds(keep: &[i32]) {
                 libc::close(fd);
             }
         }
+    }
+}
+
+/// In a freshly cloned child: every signal back to its default action and none blocked. The
+/// caller's dispositions (Rust ignores SIGPIPE; a front end may handle SIGINT/SIGCHLD) must not
+/// leak into the container (ignored signals survive execve).
+pub fn reset_signals() {
+    // SAFETY: plain signal-state calls in a single-threaded child.
+    unsafe {
+        // The raw syscall: glibc's signal() refuses 32 and 33, which it reserves for itself,
+        // yet a caller may have them ignored (seen under cargo) and the workload would inherit.
+        #[repr(C)]
+        struct KernelSigaction {
+            handler: usize,
+            flags: u64,
+            restorer: usize,
+            mask: u64,
+        }
+        let dfl = KernelSigaction {
+            handler: libc::SIG_DFL,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        for sig in 1..=libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    &dfl as *const KernelSigaction,
+                    0usize,
+                    8usize,
+                );
+            }
+        }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
 }
 
