@@ -472,6 +472,7 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
 }
 
 fn rlimit_resource(name: &str) -> Option<u32> {
+    #[allow(clippy::unnecessary_cast)]
     Some(match name {
         "RlimitCpu" => libc::RLIMIT_CPU,
         "RlimitFsize" => libc::RLIMIT_FSIZE,

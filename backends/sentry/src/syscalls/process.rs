@@ -314,7 +314,7 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
                 k.host_of(v).map(|h| k.tasks[&h].proc.borrow().host_pid)
             };
             if s == wait4 {
-                if which > 0 || which < -1 {
+                if !(-1..=0).contains(&which) {
                     let Some(h) =
                         translate(which.abs()).or_else(|| k.v2h.get(&which.abs()).copied())
                     else {
@@ -324,8 +324,8 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
                 }
                 Outcome::NativeThen(Fixup::HostPidRet)
             } else {
-                if idtype == libc::P_PID as i32 || idtype == libc::P_PGID as i32 {
-                    if which != 0 {
+                if (idtype == libc::P_PID as i32 || idtype == libc::P_PGID as i32) && which != 0 {
+                    {
                         let Some(h) = k.v2h.get(&which).copied() else {
                             return Some(err(libc::ECHILD));
                         };

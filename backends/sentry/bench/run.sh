@@ -1,0 +1,49 @@
+#!/bin/sh
+# Side-by-side figures for the sentry backend: startup of /bin/true, getpid cost, file read cost,
+# against runsc (gVisor, ptrace platform, no network) and the container backend, same bundle.
+# Usage: run.sh [HAKO_BINARY]   (root; needs gcc for the static probe, runsc optional)
+set -eu
+HAKO=${1:-$(dirname "$0")/../../../target/debug/hako}
+HAKO=$(realpath "$HAKO")
+W=$(mktemp -d /tmp/hako-sentry-bench.XXXXXX)
+trap 'rm -rf "$W"' EXIT
+R=$W/bundle/rootfs
+mkdir -p "$R/bin" "$R/etc" "$R/tmp" "$R/proc" "$R/dev" "$R/sys"
+cp /bin/busybox "$R/bin/busybox"
+for a in sh true cat echo; do ln -s busybox "$R/bin/$a"; done
+echo bench-box > "$R/etc/hostname"
+gcc -O2 -static -o "$R/bin/probe" "$(dirname "$0")/probe.c"
+N=${N:-20000}
+mk() { # backend args...
+  b=$1; shift
+  args=$(printf '"%s",' "$@"); args="[${args%,}]"
+  cat > "$W/bundle/config.json" <<J
+{"ociVersion":"1.0.2","process":{"terminal":false,"user":{"uid":0,"gid":0},"args":$args,
+ "env":["PATH=/bin"],"cwd":"/"},"root":{"path":"rootfs"},"hostname":"bench",
+ "annotations":{"io.hako.backend":"$b"},
+ "linux":{"namespaces":[{"type":"pid"},{"type":"mount"},{"type":"network"},{"type":"ipc"},{"type":"uts"}]}}
+J
+}
+ms() { s=$(date +%s%N); "$@" >/dev/null 2>&1 || true; e=$(date +%s%N); echo $(( (e - s) / 1000000 )); }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+startup() { # label cmd...
+  label=$1; shift
+  for i in 1 2 3 4 5 6 7; do ms "$@"; done | median | xargs printf "%-28s startup /bin/true  %5s ms\n" "$label"
+}
+cd "$W/bundle"
+i=0
+for b in sentry container; do
+  mk $b /bin/true
+  startup "hako ($b)" sh -c "i=\$\$; exec $HAKO --root $W/state run b$b\$RANDOM"
+done
+if command -v runsc >/dev/null; then
+  startup "runsc --platform=ptrace" runsc --root "$W/runsc" --platform=ptrace --network=none run r$$
+fi
+for t in "getpid $N" "read $N /etc/hostname"; do
+  set -- $t
+  mk sentry /bin/probe "$@"; printf "%-28s " "hako (sentry)"; $HAKO --root "$W/state" run s$$ 2>&1 | tail -1
+  mk container /bin/probe "$@"; printf "%-28s " "hako (container)"; $HAKO --root "$W/state" run c$$ 2>&1 | tail -1
+  if command -v runsc >/dev/null; then
+    mk sentry /bin/probe "$@"; printf "%-28s " "runsc --platform=ptrace"; runsc --root "$W/runsc" --platform=ptrace --network=none run r$$ 2>&1 | tail -1
+  fi
+done
