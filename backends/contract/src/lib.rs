@@ -120,10 +120,12 @@ pub trait Backend {
     /// nothing behind (no process, mount, cgroup, device, file outside `state_dir`).
     fn create(&self, req: &CreateRequest) -> Result<Created>;
 
-    /// True when the backend runs the `createContainer` hooks (during `create`) and the
-    /// `startContainer` hooks (after the start gate opens, before the workload runs) itself, in
-    /// the sandbox's own context. Otherwise the front end runs them on the host: createContainer
-    /// right after createRuntime, startContainer in `start` just before the gate opens.
+    /// True when the backend runs the create-time hooks itself, in order: `prestart` and
+    /// `createRuntime` on the host once the sandbox's namespaces exist, then `createContainer`
+    /// in the sandbox's own context, and later `startContainer` after the start gate opens and
+    /// before the workload runs (state from [`OciState::for_create`]). Otherwise the front end
+    /// runs them on the host: the first three right after `create` returns, startContainer in
+    /// `start` just before the gate opens.
     fn runs_container_hooks(&self) -> bool {
         false
     }

@@ -39,3 +39,20 @@ pub struct OciState {
     #[serde(default, skip_serializing_if = "HashMap::is_empty")]
     pub annotations: HashMap<String, String>,
 }
+
+impl OciState {
+    /// The state hooks see while `create` runs: the spec's annotations plus the backend's name
+    /// under `io.hako.backend`, exactly as `hako state` will report them.
+    pub fn for_create(req: &crate::CreateRequest, backend: &str, pid: i32, status: Status) -> OciState {
+        let mut annotations = req.spec.annotations().clone().unwrap_or_default();
+        annotations.insert(crate::BACKEND_ANNOTATION.to_string(), backend.to_string());
+        OciState {
+            oci_version: req.spec.version().clone(),
+            id: req.id.to_string(),
+            status,
+            pid: Some(pid),
+            bundle: req.bundle.to_path_buf(),
+            annotations,
+        }
+    }
+}
