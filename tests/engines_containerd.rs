@@ -133,6 +133,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         Box::new(c)
     }
 
+    /// Cleanup commands get a shorter leash: the guard kills what is left anyway.
+    fn cleanup_cmd(&self, args: &[&str]) -> Out {
+        run_cmd(&mut self.ctr_command(args), None, CLEANUP_TIMEOUT)
+    }
+
     fn cmd(&self, args: &[&str]) -> Out {
         run_cmd(&mut self.ctr_command(args), None, CMD_TIMEOUT)
     }
@@ -236,11 +241,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 impl Drop for Containerd {
     fn drop(&mut self) {
         if self.daemon.is_some() {
-            let ids = self.cmd(&["containers", "ls", "-q"]).stdout;
+            let ids = self.cleanup_cmd(&["containers", "ls", "-q"]).stdout;
             for id in ids.lines().map(str::trim).filter(|s| !s.is_empty()) {
-                let _ = self.cmd(&["tasks", "kill", "--all", "--signal", "SIGKILL", id]);
-                let _ = self.cmd(&["tasks", "delete", "--force", id]);
-                let _ = self.cmd(&["containers", "delete", id]);
+                let _ = self.cleanup_cmd(&["tasks", "kill", "--all", "--signal", "SIGKILL", id]);
+                let _ = self.cleanup_cmd(&["tasks", "delete", "--force", id]);
+                let _ = self.cleanup_cmd(&["containers", "delete", id]);
             }
         }
         if let Some(mut d) = self.daemon.take() {

@@ -121,6 +121,11 @@ impl Dockerd {
         c
     }
 
+    /// Cleanup commands get a shorter leash: the guard kills what is left anyway.
+    fn cleanup_cmd(&self, args: &[&str]) -> Out {
+        run_cmd(&mut self.command(args), None, CLEANUP_TIMEOUT)
+    }
+
     fn cmd(&self, args: &[&str]) -> Out {
         run_cmd(&mut self.command(args), None, CMD_TIMEOUT)
     }
@@ -195,7 +200,7 @@ impl Drop for Dockerd {
                 .map(str::to_owned)
                 .collect();
             for id in &ids {
-                let _ = self.cmd(&["rm", "-f", id]);
+                let _ = self.cleanup_cmd(&["rm", "-f", id]);
             }
         }
         if let Some(mut d) = self.daemon.take() {

@@ -107,6 +107,11 @@ impl Podman {
         c
     }
 
+    /// Cleanup commands get a shorter leash: the guard kills what is left anyway.
+    fn cleanup_cmd(&self, args: &[&str]) -> Out {
+        run_cmd(&mut self.command(args), None, CLEANUP_TIMEOUT)
+    }
+
     fn cmd(&self, args: &[&str]) -> Out {
         run_cmd(&mut self.command(args), None, CMD_TIMEOUT)
     }
@@ -179,7 +184,7 @@ impl Podman {
 
 impl Drop for Podman {
     fn drop(&mut self) {
-        let out = self.cmd(&["rm", "--all", "--force", "--time", "0"]);
+        let out = self.cleanup_cmd(&["rm", "--all", "--force", "--time", "0"]);
         if !out.ok() {
             eprintln!("cleanup: {}", out.describe());
         }

@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 
 /// Default limit for a single engine command: a safety net against hangs, not a timing assertion.
 pub const CMD_TIMEOUT: Duration = Duration::from_secs(90);
+/// Limit for each teardown command of a guard.
+pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(20);
 
 // ---------------------------------------------------------------------------------------------
 // Skips and probes
