@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 fn wait_status(h: &Hako, id: &str, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while h.status(id) != want {
-        assert!(Instant::now() < deadline, "container {id} never became {want}: {}", h.status(id));
+        assert!(
+            Instant::now() < deadline,
+            "container {id} never became {want}: {}",
+            h.status(id)
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -22,25 +26,53 @@ fn run_prints_output_and_returns_the_exit_code() {
     let b = Bundle::busybox(&["sh", "-c", "echo hello from $(hostname); exit 3"]);
     let id = unique("run");
     let o = h.run(&["run", "--bundle", b.dir.to_str().unwrap(), &id]);
-    assert_eq!(stdout(&o), "hello from hako\n", "stderr: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        stdout(&o),
+        "hello from hako\n",
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_eq!(o.status.code(), Some(3));
-    assert!(h.leftovers().is_empty(), "run left state behind: {:?}", h.leftovers());
-    assert!(cgroup_dirs_named(&id).is_empty(), "run left cgroups: {:?}", cgroup_dirs_named(&id));
+    assert!(
+        h.leftovers().is_empty(),
+        "run left state behind: {:?}",
+        h.leftovers()
+    );
+    assert!(
+        cgroup_dirs_named(&id).is_empty(),
+        "run left cgroups: {:?}",
+        cgroup_dirs_named(&id)
+    );
 }
 
 #[test]
 fn create_start_kill_delete_follow_the_lifecycle() {
     skip_unless!(need_root());
     let h = Hako::new();
-    let b = Bundle::busybox(&["sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.05; done"]);
+    let b = Bundle::busybox(&[
+        "sh",
+        "-c",
+        "trap 'exit 42' TERM; while true; do sleep 0.05; done",
+    ]);
     let id = unique("life");
     let pidfile = b.dir.join("pid");
-    h.ok(&["create", "--bundle", b.dir.to_str().unwrap(), "--pid-file", pidfile.to_str().unwrap(), &id]);
+    h.ok(&[
+        "create",
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        "--pid-file",
+        pidfile.to_str().unwrap(),
+        &id,
+    ]);
     let st = h.state(&id);
     assert_eq!(st["status"], "created");
     assert_eq!(st["id"], id.as_str());
     assert_eq!(st["annotations"]["io.hako.backend"], "container");
-    let pid: i64 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let pid: i64 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert_eq!(st["pid"], json!(pid));
     // The created process has not run the workload yet: it is not `sh`.
     let comm = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
@@ -57,8 +89,12 @@ fn create_start_kill_delete_follow_the_lifecycle() {
     let pids: Vec<i64> = serde_json::from_str(&h.ok(&["ps", "--format", "json", &id])).unwrap();
     assert!(pids.contains(&pid), "{pids:?} lacks {pid}");
     let table = h.ok(&["ps", &id]);
-    assert!(table.lines().count() >= 2 && table.contains(&pid.to_string()), "{table}");
-    let list: serde_json::Value = serde_json::from_str(&h.ok(&["list", "--format", "json"])).unwrap();
+    assert!(
+        table.lines().count() >= 2 && table.contains(&pid.to_string()),
+        "{table}"
+    );
+    let list: serde_json::Value =
+        serde_json::from_str(&h.ok(&["list", "--format", "json"])).unwrap();
     assert_eq!(list[0]["id"], id.as_str());
     assert_eq!(list[0]["status"], "running");
     assert!(h.ok(&["list", "-q"]).contains(&id));
@@ -68,7 +104,11 @@ fn create_start_kill_delete_follow_the_lifecycle() {
     assert_eq!(h.state(&id)["pid"], 0);
     h.ok(&["delete", &id]);
     assert!(h.leftovers().is_empty());
-    assert!(cgroup_dirs_named(&id).is_empty(), "{:?}", cgroup_dirs_named(&id));
+    assert!(
+        cgroup_dirs_named(&id).is_empty(),
+        "{:?}",
+        cgroup_dirs_named(&id)
+    );
     let err = h.fails(&["state", &id]);
     assert!(err.contains("does not exist"), "{err}");
 }
@@ -90,8 +130,12 @@ fn signals_by_number_and_delete_force() {
     h.ok(&["run", "-d", "--bundle", b.dir.to_str().unwrap(), &id2]);
     let pid2 = h.state(&id2)["pid"].as_i64().unwrap() as i32;
     h.ok(&["delete", "--force", &id2]);
-    assert!(!std::path::Path::new(&format!("/proc/{pid2}/cmdline")).exists()
-        || std::fs::read_to_string(format!("/proc/{pid2}/stat")).map(|s| s.contains(") Z")).unwrap_or(true));
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid2}/cmdline")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid2}/stat"))
+                .map(|s| s.contains(") Z"))
+                .unwrap_or(true)
+    );
     assert!(h.leftovers().is_empty());
     let _ = pid;
 }
@@ -104,8 +148,23 @@ fn exec_runs_in_the_container() {
     let id = unique("exec");
     h.ok(&["run", "-d", "--bundle", b.dir.to_str().unwrap(), &id]);
     // Args form, with env and cwd; the exit code comes back.
-    let o = h.run(&["exec", "--env", "GREETING=hi", "--cwd", "/etc", &id, "sh", "-c", "echo $GREETING $(pwd) $(hostname); exit 5"]);
-    assert_eq!(stdout(&o), "hi /etc hako\n", "{}", String::from_utf8_lossy(&o.stderr));
+    let o = h.run(&[
+        "exec",
+        "--env",
+        "GREETING=hi",
+        "--cwd",
+        "/etc",
+        &id,
+        "sh",
+        "-c",
+        "echo $GREETING $(pwd) $(hostname); exit 5",
+    ]);
+    assert_eq!(
+        stdout(&o),
+        "hi /etc hako\n",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_eq!(o.status.code(), Some(5));
     // Same pid namespace as the init: sleep is pid 1 there.
     let o = h.ok(&["exec", &id, "cat", "/proc/1/cmdline"]);
@@ -114,15 +173,33 @@ fn exec_runs_in_the_container() {
     let pf = b.dir.join("process.json");
     std::fs::write(&pf, json!({"args": ["sh", "-c", "echo detached > /tmp/out"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}).to_string()).unwrap();
     let pidfile = b.dir.join("exec.pid");
-    h.ok(&["exec", "--process", pf.to_str().unwrap(), "--detach", "--pid-file", pidfile.to_str().unwrap(), &id]);
-    assert!(std::fs::read_to_string(&pidfile).unwrap().trim().parse::<i32>().unwrap() > 0);
+    h.ok(&[
+        "exec",
+        "--process",
+        pf.to_str().unwrap(),
+        "--detach",
+        "--pid-file",
+        pidfile.to_str().unwrap(),
+        &id,
+    ]);
+    assert!(
+        std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse::<i32>()
+            .unwrap()
+            > 0
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let o = h.run(&["exec", &id, "cat", "/tmp/out"]);
         if stdout(&o) == "detached\n" {
             break;
         }
-        assert!(Instant::now() < deadline, "detached exec never wrote its file");
+        assert!(
+            Instant::now() < deadline,
+            "detached exec never wrote its file"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     h.ok(&["delete", "--force", &id]);
@@ -150,14 +227,28 @@ fn pause_resume_and_update() {
         let v1 = cg.lines().find_map(|l| {
             let mut parts = l.splitn(3, ':');
             let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
-            ctrls.split(',').any(|c| c == controller).then(|| format!("/sys/fs/cgroup/{controller}{path}/{file}"))
+            ctrls
+                .split(',')
+                .any(|c| c == controller)
+                .then(|| format!("/sys/fs/cgroup/{controller}{path}/{file}"))
         });
-        let path = v1.unwrap_or_else(|| format!("/sys/fs/cgroup/unified{}/{file}", cg.lines().find_map(|l| l.strip_prefix("0::")).unwrap()));
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")).trim().to_string()
+        let path = v1.unwrap_or_else(|| {
+            format!(
+                "/sys/fs/cgroup/unified{}/{file}",
+                cg.lines().find_map(|l| l.strip_prefix("0::")).unwrap()
+            )
+        });
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+            .trim()
+            .to_string()
     };
     h.ok(&["update", "--pids-limit", "77", "--memory", "64m", &id]);
     assert_eq!(cgroup_file("pids", "pids.max"), "77");
-    assert_eq!(cgroup_file("memory", "memory.limit_in_bytes"), (64u64 << 20).to_string());
+    assert_eq!(
+        cgroup_file("memory", "memory.limit_in_bytes"),
+        (64u64 << 20).to_string()
+    );
     // --resources from stdin, as containerd sends it.
     let mut child = h
         .cmd()
@@ -166,7 +257,12 @@ fn pause_resume_and_update() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(br#"{"pids":{"limit":55}}"#).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"pids":{"limit":55}}"#)
+        .unwrap();
     assert!(child.wait().unwrap().success());
     assert_eq!(cgroup_file("pids", "pids.max"), "55");
     h.ok(&["delete", "--force", &id]);
@@ -192,12 +288,22 @@ fn hooks_run_with_state_on_stdin() {
     h.ok(&["run", "--bundle", b.dir.to_str().unwrap(), &id]);
     let log = std::fs::read_to_string(&out).unwrap();
     let kinds: Vec<&str> = log.lines().map(|l| l.split(' ').next().unwrap()).collect();
-    assert_eq!(kinds, ["createRuntime", "createContainer", "poststart", "poststop"], "{log}");
+    assert_eq!(
+        kinds,
+        ["createRuntime", "createContainer", "poststart", "poststop"],
+        "{log}"
+    );
     for l in log.lines() {
         let state: serde_json::Value = serde_json::from_str(l.split_once(' ').unwrap().1).unwrap();
         assert_eq!(state["id"], id.as_str());
     }
-    assert!(log.lines().last().unwrap().contains("\"status\":\"stopped\""), "{log}");
+    assert!(
+        log.lines()
+            .last()
+            .unwrap()
+            .contains("\"status\":\"stopped\""),
+        "{log}"
+    );
 
     // A failing createRuntime hook fails create and leaves nothing behind.
     b.edit(|c| c["hooks"] = json!({"createRuntime": [{"path": "/bin/false"}]}));
@@ -216,19 +322,33 @@ fn spec_and_features() {
     std::fs::create_dir_all(&dir).unwrap();
     let h = Hako::new();
     h.ok(&["spec", "--bundle", dir.to_str().unwrap()]);
-    let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
     assert!(spec["ociVersion"].as_str().unwrap().starts_with("1."));
-    assert!(spec["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n["type"] == "pid"));
+    assert!(spec["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["type"] == "pid"));
     let err = h.fails(&["spec", "--bundle", dir.to_str().unwrap()]);
     assert!(err.contains("exists"), "{err}");
     std::fs::remove_file(dir.join("config.json")).unwrap();
     h.ok(&["spec", "--rootless", "--bundle", dir.to_str().unwrap()]);
-    let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
-    assert!(spec["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n["type"] == "user"));
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    assert!(spec["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["type"] == "user"));
     std::fs::remove_dir_all(&dir).unwrap();
 
     let f: serde_json::Value = serde_json::from_str(&h.ok(&["features"])).unwrap();
-    assert!(f["hooks"].as_array().unwrap().iter().any(|x| x == "createRuntime"));
+    assert!(f["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x == "createRuntime"));
     assert!(f["io.hako.backends"]["container"].is_object(), "{f}");
 }
 
@@ -237,17 +357,34 @@ fn spec_and_features() {
 fn bad_input_is_one_clear_error_and_leaves_nothing() {
     skip_unless!(need_root());
     let h = Hako::new();
-    let logf = std::env::temp_dir().join(unique("log")).with_extension("json");
+    let logf = std::env::temp_dir()
+        .join(unique("log"))
+        .with_extension("json");
     let check = |args: &[&str], want: &str| {
         let mut full = vec!["--log", logf.to_str().unwrap(), "--log-format", "json"];
         full.extend_from_slice(args);
         let err = h.fails(&full);
-        assert!(err.to_lowercase().contains(&want.to_lowercase()), "hako {args:?}: {err:?} lacks {want:?}");
-        let last = std::fs::read_to_string(&logf).unwrap().lines().last().unwrap().to_string();
+        assert!(
+            err.to_lowercase().contains(&want.to_lowercase()),
+            "hako {args:?}: {err:?} lacks {want:?}"
+        );
+        let last = std::fs::read_to_string(&logf)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .to_string();
         let entry: serde_json::Value = serde_json::from_str(&last).unwrap();
         assert_eq!(entry["level"], "error");
-        assert!(err.contains(entry["msg"].as_str().unwrap()), "log {entry} vs stderr {err}");
-        assert!(h.leftovers().is_empty(), "hako {args:?} left {:?}", h.leftovers());
+        assert!(
+            err.contains(entry["msg"].as_str().unwrap()),
+            "log {entry} vs stderr {err}"
+        );
+        assert!(
+            h.leftovers().is_empty(),
+            "hako {args:?} left {:?}",
+            h.leftovers()
+        );
     };
     let mut b = Bundle::busybox(&["true"]);
     let bd = b.dir.to_str().unwrap().to_string();
@@ -255,30 +392,53 @@ fn bad_input_is_one_clear_error_and_leaves_nothing() {
     std::fs::write(b.dir.join("config.json"), "{ not json").unwrap();
     check(&["create", "--bundle", &bd, &unique("bad")], "config.json");
     b.save();
-    check(&["create", "--bundle", "/nonexistent/bundle", &unique("bad")], "not found");
-    check(&["create", "--bundle", &bd, "../escape"], "invalid container id");
+    check(
+        &["create", "--bundle", "/nonexistent/bundle", &unique("bad")],
+        "not found",
+    );
+    check(
+        &["create", "--bundle", &bd, "../escape"],
+        "invalid container id",
+    );
     check(&["create", "--bundle", &bd, "a/b"], "invalid container id");
     b.edit(|c| c["root"]["path"] = json!("no-such-rootfs"));
     check(&["create", "--bundle", &bd, &unique("bad")], "rootfs");
     b.edit(|c| c["root"]["path"] = json!("rootfs"));
     b.edit(|c| c["linux"]["namespaces"] = json!([{"type": "bogus"}]));
-    check(&["create", "--bundle", &bd, &unique("bad")], "linux.namespaces[0].type");
-    b.edit(|c| c["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "pid"}, {"type": "uts"}]));
+    check(
+        &["create", "--bundle", &bd, &unique("bad")],
+        "linux.namespaces[0].type",
+    );
+    b.edit(|c| {
+        c["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "pid"}, {"type": "uts"}])
+    });
     b.edit(|c| c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_NOTIFY", "syscalls": []}));
-    check(&["create", "--bundle", &bd, &unique("bad")], "SCMP_ACT_NOTIFY");
+    check(
+        &["create", "--bundle", &bd, &unique("bad")],
+        "SCMP_ACT_NOTIFY",
+    );
     b.edit(|c| c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_DANCE"}));
     check(&["create", "--bundle", &bd, &unique("bad")], "seccomp");
     b.edit(|c| {
         c["linux"].as_object_mut().unwrap().remove("seccomp");
         c["annotations"] = json!({"io.hako.frobnicate": "yes"});
     });
-    check(&["create", "--bundle", &bd, &unique("bad")], "unknown annotation io.hako.frobnicate");
+    check(
+        &["create", "--bundle", &bd, &unique("bad")],
+        "unknown annotation io.hako.frobnicate",
+    );
     b.edit(|c| c["annotations"] = json!({"io.hako.backend": "teleport"}));
-    check(&["create", "--bundle", &bd, &unique("bad")], "unknown backend");
+    check(
+        &["create", "--bundle", &bd, &unique("bad")],
+        "unknown backend",
+    );
     b.edit(|c| c["annotations"] = json!({}));
     b.edit(|c| c["process"]["args"] = json!(["/no/such/program"]));
     // The program is looked up in the container at create time, as runc does.
-    check(&["create", "--bundle", &bd, &unique("noexec")], "/no/such/program");
+    check(
+        &["create", "--bundle", &bd, &unique("noexec")],
+        "/no/such/program",
+    );
     b.edit(|c| c["process"]["args"] = json!(["sleep", "100"]));
 
     // Duplicate id, unknown signal, start of a running container, ops on missing ones.
@@ -294,7 +454,12 @@ fn bad_input_is_one_clear_error_and_leaves_nothing() {
     h.ok(&["delete", &id]);
     assert!(h.leftovers().is_empty());
     assert!(cgroup_dirs_named(&id).is_empty());
-    for args in [vec!["start", "nope"], vec!["kill", "nope"], vec!["delete", "nope"], vec!["state", "nope"]] {
+    for args in [
+        vec!["start", "nope"],
+        vec!["kill", "nope"],
+        vec!["delete", "nope"],
+        vec!["state", "nope"],
+    ] {
         check(&args, "does not exist");
     }
     let _ = std::fs::remove_file(&logf);

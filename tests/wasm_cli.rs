@@ -42,14 +42,22 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        let dir = std::env::temp_dir().join(format!("hako-wasm-cli-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst)));
+        let dir = std::env::temp_dir().join(format!(
+            "hako-wasm-cli-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        ));
         let root = dir.join("root");
         fs::create_dir_all(&root).unwrap();
         Env { dir, root }
     }
 
     fn id(&self, p: &str) -> String {
-        format!("{p}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst))
+        format!(
+            "{p}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        )
     }
 
     /// A bundle with the module built from `wat` at /app.wasm (or `raw` bytes).
@@ -61,8 +69,17 @@ impl Env {
             Module::Wat(src) => {
                 let wat = b.join("m.wat");
                 fs::write(&wat, src).unwrap();
-                let o = Command::new("wat2wasm").arg(&wat).arg("-o").arg(&target).output().unwrap();
-                assert!(o.status.success(), "wat2wasm: {}", String::from_utf8_lossy(&o.stderr));
+                let o = Command::new("wat2wasm")
+                    .arg(&wat)
+                    .arg("-o")
+                    .arg(&target)
+                    .output()
+                    .unwrap();
+                assert!(
+                    o.status.success(),
+                    "wat2wasm: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
             }
             Module::Raw(bytes) => fs::write(&target, bytes).unwrap(),
         }
@@ -73,27 +90,46 @@ impl Env {
             "linux": {}
         });
         merge(&mut spec, extra);
-        fs::write(b.join("config.json"), serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+        fs::write(
+            b.join("config.json"),
+            serde_json::to_vec_pretty(&spec).unwrap(),
+        )
+        .unwrap();
         b
     }
 
     fn hako(&self, args: &[&str]) -> Output {
-        Command::new(HAKO).arg("--root").arg(&self.root).args(args).stdin(Stdio::null()).output().unwrap()
+        Command::new(HAKO)
+            .arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
     }
 
     fn state(&self, id: &str) -> Option<Value> {
         let o = self.hako(&["state", id]);
-        o.status.success().then(|| serde_json::from_slice(&o.stdout).unwrap())
+        o.status
+            .success()
+            .then(|| serde_json::from_slice(&o.stdout).unwrap())
     }
 
     /// Nothing but the module cache under the state root, and no process naming our bundle.
     fn nothing_left(&self) {
-        let left: Vec<_> = fs::read_dir(&self.root).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n != "wasm-cache").collect();
+        let left: Vec<_> = fs::read_dir(&self.root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n != "wasm-cache")
+            .collect();
         assert!(left.is_empty(), "state left behind: {left:?}");
         let o = self.hako(&["list", "--format", "json"]);
         if o.status.success() {
             let s = String::from_utf8_lossy(&o.stdout);
-            assert!(s.trim() == "[]" || s.trim() == "null" || s.trim().is_empty(), "containers left: {s}");
+            assert!(
+                s.trim() == "[]" || s.trim() == "null" || s.trim().is_empty(),
+                "containers left: {s}"
+            );
         }
     }
 }
@@ -147,7 +183,10 @@ fn wasm_cli_run_chosen_by_every_selector() {
         json!({"module.wasm.image/variant": "compat-smart"}),
     ];
     for ann in selectors {
-        let b = e.bundle(Module::Wat(HELLO), json!({"annotations": ann, "process": {"args": ["/app.wasm", "one", "two"]}}));
+        let b = e.bundle(
+            Module::Wat(HELLO),
+            json!({"annotations": ann, "process": {"args": ["/app.wasm", "one", "two"]}}),
+        );
         let id = e.id("run");
         let o = e.hako(&["run", "--bundle", b.to_str().unwrap(), &id]);
         assert_eq!(o.status.code(), Some(0), "{ann}: {}", text(&o.stderr));
@@ -177,15 +216,27 @@ fn wasm_cli_exit_code_and_trap() {
 fn wasm_cli_lifecycle_pause_resume_kill() {
     skip_unless_ready!();
     let e = Env::new();
-    let spin = r#"(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))"#;
+    let spin =
+        r#"(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))"#;
     let b = e.bundle(Module::Wat(spin), json!({}));
     let id = e.id("life");
     let pidfile = e.dir.join("pid");
-    let o = e.hako(&["create", "--bundle", b.to_str().unwrap(), "--pid-file", pidfile.to_str().unwrap(), &id]);
+    let o = e.hako(&[
+        "create",
+        "--bundle",
+        b.to_str().unwrap(),
+        "--pid-file",
+        pidfile.to_str().unwrap(),
+        &id,
+    ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let st = e.state(&id).unwrap();
     assert_eq!(st["status"], "created");
-    let pid: i32 = fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let pid: i32 = fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert_eq!(st["pid"], pid);
     assert!(e.hako(&["start", &id]).status.success());
     assert_eq!(e.state(&id).unwrap()["status"], "running");
@@ -197,7 +248,12 @@ fn wasm_cli_lifecycle_pause_resume_kill() {
     assert!(e.hako(&["kill", &id, "15"]).status.success());
     assert!(wait_status(&e, &id, "stopped"), "still {:?}", e.state(&id));
     assert!(e.hako(&["delete", &id]).status.success());
-    assert!(!Path::new(&format!("/proc/{pid}")).exists() || fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z"));
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z")
+    );
     e.nothing_left();
 }
 
@@ -207,11 +263,36 @@ fn wasm_cli_bad_inputs_are_one_clear_error() {
     let e = Env::new();
     let missing_import = r#"(module (import "env" "nope" (func)) (memory (export "memory") 1) (func (export "_start")))"#;
     let cases: Vec<(&str, Module, Value, &str)> = vec![
-        ("not wasm", Module::Raw(b"just text\n".to_vec()), json!({"annotations": {"io.hako.backend": "wasm"}}), "is not a WebAssembly module"),
-        ("invalid", Module::Raw(b"\0asm\x01\0\0\0\x01\x05\xff\xff\xff\xff\xff".to_vec()), json!({}), "is not a valid WebAssembly module"),
-        ("missing import", Module::Wat(missing_import), json!({}), "env::nope"),
-        ("missing entry", Module::Wat(HELLO), json!({"annotations": {"io.hako.backend": "wasm"}, "process": {"args": ["/absent.wasm"]}}), "not found in the rootfs"),
-        ("unknown knob", Module::Wat(HELLO), json!({"annotations": {"io.hako.wasm.nonsense": "1"}}), "io.hako.wasm.nonsense"),
+        (
+            "not wasm",
+            Module::Raw(b"just text\n".to_vec()),
+            json!({"annotations": {"io.hako.backend": "wasm"}}),
+            "is not a WebAssembly module",
+        ),
+        (
+            "invalid",
+            Module::Raw(b"\0asm\x01\0\0\0\x01\x05\xff\xff\xff\xff\xff".to_vec()),
+            json!({}),
+            "is not a valid WebAssembly module",
+        ),
+        (
+            "missing import",
+            Module::Wat(missing_import),
+            json!({}),
+            "env::nope",
+        ),
+        (
+            "missing entry",
+            Module::Wat(HELLO),
+            json!({"annotations": {"io.hako.backend": "wasm"}, "process": {"args": ["/absent.wasm"]}}),
+            "not found in the rootfs",
+        ),
+        (
+            "unknown knob",
+            Module::Wat(HELLO),
+            json!({"annotations": {"io.hako.wasm.nonsense": "1"}}),
+            "io.hako.wasm.nonsense",
+        ),
     ];
     for (what, module, extra, want) in cases {
         let b = e.bundle(module, extra);
@@ -221,8 +302,15 @@ fn wasm_cli_bad_inputs_are_one_clear_error() {
             let err = text(&o.stderr);
             assert_eq!(o.status.code(), Some(1), "{what} ({cmd}): {err}");
             assert!(err.contains(want), "{what} ({cmd}): {err}");
-            assert_eq!(err.trim().lines().count(), 1, "{what} ({cmd}): one line: {err}");
-            assert!(e.state(&id).is_none(), "{what}: the container exists after a failed {cmd}");
+            assert_eq!(
+                err.trim().lines().count(),
+                1,
+                "{what} ({cmd}): one line: {err}"
+            );
+            assert!(
+                e.state(&id).is_none(),
+                "{what}: the container exists after a failed {cmd}"
+            );
             e.nothing_left();
         }
     }
@@ -231,13 +319,25 @@ fn wasm_cli_bad_inputs_are_one_clear_error() {
 #[test]
 fn wasm_cli_console_socket_gets_the_pty() {
     skip_unless_ready!();
-    use nix::sys::socket::{accept, bind, listen, recvmsg, socket, AddressFamily, Backlog, ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr};
+    use nix::sys::socket::{
+        accept, bind, listen, recvmsg, socket, AddressFamily, Backlog, ControlMessageOwned,
+        MsgFlags, SockFlag, SockType, UnixAddr,
+    };
     use std::io::{IoSliceMut, Read};
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     let e = Env::new();
-    let b = e.bundle(Module::Wat(HELLO), json!({"process": {"terminal": true, "args": ["/app.wasm", "tty"]}}));
+    let b = e.bundle(
+        Module::Wat(HELLO),
+        json!({"process": {"terminal": true, "args": ["/app.wasm", "tty"]}}),
+    );
     let sock_path = e.dir.join("console.sock");
-    let sock = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
     bind(sock.as_raw_fd(), &UnixAddr::new(&sock_path).unwrap()).unwrap();
     listen(&sock, Backlog::new(1).unwrap()).unwrap();
     let receiver = std::thread::spawn(move || -> OwnedFd {
@@ -255,7 +355,14 @@ fn wasm_cli_console_socket_gets_the_pty() {
         panic!("no fd received on the console socket");
     });
     let id = e.id("tty");
-    let o = e.hako(&["create", "--bundle", b.to_str().unwrap(), "--console-socket", sock_path.to_str().unwrap(), &id]);
+    let o = e.hako(&[
+        "create",
+        "--bundle",
+        b.to_str().unwrap(),
+        "--console-socket",
+        sock_path.to_str().unwrap(),
+        &id,
+    ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let master = receiver.join().unwrap();
     assert!(e.hako(&["start", &id]).status.success());

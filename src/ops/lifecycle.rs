@@ -89,18 +89,14 @@ fn create_loaded(
 
     let state = oci_state(&rec, Status::Created);
     let h = b.spec.hooks().clone().unwrap_or_default();
-    hooks::run("prestart", h.prestart().as_deref().unwrap_or(&[]), &state)?;
-    hooks::run(
-        "createRuntime",
-        h.create_runtime().as_deref().unwrap_or(&[]),
-        &state,
-    )?;
     if !backend.runs_container_hooks() {
-        hooks::run(
-            "createContainer",
-            h.create_container().as_deref().unwrap_or(&[]),
-            &state,
-        )?;
+        for (kind, list) in [
+            ("prestart", h.prestart()),
+            ("createRuntime", h.create_runtime()),
+            ("createContainer", h.create_container()),
+        ] {
+            hooks::run(kind, list.as_deref().unwrap_or(&[]), &state)?;
+        }
     }
     if let Some(p) = &args.pid_file {
         write_pid_file(p, created.pid)?;

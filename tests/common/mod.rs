@@ -13,7 +13,11 @@ static SEQ: AtomicUsize = AtomicUsize::new(0);
 
 /// A unique name for this test process and call.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// Why a root-only test cannot run here, if it cannot.
@@ -58,17 +62,27 @@ impl Bundle {
     pub fn busybox(args: &[&str]) -> Bundle {
         let dir = std::env::temp_dir().join(unique("hako-bundle"));
         let rootfs = dir.join("rootfs");
-        for d in ["bin", "sbin", "usr/bin", "usr/sbin", "etc", "tmp", "proc", "sys", "dev", "root", "var", "run"] {
+        for d in [
+            "bin", "sbin", "usr/bin", "usr/sbin", "etc", "tmp", "proc", "sys", "dev", "root",
+            "var", "run",
+        ] {
             std::fs::create_dir_all(rootfs.join(d)).unwrap();
         }
         std::fs::copy(busybox(), rootfs.join("bin/busybox")).unwrap();
-        let out = Command::new(rootfs.join("bin/busybox")).arg("--list").output().unwrap();
+        let out = Command::new(rootfs.join("bin/busybox"))
+            .arg("--list")
+            .output()
+            .unwrap();
         for applet in String::from_utf8_lossy(&out.stdout).lines() {
             if applet != "busybox" {
                 let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet));
             }
         }
-        std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n").unwrap();
+        std::fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
+        )
+        .unwrap();
         std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
         std::fs::write(rootfs.join("etc/hostname"), "rootfs-file\n").unwrap();
         let config = json!({
@@ -123,7 +137,11 @@ impl Bundle {
     }
 
     pub fn save(&self) {
-        std::fs::write(self.dir.join("config.json"), serde_json::to_vec_pretty(&self.config).unwrap()).unwrap();
+        std::fs::write(
+            self.dir.join("config.json"),
+            serde_json::to_vec_pretty(&self.config).unwrap(),
+        )
+        .unwrap();
     }
 }
 
@@ -165,7 +183,11 @@ impl Hako {
             .stderr(std::fs::File::create(&e).unwrap())
             .status()
             .expect("spawn hako");
-        let out = Output { status: std::process::ExitStatus::from_raw(status.into_raw()), stdout: std::fs::read(&o).unwrap(), stderr: std::fs::read(&e).unwrap() };
+        let out = Output {
+            status: std::process::ExitStatus::from_raw(status.into_raw()),
+            stdout: std::fs::read(&o).unwrap(),
+            stderr: std::fs::read(&e).unwrap(),
+        };
         let _ = std::fs::remove_file(&o);
         let _ = std::fs::remove_file(&e);
         out
@@ -188,8 +210,17 @@ impl Hako {
     pub fn fails(&self, args: &[&str]) -> String {
         let o = self.run(args);
         let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        assert_eq!(o.status.code(), Some(1), "hako {args:?} should fail with 1: stdout {} stderr {err}", String::from_utf8_lossy(&o.stdout));
-        assert_eq!(err.lines().count(), 1, "hako {args:?}: expected one error line, got: {err}");
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "hako {args:?} should fail with 1: stdout {} stderr {err}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        assert_eq!(
+            err.lines().count(),
+            1,
+            "hako {args:?}: expected one error line, got: {err}"
+        );
         err
     }
 
@@ -204,7 +235,11 @@ impl Hako {
     /// Container ids left in the state root.
     pub fn leftovers(&self) -> Vec<String> {
         std::fs::read_dir(&self.root)
-            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
