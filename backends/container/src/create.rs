@@ -18,6 +18,7 @@ pub struct InitPlan {
     pub bundle: PathBuf,
     pub rootfs: PathBuf,
     pub annotations: std::collections::HashMap<String, String>,
+    pub oci_version: String,
     pub ns: NsPlan,
     pub mounts: Vec<MountPlan>,
     pub root_propagation: Option<MsFlags>,
@@ -100,7 +101,15 @@ pub fn plan(req: &CreateRequest) -> Result<InitPlan> {
         id: req.id.to_string(),
         bundle: req.bundle.to_path_buf(),
         rootfs,
-        annotations: spec.annotations().clone().unwrap_or_default(),
+        annotations: {
+            let mut a = spec.annotations().clone().unwrap_or_default();
+            a.insert(
+                hako_contract::BACKEND_ANNOTATION.to_string(),
+                "container".to_string(),
+            );
+            a
+        },
+        oci_version: spec.version().clone(),
         mounts,
         root_propagation,
         devices: linux.devices().clone().unwrap_or_default(),
@@ -262,6 +271,16 @@ fn drive(
     if let Some(cg) = cg {
         cg.add_pid(pid)?;
     }
+    // prestart and createRuntime run here, on the host, once the namespaces exist and before
+    // the init builds its rootfs and runs createContainer (runtime-spec hook order).
+    let hooks = req.spec.hooks().clone().unwrap_or_default();
+    let st = OciState::for_create(req, "container", pid, Status::Created);
+    hako_contract::hooks::run("prestart", hooks.prestart().as_deref().unwrap_or(&[]), &st)?;
+    hako_contract::hooks::run(
+        "createRuntime",
+        hooks.create_runtime().as_deref().unwrap_or(&[]),
+        &st,
+    )?;
     chan.send(&Msg::Go { pid })?;
     loop {
         match chan.recv()? {
@@ -341,7 +360,7 @@ fn init_main(plan: &InitPlan, chan: &Channel) -> ! {
 
 fn state(plan: &InitPlan, pid: i32, status: Status) -> OciState {
     OciState {
-        oci_version: "1.2.0".into(),
+        oci_version: plan.oci_version.clone(),
         id: plan.id.clone(),
         status,
         pid: Some(pid),
