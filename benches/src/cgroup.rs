@@ -141,6 +141,29 @@ pub fn destroy_named(name: &str) {
     }
 }
 
+/// Remove what an interrupted earlier run left: `/hako-bench/hb<pid>-*` whose harness `<pid>`
+/// is gone.
+pub fn remove_stale() {
+    for (_, _, mnt) in hierarchies() {
+        let Ok(rd) = std::fs::read_dir(mnt.join(TOP)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let Some(pid) = name
+                .strip_prefix("hb")
+                .and_then(|r| r.split('-').next())
+                .and_then(|p| p.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if e.path().is_dir() && !crate::procs::alive(pid) {
+                destroy_named(&name);
+            }
+        }
+    }
+}
+
 /// Remove `/hako-bench` itself where it is empty (end of a run).
 pub fn remove_top() {
     for (_, _, mnt) in hierarchies() {

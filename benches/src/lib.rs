@@ -188,6 +188,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
     std::fs::create_dir_all(dir.join("tmp"))?;
     std::fs::create_dir_all(dir.join("bundles"))?;
     std::fs::create_dir_all(dir.join("roots"))?;
+    cgroup::remove_stale();
     let mem = cgroup::detect();
     let cg_desc = match &mem {
         Ok(cgroup::Memory::V1(p)) => format!("v1 memory at {}", p.display()),
