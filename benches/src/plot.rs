@@ -6,6 +6,7 @@ use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 
 use crate::report::{Report, SubjectReport};
+use crate::stats::percentile_sorted;
 
 pub const STARTUP_CAPTION: &str = "startup: create -> start -> exit -> delete (ms, log scale)";
 pub const STARTUP_Y: &str = "startup (ms)";
@@ -77,6 +78,8 @@ pub fn render_svg(r: &Report) -> Result<String> {
             .x_labels(n)
             .x_label_formatter(&label)
             .y_desc(STARTUP_Y)
+            .y_labels(15)
+            .y_label_formatter(&|v| format!("{v:.0}"))
             .label_style(("sans-serif", 14))
             .draw()
             .map_err(err)?;
@@ -86,12 +89,40 @@ pub fn render_svg(r: &Report) -> Result<String> {
                 continue;
             }
             let col = palette(i);
-            c.draw_series(std::iter::once(
-                Boxplot::new_vertical(SegmentValue::CenterOf(i), &Quartiles::new(&pts))
-                    .width(30)
-                    .style(col),
+            // Box p25..p75 with the median, whiskers to min and max (no outlier fences: with
+            // 20 samples every point is drawn anyway). Drawn in pixels on the root area.
+            let mut sorted: Vec<f64> = pts.iter().map(|v| *v as f64).collect();
+            sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let q = |p: f64| percentile_sorted(&sorted, p) as f32;
+            let px = |v: f32| c.backend_coord(&(SegmentValue::CenterOf(i), v));
+            let (lo, q1, med, q3, hi) = (
+                px(q(0.0)),
+                px(q(25.0)),
+                px(q(50.0)),
+                px(q(75.0)),
+                px(q(100.0)),
+            );
+            let x = med.0;
+            let style = ShapeStyle::from(col).stroke_width(2);
+            root.draw(&Rectangle::new([(x - 16, q3.1), (x + 16, q1.1)], style))
+                .map_err(err)?;
+            root.draw(&PathElement::new(
+                vec![(x - 16, med.1), (x + 16, med.1)],
+                style,
             ))
             .map_err(err)?;
+            for (from, to) in [(q3.1, hi.1), (q1.1, lo.1)] {
+                root.draw(&PathElement::new(
+                    vec![(x, from), (x, to)],
+                    ShapeStyle::from(col),
+                ))
+                .map_err(err)?;
+                root.draw(&PathElement::new(
+                    vec![(x - 8, to), (x + 8, to)],
+                    ShapeStyle::from(col),
+                ))
+                .map_err(err)?;
+            }
             c.draw_series(
                 pts.iter()
                     .map(|v| Circle::new((SegmentValue::CenterOf(i), *v), 3, col.filled())),
