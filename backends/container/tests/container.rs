@@ -561,6 +561,66 @@ fn t_user_namespace_exec() {
     delete(&b, &cfg, &r);
 }
 
+/// Not root on the host: a user namespace mapping only our own uid, no cgroup of its own.
+fn t_rootless() {
+    let b = Bundle::new("rootless");
+    let mut cfg = sh(&b, "id -u; cat /proc/self/uid_map; hostname; exit 4");
+    cfg["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    cfg["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+    cfg["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+    let chown = std::process::Command::new("chown")
+        .args(["-R", "1000:1000"])
+        .arg(&b.dir)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let code_file = b.dir.join("code");
+    // SAFETY: fork of this single-threaded test process; the child only runs the lines below.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        // SAFETY: dropping to uid/gid 1000 in the child.
+        unsafe {
+            libc::setgroups(0, std::ptr::null());
+            libc::setresgid(1000, 1000, 1000);
+            libc::setresuid(1000, 1000, 1000);
+            // The uid change made us non-dumpable, which a process that exec'd as 1000 is
+            // not: /proc/<init>/uid_map would stay root's.
+            libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+        }
+        let code = match create(&b, &cfg) {
+            Ok(r) => {
+                start(&r);
+                wait(r.created.pid)
+            }
+            Err(e) => {
+                std::fs::write(b.dir.join("out"), format!("create: {e:#}")).unwrap();
+                100
+            }
+        };
+        std::fs::write(&code_file, code.to_string()).unwrap();
+        // SAFETY: leave the forked child without running the test's destructors.
+        unsafe { libc::_exit(0) };
+    }
+    wait(child);
+    let out = std::fs::read_to_string(b.dir.join("out")).unwrap_or_default();
+    let code = std::fs::read_to_string(&code_file).unwrap_or_default();
+    assert_eq!(code, "4", "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "0", "{out}");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["0", "1000", "1"],
+        "{out}"
+    );
+    assert_eq!(lines[2], "hako-test");
+    assert!(!Path::new("/sys/fs/cgroup/pids/hako-test")
+        .join(&b.id)
+        .exists());
+}
+
 fn t_join_namespace() {
     let b = Bundle::new("join");
     // A holder container whose uts+net namespaces a second one joins.
@@ -860,6 +920,7 @@ fn main() {
         ("kill_all", t_kill_all),
         ("user_namespace", t_user_namespace),
         ("user_namespace_exec", t_user_namespace_exec),
+        ("rootless", t_rootless),
         ("join_namespace", t_join_namespace),
         ("check_refuses", t_check_refuses),
     ];
