@@ -3,7 +3,9 @@
 
 use anyhow::{Context, Result};
 use nix::pty::{openpty, OpenptyResult};
-use nix::sys::socket::{connect, sendmsg, socket, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr};
+use nix::sys::socket::{
+    connect, sendmsg, socket, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr,
+};
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
@@ -11,17 +13,25 @@ use std::path::Path;
 /// Make a pty and send its master to `socket_path`. Returns the slave for the workload's stdio.
 pub fn send_pty_master(socket_path: &Path) -> Result<OwnedFd> {
     let OpenptyResult { master, slave } = openpty(None, None).context("openpty")?;
-    send_fd(socket_path, &master).with_context(|| format!("console socket {}", socket_path.display()))?;
+    send_fd(socket_path, &master)
+        .with_context(|| format!("console socket {}", socket_path.display()))?;
     Ok(slave)
 }
 
 /// Send a pty master made elsewhere (e.g. inside the container's devpts) to `socket_path`.
 pub fn send_master(socket_path: &Path, master: &OwnedFd) -> Result<()> {
-    send_fd(socket_path, master).with_context(|| format!("console socket {}", socket_path.display()))
+    send_fd(socket_path, master)
+        .with_context(|| format!("console socket {}", socket_path.display()))
 }
 
 fn send_fd(socket_path: &Path, fd: &OwnedFd) -> Result<()> {
-    let sock = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).context("socket")?;
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .context("socket")?;
     let addr = UnixAddr::new(socket_path).context("socket path")?;
     connect(sock.as_raw_fd(), &addr).context("connect")?;
     let fds = [fd.as_raw_fd()];
@@ -29,7 +39,8 @@ fn send_fd(socket_path: &Path, fd: &OwnedFd) -> Result<()> {
     // The payload is the pty's name, as runc sends it; engines only use the fd.
     let name = b"/dev/ptmx";
     let iov = [IoSlice::new(name)];
-    sendmsg::<UnixAddr>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None).context("sendmsg")?;
+    sendmsg::<UnixAddr>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
+        .context("sendmsg")?;
     Ok(())
 }
 

@@ -37,13 +37,18 @@ fn run_one(h: &Hook, state_json: &[u8]) -> Result<()> {
             cmd.env(k, v);
         }
     }
-    cmd.stdin(Stdio::piped()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit());
     let mut child = cmd.spawn().context("cannot start hook")?;
     if let Some(mut stdin) = child.stdin.take() {
         // A hook that does not read its stdin is fine: ignore EPIPE.
         let _ = stdin.write_all(state_json);
     }
-    let deadline = h.timeout().filter(|t| *t > 0).map(|t| Instant::now() + Duration::from_secs(t as u64));
+    let deadline = h
+        .timeout()
+        .filter(|t| *t > 0)
+        .map(|t| Instant::now() + Duration::from_secs(t as u64));
     loop {
         if let Some(status) = child.try_wait()? {
             if status.success() {
@@ -83,7 +88,11 @@ mod tests {
     fn hook_gets_state_on_stdin_and_failures_stop() {
         let out = std::env::temp_dir().join(format!("hako-hook-{}", std::process::id()));
         let script = format!("cat > {}", out.display());
-        let ok = HookBuilder::default().path("/bin/sh").args(vec!["sh".into(), "-c".into(), script]).build().unwrap();
+        let ok = HookBuilder::default()
+            .path("/bin/sh")
+            .args(vec!["sh".into(), "-c".into(), script])
+            .build()
+            .unwrap();
         run("prestart", &[ok], &state()).unwrap();
         let got: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
         assert_eq!(got["id"], "x");

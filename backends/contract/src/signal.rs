@@ -45,7 +45,10 @@ pub fn parse(s: &str) -> Result<i32> {
         if (1..=libc::SIGRTMAX()).contains(&n) {
             return Ok(n);
         }
-        bail!("unknown signal {s:?}: numbers run from 1 to {}", libc::SIGRTMAX());
+        bail!(
+            "unknown signal {s:?}: numbers run from 1 to {}",
+            libc::SIGRTMAX()
+        );
     }
     let up = t.to_ascii_uppercase();
     let name = up.strip_prefix("SIG").unwrap_or(&up);
@@ -53,7 +56,11 @@ pub fn parse(s: &str) -> Result<i32> {
         return Ok(*n);
     }
     if let Some(rest) = name.strip_prefix("RTMIN") {
-        let off = if rest.is_empty() { Some(0) } else { rest.strip_prefix('+').and_then(|r| r.parse::<i32>().ok()) };
+        let off = if rest.is_empty() {
+            Some(0)
+        } else {
+            rest.strip_prefix('+').and_then(|r| r.parse::<i32>().ok())
+        };
         if let Some(off) = off {
             let n = libc::SIGRTMIN() + off;
             if n <= libc::SIGRTMAX() {

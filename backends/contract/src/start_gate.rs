@@ -25,8 +25,12 @@ pub fn wait(fifo: &Path) -> Result<()> {
 /// Called by `hako start`: release the process blocked in [`wait`]. `alive` tells whether that
 /// process still lives, so a dead one is reported instead of waited for forever.
 pub fn release(fifo: &Path, alive: impl Fn() -> bool) -> Result<()> {
-    let fd: OwnedFd = open(fifo, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
-        .with_context(|| format!("opening start fifo {}", fifo.display()))?;
+    let fd: OwnedFd = open(
+        fifo,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("opening start fifo {}", fifo.display()))?;
     let mut f = std::fs::File::from(fd);
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut buf = [0u8; 1];
@@ -52,11 +56,13 @@ pub fn release(fifo: &Path, alive: impl Fn() -> bool) -> Result<()> {
 
 /// Make the fifo (mode 0622, as runc's exec.fifo).
 pub fn make(fifo: &Path) -> Result<()> {
-    nix::unistd::mkfifo(fifo, Mode::from_bits_truncate(0o622)).with_context(|| format!("mkfifo {}", fifo.display()))?;
+    nix::unistd::mkfifo(fifo, Mode::from_bits_truncate(0o622))
+        .with_context(|| format!("mkfifo {}", fifo.display()))?;
     // mkfifo honours the umask; the workload's host process may run as another user (a
     // container's non-root user, a user namespace's root) and must still be able to open it.
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(fifo, std::fs::Permissions::from_mode(0o622)).with_context(|| format!("chmod {}", fifo.display()))
+    std::fs::set_permissions(fifo, std::fs::Permissions::from_mode(0o622))
+        .with_context(|| format!("chmod {}", fifo.display()))
 }
 
 #[cfg(test)]

@@ -43,7 +43,12 @@ pub struct OciState {
 impl OciState {
     /// The state hooks see while `create` runs: the spec's annotations plus the backend's name
     /// under `io.hako.backend`, exactly as `hako state` will report them.
-    pub fn for_create(req: &crate::CreateRequest, backend: &str, pid: i32, status: Status) -> OciState {
+    pub fn for_create(
+        req: &crate::CreateRequest,
+        backend: &str,
+        pid: i32,
+        status: Status,
+    ) -> OciState {
         let mut annotations = req.spec.annotations().clone().unwrap_or_default();
         annotations.insert(crate::BACKEND_ANNOTATION.to_string(), backend.to_string());
         OciState {
