@@ -161,12 +161,26 @@ fn microvm_create_start_kill_delete() {
     assert_eq!(st["pid"], pid);
     h.ok(&["start", &id]);
     wait_status(&h, &id, "running");
+    // The host cgroup holds the host process and the VM; freezing it pauses the guest.
+    assert!(
+        !cgroup_dirs_named(&id).is_empty(),
+        "no host cgroup for {id}"
+    );
+    h.ok(&["pause", &id]);
+    assert_eq!(h.status(&id), "paused");
+    h.ok(&["resume", &id]);
+    assert_eq!(h.status(&id), "running");
     // Give the guest shell time to install its trap before TERM arrives.
     std::thread::sleep(Duration::from_millis(1500));
     h.ok(&["kill", &id, "TERM"]);
     wait_status(&h, &id, "stopped");
     h.ok(&["delete", &id]);
     assert!(containers_left(&h).is_empty(), "{:?}", containers_left(&h));
+    assert!(
+        cgroup_dirs_named(&id).is_empty(),
+        "delete left cgroups: {:?}",
+        cgroup_dirs_named(&id)
+    );
     assert!(
         processes_mentioning(h.root.to_str().unwrap()).is_empty(),
         "a VM was left behind"

@@ -414,8 +414,37 @@ pub fn translate(
                 bail!("linux.devices: {p}: host devices cannot be passed into a microvm guest");
             }
         }
-        if linux.seccomp().is_some() {
-            bail!("linux.seccomp: not yet supported by the microvm backend (the guest kernel can apply it; the host-side compiler is not wired in)");
+        if let Some(sc) = linux.seccomp() {
+            // Compiled on the host with the container backend's compiler (same arch as the
+            // guest); the agent installs the programs right before exec.
+            let compiled = hako_container::seccomp::compile(sc).context("linux.seccomp")?;
+            let mut programs = vec![];
+            for f in &compiled.filters {
+                let bytes: Vec<u8> = f
+                    .iter()
+                    .flat_map(|i| {
+                        let mut b = [0u8; 8];
+                        b[..2].copy_from_slice(&i.code.to_ne_bytes());
+                        b[2] = i.jt;
+                        b[3] = i.jf;
+                        b[4..].copy_from_slice(&i.k.to_ne_bytes());
+                        b
+                    })
+                    .collect();
+                programs.push(match tr.builder.as_deref_mut() {
+                    Some(b) => b.add_blob(&bytes),
+                    None => proto::Blob {
+                        offset: 0,
+                        len: bytes.len() as u64,
+                    },
+                });
+            }
+            if !programs.is_empty() {
+                cfg.seccomp = Some(proto::Seccomp {
+                    programs,
+                    flags: compiled.flags as u64,
+                });
+            }
         }
         if linux.mount_label().as_ref().is_some_and(|s| !s.is_empty()) {
             bail!("linux.mountLabel is not supported by the microvm backend");

@@ -54,6 +54,8 @@ pub struct HostPlan {
     pub vm_pid_file: PathBuf,
     /// The pty slave when process.terminal and a console socket were given.
     pub tty: Option<OwnedFd>,
+    /// The host cgroup the host process (and so the VM) joins before the VM starts.
+    pub cgroup: Option<hako_container::cgroups::CgroupManager>,
 }
 
 /// The host end of the agent port as a frame channel.
@@ -238,6 +240,10 @@ fn run(mut plan: HostPlan, notify: &mut Option<std::fs::File>) -> Result<i32> {
     }
     let serial_log = plan.vm.serial_log.clone();
     let engine_log = plan.vm.engine_log.clone();
+    if let Some(cg) = &plan.cgroup {
+        cg.add_pid(std::process::id() as i32)
+            .context("joining the sandbox's cgroup")?;
+    }
     let (host_end, guest_end) = UnixStream::pair().context("socketpair for the agent port")?;
     let vm = plan.vm.clone().with_port(guest_end.into());
     let sigfd = block_signals(&[libc::SIGCHLD])?;

@@ -166,14 +166,6 @@ impl Backend for MicrovmBackend {
             _ => None,
         };
         let engine_name = choice.engine.name();
-        let plan = host::HostPlan {
-            engine: choice.engine,
-            vm,
-            start_fifo: req.start_fifo.to_path_buf(),
-            vm_pid_file: req.state_dir.join(VM_PID),
-            tty,
-        };
-
         let mut fds = [0; 2];
         // SAFETY: pipe2 into a 2-element array.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -182,11 +174,28 @@ impl Backend for MicrovmBackend {
         // SAFETY: fresh fds we own.
         let (notify_r, notify_w) =
             unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let cgroup = host_cgroup(req)?;
+        let cgroup_json = cgroup
+            .as_ref()
+            .map(|c| serde_json::to_value(c).unwrap_or_default());
+        let plan = host::HostPlan {
+            cgroup: cgroup.clone(),
+            engine: choice.engine,
+            vm,
+            start_fifo: req.start_fifo.to_path_buf(),
+            vm_pid_file: req.state_dir.join(VM_PID),
+            tty,
+        };
+
         // SAFETY: the caller (`hako create`) is single-threaded; the child runs host::main and
         // never returns into the caller's code.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
-            return Err(std::io::Error::last_os_error()).context("fork");
+            let e = std::io::Error::last_os_error();
+            if let Some(cg) = &cgroup {
+                let _ = cg.destroy();
+            }
+            return Err(e).context("fork");
         }
         if pid == 0 {
             drop(notify_r);
@@ -199,6 +208,9 @@ impl Backend for MicrovmBackend {
             let mut st = 0;
             // SAFETY: reap our child, which has exited or is about to.
             unsafe { libc::waitpid(pid, &mut st, 0) };
+            if let Some(cg) = &cgroup {
+                let _ = cg.destroy();
+            }
             let msg = String::from_utf8_lossy(&answer);
             let msg = msg.strip_prefix("ERR:").unwrap_or(if msg.is_empty() {
                 "the microvm host process died while the guest booted"
@@ -217,6 +229,7 @@ impl Backend for MicrovmBackend {
                 "agent_disk": agent_disk,
                 "vcpus": k.vcpus,
                 "memory_mib": k.memory_mib,
+                "cgroup": cgroup_json,
             }),
         })
     }
@@ -235,7 +248,24 @@ impl Backend for MicrovmBackend {
         Ok(())
     }
 
+    fn pause(&self, sb: &Sandbox) -> Result<()> {
+        sandbox_cgroup(sb)?.freeze()
+    }
+
+    fn resume(&self, sb: &Sandbox) -> Result<()> {
+        sandbox_cgroup(sb)?.thaw()
+    }
+
+    fn is_paused(&self, sb: &Sandbox) -> bool {
+        sandbox_cgroup(sb).map(|c| c.is_frozen()).unwrap_or(false)
+    }
+
     fn pids(&self, sb: &Sandbox) -> Result<Vec<i32>> {
+        if let Ok(cg) = sandbox_cgroup(sb) {
+            if let Ok(p) = cg.pids() {
+                return Ok(p);
+            }
+        }
         let mut v = vec![];
         if sb.alive {
             v.push(sb.pid);
@@ -251,6 +281,9 @@ impl Backend for MicrovmBackend {
         if let Some(vm) = vm_pid(sb.state_dir) {
             // SAFETY: kill(2) of a process verified by pid and start time.
             unsafe { libc::kill(vm, libc::SIGKILL) };
+        }
+        if let Ok(cg) = sandbox_cgroup(sb) {
+            cg.destroy()?;
         }
         for f in [CONFIG_DISK, SERIAL_LOG, ENGINE_LOG, VM_PID] {
             let p = sb.state_dir.join(f);
@@ -271,7 +304,44 @@ impl Backend for MicrovmBackend {
             "seccomp": {"enabled": false},
             "terminal": true,
             "exec": false,
+            "pause": true,
         })
+    }
+}
+
+/// The host cgroup of a sandbox: `linux.cgroupsPath` (an error when it cannot be made), else
+/// hako's default path for the id (skipped when it cannot be made, e.g. rootless). It holds the
+/// host process and the VM; the spec's resource limits apply inside the guest (memory is the VM's
+/// size, pids a guest cgroup), not to it, so the VMM's own overhead is not counted against them.
+fn host_cgroup(req: &CreateRequest) -> Result<Option<hako_container::cgroups::CgroupManager>> {
+    let path = req
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_ref())
+        .map(|p| p.to_string_lossy().into_owned());
+    let made = hako_container::cgroups::CgroupManager::new(
+        path.as_deref(),
+        req.id,
+        req.global.systemd_cgroup,
+    )
+    .and_then(|m| m.create().map(|()| m));
+    match made {
+        Ok(m) => Ok(Some(m)),
+        Err(_) if path.is_none() && !req.global.systemd_cgroup => Ok(None),
+        Err(e) => Err(e).context("the sandbox's host cgroup (linux.cgroupsPath)"),
+    }
+}
+
+fn sandbox_cgroup(sb: &Sandbox) -> Result<hako_container::cgroups::CgroupManager> {
+    match sb.data.get("cgroup") {
+        Some(v) if !v.is_null() => {
+            serde_json::from_value(v.clone()).context("the sandbox's cgroup in state.json")
+        }
+        _ => bail!(
+            "the microvm sandbox {} has no host cgroup (it could not be made at create)",
+            sb.id
+        ),
     }
 }
 

@@ -185,7 +185,12 @@ fn run(port_slot: &mut Option<fs::File>) -> Res<()> {
         pids_cgroup(limit)?;
     }
     let seccomp_prog = match &cfg.seccomp {
-        Some(s) => Some(disk.blob(s.program)?.to_vec()),
+        Some(s) => Some(
+            s.programs
+                .iter()
+                .map(|b| disk.blob(*b).map(<[u8]>::to_vec))
+                .collect::<Res<Vec<_>>>()?,
+        ),
         None => None,
     };
     Workload::spawn(cfg, seccomp_prog)?.supervise(port)
@@ -537,7 +542,7 @@ struct Workload {
 }
 
 impl Workload {
-    fn spawn(cfg: &GuestConfig, seccomp: Option<Vec<u8>>) -> Res<Self> {
+    fn spawn(cfg: &GuestConfig, seccomp: Option<Vec<Vec<u8>>>) -> Res<Self> {
         let (start_r, start_w) = pipe()?;
         let (status_r, status_w) = pipe()?;
         // Child's stdio: pipes, or a pty made here (devpts mounted on the agent's /dev/pts).
@@ -964,7 +969,7 @@ fn child_main(
     io: &[Option<OwnedFd>; 3],
     start_r: RawFd,
     status_w: RawFd,
-    seccomp: Option<Vec<u8>>,
+    seccomp: Option<Vec<Vec<u8>>>,
 ) -> Res<std::convert::Infallible> {
     // SAFETY: the raw system calls of a runtime's init step, in a freshly forked child.
     unsafe {
@@ -1054,7 +1059,7 @@ fn child_main(
         }
         // Without no_new_privileges the filter must be loaded while we still hold CAP_SYS_ADMIN.
         if !cfg.no_new_privileges {
-            if let Some(prog) = &seccomp {
+            for prog in seccomp.iter().flatten() {
                 load_seccomp(prog, cfg.seccomp.as_ref().map_or(0, |s| s.flags))?;
             }
         }
@@ -1093,7 +1098,7 @@ fn child_main(
             libc::_exit(0);
         }
         if cfg.no_new_privileges {
-            if let Some(prog) = &seccomp {
+            for prog in seccomp.iter().flatten() {
                 load_seccomp(prog, cfg.seccomp.as_ref().map_or(0, |s| s.flags))?;
             }
         }
@@ -1134,7 +1139,7 @@ fn find_exe(p: &Prepared) -> Res<CString> {
     ))
 }
 
-fn load_seccomp(prog: &[u8], flags: u32) -> Res<()> {
+fn load_seccomp(prog: &[u8], flags: u64) -> Res<()> {
     if !prog.len().is_multiple_of(8) || prog.is_empty() {
         return Err("seccomp program has a bad length".into());
     }

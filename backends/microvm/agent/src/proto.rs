@@ -64,12 +64,13 @@ pub struct Capabilities {
     pub ambient: Vec<u32>,
 }
 
-/// A classic BPF program (an array of `struct sock_filter`, 8 bytes each) compiled on the host.
+/// Classic BPF programs (arrays of `struct sock_filter`, 8 bytes each, native endian) compiled on
+/// the host from `linux.seccomp`, installed in order.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Seccomp {
-    pub program: Blob,
+    pub programs: Vec<Blob>,
     /// `SECCOMP_FILTER_FLAG_*` bits for seccomp(2).
-    pub flags: u32,
+    pub flags: u64,
 }
 
 /// A byte range in the config disk's blob area.
