@@ -228,6 +228,13 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     }
 
     fn assert_no_container_cgroups(&self) {
+        let state = runtime_state_left(&self.path().join("runc-root").join(&self.ns), self.path());
+        if !state.is_empty() {
+            panic!(
+                "runtime state left behind after the containers were removed: {state:?}\n{}",
+                runtime_report(self.path())
+            );
+        }
         let left = self.container_cgroups();
         if !left.is_empty() {
             panic!(

@@ -13,7 +13,7 @@ mod engines;
 
 use engines::*;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -177,12 +177,31 @@ impl Dockerd {
             .to_string()
     }
 
-    /// docker puts container cgroups at <cgroup-parent>/<full id>.
-    fn assert_no_cgroup_for(&self, full_id: &str) {
-        let left = cgroups_named(full_id);
+    /// Nothing left of the containers this test created and removed: no runtime state
+    /// (`<exec-root>/runtime-runc/moby/<id>`), no cgroup (`<cgroup-parent>/<id>`).
+    fn assert_clean(&self) {
+        let root = self.path().join("exec/runtime-runc/moby");
+        let state = runtime_state_left(&root, self.path());
+        if !state.is_empty() {
+            panic!(
+                "runtime state left behind after the containers were removed: {state:?}\n{}",
+                runtime_report(self.path())
+            );
+        }
+        let rel = self.cgroup_parent.trim_start_matches('/');
+        let left: Vec<PathBuf> = created_ids(self.path())
+            .iter()
+            .flat_map(|id| {
+                [
+                    "memory", "pids", "cpu", "freezer", "devices", "blkio", "cpuset",
+                ]
+                .map(|c| Path::new("/sys/fs/cgroup").join(c).join(rel).join(id))
+            })
+            .filter(|p| p.exists())
+            .collect();
         if !left.is_empty() {
             panic!(
-                "cgroups of removed container {full_id} left behind: {left:?}\n{}",
+                "cgroups of removed containers left behind: {left:?}\n{}",
                 runtime_report(self.path())
             );
         }
@@ -278,6 +297,7 @@ fn docker_run_echo_exit_stdin() {
     // directory" or "executable file not found" as runc's does (crun's wording gets 125).
     let want = if k.rt.kind == Kind::Crun { 125 } else { 127 };
     k.expect_code(&["run", "--rm", IMAGE, "/no/such/binary"], want);
+    k.assert_clean();
 }
 
 #[test]
@@ -299,6 +319,10 @@ fn docker_detached_exec_pause_stop() {
         .trim()
         .to_string();
     assert_eq!(k.inspect("bg", "{{.State.Status}}"), "running");
+    assert!(
+        created_ids(k.path()).contains(&id),
+        "docker created {id} through the runtime under test"
+    );
     assert_eq!(k.inspect("bg", "{{.HostConfig.Runtime}}"), "hako");
     let out = k.expect_code(&["exec", "bg", "sh", "-c", "echo exec-out; exit 4"], 4);
     assert_eq!(out.stdout, "exec-out\n", "{}", out.describe());
@@ -333,7 +357,7 @@ fn docker_detached_exec_pause_stop() {
     k.ok(&["stop", "-t", "30", "bg"]);
     assert_eq!(k.inspect("bg", "{{.State.ExitCode}}"), "7");
     k.ok(&["rm", "bg"]);
-    k.assert_no_cgroup_for(&id);
+    k.assert_clean();
 }
 
 #[test]
@@ -378,6 +402,7 @@ fn docker_tty_limits_caps_readonly() {
     if out.ok() || !out.stderr.contains("Read-only file system") {
         k.fail("--read-only rootfs", &out);
     }
+    k.assert_clean();
 }
 
 #[test]

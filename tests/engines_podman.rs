@@ -173,6 +173,20 @@ impl Podman {
                 }
             }
         }
+        // podman passes no --root: the runtime keeps its state in its default root.
+        let state_root = match self.rt.kind {
+            Kind::Hako => PathBuf::from(std::env::var("HAKO_ROOT").unwrap_or("/run/hako".into())),
+            Kind::Runc => PathBuf::from("/run/runc"),
+            Kind::Crun => PathBuf::from("/run/crun"),
+            Kind::Other => PathBuf::from("/nonexistent"),
+        };
+        let state = runtime_state_left(&state_root, self.path());
+        if !state.is_empty() {
+            panic!(
+                "runtime state left behind after the containers were removed: {state:?}\n{}",
+                runtime_report(self.path())
+            );
+        }
         if !left.is_empty() {
             panic!(
                 "container cgroups left behind after the containers were removed: {left:?}\n{}",

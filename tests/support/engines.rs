@@ -593,6 +593,28 @@ pub fn runtime_report(dir: &Path) -> String {
     s
 }
 
+/// Container ids the engine asked the runtime to create (from the trace).
+pub fn created_ids(dir: &Path) -> Vec<String> {
+    let trace = fs::read_to_string(dir.join("runtime.trace")).unwrap_or_default();
+    dedup(
+        trace
+            .lines()
+            .filter(|l| l.split_whitespace().any(|w| w == "create"))
+            .filter_map(|l| l.split_whitespace().last().map(str::to_owned))
+            .collect(),
+    )
+}
+
+/// State directories the runtime still holds under `state_root` for containers this test
+/// created (all of which the test has removed through the engine by now).
+pub fn runtime_state_left(state_root: &Path, dir: &Path) -> Vec<PathBuf> {
+    created_ids(dir)
+        .into_iter()
+        .map(|id| state_root.join(id))
+        .filter(|p| p.exists())
+        .collect()
+}
+
 /// With `HAKO_E2E_KEEP=1` the guards leave the temp dir (traces, configs, logs) in place after
 /// tearing everything else down.
 pub fn keep_tempdir(dir: tempfile::TempDir) {
