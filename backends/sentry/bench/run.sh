@@ -5,6 +5,8 @@
 set -eu
 HAKO=${1:-$(dirname "$0")/../../../target/debug/hako}
 HAKO=$(realpath "$HAKO")
+# The sentry alone, release build, through the Backend contract (cargo build -p hako-sentry --release --example run_bundle).
+RB=$(realpath "$(dirname "$0")/../../../target/release/examples/run_bundle" 2>/dev/null || true)
 W=$(mktemp -d /tmp/hako-sentry-bench.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 R=$W/bundle/rootfs
@@ -14,13 +16,14 @@ for a in sh true cat echo; do ln -s busybox "$R/bin/$a"; done
 echo bench-box > "$R/etc/hostname"
 gcc -O2 -static -o "$R/bin/probe" "$(dirname "$0")/probe.c"
 N=${N:-20000}
+PLAT=
 mk() { # backend args...
   b=$1; shift
   args=$(printf '"%s",' "$@"); args="[${args%,}]"
   cat > "$W/bundle/config.json" <<J
 {"ociVersion":"1.0.2","process":{"terminal":false,"user":{"uid":0,"gid":0},"args":$args,
- "env":["PATH=/bin"],"cwd":"/"},"root":{"path":"rootfs"},"hostname":"bench",
- "annotations":{"io.hako.backend":"$b"},
+ "env":["PATH=/bin"],"cwd":"/"},"root":{"path":"rootfs"},"hostname":"bench","mounts":[{"destination":"/proc","type":"proc","source":"proc"}],
+ "annotations":{"io.hako.backend":"$b"${PLAT:+,\"io.hako.sentry.platform\":\"$PLAT\"}},
  "linux":{"namespaces":[{"type":"pid"},{"type":"mount"},{"type":"network"},{"type":"ipc"},{"type":"uts"}]}}
 J
 }
@@ -36,12 +39,18 @@ for b in sentry container; do
   mk $b /bin/true
   startup "hako ($b)" sh -c "i=\$\$; exec $HAKO --root $W/state run b$b\$RANDOM"
 done
+if [ -x "$RB" ]; then
+  for PLAT in hybrid ptrace; do mk sentry /bin/true; startup "sentry release ($PLAT)" "$RB" .; done; PLAT=
+fi
 if command -v runsc >/dev/null; then
   startup "runsc --platform=ptrace" runsc --root "$W/runsc" --platform=ptrace --network=none run r$$
 fi
 for t in "getpid $N" "read $N /etc/hostname"; do
   set -- $t
   mk sentry /bin/probe "$@"; printf "%-28s " "hako (sentry)"; $HAKO --root "$W/state" run s$$ 2>&1 | tail -1
+  if [ -x "$RB" ]; then
+    for PLAT in hybrid ptrace; do mk sentry /bin/probe "$@"; printf "%-28s " "sentry release ($PLAT)"; "$RB" . 2>&1 | tail -1; done; PLAT=
+  fi
   mk container /bin/probe "$@"; printf "%-28s " "hako (container)"; $HAKO --root "$W/state" run c$$ 2>&1 | tail -1
   if command -v runsc >/dev/null; then
     mk sentry /bin/probe "$@"; printf "%-28s " "runsc --platform=ptrace"; runsc --root "$W/runsc" --platform=ptrace --network=none run r$$ 2>&1 | tail -1

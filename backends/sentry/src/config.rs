@@ -24,9 +24,13 @@ pub struct Config {
     pub stats_path: Option<String>,
     /// HAKO_SENTRY_DEBUG=1 in the environment of `hako create`: log every trapped syscall.
     pub debug: bool,
+    pub hybrid: bool,
 }
 
 pub const STATS_ANNOTATION: &str = "io.hako.sentry.stats";
+/// `io.hako.sentry.platform`: `hybrid` (default: seccomp user-notification + ptrace) or `ptrace`
+/// (seccomp RET_TRACE + ptrace only).
+pub const PLATFORM_ANNOTATION: &str = "io.hako.sentry.platform";
 
 impl Config {
     pub fn from_spec(spec: &Spec, id: &str) -> Result<Config> {
@@ -82,6 +86,11 @@ impl Config {
             nofile: nofile.max(16),
             started: Instant::now(),
             boot_time: now,
+            hybrid: spec
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get(PLATFORM_ANNOTATION))
+                .is_none_or(|v| v == "hybrid"),
             debug: std::env::var_os("HAKO_SENTRY_DEBUG").is_some(),
             stats_path: spec
                 .annotations()

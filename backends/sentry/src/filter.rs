@@ -89,6 +89,8 @@ pub const SENTRY_ALLOWED: &[Sysno] = {
         getcwd,
         restart_syscall,
         mknodat,
+        pidfd_open,
+        pidfd_getfd,
     ]
 };
 

@@ -73,6 +73,8 @@ pub struct Parked {
     pub regs: Regs,
     pub fds: Vec<(RawFd, i16)>,
     pub deadline: Option<Instant>,
+    /// The seccomp notification the task waits on (hybrid platform), or None for a ptrace stop.
+    pub notif: Option<u64>,
 }
 
 #[derive(Default)]
@@ -184,58 +186,93 @@ impl<P: Platform> Kernel<P> {
 
     /// Run until the workload's init is gone; returns (signaled, code-or-signal).
     pub fn run(&mut self) -> Result<(bool, i32)> {
+        let mut check_wait = true;
         loop {
             if self.tasks.is_empty() && self.early.is_empty() {
                 break;
             }
-            let block = self.parked.is_empty();
-            if !block {
-                drain(self.sigchld_fd);
+            let nfd = self.plat.notify_fd();
+            if nfd.is_none() && self.parked.is_empty() {
+                // Only ptrace stops can happen: block in waitpid.
+                match self.plat.wait(true)? {
+                    Stop::NoTracees => break,
+                    Stop::None => {}
+                    s => self.handle(s)?,
+                }
+                check_wait = true;
+                continue;
             }
-            let stop = self.plat.wait(block)?;
-            match stop {
-                Stop::NoTracees => break,
-                Stop::None => {
-                    if !block {
-                        self.poll_parked()?;
+            if check_wait {
+                drain(self.sigchld_fd);
+                loop {
+                    match self.plat.wait(false)? {
+                        Stop::None => break,
+                        Stop::NoTracees => {
+                            return Ok(self.init_status.unwrap_or((true, libc::SIGKILL)))
+                        }
+                        s => self.handle(s)?,
                     }
                 }
-                s => self.handle(s)?,
+                check_wait = false;
+                continue;
+            }
+            // Wait for a ptrace event (SIGCHLD), a notification, or a parked task's fd/deadline.
+            let mut pfds = vec![libc::pollfd {
+                fd: self.sigchld_fd,
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            let nslot = nfd.map(|fd| {
+                pfds.push(libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+                pfds.len() - 1
+            });
+            let first_parked = pfds.len();
+            let mut timeout: i32 = -1;
+            let now = Instant::now();
+            for p in &self.parked {
+                for &(fd, ev) in &p.fds {
+                    pfds.push(libc::pollfd {
+                        fd,
+                        events: ev,
+                        revents: 0,
+                    });
+                }
+                if let Some(d) = p.deadline {
+                    let ms = d
+                        .saturating_duration_since(now)
+                        .as_millis()
+                        .min(i32::MAX as u128) as i32;
+                    timeout = if timeout < 0 { ms } else { timeout.min(ms) };
+                }
+            }
+            // SAFETY: valid pollfd array.
+            let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout) };
+            if n < 0 {
+                continue; // EINTR (a forwarded signal)
+            }
+            if pfds[0].revents != 0 {
+                check_wait = true;
+            }
+            if let Some(i) = nslot {
+                if pfds[i].revents & libc::POLLIN != 0 {
+                    let s = self.plat.recv()?;
+                    self.handle(s)?;
+                }
+            }
+            let parked_ready = pfds[first_parked..].iter().any(|p| p.revents != 0);
+            let expired = self
+                .parked
+                .iter()
+                .any(|p| p.deadline.is_some_and(|d| Instant::now() >= d));
+            if parked_ready || expired {
+                self.retry_parked()?;
             }
         }
         Ok(self.init_status.unwrap_or((true, libc::SIGKILL)))
-    }
-
-    fn poll_parked(&mut self) -> Result<()> {
-        let mut pfds = vec![libc::pollfd {
-            fd: self.sigchld_fd,
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        let mut timeout: i32 = -1;
-        let now = Instant::now();
-        for p in &self.parked {
-            for &(fd, ev) in &p.fds {
-                pfds.push(libc::pollfd {
-                    fd,
-                    events: ev,
-                    revents: 0,
-                });
-            }
-            if let Some(d) = p.deadline {
-                let ms = d
-                    .saturating_duration_since(now)
-                    .as_millis()
-                    .min(i32::MAX as u128) as i32;
-                timeout = if timeout < 0 { ms } else { timeout.min(ms) };
-            }
-        }
-        // SAFETY: valid pollfd array.
-        unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout) };
-        if pfds[1..].iter().any(|p| p.revents != 0) || timeout >= 0 {
-            self.retry_parked()?;
-        }
-        Ok(())
     }
 
     fn retry_parked(&mut self) -> Result<()> {
@@ -244,8 +281,13 @@ impl<P: Platform> Kernel<P> {
             if !self.tasks.contains_key(&p.tid) {
                 continue;
             }
+            if let Some(id) = p.notif {
+                if !self.plat.notif_valid(id) {
+                    continue; // interrupted by a signal: the syscall restarts as a new notification
+                }
+            }
             let mut regs = p.regs;
-            self.dispatch(p.tid, &mut regs, p.deadline)?;
+            self.dispatch(p.tid, &mut regs, p.deadline, p.notif)?;
         }
         Ok(())
     }
@@ -260,7 +302,15 @@ impl<P: Platform> Kernel<P> {
                     return self.plat.complete(tid, &mut regs, -(libc::ENOSYS as i64));
                 }
                 let mut regs = self.plat.get_regs(tid)?;
-                self.dispatch(tid, &mut regs, None)
+                self.dispatch(tid, &mut regs, None, None)
+            }
+            Stop::Notif { tid, id, mut regs } => {
+                if !self.tasks.contains_key(&tid) {
+                    return self.plat.respond(id, -(libc::ENOSYS as i64));
+                }
+                // A thread is in one syscall at a time: an older parked notification is dead.
+                self.parked.retain(|p| !(p.tid == tid && p.notif.is_some()));
+                self.dispatch(tid, &mut regs, None, Some(id))
             }
             Stop::SyscallExit { tid } => self.syscall_exit(tid),
             Stop::NewChild { parent, child } => {
@@ -494,7 +544,13 @@ impl<P: Platform> Kernel<P> {
     }
 
     /// Run the implementation of the trapped syscall in `regs` for `tid`.
-    pub fn dispatch(&mut self, tid: i32, regs: &mut Regs, deadline: Option<Instant>) -> Result<()> {
+    pub fn dispatch(
+        &mut self,
+        tid: i32,
+        regs: &mut Regs,
+        deadline: Option<Instant>,
+        notif: Option<u64>,
+    ) -> Result<()> {
         let nr = platform::sysno(regs);
         let out = syscalls::handle(self, tid, nr, regs, deadline);
         if self.cfg.debug {
@@ -509,6 +565,23 @@ impl<P: Platform> Kernel<P> {
                 Outcome::NativeThen(_) => eprintln!("[sentry {tid}] {name}(..) -> native+fixup"),
                 Outcome::Park(..) => eprintln!("[sentry {tid}] {name}(..) -> parked"),
             }
+        }
+        if let Some(id) = notif {
+            return match out {
+                Outcome::Ret(v) => self.plat.respond(id, v),
+                Outcome::Park(fds, dl) => {
+                    self.parked.push(Parked {
+                        tid,
+                        regs: *regs,
+                        fds,
+                        deadline: dl,
+                        notif,
+                    });
+                    Ok(())
+                }
+                // Register rewriting is only possible at a ptrace stop (NEEDS_REGS routes those).
+                _ => self.plat.respond(id, -(libc::ENOSYS as i64)),
+            };
         }
         match out {
             Outcome::Ret(v) => self.plat.complete(tid, regs, v),
@@ -527,6 +600,7 @@ impl<P: Platform> Kernel<P> {
                     regs: *regs,
                     fds,
                     deadline: dl,
+                    notif: None,
                 });
                 Ok(())
             }

@@ -30,7 +30,7 @@ use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-pub use config::STATS_ANNOTATION;
+pub use config::{PLATFORM_ANNOTATION, STATS_ANNOTATION};
 
 /// The sentry backend.
 #[derive(Debug, Default, Clone, Copy)]
@@ -42,7 +42,7 @@ impl SentryBackend {
     }
 }
 
-const ANNOTATIONS: &[&str] = &[STATS_ANNOTATION];
+const ANNOTATIONS: &[&str] = &[STATS_ANNOTATION, PLATFORM_ANNOTATION];
 
 fn sentry_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("sentry")
@@ -287,7 +287,7 @@ impl Backend for SentryBackend {
     fn features(&self) -> serde_json::Value {
         serde_json::json!({
             "name": "sentry",
-            "platform": "seccomp-trace+ptrace",
+            "platforms": ["hybrid (seccomp user-notif + ptrace, default)", "ptrace (seccomp RET_TRACE + ptrace)"],
             "kernel": format!("{} {}", vfs::procfs::SYSNAME, vfs::procfs::RELEASE),
             "annotations": ANNOTATIONS,
             "namespaces": ["mount", "uts", "ipc", "network (no interfaces)"],

@@ -255,7 +255,7 @@ pub struct Prepared {
     pub vfs: Vfs,
     pub program: String,
     pub slave: Option<OwnedFd>,
-    pub filter: seccompiler::BpfProgram,
+    pub filter: Vec<libc::sock_filter>,
     pub oci_filter: Option<seccompiler::BpfProgram>,
     pub own_filter: seccompiler::BpfProgram,
 }
@@ -296,7 +296,7 @@ pub fn prepare(plan: &Plan, oci_filter: Option<seccompiler::BpfProgram>) -> Resu
         vfs,
         program,
         slave,
-        filter: crate::syscalls::trap_filter()?,
+        filter: crate::syscalls::trap_filter(plan.cfg.hybrid),
         oci_filter,
         own_filter: crate::filter::sentry_filter()?,
     })
@@ -388,7 +388,7 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
         bail!("signalfd: {}", std::io::Error::last_os_error());
     }
 
-    let mut plat = SeccompPtrace::new(prep.filter.clone());
+    let mut plat = SeccompPtrace::new(prep.filter.clone(), cfg.hybrid);
     let slave_fd = prep.slave.as_ref().map(|s| s.as_raw_fd());
     // SAFETY: fork of the single-threaded sentry; the child only makes syscalls before execve.
     let pid = unsafe { libc::fork() };

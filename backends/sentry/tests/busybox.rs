@@ -78,3 +78,24 @@ fn proc_uname_and_ps() {
         "host kernel release leaked: {out}"
     );
 }
+
+#[test]
+fn ptrace_only_platform_runs_the_same_script() {
+    let Some(b) = common::busybox_bundle() else {
+        return;
+    };
+    let spec = b.spec(
+        &[
+            "sh",
+            "-c",
+            "echo a | cat; (echo bg) & wait; cat /etc/hostname; uname -r; exit 7",
+        ],
+        serde_json::json!({"annotations": {"io.hako.sentry.platform": "ptrace"}}),
+    );
+    let (code, out, err) = b.run_spec(&spec);
+    assert_eq!(code, 7, "stderr: {err}");
+    assert_eq!(
+        out, "a\nbg\nsentry-box\n4.4.0-hako-sentry\n",
+        "stderr: {err}"
+    );
+}

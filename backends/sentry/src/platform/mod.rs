@@ -5,6 +5,7 @@
 //! [`ptrace::SeccompPtrace`] (seccomp `SECCOMP_RET_TRACE` + ptrace); `examples/platform_bench.rs`
 //! measures it against `PTRACE_SYSEMU` and `SECCOMP_RET_USER_NOTIF` (see docs/backends/sentry.md).
 
+pub mod bpf;
 pub mod ptrace;
 
 use anyhow::Result;
@@ -17,6 +18,13 @@ pub enum Stop {
     /// A trapped system call, before it runs. Registers hold the number and arguments.
     Syscall {
         tid: i32,
+    },
+    /// A system call reported through the seccomp user-notification fd (hybrid platform): the
+    /// task waits in the kernel for [`Platform::respond`]; `regs` carries only nr and arguments.
+    Notif {
+        tid: i32,
+        id: u64,
+        regs: Regs,
     },
     /// The exit of a system call the kernel asked to see the end of (see [`Resume::ToSyscallExit`]).
     SyscallExit {
@@ -75,6 +83,22 @@ pub trait Platform {
     /// Finish a trapped system call without running it on the host: it returns `ret` to the tracee.
     fn complete(&mut self, tid: i32, regs: &mut Regs, ret: i64) -> Result<()>;
     fn resume(&mut self, tid: i32, how: Resume) -> Result<()>;
+    /// The user-notification fd to poll, when the platform has one.
+    fn notify_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+    /// Receive one pending notification (call when [`Platform::notify_fd`] is readable).
+    fn recv(&mut self) -> Result<Stop> {
+        Ok(Stop::None)
+    }
+    /// Answer a notification: the syscall returns `ret` (negative: -errno).
+    fn respond(&mut self, _id: u64, _ret: i64) -> Result<()> {
+        Ok(())
+    }
+    /// Whether the task behind a notification is still waiting for it.
+    fn notif_valid(&self, _id: u64) -> bool {
+        false
+    }
     fn read_mem(&self, tid: i32, addr: u64, buf: &mut [u8]) -> Result<usize, i32>;
     fn write_mem(&self, tid: i32, addr: u64, data: &[u8]) -> Result<usize, i32>;
 }

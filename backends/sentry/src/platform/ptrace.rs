@@ -10,17 +10,80 @@
 
 use super::{Platform, Regs, Resume, Stop};
 use anyhow::{bail, Context, Result};
-use seccompiler::BpfProgram;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+/// seccomp + ptrace. With `hybrid`, the filter sends the syscalls the sentry answers from its own
+/// state (read, write, stat, getpid...) to a `SECCOMP_RET_USER_NOTIF` listener, and keeps
+/// `SECCOMP_RET_TRACE` for the few whose registers the sentry must rewrite (execve, clone, wait4,
+/// file mmap...). Fork, exec and signal events still come through ptrace.
 pub struct SeccompPtrace {
-    filter: BpfProgram,
+    filter: Vec<libc::sock_filter>,
+    hybrid: bool,
+    listener: Option<OwnedFd>,
 }
 
 impl SeccompPtrace {
-    pub fn new(filter: BpfProgram) -> Self {
-        SeccompPtrace { filter }
+    pub fn new(filter: Vec<libc::sock_filter>, hybrid: bool) -> Self {
+        SeccompPtrace {
+            filter,
+            hybrid,
+            listener: None,
+        }
+    }
+
+    /// Take the tracee's listener fd (it is close-on-exec in the tracee) once it exists.
+    fn grab_listener(&mut self, tid: i32) {
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{tid}/fd")) else {
+            return;
+        };
+        for e in dir.flatten() {
+            let is_notify = std::fs::read_link(e.path())
+                .is_ok_and(|l| l.to_string_lossy().contains("seccomp notify"));
+            let Some(fd) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            if !is_notify {
+                continue;
+            }
+            // SAFETY: pidfd_open/pidfd_getfd on our own tracee.
+            unsafe {
+                let pidfd = libc::syscall(libc::SYS_pidfd_open, tid, 0) as i32;
+                if pidfd < 0 {
+                    return;
+                }
+                let l = libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd, 0) as i32;
+                libc::close(pidfd);
+                if l >= 0 {
+                    self.listener = Some(OwnedFd::from_raw_fd(l));
+                }
+            }
+            return;
+        }
     }
 }
+
+#[repr(C)]
+struct SeccompNotif {
+    id: u64,
+    pid: u32,
+    flags: u32,
+    nr: i32,
+    arch: u32,
+    ip: u64,
+    args: [u64; 6],
+}
+
+#[repr(C)]
+struct SeccompNotifResp {
+    id: u64,
+    val: i64,
+    error: i32,
+    flags: u32,
+}
+
+const NOTIF_RECV: libc::c_ulong = 0xc050_2100;
+const NOTIF_SEND: libc::c_ulong = 0xc018_2101;
+const NOTIF_ID_VALID: libc::c_ulong = 0x4008_2102;
 
 fn errno() -> i32 {
     std::io::Error::last_os_error()
@@ -49,7 +112,7 @@ impl Platform for SeccompPtrace {
                 bail!("PR_SET_NO_NEW_PRIVS: {}", std::io::Error::last_os_error());
             }
         }
-        seccompiler::apply_filter(&self.filter).context("installing the trap filter")?;
+        super::bpf::install(&self.filter, self.hybrid).context("installing the trap filter")?;
         Ok(())
     }
 
@@ -114,7 +177,18 @@ impl Platform for SeccompPtrace {
         if sig == libc::SIGTRAP && event != 0 {
             let msg = geteventmsg(tid);
             return Ok(match event {
-                libc::PTRACE_EVENT_SECCOMP => Stop::Syscall { tid },
+                libc::PTRACE_EVENT_SECCOMP => {
+                    if self.hybrid && self.listener.is_none() {
+                        self.grab_listener(tid);
+                        if self.listener.is_none() {
+                            // Without the listener every notified syscall would fail: stop here.
+                            // SAFETY: kill our own tracee.
+                            unsafe { libc::kill(tid, libc::SIGKILL) };
+                            bail!("could not take the seccomp listener from the tracee");
+                        }
+                    }
+                    Stop::Syscall { tid }
+                }
                 libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK | libc::PTRACE_EVENT_CLONE => {
                     Stop::NewChild {
                         parent: tid,
@@ -179,6 +253,69 @@ impl Platform for SeccompPtrace {
             bail!("resuming {tid}: {}", std::io::Error::from_raw_os_error(e));
         }
         Ok(())
+    }
+
+    fn notify_fd(&self) -> Option<RawFd> {
+        self.listener.as_ref().map(|l| l.as_raw_fd())
+    }
+
+    fn recv(&mut self) -> Result<Stop> {
+        let Some(l) = &self.listener else {
+            return Ok(Stop::None);
+        };
+        // SAFETY: a zeroed seccomp_notif, as the kernel requires.
+        let mut n: SeccompNotif = unsafe { std::mem::zeroed() };
+        // SAFETY: ioctl with the right struct size.
+        if unsafe { libc::ioctl(l.as_raw_fd(), NOTIF_RECV, &mut n as *mut SeccompNotif) } != 0 {
+            return Ok(Stop::None); // ENOENT: the task went away meanwhile; EINTR
+        }
+        let mut regs: Regs = unsafe { std::mem::zeroed() };
+        regs.orig_rax = n.nr as i64 as u64;
+        regs.rdi = n.args[0];
+        regs.rsi = n.args[1];
+        regs.rdx = n.args[2];
+        regs.r10 = n.args[3];
+        regs.r8 = n.args[4];
+        regs.r9 = n.args[5];
+        regs.rip = n.ip;
+        Ok(Stop::Notif {
+            tid: n.pid as i32,
+            id: n.id,
+            regs,
+        })
+    }
+
+    fn respond(&mut self, id: u64, ret: i64) -> Result<()> {
+        let Some(l) = &self.listener else {
+            return Ok(());
+        };
+        let mut r = if ret < 0 && ret > -4096 {
+            SeccompNotifResp {
+                id,
+                val: 0,
+                error: ret as i32,
+                flags: 0,
+            }
+        } else {
+            SeccompNotifResp {
+                id,
+                val: ret,
+                error: 0,
+                flags: 0,
+            }
+        };
+        // SAFETY: ioctl with the right struct size. ENOENT (the task was interrupted) is fine.
+        unsafe { libc::ioctl(l.as_raw_fd(), NOTIF_SEND, &mut r as *mut SeccompNotifResp) };
+        Ok(())
+    }
+
+    fn notif_valid(&self, id: u64) -> bool {
+        let Some(l) = &self.listener else {
+            return false;
+        };
+        let mut id = id;
+        // SAFETY: ioctl with a u64.
+        unsafe { libc::ioctl(l.as_raw_fd(), NOTIF_ID_VALID, &mut id as *mut u64) == 0 }
     }
 
     fn read_mem(&self, tid: i32, addr: u64, buf: &mut [u8]) -> Result<usize, i32> {

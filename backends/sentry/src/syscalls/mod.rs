@@ -187,46 +187,65 @@ pub fn disposition(s: Sysno) -> Disp {
     }
 }
 
+/// Syscalls whose implementation rewrites registers or needs the syscall-exit stop: always
+/// `SECCOMP_RET_TRACE`, also on the hybrid platform.
+pub const NEEDS_REGS: &[Sysno] = {
+    use Sysno::*;
+    &[
+        execve,
+        clone,
+        fork,
+        vfork,
+        wait4,
+        waitid,
+        getpgrp,
+        getpgid,
+        setpgid,
+        getsid,
+        setsid,
+        mmap,
+        prlimit64,
+        sched_getaffinity,
+        sched_setaffinity,
+        sched_getparam,
+        sched_getscheduler,
+        sched_setscheduler,
+        sched_setparam,
+        get_robust_list,
+    ]
+};
+
 /// Build the tracee's trap filter from [`disposition`]: allowlisted syscalls run natively,
-/// everything else stops in the sentry (`SECCOMP_RET_TRACE`).
-pub fn trap_filter() -> anyhow::Result<seccompiler::BpfProgram> {
-    use seccompiler::{
-        SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
+/// everything else stops in the sentry — through the user-notification fd on the hybrid
+/// platform (`SECCOMP_RET_USER_NOTIF`), or as a ptrace stop (`SECCOMP_RET_TRACE`).
+pub fn trap_filter(hybrid: bool) -> Vec<libc::sock_filter> {
+    use crate::platform::bpf::{build, Rule, RET_ALLOW, RET_TRACE, RET_USER_NOTIF};
+    let default = if hybrid { RET_USER_NOTIF } else { RET_TRACE };
+    let trap = |s: Sysno| {
+        if hybrid && !NEEDS_REGS.contains(&s) {
+            RET_USER_NOTIF
+        } else {
+            RET_TRACE
+        }
     };
-    use std::collections::BTreeMap;
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    let mut rules = Vec::new();
     for s in Sysno::iter() {
+        let nr = s.id() as u32;
         match disposition(s) {
-            Disp::Native(_) => {
-                rules.insert(s.id() as i64, vec![]);
-            }
-            Disp::NativeWhen(conds, _) => {
-                let mut v = Vec::new();
-                for c in conds {
-                    let op = if c.mask == u64::MAX {
-                        SeccompCmpOp::Eq
-                    } else {
-                        SeccompCmpOp::MaskedEq(c.mask)
-                    };
-                    v.push(SeccompRule::new(vec![SeccompCondition::new(
-                        c.arg,
-                        SeccompCmpArgLen::Qword,
-                        op,
-                        c.value,
-                    )?])?);
-                }
-                rules.insert(s.id() as i64, v);
-            }
+            Disp::Native(_) => rules.push((nr, Rule::Action(RET_ALLOW))),
+            Disp::NativeWhen(conds, _) => rules.push((
+                nr,
+                Rule::Cond {
+                    conds: conds.iter().map(|c| (c.arg, c.mask, c.value)).collect(),
+                    action_if: RET_ALLOW,
+                    otherwise: trap(s),
+                },
+            )),
+            _ if trap(s) != default => rules.push((nr, Rule::Action(trap(s)))),
             _ => {}
         }
     }
-    let f = SeccompFilter::new(
-        rules,
-        SeccompAction::Trace(0),
-        SeccompAction::Allow,
-        std::env::consts::ARCH.try_into()?,
-    )?;
-    Ok(f.try_into()?)
+    build(&rules, default)
 }
 
 /// The per-call context handed to implementations.

@@ -1,0 +1,106 @@
+//! A small classic-BPF generator for the trap filter. seccompiler has no `SECCOMP_RET_USER_NOTIF`
+//! action, and the hybrid platform needs three actions in one filter (allow, user-notif, trace).
+
+use libc::sock_filter;
+
+pub const RET_ALLOW: u32 = 0x7fff_0000;
+pub const RET_TRACE: u32 = 0x7ff0_0000;
+pub const RET_USER_NOTIF: u32 = 0x7fc0_0000;
+pub const RET_KILL_PROCESS: u32 = 0x8000_0000;
+pub const RET_ERRNO: u32 = 0x0005_0000;
+const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+
+/// What the filter does with one syscall number.
+#[derive(Debug, Clone)]
+pub enum Rule {
+    Action(u32),
+    /// `action_if` when any `(arg, mask, value)` matches (64-bit compare), else `otherwise`.
+    Cond {
+        conds: Vec<(u8, u64, u64)>,
+        action_if: u32,
+        otherwise: u32,
+    },
+}
+
+fn stmt(code: u16, k: u32) -> sock_filter {
+    sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
+    sock_filter { code, jt, jf, k }
+}
+const LD_W_ABS: u16 = 0x20;
+const JEQ_K: u16 = 0x15;
+const JGE_K: u16 = 0x35;
+const AND_K: u16 = 0x54;
+const RET_K: u16 = 0x06;
+
+/// Build: check the arch, then one block per rule, then `default`.
+pub fn build(rules: &[(u32, Rule)], default: u32) -> Vec<sock_filter> {
+    let mut p = vec![
+        stmt(LD_W_ABS, 4),
+        jump(JEQ_K, AUDIT_ARCH_X86_64, 1, 0),
+        stmt(RET_K, RET_KILL_PROCESS),
+        stmt(LD_W_ABS, 0),
+        // x32 syscalls (nr >= 0x40000000): refuse.
+        jump(JGE_K, 0x4000_0000, 0, 1),
+        stmt(RET_K, RET_ERRNO | libc::ENOSYS as u32),
+    ];
+    for (nr, rule) in rules {
+        match rule {
+            Rule::Action(a) => {
+                p.push(jump(JEQ_K, *nr, 0, 1));
+                p.push(stmt(RET_K, *a));
+            }
+            Rule::Cond {
+                conds,
+                action_if,
+                otherwise,
+            } => {
+                // Per condition: ld lo; and; jeq -> ld hi; and; jeq -> ret action_if.  (7 insns)
+                let body = conds.len() * 7 + 1;
+                p.push(jump(JEQ_K, *nr, 0, body as u8));
+                for &(arg, mask, value) in conds {
+                    let off = 16 + 8 * arg as u32;
+                    p.push(stmt(LD_W_ABS, off));
+                    p.push(stmt(AND_K, mask as u32));
+                    p.push(jump(JEQ_K, value as u32, 0, 4));
+                    p.push(stmt(LD_W_ABS, off + 4));
+                    p.push(stmt(AND_K, (mask >> 32) as u32));
+                    p.push(jump(JEQ_K, (value >> 32) as u32, 0, 1));
+                    p.push(stmt(RET_K, *action_if));
+                }
+                // The block always returns, so the accumulator (nr) is intact when it is skipped.
+                p.push(stmt(RET_K, *otherwise));
+            }
+        }
+    }
+    p.push(stmt(RET_K, default));
+    p
+}
+
+/// Install with `SECCOMP_FILTER_FLAG_NEW_LISTENER` when `listener`; returns the listener fd.
+pub fn install(prog: &[sock_filter], listener: bool) -> std::io::Result<i32> {
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr() as *mut _,
+    };
+    let flags: libc::c_ulong = if listener { 1 << 3 } else { 0 };
+    // SAFETY: seccomp(SECCOMP_SET_MODE_FILTER) with a valid program.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            1 as libc::c_ulong,
+            flags,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(rc as i32)
+}
