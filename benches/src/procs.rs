@@ -17,6 +17,8 @@ pub struct Finished {
     pub status: i32,
     /// ru_maxrss of the child (and of its descendants it waited for), KiB.
     pub maxrss_kb: u64,
+    /// User + system CPU time of the child and the descendants it waited for, ms.
+    pub cpu_ms: f64,
     pub elapsed: Duration,
 }
 
@@ -92,11 +94,12 @@ pub fn run(
         .spawn()
         .with_context(|| format!("spawning {}", argv[0]))?;
     let pid = child.id() as i32;
-    let (status, maxrss_kb) =
+    let (status, maxrss_kb, cpu_ms) =
         wait_pid(pid, timeout)?.with_context(|| format!("{} is not our child", argv[0]))?;
     Ok(Finished {
         status,
         maxrss_kb,
+        cpu_ms,
         elapsed: start.elapsed(),
     })
 }
@@ -234,7 +237,7 @@ pub fn reap_untracked(keep: i32) {
 /// Wait for `pid` to exit, at most `timeout`. If it is our child (directly or as a reparented
 /// orphan), reap it and return its wait status and ru_maxrss; if it is not, return `None` once
 /// it is gone. On timeout the process is SIGKILLed and an error returned.
-pub fn wait_pid(pid: i32, timeout: Duration) -> Result<Option<(i32, u64)>> {
+pub fn wait_pid(pid: i32, timeout: Duration) -> Result<Option<(i32, u64, f64)>> {
     // SAFETY: pidfd_open has no memory arguments.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
     if pidfd < 0 {
@@ -295,14 +298,15 @@ pub fn wait_pid(pid: i32, timeout: Duration) -> Result<Option<(i32, u64)>> {
     Ok(try_reap_blocking(pid))
 }
 
-fn wait4(pid: i32, flags: i32) -> Option<(i32, u64)> {
+fn wait4(pid: i32, flags: i32) -> Option<(i32, u64, f64)> {
     let mut st = 0;
     // SAFETY: zeroed rusage is a valid value; wait4 fills it.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     loop {
         let r = unsafe { libc::wait4(pid, &mut st, flags, &mut ru) };
         if r == pid {
-            return Some((st, ru.ru_maxrss as u64));
+            let tv = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
+            return Some((st, ru.ru_maxrss as u64, tv(ru.ru_utime) + tv(ru.ru_stime)));
         }
         if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
             continue;
@@ -311,12 +315,12 @@ fn wait4(pid: i32, flags: i32) -> Option<(i32, u64)> {
     }
 }
 
-fn try_reap(pid: i32) -> Option<(i32, u64)> {
+fn try_reap(pid: i32) -> Option<(i32, u64, f64)> {
     wait4(pid, libc::WNOHANG)
 }
 
 /// The process has exited (pidfd readable); reap it if it is ours.
-fn try_reap_blocking(pid: i32) -> Option<(i32, u64)> {
+fn try_reap_blocking(pid: i32) -> Option<(i32, u64, f64)> {
     wait4(pid, 0)
 }
 

@@ -74,12 +74,15 @@ pub struct SubjectReport {
     pub samples: Vec<Sample>,
     /// Over non-warm-up samples without error.
     pub startup_ms: Option<Stats>,
+    /// CPU time (user + system) of runtime and sandbox per run.
+    pub cpu_ms: Option<Stats>,
     pub runtime_rss_mib: Option<Stats>,
     pub sandbox_rss_mib: Option<Stats>,
     pub cgroup_peak_mib: Option<Stats>,
     /// The memory figure compared (cgroup peak, else max(runtime, sandbox) RSS).
     pub peak_mib: Option<Stats>,
     pub startup_ratio: Option<f64>,
+    pub cpu_ratio: Option<f64>,
     pub memory_ratio: Option<f64>,
     pub failed_samples: usize,
     pub syscall: Vec<SyscallSample>,
@@ -118,11 +121,13 @@ impl SubjectReport {
             first_run_ms: None,
             samples: vec![],
             startup_ms: None,
+            cpu_ms: None,
             runtime_rss_mib: None,
             sandbox_rss_mib: None,
             cgroup_peak_mib: None,
             peak_mib: None,
             startup_ratio: None,
+            cpu_ratio: None,
             memory_ratio: None,
             failed_samples: 0,
             syscall: vec![],
@@ -144,6 +149,7 @@ impl SubjectReport {
             .collect();
         self.failed_samples = self.samples.iter().filter(|s| s.error.is_some()).count();
         self.startup_ms = summarize(&good.iter().map(|s| s.total_ms).collect::<Vec<_>>());
+        self.cpu_ms = summarize(&good.iter().map(|s| s.cpu_ms()).collect::<Vec<_>>());
         self.runtime_rss_mib = summarize(
             &good
                 .iter()
@@ -191,6 +197,7 @@ impl Report {
             let b = &s.baseline;
             ratios.push((
                 ratio(s.startup_ms.map(|x| x.median), med(b, &|x| x.startup_ms)),
+                ratio(s.cpu_ms.map(|x| x.median), med(b, &|x| x.cpu_ms)),
                 ratio(s.peak_mib.map(|x| x.median), med(b, &|x| x.peak_mib)),
                 ratio(
                     s.getpid_ns.map(|x| x.median),
@@ -205,8 +212,9 @@ impl Report {
                 ),
             ));
         }
-        for (s, (a, b, c)) in self.subjects.iter_mut().zip(ratios) {
+        for (s, (a, cpu, b, c)) in self.subjects.iter_mut().zip(ratios) {
             s.startup_ratio = a;
+            s.cpu_ratio = cpu;
             s.memory_ratio = b;
             s.getpid_ratio = c;
         }
@@ -219,18 +227,20 @@ impl Report {
         let rx = |v: Option<f64>| v.map(|x| format!("{x:.2}x")).unwrap_or_else(|| "-".into());
         let _ = writeln!(
             o,
-            "startup = create→start→exit→delete (ms, {} runs after {} warm-up, interleaved); memory = MiB; ratio = subject / baseline (lower is better)",
+            "startup = create→start→exit→delete (ms, {} runs after {} warm-up, interleaved); cpu-ms = user+sys CPU of runtime and sandbox; memory = MiB; ratio = subject / baseline (lower is better)",
             self.settings.runs, self.settings.warmup
         );
         let _ = writeln!(
             o,
-            "{:<10} {:<21} {:>8} {:>8} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8}  baseline",
+            "{:<10} {:<21} {:>8} {:>8} {:>7} {:>8} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8} {:>6}  baseline",
             "category",
             "subject",
             "median",
             "p90",
             "spread",
             "ratio",
+            "cpu-ms",
+            "cpu-rat",
             "runtime",
             "sandbox",
             "cg-peak",
@@ -246,13 +256,15 @@ impl Report {
             for s in self.subjects.iter().filter(|s| s.category == cat) {
                 let _ = writeln!(
                     o,
-                    "{:<10} {:<21} {:>8} {:>8} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8}  {}",
+                    "{:<10} {:<21} {:>8} {:>8} {:>7} {:>8} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8} {:>6}  {}",
                     cat.name(),
                     s.name,
                     f2(s.startup_ms.map(|x| x.median)),
                     f2(s.startup_ms.map(|x| x.p90)),
                     f2(s.startup_ms.map(|x| x.spread)),
                     rx(s.startup_ratio),
+                    f1(s.cpu_ms.map(|x| x.median)),
+                    rx(s.cpu_ratio),
                     f1(s.runtime_rss_mib.map(|x| x.median)),
                     f1(s.sandbox_rss_mib.map(|x| x.median)),
                     f1(s.cgroup_peak_mib.map(|x| x.median)),

@@ -103,12 +103,22 @@ pub struct Sample {
     pub runtime_maxrss_kb: u64,
     /// ru_maxrss of the sandbox's host process (reaped by us as subreaper), KiB.
     pub sandbox_maxrss_kb: Option<u64>,
+    /// User + system CPU time of the runtime CLI processes (and what they reaped), ms.
+    pub runtime_cpu_ms: f64,
+    /// User + system CPU time of the sandbox's host process, ms (OCI subjects).
+    pub sandbox_cpu_ms: Option<f64>,
     /// memory cgroup peak of the whole tree, KiB.
     pub cgroup_peak_kb: Option<u64>,
     pub error: Option<String>,
 }
 
 impl Sample {
+    /// CPU time of everything we reaped for this sample: far steadier than wall time on a
+    /// loaded machine.
+    pub fn cpu_ms(&self) -> f64 {
+        self.runtime_cpu_ms + self.sandbox_cpu_ms.unwrap_or(0.0)
+    }
+
     /// The memory figure compared across subjects: the cgroup peak of the whole tree when
     /// known, else the larger of the runtime's and the sandbox's peak RSS.
     pub fn peak_kb(&self) -> u64 {
@@ -565,6 +575,7 @@ impl Subject {
             total_ms: ms,
             runtime_maxrss_kb: f.maxrss_kb,
             sandbox_maxrss_kb: Some(f.maxrss_kb),
+            runtime_cpu_ms: f.cpu_ms,
             cgroup_peak_kb: peak.map(|b| b / 1024),
             ..Default::default()
         })
@@ -699,13 +710,14 @@ impl Subject {
                 bail!("delete: {} ({})", d.describe(), procs::tail(&err, 3));
             }
             let t4 = Instant::now();
-            if let Some((st, _)) = waited {
+            if let Some((st, _, _)) = waited {
                 if !(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0) {
                     bail!(
                         "workload: {}",
                         procs::Finished {
                             status: st,
                             maxrss_kb: 0,
+                            cpu_ms: 0.0,
                             elapsed: Duration::ZERO
                         }
                         .describe()
@@ -720,7 +732,9 @@ impl Subject {
                 wait_ms: Some(ms(t2, t3)),
                 delete_ms: Some(ms(t3, t4)),
                 runtime_maxrss_kb: c.maxrss_kb.max(s.maxrss_kb).max(d.maxrss_kb),
-                sandbox_maxrss_kb: waited.map(|(_, r)| r),
+                sandbox_maxrss_kb: waited.map(|(_, r, _)| r),
+                runtime_cpu_ms: c.cpu_ms + s.cpu_ms + d.cpu_ms,
+                sandbox_cpu_ms: waited.map(|(_, _, cpu)| cpu),
                 ..Default::default()
             })
         })();
