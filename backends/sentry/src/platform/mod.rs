@@ -14,6 +14,7 @@ pub type Regs = libc::user_regs_struct;
 
 /// Why a tracee stopped.
 #[derive(Debug, Clone, Copy)]
+#[allow(clippy::large_enum_variant)]
 pub enum Stop {
     /// A trapped system call, before it runs. Registers hold the number and arguments.
     Syscall {
