@@ -549,18 +549,13 @@ impl Workload {
         let mut pty = None;
         let mut child_io: [Option<OwnedFd>; 3] = [None, None, None];
         let (mut stdin_w, mut stdout_r, mut stderr_r) = (None, None, None);
+        let mut pty_sock = None;
         if cfg.terminal {
-            let _ = fs::create_dir_all("/dev/pts");
-            let _ = mount(
-                "devpts",
-                Path::new("/dev/pts"),
-                "devpts",
-                0,
-                "newinstance,ptmxmode=0666,mode=0620",
-            );
-            let (m, s) = openpty(cfg.console_size)?;
-            pty = Some(m);
-            child_io[0] = Some(s);
+            // The workload makes its pty inside its own root (so its devpts knows it: ttyname
+            // works) and sends us the master over this socket.
+            let (a, c) = unix_pair()?;
+            pty_sock = Some(a);
+            child_io[0] = Some(c);
         } else {
             let (r, w) = pipe()?;
             child_io[0] = Some(r);
@@ -602,6 +597,9 @@ impl Workload {
         drop(start_r);
         drop(status_w);
         drop(child_io);
+        if let Some(sock) = pty_sock {
+            pty = recv_fd(&sock);
+        }
         // The child tells us it is ready with one b'R' on the status pipe, or sends an error.
         let mut w = Workload {
             pid,
@@ -881,12 +879,16 @@ fn reap(pid: libc::pid_t) -> Option<ExitStatus> {
     }
 }
 
-fn openpty(size: Option<(u16, u16)>) -> Res<(OwnedFd, OwnedFd)> {
-    // SAFETY: posix_openpt and friends on fds we own.
+fn openpty(ptmx: &str, size: Option<(u16, u16)>) -> Res<(OwnedFd, OwnedFd)> {
+    let path = cstr(ptmx)?;
+    // SAFETY: open and the pty ioctls on fds we own.
     unsafe {
-        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        let m = libc::open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
         if m < 0 {
-            return Err(format!("posix_openpt: {}", errno()));
+            return Err(format!("open {ptmx}: {}", errno()));
         }
         let master = OwnedFd::from_raw_fd(m);
         if libc::grantpt(m) != 0 || libc::unlockpt(m) != 0 {
@@ -911,6 +913,81 @@ fn openpty(size: Option<(u16, u16)>) -> Res<(OwnedFd, OwnedFd)> {
             set_winsize(m, r, c);
         }
         Ok((master, OwnedFd::from_raw_fd(s)))
+    }
+}
+
+fn unix_pair() -> Res<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: socketpair into a 2-element array.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    } != 0
+    {
+        return Err(format!("socketpair: {}", errno()));
+    }
+    // SAFETY: fresh fds we own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Send `fd` over the unix socket `sock` (SCM_RIGHTS).
+fn send_fd(sock: RawFd, fd: RawFd) -> Res<()> {
+    // SAFETY: a correctly sized control buffer for one fd.
+    unsafe {
+        let mut byte = [0u8; 1];
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr().cast(),
+            iov_len: 1,
+        };
+        let space = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
+        let mut cbuf = vec![0u8; space];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), fd);
+        if libc::sendmsg(sock, &msg, 0) < 0 {
+            return Err(format!("sending the pty master: {}", errno()));
+        }
+    }
+    Ok(())
+}
+
+/// Receive one fd sent by [`send_fd`]; None when the peer closed without sending.
+fn recv_fd(sock: &OwnedFd) -> Option<OwnedFd> {
+    // SAFETY: a correctly sized control buffer for one fd.
+    unsafe {
+        let mut byte = [0u8; 1];
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr().cast(),
+            iov_len: 1,
+        };
+        let space = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
+        let mut cbuf = vec![0u8; space];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        if libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) <= 0 {
+            return None;
+        }
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        if c.is_null() || (*c).cmsg_type != libc::SCM_RIGHTS {
+            return None;
+        }
+        Some(OwnedFd::from_raw_fd(std::ptr::read_unaligned(
+            libc::CMSG_DATA(c).cast::<RawFd>(),
+        )))
     }
 }
 
@@ -978,14 +1055,7 @@ fn child_main(
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
         sys(libc::setsid() as libc::c_long, "setsid")?;
         if cfg.terminal {
-            let s = io[0].as_ref().unwrap().as_raw_fd();
-            sys(
-                libc::ioctl(s, libc::TIOCSCTTY, 0) as libc::c_long,
-                "TIOCSCTTY",
-            )?;
-            for t in 0..3 {
-                sys(libc::dup2(s, t) as libc::c_long, "dup2")?;
-            }
+            // Made after pivot_root, below.
         } else {
             for (t, fd) in io.iter().enumerate() {
                 sys(
@@ -1024,6 +1094,34 @@ fn child_main(
             "detach old root",
         )?;
         sys(libc::chdir(c"/".as_ptr()) as libc::c_long, "chdir /")?;
+        if cfg.terminal {
+            if !Path::new("/dev/pts/ptmx").exists() {
+                let _ = fs::create_dir_all("/dev/pts");
+                mount(
+                    "devpts",
+                    Path::new("/dev/pts"),
+                    "devpts",
+                    libc::MS_NOSUID | libc::MS_NOEXEC,
+                    "newinstance,ptmxmode=0666,mode=0620",
+                )?;
+            }
+            let ptmx = if Path::new("/dev/ptmx").exists() {
+                "/dev/ptmx"
+            } else {
+                "/dev/pts/ptmx"
+            };
+            let (m, s) = openpty(ptmx, cfg.console_size)?;
+            send_fd(io[0].as_ref().unwrap().as_raw_fd(), m.as_raw_fd())?;
+            drop(m);
+            let s = s.as_raw_fd();
+            sys(
+                libc::ioctl(s, libc::TIOCSCTTY, 0) as libc::c_long,
+                "TIOCSCTTY",
+            )?;
+            for t in 0..3 {
+                sys(libc::dup2(s, t) as libc::c_long, "dup2")?;
+            }
+        }
 
         for r in &cfg.rlimits {
             let lim = libc::rlimit64 {
