@@ -1,0 +1,92 @@
+//! The sentry backend through the `hako` CLI: run, the create/start/kill/delete lifecycle,
+//! backend choice by annotation and by `--backend`, bad input, and isolation as the CLI sees it.
+
+mod common;
+use common::*;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+fn sentry_bundle(args: &[&str]) -> Bundle {
+    let mut b = Bundle::busybox(args);
+    b.edit(|c| {
+        c["annotations"] = json!({"io.hako.backend": "sentry"});
+    });
+    b
+}
+
+fn wait_status(h: &Hako, id: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while h.status(id) != want {
+        assert!(Instant::now() < deadline, "{id} never became {want}: {}", h.status(id));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sentry_run_prints_output_exit_code_and_kernel_identity() {
+    skip_unless!(need_root());
+    let h = Hako::new();
+    let b = sentry_bundle(&["sh", "-c", "echo hello from $(hostname); uname -r; cat /etc/hostname; echo a | cat; exit 3"]);
+    let id = unique("srun");
+    let o = h.run(&["run", "--bundle", b.dir.to_str().unwrap(), &id]);
+    assert_eq!(stdout(&o), "hello from hako\n4.4.0-hako-sentry\nrootfs-file\na\n", "stderr: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(3));
+    assert!(h.leftovers().is_empty(), "run left state: {:?}", h.leftovers());
+    assert!(processes_mentioning(&id).is_empty());
+}
+
+#[test]
+fn sentry_by_global_backend_flag() {
+    skip_unless!(need_root());
+    let h = Hako::new();
+    let b = Bundle::busybox(&["cat", "/proc/version"]);
+    let id = unique("sflag");
+    let o = h.run(&["--backend", "sentry", "run", "--bundle", b.dir.to_str().unwrap(), &id]);
+    assert!(stdout(&o).starts_with("Linux version 4.4.0-hako-sentry"), "{o:?}");
+    assert_eq!(o.status.code(), Some(0));
+}
+
+#[test]
+fn sentry_create_start_kill_delete_lifecycle() {
+    skip_unless!(need_root());
+    let h = Hako::new();
+    let b = sentry_bundle(&["sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.05; done"]);
+    let id = unique("slife");
+    let pidfile = b.dir.join("pid");
+    h.ok(&["create", "--bundle", b.dir.to_str().unwrap(), "--pid-file", pidfile.to_str().unwrap(), &id]);
+    assert_eq!(h.status(&id), "created");
+    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    assert_eq!(h.state(&id)["pid"], json!(pid));
+    h.ok(&["start", &id]);
+    wait_status(&h, &id, "running");
+    let ps = h.ok(&["ps", "--format", "json", &id]);
+    let pids: Vec<i32> = serde_json::from_str(&ps).unwrap();
+    assert!(pids.contains(&pid) && pids.len() >= 2, "ps: {ps}");
+    h.ok(&["kill", &id, "15"]);
+    wait_status(&h, &id, "stopped");
+    h.ok(&["delete", &id]);
+    assert!(h.leftovers().is_empty());
+    assert!(processes_mentioning(&id).is_empty());
+    // The sentry's state (overlay upper dir) went with it, and the rootfs was never written.
+    assert!(!b.rootfs().join("upper").exists());
+}
+
+#[test]
+fn sentry_rejects_unknown_knobs_and_leaves_nothing() {
+    skip_unless!(need_root());
+    let h = Hako::new();
+    let mut b = sentry_bundle(&["true"]);
+    b.edit(|c| {
+        c["annotations"]["io.hako.sentry.nonsense"] = json!("1");
+    });
+    let id = unique("sbad");
+    let err = h.fails(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
+    assert!(err.contains("io.hako.sentry.nonsense"), "{err}");
+    assert!(h.leftovers().is_empty());
+    let mut b2 = sentry_bundle(&["/no/such/program"]);
+    b2.save();
+    let err = h.fails(&["create", "--bundle", b2.dir.to_str().unwrap(), &id]);
+    assert!(err.contains("not found"), "{err}");
+    assert!(h.leftovers().is_empty());
+    assert!(processes_mentioning(&id).is_empty());
+}
