@@ -39,7 +39,6 @@ pub struct InitPlan {
     pub create_hooks: Vec<Hook>,
     pub start_hooks: Vec<Hook>,
     pub seccomp: Option<sec::Compiled>,
-    pub cgroups: Option<CgroupMounts>,
 }
 
 pub fn plan(req: &CreateRequest) -> Result<InitPlan> {
@@ -129,7 +128,6 @@ pub fn plan(req: &CreateRequest) -> Result<InitPlan> {
         create_hooks: hooks.create_container().clone().unwrap_or_default(),
         start_hooks: hooks.start_container().clone().unwrap_or_default(),
         seccomp,
-        cgroups: None,
         ns,
     })
 }
@@ -268,11 +266,12 @@ fn drive(
         let rootless = unsafe { libc::geteuid() } != 0;
         namespaces::write_id_maps(pid, &plan.ns.uid_map, &plan.ns.gid_map, rootless)?;
     }
+    chan.send(&Msg::Go { pid })?;
     if let Some(cg) = cg {
         cg.add_pid(pid)?;
     }
     // prestart and createRuntime run here, on the host, once the namespaces exist and before
-    // the init builds its rootfs and runs createContainer (runtime-spec hook order).
+    // the init runs createContainer (runtime-spec hook order).
     let hooks = req.spec.hooks().clone().unwrap_or_default();
     let st = OciState::for_create(req, "container", pid, Status::Created);
     hako_contract::hooks::run("prestart", hooks.prestart().as_deref().unwrap_or(&[]), &st)?;
@@ -281,7 +280,7 @@ fn drive(
         hooks.create_runtime().as_deref().unwrap_or(&[]),
         &st,
     )?;
-    chan.send(&Msg::Go { pid })?;
+    chan.send(&Msg::HostDone)?;
     loop {
         match chan.recv()? {
             Some((Msg::Ready, _)) => return Ok(()),
@@ -399,27 +398,23 @@ fn init_setup(plan: &InitPlan, chan: &Channel) -> Result<Ready> {
         nix::sys::stat::Mode::empty(),
     )
     .with_context(|| format!("opening start fifo {}", plan.fifo.display()))?;
-    // The cgroup paths as the host sees them, before a new cgroup namespace hides them.
-    let cgroups = if plan
-        .mounts
-        .iter()
-        .any(|m| m.fstype == "cgroup" || m.fstype == "cgroup2")
-    {
-        Some(rootfs::cgroup_mounts())
-    } else {
-        None
-    };
-    if ns.new_cgroup {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-            .context("unshare cgroup namespace")?;
-    }
     if let Some(v) = plan.process.oom_score_adj {
         process::write_oom_score_adj(v)?;
     }
-    let empty = CgroupMounts {
-        v1: vec![],
-        v2: None,
-        own: vec![],
+    // Run once, before the first cgroup mount or else right after the mounts: wait until the
+    // parent has put us in our cgroup, read the cgroup paths as the host sees them, then hide
+    // them behind a new cgroup namespace.
+    let mut host_done = || -> Result<CgroupMounts> {
+        chan.expect("waiting for the cgroup and host hooks", |m, _| match m {
+            Msg::HostDone => Ok(()),
+            m => Err(anyhow!("unexpected message {m:?}")),
+        })?;
+        let cg = rootfs::cgroup_mounts();
+        if ns.new_cgroup {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+                .context("unshare cgroup namespace")?;
+        }
+        Ok(cg)
     };
     let rp = rootfs::RootfsPlan {
         rootfs: &plan.rootfs,
@@ -428,9 +423,10 @@ fn init_setup(plan: &InitPlan, chan: &Channel) -> Result<Ready> {
         devices: &plan.devices,
         userns: ns.new_user,
         new_cgroupns: ns.new_cgroup,
-        cgroups: cgroups.as_ref().or(plan.cgroups.as_ref()).unwrap_or(&empty),
     };
-    rootfs::prepare(&rp)?;
+    if rootfs::prepare(&rp, &mut host_done)?.is_none() {
+        host_done()?;
+    }
     if !plan.create_hooks.is_empty() {
         hooks::run(
             "createContainer",

@@ -333,11 +333,15 @@ pub struct RootfsPlan<'a> {
     /// We are in a new user namespace: device nodes are bind-mounted, not made.
     pub userns: bool,
     pub new_cgroupns: bool,
-    pub cgroups: &'a CgroupMounts,
 }
 
-/// Before pivot_root: propagation of `/`, the rootfs bind, the mounts, /dev.
-pub fn prepare(p: &RootfsPlan) -> Result<()> {
+/// Before pivot_root: propagation of `/`, the rootfs bind, the mounts, /dev. `cgroups` is
+/// called once, before the first cgroup mount; its result is returned (`None`: never called).
+pub fn prepare(
+    p: &RootfsPlan,
+    cgroups: &mut dyn FnMut() -> Result<CgroupMounts>,
+) -> Result<Option<CgroupMounts>> {
+    let mut cg: Option<CgroupMounts> = None;
     let prop = p
         .root_propagation
         .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
@@ -353,7 +357,10 @@ pub fn prepare(p: &RootfsPlan) -> Result<()> {
         None,
     )?;
     for m in p.mounts {
-        mount_one(p, m).with_context(|| format!("mounting {}", m.dest.display()))?;
+        if (m.fstype == "cgroup" || m.fstype == "cgroup2") && cg.is_none() {
+            cg = Some(cgroups()?);
+        }
+        mount_one(p, m, cg.as_ref()).with_context(|| format!("mounting {}", m.dest.display()))?;
     }
     let dev_is_bind = p
         .mounts
@@ -368,7 +375,7 @@ pub fn prepare(p: &RootfsPlan) -> Result<()> {
     if !dev_is_bind {
         dev_symlinks(p.rootfs)?;
     }
-    Ok(())
+    Ok(cg)
 }
 
 fn make_parent_private(rootfs: &Path) -> Result<()> {
@@ -384,10 +391,10 @@ fn make_parent_private(rootfs: &Path) -> Result<()> {
     mnt(None, &best, None, MsFlags::MS_PRIVATE, None)
 }
 
-fn mount_one(p: &RootfsPlan, m: &MountPlan) -> Result<()> {
+fn mount_one(p: &RootfsPlan, m: &MountPlan, cg: Option<&CgroupMounts>) -> Result<()> {
     let dest = secure_join(p.rootfs, &m.dest)?;
     if m.fstype == "cgroup" || m.fstype == "cgroup2" {
-        return mount_cgroup(p, m, &dest);
+        return mount_cgroup(p, m, &dest, cg.context("cgroup mounts not known")?);
     }
     if m.bind {
         let src = m.source.as_deref().unwrap();
@@ -517,11 +524,10 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
 
 /// cgroup (v1) and cgroup2 mounts. With a new cgroup namespace cgroup2 is mounted afresh;
 /// otherwise (and for every v1 hierarchy) the container's own cgroup directories are bound.
-fn mount_cgroup(p: &RootfsPlan, m: &MountPlan, dest: &Path) -> Result<()> {
+fn mount_cgroup(p: &RootfsPlan, m: &MountPlan, dest: &Path, cg: &CgroupMounts) -> Result<()> {
     mkdir_all(dest)?;
     let ro = m.flags.contains(MsFlags::MS_RDONLY);
     let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    let cg = p.cgroups;
     if cg.v1.is_empty() {
         // Pure v2.
         if p.new_cgroupns {

@@ -17,6 +17,11 @@ pub enum Msg {
     /// Parent → child: the uid/gid maps are written and the pid is in its cgroup; go on.
     /// `pid` is the child's pid as the host sees it (for the hooks' state).
     Go { pid: i32 },
+    /// Parent → init: the init is in its cgroup and the host-side hooks (prestart,
+    /// createRuntime) have run. The init builds its mounts meanwhile and waits for this only
+    /// before its cgroup namespace, cgroup mounts and createContainer hooks: moving a task
+    /// into a v1 cgroup costs an RCU grace period (milliseconds), spent in parallel this way.
+    HostDone,
     /// Intermediate → parent: the pid of the process it cloned (with CLONE_PARENT).
     Pid(i32),
     /// Child → parent: here is the pty master (the fd travels with the message).

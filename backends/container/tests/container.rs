@@ -269,6 +269,7 @@ fn sh(b: &Bundle, script: &str) -> Value {
 fn t_basic_effects() {
     let b = Bundle::new("basic");
     let script = "hostname; id -u; id -g; ulimit -n; grep -E '^(CapEff|CapBnd|NoNewPrivs|SigIgn|SigBlk)' /proc/self/status; echo pid=$$; umask; \
+                  grep -E ':(pids|memory):' /proc/self/cgroup; \
                   cat /proc/kcore >/dev/null 2>&1 && echo kcore-readable || echo kcore-masked; \
                   echo 1 > /proc/sys/kernel/shmmax 2>/dev/null && echo sys-writable || echo sys-ro; \
                   touch /x 2>/dev/null && echo root-writable || echo root-ro; \
@@ -290,6 +291,9 @@ fn t_basic_effects() {
     assert!(out.contains(&format!("CapBnd:\t{want}")), "{out}");
     assert!(out.contains("NoNewPrivs:\t1"), "{out}");
     assert!(out.contains("pid=1\n0022\n"), "{out}");
+    // Joined its cgroup before the cgroup namespace was made: the namespace root is it.
+    assert!(out.lines().any(|l| l.ends_with(":pids:/")), "{out}");
+    assert!(out.lines().any(|l| l.ends_with(":memory:/")), "{out}");
     // Nothing ignored or blocked (the test process itself ignores SIGPIPE, as Rust does).
     assert!(out.contains("SigIgn:\t0000000000000000"), "{out}");
     assert!(out.contains("SigBlk:\t0000000000000000"), "{out}");
