@@ -160,6 +160,9 @@ fn run(port_slot: &mut Option<fs::File>) -> Res<()> {
         "lowerdir=/mnt/lower,upperdir=/mnt/rw/upper,workdir=/mnt/rw/work",
     )?;
 
+    if let Some(limit) = cfg.pids_limit {
+        pids_cgroup(limit)?;
+    }
     setup_mounts(&disk, newroot, rw)?;
     if cfg.readonly_root {
         mount(
@@ -181,9 +184,6 @@ fn run(port_slot: &mut Option<fs::File>) -> Res<()> {
         fs::write(&p, v).map_err(|e| format!("sysctl {k}={v}: {e}"))?;
     }
 
-    if let Some(limit) = cfg.pids_limit {
-        pids_cgroup(limit)?;
-    }
     let seccomp_prog = match &cfg.seccomp {
         Some(s) => Some(
             s.programs
@@ -366,7 +366,19 @@ fn setup_mounts(disk: &ConfigDisk, root: &Path, rw: &Path) -> Res<()> {
                     has_dev = true;
                     dev_is_tmpfs = fstype == "tmpfs";
                 }
-                mount(source, &target, fstype, *flags, data)?;
+                // Read-only as a property of this mount, not of the file system: proc, sysfs and
+                // cgroup2 have one superblock per guest, which the agent still writes to.
+                mount(source, &target, fstype, *flags & !libc::MS_RDONLY, data)?;
+                if flags & libc::MS_RDONLY != 0 {
+                    let keep = flags & (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC);
+                    mount(
+                        "",
+                        &target,
+                        "",
+                        libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | keep,
+                        "",
+                    )?;
+                }
             }
             MountKind::Carried {
                 entries,
