@@ -180,6 +180,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         .unwrap_or(0);
     procs::become_subreaper()?;
     procs::setup_sigchld()?;
+    procs::catch_interrupts();
     if a.mount_hugetlb && hugetlb_on_unified() {
         mount_hugetlb()?;
         eprintln!("mounted hugetlb as a cgroup v1 hierarchy at /sys/fs/cgroup/hugetlb");
@@ -267,7 +268,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         let warm = it < a.warmup;
         for (s, rep) in active.iter_mut() {
             pb.inc(1);
-            if rep.gave_up.is_some() {
+            if rep.gave_up.is_some() || procs::interrupted() {
                 continue;
             }
             pb.set_message(format!(
@@ -296,7 +297,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
     for r in 0..a.syscall_runs {
         for (s, rep) in active
             .iter_mut()
-            .filter(|(s, r)| s.syscall_bench && r.gave_up.is_none())
+            .filter(|(s, r)| s.syscall_bench && r.gave_up.is_none() && !procs::interrupted())
         {
             pb.set_message(format!(
                 "{} getpid loop {}/{}",
@@ -316,7 +317,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
     if a.density > 0 {
         for (s, rep) in active.iter_mut() {
             let Ok(n) = s.density.clone() else { continue };
-            if rep.gave_up.is_some() {
+            if rep.gave_up.is_some() || procs::interrupted() {
                 continue;
             }
             if n == 0 {
@@ -329,6 +330,9 @@ pub fn run(a: BenchArgs) -> Result<i32> {
     }
     pb.finish_and_clear();
     cgroup::remove_top();
+    if procs::interrupted() {
+        eprintln!("interrupted: the report below has what was measured so far");
+    }
 
     let mut report = Report {
         tool: format!("hako-bench {}", env!("CARGO_PKG_VERSION")),

@@ -136,6 +136,29 @@ fn join_cgroups_in_child(cmd: &mut Command, cgroup_procs: &[PathBuf]) -> Result<
     Ok(())
 }
 
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Turn SIGINT/SIGTERM into a flag, so a run stopped with ^C still kills and deletes the idle
+/// sandboxes it started and removes its cgroups before it prints what it has.
+pub fn catch_interrupts() {
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_interrupt as *const () as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
+        libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
+    }
+}
+
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Pids that must not be reaped by the zombie sweep (the sandbox we will wait4 for).
 static PROTECTED: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
 /// signalfd for SIGCHLD, or -1 before [`setup_sigchld`].

@@ -136,6 +136,8 @@ pub struct Density {
     pub total_ms: f64,
     /// Memory charged to the cgroup holding all of them once they are all idle, KiB.
     pub cgroup_usage_kb: Option<u64>,
+    /// Killing, waiting for and deleting all of them.
+    pub cleanup_ms: f64,
     pub error: Option<String>,
 }
 
@@ -791,6 +793,7 @@ impl Subject {
                 started: 0,
                 total_ms: 0.0,
                 cgroup_usage_kb: None,
+                cleanup_ms: 0.0,
                 error: Some("no idle workload".into()),
             };
         };
@@ -864,6 +867,10 @@ impl Subject {
                     break;
                 }
             }
+            if procs::interrupted() {
+                error = Some(format!("interrupted after {} of {n}", started.len()));
+                break;
+            }
             if t0.elapsed() > budget {
                 error = Some(format!(
                     "stopped after {} of {n}: time budget {:?} used",
@@ -884,13 +891,16 @@ impl Subject {
             error = Some(format!("{dead} of the idle sandboxes exited early"));
         }
         let usage = cg.as_ref().and_then(|c| c.usage_bytes()).map(|b| b / 1024);
-        for (id, pid, bundle) in &started {
+        let tc = Instant::now();
+        for (id, _, _) in &started {
             let _ = procs::run(
                 &self.oci_cmd(&root, &["kill", id, "9"]),
                 &io,
                 &[],
                 Duration::from_secs(20),
             );
+        }
+        for (id, pid, bundle) in &started {
             let _ = procs::wait_pid(*pid, Duration::from_secs(20));
             procs::unprotect(*pid);
             let _ = procs::run(
@@ -905,11 +915,13 @@ impl Subject {
             c.destroy();
         }
         procs::reap_zombies();
+        let cleanup_ms = tc.elapsed().as_secs_f64() * 1e3;
         Density {
             requested: n,
             started: started.len() - dead.min(started.len()),
             total_ms,
             cgroup_usage_kb: usage,
+            cleanup_ms,
             error,
         }
     }
