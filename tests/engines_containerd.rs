@@ -563,3 +563,50 @@ fn ctr_backend_microvm() {
     };
     annotated_cases(&c, "microvm");
 }
+
+#[test]
+fn ctr_backend_wasm() {
+    skip_unless!(CTRD_BINS);
+    let Some(c) = backend_case("wasm") else {
+        return;
+    };
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wasm");
+    let Some((name, bytes)) = find_wasm_fixture(&fixtures, c.path()) else {
+        eprintln!(
+            "SKIP ctr_backend_wasm: no hello module under {}",
+            fixtures.display()
+        );
+        return;
+    };
+    let dir = c.path().join("wasm-image");
+    fs::create_dir_all(&dir).unwrap();
+    let archive = build_busybox_archive(&dir, &[("/app/hello.wasm", bytes, 0o755)]);
+    // Same tag: replaces the plain busybox image in this containerd.
+    c.ok(&[
+        "images",
+        "import",
+        "--snapshotter",
+        "native",
+        archive.to_str().unwrap(),
+    ]);
+    for (i, ann) in ["io.hako.backend=wasm", "module.wasm.image/variant=compat"]
+        .iter()
+        .enumerate()
+    {
+        let id = format!("w{i}");
+        let out = c.cmd(&[
+            "run",
+            "--rm",
+            "--annotation",
+            ann,
+            IMAGE,
+            &id,
+            "/app/hello.wasm",
+            "x",
+        ]);
+        if !out.ok() || !wasm_hello_output_ok(&out.stdout, &["x"]) {
+            c.fail(&format!("wasm module {name} with annotation {ann}"), &out);
+        }
+    }
+    c.assert_no_container_cgroups();
+}

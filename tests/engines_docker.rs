@@ -40,6 +40,7 @@ impl Dockerd {
             "runtimes": {
                 "hako": {"path": runtime},
                 "hako-sentry": {"path": runtime, "runtimeArgs": ["--backend", "sentry"]},
+                "hako-microvm": {"path": runtime, "runtimeArgs": ["--backend", "microvm"]},
             },
             "storage-driver": "vfs",
         });
@@ -405,32 +406,40 @@ fn docker_tty_limits_caps_readonly() {
     k.assert_clean();
 }
 
-#[test]
-fn docker_backend_sentry_runtime_entry() {
-    skip_unless!(DOCKER_BINS);
+/// A runtime entry per backend (`hako --backend NAME` through daemon.json's runtimeArgs).
+fn backend_runtime_entry(backend: &str) {
     let rt = Runtime::from_env();
-    if !rt.is_hako() || !rt.has_backend("sentry") {
-        eprintln!("SKIP docker_backend_sentry_runtime_entry: runtime {:?} without a sentry backend in `hako features`", rt.kind);
+    if !rt.is_hako() || !rt.has_backend(backend) {
+        eprintln!(
+            "SKIP docker backend {backend}: runtime {:?} without it in `hako features`",
+            rt.kind
+        );
         return;
     }
     let k = Dockerd::start();
-    // A second runtime entry that is `hako --backend sentry`.
+    let entry = format!("hako-{backend}");
     let out = k.ok(&[
         "run",
         "--rm",
         "--runtime",
-        "hako-sentry",
+        &entry,
         IMAGE,
         "echo",
-        "sentry via docker",
+        "via docker",
+        backend,
     ]);
-    assert_eq!(out.stdout, "sentry via docker\n", "{}", out.describe());
+    assert_eq!(
+        out.stdout,
+        format!("via docker {backend}\n"),
+        "{}",
+        out.describe()
+    );
     k.expect_code(
         &[
             "run",
             "--rm",
             "--runtime",
-            "hako-sentry",
+            &entry,
             IMAGE,
             "sh",
             "-c",
@@ -438,4 +447,17 @@ fn docker_backend_sentry_runtime_entry() {
         ],
         42,
     );
+    k.assert_clean();
+}
+
+#[test]
+fn docker_backend_sentry_runtime_entry() {
+    skip_unless!(DOCKER_BINS);
+    backend_runtime_entry("sentry");
+}
+
+#[test]
+fn docker_backend_microvm_runtime_entry() {
+    skip_unless!(DOCKER_BINS);
+    backend_runtime_entry("microvm");
 }

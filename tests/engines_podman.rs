@@ -834,8 +834,8 @@ fn podman_backend_wasm() {
     let Some(p) = backend_case("wasm") else {
         return;
     };
-    // The wasm helper's fixture modules: the first *.wasm (or *.wat, compiled with wat2wasm) that
-    // prints something, copied into an image; the test checks exit code 0 and some stdout.
+    // The wasm helper's hello module (tests/fixtures/wasm/hello.wat, compiled with wat2wasm)
+    // copied into the image: it prints a greeting and then its arguments, one per line.
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wasm");
     let module = find_wasm_fixture(&fixtures, p.path());
     let Some((name, bytes)) = module else {
@@ -855,49 +855,26 @@ fn podman_backend_wasm() {
         "run.oci.handler=wasm",
         "module.wasm.image/variant=compat",
     ] {
-        let out = p.cmd(&["run", "--rm", "--annotation", ann, IMAGE, "/app/hello.wasm"]);
-        if !out.ok() || out.stdout.is_empty() {
+        let out = p.cmd(&[
+            "run",
+            "--rm",
+            "--annotation",
+            ann,
+            IMAGE,
+            "/app/hello.wasm",
+            "arg one",
+            "two",
+        ]);
+        if !out.ok() || !wasm_hello_output_ok(&out.stdout, &["arg one", "two"]) {
             p.fail(&format!("wasm module {name} with annotation {ann}"), &out);
         }
     }
     // Chosen by the module's magic alone.
     let out = p.cmd(&["run", "--rm", IMAGE, "/app/hello.wasm"]);
-    if !out.ok() || out.stdout.is_empty() {
+    if !out.ok() || !wasm_hello_output_ok(&out.stdout, &[]) {
         p.fail(
             &format!("wasm module {name} chosen by its \\0asm magic"),
             &out,
         );
     }
-}
-
-fn find_wasm_fixture(dir: &Path, scratch: &Path) -> Option<(String, Vec<u8>)> {
-    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    entries.sort();
-    let pick = |ext: &str| {
-        entries
-            .iter()
-            .find(|p| {
-                p.extension().is_some_and(|e| e == ext)
-                    && p.file_stem()
-                        .is_some_and(|s| s.to_string_lossy().contains("hello"))
-            })
-            .cloned()
-    };
-    if let Some(w) = pick("wasm") {
-        return Some((w.display().to_string(), fs::read(&w).ok()?));
-    }
-    let wat = pick("wat")?;
-    which("wat2wasm")?;
-    let out_path = scratch.join("hello.wasm");
-    let o = run_cmd(
-        Command::new("wat2wasm").arg(&wat).arg("-o").arg(&out_path),
-        None,
-        CMD_TIMEOUT,
-    );
-    assert!(o.ok(), "{}", o.describe());
-    Some((wat.display().to_string(), fs::read(&out_path).ok()?))
 }

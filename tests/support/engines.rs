@@ -813,3 +813,44 @@ pub fn dedup(v: Vec<String>) -> Vec<String> {
     let mut seen = HashSet::new();
     v.into_iter().filter(|x| seen.insert(x.clone())).collect()
 }
+
+/// The wasm helper's hello fixture (`tests/fixtures/wasm/hello*.wasm`, or `hello*.wat` compiled
+/// with wat2wasm into `scratch`): (its name, the module bytes).
+pub fn find_wasm_fixture(dir: &Path, scratch: &Path) -> Option<(String, Vec<u8>)> {
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    let pick = |ext: &str| {
+        entries
+            .iter()
+            .find(|p| {
+                p.extension().is_some_and(|e| e == ext)
+                    && p.file_stem()
+                        .is_some_and(|s| s.to_string_lossy().contains("hello"))
+            })
+            .cloned()
+    };
+    if let Some(w) = pick("wasm") {
+        return Some((w.display().to_string(), fs::read(&w).ok()?));
+    }
+    let wat = pick("wat")?;
+    which("wat2wasm")?;
+    let out_path = scratch.join("hello.wasm");
+    let o = run_cmd(
+        Command::new("wat2wasm").arg(&wat).arg("-o").arg(&out_path),
+        None,
+        CMD_TIMEOUT,
+    );
+    assert!(o.ok(), "{}", o.describe());
+    Some((wat.display().to_string(), fs::read(&out_path).ok()?))
+}
+
+/// The hello module prints one greeting line, then each argument on its own line.
+pub fn wasm_hello_output_ok(stdout: &str, args: &[&str]) -> bool {
+    let mut lines = stdout.lines();
+    let greeting = lines.next().unwrap_or_default();
+    !greeting.is_empty() && lines.eq(args.iter().copied())
+}
