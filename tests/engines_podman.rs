@@ -878,3 +878,22 @@ fn podman_backend_wasm() {
         );
     }
 }
+
+/// The harness's own check that the image is built from a static busybox.
+#[test]
+fn harness_static_elf_check() {
+    let ls = which("ls").expect("ls");
+    assert!(
+        !is_static_elf(&ls),
+        "{} is dynamically linked on Debian",
+        ls.display()
+    );
+    assert!(!is_static_elf(Path::new("/etc/passwd")), "not an ELF file");
+    let bb = Path::new("/usr/bin/busybox");
+    if bb.exists() {
+        assert!(
+            is_static_elf(bb),
+            "busybox-static's /usr/bin/busybox is static"
+        );
+    }
+}

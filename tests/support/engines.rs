@@ -642,12 +642,7 @@ pub fn build_busybox_archive(dir: &Path, extra: &[(&str, Vec<u8>, u32)]) -> Path
         .expect(
             "busybox-static is needed to build the test image (apt-get install busybox-static)",
         );
-    let check = run_cmd(
-        Command::new("file").arg("-L").arg(&busybox),
-        None,
-        CMD_TIMEOUT,
-    );
-    if check.ok() && check.stdout.contains("dynamically linked") {
+    if !is_static_elf(&busybox) {
         panic!(
             "{} is dynamically linked: install busybox-static",
             busybox.display()
@@ -753,6 +748,22 @@ pub fn build_busybox_archive(dir: &Path, extra: &[(&str, Vec<u8>, u32)]) -> Path
     let _ = fs::remove_dir_all(&arch);
     let _ = fs::remove_dir_all(&rootfs);
     out
+}
+
+/// An ELF file without a PT_INTERP program header (64-bit little-endian only).
+pub fn is_static_elf(p: &Path) -> bool {
+    let Ok(b) = fs::read(p) else { return false };
+    if b.len() < 64 || &b[..4] != b"\x7fELF" || b[4] != 2 || b[5] != 1 {
+        return false;
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(b[32..40].try_into().unwrap()) as usize;
+    let (phentsize, phnum) = (u16_at(54), u16_at(56));
+    (0..phnum).all(|i| {
+        let o = phoff + i * phentsize;
+        o + 4 > b.len() || u32::from_le_bytes(b[o..o + 4].try_into().unwrap()) != 3
+        // PT_INTERP
+    })
 }
 
 fn sha256_file(p: &Path) -> String {
