@@ -90,3 +90,41 @@ fn sentry_rejects_unknown_knobs_and_leaves_nothing() {
     assert!(h.leftovers().is_empty());
     assert!(processes_mentioning(&id).is_empty());
 }
+
+#[test]
+fn sentry_pause_resume_and_cgroup_cleanup() {
+    skip_unless!(need_root());
+    let h = Hako::new();
+    let b = sentry_bundle(&["sh", "-c", "while true; do sleep 0.05; done"]);
+    let id = unique("spause");
+    h.ok(&["run", "--detach", "--bundle", b.dir.to_str().unwrap(), &id]);
+    wait_status(&h, &id, "running");
+    assert!(!cgroup_dirs_named(&id).is_empty(), "the sentry runs in the container's cgroup");
+    h.ok(&["pause", &id]);
+    assert_eq!(h.status(&id), "paused");
+    h.ok(&["resume", &id]);
+    assert_eq!(h.status(&id), "running");
+    h.ok(&["kill", &id, "9"]);
+    wait_status(&h, &id, "stopped");
+    h.ok(&["delete", &id]);
+    assert!(cgroup_dirs_named(&id).is_empty(), "left cgroups: {:?}", cgroup_dirs_named(&id));
+    assert!(processes_mentioning(&id).is_empty());
+}
+
+#[test]
+fn sentry_enforces_the_spec_seccomp_profile_too() {
+    skip_unless!(need_root());
+    let h = Hako::new();
+    let mut b = sentry_bundle(&["sh", "-c", "mkdir /made && echo made; echo rc=$?; echo still here"]);
+    b.edit(|c| {
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        });
+    });
+    let id = unique("sseccomp");
+    let o = h.run(&["run", "--bundle", b.dir.to_str().unwrap(), &id]);
+    assert_eq!(stdout(&o), "rc=1\nstill here\n", "stderr: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(0));
+}

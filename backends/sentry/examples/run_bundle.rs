@@ -33,7 +33,7 @@ fn main() -> anyhow::Result<()> {
         no_new_keyring: false,
         global: &global,
     };
-    let b = SentryBackend;
+    let b = SentryBackend::default();
     b.check(&spec, &bundle)?;
     let c = b.create(&req)?;
     hako_contract::start_gate::release(&fifo, || hako_contract::proc::is_alive(c.pid, None))?;

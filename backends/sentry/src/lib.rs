@@ -23,8 +23,9 @@ pub mod supervisor;
 pub mod syscalls;
 pub mod vfs;
 
+use hako_container::cgroups::CgroupManager;
 use hako_contract::{
-    anyhow, bail, Backend, Context, CreateRequest, Created, Result, Sandbox, Spec,
+    anyhow, bail, Backend, Context, CreateRequest, Created, LinuxResources, Result, Sandbox, Spec,
 };
 use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -34,15 +35,23 @@ pub use config::{PLATFORM_ANNOTATION, STATS_ANNOTATION};
 
 /// The sentry backend.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct SentryBackend;
+pub struct SentryBackend {
+    /// Stdio for the sentry instead of the caller's own fds 0-2 (for embedding and tests; the
+    /// CLI leaves it None: the contract says the workload inherits the caller's stdio).
+    pub stdio: Option<[i32; 3]>,
+}
 
 impl SentryBackend {
     pub fn new() -> Self {
-        SentryBackend
+        SentryBackend::default()
     }
 }
 
 const ANNOTATIONS: &[&str] = &[STATS_ANNOTATION, PLATFORM_ANNOTATION];
+
+fn cgroup_of(sb: &Sandbox) -> Option<CgroupManager> {
+    serde_json::from_value(sb.data.get("cgroup")?.clone()).ok()
+}
 
 fn sentry_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("sentry")
@@ -134,9 +143,12 @@ impl Backend for SentryBackend {
             if linux.devices().as_ref().is_some_and(|d| !d.is_empty()) {
                 bail!("the sentry backend does not expose host devices (linux.devices must be empty); /dev is synthesized");
             }
-            if linux.seccomp().is_some() {
-                // The workload's syscalls never reach the host unless allowlisted; a profile on top is
-                // accepted and enforced natively on the tracee before the trap filter.
+            if let Some(sc) = linux.seccomp() {
+                // Enforced on the workload's processes on top of the trap filter (the stricter wins).
+                hako_container::seccomp::check(sc).context("seccomp profile")?;
+            }
+            if let Some(res) = linux.resources() {
+                CgroupManager::check(res)?;
             }
             if linux.intel_rdt().is_some() {
                 bail!("linux.intelRdt is not supported by the sentry backend");
@@ -185,26 +197,54 @@ impl Backend for SentryBackend {
             start_fifo: req.start_fifo.to_path_buf(),
             console_socket: req.console_socket.map(Path::to_path_buf),
         };
+        let oci_filter = match req.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+            Some(sc) => Some(hako_container::seccomp::compile(sc).context("seccomp profile")?),
+            None => None,
+        };
+        let linux = req.spec.linux().clone().unwrap_or_default();
+        let cg = CgroupManager::new(
+            linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
+            req.id,
+            req.global.systemd_cgroup,
+        )?;
+        if let Err(e) = cg.create().and_then(|_| match linux.resources() {
+            Some(r) => cg.apply(r),
+            None => Ok(()),
+        }) {
+            let _ = cg.destroy();
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        let fail = |e: anyhow::Error| {
+            let _ = cg.destroy();
+            let _ = std::fs::remove_dir_all(&dir);
+            e
+        };
         let mut p = [0i32; 2];
         // SAFETY: pipe2 into a local array.
         if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(std::io::Error::last_os_error()).context("pipe2");
+            return Err(fail(anyhow!("pipe2: {}", std::io::Error::last_os_error())));
         }
         // SAFETY: fresh fds.
         let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
         // SAFETY: `hako create` is single-threaded (contract); the child runs the sentry.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(std::io::Error::last_os_error()).context("fork");
+            return Err(fail(anyhow!("fork: {}", std::io::Error::last_os_error())));
         }
         if pid == 0 {
             drop(rd);
+            if let Some(io) = self.stdio {
+                for (i, fd) in io.iter().enumerate() {
+                    // SAFETY: dup2 in the forked child.
+                    unsafe { libc::dup2(*fd, i as i32) };
+                }
+            }
             // fork keeps close-on-exec descriptors: drop the front end's (its state lock among
             // them) so they do not outlive `hako create` in the sentry.
             close_cloexec_fds_except(&[std::os::fd::AsRawFd::as_raw_fd(&wr)]);
             let mut w = std::fs::File::from(wr);
-            let prep = match supervisor::prepare(&plan, None) {
+            let prep = match supervisor::prepare(&plan, oci_filter) {
                 Ok(p) => p,
                 Err(e) => {
                     use std::io::Write;
@@ -223,13 +263,22 @@ impl Backend for SentryBackend {
             supervisor::run(plan, prep);
         }
         drop(wr);
+        // The sentry and everything it forks live in the container's cgroup.
+        if let Err(e) = cg.add_pid(pid) {
+            // SAFETY: our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+            return Err(fail(e));
+        }
         let mut msg = Vec::new();
         let _ = std::fs::File::from(rd).read_to_end(&mut msg);
         if msg != b"\0" {
             let mut st = 0;
             // SAFETY: reap our failed child.
             unsafe { libc::waitpid(pid, &mut st, 0) };
-            let _ = std::fs::remove_dir_all(&dir);
+            let _ = fail(anyhow!("sentry set-up failed"));
             let text = String::from_utf8_lossy(&msg).trim().to_string();
             return Err(anyhow!(
                 "sentry set-up failed: {}",
@@ -242,13 +291,18 @@ impl Backend for SentryBackend {
         }
         Ok(Created {
             pid,
-            data: serde_json::json!({ "sentry_dir": dir }),
+            data: serde_json::json!({ "sentry_dir": dir, "cgroup": cg }),
         })
     }
 
     fn kill(&self, sb: &Sandbox, signal: i32, all: bool) -> Result<()> {
         if !sb.alive {
             bail!("container {} is not running", sb.id);
+        }
+        if all {
+            if let Some(cg) = cgroup_of(sb) {
+                return cg.kill_all(signal);
+            }
         }
         let targets = if all {
             descendants(sb.pid)
@@ -265,6 +319,11 @@ impl Backend for SentryBackend {
     }
 
     fn pids(&self, sb: &Sandbox) -> Result<Vec<i32>> {
+        if let Some(cg) = cgroup_of(sb) {
+            if let Ok(p) = cg.pids() {
+                return Ok(p);
+            }
+        }
         Ok(if sb.alive {
             descendants(sb.pid)
         } else {
@@ -272,10 +331,36 @@ impl Backend for SentryBackend {
         })
     }
 
+    fn pause(&self, sb: &Sandbox) -> Result<()> {
+        cgroup_of(sb)
+            .context("no cgroup recorded for this sandbox")?
+            .freeze()
+    }
+
+    fn resume(&self, sb: &Sandbox) -> Result<()> {
+        cgroup_of(sb)
+            .context("no cgroup recorded for this sandbox")?
+            .thaw()
+    }
+
+    fn is_paused(&self, sb: &Sandbox) -> bool {
+        cgroup_of(sb).is_some_and(|c| c.is_frozen())
+    }
+
+    fn update(&self, sb: &Sandbox, resources: &LinuxResources) -> Result<()> {
+        CgroupManager::check(resources)?;
+        cgroup_of(sb)
+            .context("no cgroup recorded for this sandbox")?
+            .apply(resources)
+    }
+
     fn delete(&self, sb: &Sandbox) -> Result<()> {
         if sb.alive {
             // SAFETY: the front end asked for the sandbox to go.
             unsafe { libc::kill(sb.pid, libc::SIGKILL) };
+        }
+        if let Some(cg) = cgroup_of(sb) {
+            cg.destroy()?;
         }
         let dir = sentry_dir(sb.state_dir);
         if dir.exists() {

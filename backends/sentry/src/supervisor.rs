@@ -256,11 +256,14 @@ pub struct Prepared {
     pub program: String,
     pub slave: Option<OwnedFd>,
     pub filter: Vec<libc::sock_filter>,
-    pub oci_filter: Option<seccompiler::BpfProgram>,
+    pub oci_filter: Option<hako_container::seccomp::Compiled>,
     pub own_filter: seccompiler::BpfProgram,
 }
 
-pub fn prepare(plan: &Plan, oci_filter: Option<seccompiler::BpfProgram>) -> Result<Prepared> {
+pub fn prepare(
+    plan: &Plan,
+    oci_filter: Option<hako_container::seccomp::Compiled>,
+) -> Result<Prepared> {
     let merged = build_root(plan)?;
     let vfs = Vfs::new(merged.to_str().context("state dir is not UTF-8")?)
         .context("opening the sandbox root")?;
@@ -420,13 +423,14 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
             libc::setgroups(0, std::ptr::null());
             libc::setresgid(nobody, nobody, nobody);
             libc::setresuid(nobody, nobody, nobody);
-            if let Some(f) = &prep.oci_filter {
-                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-                if seccompiler::apply_filter(f).is_err() {
-                    libc::_exit(126);
-                }
-            }
-            if plat.child_prepare().is_err() {
+            // The spec's seccomp profile, if any, is stacked under the trap filter: a syscall it
+            // refuses fails on the host before the sentry sees it (the stricter action wins).
+            let mut oci = || match &prep.oci_filter {
+                Some(f) => hako_container::seccomp::try_apply(f)
+                    .map_err(|(i, e)| anyhow::anyhow!("seccomp profile filter {i}: errno {e}")),
+                None => Ok(()),
+            };
+            if plat.child_prepare(&mut oci).is_err() {
                 libc::_exit(126);
             }
             libc::execve(prog.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr());

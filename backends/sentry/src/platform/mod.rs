@@ -74,7 +74,9 @@ pub enum Resume {
 pub trait Platform {
     /// In the freshly forked tracee: make it traceable and install the trap filter. After this
     /// returns, every system call not on the native allowlist stops in the sentry.
-    fn child_prepare(&self) -> Result<()>;
+    /// `before_filter` runs once the tracee is traced and has no_new_privs, right before the
+    /// trap filter (the OCI seccomp profile goes there).
+    fn child_prepare(&self, before_filter: &mut dyn FnMut() -> Result<()>) -> Result<()>;
     /// In the sentry: adopt the tracee prepared by [`Platform::child_prepare`].
     fn attach(&mut self, pid: i32) -> Result<()>;
     /// The next stop; `block` false returns [`Stop::None`] when nothing is pending.

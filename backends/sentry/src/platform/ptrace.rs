@@ -100,7 +100,7 @@ const OPTIONS: libc::c_int = libc::PTRACE_O_TRACESECCOMP
     | libc::PTRACE_O_EXITKILL;
 
 impl Platform for SeccompPtrace {
-    fn child_prepare(&self) -> Result<()> {
+    fn child_prepare(&self, before_filter: &mut dyn FnMut() -> Result<()>) -> Result<()> {
         // SAFETY: plain syscalls in the single-threaded child.
         unsafe {
             if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) != 0 {
@@ -112,6 +112,7 @@ impl Platform for SeccompPtrace {
                 bail!("PR_SET_NO_NEW_PRIVS: {}", std::io::Error::last_os_error());
             }
         }
+        before_filter()?;
         super::bpf::install(&self.filter, self.hybrid).context("installing the trap filter")?;
         Ok(())
     }

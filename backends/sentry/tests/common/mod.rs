@@ -126,19 +126,12 @@ impl Bundle {
             no_new_keyring: false,
             global: &global,
         };
-        // The sentry inherits stdio: point 1 and 2 at files for the duration of create.
-        let (s1, s2) = unsafe { (libc::dup(1), libc::dup(2)) };
-        unsafe {
-            libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&out), 1);
-            libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&errf), 2);
-        }
-        let created = SentryBackend.create(&req);
-        unsafe {
-            libc::dup2(s1, 1);
-            libc::dup2(s2, 2);
-            libc::close(s1);
-            libc::close(s2);
-        }
+        use std::os::fd::AsRawFd;
+        let devnull = std::fs::File::open("/dev/null").unwrap();
+        let backend = SentryBackend {
+            stdio: Some([devnull.as_raw_fd(), out.as_raw_fd(), errf.as_raw_fd()]),
+        };
+        let created = backend.create(&req);
         let created = created.expect("create");
         let pid = created.pid;
         hako_contract::start_gate::release(&fifo, || hako_contract::proc::is_alive(pid, None))
@@ -160,7 +153,7 @@ impl Bundle {
             data: &created.data,
             global: &global,
         };
-        SentryBackend.delete(&sb).unwrap();
+        backend.delete(&sb).unwrap();
         (
             code,
             std::fs::read_to_string(&out_path).unwrap(),
