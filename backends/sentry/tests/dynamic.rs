@@ -44,3 +44,39 @@ fn python3_json_getpid() {
         "stderr: {err}"
     );
 }
+
+#[test]
+fn python3_threads_subprocess_and_files() {
+    let Some(b) = common::busybox_bundle() else {
+        return;
+    };
+    let py = "/usr/bin/python3";
+    let stdlib = std::path::Path::new("/usr/lib/python3.11");
+    if !std::path::Path::new(py).exists() || !stdlib.is_dir() {
+        eprintln!("SKIP: no Debian python3.11");
+        return;
+    }
+    common::copy_dynamic(&b.rootfs(), py);
+    let code = r#"
+import threading, os, subprocess, tempfile
+out = []
+def work(i):
+    out.append(i * i)
+ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print(sorted(out))
+r = subprocess.run(["/bin/sh", "-c", "echo child $$"], capture_output=True, text=True)
+print(r.stdout.strip().startswith("child"), r.returncode)
+with tempfile.NamedTemporaryFile("w+", dir="/tmp") as f:
+    f.write("data"); f.flush(); f.seek(0); print(f.read())
+print(len(os.listdir("/proc/self/fd")) > 2)
+"#;
+    let spec = b.spec(
+        &[py, "-c", code],
+        serde_json::json!({"mounts": [{"destination": "/usr/lib/python3.11", "type": "bind", "source": stdlib, "options": ["rbind", "ro"]}]}),
+    );
+    let (code, out, err) = b.run_spec(&spec);
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out, "[0, 1, 4, 9]\nTrue 0\ndata\nTrue\n", "stderr: {err}");
+}
