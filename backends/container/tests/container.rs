@@ -361,7 +361,8 @@ fn t_bind_mounts_and_devices() {
     let mut cfg = sh(
         &b,
         "cat /data/hello; touch /data/x 2>/dev/null && echo data-rw || echo data-ro; \
-                         stat -c '%t %T %a' /dev/mydev; cat /etc/hostname-file",
+                         stat -c '%t %T %a' /dev/mydev; cat /etc/hostname-file; \
+                         cat /opt/seed; touch /opt/new && echo opt-writable",
     );
     let m = cfg["mounts"].as_array_mut().unwrap();
     m.push(json!({"destination": "/data", "type": "bind", "source": "data", "options": ["rbind", "ro"]}));
@@ -369,6 +370,12 @@ fn t_bind_mounts_and_devices() {
     m.push(json!({"destination": "/etc/hostname-file", "type": "bind", "source": b.dir.join("hn"), "options": ["bind"]}));
     cfg["linux"]["devices"] =
         json!([{"path": "/dev/mydev", "type": "c", "major": 1, "minor": 7, "fileMode": 0o640}]);
+    // tmpcopyup: a tmpfs that starts with what the (read-only) image has there.
+    std::fs::create_dir_all(b.rootfs().join("opt")).unwrap();
+    std::fs::write(b.rootfs().join("opt/seed"), "seeded\n").unwrap();
+    cfg["mounts"].as_array_mut().unwrap().push(
+        json!({"destination": "/opt", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup", "mode=755"]}),
+    );
     let (code, out) = run(&b, &cfg);
     assert_eq!(code, 0, "{out}");
     assert!(
@@ -377,7 +384,9 @@ fn t_bind_mounts_and_devices() {
     );
     assert!(out.contains("1 7 640"), "{out}");
     assert!(out.contains("file-bound"), "{out}");
+    assert!(out.contains("seeded\nopt-writable"), "{out}");
     assert!(!data.join("x").exists());
+    assert!(!b.rootfs().join("opt/new").exists());
 }
 
 fn t_exec_kill_pause() {
