@@ -905,6 +905,23 @@ fn t_seccomp() {
     }
 }
 
+fn t_process_knobs() {
+    let b = Bundle::new("knobs");
+    let mut cfg = sh(&b, "uname -m; cat /proc/self/oom_score_adj; ionice -p $$");
+    cfg["linux"]["personality"] = json!({"domain": "LINUX32"});
+    cfg["process"]["oomScoreAdj"] = json!(500);
+    cfg["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 6});
+    let (code, out) = run(&b, &cfg);
+    assert_eq!(code, 0, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "i686", "{out}");
+    assert_eq!(lines[1], "500", "{out}");
+    assert!(
+        lines[2].contains("best-effort") && lines[2].contains('6'),
+        "{out}"
+    );
+}
+
 fn main() {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
@@ -926,6 +943,7 @@ fn main() {
         ("bad_mount_fails_create", t_bad_mount_fails_create),
         ("bind_mounts_and_devices", t_bind_mounts_and_devices),
         ("sysctl_and_domainname", t_sysctl_and_domainname),
+        ("process_knobs", t_process_knobs),
         ("exec_kill_pause", t_exec_kill_pause),
         ("console_socket", t_console_socket),
         ("seccomp", t_seccomp),
