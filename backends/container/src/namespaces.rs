@@ -216,3 +216,63 @@ pub fn of_process(pid: i32) -> Result<Vec<(OwnedFd, libc::c_int, PathBuf)>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(linux: serde_json::Value) -> Spec {
+        serde_json::from_value(serde_json::json!({"ociVersion": "1.2.0", "linux": linux})).unwrap()
+    }
+
+    #[test]
+    fn new_and_joined_namespaces() {
+        let p = plan(&spec(serde_json::json!({"namespaces": [
+            {"type": "mount"}, {"type": "cgroup"}, {"type": "network", "path": "/run/netns/x"},
+            {"type": "pid"}, {"type": "user", "path": "/proc/1/ns/user"}
+        ]})))
+        .unwrap();
+        assert_eq!(p.clone_flags, libc::CLONE_NEWNS | libc::CLONE_NEWPID);
+        assert!(p.new_cgroup && p.new_mount && !p.new_user);
+        // user is joined first, whatever the spec's order.
+        assert_eq!(
+            p.joins[0],
+            (PathBuf::from("/proc/1/ns/user"), libc::CLONE_NEWUSER)
+        );
+        assert_eq!(
+            p.joins[1],
+            (PathBuf::from("/run/netns/x"), libc::CLONE_NEWNET)
+        );
+        assert!(
+            p.has(libc::CLONE_NEWNET) && p.has(libc::CLONE_NEWCGROUP) && !p.has(libc::CLONE_NEWUTS)
+        );
+    }
+
+    #[test]
+    fn user_namespace_maps() {
+        let p = plan(&spec(serde_json::json!({
+            "namespaces": [{"type": "user"}, {"type": "mount"}],
+            "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}, {"containerID": 1, "hostID": 100000, "size": 65536}],
+            "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]
+        })))
+        .unwrap();
+        assert!(p.new_user);
+        assert_eq!(p.uid_map, "0 1000 1\n1 100000 65536\n");
+        assert_eq!(p.gid_map, "0 1000 1\n");
+        let e = plan(&spec(serde_json::json!({"namespaces": [{"type": "user"}]}))).unwrap_err();
+        assert!(e.to_string().contains("uidMappings"), "{e}");
+        let e = plan(&spec(serde_json::json!({
+            "namespaces": [{"type": "mount"}],
+            "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]
+        })))
+        .unwrap_err();
+        assert!(e.to_string().contains("no new user namespace"), "{e}");
+        let e = plan(&spec(
+            serde_json::json!({"namespaces": [{"type": "pid"}, {"type": "pid"}]}),
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("twice"), "{e}");
+        let e = plan(&spec(serde_json::json!({"namespaces": [{"type": "time"}]}))).unwrap_err();
+        assert!(e.to_string().contains("time"), "{e}");
+    }
+}

@@ -312,10 +312,15 @@ fn t_basic_effects() {
 
 fn t_user_and_env() {
     let b = Bundle::new("user");
-    let mut cfg = sh(&b, "id -u; id -g; id -G; pwd; echo $FOO; umask");
+    let mut cfg = sh(
+        &b,
+        "id -u; id -g; id -G; pwd; echo $FOO; umask; grep -E '^Cap(Inh|Prm|Eff|Amb)' /proc/self/status",
+    );
     cfg["process"]["user"] =
         json!({"uid": 1000, "gid": 1001, "additionalGids": [5, 1002], "umask": 18});
     cfg["process"]["env"] = json!(["PATH=/bin", "FOO=bar"]);
+    cfg["process"]["capabilities"]["inheritable"] =
+        json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
     cfg["process"]["cwd"] = json!("/tmp");
     cfg["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 512, "soft": 256}]);
     let (code, out) = run(&b, &cfg);
@@ -330,6 +335,12 @@ fn t_user_and_env() {
     assert_eq!(lines[3], "/tmp");
     assert_eq!(lines[4], "bar");
     assert_eq!(lines[5], "0022");
+    // A non-root user keeps the spec's capabilities through execve via the ambient set (the
+    // kernel raises an ambient capability only when it is also inheritable).
+    let want = format!("{:016x}", (1u64 << 29) | (1 << 5) | (1 << 10));
+    for set in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
+        assert!(out.contains(&format!("{set}:\t{want}")), "{set}: {out}");
+    }
 }
 
 fn t_missing_executable_fails_create() {
