@@ -933,6 +933,32 @@ fn t_process_knobs() {
     );
 }
 
+fn t_shared_propagation_leaves_no_host_mounts() {
+    let b = Bundle::new("rshared");
+    let mut cfg = sh(&b, "cat /proc/self/mountinfo");
+    cfg["linux"]["rootfsPropagation"] = json!("rshared");
+    let r = create(&b, &cfg).unwrap_or_else(|e| panic!("{e:#}"));
+    start(&r);
+    let code = wait(r.created.pid);
+    let out = std::fs::read_to_string(&r.out).unwrap();
+    assert_eq!(code, 0, "{out}");
+    let root_line = out
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/"))
+        .unwrap_or_else(|| panic!("no / in {out}"));
+    assert!(
+        root_line.contains("shared:"),
+        "the container's root is shared: {out}"
+    );
+    delete(&b, &cfg, &r);
+    let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = b.rootfs().to_string_lossy().to_string();
+    assert!(
+        !host.contains(&root),
+        "mounts under the rootfs left on the host: {host}"
+    );
+}
+
 fn main() {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
@@ -955,6 +981,10 @@ fn main() {
         ("bind_mounts_and_devices", t_bind_mounts_and_devices),
         ("sysctl_and_domainname", t_sysctl_and_domainname),
         ("process_knobs", t_process_knobs),
+        (
+            "shared_propagation",
+            t_shared_propagation_leaves_no_host_mounts,
+        ),
         ("exec_kill_pause", t_exec_kill_pause),
         ("console_socket", t_console_socket),
         ("seccomp", t_seccomp),
