@@ -268,6 +268,8 @@ impl Drop for Containerd {
         let forced = force_cleanup(self.path());
         if !forced.is_empty() {
             eprintln!("cleanup by force in {}:\n{forced}", self.path().display());
+            let socks = remove_shim_sockets(&self.path().join("c.sock"), &self.ns, self.path());
+            eprintln!("removed sockets of killed shims: {socks:?}");
         }
         let cg = remove_cgroups(&format!("/{}", self.ns));
         let leaked: Vec<_> = cg

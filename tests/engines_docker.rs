@@ -236,6 +236,9 @@ impl Drop for Dockerd {
         let forced = force_cleanup(self.path());
         if !forced.is_empty() {
             eprintln!("cleanup by force in {}:\n{forced}", self.path().display());
+            let address = self.path().join("exec/containerd/containerd.sock");
+            let socks = remove_shim_sockets(&address, "moby", self.path());
+            eprintln!("removed sockets of killed shims: {socks:?}");
         }
         let cg = remove_cgroups(&self.cgroup_parent);
         let leaked: Vec<_> = cg

@@ -593,6 +593,29 @@ pub fn runtime_report(dir: &Path) -> String {
     s
 }
 
+/// Removes the sockets that containerd's runc v2 shims leave in /run/containerd/s when they are
+/// killed (named `sha256(<containerd address>/<namespace>/<id>)`), for the containers this test
+/// created. Returns those it removed.
+pub fn remove_shim_sockets(address: &Path, ns: &str, dir: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    for id in created_ids(dir) {
+        let key = address.join(ns).join(&id);
+        let out = run_cmd(
+            &mut Command::new("sha256sum"),
+            Some(key.as_os_str().as_encoded_bytes()),
+            CLEANUP_TIMEOUT,
+        );
+        let Some(hex) = out.stdout.split_whitespace().next() else {
+            continue;
+        };
+        let sock = Path::new("/run/containerd/s").join(hex);
+        if sock.exists() && fs::remove_file(&sock).is_ok() {
+            removed.push(sock);
+        }
+    }
+    removed
+}
+
 /// Container ids the engine asked the runtime to create (from the trace).
 pub fn created_ids(dir: &Path) -> Vec<String> {
     let trace = fs::read_to_string(dir.join("runtime.trace")).unwrap_or_default();
