@@ -897,3 +897,62 @@ fn harness_static_elf_check() {
         );
     }
 }
+
+/// `podman update` goes to the runtime's `update --resources`: the new limits land in the
+/// container's cgroup.
+#[test]
+fn podman_update_resources() {
+    skip_unless!(PODMAN_BINS);
+    let p = Podman::new();
+    p.ok(&[
+        "run", "-d", "--name", "up", "--memory", "64m", IMAGE, "sleep", "1000",
+    ]);
+    let pid: u32 = p.inspect("up", "{{.State.Pid}}").parse().expect("pid");
+    let mem = cgroup_dir_of(pid, "memory").expect("memory cgroup");
+    let read = |f: &str| {
+        fs::read_to_string(mem.join(f))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(read("memory.limit_in_bytes"), "67108864");
+    p.ok(&[
+        "update",
+        "--memory",
+        "96m",
+        "--memory-swap",
+        "192m",
+        "--cpu-shares",
+        "512",
+        "up",
+    ]);
+    assert_eq!(read("memory.limit_in_bytes"), (96u64 << 20).to_string());
+    let cpu = cgroup_dir_of(pid, "cpu").expect("cpu cgroup");
+    let shares = fs::read_to_string(cpu.join("cpu.shares")).unwrap_or_default();
+    assert_eq!(shares.trim(), "512", "{}", cpu.display());
+    p.ok(&["rm", "-f", "-t", "0", "up"]);
+    p.assert_no_container_cgroups();
+}
+
+/// A bad hako annotation makes the create fail with hako's one-line error in podman's message,
+/// and leaves nothing behind (no runtime state, no container cgroup).
+#[test]
+fn podman_bad_annotation_fails_cleanly() {
+    skip_unless!(PODMAN_BINS);
+    if !Runtime::from_env().is_hako() {
+        eprintln!("SKIP podman_bad_annotation_fails_cleanly: io.hako.* annotations are hako's");
+        return;
+    }
+    let p = Podman::new();
+    for ann in ["io.hako.backend=no-such-backend", "io.hako.no-such-knob=1"] {
+        let out = p.cmd(&["run", "--rm", "--annotation", ann, IMAGE, "true"]);
+        let key = ann.split('=').next().unwrap();
+        if out.ok() || !out.stderr.contains(key.trim_start_matches("io.hako.")) {
+            p.fail(
+                &format!("annotation {ann} must be refused, naming it"),
+                &out,
+            );
+        }
+    }
+    p.assert_no_container_cgroups();
+}
