@@ -108,6 +108,22 @@ impl Env {
             .unwrap()
     }
 
+    /// For `create` of a sandbox that outlives the call: its host process inherits stdio, so
+    /// pipes would stay open until the module exits. stdout/stderr go to files instead.
+    fn hako_detached(&self, args: &[&str]) -> (bool, String) {
+        let log = self.dir.join(format!("{}.stderr", self.id("create")));
+        let st = Command::new(HAKO)
+            .arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .status()
+            .unwrap();
+        (st.success(), fs::read_to_string(&log).unwrap_or_default())
+    }
+
     fn state(&self, id: &str) -> Option<Value> {
         let o = self.hako(&["state", id]);
         o.status
@@ -221,7 +237,7 @@ fn wasm_cli_lifecycle_pause_resume_kill() {
     let b = e.bundle(Module::Wat(spin), json!({}));
     let id = e.id("life");
     let pidfile = e.dir.join("pid");
-    let o = e.hako(&[
+    let (ok, err) = e.hako_detached(&[
         "create",
         "--bundle",
         b.to_str().unwrap(),
@@ -229,7 +245,7 @@ fn wasm_cli_lifecycle_pause_resume_kill() {
         pidfile.to_str().unwrap(),
         &id,
     ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(ok, "{err}");
     let st = e.state(&id).unwrap();
     assert_eq!(st["status"], "created");
     let pid: i32 = fs::read_to_string(&pidfile)
