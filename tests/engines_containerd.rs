@@ -58,6 +58,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         fs::write(d.join("config.toml"), config).unwrap();
         let log = fs::File::create(d.join("containerd.log")).unwrap();
         let daemon = Command::new("containerd")
+            .env("PATH", full_path())
             .arg("--config")
             .arg(d.join("config.toml"))
             .stdin(Stdio::null())
@@ -109,6 +110,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     fn ctr_command(&self, args: &[&str]) -> Box<Command> {
         let d = self.path();
         let mut c = Command::new("ctr");
+        c.env("PATH", full_path());
         c.arg("--address")
             .arg(d.join("c.sock"))
             .arg("--namespace")

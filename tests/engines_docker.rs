@@ -53,6 +53,7 @@ impl Dockerd {
         // Keep this daemon's container cgroups apart from every other test's.
         let cgroup_parent = format!("/{}", unique("hkd"));
         let daemon = Command::new("dockerd")
+            .env("PATH", full_path())
             .arg("--config-file")
             .arg(d.join("daemon.json"))
             .arg("--data-root")
@@ -108,6 +109,7 @@ impl Dockerd {
     fn command(&self, args: &[&str]) -> Command {
         let d = self.path();
         let mut c = Command::new("docker");
+        c.env("PATH", full_path());
         c.env("DOCKER_CONFIG", d.join("client"))
             .arg("-H")
             .arg(format!("unix://{}", d.join("docker.sock").display()));

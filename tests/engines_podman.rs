@@ -76,6 +76,7 @@ impl Podman {
     fn command(&self, args: &[&str]) -> Command {
         let d = self.path();
         let mut c = Command::new("podman");
+        c.env("PATH", full_path());
         c.env("CONTAINERS_CONF", d.join("containers.conf"))
             .env("CONTAINERS_STORAGE_CONF", d.join("storage.conf"))
             .env("TMPDIR", d.join("tmp"))
@@ -674,6 +675,7 @@ fn podman_runtime_registered_in_containers_conf() {
     // Same command without `--runtime <path>`: podman picks `hako` from the config.
     let args: Vec<std::ffi::OsString> = c.get_args().map(|a| a.to_owned()).collect();
     let mut cmd = Command::new("podman");
+    cmd.env("PATH", full_path());
     cmd.env("CONTAINERS_CONF", &named)
         .env("CONTAINERS_STORAGE_CONF", p.path().join("storage.conf"));
     let mut skip = 0;

@@ -56,6 +56,28 @@ pub fn which(name: &str) -> Option<PathBuf> {
     found
 }
 
+/// PATH plus the sbin directories (dockerd lives in /usr/sbin; daemons find containerd, the shim
+/// and the runtime's helpers through it). Engines and daemons are run with it.
+pub fn full_path() -> String {
+    let mut path = std::env::var("PATH").unwrap_or_default();
+    for d in [
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+    ] {
+        if !path.split(':').any(|p| p == d) {
+            if !path.is_empty() {
+                path.push(':');
+            }
+            path.push_str(d);
+        }
+    }
+    path
+}
+
 fn is_executable(p: &Path) -> bool {
     fs::metadata(p)
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
