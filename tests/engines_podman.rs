@@ -958,3 +958,185 @@ fn podman_bad_annotation_fails_cleanly() {
     }
     p.assert_no_container_cgroups();
 }
+
+/// podman's default seccomp profile is installed (filter mode), `seccomp=unconfined` installs none,
+/// and a custom profile's errno reaches the workload.
+#[test]
+fn podman_seccomp() {
+    skip_unless!(PODMAN_BINS);
+    let p = Podman::new();
+    let mode = |args: &[&str]| {
+        let mut a = vec!["run", "--rm"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&[IMAGE, "grep", "^Seccomp:", "/proc/self/status"]);
+        let out = p.ok(&a);
+        out.stdout
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(
+        mode(&[]),
+        "2",
+        "podman's default profile puts the workload in filter mode"
+    );
+    assert_eq!(mode(&["--security-opt", "seccomp=unconfined"]), "0");
+    let profile = p.path().join("deny-mkdir.json");
+    fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+             {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let out = p.cmd(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        &opt,
+        IMAGE,
+        "mkdir",
+        "/tmp/d",
+    ]);
+    if out.ok() || !out.stderr.contains("Function not implemented") {
+        p.fail("mkdir must fail with the profile's errno 38 (ENOSYS)", &out);
+    }
+    p.ok(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        &opt,
+        IMAGE,
+        "touch",
+        "/tmp/f",
+    ]);
+}
+
+/// Bind mounts (rw and ro), tmpfs, devices, sysctls, rlimits, added capabilities.
+#[test]
+fn podman_mounts_devices_sysctl_ulimit() {
+    skip_unless!(PODMAN_BINS);
+    let p = Podman::new();
+    let vol = p.path().join("vol");
+    fs::create_dir_all(&vol).unwrap();
+    fs::write(vol.join("from-host"), "host data\n").unwrap();
+    let rw = format!("{}:/data", vol.display());
+    let out = p.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &rw,
+        IMAGE,
+        "sh",
+        "-c",
+        "cat /data/from-host; echo ctr > /data/from-ctr",
+    ]);
+    assert_eq!(out.stdout, "host data\n", "{}", out.describe());
+    assert_eq!(
+        fs::read_to_string(vol.join("from-ctr")).unwrap_or_default(),
+        "ctr\n"
+    );
+    let ro = format!("{}:/data:ro", vol.display());
+    let out = p.cmd(&["run", "--rm", "-v", &ro, IMAGE, "touch", "/data/x"]);
+    if out.ok() || !out.stderr.contains("Read-only file system") {
+        p.fail("a :ro bind mount must be read-only", &out);
+    }
+    let out = p.ok(&[
+        "run",
+        "--rm",
+        "--tmpfs",
+        "/scratch:size=1m",
+        IMAGE,
+        "sh",
+        "-c",
+        "grep ' /scratch ' /proc/mounts | cut -d' ' -f3",
+    ]);
+    assert_eq!(out.stdout.trim(), "tmpfs", "{}", out.describe());
+    let out = p.ok(&[
+        "run",
+        "--rm",
+        "--device",
+        "/dev/zero:/dev/myzero",
+        IMAGE,
+        "sh",
+        "-c",
+        "head -c 3 /dev/myzero | od -An -tx1",
+    ]);
+    assert_eq!(
+        out.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["00", "00", "00"],
+        "{}",
+        out.describe()
+    );
+    let out = p.ok(&[
+        "run",
+        "--rm",
+        "--sysctl",
+        "net.ipv4.ip_forward=1",
+        IMAGE,
+        "cat",
+        "/proc/sys/net/ipv4/ip_forward",
+    ]);
+    assert_eq!(out.stdout.trim(), "1", "{}", out.describe());
+    let out = p.ok(&[
+        "run",
+        "--rm",
+        "--ulimit",
+        "nofile=1024:2048",
+        "--ulimit",
+        "nproc=32768:32768",
+        IMAGE,
+        "sh",
+        "-c",
+        "ulimit -n; ulimit -Hn",
+    ]);
+    assert_eq!(out.stdout, "1024\n2048\n", "{}", out.describe());
+    // (With any --ulimit, podman 4.3 drops containers.conf's default_ulimits and sends nproc
+    // 1048576, above this machine's hard limit: hence the explicit nproc.)
+    let out = p.ok(&[
+        "run",
+        "--rm",
+        "--cap-add",
+        "SYS_ADMIN",
+        IMAGE,
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]);
+    assert!(
+        cap_eff(&out.stdout) & (1 << 21) != 0,
+        "CAP_SYS_ADMIN added\n{}",
+        out.describe()
+    );
+    p.assert_no_container_cgroups();
+}
+
+/// Namespaces joined by path: `--pid container:X` shares X's pid namespace, `--uts host` the
+/// host's.
+#[test]
+fn podman_join_namespaces() {
+    skip_unless!(PODMAN_BINS);
+    let p = Podman::new();
+    p.ok(&["run", "-d", "--name", "first", IMAGE, "sleep", "1000"]);
+    let out = p.ok(&[
+        "run",
+        "--rm",
+        "--pid",
+        "container:first",
+        IMAGE,
+        "ps",
+        "-o",
+        "pid,args",
+    ]);
+    assert!(
+        out.stdout.lines().any(|l| l.trim() == "1 sleep 1000"),
+        "{}",
+        out.describe()
+    );
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let out = p.ok(&["run", "--rm", "--uts", "host", IMAGE, "hostname"]);
+    assert_eq!(out.stdout.trim(), host.trim(), "{}", out.describe());
+    p.ok(&["rm", "-f", "-t", "0", "first"]);
+    p.assert_no_container_cgroups();
+}
