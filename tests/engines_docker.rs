@@ -360,8 +360,21 @@ fn docker_detached_exec_pause_stop() {
             .trim(),
         (96u64 << 20).to_string()
     );
+    let out = k.ok(&["exec", "-t", "bg", "tty"]);
+    assert!(
+        out.stdout.trim().starts_with("/dev/pts/"),
+        "{}",
+        out.describe()
+    );
     k.ok(&["stop", "-t", "30", "bg"]);
     assert_eq!(k.inspect("bg", "{{.State.ExitCode}}"), "7");
+    // restart: a new create/start of the same container.
+    k.ok(&["restart", "-t", "30", "bg"]);
+    assert_eq!(k.inspect("bg", "{{.State.Status}}"), "running");
+    let pid2: u32 = k.inspect("bg", "{{.State.Pid}}").parse().unwrap();
+    assert_ne!(pid, pid2, "restart starts a new init");
+    k.ok(&["kill", "--signal", "KILL", "bg"]);
+    assert_eq!(k.ok(&["wait", "bg"]).stdout.trim(), "137");
     k.ok(&["rm", "bg"]);
     k.assert_clean();
 }
