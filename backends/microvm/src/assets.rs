@@ -119,14 +119,27 @@ pub fn find_agent() -> Result<PathBuf> {
             break;
         }
     }
+    // The most recently built static candidate (a stale release build must not shadow a fresh
+    // debug one).
     let mut found_dynamic = None;
+    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
     for c in &candidates {
         if c.is_file() {
             match check_static(c) {
-                Ok(()) => return Ok(c.clone()),
+                Ok(()) => {
+                    let t = fs::metadata(c)
+                        .and_then(|m| m.modified())
+                        .unwrap_or(std::time::UNIX_EPOCH);
+                    if best.as_ref().is_none_or(|(bt, _)| t > *bt) {
+                        best = Some((t, c.clone()));
+                    }
+                }
                 Err(e) => found_dynamic = Some(e),
             }
         }
+    }
+    if let Some((_, p)) = best {
+        return Ok(p);
     }
     if let Some(e) = found_dynamic {
         return Err(e);
