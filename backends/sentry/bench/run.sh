@@ -45,14 +45,28 @@ fi
 if command -v runsc >/dev/null; then
   startup "runsc --platform=ptrace" runsc --root "$W/runsc" --platform=ptrace --network=none run r$$
 fi
+# Per-call costs: 5 interleaved rounds of every runner, median reported.
+ROUNDS=${ROUNDS:-5}
+one() { # label kind args...  -> prints ns/call
+  label=$1; kind=$2; shift 2
+  case $kind in
+    hako-sentry) mk sentry /bin/probe "$@"; $HAKO --root "$W/state" run s$$ 2>&1 | tail -1 ;;
+    hako-container) mk container /bin/probe "$@"; $HAKO --root "$W/state" run c$$ 2>&1 | tail -1 ;;
+    rel-hybrid) PLAT=hybrid; mk sentry /bin/probe "$@"; PLAT=; "$RB" . 2>&1 | tail -1 ;;
+    rel-ptrace) PLAT=ptrace; mk sentry /bin/probe "$@"; PLAT=; "$RB" . 2>&1 | tail -1 ;;
+    runsc) mk sentry /bin/probe "$@"; runsc --root "$W/runsc" --platform=ptrace --network=none run r$$ 2>&1 | tail -1 ;;
+  esac | awk '{print $2}'
+}
+kinds="hako-sentry hako-container"
+[ -x "$RB" ] && kinds="$kinds rel-hybrid rel-ptrace"
+command -v runsc >/dev/null && kinds="$kinds runsc"
 for t in "getpid $N" "read $N /etc/hostname"; do
   set -- $t
-  mk sentry /bin/probe "$@"; printf "%-28s " "hako (sentry)"; $HAKO --root "$W/state" run s$$ 2>&1 | tail -1
-  if [ -x "$RB" ]; then
-    for PLAT in hybrid ptrace; do mk sentry /bin/probe "$@"; printf "%-28s " "sentry release ($PLAT)"; "$RB" . 2>&1 | tail -1; done; PLAT=
-  fi
-  mk container /bin/probe "$@"; printf "%-28s " "hako (container)"; $HAKO --root "$W/state" run c$$ 2>&1 | tail -1
-  if command -v runsc >/dev/null; then
-    mk sentry /bin/probe "$@"; printf "%-28s " "runsc --platform=ptrace"; runsc --root "$W/runsc" --platform=ptrace --network=none run r$$ 2>&1 | tail -1
-  fi
+  rm -f "$W"/res.*
+  for r in $(seq "$ROUNDS"); do
+    for k in $kinds; do one "$k" "$k" "$@" >> "$W/res.$k"; done
+  done
+  for k in $kinds; do
+    printf "%-28s %-7s %8s ns/call (median of %s)\n" "$k" "$1" "$(median < "$W/res.$k")" "$ROUNDS"
+  done
 done
