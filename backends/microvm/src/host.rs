@@ -107,8 +107,11 @@ fn block_signals(sigs: &[i32]) -> Result<OwnedFd> {
     }
 }
 
-/// The signals pending on a signalfd.
-fn read_signals(fd: &OwnedFd) -> Vec<i32> {
+/// `sigqueue` value with which `kill --all` marks a signal meant for every guest process.
+pub const SIGNAL_ALL_MARK: usize = 0x6861_6b6f;
+
+/// The signals pending on a signalfd, each with whether `kill --all` sent it.
+fn read_signals(fd: &OwnedFd) -> Vec<(i32, bool)> {
     let mut out = vec![];
     let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
     loop {
@@ -124,7 +127,8 @@ fn read_signals(fd: &OwnedFd) -> Vec<i32> {
         if n != sz as isize {
             return out;
         }
-        out.push(info.ssi_signo as i32);
+        let all = info.ssi_code == libc::SI_QUEUE && info.ssi_ptr as usize == SIGNAL_ALL_MARK;
+        out.push((info.ssi_signo as i32, all));
     }
 }
 
@@ -459,7 +463,7 @@ fn relay(
             }
         }
         if fds[1].revents != 0 {
-            for s in read_signals(sigfd) {
+            for (s, all) in read_signals(sigfd) {
                 match s {
                     libc::SIGCHLD => {
                         // The VM ended; the port reaches EOF right after, which ends the loop.
@@ -472,6 +476,9 @@ fn relay(
                         if let Some((r, c)) = winsize(0) {
                             let _ = port.send(&Frame::Winsize(r, c));
                         }
+                    }
+                    s if all => {
+                        let _ = port.send(&Frame::SignalAll(s));
                     }
                     s => {
                         let _ = port.send(&Frame::Signal(s));

@@ -234,14 +234,24 @@ impl Backend for MicrovmBackend {
         })
     }
 
-    fn kill(&self, sb: &Sandbox, signal: i32, _all: bool) -> Result<()> {
+    fn kill(&self, sb: &Sandbox, signal: i32, all: bool) -> Result<()> {
         if !sb.alive {
             bail!("container {} is not running", sb.id);
         }
-        // The host process forwards catchable signals to the workload through the agent;
-        // SIGKILL ends the host process, and the VM dies with it.
-        // SAFETY: kill(2).
-        if unsafe { libc::kill(sb.pid, signal) } != 0 {
+        // The host process forwards catchable signals to the workload through the agent (to
+        // every guest process with --all, marked by a sigqueue value); SIGKILL and SIGSTOP act
+        // on the host process itself, and the VM dies with it.
+        let r = if all && signal != libc::SIGKILL && signal != libc::SIGSTOP {
+            let val = libc::sigval {
+                sival_ptr: host::SIGNAL_ALL_MARK as *mut libc::c_void,
+            };
+            // SAFETY: sigqueue(3).
+            unsafe { libc::sigqueue(sb.pid, signal, val) }
+        } else {
+            // SAFETY: kill(2).
+            unsafe { libc::kill(sb.pid, signal) }
+        };
+        if r != 0 {
             return Err(std::io::Error::last_os_error())
                 .with_context(|| format!("kill {} {signal}", sb.pid));
         }

@@ -293,7 +293,55 @@ fn boots_runs_and_is_killed() {
     b.delete(&sb).unwrap();
     assert!(procs_mentioning(&state.to_string_lossy()).is_empty());
 
-    // 3. A program missing from the rootfs fails create (as with runc), with nothing left.
+    // 3. kill --all reaches every guest process: the shell's `sleep` dies of USR1, the shell runs
+    // its trap and exits 7; a plain kill would only have reached the shell.
+    let spec = env.spec(
+        &[
+            "/bin/sh",
+            "-c",
+            "trap 'echo trapped' USR1; sleep 600; echo after; exit 7",
+        ],
+        &[],
+    );
+    let state = env.global.root.join("c4");
+    std::fs::create_dir_all(&state).unwrap();
+    let fifo = state.join("start");
+    hako_contract::start_gate::make(&fifo).unwrap();
+    let req = CreateRequest {
+        id: "c4",
+        state_dir: &state,
+        start_fifo: &fifo,
+        spec: &spec,
+        ..req
+    };
+    let (res, out, _err) = create_captured(&b, &req);
+    let created = res.unwrap();
+    hako_contract::start_gate::release(&fifo, || hako_contract::proc::is_alive(created.pid, None))
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let sb = Sandbox {
+        id: "c4",
+        state_dir: &state,
+        pid: created.pid,
+        alive: true,
+        data: &created.data,
+        spec: &spec,
+        ..sb
+    };
+    b.kill(&sb, libc::SIGUSR1, true).unwrap();
+    let st = wait(created.pid);
+    assert!(
+        libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 7,
+        "status {st:#x}"
+    );
+    let out = read_all(out);
+    assert!(
+        out.starts_with("trapped\n") && out.ends_with("after\n"),
+        "{out:?}"
+    );
+    b.delete(&Sandbox { alive: false, ..sb }).unwrap();
+
+    // 4. A program missing from the rootfs fails create (as with runc), with nothing left.
     let spec = env.spec(&["/bin/no-such-program"], &[]);
     let state = env.global.root.join("c3");
     std::fs::create_dir_all(&state).unwrap();

@@ -721,8 +721,12 @@ impl Workload {
                         Ok(Some(Frame::Stdin(d))) => stdin_buf.extend_from_slice(&d),
                         Ok(Some(Frame::StdinEof)) => stdin_eof = true,
                         Ok(Some(Frame::Signal(s))) => {
-                            // SAFETY: signal our child (its process group too when it has one).
+                            // SAFETY: signal our child.
                             unsafe { libc::kill(self.pid, s) };
+                        }
+                        Ok(Some(Frame::SignalAll(s))) => {
+                            // SAFETY: from pid 1, kill(-1) reaches every other process.
+                            unsafe { libc::kill(-1, s) };
                         }
                         Ok(Some(Frame::Winsize(r, c))) => {
                             if let Some(p) = &self.pty {

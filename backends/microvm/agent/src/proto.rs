@@ -212,6 +212,7 @@ pub const H_STDIN: u8 = 0x82;
 pub const H_STDIN_EOF: u8 = 0x83;
 pub const H_SIGNAL: u8 = 0x84;
 pub const H_WINSIZE: u8 = 0x85;
+pub const H_SIGNAL_ALL: u8 = 0x86;
 
 /// How the workload ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,6 +236,8 @@ pub enum Frame {
     Stdin(Vec<u8>),
     StdinEof,
     Signal(i32),
+    /// `kill --all`: the signal goes to every process of the guest but the agent.
+    SignalAll(i32),
     /// Terminal size: rows, cols.
     Winsize(u16, u16),
 }
@@ -254,6 +257,7 @@ impl Frame {
             Frame::Stdin(d) => (H_STDIN, d.clone()),
             Frame::StdinEof => (H_STDIN_EOF, vec![]),
             Frame::Signal(s) => (H_SIGNAL, s.to_le_bytes().to_vec()),
+            Frame::SignalAll(s) => (H_SIGNAL_ALL, s.to_le_bytes().to_vec()),
             Frame::Winsize(r, c) => (H_WINSIZE, [r.to_le_bytes(), c.to_le_bytes()].concat()),
         };
         let mut out = Vec::with_capacity(5 + payload.len());
@@ -283,6 +287,7 @@ impl Frame {
             H_STDIN => Frame::Stdin(p.to_vec()),
             H_STDIN_EOF => Frame::StdinEof,
             H_SIGNAL => Frame::Signal(int(p)?),
+            H_SIGNAL_ALL => Frame::SignalAll(int(p)?),
             H_WINSIZE if p.len() == 4 => Frame::Winsize(
                 u16::from_le_bytes([p[0], p[1]]),
                 u16::from_le_bytes([p[2], p[3]]),
@@ -345,6 +350,7 @@ mod tests {
             Frame::Stdin(b"x".to_vec()),
             Frame::StdinEof,
             Frame::Signal(15),
+            Frame::SignalAll(9),
             Frame::Winsize(24, 80),
         ];
         let bytes: Vec<u8> = frames.iter().flat_map(|f| f.encode()).collect();
