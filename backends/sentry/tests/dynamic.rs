@@ -80,3 +80,37 @@ print(len(os.listdir("/proc/self/fd")) > 2)
     assert_eq!(code, 0, "stderr: {err}");
     assert_eq!(out, "[0, 1, 4, 9]\nTrue 0\ndata\nTrue\n", "stderr: {err}");
 }
+
+#[test]
+fn python3_asyncio_epoll_and_socketpair() {
+    let Some(b) = common::busybox_bundle() else {
+        return;
+    };
+    let py = "/usr/bin/python3";
+    let stdlib = std::path::Path::new("/usr/lib/python3.11");
+    if !std::path::Path::new(py).exists() || !stdlib.is_dir() {
+        eprintln!("SKIP: no Debian python3.11");
+        return;
+    }
+    common::copy_dynamic(&b.rootfs(), py);
+    let code = r#"
+import asyncio, os
+async def main():
+    loop = asyncio.get_running_loop()
+    r, w = os.pipe()
+    fut = loop.create_future()
+    loop.add_reader(r, lambda: fut.set_result(os.read(r, 100)))
+    loop.call_later(0.05, os.write, w, b"via epoll")
+    print((await fut).decode())
+    await asyncio.sleep(0.01)
+    print(type(loop._selector).__name__)
+asyncio.run(main())
+"#;
+    let spec = b.spec(
+        &[py, "-c", code],
+        serde_json::json!({"mounts": [{"destination": "/usr/lib/python3.11", "type": "bind", "source": stdlib, "options": ["rbind", "ro"]}]}),
+    );
+    let (code, out, err) = b.run_spec(&spec);
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out, "via epoll\nEpollSelector\n", "stderr: {err}");
+}

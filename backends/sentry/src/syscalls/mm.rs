@@ -30,7 +30,7 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
                 c.regs.r9 = 0;
                 return Some(Outcome::Native);
             }
-            FileKind::Dir { .. } => return Some(err(libc::ENODEV)),
+            FileKind::Dir { .. } | FileKind::Epoll(_) => return Some(err(libc::ENODEV)),
         }
         let shared = flags & (libc::MAP_SHARED as u64 | 0x03) == libc::MAP_SHARED as u64
             || flags & 0x03 == 0x03;

@@ -165,7 +165,7 @@ pub fn disposition(s: Sysno) -> Disp {
         | chown | fchown | lchown | fchownat | truncate | ftruncate | utimensat | utimes | utime | futimesat | fsync
         | fdatasync | syncfs | sync | fadvise64 | fallocate | flock | dup | dup2 | dup3 | fcntl | ioctl | pipe | pipe2
         | poll | ppoll | select | pselect6 | statfs | fstatfs | umask | sendfile | copy_file_range | socketpair | socket
-        | eventfd | eventfd2 | mknod | mknodat => Emulated("vfs"),
+        | eventfd | eventfd2 | mknod | mknodat | epoll_create | epoll_create1 | epoll_ctl | epoll_wait | epoll_pwait => Emulated("vfs"),
         // --- implemented by the sentry: processes, identity, system ---
         getpid | gettid | getppid | getuid | geteuid | getgid | getegid | getresuid | getresgid | getgroups | setuid
         | setgid | setreuid | setregid | setresuid | setresgid | setgroups | setfsuid | setfsgid | capget | capset

@@ -36,10 +36,30 @@ pub struct DirEnt {
     pub dtype: u8,
 }
 
+/// One registration in an epoll set.
+#[derive(Clone)]
+pub struct EpollItem {
+    /// Weak: like Linux, the registration goes away with the last reference to the file.
+    pub file: std::rc::Weak<std::cell::RefCell<OpenFile>>,
+    pub events: u32,
+    pub data: u64,
+}
+
 pub enum FileKind {
-    Host { fd: OwnedFd, kind: HostKind },
-    Synth { data: Vec<u8>, pos: usize },
-    Dir { entries: Vec<DirEnt>, pos: usize },
+    /// An epoll instance: the interest list, evaluated (level-triggered) at epoll_wait.
+    Epoll(std::collections::BTreeMap<i32, EpollItem>),
+    Host {
+        fd: OwnedFd,
+        kind: HostKind,
+    },
+    Synth {
+        data: Vec<u8>,
+        pos: usize,
+    },
+    Dir {
+        entries: Vec<DirEnt>,
+        pos: usize,
+    },
     Dev(DevKind),
 }
 
