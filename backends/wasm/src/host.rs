@@ -97,6 +97,8 @@ pub struct Report {
     pub cache: String,
     pub cache_note: Option<String>,
     pub entry: String,
+    /// Microseconds spent in each set-up step (engine, load, link, total).
+    pub setup_us: std::collections::BTreeMap<String, u64>,
 }
 
 enum Compiled {
@@ -136,6 +138,7 @@ fn load(
         cache: "off".into(),
         cache_note: None,
         entry: plan.entry.clone(),
+        setup_us: Default::default(),
     };
     if let Some(c) = cache {
         match c.lookup(key) {
@@ -622,15 +625,20 @@ fn setup(
     req: &CreateRequest,
     cg: Option<&hako_container::cgroups::CgroupManager>,
 ) -> Result<(Ready, Engine, Report, OwnedFd)> {
+    let t0 = Instant::now();
+    let mut marks: Vec<(&str, Instant)> = Vec::new();
     if let Some(mgr) = cg {
         mgr.add_pid(std::process::id() as i32)?;
+        marks.push(("cgroup", Instant::now()));
     }
     if !plan.ns_mounts.is_empty() {
         make_ns_mounts(plan)?;
+        marks.push(("mounts", Instant::now()));
     }
     let bytes = plan::read_entry(&plan.rootfs, &plan.entry)?;
     let kind = kind_of(&bytes).with_context(|| plan.entry.clone())?;
     let engine = Engine::new(&engine_config(plan))?;
+    marks.push(("engine", Instant::now()));
     let cache = if plan.knobs.cache {
         Cache::open(&req.global.root).ok()
     } else {
@@ -640,13 +648,16 @@ fn setup(
         Some(_) => cache::key(&engine, kind.name(), &bytes),
         None => String::new(),
     };
-    let (compiled, report, store_it) = load(&engine, kind, &bytes, plan, cache.as_ref(), &key)?;
+    let (compiled, mut report, store_it) = load(&engine, kind, &bytes, plan, cache.as_ref(), &key)?;
+    marks.push(("load", Instant::now()));
     let root = plan::open_dir(&plan.rootfs)?;
     let ready = prepare(plan, &engine, &compiled, &root)?;
+    marks.push(("link", Instant::now()));
     if store_it {
         if let Some(c) = &cache {
             // A cache that cannot be written only costs the next start a compilation.
             let _ = compiled.serialize().and_then(|a| c.store(&key, &a));
+            marks.push(("cache-store", Instant::now()));
         }
     }
     drop(bytes);
@@ -666,6 +677,20 @@ fn setup(
         }
     }
     apply_identity(plan)?;
+    // wasmtime-wasi serves preview 1 calls through a Tokio runtime it makes on first use:
+    // make it now, with the final identity, rather than after `start`.
+    wasmtime_wasi::runtime::with_ambient_tokio_runtime(|| ());
+    marks.push(("identity+runtime", Instant::now()));
+    let mut prev = t0;
+    for (name, t) in marks {
+        report
+            .setup_us
+            .insert(name.to_string(), (t - prev).as_micros() as u64);
+        prev = t;
+    }
+    report
+        .setup_us
+        .insert("total".into(), t0.elapsed().as_micros() as u64);
     Ok((ready, engine, report, fifo))
 }
 
@@ -719,6 +744,7 @@ pub fn create(req: &CreateRequest) -> Result<Created> {
             "cache": report.cache,
             "cache_note": report.cache_note,
             "entry": report.entry,
+            "setup_us": report.setup_us,
             "cgroup": cg,
         });
         return Ok(Created {
