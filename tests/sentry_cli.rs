@@ -128,3 +128,52 @@ fn sentry_enforces_the_spec_seccomp_profile_too() {
     assert_eq!(stdout(&o), "rc=1\nstill here\n", "stderr: {}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(o.status.code(), Some(0));
 }
+
+#[test]
+fn sentry_console_socket_gets_the_pty() {
+    skip_unless!(need_root());
+    use nix::sys::socket::{accept, bind, listen, recvmsg, socket, AddressFamily, Backlog, ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr};
+    use std::io::{IoSliceMut, Read};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let h = Hako::new();
+    let mut b = sentry_bundle(&["sh", "-c", "tty >/dev/null && echo is-a-tty; stty size >/dev/null 2>&1; echo done"]);
+    b.edit(|c| c["process"]["terminal"] = json!(true));
+    let sock_path = b.dir.join("console.sock");
+    let sock = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+    bind(sock.as_raw_fd(), &UnixAddr::new(&sock_path).unwrap()).unwrap();
+    listen(&sock, Backlog::new(1).unwrap()).unwrap();
+    let receiver = std::thread::spawn(move || -> OwnedFd {
+        let conn = accept(sock.as_raw_fd()).unwrap();
+        let mut buf = [0u8; 64];
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = recvmsg::<UnixAddr>(conn, &mut iov, Some(&mut cmsg), MsgFlags::empty()).unwrap();
+        for c in msg.cmsgs().unwrap() {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                // SAFETY: the fd just received over SCM_RIGHTS is ours.
+                return unsafe { OwnedFd::from_raw_fd(fds[0]) };
+            }
+        }
+        panic!("no fd received on the console socket");
+    });
+    let id = unique("stty");
+    h.ok(&["create", "--bundle", b.dir.to_str().unwrap(), "--console-socket", sock_path.to_str().unwrap(), &id]);
+    let master = receiver.join().unwrap();
+    h.ok(&["start", &id]);
+    let mut f = std::fs::File::from(master);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 256];
+    while let Ok(n) = f.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        if String::from_utf8_lossy(&out).contains("done") {
+            break;
+        }
+    }
+    let s = String::from_utf8_lossy(&out).replace("\r\n", "\n");
+    assert_eq!(s, "is-a-tty\ndone\n");
+    wait_status(&h, &id, "stopped");
+    h.ok(&["delete", &id]);
+}

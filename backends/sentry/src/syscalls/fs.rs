@@ -12,6 +12,8 @@ use syscalls::Sysno;
 
 const CHUNK: usize = 1 << 20;
 const STDIO_CHUNK: usize = 4096;
+/// The kernel's `struct termios` (TCGETS/TCSETS), not glibc's larger one.
+const KERNEL_TERMIOS: usize = 36;
 
 type FileRef = Rc<RefCell<OpenFile>>;
 
@@ -747,10 +749,8 @@ impl<P: Platform> Kernel<P> {
         };
         // Only terminal queries and settings, on the sandbox's own stdio or pipes.
         let size = match req {
-            x if x == libc::TCGETS => std::mem::size_of::<libc::termios>(),
-            x if x == libc::TCSETS || x == libc::TCSETSW || x == libc::TCSETSF => {
-                std::mem::size_of::<libc::termios>()
-            }
+            x if x == libc::TCGETS => KERNEL_TERMIOS,
+            x if x == libc::TCSETS || x == libc::TCSETSW || x == libc::TCSETSF => KERNEL_TERMIOS,
             x if x == libc::TIOCGWINSZ || x == libc::TIOCSWINSZ => {
                 std::mem::size_of::<libc::winsize>()
             }

@@ -201,6 +201,15 @@ impl<P: Platform> Kernel<P> {
             ["dev", "stderr"] => Ok(Node::Synth(Synth::Link("/proc/self/fd/2".into()))),
             ["dev", "fd"] => Ok(Node::Synth(Synth::Link("/proc/self/fd".into()))),
             ["dev", "tty"] => Err(libc::ENXIO),
+            // The terminal the sandbox was given (console socket): reachable by its name, so
+            // ttyname() works; nothing else of the host's /dev/pts is.
+            ["dev", "pts"] => Ok(Node::Synth(dir("/dev/pts", &[]))),
+            ["dev", "pts", n] => {
+                let want = format!("/dev/pts/{n}");
+                let p = me.borrow();
+                let found = p.fds.borrow().map.values().find(|e| e.file.borrow().path == want).map(|e| e.file.clone());
+                found.map(|f| Node::Synth(Synth::Fd(f))).ok_or(libc::ENOENT)
+            }
             ["dev", ..] => Err(libc::ENOENT),
             ["sys"] => Ok(Node::Synth(dir("/sys", &[("devices", DT_DIR), ("fs", DT_DIR), ("kernel", DT_DIR)]))),
             ["sys", "devices"] => Ok(Node::Synth(dir("/sys/devices", &[("system", DT_DIR)]))),
