@@ -509,7 +509,18 @@ impl Vmm {
             }
             if let Some(f) = console_in.as_mut() {
                 if fds[idx].revents != 0 {
-                    match f.read(&mut buf) {
+                    let room = self
+                        .devices
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .console_room();
+                    let want = room.min(buf.len());
+                    if want == 0 {
+                        // The guest is not draining its console: leave the rest in the fd.
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                    match f.read(&mut buf[..want]) {
                         Ok(0) | Err(_) => console_in = None,
                         Ok(n) => self
                             .devices

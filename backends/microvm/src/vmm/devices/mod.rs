@@ -126,6 +126,15 @@ impl Devices {
         self.serial.enqueue_raw_bytes(&bytes[..room]).unwrap_or(0)
     }
 
+    /// How many bytes of host input the virtio console can take now.
+    pub fn console_room(&self) -> usize {
+        self.virtio
+            .iter()
+            .find(|(_, t)| t.device_type() == virtio::TYPE_CONSOLE)
+            .map(|(_, t)| t.input_room())
+            .unwrap_or(0)
+    }
+
     /// Host input for the virtio console.
     pub fn console_input(&mut self, bytes: &[u8]) {
         if let Some((_, t)) = self

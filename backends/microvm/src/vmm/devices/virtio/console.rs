@@ -66,8 +66,11 @@ impl VirtioDevice for Console {
         used
     }
     fn push_input(&mut self, bytes: &[u8]) {
-        let room = MAX_PENDING.saturating_sub(self.pending.len());
-        self.pending.extend(&bytes[..bytes.len().min(room)]);
+        // The VMM reads at most `input_room` bytes, so nothing is dropped here.
+        self.pending.extend(bytes);
+    }
+    fn input_room(&self) -> usize {
+        MAX_PENDING.saturating_sub(self.pending.len())
     }
     fn process_input(&mut self, mem: &GuestMemoryMmap, queues: &mut [Queue]) -> bool {
         let q = &mut queues[RX_QUEUE];
@@ -82,9 +85,8 @@ impl VirtioDevice for Console {
         }
         used
     }
-    fn reset(&mut self) {
-        self.pending.clear();
-    }
+    // A driver reset keeps pending host input: the host may write before the guest's driver
+    // first initialises the device (which starts with a reset), and a stream must not lose it.
 }
 
 #[cfg(test)]
@@ -121,7 +123,9 @@ mod tests {
         assert_eq!(irq.read().unwrap(), 1);
 
         // Host input before the guest posted receive buffers is kept...
+        assert_eq!(t.input_room(), 1 << 20);
         t.push_input(b"input!");
+        assert_eq!(t.input_room(), (1 << 20) - 6);
         assert!(irq.read().is_err());
         // ...and delivered once a 4-byte then an 8-byte buffer arrive.
         dqs[0].post(&mem, &[(0x31_0000, 4, true)]);

@@ -126,6 +126,11 @@ impl MmioTransport {
         }
     }
 
+    /// Room for host input in the device (0 for devices that take none).
+    pub fn input_room(&self) -> usize {
+        self.device.input_room()
+    }
+
     pub fn read(&mut self, offset: u64, data: &mut [u8]) {
         if offset >= REG_CONFIG {
             self.device.read_config(offset - REG_CONFIG, data);

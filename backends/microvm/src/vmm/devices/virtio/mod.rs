@@ -33,6 +33,10 @@ pub trait VirtioDevice: Send {
     }
     /// Take host input (console bytes); delivered by the next `process_input`.
     fn push_input(&mut self, _bytes: &[u8]) {}
+    /// How many more input bytes the device can hold (the VMM reads no more than this).
+    fn input_room(&self) -> usize {
+        0
+    }
     /// The driver reset the device.
     fn reset(&mut self) {}
 }
