@@ -454,6 +454,8 @@ fn bad_input_is_one_clear_error_and_leaves_nothing() {
     h.ok(&["delete", &id]);
     assert!(h.leftovers().is_empty());
     assert!(cgroup_dirs_named(&id).is_empty());
+    // delete --force of a missing container is a success, as with runc (engines rely on it).
+    h.ok(&["delete", "--force", "nope"]);
     for args in [
         vec!["start", "nope"],
         vec!["kill", "nope"],

@@ -264,11 +264,14 @@ pub fn delete(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
     let c = match ctx.load(&args.id) {
         Ok(c) => c,
         Err(e) => {
-            // A directory with no state.json is a create that died half-way: --force removes it.
+            // With --force, as with runc: a container that does not exist is already deleted,
+            // and a directory with no state.json (a create that died half-way) is removed.
             let dir = ctx.store.dir(&args.id);
-            if args.force && crate::store::validate_id(&args.id).is_ok() && dir.is_dir() {
-                std::fs::remove_dir_all(&dir)
-                    .with_context(|| format!("cannot remove {}", dir.display()))?;
+            if args.force && crate::store::validate_id(&args.id).is_ok() {
+                if dir.is_dir() {
+                    std::fs::remove_dir_all(&dir)
+                        .with_context(|| format!("cannot remove {}", dir.display()))?;
+                }
                 return Ok(());
             }
             return Err(e);
