@@ -167,7 +167,7 @@ pub struct ExecArgs {
     pub detach: bool,
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: u32,
-    /// Accepted for runc compatibility; hako has no AppArmor/SELinux/cgroup override per exec
+    /// Accepted for runc compatibility: an empty value is fine, any other is refused
     #[arg(long, hide = true)]
     pub apparmor: Option<String>,
     #[arg(long, hide = true)]
