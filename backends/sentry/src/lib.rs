@@ -375,7 +375,7 @@ impl Backend for SentryBackend {
             "platforms": ["hybrid (seccomp user-notif + ptrace, default)", "ptrace (seccomp RET_TRACE + ptrace)"],
             "kernel": format!("{} {}", vfs::procfs::SYSNAME, vfs::procfs::RELEASE),
             "annotations": ANNOTATIONS,
-            "namespaces": ["mount", "uts", "ipc", "network (no interfaces)"],
+            "namespaces": ["mount", "uts", "ipc", "network (empty)"],
             "syscalls": {
                 "implemented": syscalls::table().iter().filter(|r| matches!(r.2, syscalls::Disp::Emulated(_))).count(),
                 "native": syscalls::table().iter().filter(|r| matches!(r.2, syscalls::Disp::Native(_) | syscalls::Disp::NativeWhen(..))).count(),

@@ -89,7 +89,12 @@ fn mount(
 /// Private mount namespace + overlay root + the spec's bind and tmpfs mounts. Returns the root.
 pub fn build_root(plan: &Plan) -> Result<PathBuf> {
     // SAFETY: unshare in the single-threaded sentry.
-    if unsafe { libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC) } != 0 {
+    if unsafe {
+        libc::unshare(
+            libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET,
+        )
+    } != 0
+    {
         bail!(
             "unshare(mount, uts, ipc): {}",
             std::io::Error::last_os_error()
