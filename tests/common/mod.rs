@@ -69,7 +69,9 @@ impl Bundle {
             std::fs::create_dir_all(rootfs.join(d)).unwrap();
         }
         std::fs::copy(busybox(), rootfs.join("bin/busybox")).unwrap();
-        let out = Command::new(rootfs.join("bin/busybox"))
+        // List applets with the host's copy: executing the fresh copy can fail with ETXTBSY
+        // while a parallel test forks and briefly holds its write descriptor.
+        let out = Command::new(busybox())
             .arg("--list")
             .output()
             .unwrap();
