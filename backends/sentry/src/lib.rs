@@ -263,15 +263,6 @@ impl Backend for SentryBackend {
             supervisor::run(plan, prep);
         }
         drop(wr);
-        // The sentry and everything it forks live in the container's cgroup.
-        if let Err(e) = cg.add_pid(pid) {
-            // SAFETY: our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, std::ptr::null_mut(), 0);
-            }
-            return Err(fail(e));
-        }
         let mut msg = Vec::new();
         let _ = std::fs::File::from(rd).read_to_end(&mut msg);
         if msg != b"\0" {
@@ -288,6 +279,17 @@ impl Backend for SentryBackend {
                     &text
                 }
             ));
+        }
+        // The sentry (now waiting on the start gate) and everything it forks live in the
+        // container's cgroup. Joined after set-up, so the console pty is made outside the
+        // device rules, as runc makes it before the container's init applies them.
+        if let Err(e) = cg.add_pid(pid) {
+            // SAFETY: our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+            return Err(fail(e));
         }
         Ok(Created {
             pid,
