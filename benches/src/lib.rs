@@ -63,10 +63,10 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 50)]
     pub density: usize,
     /// Cap on idle microVMs (each boots a kernel)
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 2)]
     pub density_vm: usize,
-    /// Runs of the getpid/pread loop per subject (0: skip)
-    #[arg(long, default_value_t = 3)]
+    /// Runs of the getpid/pread loop per subject, best one reported (0: skip)
+    #[arg(long, default_value_t = 5)]
     pub syscall_runs: usize,
     /// Iterations of each loop inside one syscall run
     #[arg(long, default_value_t = 20000)]
