@@ -60,6 +60,17 @@ fn containers_left(h: &Hako) -> Vec<String> {
         .collect()
 }
 
+/// Processes (hako host processes, VMs) of this state root: the root followed by '/' or the end
+/// of an argument, so that another test's root with a longer number does not match.
+fn vm_processes(h: &Hako) -> Vec<i32> {
+    let root = h.root.to_str().unwrap();
+    let mut v = processes_mentioning(&format!("{root}/"));
+    v.extend(processes_mentioning(&format!("{root}\0")));
+    v.sort();
+    v.dedup();
+    v
+}
+
 fn guest_release() -> String {
     let k = std::fs::canonicalize(hako_microvm::assets::default_kernel()).unwrap();
     let cfg = std::fs::read_to_string(format!("{}.config", k.display())).unwrap();
@@ -126,10 +137,7 @@ fn microvm_run_prints_output_exit_code_and_guest_kernel() {
         "run left state behind: {:?}",
         containers_left(&h)
     );
-    assert!(
-        processes_mentioning(h.root.to_str().unwrap()).is_empty(),
-        "a VM was left behind"
-    );
+    assert!(vm_processes(&h).is_empty(), "a VM was left behind");
 }
 
 #[test]
@@ -181,10 +189,7 @@ fn microvm_create_start_kill_delete() {
         "delete left cgroups: {:?}",
         cgroup_dirs_named(&id)
     );
-    assert!(
-        processes_mentioning(h.root.to_str().unwrap()).is_empty(),
-        "a VM was left behind"
-    );
+    assert!(vm_processes(&h).is_empty(), "a VM was left behind");
 }
 
 #[test]
@@ -198,13 +203,10 @@ fn microvm_delete_force_stops_the_vm() {
         &["run", "--detach", "--bundle", b.dir.to_str().unwrap(), &id],
     );
     wait_status(&h, &id, "running");
-    assert!(
-        !processes_mentioning(h.root.to_str().unwrap()).is_empty(),
-        "the VM runs"
-    );
+    assert!(!vm_processes(&h).is_empty(), "the VM runs");
     h.ok(&["delete", "--force", &id]);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !processes_mentioning(h.root.to_str().unwrap()).is_empty() {
+    while !vm_processes(&h).is_empty() {
         assert!(Instant::now() < deadline, "the VM outlived delete --force");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -245,10 +247,7 @@ fn microvm_bad_input_is_one_error_and_leaves_nothing() {
             "{key}: left {:?}",
             containers_left(&h)
         );
-        assert!(
-            processes_mentioning(h.root.to_str().unwrap()).is_empty(),
-            "{key}: a process was left"
-        );
+        assert!(vm_processes(&h).is_empty(), "{key}: a process was left");
     }
     // A writable host directory cannot be shared with the guest: refused, not dropped.
     let mut b = microvm_bundle(&["true"]);
