@@ -164,7 +164,10 @@ fn merge(old: Option<LinuxResources>, new: LinuxResources) -> LinuxResources {
 /// env, cwd, user and capabilities the flags give.
 fn exec_process(args: &ExecArgs, base: &Process) -> Result<Process> {
     // A label hako cannot apply per exec is refused, never ignored.
-    for (flag, v) in [("--apparmor", &args.apparmor), ("--process-label", &args.process_label)] {
+    for (flag, v) in [
+        ("--apparmor", &args.apparmor),
+        ("--process-label", &args.process_label),
+    ] {
         if v.as_deref().is_some_and(|v| !v.is_empty()) {
             bail!("{flag} is not supported by hako exec: set the label in the container's config.json");
         }
