@@ -17,7 +17,11 @@ fn sentry_bundle(args: &[&str]) -> Bundle {
 fn wait_status(h: &Hako, id: &str, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while h.status(id) != want {
-        assert!(Instant::now() < deadline, "{id} never became {want}: {}", h.status(id));
+        assert!(
+            Instant::now() < deadline,
+            "{id} never became {want}: {}",
+            h.status(id)
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -26,12 +30,25 @@ fn wait_status(h: &Hako, id: &str, want: &str) {
 fn sentry_run_prints_output_exit_code_and_kernel_identity() {
     skip_unless!(need_root());
     let h = Hako::new();
-    let b = sentry_bundle(&["sh", "-c", "echo hello from $(hostname); uname -r; cat /etc/hostname; echo a | cat; exit 3"]);
+    let b = sentry_bundle(&[
+        "sh",
+        "-c",
+        "echo hello from $(hostname); uname -r; cat /etc/hostname; echo a | cat; exit 3",
+    ]);
     let id = unique("srun");
     let o = h.run(&["run", "--bundle", b.dir.to_str().unwrap(), &id]);
-    assert_eq!(stdout(&o), "hello from hako\n4.4.0-hako-sentry\nrootfs-file\na\n", "stderr: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        stdout(&o),
+        "hello from hako\n4.4.0-hako-sentry\nrootfs-file\na\n",
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_eq!(o.status.code(), Some(3));
-    assert!(h.leftovers().is_empty(), "run left state: {:?}", h.leftovers());
+    assert!(
+        h.leftovers().is_empty(),
+        "run left state: {:?}",
+        h.leftovers()
+    );
     assert!(processes_mentioning(&id).is_empty());
 }
 
@@ -41,8 +58,18 @@ fn sentry_by_global_backend_flag() {
     let h = Hako::new();
     let b = Bundle::busybox(&["cat", "/proc/version"]);
     let id = unique("sflag");
-    let o = h.run(&["--backend", "sentry", "run", "--bundle", b.dir.to_str().unwrap(), &id]);
-    assert!(stdout(&o).starts_with("Linux version 4.4.0-hako-sentry"), "{o:?}");
+    let o = h.run(&[
+        "--backend",
+        "sentry",
+        "run",
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        &id,
+    ]);
+    assert!(
+        stdout(&o).starts_with("Linux version 4.4.0-hako-sentry"),
+        "{o:?}"
+    );
     assert_eq!(o.status.code(), Some(0));
 }
 
@@ -50,12 +77,27 @@ fn sentry_by_global_backend_flag() {
 fn sentry_create_start_kill_delete_lifecycle() {
     skip_unless!(need_root());
     let h = Hako::new();
-    let b = sentry_bundle(&["sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.05; done"]);
+    let b = sentry_bundle(&[
+        "sh",
+        "-c",
+        "trap 'exit 42' TERM; while true; do sleep 0.05; done",
+    ]);
     let id = unique("slife");
     let pidfile = b.dir.join("pid");
-    h.ok(&["create", "--bundle", b.dir.to_str().unwrap(), "--pid-file", pidfile.to_str().unwrap(), &id]);
+    h.ok(&[
+        "create",
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        "--pid-file",
+        pidfile.to_str().unwrap(),
+        &id,
+    ]);
     assert_eq!(h.status(&id), "created");
-    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert_eq!(h.state(&id)["pid"], json!(pid));
     h.ok(&["start", &id]);
     wait_status(&h, &id, "running");
@@ -83,7 +125,7 @@ fn sentry_rejects_unknown_knobs_and_leaves_nothing() {
     let err = h.fails(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
     assert!(err.contains("io.hako.sentry.nonsense"), "{err}");
     assert!(h.leftovers().is_empty());
-    let mut b2 = sentry_bundle(&["/no/such/program"]);
+    let b2 = sentry_bundle(&["/no/such/program"]);
     b2.save();
     let err = h.fails(&["create", "--bundle", b2.dir.to_str().unwrap(), &id]);
     assert!(err.contains("not found"), "{err}");
@@ -99,7 +141,10 @@ fn sentry_pause_resume_and_cgroup_cleanup() {
     let id = unique("spause");
     h.ok(&["run", "--detach", "--bundle", b.dir.to_str().unwrap(), &id]);
     wait_status(&h, &id, "running");
-    assert!(!cgroup_dirs_named(&id).is_empty(), "the sentry runs in the container's cgroup");
+    assert!(
+        !cgroup_dirs_named(&id).is_empty(),
+        "the sentry runs in the container's cgroup"
+    );
     h.ok(&["pause", &id]);
     assert_eq!(h.status(&id), "paused");
     h.ok(&["resume", &id]);
@@ -107,7 +152,11 @@ fn sentry_pause_resume_and_cgroup_cleanup() {
     h.ok(&["kill", &id, "9"]);
     wait_status(&h, &id, "stopped");
     h.ok(&["delete", &id]);
-    assert!(cgroup_dirs_named(&id).is_empty(), "left cgroups: {:?}", cgroup_dirs_named(&id));
+    assert!(
+        cgroup_dirs_named(&id).is_empty(),
+        "left cgroups: {:?}",
+        cgroup_dirs_named(&id)
+    );
     assert!(processes_mentioning(&id).is_empty());
 }
 
@@ -115,7 +164,11 @@ fn sentry_pause_resume_and_cgroup_cleanup() {
 fn sentry_enforces_the_spec_seccomp_profile_too() {
     skip_unless!(need_root());
     let h = Hako::new();
-    let mut b = sentry_bundle(&["sh", "-c", "mkdir /made && echo made; echo rc=$?; echo still here"]);
+    let mut b = sentry_bundle(&[
+        "sh",
+        "-c",
+        "mkdir /made && echo made; echo rc=$?; echo still here",
+    ]);
     b.edit(|c| {
         c["linux"]["seccomp"] = json!({
             "defaultAction": "SCMP_ACT_ALLOW",
@@ -125,21 +178,39 @@ fn sentry_enforces_the_spec_seccomp_profile_too() {
     });
     let id = unique("sseccomp");
     let o = h.run(&["run", "--bundle", b.dir.to_str().unwrap(), &id]);
-    assert_eq!(stdout(&o), "rc=1\nstill here\n", "stderr: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        stdout(&o),
+        "rc=1\nstill here\n",
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_eq!(o.status.code(), Some(0));
 }
 
 #[test]
 fn sentry_console_socket_gets_the_pty() {
     skip_unless!(need_root());
-    use nix::sys::socket::{accept, bind, listen, recvmsg, socket, AddressFamily, Backlog, ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr};
+    use nix::sys::socket::{
+        accept, bind, listen, recvmsg, socket, AddressFamily, Backlog, ControlMessageOwned,
+        MsgFlags, SockFlag, SockType, UnixAddr,
+    };
     use std::io::{IoSliceMut, Read};
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     let h = Hako::new();
-    let mut b = sentry_bundle(&["sh", "-c", "tty >/dev/null && echo is-a-tty; stty size >/dev/null 2>&1; echo done"]);
+    let mut b = sentry_bundle(&[
+        "sh",
+        "-c",
+        "tty >/dev/null && echo is-a-tty; stty size >/dev/null 2>&1; echo done",
+    ]);
     b.edit(|c| c["process"]["terminal"] = json!(true));
     let sock_path = b.dir.join("console.sock");
-    let sock = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
     bind(sock.as_raw_fd(), &UnixAddr::new(&sock_path).unwrap()).unwrap();
     listen(&sock, Backlog::new(1).unwrap()).unwrap();
     let receiver = std::thread::spawn(move || -> OwnedFd {
@@ -157,7 +228,14 @@ fn sentry_console_socket_gets_the_pty() {
         panic!("no fd received on the console socket");
     });
     let id = unique("stty");
-    h.ok(&["create", "--bundle", b.dir.to_str().unwrap(), "--console-socket", sock_path.to_str().unwrap(), &id]);
+    h.ok(&[
+        "create",
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        "--console-socket",
+        sock_path.to_str().unwrap(),
+        &id,
+    ]);
     let master = receiver.join().unwrap();
     h.ok(&["start", &id]);
     let mut f = std::fs::File::from(master);
