@@ -71,10 +71,7 @@ impl Bundle {
         std::fs::copy(busybox(), rootfs.join("bin/busybox")).unwrap();
         // List applets with the host's copy: executing the fresh copy can fail with ETXTBSY
         // while a parallel test forks and briefly holds its write descriptor.
-        let out = Command::new(busybox())
-            .arg("--list")
-            .output()
-            .unwrap();
+        let out = Command::new(busybox()).arg("--list").output().unwrap();
         for applet in String::from_utf8_lossy(&out.stdout).lines() {
             if applet != "busybox" {
                 let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet));
