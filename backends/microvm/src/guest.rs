@@ -465,20 +465,8 @@ pub fn translate(
             bail!("linux.netDevices: a microvm guest has no network devices");
         }
         if let Some(r) = linux.resources() {
-            if let Some(c) = r.cpu() {
-                if c.shares().is_some()
-                    || c.quota().is_some()
-                    || c.period().is_some()
-                    || c.cpus().as_ref().is_some_and(|s| !s.is_empty())
-                    || c.mems().as_ref().is_some_and(|s| !s.is_empty())
-                    || c.realtime_runtime().is_some()
-                    || c.realtime_period().is_some()
-                    || c.idle().is_some()
-                    || c.burst().is_some()
-                {
-                    bail!("linux.resources.cpu is not supported by the microvm backend: size the VM with io.hako.microvm.vcpus");
-                }
-            }
+            // linux.resources.cpu and blockIO are honoured on the host: the vCPUs and the disk
+            // I/O are threads of the VM process, which lives in the sandbox's host cgroup.
             if let Some(m) = r.memory() {
                 if m.disable_oom_killer() == Some(true) {
                     bail!("linux.resources.memory.disableOOMKiller is not supported by the microvm backend");
@@ -486,9 +474,6 @@ pub fn translate(
                 if m.kernel().is_some() || m.kernel_tcp().is_some() {
                     bail!("linux.resources.memory.kernel/kernelTCP are not supported by the microvm backend");
                 }
-            }
-            if r.block_io().is_some() {
-                bail!("linux.resources.blockIO is not supported by the microvm backend");
             }
             if r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
                 bail!("linux.resources.hugepageLimits is not supported by the microvm backend");

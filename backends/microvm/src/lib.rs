@@ -321,9 +321,34 @@ impl Backend for MicrovmBackend {
 
 /// The host cgroup of a sandbox: `linux.cgroupsPath` (an error when it cannot be made), else
 /// hako's default path for the id (skipped when it cannot be made, e.g. rootless). It holds the
-/// host process and the VM; the spec's resource limits apply inside the guest (memory is the VM's
-/// size, pids a guest cgroup), not to it, so the VMM's own overhead is not counted against them.
+/// host process and the VM. CPU and block I/O limits apply to it (the vCPUs and the disk I/O
+/// are the VM process's threads); memory and pids apply inside the guest (memory is the VM's
+/// size, pids a guest cgroup), so the VMM's own overhead is not counted against them.
 fn host_cgroup(req: &CreateRequest) -> Result<Option<hako_container::cgroups::CgroupManager>> {
+    let cg = host_cgroup_made(req)?;
+    let res = req
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().clone());
+    let mut host = oci_spec::runtime::LinuxResources::default();
+    if let Some(r) = &res {
+        host.set_cpu(r.cpu().clone());
+        host.set_block_io(r.block_io().clone());
+    }
+    if host.cpu().is_some() || host.block_io().is_some() {
+        let Some(m) = &cg else {
+            bail!("linux.resources.cpu/blockIO need the sandbox's host cgroup, which could not be made");
+        };
+        if let Err(e) = m.apply(&host) {
+            let _ = m.destroy();
+            return Err(e).context("applying linux.resources.cpu/blockIO to the VM's host cgroup");
+        }
+    }
+    Ok(cg)
+}
+
+fn host_cgroup_made(req: &CreateRequest) -> Result<Option<hako_container::cgroups::CgroupManager>> {
     let path = req
         .spec
         .linux()
