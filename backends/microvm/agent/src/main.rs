@@ -179,7 +179,16 @@ fn run(port_slot: &mut Option<fs::File>) -> Res<()> {
             return Err(format!("sethostname {h:?}: {}", errno()));
         }
     }
+    // The guest kernel has no IP stack (vsock only): a net.<proto>.* sysctl for a protocol the
+    // kernel lacks (docker sends net.ipv4.ip_unprivileged_port_start on every run) governs a
+    // network that does not exist, so whatever it restricts holds already. Anything else must apply.
     for (k, v) in &cfg.sysctl {
+        let mut parts = k.split('.');
+        if let (Some("net"), Some(proto)) = (parts.next(), parts.next()) {
+            if !PathBuf::from("/proc/sys/net").join(proto).exists() {
+                continue;
+            }
+        }
         let p = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
         fs::write(&p, v).map_err(|e| format!("sysctl {k}={v}: {e}"))?;
     }
