@@ -83,6 +83,9 @@ pub struct BenchArgs {
     /// No progress bar
     #[arg(long)]
     pub no_progress: bool,
+    /// Measure nothing: redraw --plot from an earlier run's JSON file
+    #[arg(long, value_name = "JSON")]
+    pub replot: Option<PathBuf>,
 }
 
 #[derive(Debug, Parser)]
@@ -168,6 +171,16 @@ fn mount_hugetlb() -> Result<()> {
 
 /// Run the benchmark. Returns the exit code (0 when the run completed, whatever was skipped).
 pub fn run(a: BenchArgs) -> Result<i32> {
+    if let Some(j) = &a.replot {
+        let data = std::fs::read(j).with_context(|| format!("reading {}", j.display()))?;
+        let report: Report =
+            serde_json::from_slice(&data).with_context(|| format!("parsing {}", j.display()))?;
+        std::fs::write(&a.plot, plot::render_svg(&report)?)
+            .with_context(|| format!("writing {}", a.plot.display()))?;
+        print!("{}", report.table());
+        println!("plot: {}", a.plot.display());
+        return Ok(0);
+    }
     let backends = validate(&a.backends, BACKENDS, "backend")?;
     let peers = validate(&a.peers, PEERS, "peer")?;
     if a.runs == 0 {

@@ -18,7 +18,7 @@ pub const MEMORY_SERIES: [&str; 3] = [
     "memory cgroup peak (whole tree)",
 ];
 
-const W: u32 = 1400;
+const W: u32 = 1700;
 const H: u32 = 1000;
 
 /// The subjects that have startup samples, in plot order.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::stats::{ratio, summarize, Stats};
 use crate::subjects::{Category, Density, Kind, Sample, Skipped, SyscallSample};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Machine {
     pub kernel: String,
     pub cpu: String,
@@ -60,7 +60,7 @@ pub struct Settings {
     pub syscall_loops: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SubjectReport {
     pub name: String,
     pub kind: Kind,
@@ -95,7 +95,7 @@ pub struct SubjectReport {
     pub gave_up: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub tool: String,
     pub command: Vec<String>,

@@ -6,9 +6,9 @@
 //! `spread` is the p90 − p10 range: it says how wide the bulk of the distribution is while
 //! ignoring the single worst outlier a noisy shared machine always produces.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     pub n: usize,
     pub min: f64,

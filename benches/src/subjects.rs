@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cgroup::{Memory, SampleCgroup};
 use crate::procs::{self, Io};
 use crate::workloads::{self, Workloads};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Category {
     Container,
@@ -40,7 +40,7 @@ impl Category {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Backend,
@@ -81,7 +81,7 @@ pub struct Subject {
     pub density: Result<usize, String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Skipped {
     pub name: String,
     pub kind: Kind,
@@ -90,7 +90,7 @@ pub struct Skipped {
 }
 
 /// One create→start→exit→delete (or one direct run).
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct Sample {
     pub iteration: usize,
     pub warmup: bool,
@@ -129,7 +129,7 @@ impl Sample {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Density {
     pub requested: usize,
     pub started: usize,
@@ -141,7 +141,7 @@ pub struct Density {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SyscallSample {
     pub getpid_ns: f64,
     pub read_ns: f64,

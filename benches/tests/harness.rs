@@ -226,6 +226,29 @@ fn svg_is_valid_and_matches_the_json() {
 }
 
 #[test]
+fn replot_from_json_round_trips() {
+    let r = synthetic_report();
+    let d = tempfile::tempdir().unwrap();
+    let j = d.path().join("r.json");
+    let svg = d.path().join("r.svg");
+    std::fs::write(&j, serde_json::to_vec(&r).unwrap()).unwrap();
+    let args = vec![
+        "hako-bench".to_string(),
+        "--replot".into(),
+        j.display().to_string(),
+        "--plot".into(),
+        svg.display().to_string(),
+    ];
+    assert_eq!(hako_bench::main_with_args(args).unwrap(), 0);
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&j).unwrap()).unwrap();
+    check_svg_against_json(&std::fs::read_to_string(&svg).unwrap(), &json);
+    assert_eq!(
+        std::fs::read_to_string(&svg).unwrap(),
+        plot::render_svg(&r).unwrap()
+    );
+}
+
+#[test]
 fn table_lists_ratios_and_skips() {
     let mut r = synthetic_report();
     r.skipped.push(subjects::Skipped {
