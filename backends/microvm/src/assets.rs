@@ -109,8 +109,12 @@ pub fn find_agent() -> Result<PathBuf> {
         candidates.push(dir.join("hako-agent"));
     }
     // target/<profile>/hako (or target/<profile>/deps/test-binary): look for target/<triple>/<profile>.
+    // The target directory may have any name (CARGO_TARGET_DIR): it is the one holding a triple.
     for anc in exe.ancestors().skip(1) {
-        if anc.file_name().is_some_and(|n| n == "target") {
+        let holds_triple = ["x86_64-unknown-linux-musl", "x86_64-unknown-linux-gnu"]
+            .iter()
+            .any(|t| anc.join(t).is_dir());
+        if holds_triple || anc.file_name().is_some_and(|n| n == "target") {
             for triple in ["x86_64-unknown-linux-musl", "x86_64-unknown-linux-gnu"] {
                 for profile in ["release", "debug"] {
                     candidates.push(anc.join(triple).join(profile).join("hako-agent"));
