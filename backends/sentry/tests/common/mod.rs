@@ -114,8 +114,15 @@ impl Bundle {
         let out = std::fs::File::create(&out_path).unwrap();
         let errf = std::fs::File::create(&err_path).unwrap();
         let global = GlobalOptions::default();
+        // A machine-wide unique id: the cgroup /hako/<id> must not be shared with another test.
+        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let id = format!(
+            "sentry-test-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
         let req = CreateRequest {
-            id: "t1",
+            id: &id,
             bundle: self.dir.path(),
             spec,
             state_dir: state.path(),
@@ -144,7 +151,7 @@ impl Bundle {
             128 + libc::WTERMSIG(st)
         };
         let sb = hako_contract::Sandbox {
-            id: "t1",
+            id: &id,
             bundle: self.dir.path(),
             spec,
             state_dir: state.path(),
