@@ -879,6 +879,51 @@ fn podman_backend_wasm() {
             &out,
         );
     }
+    // A wasi/wasm32 image (module as entrypoint, variant=compat), as users pull them:
+    // built offline by tests/fixtures/make-wasm-image.sh and copied into this podman's store.
+    let out_dir = p.path().join("wasi-image");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make-wasm-image.sh");
+    let made = std::process::Command::new("sh")
+        .arg(&script)
+        .arg(&out_dir)
+        .output()
+        .expect("run make-wasm-image.sh");
+    assert!(
+        made.status.success(),
+        "make-wasm-image.sh: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let store = format!(
+        "containers-storage:[vfs@{}+{}]localhost/hako-wasm-hello:latest",
+        p.path().join("root").display(),
+        p.path().join("runroot").display()
+    );
+    let copied = std::process::Command::new("skopeo")
+        .args([
+            "copy",
+            "-q",
+            &format!("oci:{}:latest", out_dir.join("layout").display()),
+            &store,
+        ])
+        .output()
+        .expect("run skopeo");
+    assert!(
+        copied.status.success(),
+        "skopeo copy: {}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+    let out = p.cmd(&[
+        "run",
+        "--rm",
+        "--platform",
+        "wasi/wasm32",
+        "localhost/hako-wasm-hello:latest",
+        "one",
+        "two",
+    ]);
+    if !out.ok() || !wasm_hello_output_ok(&out.stdout, &["one", "two"]) {
+        p.fail("podman run --platform wasi/wasm32 of a wasm image", &out);
+    }
 }
 
 /// The harness's own check that the image is built from a static busybox.
