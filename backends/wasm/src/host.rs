@@ -584,7 +584,7 @@ fn apply_identity(plan: &Plan) -> Result<()> {
     unsafe {
         let euid = libc::geteuid();
         if let Some(c) = &plan.caps {
-            c.drop_bounding()?;
+            crate::caps::drop_bounding(c)?;
         }
         if euid == 0 {
             cvt(
@@ -607,7 +607,7 @@ fn apply_identity(plan: &Plan) -> Result<()> {
             );
         }
         if let Some(c) = &plan.caps {
-            c.set()?;
+            crate::caps::set(c)?;
         }
         if plan.no_new_privileges {
             cvt(
