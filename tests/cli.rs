@@ -7,18 +7,6 @@ use common::*;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-fn wait_status(h: &Hako, id: &str, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while h.status(id) != want {
-        assert!(
-            Instant::now() < deadline,
-            "container {id} never became {want}: {}",
-            h.status(id)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn run_prints_output_and_returns_the_exit_code() {
     skip_unless!(need_root());
@@ -79,7 +67,7 @@ fn create_start_kill_delete_follow_the_lifecycle() {
     assert!(!comm.contains("trap"), "workload ran before start: {comm}");
     // start of a created container works once, then it is running.
     h.ok(&["start", &id]);
-    wait_status(&h, &id, "running");
+    h.wait_status(&id, "running");
     let err = h.fails(&["start", &id]);
     assert!(err.contains("running"), "{err}");
     // delete without --force refuses a running container.
@@ -100,7 +88,7 @@ fn create_start_kill_delete_follow_the_lifecycle() {
     assert!(h.ok(&["list", "-q"]).contains(&id));
     // TERM by name reaches the workload, whose trap exits.
     h.ok(&["kill", &id, "TERM"]);
-    wait_status(&h, &id, "stopped");
+    h.wait_status(&id, "stopped");
     assert_eq!(h.state(&id)["pid"], 0);
     h.ok(&["delete", &id]);
     assert!(h.leftovers().is_empty());
@@ -120,10 +108,10 @@ fn signals_by_number_and_delete_force() {
     let b = Bundle::busybox(&["sleep", "1000"]);
     let id = unique("force");
     h.ok(&["run", "--detach", "--bundle", b.dir.to_str().unwrap(), &id]);
-    wait_status(&h, &id, "running");
+    h.wait_status(&id, "running");
     let pid = h.state(&id)["pid"].as_i64().unwrap() as i32;
     h.ok(&["kill", &id, "9"]);
-    wait_status(&h, &id, "stopped");
+    h.wait_status(&id, "stopped");
     h.ok(&["delete", &id]);
 
     let id2 = unique("force");

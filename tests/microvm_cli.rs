@@ -101,18 +101,6 @@ fn detached(h: &Hako, args: &[&str]) {
     assert!(st.success(), "hako {args:?}: {st}: {msg}");
 }
 
-fn wait_status(h: &Hako, id: &str, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while h.status(id) != want {
-        assert!(
-            Instant::now() < deadline,
-            "container {id} never became {want}: {}",
-            h.status(id)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn microvm_run_prints_output_exit_code_and_guest_kernel() {
     skip_unless!(need_microvm());
@@ -168,7 +156,7 @@ fn microvm_create_start_kill_delete() {
         .unwrap();
     assert_eq!(st["pid"], pid);
     h.ok(&["start", &id]);
-    wait_status(&h, &id, "running");
+    h.wait_status(&id, "running");
     // The host cgroup holds the host process and the VM; freezing it pauses the guest.
     assert!(
         !cgroup_dirs_named(&id).is_empty(),
@@ -181,7 +169,7 @@ fn microvm_create_start_kill_delete() {
     // Give the guest shell time to install its trap before TERM arrives.
     std::thread::sleep(Duration::from_millis(1500));
     h.ok(&["kill", &id, "TERM"]);
-    wait_status(&h, &id, "stopped");
+    h.wait_status(&id, "stopped");
     h.ok(&["delete", &id]);
     assert!(containers_left(&h).is_empty(), "{:?}", containers_left(&h));
     assert!(
@@ -202,7 +190,7 @@ fn microvm_delete_force_stops_the_vm() {
         &h,
         &["run", "--detach", "--bundle", b.dir.to_str().unwrap(), &id],
     );
-    wait_status(&h, &id, "running");
+    h.wait_status(&id, "running");
     assert!(!vm_processes(&h).is_empty(), "the VM runs");
     h.ok(&["delete", "--force", &id]);
     let deadline = Instant::now() + Duration::from_secs(10);

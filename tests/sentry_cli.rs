@@ -4,7 +4,6 @@
 mod common;
 use common::*;
 use serde_json::json;
-use std::time::{Duration, Instant};
 
 fn sentry_bundle(args: &[&str]) -> Bundle {
     let mut b = Bundle::busybox(args);
@@ -12,18 +11,6 @@ fn sentry_bundle(args: &[&str]) -> Bundle {
         c["annotations"] = json!({"io.hako.backend": "sentry"});
     });
     b
-}
-
-fn wait_status(h: &Hako, id: &str, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while h.status(id) != want {
-        assert!(
-            Instant::now() < deadline,
-            "{id} never became {want}: {}",
-            h.status(id)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -100,12 +87,12 @@ fn sentry_create_start_kill_delete_lifecycle() {
         .unwrap();
     assert_eq!(h.state(&id)["pid"], json!(pid));
     h.ok(&["start", &id]);
-    wait_status(&h, &id, "running");
+    h.wait_status(&id, "running");
     let ps = h.ok(&["ps", "--format", "json", &id]);
     let pids: Vec<i32> = serde_json::from_str(&ps).unwrap();
     assert!(pids.contains(&pid) && pids.len() >= 2, "ps: {ps}");
     h.ok(&["kill", &id, "15"]);
-    wait_status(&h, &id, "stopped");
+    h.wait_status(&id, "stopped");
     h.ok(&["delete", &id]);
     assert!(h.leftovers().is_empty());
     assert!(processes_mentioning(&id).is_empty());
@@ -140,7 +127,7 @@ fn sentry_pause_resume_and_cgroup_cleanup() {
     let b = sentry_bundle(&["sh", "-c", "while true; do sleep 0.05; done"]);
     let id = unique("spause");
     h.ok(&["run", "--detach", "--bundle", b.dir.to_str().unwrap(), &id]);
-    wait_status(&h, &id, "running");
+    h.wait_status(&id, "running");
     assert!(
         !cgroup_dirs_named(&id).is_empty(),
         "the sentry runs in the container's cgroup"
@@ -150,7 +137,7 @@ fn sentry_pause_resume_and_cgroup_cleanup() {
     h.ok(&["resume", &id]);
     assert_eq!(h.status(&id), "running");
     h.ok(&["kill", &id, "9"]);
-    wait_status(&h, &id, "stopped");
+    h.wait_status(&id, "stopped");
     h.ok(&["delete", &id]);
     assert!(
         cgroup_dirs_named(&id).is_empty(),
@@ -252,6 +239,6 @@ fn sentry_console_socket_gets_the_pty() {
     }
     let s = String::from_utf8_lossy(&out).replace("\r\n", "\n");
     assert_eq!(s, "is-a-tty\ndone\n");
-    wait_status(&h, &id, "stopped");
+    h.wait_status(&id, "stopped");
     h.ok(&["delete", &id]);
 }

@@ -231,6 +231,19 @@ impl Hako {
         self.state(id)["status"].as_str().unwrap().to_string()
     }
 
+    /// Poll until the container reaches `want` (a microVM boots slowly: 60 s at most).
+    pub fn wait_status(&self, id: &str, want: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while self.status(id) != want {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "container {id} never became {want}: {}",
+                self.status(id)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Container ids left in the state root.
     pub fn leftovers(&self) -> Vec<String> {
         std::fs::read_dir(&self.root)
