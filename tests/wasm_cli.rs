@@ -391,7 +391,8 @@ fn wasm_cli_console_socket_gets_the_pty() {
             break;
         }
         out.extend_from_slice(&buf[..n]);
-        if text(&out).contains("tty") {
+        // The whole last line, not just its first bytes: the pty may deliver them apart.
+        if text(&out).replace("\r\n", "\n").contains("tty\n") {
             break;
         }
     }
