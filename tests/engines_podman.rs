@@ -76,6 +76,9 @@ impl Podman {
     fn command(&self, args: &[&str]) -> Command {
         let d = self.path();
         let mut c = Command::new("podman");
+        // conmon writes its `oom` marker relative to its working directory after an OOM kill:
+        // keep that in the test's temp dir, not in the repository.
+        c.current_dir(d);
         c.env("PATH", full_path());
         c.env("CONTAINERS_CONF", d.join("containers.conf"))
             .env("CONTAINERS_STORAGE_CONF", d.join("storage.conf"))
