@@ -140,10 +140,6 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         run_cmd(&mut self.ctr_command(args), None, CLEANUP_TIMEOUT)
     }
 
-    fn cmd(&self, args: &[&str]) -> Out {
-        run_cmd(&mut self.ctr_command(args), None, CMD_TIMEOUT)
-    }
-
     /// Runs under a pseudo-terminal (`script`), for `ctr run -t`.
     fn cmd_in_pty(&self, args: &[&str]) -> Out {
         let c = self.ctr_command(args);
@@ -156,42 +152,6 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             None,
             CMD_TIMEOUT,
         )
-    }
-
-    fn fail(&self, what: &str, out: &Out) -> ! {
-        let log = fs::read_to_string(self.path().join("containerd.log")).unwrap_or_default();
-        let tail: Vec<&str> = log
-            .lines()
-            .rev()
-            .take(15)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        panic!(
-            "{what}\n{}\n{}--- containerd log (last lines) ---\n{}\n(runtime under test: {:?} {})",
-            out.describe(),
-            runtime_report(self.path()),
-            tail.join("\n"),
-            self.rt.kind,
-            self.rt.binary.display()
-        )
-    }
-
-    fn ok(&self, args: &[&str]) -> Out {
-        let out = self.cmd(args);
-        if !out.ok() {
-            self.fail("ctr command failed", &out);
-        }
-        out
-    }
-
-    fn expect_code(&self, args: &[&str], code: i32) -> Out {
-        let out = self.cmd(args);
-        if out.code() != code {
-            self.fail(&format!("expected exit code {code}"), &out);
-        }
-        out
     }
 
     /// The task's status column in `ctr tasks ls` (RUNNING, PAUSED, STOPPED, ...).
@@ -244,6 +204,26 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
                 runtime_report(self.path())
             );
         }
+    }
+}
+
+impl Engine for Containerd {
+    const NAME: &'static str = "ctr";
+
+    fn cmd(&self, args: &[&str]) -> Out {
+        run_cmd(&mut self.ctr_command(args), None, CMD_TIMEOUT)
+    }
+
+    fn fail(&self, what: &str, out: &Out) -> ! {
+        let tail = log_tail(&self.path().join("containerd.log"), 15);
+        panic!(
+            "{what}\n{}\n{}--- containerd log (last lines) ---\n{}\n(runtime under test: {:?} {})",
+            out.describe(),
+            runtime_report(self.path()),
+            tail,
+            self.rt.kind,
+            self.rt.binary.display()
+        )
     }
 }
 

@@ -129,48 +129,8 @@ impl Dockerd {
         run_cmd(&mut self.command(args), None, CLEANUP_TIMEOUT)
     }
 
-    fn cmd(&self, args: &[&str]) -> Out {
-        run_cmd(&mut self.command(args), None, CMD_TIMEOUT)
-    }
-
     fn cmd_stdin(&self, args: &[&str], stdin: &[u8]) -> Out {
         run_cmd(&mut self.command(args), Some(stdin), CMD_TIMEOUT)
-    }
-
-    fn fail(&self, what: &str, out: &Out) -> ! {
-        let log = fs::read_to_string(self.path().join("dockerd.log")).unwrap_or_default();
-        let tail: Vec<&str> = log
-            .lines()
-            .rev()
-            .take(15)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        panic!(
-            "{what}\n{}\n{}--- dockerd log (last lines) ---\n{}\n(runtime under test: {:?} {})",
-            out.describe(),
-            runtime_report(self.path()),
-            tail.join("\n"),
-            self.rt.kind,
-            self.rt.binary.display()
-        )
-    }
-
-    fn ok(&self, args: &[&str]) -> Out {
-        let out = self.cmd(args);
-        if !out.ok() {
-            self.fail("docker command failed", &out);
-        }
-        out
-    }
-
-    fn expect_code(&self, args: &[&str], code: i32) -> Out {
-        let out = self.cmd(args);
-        if out.code() != code {
-            self.fail(&format!("expected exit code {code}"), &out);
-        }
-        out
     }
 
     fn inspect(&self, name: &str, format: &str) -> String {
@@ -208,6 +168,26 @@ impl Dockerd {
                 runtime_report(self.path())
             );
         }
+    }
+}
+
+impl Engine for Dockerd {
+    const NAME: &'static str = "docker";
+
+    fn cmd(&self, args: &[&str]) -> Out {
+        run_cmd(&mut self.command(args), None, CMD_TIMEOUT)
+    }
+
+    fn fail(&self, what: &str, out: &Out) -> ! {
+        let tail = log_tail(&self.path().join("dockerd.log"), 15);
+        panic!(
+            "{what}\n{}\n{}--- dockerd log (last lines) ---\n{}\n(runtime under test: {:?} {})",
+            out.describe(),
+            runtime_report(self.path()),
+            tail,
+            self.rt.kind,
+            self.rt.binary.display()
+        )
     }
 }
 

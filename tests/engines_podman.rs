@@ -116,40 +116,8 @@ impl Podman {
         run_cmd(&mut self.command(args), None, CLEANUP_TIMEOUT)
     }
 
-    fn cmd(&self, args: &[&str]) -> Out {
-        run_cmd(&mut self.command(args), None, CMD_TIMEOUT)
-    }
-
     fn cmd_stdin(&self, args: &[&str], stdin: &[u8]) -> Out {
         run_cmd(&mut self.command(args), Some(stdin), CMD_TIMEOUT)
-    }
-
-    fn fail(&self, what: &str, out: &Out) -> ! {
-        panic!(
-            "{what}\n{}\n{}\n(runtime under test: {:?} {})",
-            out.describe(),
-            runtime_report(self.path()),
-            self.rt.kind,
-            self.rt.binary.display()
-        )
-    }
-
-    /// Runs and requires exit 0.
-    fn ok(&self, args: &[&str]) -> Out {
-        let out = self.cmd(args);
-        if !out.ok() {
-            self.fail("podman command failed", &out);
-        }
-        out
-    }
-
-    /// Runs and requires exit `code`.
-    fn expect_code(&self, args: &[&str], code: i32) -> Out {
-        let out = self.cmd(args);
-        if out.code() != code {
-            self.fail(&format!("expected exit code {code}"), &out);
-        }
-        out
     }
 
     fn inspect(&self, name: &str, format: &str) -> String {
@@ -197,6 +165,24 @@ impl Podman {
                 runtime_report(self.path())
             );
         }
+    }
+}
+
+impl Engine for Podman {
+    const NAME: &'static str = "podman";
+
+    fn cmd(&self, args: &[&str]) -> Out {
+        run_cmd(&mut self.command(args), None, CMD_TIMEOUT)
+    }
+
+    fn fail(&self, what: &str, out: &Out) -> ! {
+        panic!(
+            "{what}\n{}\n{}\n(runtime under test: {:?} {})",
+            out.describe(),
+            runtime_report(self.path()),
+            self.rt.kind,
+            self.rt.binary.display()
+        )
     }
 }
 

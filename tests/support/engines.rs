@@ -910,3 +910,39 @@ pub fn wasm_hello_output_ok(stdout: &str, args: &[&str]) -> bool {
     let greeting = lines.next().unwrap_or_default();
     !greeting.is_empty() && lines.eq(args.iter().copied())
 }
+
+/// What each engine harness provides (run one engine command; fail with the engine's own
+/// context); the checks built on them are shared.
+pub trait Engine {
+    /// The engine's command name, for messages.
+    const NAME: &'static str;
+
+    fn cmd(&self, args: &[&str]) -> Out;
+
+    fn fail(&self, what: &str, out: &Out) -> !;
+
+    /// Runs and requires exit 0.
+    fn ok(&self, args: &[&str]) -> Out {
+        let out = self.cmd(args);
+        if !out.ok() {
+            self.fail(&format!("{} command failed", Self::NAME), &out);
+        }
+        out
+    }
+
+    /// Runs and requires exit `code`.
+    fn expect_code(&self, args: &[&str], code: i32) -> Out {
+        let out = self.cmd(args);
+        if out.code() != code {
+            self.fail(&format!("expected exit code {code}"), &out);
+        }
+        out
+    }
+}
+
+/// The last `n` lines of a daemon's log file (empty when there is none).
+pub fn log_tail(path: &Path, n: usize) -> String {
+    let log = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
