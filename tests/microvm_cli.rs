@@ -257,3 +257,302 @@ fn microvm_bad_input_is_one_error_and_leaves_nothing() {
     );
     assert!(containers_left(&h).is_empty());
 }
+
+/// A running microVM sandbox for exec tests: the workload leaves a file in its root, then idles.
+fn running_vm(h: &Hako, prefix: &str) -> (Bundle, String) {
+    let b = microvm_bundle(&[
+        "sh",
+        "-c",
+        "echo from-the-workload > /made-by-workload; exec sleep 600",
+    ]);
+    let id = unique(prefix);
+    h.ok(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
+    // Created, not started: there is no workload to join yet.
+    let err = h.fails(&["exec", &id, "true"]);
+    assert!(err.contains("has not been started"), "{err}");
+    h.ok(&["start", &id]);
+    h.wait_status(&id, "running");
+    // The workload writes its file right after start.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !h
+        .run(&["exec", &id, "test", "-f", "/made-by-workload"])
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the workload never wrote its file"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (b, id)
+}
+
+/// Wait until `pid` is gone or a zombie (a detached exec client is reaped by whoever inherits it).
+fn wait_gone(pid: i32, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = st
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .next();
+        if st.is_empty() || state == Some("Z") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what} (pid {pid}) did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn microvm_exec_runs_in_the_workloads_root() {
+    skip_unless!(need_microvm());
+    let h = hako(&agent());
+    let (_b, id) = running_vm(&h, "mvm-exec");
+
+    // Output, stderr and exit code; the workload's file (same root and mount namespace) and the
+    // guest kernel.
+    let o = h.run(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "cat /made-by-workload; uname -r; echo to-stderr >&2; exit 5",
+    ]);
+    assert_eq!(
+        stdout(&o),
+        format!("from-the-workload\n{}\n", guest_release()),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "to-stderr\n");
+    assert_eq!(o.status.code(), Some(5));
+
+    // --user, --env, --cwd.
+    let out = h.ok(&[
+        "exec",
+        "--user",
+        "65534:65534",
+        "--env",
+        "GREETING=hi",
+        "--cwd",
+        "/tmp",
+        &id,
+        "sh",
+        "-c",
+        "echo $(id -u):$(id -g) $GREETING $(pwd)",
+    ]);
+    assert_eq!(out, "65534:65534 hi /tmp\n");
+
+    // Stdin reaches the process, and its EOF ends it.
+    let mut child = h
+        .cmd()
+        .args(["exec", &id, "sh", "-c", "tr a-z A-Z"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"through the guest\n").unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "THROUGH THE GUEST\n");
+    assert!(o.status.success());
+
+    // A program that is not there: one error line, exit 1.
+    let err = h.fails(&["exec", &id, "/no/such/program"]);
+    assert!(err.contains("no such file in the rootfs"), "{err}");
+    // A process file with a host AppArmor profile is refused.
+    let pf = std::env::temp_dir().join(unique("mvm-process.json"));
+    std::fs::write(
+        &pf,
+        r#"{"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "apparmorProfile": "x"}"#,
+    )
+    .unwrap();
+    let err = h.fails(&["exec", "--process", pf.to_str().unwrap(), &id]);
+    let _ = std::fs::remove_file(&pf);
+    assert!(err.contains("AppArmor"), "{err}");
+
+    h.ok(&["kill", &id, "KILL"]);
+    h.wait_status(&id, "stopped");
+    h.ok(&["delete", &id]);
+    assert!(containers_left(&h).is_empty(), "{:?}", containers_left(&h));
+    assert!(vm_processes(&h).is_empty(), "a process was left behind");
+}
+
+#[test]
+fn microvm_exec_signals_tty_and_teardown() {
+    skip_unless!(need_microvm());
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let h = hako(&agent());
+    let (b, id) = running_vm(&h, "mvm-exec2");
+
+    // A signal to `hako exec` reaches the process, which exits as its trap says.
+    let mut child = h
+        .cmd()
+        .args([
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "trap 'exit 7' TERM; echo trapped; while true; do sleep 0.1; done",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "trapped\n");
+    }
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(7));
+
+    // --detach --pid-file: the pid is the exec client; killing it kills the guest process.
+    let pidfile = b.dir.join("exec.pid");
+    h.ok(&[
+        "exec",
+        "--detach",
+        "--pid-file",
+        pidfile.to_str().unwrap(),
+        &id,
+        "sh",
+        "-c",
+        "echo $$ > /exec-pid; exec sleep 600",
+    ]);
+    let client: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !h
+        .run(&["exec", &id, "test", "-s", "/exec-pid"])
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "the detached exec never ran");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    h.ok(&["exec", &id, "sh", "-c", "kill -0 $(cat /exec-pid)"]);
+    kill(Pid::from_raw(client), Signal::SIGKILL).unwrap();
+    wait_gone(client, "the killed exec client");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while h
+        .run(&["exec", &id, "sh", "-c", "kill -0 $(cat /exec-pid)"])
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the guest process outlived its exec client"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // --tty with --console-socket: the process gets a terminal of the guest.
+    let sock_path = b.dir.join("console.sock");
+    let receiver = console_receiver(&sock_path);
+    let mut child = h
+        .cmd()
+        .args([
+            "exec",
+            "--tty",
+            "--console-socket",
+            sock_path.to_str().unwrap(),
+            &id,
+            "sh",
+            "-c",
+            "tty; exit 9",
+        ])
+        .spawn()
+        .unwrap();
+    let master = receiver.join().unwrap();
+    let out = read_until(&master, "\n");
+    assert!(out.starts_with("/dev/pts/"), "tty printed {out:?}");
+    // The terminal stays open until the process is done (closing it would hang it up).
+    assert_eq!(child.wait().unwrap().code(), Some(9));
+    drop(master);
+
+    // When the workload ends, exec'd processes end with it, killed.
+    h.ok(&[
+        "exec",
+        "--detach",
+        "--pid-file",
+        pidfile.to_str().unwrap(),
+        &id,
+        "sleep",
+        "600",
+    ]);
+    let client: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    h.ok(&["kill", &id, "TERM"]);
+    h.wait_status(&id, "stopped");
+    wait_gone(client, "an exec client after its sandbox ended");
+    h.ok(&["delete", &id]);
+    assert!(containers_left(&h).is_empty(), "{:?}", containers_left(&h));
+    assert!(vm_processes(&h).is_empty(), "a process was left behind");
+}
+
+/// Listen on `path` and hand back the first fd sent there (a console socket).
+fn console_receiver(path: &Path) -> std::thread::JoinHandle<std::os::fd::OwnedFd> {
+    use nix::sys::socket::{
+        accept, bind, listen, recvmsg, socket, AddressFamily, Backlog, ControlMessageOwned,
+        MsgFlags, SockFlag, SockType, UnixAddr,
+    };
+    use std::io::IoSliceMut;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    bind(sock.as_raw_fd(), &UnixAddr::new(path).unwrap()).unwrap();
+    listen(&sock, Backlog::new(1).unwrap()).unwrap();
+    std::thread::spawn(move || -> OwnedFd {
+        let conn = accept(sock.as_raw_fd()).unwrap();
+        let mut buf = [0u8; 64];
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = recvmsg::<UnixAddr>(conn, &mut iov, Some(&mut cmsg), MsgFlags::empty()).unwrap();
+        for c in msg.cmsgs().unwrap() {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                // SAFETY: the fd just received over SCM_RIGHTS is ours.
+                return unsafe { OwnedFd::from_raw_fd(fds[0]) };
+            }
+        }
+        panic!("no fd received on the console socket");
+    })
+}
+
+/// Read a pty master until `end` shows up (or EOF/EIO); CRLF folded to LF.
+fn read_until(master: &std::os::fd::OwnedFd, end: &str) -> String {
+    use std::io::Read;
+    let mut f = std::fs::File::from(master.try_clone().unwrap());
+    let mut out = Vec::new();
+    let mut buf = [0u8; 256];
+    while let Ok(n) = f.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        if String::from_utf8_lossy(&out).contains(end) {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).replace("\r\n", "\n")
+}

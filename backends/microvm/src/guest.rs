@@ -2,8 +2,10 @@
 //! guest cannot honour refused with a clear error.
 
 use anyhow::{bail, Context, Result};
-use hako_agent::proto::{self, CarriedEntry, ConfigBuilder, EntryKind, GuestConfig, MountKind};
-use oci_spec::runtime::{LinuxNamespaceType, Mount, Spec};
+use hako_agent::proto::{
+    self, CarriedEntry, ConfigBuilder, EntryKind, GuestConfig, MountKind, ProcessSpec,
+};
+use oci_spec::runtime::{LinuxNamespaceType, Mount, Process, Spec};
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -302,21 +304,9 @@ impl Translator<'_> {
     }
 }
 
-/// Refuse what the guest cannot honour, and build the agent's config. With a `builder`, bind
-/// mount contents are read into its blob area; without one (from `check`), only validated.
-pub fn translate(
-    spec: &Spec,
-    bundle: &Path,
-    builder: Option<&mut ConfigBuilder>,
-) -> Result<GuestConfig> {
-    let mut tr = Translator {
-        builder,
-        carried: 0,
-    };
-    let process = spec
-        .process()
-        .as_ref()
-        .context("config.json has no process")?;
+/// The process part: the workload's at create, or one `hako exec` adds. Refuses what a guest
+/// process cannot get (host LSM labels, I/O priority, scheduler, CPU affinity).
+pub fn translate_process(process: &Process) -> Result<ProcessSpec> {
     let args = process.args().clone().unwrap_or_default();
     if args.is_empty() {
         bail!("process.args is empty");
@@ -344,11 +334,8 @@ pub fn translate(
     if process.exec_cpu_affinity().is_some() {
         bail!("process.execCPUAffinity is not supported by the microvm backend");
     }
-    if spec.domainname().as_ref().is_some_and(|s| !s.is_empty()) {
-        bail!("domainname is not supported by the microvm backend");
-    }
     let user = process.user();
-    let mut cfg = GuestConfig {
+    let mut p = ProcessSpec {
         args,
         env: process.env().clone().unwrap_or_default(),
         cwd: process.cwd().to_string_lossy().into_owned(),
@@ -356,12 +343,6 @@ pub fn translate(
         gid: user.gid(),
         additional_gids: user.additional_gids().clone().unwrap_or_default(),
         umask: user.umask(),
-        hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
-        readonly_root: spec
-            .root()
-            .as_ref()
-            .and_then(|r| r.readonly())
-            .unwrap_or(false),
         terminal: process.terminal().unwrap_or(false),
         console_size: process
             .console_size()
@@ -376,14 +357,14 @@ pub fn translate(
             .iter()
             .position(|k| *k == name)
             .with_context(|| format!("rlimit {name} is unknown"))?;
-        cfg.rlimits.push(proto::Rlimit {
+        p.rlimits.push(proto::Rlimit {
             resource: n as u32,
             soft: r.soft(),
             hard: r.hard(),
         });
     }
     if let Some(c) = process.capabilities() {
-        cfg.capabilities = Some(proto::Capabilities {
+        p.capabilities = Some(proto::Capabilities {
             bounding: cap_numbers(c.bounding())?,
             effective: cap_numbers(c.effective())?,
             inheritable: cap_numbers(c.inheritable())?,
@@ -391,6 +372,37 @@ pub fn translate(
             ambient: cap_numbers(c.ambient())?,
         });
     }
+    Ok(p)
+}
+
+/// Refuse what the guest cannot honour, and build the agent's config. With a `builder`, bind
+/// mount contents are read into its blob area; without one (from `check`), only validated.
+pub fn translate(
+    spec: &Spec,
+    bundle: &Path,
+    builder: Option<&mut ConfigBuilder>,
+) -> Result<GuestConfig> {
+    let mut tr = Translator {
+        builder,
+        carried: 0,
+    };
+    let process = spec
+        .process()
+        .as_ref()
+        .context("config.json has no process")?;
+    if spec.domainname().as_ref().is_some_and(|s| !s.is_empty()) {
+        bail!("domainname is not supported by the microvm backend");
+    }
+    let mut cfg = GuestConfig {
+        hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
+        readonly_root: spec
+            .root()
+            .as_ref()
+            .and_then(|r| r.readonly())
+            .unwrap_or(false),
+        ..Default::default()
+    }
+    .with_process(translate_process(process)?);
 
     if let Some(linux) = spec.linux() {
         for ns in linux.namespaces().iter().flatten() {

@@ -8,6 +8,7 @@
 //! the host process ends the same way (same exit code, or killed by the same signal).
 
 use crate::engine::{Engine, VmSpec};
+use crate::exec;
 use anyhow::{bail, Context, Result};
 use hako_agent::proto::{ExitStatus, Frame, FrameReader};
 use std::io::{Read, Write};
@@ -52,6 +53,8 @@ pub struct HostPlan {
     pub start_fifo: PathBuf,
     /// Where the VM's pid is written (for `delete` to make sure it is gone).
     pub vm_pid_file: PathBuf,
+    /// Where the host process listens for `hako exec` once the workload runs.
+    pub exec_sock: PathBuf,
     /// The pty slave when process.terminal and a console socket were given.
     pub tty: Option<OwnedFd>,
     /// The host cgroup the host process (and so the VM) joins before the VM starts.
@@ -332,20 +335,45 @@ fn run(mut plan: HostPlan, notify: &mut Option<std::fs::File>) -> Result<i32> {
     let mut sigs = FORWARDED.to_vec();
     sigs.push(libc::SIGCHLD);
     let sigfd = block_signals(&sigs)?;
+    let mut hub = match exec::Hub::bind(&plan.exec_sock) {
+        Ok(h) => h,
+        Err(e) => {
+            kill_vm(vm_pid);
+            return Err(e.context("the exec socket"));
+        }
+    };
     port.send(&Frame::Start).context("starting the workload")?;
     if let Some(ws) = winsize(0) {
         let _ = port.send(&Frame::Winsize(ws.0, ws.1));
     }
-    let (status, reaped) = relay(&mut port, &sigfd, vm_pid)?;
+    let (status, reaped) = relay(&mut port, &sigfd, Some(vm_pid), Some(&mut hub))?;
+    drop(hub);
+    let _ = std::fs::remove_file(&plan.exec_sock);
     let st = match reaped {
         Some(st) => Some(st),
         None => wait_vm(vm_pid, SHUTDOWN_GRACE),
     };
     let _ = std::fs::remove_file(&plan.vm_pid_file);
     match status {
-        Some(ExitStatus::Exited(c)) => Ok(c & 0xff),
-        Some(ExitStatus::Signaled(s)) => {
-            // End the way the workload did: killed by the same signal.
+        Some(s) => Ok(exit_like(s)),
+        None => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "hako: microvm: the VM stopped without reporting the workload's exit status ({}){}",
+                describe_wait(st),
+                diagnostics(&serial_log, &engine_log)
+            );
+            Ok(VM_FAILED)
+        }
+    }
+}
+
+/// The exit code that ends this process the way the guest process ended; for a signal, it
+/// first tries to die by the same signal.
+fn exit_like(status: ExitStatus) -> i32 {
+    match status {
+        ExitStatus::Exited(c) => c & 0xff,
+        ExitStatus::Signaled(s) => {
             // SAFETY: restore the default action, unblock and raise.
             unsafe {
                 libc::signal(s, libc::SIG_DFL);
@@ -355,16 +383,50 @@ fn run(mut plan: HostPlan, notify: &mut Option<std::fs::File>) -> Result<i32> {
                 libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
                 libc::raise(s);
             }
-            Ok(128 + s)
+            128 + s
         }
-        None => {
+    }
+}
+
+/// The exec client (see [`crate::exec`]), in the child `hako exec` forked once the guest
+/// started the process: relay until its Exit frame, then end like it. Returns the exit code.
+pub fn run_exec_client(sock: UnixStream, reader: FrameReader, tty: Option<OwnedFd>) -> i32 {
+    let mut keep = vec![sock.as_raw_fd()];
+    keep.extend(tty.as_ref().map(|t| t.as_raw_fd()));
+    close_fds_except(&keep);
+    // SAFETY: ignoring SIGPIPE: a closed stdout must not kill the relay.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let run = || -> Result<Option<ExitStatus>> {
+        if let Some(tty) = &tty {
+            // SAFETY: new session so the pty becomes our controlling terminal.
+            unsafe { libc::setsid() };
+            hako_contract::console::adopt_as_stdio(tty)?;
+            make_raw(0);
+        }
+        let sigfd = block_signals(FORWARDED)?;
+        let mut port = Port {
+            sock,
+            reader,
+            buf: vec![0u8; 64 * 1024],
+        };
+        if let Some(ws) = winsize(0) {
+            let _ = port.send(&Frame::Winsize(ws.0, ws.1));
+        }
+        Ok(relay(&mut port, &sigfd, None, None)?.0)
+    };
+    match run() {
+        Ok(Some(s)) => exit_like(s),
+        Ok(None) => {
+            // The VM went away (killed, deleted) and took the process with it.
             let _ = writeln!(
                 std::io::stderr(),
-                "hako: microvm: the VM stopped without reporting the workload's exit status ({}){}",
-                describe_wait(st),
-                diagnostics(&serial_log, &engine_log)
+                "hako: microvm: the sandbox ended before the exec'd process reported its exit status"
             );
-            Ok(VM_FAILED)
+            exit_like(ExitStatus::Signaled(libc::SIGKILL))
+        }
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "hako: microvm: exec: {e:#}");
+            VM_FAILED
         }
     }
 }
@@ -430,20 +492,26 @@ fn write_all_fd(fd: RawFd, mut data: &[u8]) -> bool {
 
 /// Relay until the Exit frame (Some) or the agent port closes without one (None). The second
 /// value is the VM's wait status when the relay already reaped it.
+///
+/// The host process relays for the workload (`vm_pid` its VM, `hub` the exec clients it
+/// multiplexes onto the port); an exec client relays for its exec'd process with neither.
 fn relay(
     port: &mut Port,
     sigfd: &OwnedFd,
-    vm_pid: libc::pid_t,
+    vm_pid: Option<libc::pid_t>,
+    mut hub: Option<&mut exec::Hub>,
 ) -> Result<(Option<ExitStatus>, Option<i32>)> {
     let mut stdin_open = true;
     let (mut out_ok, mut err_ok) = (true, true);
     let mut inbuf = vec![0u8; 16 * 1024];
     loop {
-        let mut fds = [
+        let mut fds = vec![
             pfd(port.sock.as_raw_fd(), libc::POLLIN),
             pfd(sigfd.as_raw_fd(), libc::POLLIN),
             pfd(if stdin_open { 0 } else { -1 }, libc::POLLIN),
         ];
+        let hub_fds = hub.as_ref().map(|h| h.poll_fds()).unwrap_or_default();
+        fds.extend(hub_fds.iter().map(|&fd| pfd(fd, libc::POLLIN)));
         poll(&mut fds, None)?;
         if fds[0].revents != 0 {
             let open = port.fill()?;
@@ -455,6 +523,11 @@ fn relay(
                         let _ = writeln!(std::io::stderr(), "hako: microvm: {m}");
                     }
                     Frame::Exit(s) => return Ok((Some(s), None)),
+                    Frame::Tagged(id, f) => {
+                        if let Some(h) = hub.as_deref_mut() {
+                            h.from_guest(id, *f, &mut port.sock)?;
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -462,12 +535,22 @@ fn relay(
                 return Ok((None, None));
             }
         }
+        if let Some(h) = hub.as_deref_mut() {
+            let ready: Vec<RawFd> = fds[3..]
+                .iter()
+                .filter(|f| f.revents != 0)
+                .map(|f| f.fd)
+                .collect();
+            if !ready.is_empty() {
+                h.service(&ready, &mut port.sock)?;
+            }
+        }
         if fds[1].revents != 0 {
             for (s, all) in read_signals(sigfd) {
                 match s {
                     libc::SIGCHLD => {
                         // The VM ended; the port reaches EOF right after, which ends the loop.
-                        if let Some(st) = vm_exited(vm_pid) {
+                        if let Some(st) = vm_pid.and_then(vm_exited) {
                             drain_after_exit(port)?;
                             return Ok((port_exit(port), Some(st)));
                         }

@@ -8,6 +8,7 @@
 
 pub mod assets;
 pub mod engine;
+pub mod exec;
 pub mod guest;
 pub mod hako_engine;
 pub mod host;
@@ -18,7 +19,7 @@ pub mod vmm;
 
 use anyhow::{bail, Context, Result};
 use engine::{Disk, Engine, VmSpec};
-use hako_contract::{Backend, CreateRequest, Created, Sandbox, Spec};
+use hako_contract::{Backend, CreateRequest, Created, ExecRequest, Execed, Sandbox, Spec};
 use knobs::{Knobs, Vmm};
 use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -184,6 +185,7 @@ impl Backend for MicrovmBackend {
             vm,
             start_fifo: req.start_fifo.to_path_buf(),
             vm_pid_file: req.state_dir.join(VM_PID),
+            exec_sock: req.state_dir.join(exec::EXEC_SOCK),
             tty,
         };
 
@@ -258,6 +260,34 @@ impl Backend for MicrovmBackend {
         Ok(())
     }
 
+    fn exec(&self, sb: &Sandbox, req: &ExecRequest) -> Result<Execed> {
+        if !sb.alive {
+            bail!("container {} is not running", sb.id);
+        }
+        if req.preserve_fds > 0 {
+            bail!("--preserve-fds: file descriptors cannot be passed into a microvm guest");
+        }
+        let p = guest::translate_process(req.process)?;
+        if !p.cwd.starts_with('/') {
+            bail!("exec: cwd {:?} must be an absolute path", p.cwd);
+        }
+        let sock = sb.state_dir.join(exec::EXEC_SOCK);
+        if !sock.exists() {
+            bail!(
+                "exec: the microvm sandbox {} has not been started (exec needs its workload running)",
+                sb.id
+            );
+        }
+        let tty = match (p.terminal, req.console_socket) {
+            (true, Some(s)) => Some(hako_contract::console::send_pty_master(s)?),
+            (true, None) => bail!("exec with a terminal needs --console-socket"),
+            (false, _) => None,
+        };
+        let json = serde_json::to_string(&p).context("encoding the exec request")?;
+        let pid = exec::start(&sock, json, tty).context("exec")?;
+        Ok(Execed { pid })
+    }
+
     fn pause(&self, sb: &Sandbox) -> Result<()> {
         sandbox_cgroup(sb)?.freeze()
     }
@@ -295,7 +325,7 @@ impl Backend for MicrovmBackend {
         if let Ok(cg) = sandbox_cgroup(sb) {
             cg.destroy()?;
         }
-        for f in [CONFIG_DISK, SERIAL_LOG, ENGINE_LOG, VM_PID] {
+        for f in [CONFIG_DISK, SERIAL_LOG, ENGINE_LOG, VM_PID, exec::EXEC_SOCK] {
             let p = sb.state_dir.join(f);
             match std::fs::remove_file(&p) {
                 Ok(()) => {}
@@ -313,7 +343,7 @@ impl Backend for MicrovmBackend {
             "mountTypes": ["proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "bind (files, and read-only directories, copied in)"],
             "seccomp": {"enabled": false},
             "terminal": true,
-            "exec": false,
+            "exec": true,
             "pause": true,
         })
     }

@@ -548,131 +548,211 @@ fn set_nonblock(fd: RawFd) {
     }
 }
 
-/// The forked workload, blocked before exec until the host's Start frame.
-struct Workload {
+/// How a forked child enters the workload's world.
+enum Entry {
+    /// The workload: its own mount namespace, pivot_root into the overlay, then it waits on
+    /// this pipe for the host's Start before exec.
+    Workload { start_r: RawFd },
+    /// A `hako exec` process: joins the workload's mount namespace (an fd of
+    /// `/proc/<workload>/ns/mnt`) and execs at once.
+    Join { mnt_ns: RawFd },
+}
+
+/// One process whose stdio the agent relays: the workload (`tag` None, frames untagged) or an
+/// exec'd process (`tag` Some(id), frames inside [`Frame::Tagged`]).
+struct Proc {
+    tag: Option<u32>,
     pid: libc::pid_t,
-    /// Writing one byte lets the workload exec.
-    start_w: Option<OwnedFd>,
-    /// CLOEXEC pipe: the workload writes an error here when it cannot exec; EOF means it did.
-    status_r: OwnedFd,
     stdin_w: Option<OwnedFd>,
     stdout_r: Option<OwnedFd>,
     stderr_r: Option<OwnedFd>,
     /// The pty master when `terminal`.
     pty: Option<OwnedFd>,
+    stdin_buf: Vec<u8>,
+    stdin_eof: bool,
+    status: Option<ExitStatus>,
 }
 
-impl Workload {
-    fn spawn(cfg: &GuestConfig, seccomp: Option<Vec<Vec<u8>>>) -> Res<Self> {
-        let (start_r, start_w) = pipe()?;
-        let (status_r, status_w) = pipe()?;
-        // Child's stdio: pipes, or a pty made here (devpts mounted on the agent's /dev/pts).
-        let mut pty = None;
-        let mut child_io: [Option<OwnedFd>; 3] = [None, None, None];
-        let (mut stdin_w, mut stdout_r, mut stderr_r) = (None, None, None);
-        let mut pty_sock = None;
-        if cfg.terminal {
-            // The workload makes its pty inside its own root (so its devpts knows it: ttyname
-            // works) and sends us the master over this socket.
-            let (a, c) = unix_pair()?;
-            pty_sock = Some(a);
-            child_io[0] = Some(c);
-        } else {
-            let (r, w) = pipe()?;
-            child_io[0] = Some(r);
-            stdin_w = Some(w);
-            let (r, w) = pipe()?;
-            child_io[1] = Some(w);
-            stdout_r = Some(r);
-            let (r, w) = pipe()?;
-            child_io[2] = Some(w);
-            stderr_r = Some(r);
-        }
-        // Everything the child needs, prepared before fork (no allocation after it is needed,
-        // but the agent is single-threaded so it would be safe anyway).
-        let prep = Prepared::new(cfg)?;
+/// A forked child before it runs: `status_r` is a CLOEXEC pipe on which it writes an error
+/// when it cannot be set up or exec (EOF means it exec'd; the workload writes b'R' first).
+struct Spawned {
+    proc: Proc,
+    status_r: OwnedFd,
+    start_w: Option<OwnedFd>,
+}
 
-        // SAFETY: single-threaded process; the child only runs `child_main`.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(format!("fork: {}", errno()));
+fn spawn(
+    cfg: &GuestConfig,
+    seccomp: Option<Vec<Vec<u8>>>,
+    tag: Option<u32>,
+    join: Option<&OwnedFd>,
+) -> Res<Spawned> {
+    let (start_r, start_w) = match join {
+        None => {
+            let (r, w) = pipe()?;
+            (Some(r), Some(w))
         }
-        if pid == 0 {
-            drop(start_w);
-            drop(status_r);
-            let err = child_main(
-                &prep,
-                cfg,
-                &child_io,
-                start_r.as_raw_fd(),
-                status_w.as_raw_fd(),
-                seccomp,
-            );
-            let msg = err.unwrap_err();
-            // SAFETY: write on our fd, then _exit.
-            unsafe {
-                libc::write(status_w.as_raw_fd(), msg.as_ptr().cast(), msg.len());
-                libc::_exit(127);
-            }
+        Some(_) => (None, None),
+    };
+    let (status_r, status_w) = pipe()?;
+    // Child's stdio: pipes, or a pty the child makes inside its root (so its devpts knows it:
+    // ttyname works) and sends us the master of over a socket.
+    let mut child_io: [Option<OwnedFd>; 3] = [None, None, None];
+    let (mut stdin_w, mut stdout_r, mut stderr_r) = (None, None, None);
+    let mut pty_sock = None;
+    if cfg.terminal {
+        let (a, c) = unix_pair()?;
+        pty_sock = Some(a);
+        child_io[0] = Some(c);
+    } else {
+        let (r, w) = pipe()?;
+        child_io[0] = Some(r);
+        stdin_w = Some(w);
+        let (r, w) = pipe()?;
+        child_io[1] = Some(w);
+        stdout_r = Some(r);
+        let (r, w) = pipe()?;
+        child_io[2] = Some(w);
+        stderr_r = Some(r);
+    }
+    // Everything the child needs, prepared before fork.
+    let prep = Prepared::new(cfg)?;
+    let entry = match (&start_r, join) {
+        (Some(r), _) => Entry::Workload {
+            start_r: r.as_raw_fd(),
+        },
+        (None, Some(ns)) => Entry::Join {
+            mnt_ns: ns.as_raw_fd(),
+        },
+        (None, None) => unreachable!("a child without a start pipe joins a namespace"),
+    };
+
+    // SAFETY: single-threaded process; the child only runs `child_main`.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", errno()));
+    }
+    if pid == 0 {
+        drop(start_w);
+        drop(status_r);
+        let err = child_main(&prep, cfg, &child_io, entry, status_w.as_raw_fd(), seccomp);
+        let msg = err.unwrap_err();
+        // SAFETY: write on our fd, then _exit.
+        unsafe {
+            libc::write(status_w.as_raw_fd(), msg.as_ptr().cast(), msg.len());
+            libc::_exit(127);
         }
-        drop(start_r);
-        drop(status_w);
-        drop(child_io);
-        if let Some(sock) = pty_sock {
-            pty = recv_fd(&sock);
-        }
-        // The child tells us it is ready with one b'R' on the status pipe, or sends an error.
-        let mut w = Workload {
+    }
+    drop(start_r);
+    drop(status_w);
+    drop(child_io);
+    let pty = pty_sock.and_then(|s| recv_fd(&s));
+    for fd in [&stdout_r, &stderr_r, &pty, &stdin_w].into_iter().flatten() {
+        set_nonblock(fd.as_raw_fd());
+    }
+    Ok(Spawned {
+        proc: Proc {
+            tag,
             pid,
-            start_w: Some(start_w),
-            status_r,
             stdin_w,
             stdout_r,
             stderr_r,
             pty,
-        };
+            stdin_buf: vec![],
+            stdin_eof: false,
+            status: None,
+        },
+        status_r,
+        start_w,
+    })
+}
+
+/// Read the status pipe to EOF: what the child wrote there (empty when it exec'd).
+fn read_status(status_r: &OwnedFd, first: &[u8]) -> String {
+    let mut msg = first.to_vec();
+    if let Ok(fd) = status_r.try_clone() {
+        let _ = fs::File::from(fd).read_to_end(&mut msg);
+    }
+    String::from_utf8_lossy(&msg).into_owned()
+}
+
+/// The forked workload, blocked before exec until the host's Start frame.
+struct Workload {
+    pid: libc::pid_t,
+    /// Writing one byte lets the workload exec.
+    start_w: Option<OwnedFd>,
+    status_r: OwnedFd,
+    /// Its stdio, until `supervise` takes it.
+    proc: Option<Proc>,
+    /// What exec'd processes inherit: the sandbox part of the config, the seccomp programs.
+    cfg: GuestConfig,
+    seccomp: Option<Vec<Vec<u8>>>,
+}
+
+impl Workload {
+    fn spawn(cfg: &GuestConfig, seccomp: Option<Vec<Vec<u8>>>) -> Res<Self> {
+        let spawned = spawn(cfg, seccomp.clone(), None, None)?;
+        // The child tells us it is ready with one b'R' on the status pipe, or sends an error.
         let mut b = [0u8; 1];
         // SAFETY: read into a 1-byte buffer.
-        let n = unsafe { libc::read(w.status_r.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
+        let n = unsafe { libc::read(spawned.status_r.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
         if n == 1 && b[0] == b'R' {
-            return Ok(w);
+            return Ok(Workload {
+                pid: spawned.proc.pid,
+                start_w: spawned.start_w,
+                status_r: spawned.status_r,
+                proc: Some(spawned.proc),
+                cfg: cfg.clone(),
+                seccomp,
+            });
         }
-        let mut msg = if n == 1 { vec![b[0]] } else { vec![] };
-        let mut f = fs::File::from(w.status_r.try_clone().map_err(|e| e.to_string())?);
-        let _ = f.read_to_end(&mut msg);
-        w.start_w = None;
+        let msg = read_status(&spawned.status_r, if n == 1 { &b[..] } else { &[] });
+        let pid = spawned.proc.pid;
+        drop(spawned);
         let mut st = 0;
         // SAFETY: reap our child.
         unsafe { libc::waitpid(pid, &mut st, 0) };
         Err(if msg.is_empty() {
             "the workload process died while being set up".into()
         } else {
-            String::from_utf8_lossy(&msg).into_owned()
+            msg
         })
+    }
+
+    /// `hako exec`: start one more process in the workload's root and mount namespace. Blocks
+    /// until it has exec'd or failed (a short wait: set-up and execve in the guest).
+    fn exec(&self, id: u32, json: &str) -> Res<Proc> {
+        let p: proto::ProcessSpec =
+            serde_json::from_str(json).map_err(|e| format!("exec request: {e}"))?;
+        let cfg = self.cfg.with_process(p);
+        let ns_path = format!("/proc/{}/ns/mnt", self.pid);
+        let ns: OwnedFd = fs::File::open(&ns_path)
+            .map_err(|e| format!("open {ns_path}: {e}"))?
+            .into();
+        let s = spawn(&cfg, self.seccomp.clone(), Some(id), Some(&ns))?;
+        let msg = read_status(&s.status_r, &[]);
+        if msg.is_empty() {
+            return Ok(s.proc);
+        }
+        let mut st = 0;
+        // SAFETY: reap our child, which failed before exec.
+        unsafe { libc::waitpid(s.proc.pid, &mut st, 0) };
+        Err(msg)
     }
 
     /// Report ready, wait for Start, relay until the workload exits; send its status.
     fn supervise(mut self, mut port: fs::File) -> Res<()> {
-        port.write_all(&Frame::Ready.encode())
-            .map_err(|e| format!("write agent port: {e}"))?;
+        send(&mut port, None, Frame::Ready)?;
         let sfd = sigchld_fd()?;
         let mut reader = FrameReader::new();
-        let mut stdin_buf: Vec<u8> = vec![];
-        let mut stdin_eof = false;
         let mut exec_error: Option<String> = None;
-        let mut status: Option<ExitStatus> = None;
         let mut port_open = true;
-        for fd in [&self.stdout_r, &self.stderr_r, &self.pty]
-            .into_iter()
-            .flatten()
-        {
-            set_nonblock(fd.as_raw_fd());
-        }
-        if let Some(w) = &self.stdin_w {
-            set_nonblock(w.as_raw_fd());
-        }
+        let status_r = self.status_r.try_clone().map_err(|e| e.to_string())?;
+        let mut status_open = true;
+        // procs[0] is the workload; the rest are exec'd processes.
+        let mut procs = vec![self.proc.take().expect("the workload's stdio")];
         let mut buf = vec![0u8; 32 * 1024];
-        while status.is_none() {
+        while procs[0].status.is_none() {
             let mut pfds: Vec<libc::pollfd> = vec![];
             let mut push = |fd: RawFd, ev: i16| {
                 pfds.push(libc::pollfd {
@@ -683,27 +763,26 @@ impl Workload {
             };
             push(sfd.as_raw_fd(), libc::POLLIN);
             push(if port_open { port.as_raw_fd() } else { -1 }, libc::POLLIN);
-            push(self.status_r.as_raw_fd(), libc::POLLIN);
             push(
-                self.stdout_r.as_ref().map_or(-1, |f| f.as_raw_fd()),
+                if status_open {
+                    status_r.as_raw_fd()
+                } else {
+                    -1
+                },
                 libc::POLLIN,
             );
-            push(
-                self.stderr_r.as_ref().map_or(-1, |f| f.as_raw_fd()),
-                libc::POLLIN,
-            );
-            let pty_ev = libc::POLLIN
-                | if stdin_buf.is_empty() {
+            for p in &procs {
+                let fd = |f: &Option<OwnedFd>| f.as_ref().map_or(-1, |f| f.as_raw_fd());
+                let out = if p.stdin_buf.is_empty() {
                     0
                 } else {
                     libc::POLLOUT
                 };
-            push(self.pty.as_ref().map_or(-1, |f| f.as_raw_fd()), pty_ev);
-            let stdin_fd = match &self.stdin_w {
-                Some(w) if !stdin_buf.is_empty() => w.as_raw_fd(),
-                _ => -1,
-            };
-            push(stdin_fd, libc::POLLOUT);
+                push(fd(&p.stdout_r), libc::POLLIN);
+                push(fd(&p.stderr_r), libc::POLLIN);
+                push(fd(&p.pty), libc::POLLIN | out);
+                push(if out != 0 { fd(&p.stdin_w) } else { -1 }, out);
+            }
             // SAFETY: pfds is a valid array.
             let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) };
             if r < 0 {
@@ -712,151 +791,270 @@ impl Workload {
                 }
                 return Err(format!("poll: {}", errno()));
             }
-            let ready = |i: usize| pfds[i].revents != 0;
             // Host frames.
-            if ready(1) {
+            if pfds[1].revents != 0 {
                 match port.read(&mut buf) {
                     Ok(0) | Err(_) => port_open = false,
                     Ok(n) => reader.push(&buf[..n]),
                 }
                 loop {
                     match reader.next_frame() {
-                        Ok(Some(Frame::Start)) => {
-                            if let Some(w) = self.start_w.take() {
-                                // SAFETY: write one byte to our pipe.
-                                unsafe { libc::write(w.as_raw_fd(), b"S".as_ptr().cast(), 1) };
-                            }
-                        }
-                        Ok(Some(Frame::Stdin(d))) => stdin_buf.extend_from_slice(&d),
-                        Ok(Some(Frame::StdinEof)) => stdin_eof = true,
-                        Ok(Some(Frame::Signal(s))) => {
-                            // SAFETY: signal our child.
-                            unsafe { libc::kill(self.pid, s) };
-                        }
-                        Ok(Some(Frame::SignalAll(s))) => {
-                            // SAFETY: from pid 1, kill(-1) reaches every other process.
-                            unsafe { libc::kill(-1, s) };
-                        }
-                        Ok(Some(Frame::Winsize(r, c))) => {
-                            if let Some(p) = &self.pty {
-                                set_winsize(p.as_raw_fd(), r, c);
-                            }
-                        }
-                        Ok(Some(_)) => {}
+                        Ok(Some(f)) => self.host_frame(f, &mut procs, &mut port)?,
                         Ok(None) => break,
                         Err(e) => return Err(format!("agent port: {e}")),
                     }
                 }
             }
-            // Exec failure message.
-            if ready(2) {
+            // The workload's exec failure message.
+            if pfds[2].revents != 0 {
                 let mut m = vec![0u8; 4096];
                 // SAFETY: read into our buffer.
-                let n = unsafe {
-                    libc::read(self.status_r.as_raw_fd(), m.as_mut_ptr().cast(), m.len())
-                };
+                let n = unsafe { libc::read(status_r.as_raw_fd(), m.as_mut_ptr().cast(), m.len()) };
                 if n > 0 {
                     m.truncate(n as usize);
                     exec_error
                         .get_or_insert_with(String::new)
                         .push_str(&String::from_utf8_lossy(&m));
+                } else {
+                    status_open = false;
                 }
             }
-            if ready(3) {
-                relay(&mut self.stdout_r, &mut port, &mut buf, true)?;
-            }
-            if ready(4) {
-                relay(&mut self.stderr_r, &mut port, &mut buf, false)?;
-            }
-            if ready(5) && pfds[5].revents & (libc::POLLIN | libc::POLLHUP) != 0 {
-                relay(&mut self.pty, &mut port, &mut buf, true)?;
-            }
-            // Stdin to the workload.
-            let stdin_target = self
-                .stdin_w
-                .as_ref()
-                .or(self.pty.as_ref())
-                .map(|f| f.as_raw_fd());
-            if let Some(fd) = stdin_target {
-                if !stdin_buf.is_empty() {
-                    // SAFETY: write from our buffer.
-                    let n = unsafe { libc::write(fd, stdin_buf.as_ptr().cast(), stdin_buf.len()) };
-                    if n > 0 {
-                        stdin_buf.drain(..n as usize);
-                    } else if n < 0 && errno().raw_os_error() == Some(libc::EPIPE) {
-                        stdin_buf.clear();
-                    }
+            for (i, p) in procs.iter_mut().enumerate() {
+                let rev = |k: usize| pfds.get(3 + 4 * i + k).map_or(0, |f| f.revents);
+                if rev(0) != 0 {
+                    relay(&mut p.stdout_r, &mut port, &mut buf, p.tag, true)?;
                 }
-                if stdin_eof && stdin_buf.is_empty() {
-                    if self.stdin_w.take().is_none() {
-                        if let Some(p) = &self.pty {
-                            // ^D on the terminal, as a person typing EOF would.
-                            // SAFETY: write one byte.
-                            unsafe { libc::write(p.as_raw_fd(), b"\x04".as_ptr().cast(), 1) };
-                        }
-                    }
-                    stdin_eof = false;
+                if rev(1) != 0 {
+                    relay(&mut p.stderr_r, &mut port, &mut buf, p.tag, false)?;
                 }
+                if rev(2) & (libc::POLLIN | libc::POLLHUP) != 0 {
+                    relay(&mut p.pty, &mut port, &mut buf, p.tag, true)?;
+                }
+                p.feed_stdin();
             }
-            if ready(0) {
+            if pfds[0].revents != 0 {
                 drain_signalfd(&sfd);
-                status = reap(self.pid);
+                for (pid, st) in reap_all(false) {
+                    if let Some(p) = procs.iter_mut().find(|p| p.pid == pid) {
+                        p.status = Some(st);
+                    }
+                }
+            }
+            // Exec'd processes that ended: what they wrote is in their pipes already.
+            let mut i = 1;
+            while i < procs.len() {
+                if let Some(st) = procs[i].status {
+                    let mut p = procs.remove(i);
+                    p.drain(&mut port, &mut buf)?;
+                    send(&mut port, p.tag, Frame::Exit(st))?;
+                } else {
+                    i += 1;
+                }
             }
         }
-        // The workload is gone: stop everything it left behind, then flush its output.
+        // The workload is gone: stop everything it left behind (exec'd processes too), reap
+        // them all, then flush their output.
         // SAFETY: kill(-1) from pid 1 signals every other process.
         unsafe { libc::kill(-1, libc::SIGKILL) };
-        while reap(-1).is_some() {}
-        for (src, out) in [
-            (&mut self.stdout_r, true),
-            (&mut self.stderr_r, false),
-            (&mut self.pty, true),
-        ] {
-            if let Some(fd) = src.as_ref() {
+        for (pid, st) in reap_all(true) {
+            if let Some(p) = procs.iter_mut().find(|p| p.pid == pid) {
+                p.status.get_or_insert(st);
+            }
+        }
+        for p in procs.iter_mut() {
+            for fd in [&p.stdout_r, &p.stderr_r, &p.pty].into_iter().flatten() {
                 // SAFETY: fcntl on our fd.
                 unsafe {
                     let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
                     libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl & !libc::O_NONBLOCK);
                 }
             }
-            while src.is_some() {
-                relay(src, &mut port, &mut buf, out)?;
-            }
+            p.drain(&mut port, &mut buf)?;
         }
-        let mut status = status.expect("loop ends with a status");
+        for p in procs.iter().skip(1) {
+            let st = p.status.unwrap_or(ExitStatus::Signaled(libc::SIGKILL));
+            send(&mut port, p.tag, Frame::Exit(st))?;
+        }
+        let mut status = procs[0].status.expect("loop ends with a status");
         if let Some(e) = exec_error {
-            port.write_all(&Frame::Error(e).encode())
-                .map_err(|e| format!("write agent port: {e}"))?;
+            send(&mut port, None, Frame::Error(e))?;
             status = ExitStatus::Exited(127);
         }
-        port.write_all(&Frame::Exit(status).encode())
-            .map_err(|e| format!("write agent port: {e}"))?;
+        send(&mut port, None, Frame::Exit(status))
+    }
+
+    /// One frame from the host.
+    fn host_frame(&mut self, f: Frame, procs: &mut Vec<Proc>, port: &mut fs::File) -> Res<()> {
+        let (tag, f) = match f {
+            Frame::Tagged(id, inner) => (Some(id), *inner),
+            f => (None, f),
+        };
+        if let (Some(id), Frame::Exec(json)) = (tag, &f) {
+            match self.exec(id, json) {
+                Ok(p) => {
+                    procs.push(p);
+                    send(port, tag, Frame::Ready)?;
+                }
+                Err(e) => send(port, tag, Frame::Error(e))?,
+            }
+            return Ok(());
+        }
+        let Some(p) = procs.iter_mut().find(|p| p.tag == tag) else {
+            // An exec that has ended already: nothing to deliver to.
+            return Ok(());
+        };
+        match f {
+            Frame::Start if tag.is_none() => {
+                if let Some(w) = self.start_w.take() {
+                    // SAFETY: write one byte to our pipe.
+                    unsafe { libc::write(w.as_raw_fd(), b"S".as_ptr().cast(), 1) };
+                }
+            }
+            Frame::Stdin(d) => p.stdin_buf.extend_from_slice(&d),
+            Frame::StdinEof => p.stdin_eof = true,
+            Frame::Signal(s) => {
+                // SAFETY: signal our child.
+                unsafe { libc::kill(p.pid, s) };
+            }
+            Frame::SignalAll(s) if tag.is_none() => {
+                // SAFETY: from pid 1, kill(-1) reaches every other process.
+                unsafe { libc::kill(-1, s) };
+            }
+            Frame::Winsize(r, c) => {
+                if let Some(t) = &p.pty {
+                    set_winsize(t.as_raw_fd(), r, c);
+                }
+            }
+            _ => {}
+        }
+        p.feed_stdin();
         Ok(())
     }
 }
 
-/// Read what is there from `src` and send it as frames; close `src` at EOF.
-fn relay(src: &mut Option<OwnedFd>, port: &mut fs::File, buf: &mut [u8], stdout: bool) -> Res<()> {
-    let Some(fd) = src.as_ref() else {
-        return Ok(());
+impl Proc {
+    /// Write what is buffered for its stdin; close it (or type ^D on its terminal) at EOF.
+    fn feed_stdin(&mut self) {
+        let target = self
+            .stdin_w
+            .as_ref()
+            .or(self.pty.as_ref())
+            .map(|f| f.as_raw_fd());
+        let Some(fd) = target else { return };
+        if !self.stdin_buf.is_empty() {
+            // SAFETY: write from our buffer.
+            let n =
+                unsafe { libc::write(fd, self.stdin_buf.as_ptr().cast(), self.stdin_buf.len()) };
+            if n > 0 {
+                self.stdin_buf.drain(..n as usize);
+            } else if n < 0 && errno().raw_os_error() == Some(libc::EPIPE) {
+                self.stdin_buf.clear();
+            }
+        }
+        if self.stdin_eof && self.stdin_buf.is_empty() {
+            if self.stdin_w.take().is_none() {
+                if let Some(p) = &self.pty {
+                    // ^D on the terminal, as a person typing EOF would.
+                    // SAFETY: write one byte.
+                    unsafe { libc::write(p.as_raw_fd(), b"\x04".as_ptr().cast(), 1) };
+                }
+            }
+            self.stdin_eof = false;
+        }
+    }
+
+    /// Relay what its output fds hold now (all of it when they are blocking), then close them.
+    fn drain(&mut self, port: &mut fs::File, buf: &mut [u8]) -> Res<()> {
+        for (i, out) in [(0, true), (1, false), (2, true)] {
+            loop {
+                let src = match i {
+                    0 => &mut self.stdout_r,
+                    1 => &mut self.stderr_r,
+                    _ => &mut self.pty,
+                };
+                if src.is_none() || !relay(src, port, buf, self.tag, out)? {
+                    break;
+                }
+            }
+            match i {
+                0 => self.stdout_r = None,
+                1 => self.stderr_r = None,
+                _ => self.pty = None,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Send a frame about the workload (`tag` None) or exec `tag`.
+fn send(port: &mut fs::File, tag: Option<u32>, f: Frame) -> Res<()> {
+    let f = match tag {
+        Some(id) => Frame::Tagged(id, Box::new(f)),
+        None => f,
     };
-    let chunk = buf.len().min(proto::MAX_PAYLOAD);
+    port.write_all(&f.encode())
+        .map_err(|e| format!("write agent port: {e}"))
+}
+
+/// Read what is there from `src` and send it as frames; close `src` at EOF. True when it read
+/// something (more may follow).
+fn relay(
+    src: &mut Option<OwnedFd>,
+    port: &mut fs::File,
+    buf: &mut [u8],
+    tag: Option<u32>,
+    stdout: bool,
+) -> Res<bool> {
+    let Some(fd) = src.as_ref() else {
+        return Ok(false);
+    };
+    // Leave room for the tag in the frame's payload limit.
+    let chunk = buf.len().min(proto::MAX_PAYLOAD / 2);
     // SAFETY: read into our buffer.
     let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), chunk) };
     if n > 0 {
         let d = buf[..n as usize].to_vec();
-        let f = if stdout {
-            Frame::Stdout(d)
-        } else {
-            Frame::Stderr(d)
-        };
-        port.write_all(&f.encode())
-            .map_err(|e| format!("write agent port: {e}"))?;
-    } else if n == 0 || errno().raw_os_error() != Some(libc::EAGAIN) {
+        send(
+            port,
+            tag,
+            if stdout {
+                Frame::Stdout(d)
+            } else {
+                Frame::Stderr(d)
+            },
+        )?;
+        return Ok(true);
+    }
+    if n == 0 || errno().raw_os_error() != Some(libc::EAGAIN) {
         // EOF, or EIO on a pty master whose slave side is all closed.
         *src = None;
     }
-    Ok(())
+    Ok(false)
+}
+
+/// Reap children: those that have ended (`block` false), or every child until none is left
+/// (`block` true, after they were all killed).
+fn reap_all(block: bool) -> Vec<(libc::pid_t, ExitStatus)> {
+    let mut out = vec![];
+    loop {
+        let mut st = 0;
+        // SAFETY: waitpid on our children.
+        let r = unsafe { libc::waitpid(-1, &mut st, if block { 0 } else { libc::WNOHANG }) };
+        if r <= 0 {
+            if r < 0 && errno().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return out;
+        }
+        out.push((
+            r,
+            if libc::WIFSIGNALED(st) {
+                ExitStatus::Signaled(libc::WTERMSIG(st))
+            } else {
+                ExitStatus::Exited(libc::WEXITSTATUS(st))
+            },
+        ));
+    }
 }
 
 fn sigchld_fd() -> Res<OwnedFd> {
@@ -878,30 +1076,6 @@ fn drain_signalfd(fd: &OwnedFd) {
     let mut b = [0u8; 128];
     // SAFETY: read into our buffer.
     while unsafe { libc::read(fd.as_raw_fd(), b.as_mut_ptr().cast(), b.len()) } > 0 {}
-}
-
-/// Reap children without blocking; the status of `pid` when it was among them (any child's when
-/// `pid` is -1).
-fn reap(pid: libc::pid_t) -> Option<ExitStatus> {
-    let mut found = None;
-    loop {
-        let mut st = 0;
-        // SAFETY: waitpid on our children.
-        let r = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
-        if r <= 0 {
-            return found;
-        }
-        if r == pid || pid == -1 {
-            found = Some(if libc::WIFSIGNALED(st) {
-                ExitStatus::Signaled(libc::WTERMSIG(st))
-            } else {
-                ExitStatus::Exited(libc::WEXITSTATUS(st))
-            });
-            if pid == -1 {
-                return found;
-            }
-        }
-    }
 }
 
 fn openpty(ptmx: &str, size: Option<(u16, u16)>) -> Res<(OwnedFd, OwnedFd)> {
@@ -1069,7 +1243,7 @@ fn child_main(
     p: &Prepared,
     cfg: &GuestConfig,
     io: &[Option<OwnedFd>; 3],
-    start_r: RawFd,
+    entry: Entry,
     status_w: RawFd,
     seccomp: Option<Vec<Vec<u8>>>,
 ) -> Res<std::convert::Infallible> {
@@ -1093,32 +1267,52 @@ fn child_main(
             fs::write(format!("{WORKLOAD_CGROUP}/cgroup.procs"), "0")
                 .map_err(|e| format!("join the workload cgroup: {e}"))?;
         }
-        // Own mount namespace; pivot into the workload's root so the agent disk is out of sight.
-        sys(
-            libc::unshare(libc::CLONE_NEWNS) as libc::c_long,
-            "unshare(CLONE_NEWNS)",
-        )?;
-        sys(
-            libc::mount(
-                std::ptr::null(),
-                c"/".as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ) as libc::c_long,
-            "make / private",
-        )?;
-        let nr = cstr(NEWROOT)?;
-        sys(libc::chdir(nr.as_ptr()) as libc::c_long, "chdir new root")?;
-        sys(
-            libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()),
-            "pivot_root",
-        )?;
-        sys(
-            libc::umount2(c".".as_ptr(), libc::MNT_DETACH) as libc::c_long,
-            "detach old root",
-        )?;
-        sys(libc::chdir(c"/".as_ptr()) as libc::c_long, "chdir /")?;
+        match entry {
+            Entry::Workload { .. } => {
+                // Own mount namespace; pivot into the workload's root so the agent disk is out
+                // of sight.
+                sys(
+                    libc::unshare(libc::CLONE_NEWNS) as libc::c_long,
+                    "unshare(CLONE_NEWNS)",
+                )?;
+                sys(
+                    libc::mount(
+                        std::ptr::null(),
+                        c"/".as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_REC | libc::MS_PRIVATE,
+                        std::ptr::null(),
+                    ) as libc::c_long,
+                    "make / private",
+                )?;
+                let nr = cstr(NEWROOT)?;
+                sys(libc::chdir(nr.as_ptr()) as libc::c_long, "chdir new root")?;
+                sys(
+                    libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()),
+                    "pivot_root",
+                )?;
+                sys(
+                    libc::umount2(c".".as_ptr(), libc::MNT_DETACH) as libc::c_long,
+                    "detach old root",
+                )?;
+                sys(libc::chdir(c"/".as_ptr()) as libc::c_long, "chdir /")?;
+            }
+            Entry::Join { mnt_ns } => {
+                // The workload's mount namespace: its root and cwd become the workload's `/`.
+                sys(
+                    libc::setns(mnt_ns, libc::CLONE_NEWNS) as libc::c_long,
+                    "join the workload's mount namespace",
+                )?;
+                sys(libc::chdir(c"/".as_ptr()) as libc::c_long, "chdir /")?;
+                if cfg.terminal && !Path::new("/dev/pts/ptmx").exists() {
+                    // The devpts this terminal needs must not appear in the workload's view.
+                    sys(
+                        libc::unshare(libc::CLONE_NEWNS) as libc::c_long,
+                        "unshare(CLONE_NEWNS)",
+                    )?;
+                }
+            }
+        }
         if cfg.terminal {
             if !Path::new("/dev/pts/ptmx").exists() {
                 let _ = fs::create_dir_all("/dev/pts");
@@ -1214,11 +1408,13 @@ fn child_main(
         }
         let exe = find_exe(p)?;
 
-        // Ready: wait for the host's Start.
-        libc::write(status_w, b"R".as_ptr().cast(), 1);
-        let mut b = [0u8; 1];
-        if libc::read(start_r, b.as_mut_ptr().cast(), 1) != 1 {
-            libc::_exit(0);
+        if let Entry::Workload { start_r } = entry {
+            // Ready: wait for the host's Start.
+            libc::write(status_w, b"R".as_ptr().cast(), 1);
+            let mut b = [0u8; 1];
+            if libc::read(start_r, b.as_mut_ptr().cast(), 1) != 1 {
+                libc::_exit(0);
+            }
         }
         if cfg.no_new_privileges {
             for prog in seccomp.iter().flatten() {

@@ -46,6 +46,48 @@ pub struct GuestConfig {
     pub sysctl: BTreeMap<String, String>,
 }
 
+/// The process part of [`GuestConfig`]: what `hako exec` sends for one more process in the
+/// running guest. It runs in the workload's root and mount namespace, under the sandbox's
+/// seccomp programs and pids cgroup (those stay as the config disk gave them).
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct ProcessSpec {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub umask: Option<u32>,
+    pub rlimits: Vec<Rlimit>,
+    pub terminal: bool,
+    pub console_size: Option<(u16, u16)>,
+    pub no_new_privileges: bool,
+    pub capabilities: Option<Capabilities>,
+    pub oom_score_adj: Option<i32>,
+}
+
+impl GuestConfig {
+    /// A config whose process fields are `p`'s and whose sandbox fields are this one's.
+    pub fn with_process(&self, p: ProcessSpec) -> GuestConfig {
+        GuestConfig {
+            args: p.args,
+            env: p.env,
+            cwd: p.cwd,
+            uid: p.uid,
+            gid: p.gid,
+            additional_gids: p.additional_gids,
+            umask: p.umask,
+            rlimits: p.rlimits,
+            terminal: p.terminal,
+            console_size: p.console_size,
+            no_new_privileges: p.no_new_privileges,
+            capabilities: p.capabilities,
+            oom_score_adj: p.oom_score_adj,
+            ..self.clone()
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Rlimit {
     /// The Linux RLIMIT_* number.
@@ -213,6 +255,9 @@ pub const H_STDIN_EOF: u8 = 0x83;
 pub const H_SIGNAL: u8 = 0x84;
 pub const H_WINSIZE: u8 = 0x85;
 pub const H_SIGNAL_ALL: u8 = 0x86;
+pub const H_EXEC: u8 = 0x87;
+// Either direction: a frame about one exec'd process (see [`Frame::Tagged`]).
+pub const TAGGED: u8 = 0x10;
 
 /// How the workload ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,6 +285,14 @@ pub enum Frame {
     SignalAll(i32),
     /// Terminal size: rows, cols.
     Winsize(u16, u16),
+    /// `hako exec`: start one more process, a JSON [`ProcessSpec`]. From `hako exec` to the
+    /// sandbox's host process it travels bare; from the host process to the guest inside
+    /// [`Frame::Tagged`] with the id the host process gave that exec.
+    Exec(String),
+    /// A frame about exec `id`, in either direction. Host to guest: `Exec`, `Stdin`, `StdinEof`,
+    /// `Signal`, `Winsize`. Guest to host: `Ready` (it runs), `Stdout`, `Stderr`, `Error` (it
+    /// could not start; nothing follows), `Exit` (always last once it ran). Never nested.
+    Tagged(u32, Box<Frame>),
 }
 
 impl Frame {
@@ -259,6 +312,8 @@ impl Frame {
             Frame::Signal(s) => (H_SIGNAL, s.to_le_bytes().to_vec()),
             Frame::SignalAll(s) => (H_SIGNAL_ALL, s.to_le_bytes().to_vec()),
             Frame::Winsize(r, c) => (H_WINSIZE, [r.to_le_bytes(), c.to_le_bytes()].concat()),
+            Frame::Exec(json) => (H_EXEC, json.as_bytes().to_vec()),
+            Frame::Tagged(id, inner) => (TAGGED, [&id.to_le_bytes()[..], &inner.encode()].concat()),
         };
         let mut out = Vec::with_capacity(5 + payload.len());
         out.push(kind);
@@ -292,6 +347,21 @@ impl Frame {
                 u16::from_le_bytes([p[0], p[1]]),
                 u16::from_le_bytes([p[2], p[3]]),
             ),
+            H_EXEC => Frame::Exec(String::from_utf8_lossy(p).into_owned()),
+            TAGGED => {
+                if p.len() < 9 {
+                    return Err(format!("tagged frame: bad payload length {}", p.len()));
+                }
+                let id = u32::from_le_bytes(p[..4].try_into().unwrap());
+                let (ik, ilen) = (
+                    p[4],
+                    u32::from_le_bytes(p[5..9].try_into().unwrap()) as usize,
+                );
+                if ik == TAGGED || ilen != p.len() - 9 {
+                    return Err("tagged frame: bad inner frame".into());
+                }
+                Frame::Tagged(id, Box::new(Frame::decode(ik, &p[9..])?))
+            }
             _ => return Err(format!("unknown frame kind {kind:#x} (len {})", p.len())),
         })
     }
@@ -352,6 +422,10 @@ mod tests {
             Frame::Signal(15),
             Frame::SignalAll(9),
             Frame::Winsize(24, 80),
+            Frame::Exec(r#"{"args":["/bin/sh"]}"#.into()),
+            Frame::Tagged(7, Box::new(Frame::Stdout(b"from exec 7".to_vec()))),
+            Frame::Tagged(1, Box::new(Frame::Exit(ExitStatus::Signaled(9)))),
+            Frame::Tagged(2, Box::new(Frame::Ready)),
         ];
         let bytes: Vec<u8> = frames.iter().flat_map(|f| f.encode()).collect();
         for chunk in [1, 3, 7, bytes.len()] {
@@ -378,6 +452,45 @@ mod tests {
         let mut r = FrameReader::new();
         r.push(&[0x42, 0, 0, 0, 0]);
         assert!(r.next_frame().is_err());
+        // A tagged frame inside a tagged frame, and one whose inner length lies.
+        let nested = Frame::Tagged(1, Box::new(Frame::Tagged(2, Box::new(Frame::Ready)))).encode();
+        let mut r = FrameReader::new();
+        r.push(&nested);
+        assert!(r.next_frame().is_err());
+        let mut lying = Frame::Tagged(3, Box::new(Frame::Stdout(b"abc".to_vec()))).encode();
+        lying[10] = 9;
+        let mut r = FrameReader::new();
+        r.push(&lying);
+        assert!(r.next_frame().is_err());
+    }
+
+    #[test]
+    fn exec_process_keeps_the_sandbox_fields() {
+        let base = GuestConfig {
+            args: vec!["/bin/sleep".into(), "100".into()],
+            hostname: Some("box".into()),
+            pids_limit: Some(50),
+            readonly_root: true,
+            seccomp: Some(Seccomp {
+                programs: vec![Blob { offset: 0, len: 8 }],
+                flags: 0,
+            }),
+            uid: 0,
+            ..Default::default()
+        };
+        let p = ProcessSpec {
+            args: vec!["/bin/id".into()],
+            cwd: "/tmp".into(),
+            uid: 1000,
+            terminal: true,
+            ..Default::default()
+        };
+        let c = base.with_process(p);
+        assert_eq!(c.args, vec!["/bin/id"]);
+        assert_eq!((c.uid, c.cwd.as_str(), c.terminal), (1000, "/tmp", true));
+        assert_eq!(c.hostname.as_deref(), Some("box"));
+        assert_eq!(c.pids_limit, Some(50));
+        assert!(c.readonly_root && c.seccomp.is_some());
     }
 
     #[test]

@@ -1,0 +1,258 @@
+//! `hako exec` into a running microVM.
+//!
+//! The sandbox's host process owns the only channel into the guest (the agent port), so an exec
+//! goes through it:
+//!
+//! ```text
+//! hako exec ──fork──► exec client (the pid `exec` reports; exits like the exec'd process)
+//!                       │ <state>/microvm-exec.sock: bare frames
+//!                       ▼   Exec(json), Stdin, StdinEof, Signal, Winsize ─►
+//!                     host process (Hub): gives the exec an id, and on the agent port wraps
+//!                       │ its frames in Tagged(id, ..) ◄─ Ready, Stdout, Stderr, Error, Exit
+//!                       ▼
+//!                     guest agent: forks the process into the workload's mount namespace
+//! ```
+//!
+//! The client is to the exec'd process what the host process is to the workload: its stdio is
+//! the process's stdio (or the pty it sent over `--console-socket`), the signals it gets are
+//! forwarded, and it ends with the same exit code or by the same signal. If the client dies
+//! (SIGKILL), the host process kills the exec'd process; when the workload ends, the agent kills
+//! every exec'd process and reports each as killed.
+
+use crate::host;
+use anyhow::{bail, Context, Result};
+use hako_agent::proto::{Frame, FrameReader};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The host process's exec socket, in the sandbox's state directory.
+pub const EXEC_SOCK: &str = "microvm-exec.sock";
+/// How long `hako exec` waits for the guest to start the process.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// A client that does not read its output for this long is dropped (and its process killed)
+/// rather than stall the whole sandbox.
+const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A socket path that fits in `sun_path` (108 bytes): the path itself when short enough, else
+/// the same file reached through an `O_PATH` fd of its directory (`/proc/self/fd/N/name`); the
+/// fd must stay open while the path is used.
+fn short_path(path: &Path) -> Result<(PathBuf, Option<std::fs::File>)> {
+    if path.as_os_str().len() < 100 {
+        return Ok((path.to_path_buf(), None));
+    }
+    let dir = path.parent().context("exec socket path has no directory")?;
+    let name = path.file_name().context("exec socket path has no name")?;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(dir)
+        .with_context(|| format!("opening {}", dir.display()))?;
+    let p = PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd())).join(name);
+    Ok((p, Some(f)))
+}
+
+/// One connected `hako exec` client.
+struct Client {
+    id: u32,
+    sock: UnixStream,
+    reader: FrameReader,
+    /// The Exec frame went to the guest.
+    requested: bool,
+}
+
+/// The host process's side: the listening socket and the clients, multiplexed onto the agent
+/// port by id.
+pub struct Hub {
+    listener: UnixListener,
+    clients: Vec<Client>,
+    next_id: u32,
+    buf: Vec<u8>,
+}
+
+impl Hub {
+    /// Listen on `path` (made once the workload runs: before that, a client's connect fails and
+    /// `hako exec` says the sandbox is not started).
+    pub fn bind(path: &Path) -> Result<Self> {
+        let _ = std::fs::remove_file(path);
+        let (p, _dir) = short_path(path)?;
+        let listener =
+            UnixListener::bind(&p).with_context(|| format!("binding {}", path.display()))?;
+        listener.set_nonblocking(true)?;
+        Ok(Self {
+            listener,
+            clients: vec![],
+            next_id: 1,
+            buf: vec![0u8; 32 * 1024],
+        })
+    }
+
+    /// The fds to poll for reading: the listener, then each client.
+    pub fn poll_fds(&self) -> Vec<RawFd> {
+        std::iter::once(self.listener.as_raw_fd())
+            .chain(self.clients.iter().map(|c| c.sock.as_raw_fd()))
+            .collect()
+    }
+
+    /// Handle the fds of the last [`Hub::poll_fds`] that poll found readable. Matched by fd,
+    /// not position: frames from the guest may have removed clients since the poll.
+    pub fn service(&mut self, ready: &[RawFd], port: &mut impl Write) -> Result<()> {
+        if ready.contains(&self.listener.as_raw_fd()) {
+            while let Ok((sock, _)) = self.listener.accept() {
+                sock.set_nonblocking(false)?;
+                sock.set_write_timeout(Some(CLIENT_WRITE_TIMEOUT))?;
+                let id = self.next_id;
+                self.next_id += 1;
+                self.clients.push(Client {
+                    id,
+                    sock,
+                    reader: FrameReader::new(),
+                    requested: false,
+                });
+            }
+        }
+        let mut gone = vec![];
+        for c in self.clients.iter_mut() {
+            if !ready.contains(&c.sock.as_raw_fd()) {
+                continue;
+            }
+            // Never block here: the socket stays blocking for writes (with a timeout).
+            // SAFETY: recv into our buffer.
+            let n = unsafe {
+                libc::recv(
+                    c.sock.as_raw_fd(),
+                    self.buf.as_mut_ptr().cast(),
+                    self.buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            let open = match n {
+                0 => false,
+                n if n > 0 => {
+                    c.reader.push(&self.buf[..n as usize]);
+                    true
+                }
+                _ => matches!(
+                    std::io::Error::last_os_error().raw_os_error(),
+                    Some(libc::EAGAIN | libc::EINTR)
+                ),
+            };
+            loop {
+                match c.reader.next_frame() {
+                    Ok(Some(f)) => {
+                        let f = match f {
+                            Frame::Exec(_) if !c.requested => {
+                                c.requested = true;
+                                f
+                            }
+                            Frame::Stdin(_)
+                            | Frame::StdinEof
+                            | Frame::Signal(_)
+                            | Frame::Winsize(..)
+                                if c.requested =>
+                            {
+                                f
+                            }
+                            _ => continue,
+                        };
+                        port.write_all(&Frame::Tagged(c.id, Box::new(f)).encode())
+                            .context("writing the agent port")?;
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        gone.push(c.id);
+                        break;
+                    }
+                }
+            }
+            if !open {
+                gone.push(c.id);
+            }
+        }
+        for id in gone {
+            self.drop_client(id, port)?;
+        }
+        Ok(())
+    }
+
+    /// A client went away before its process ended: the process goes too (as when the pid an
+    /// engine holds for an exec is killed).
+    fn drop_client(&mut self, id: u32, port: &mut impl Write) -> Result<()> {
+        if let Some(i) = self.clients.iter().position(|c| c.id == id) {
+            let c = self.clients.remove(i);
+            if c.requested {
+                port.write_all(&Frame::Tagged(id, Box::new(Frame::Signal(libc::SIGKILL))).encode())
+                    .context("writing the agent port")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A frame from the guest about exec `id`: to its client. Exit and Error are its last.
+    pub fn from_guest(&mut self, id: u32, f: Frame, port: &mut impl Write) -> Result<()> {
+        let Some(i) = self.clients.iter().position(|c| c.id == id) else {
+            return Ok(());
+        };
+        let last = matches!(f, Frame::Exit(_) | Frame::Error(_));
+        if self.clients[i].sock.write_all(&f.encode()).is_err() {
+            return self.drop_client(id, port);
+        }
+        if last {
+            self.clients.remove(i);
+        }
+        Ok(())
+    }
+}
+
+/// `hako exec`'s side: ask the host process at `sock_path` to run `process` (a JSON
+/// `ProcessSpec`), wait until the guest has started it (or say why it could not), then fork the
+/// client that relays its stdio and exits like it. Returns the client's pid.
+pub fn start(sock_path: &Path, process_json: String, tty: Option<OwnedFd>) -> Result<i32> {
+    let (p, _dir) = short_path(sock_path)?;
+    let mut sock = UnixStream::connect(&p).context("connecting to the sandbox's host process")?;
+    sock.write_all(&Frame::Exec(process_json).encode())
+        .context("sending the exec request")?;
+    let mut reader = FrameReader::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        match reader.next_frame().map_err(anyhow::Error::msg)? {
+            Some(Frame::Ready) => break,
+            Some(Frame::Error(m)) => bail!("{m}"),
+            Some(_) => continue,
+            None => {}
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            bail!(
+                "the guest did not start the process within {} s",
+                START_TIMEOUT.as_secs()
+            );
+        }
+        sock.set_read_timeout(Some(left))?;
+        match sock.read(&mut buf) {
+            Ok(0) => bail!("the sandbox ended before the process started"),
+            Ok(n) => reader.push(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => return Err(e).context("reading from the sandbox's host process"),
+        }
+    }
+    sock.set_read_timeout(None)?;
+    // SAFETY: the caller (`hako exec`) is single-threaded; the child never returns.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error()).context("fork");
+    }
+    if pid == 0 {
+        let code = host::run_exec_client(sock, reader, tty);
+        // SAFETY: leaving the process.
+        unsafe { libc::_exit(code) }
+    }
+    Ok(pid)
+}
