@@ -14,6 +14,7 @@ pub mod host;
 pub mod image;
 pub mod knobs;
 pub mod qemu;
+pub mod timings;
 pub mod vmm;
 
 use anyhow::{bail, Context, Result};
@@ -185,6 +186,7 @@ impl Backend for MicrovmBackend {
             start_fifo: req.start_fifo.to_path_buf(),
             vm_pid_file: req.state_dir.join(VM_PID),
             tty,
+            timings_file: req.state_dir.join(timings::FILE),
         };
 
         // SAFETY: the caller (`hako create`) is single-threaded; the child runs host::main and
@@ -295,7 +297,14 @@ impl Backend for MicrovmBackend {
         if let Ok(cg) = sandbox_cgroup(sb) {
             cg.destroy()?;
         }
-        for f in [CONFIG_DISK, SERIAL_LOG, ENGINE_LOG, VM_PID] {
+        for f in [
+            CONFIG_DISK,
+            SERIAL_LOG,
+            ENGINE_LOG,
+            VM_PID,
+            timings::FILE,
+            timings::TMP_FILE,
+        ] {
             let p = sb.state_dir.join(f);
             match std::fs::remove_file(&p) {
                 Ok(()) => {}
