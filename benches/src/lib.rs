@@ -6,6 +6,7 @@
 //! [`BenchArgs`] (a clap `Args` struct the `hako bench` subcommand can flatten) with [`run`].
 
 pub mod cgroup;
+pub mod microvm;
 pub mod plot;
 pub mod procs;
 pub mod report;
@@ -271,9 +272,13 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         .iter()
         .filter(|(s, _)| matches!(s.density, Ok(n) if n > 0) && a.density > 0)
         .count();
+    let synthetic_vmm = plan.backends.iter().any(|b| b == "microvm");
     pb.set_length(
         pb.position()
-            + (iters * active.len() + a.syscall_runs * syscall_subjects + density_subjects) as u64,
+            + (iters * active.len()
+                + a.syscall_runs * syscall_subjects
+                + density_subjects
+                + usize::from(synthetic_vmm)) as u64,
     );
 
     // Startup and memory, round-robin.
@@ -305,6 +310,23 @@ pub fn run(a: BenchArgs) -> Result<i32> {
             }
         }
     }
+
+    // hako's own VMM with a synthetic guest, next to the microvm subjects (the only way to see
+    // it where KVM cannot boot Linux).
+    let vmm_synthetic = if synthetic_vmm && !procs::interrupted() {
+        pb.set_message("hako VMM, synthetic guest");
+        let v = microvm::measure_synthetic(
+            &dir.join("tmp"),
+            &dir.join("roots").join("hako-microvm").join("microvm-cache"),
+            a.runs,
+            a.warmup.min(1),
+            Duration::from_secs(a.timeout),
+        );
+        pb.inc(1);
+        Some(v)
+    } else {
+        None
+    };
 
     // Syscall cost, round-robin.
     for r in 0..a.syscall_runs {
@@ -363,6 +385,8 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         },
         subjects: active.into_iter().map(|(_, r)| r).collect(),
         skipped,
+        vmm_synthetic,
+        microvm_split: vec![],
     };
     for s in report.subjects.iter_mut() {
         s.summarize();

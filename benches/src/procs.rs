@@ -104,6 +104,93 @@ pub fn run(
     })
 }
 
+/// What [`run_watch`] saw.
+pub struct Watched<T> {
+    pub finished: Finished,
+    /// Every stdout line (without its line ending) with when it arrived, since the spawn.
+    pub lines: Vec<(Duration, String)>,
+    /// What `on_mark` returned, called with the child's pid as the first line containing the
+    /// mark arrived (None when no line did).
+    pub marked: Option<T>,
+}
+
+/// [`run`], with stdout read as it comes: each line timestamped (and still written to
+/// `io.stdout`), and `on_mark(pid)` called while the child runs, at the first line containing
+/// `mark` (to sample the child at that moment).
+pub fn run_watch<T: Send>(
+    argv: &[String],
+    io: &Io,
+    cgroup_procs: &[PathBuf],
+    timeout: Duration,
+    mark: &str,
+    on_mark: impl FnOnce(i32) -> T + Send,
+) -> Result<Watched<T>> {
+    use std::io::{BufRead, Write};
+    let mut copy = match &io.stdout {
+        Some(p) => Some(File::create(p).with_context(|| format!("creating {}", p.display()))?),
+        None => None,
+    };
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(
+            File::create(&io.stderr)
+                .with_context(|| format!("creating {}", io.stderr.display()))?,
+        );
+    join_cgroups_in_child(&mut cmd, cgroup_procs)?;
+    let start = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("spawning {}", argv[0]))?;
+    let pid = child.id() as i32;
+    let stdout = child.stdout.take().context("child stdout")?;
+    std::thread::scope(|sc| {
+        let reader = sc.spawn(move || {
+            let mut lines = Vec::new();
+            let mut marked = None;
+            let mut on_mark = Some(on_mark);
+            let mut r = std::io::BufReader::new(stdout);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match r.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let at = start.elapsed();
+                if let Some(f) = copy.as_mut() {
+                    let _ = f.write_all(&buf);
+                }
+                let line = String::from_utf8_lossy(&buf)
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string();
+                if line.contains(mark) {
+                    if let Some(f) = on_mark.take() {
+                        marked = Some(f(pid));
+                    }
+                }
+                lines.push((at, line));
+            }
+            (lines, marked)
+        });
+        let waited = wait_pid(pid, timeout);
+        let (lines, marked) = reader.join().expect("stdout reader");
+        let (status, maxrss_kb, cpu_ms) =
+            waited?.with_context(|| format!("{} is not our child", argv[0]))?;
+        Ok(Watched {
+            finished: Finished {
+                status,
+                maxrss_kb,
+                cpu_ms,
+                elapsed: start.elapsed(),
+            },
+            lines,
+            marked,
+        })
+    })
+}
+
 /// Make the child move itself into each cgroup (write "0" to cgroup.procs) before exec, so
 /// everything it does is charged there from its first page.
 fn join_cgroups_in_child(cmd: &mut Command, cgroup_procs: &[PathBuf]) -> Result<()> {
@@ -423,6 +510,42 @@ mod tests {
         assert!(!alive(pid));
         // Already reaped by wait_pid.
         assert!(child.try_wait().is_err());
+    }
+
+    #[test]
+    fn run_watch_timestamps_lines_and_samples_at_the_mark() {
+        let d = tempfile::tempdir().unwrap();
+        let io = Io {
+            stdout: Some(d.path().join("out")),
+            stderr: d.path().join("err"),
+        };
+        let argv: Vec<String> = [
+            "/bin/sh",
+            "-c",
+            "echo one; sleep 0.2; printf 'MARK two\\r\\n'; sleep 0.2; echo three; exit 4",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let w = run_watch(&argv, &io, &[], Duration::from_secs(10), "MARK", |pid| {
+            // The child is alive when its marked line is read.
+            (pid, alive(pid))
+        })
+        .unwrap();
+        assert_eq!(libc::WEXITSTATUS(w.finished.status), 4);
+        let texts: Vec<&str> = w.lines.iter().map(|(_, l)| l.as_str()).collect();
+        assert_eq!(texts, ["one", "MARK two", "three"]);
+        assert!(w.lines[0].0 < w.lines[1].0 && w.lines[1].0 < w.lines[2].0);
+        let (pid, was_alive) = w.marked.unwrap();
+        assert!(pid > 0 && was_alive);
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("out")).unwrap(),
+            "one\nMARK two\r\nthree\n"
+        );
+        // No marked line: nothing sampled.
+        let argv: Vec<String> = ["/bin/true"].iter().map(|s| s.to_string()).collect();
+        let w = run_watch(&argv, &io, &[], Duration::from_secs(10), "MARK", |_| ()).unwrap();
+        assert!(w.finished.success() && w.marked.is_none() && w.lines.is_empty());
     }
 
     #[test]

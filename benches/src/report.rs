@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::microvm::{SplitRow, SyntheticVmm};
 use crate::stats::{ratio, summarize, Stats};
 use crate::subjects::{Category, Density, Kind, Sample, Skipped, SyscallSample};
 
@@ -105,6 +106,12 @@ pub struct Report {
     pub settings: Settings,
     pub subjects: Vec<SubjectReport>,
     pub skipped: Vec<Skipped>,
+    /// hako's own VMM with a synthetic guest (when the microvm backend was asked for).
+    #[serde(default)]
+    pub vmm_synthetic: Option<SyntheticVmm>,
+    /// The microvm create-to-exit split, summarized (medians per subject and engine).
+    #[serde(default)]
+    pub microvm_split: Vec<SplitRow>,
 }
 
 const MIB: f64 = 1024.0;
@@ -223,6 +230,7 @@ impl Report {
             s.memory_ratio = b;
             s.getpid_ratio = c;
         }
+        self.microvm_split = crate::microvm::split_rows(self);
     }
 
     pub fn table(&self) -> String {
@@ -297,6 +305,7 @@ impl Report {
                 );
             }
         }
+        o.push_str(&crate::microvm::split_table(self));
         if self.subjects.iter().any(|s| !s.syscall.is_empty()) {
             let _ = writeln!(
                 o,

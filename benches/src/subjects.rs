@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::cgroup::{Memory, SampleCgroup};
+use crate::microvm::{self, MicrovmSplit};
 use crate::procs::{self, Io};
 use crate::workloads::{self, Workloads};
 
@@ -62,7 +63,12 @@ pub enum Driver {
         annotations: Vec<(String, String)>,
     },
     /// A plain command that runs the workload to completion (qemu, a wasm CLI).
-    Direct { argv: Vec<String> },
+    Direct {
+        argv: Vec<String>,
+        /// A VM whose `/init` prints [`crate::microvm::BOOT_MARK`]: split its boot and sample
+        /// its memory beyond guest RAM (the plain-qemu peer).
+        boot_split: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -110,6 +116,10 @@ pub struct Sample {
     /// memory cgroup peak of the whole tree, KiB.
     pub cgroup_peak_kb: Option<u64>,
     pub error: Option<String>,
+    /// microvm subjects: where the create-to-exit time went and the VMM's memory beyond guest
+    /// RAM (see [`crate::microvm`]).
+    #[serde(default)]
+    pub microvm: Option<MicrovmSplit>,
 }
 
 impl Sample {
@@ -454,7 +464,10 @@ pub fn plan(p: &Plan, w: &Workloads) -> (Vec<Subject>, Vec<Skipped>) {
                         kernel.display()
                     ),
                     version: version_of(&qemu, "--version"),
-                    driver: Driver::Direct { argv },
+                    driver: Driver::Direct {
+                        argv,
+                        boot_split: true,
+                    },
                     expect: Some("hako-bench-exit=0".into()),
                     syscall_bench: false,
                     density: Err("no create/start split; each VM boots CPU-bound under TCG".into()),
@@ -490,7 +503,10 @@ pub fn plan(p: &Plan, w: &Workloads) -> (Vec<Subject>, Vec<Skipped>) {
                     }
                     .into(),
                     version: version_of(&bin, "--version"),
-                    driver: Driver::Direct { argv },
+                    driver: Driver::Direct {
+                        argv,
+                        boot_split: false,
+                    },
                     expect: Some("hello".into()),
                     syscall_bench: false,
                     density: Err("a CLI runs to completion: no idle sandbox".into()),
@@ -527,7 +543,7 @@ impl Subject {
         let label = format!("{iteration}");
         let mut s = match &self.driver {
             Driver::Oci { args, .. } => self.oci_lifecycle(ctx, &label, args).map(|(s, _)| s),
-            Driver::Direct { argv } => self.direct(ctx, &label, argv),
+            Driver::Direct { argv, boot_split } => self.direct(ctx, &label, argv, *boot_split),
         }
         .unwrap_or_else(|e| Sample {
             error: Some(hint(&self.name, &format!("{e:#}"))),
@@ -547,21 +563,40 @@ impl Subject {
         }
     }
 
-    fn direct(&self, ctx: &Ctx, label: &str, argv: &[String]) -> Result<Sample> {
+    fn direct(&self, ctx: &Ctx, label: &str, argv: &[String], boot_split: bool) -> Result<Sample> {
         let id = format!("hb{}-{}-{label}", ctx.tag, self.slug());
         let cg = make_cgroup(ctx, &id);
         let out = ctx.scratch(&format!("{}.out", self.slug()));
         let err = ctx.scratch(&format!("{}.err", self.slug()));
         let procs_files: Vec<PathBuf> = cg.iter().map(|c| c.procs_file()).collect();
-        let r = procs::run(
-            argv,
-            &Io {
-                stdout: Some(out.clone()),
-                stderr: err.clone(),
-            },
-            &procs_files,
-            ctx.timeout,
-        );
+        let io = Io {
+            stdout: Some(out.clone()),
+            stderr: err.clone(),
+        };
+        let mut split = None;
+        let r = if boot_split {
+            // Timestamp qemu's stdout lines; when /init's first line comes, read qemu's smaps.
+            procs::run_watch(
+                argv,
+                &io,
+                &procs_files,
+                ctx.timeout,
+                microvm::BOOT_MARK,
+                |pid| hako_contract::proc::vm_rss(pid, microvm::GUEST_MIB << 20),
+            )
+            .map(|w| {
+                let line_at = |mark: &str| w.lines.iter().find(|(_, l)| l.contains(mark));
+                if let Some((at, line)) = line_at(microvm::BOOT_MARK) {
+                    if let Some(up) = microvm::parse_uptime_ns(line) {
+                        let exit = line_at("hako-bench-exit=").map(|(t, _)| *t);
+                        split = Some(microvm::qemu_peer_split(*at, up, exit, w.marked.flatten()));
+                    }
+                }
+                w.finished
+            })
+        } else {
+            procs::run(argv, &io, &procs_files, ctx.timeout)
+        };
         let peak = cg.as_ref().and_then(|c| c.peak_bytes());
         if let Some(c) = cg {
             c.destroy();
@@ -579,6 +614,7 @@ impl Subject {
             sandbox_maxrss_kb: Some(f.maxrss_kb),
             runtime_cpu_ms: f.cpu_ms,
             cgroup_peak_kb: peak.map(|b| b / 1024),
+            microvm: split,
             ..Default::default()
         })
     }
@@ -702,6 +738,10 @@ impl Subject {
             let waited =
                 procs::wait_pid(pid, ctx.timeout).context("waiting for the sandbox to exit")?;
             let t3 = Instant::now();
+            // The microvm backend's host process left its boot/run split in the state dir.
+            let split = (self.category == Category::Microvm)
+                .then(|| microvm::read_timings(&root.join(&id).join(microvm::TIMINGS_FILE)).ok())
+                .flatten();
             let d = procs::run(
                 &self.oci_cmd(&root, &["delete", &id]),
                 &io,
@@ -737,6 +777,7 @@ impl Subject {
                 sandbox_maxrss_kb: waited.map(|(_, r, _)| r),
                 runtime_cpu_ms: c.cpu_ms + s.cpu_ms + d.cpu_ms,
                 sandbox_cpu_ms: waited.map(|(_, _, cpu)| cpu),
+                microvm: split,
                 ..Default::default()
             })
         })();

@@ -39,18 +39,25 @@ int main(int argc, char **argv) {
 }
 "#;
 
-/// PID 1 of the plain-qemu guest: run /bin/true (or sleep when told), report, reboot
-/// (the kernel is booted with reboot=t and qemu with -no-reboot, so reboot ends qemu).
-pub const INIT_C: &str = r#"#include <stdio.h>
+/// PID 1 of the plain-qemu guest: print the guest's uptime (CLOCK_BOOTTIME, which starts at the
+/// kernel's timekeeping init: the kernel's boot time as the guest sees it), run /bin/true, report
+/// with the uptime again, reboot (the kernel is booted with reboot=t and qemu with -no-reboot, so
+/// reboot ends qemu). The harness timestamps both lines on qemu's stdout.
+pub const INIT_C: &str = r#"#define _GNU_SOURCE
+#include <stdio.h>
 #include <sys/reboot.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+static long long uptime_ns(void) { struct timespec t; clock_gettime(CLOCK_BOOTTIME, &t); return t.tv_sec * 1000000000LL + t.tv_nsec; }
 int main(void) {
+    printf("hako-bench-boot uptime_ns=%lld\n", uptime_ns());
+    fflush(stdout);
     pid_t p = fork();
     if (p == 0) { char *a[] = {"/bin/true", 0}; execv(a[0], a); _exit(127); }
     int st = 0;
     waitpid(p, &st, 0);
-    printf("hako-bench-exit=%d\n", WIFEXITED(st) ? WEXITSTATUS(st) : 128);
+    printf("hako-bench-exit=%d uptime_ns=%lld\n", WIFEXITED(st) ? WEXITSTATUS(st) : 128, uptime_ns());
     fflush(stdout);
     reboot(RB_AUTOBOOT);
     return 0;
@@ -421,6 +428,18 @@ pub fn bail_if_missing(p: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn qemu_init_compiles_and_prints_both_marks() {
+        // Compiled only: running it outside a guest would reboot the host.
+        let d = tempfile::tempdir().unwrap();
+        match compile_static(d.path(), "init", INIT_C) {
+            Ok(p) => assert!(is_static_elf(&p).unwrap()),
+            Err(e) => eprintln!("no static C toolchain here: {e}"),
+        }
+        assert!(INIT_C.contains(&format!("{} uptime_ns=", crate::microvm::BOOT_MARK)));
+        assert!(INIT_C.contains("hako-bench-exit=%d uptime_ns="));
+    }
 
     #[test]
     fn wat_modules_assemble_to_wasm() {

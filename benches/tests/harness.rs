@@ -6,9 +6,14 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
 
+use hako_bench::microvm::{self, MicrovmSplit, SyntheticVmm};
 use hako_bench::report::{Machine, Report, Settings, SubjectReport};
 use hako_bench::subjects::{self, Category, Ctx, Kind, Plan, Sample};
 use hako_bench::{plot, workloads::Workloads};
+
+/// The real runs make this process a subreaper that reaps every orphan it does not wait for:
+/// two at once would reap each other's sandboxes. They take this lock.
+static REAL_RUN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn plan_with_path(path: OsString, hako: Option<&Path>) -> Plan {
     Plan {
@@ -147,6 +152,8 @@ fn synthetic_report() -> Report {
         },
         subjects,
         skipped: vec![],
+        vmm_synthetic: None,
+        microvm_split: vec![],
     };
     r.compute_ratios();
     r
@@ -275,6 +282,7 @@ fn short_real_run_against_runc() {
         eprintln!("skipping: runc not installed");
         return;
     }
+    let _one_at_a_time = REAL_RUN.lock().unwrap_or_else(|e| e.into_inner());
     let d = tempfile::tempdir().unwrap();
     let json = d.path().join("b.json");
     let svg = d.path().join("b.svg");
@@ -345,4 +353,253 @@ fn short_real_run_against_runc() {
             .starts_with(&format!("hb{}-", std::process::id()))),
         "{leftovers:?}"
     );
+}
+
+/// A report with both microvm subjects and the synthetic hako VMM, with known splits.
+fn microvm_report() -> Report {
+    let split = |engine: &str, i: f64, agent: bool| MicrovmSplit {
+        engine: engine.into(),
+        accel: "tcg".into(),
+        guest_mib: 128,
+        vmm_start_ms: Some(200.0 + i),
+        kernel_boot_ms: Some(1000.0 + i),
+        agent_setup_ms: agent.then_some(100.0 + i),
+        ready_ms: Some(if agent { 1300.0 } else { 1200.0 } + 3.0 * i),
+        run_ms: Some(if agent { 150.0 } else { 40.0 } + i),
+        vmm_rss_kib: Some(if agent { 76 * 1024 } else { 61 * 1024 }),
+        guest_rss_kib: Some(32 * 1024),
+        ..Default::default()
+    };
+    let mut subjects = Vec::new();
+    for (name, kind, agent) in [
+        ("hako-microvm", Kind::Backend, true),
+        ("qemu-microvm", Kind::Peer, false),
+    ] {
+        let mut s = SubjectReport::new(name, kind, Category::Microvm, "/bin/true");
+        for it in 0..5 {
+            s.samples.push(Sample {
+                iteration: it,
+                warmup: it == 0,
+                total_ms: 2000.0 + it as f64,
+                // The warm-up's split is far off: it must not count.
+                microvm: Some(split("qemu", if it == 0 { 1e6 } else { it as f64 }, agent)),
+                ..Default::default()
+            });
+        }
+        // A failed sample with a split is not counted either.
+        s.samples.push(Sample {
+            iteration: 5,
+            error: Some("boom".into()),
+            microvm: Some(split("qemu", 1e6, agent)),
+            ..Default::default()
+        });
+        s.summarize();
+        subjects.push(s);
+    }
+    let synthetic = SyntheticVmm {
+        runs_linux: false,
+        probe: "probe guest stopped: KVM internal error: emulation failure".into(),
+        samples: (0..3)
+            .map(|i| MicrovmSplit {
+                engine: "hako".into(),
+                accel: "kvm".into(),
+                guest_mib: 128,
+                vmm_start_ms: Some(8.0 + i as f64),
+                vmm_build_ms: Some(7.5),
+                vmm_rss_kib: Some(2560 + 10 * i),
+                guest_rss_kib: Some(36),
+                fork_rss_kib: Some(1024),
+                ..Default::default()
+            })
+            .collect(),
+        error: None,
+    };
+    let mut r = Report {
+        tool: "test".into(),
+        command: vec![],
+        started_unix: 0,
+        duration_s: 0.0,
+        machine: Machine::detect("test".into()),
+        settings: Settings {
+            runs: 4,
+            warmup: 1,
+            ..Default::default()
+        },
+        subjects,
+        skipped: vec![],
+        vmm_synthetic: Some(synthetic),
+        microvm_split: vec![],
+    };
+    r.compute_ratios();
+    r
+}
+
+#[test]
+fn microvm_split_rows_table_and_json() {
+    let r = microvm_report();
+    let rows = &r.microvm_split;
+    assert_eq!(
+        rows.iter()
+            .map(|x| (x.subject.as_str(), x.engine.as_str(), x.n))
+            .collect::<Vec<_>>(),
+        [
+            ("hako-microvm", "qemu/tcg", 4),
+            ("qemu-microvm", "qemu/tcg", 4),
+            (microvm::SYNTHETIC_NAME, "hako/kvm", 3)
+        ]
+    );
+    // Counted samples 1..=4: medians at i = 2.5.
+    let h = &rows[0];
+    assert_eq!(h.vmm_start_ms, Some(202.5));
+    assert_eq!(h.kernel_boot_ms, Some(1002.5));
+    assert_eq!(h.agent_setup_ms, Some(102.5));
+    assert_eq!(h.run_ms, Some(152.5));
+    assert_eq!(h.boot_to_exit_ms, Some(1300.0 + 7.5 + 150.0 + 2.5));
+    assert_eq!(h.vmm_rss_mib, Some(76.0));
+    let q = &rows[1];
+    assert_eq!(q.agent_setup_ms, None);
+    assert_eq!(q.boot_to_exit_ms, Some(1200.0 + 7.5 + 40.0 + 2.5));
+    assert_eq!(q.boot_to_exit_ratio, Some(1.0));
+    assert!((h.boot_to_exit_ratio.unwrap() - 1460.0 / 1250.0).abs() < 1e-9);
+    assert!((h.vmm_rss_ratio.unwrap() - 76.0 / 61.0).abs() < 1e-9);
+    let v = &rows[2];
+    assert_eq!(v.vmm_start_ms, Some(9.0));
+    assert_eq!((v.kernel_boot_ms, v.boot_to_exit_ms), (None, None));
+    assert!((v.vmm_rss_mib.unwrap() - 2570.0 / 1024.0).abs() < 1e-9);
+    assert_eq!((v.vmm_rss_ratio, v.boot_to_exit_ratio), (None, None));
+
+    let t = r.table();
+    assert!(t.contains("microvm create-to-exit split"), "{t}");
+    for needle in [
+        "hako-microvm        qemu/tcg",
+        "qemu-microvm        qemu/tcg",
+        "hako-vmm-synthetic  hako/kvm",
+        "1.17x",
+        "1.25x",
+        "≤100",
+        "≤5",
+        "Linux cannot boot on this host's KVM: probe guest stopped",
+    ] {
+        assert!(t.contains(needle), "{needle:?} missing in\n{t}");
+    }
+
+    // The JSON has the split per sample and the summarized rows; it reads back to the same table.
+    let j = serde_json::to_value(&r).unwrap();
+    assert_eq!(
+        j["subjects"][0]["samples"][1]["microvm"]["kernel_boot_ms"],
+        1001.0
+    );
+    assert_eq!(j["microvm_split"][0]["subject"], "hako-microvm");
+    assert_eq!(j["vmm_synthetic"]["samples"].as_array().unwrap().len(), 3);
+    let back: Report = serde_json::from_value(j.clone()).unwrap();
+    assert_eq!(back.table(), t);
+
+    // A report from before the split (no such fields) still reads, for --replot.
+    let mut old = j;
+    old.as_object_mut().unwrap().remove("vmm_synthetic");
+    old.as_object_mut().unwrap().remove("microvm_split");
+    for s in old["subjects"].as_array_mut().unwrap() {
+        for x in s["samples"].as_array_mut().unwrap() {
+            x.as_object_mut().unwrap().remove("microvm");
+        }
+    }
+    let old: Report = serde_json::from_value(old).unwrap();
+    assert!(old.vmm_synthetic.is_none());
+    assert!(!old.table().contains("microvm create-to-exit split"));
+}
+
+/// As root with qemu and the guest kernel: the plain-qemu peer gets its boot split from its
+/// /init's line and its memory beyond guest RAM from smaps; hako's VMM runs the synthetic guest
+/// when /dev/kvm opens (hako-microvm itself is skipped: no hako binary is given).
+#[test]
+fn short_real_run_qemu_peer_split_and_synthetic_vmm() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    if hako_bench::procs::which("qemu-system-x86_64").is_none() {
+        eprintln!("skipping: qemu-system-x86_64 not installed");
+        return;
+    }
+    if let Err(e) = hako_bench::workloads::find_kernel(None) {
+        eprintln!("skipping: {e}");
+        return;
+    }
+    let _one_at_a_time = REAL_RUN.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tempfile::tempdir().unwrap();
+    let json = d.path().join("b.json");
+    let args: Vec<String> = [
+        "hako-bench",
+        "--backends",
+        "microvm",
+        "--peers",
+        "qemu",
+        "--runs",
+        "2",
+        "--warmup",
+        "0",
+        "--density",
+        "0",
+        "--syscall-runs",
+        "0",
+        "--no-progress",
+        "--hako",
+        "/nonexistent/hako",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([
+        "--json".into(),
+        json.display().to_string(),
+        "--plot".into(),
+        d.path().join("b.svg").display().to_string(),
+        "--work-dir".into(),
+        d.path().join("work").display().to_string(),
+    ])
+    .collect();
+    assert_eq!(hako_bench::main_with_args(args).unwrap(), 0);
+    let r: Report = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let q = r
+        .subjects
+        .iter()
+        .find(|s| s.name == "qemu-microvm")
+        .expect("qemu-microvm measured");
+    let counted: Vec<&Sample> = q.samples.iter().filter(|s| s.error.is_none()).collect();
+    assert_eq!(counted.len(), 2, "{:?}", q.samples);
+    for s in counted {
+        let m = s.microvm.as_ref().expect("a split for every qemu sample");
+        let kernel = m.kernel_boot_ms.unwrap();
+        assert!(kernel > 0.0 && kernel < m.ready_ms.unwrap(), "{m:?}");
+        assert!(m.run_ms.unwrap() >= 0.0, "{m:?}");
+        assert!(m.boot_to_exit_ms().unwrap() <= s.total_ms, "{m:?} {s:?}");
+        assert!(
+            m.vmm_rss_kib.unwrap() > 0 && m.guest_rss_kib.unwrap() > 0,
+            "{m:?}"
+        );
+        assert_eq!(m.agent_setup_ms, None);
+    }
+    assert!(r.microvm_split.iter().any(|x| x.subject == "qemu-microvm"));
+    assert!(r.skipped.iter().any(|s| s.name == "hako-microvm"));
+    let v = r.vmm_synthetic.as_ref().expect("synthetic VMM attempted");
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+    {
+        assert_eq!(v.samples.len(), 2, "{v:?}");
+        assert!(!v.probe.is_empty());
+        for m in &v.samples {
+            assert!(m.vmm_start_ms.unwrap() > 0.0, "{m:?}");
+            assert!(m.vmm_build_ms.unwrap() <= m.vmm_start_ms.unwrap(), "{m:?}");
+            assert!(m.vmm_rss_kib.unwrap() > 0, "{m:?}");
+            assert!(m.guest_rss_kib.is_some(), "{m:?}");
+        }
+        assert!(r
+            .microvm_split
+            .iter()
+            .any(|x| x.subject == microvm::SYNTHETIC_NAME));
+    } else {
+        assert!(v.error.as_ref().unwrap().contains("/dev/kvm"), "{v:?}");
+    }
 }

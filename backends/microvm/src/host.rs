@@ -59,6 +59,8 @@ pub struct HostPlan {
     pub tty: Option<OwnedFd>,
     /// The host cgroup the host process (and so the VM) joins before the VM starts.
     pub cgroup: Option<hako_container::cgroups::CgroupManager>,
+    /// Where the boot/run split and the VM's memory are written ([`crate::timings`]).
+    pub timings_file: PathBuf,
 }
 
 /// The host end of the agent port as a frame channel.
@@ -193,13 +195,14 @@ pub fn diagnostics(serial_log: &Path, engine_log: &Path) -> String {
 /// Run the host process. `notify` gets "OK" once the guest is ready, or "ERR:<message>". Never
 /// returns.
 pub fn main(plan: HostPlan, notify: OwnedFd) -> ! {
+    let entered = Instant::now();
     // Keep only stdio, the notify pipe and the pty: an inherited fd (the front end's lock on the
     // container directory, say) must not live as long as the sandbox.
     let mut keep = vec![notify.as_raw_fd()];
     keep.extend(plan.tty.as_ref().map(|t| t.as_raw_fd()));
     close_fds_except(&keep);
     let mut notify = Some(std::fs::File::from(notify));
-    let code = match run(plan, &mut notify) {
+    let code = match run(plan, &mut notify, entered) {
         Ok(code) => code,
         Err(e) => {
             let msg = format!("{e:#}");
@@ -236,7 +239,7 @@ fn close_fds_except(keep: &[RawFd]) {
     }
 }
 
-fn run(mut plan: HostPlan, notify: &mut Option<std::fs::File>) -> Result<i32> {
+fn run(mut plan: HostPlan, notify: &mut Option<std::fs::File>, entered: Instant) -> Result<i32> {
     // SAFETY: ignoring SIGPIPE: a closed stdout must not kill the sandbox.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     if let Some(tty) = plan.tty.take() {
@@ -256,6 +259,7 @@ fn run(mut plan: HostPlan, notify: &mut Option<std::fs::File>) -> Result<i32> {
     let sigfd = block_signals(&[libc::SIGCHLD])?;
     let boot_start = Instant::now();
     let vm_pid = plan.engine.spawn(vm)?;
+    let spawned = Instant::now();
     let _ = std::fs::write(
         &plan.vm_pid_file,
         format!(
@@ -271,6 +275,7 @@ fn run(mut plan: HostPlan, notify: &mut Option<std::fs::File>) -> Result<i32> {
 
     // Boot: wait for Ready.
     let mut errors = vec![];
+    let mut boot_times = None;
     loop {
         let left = BOOT_TIMEOUT.saturating_sub(boot_start.elapsed());
         if left.is_zero() {
@@ -295,6 +300,10 @@ fn run(mut plan: HostPlan, notify: &mut Option<std::fs::File>) -> Result<i32> {
             match f {
                 Frame::Ready => ready = true,
                 Frame::Error(m) => errors.push(m),
+                Frame::BootTimes {
+                    agent_start_ns,
+                    ready_ns,
+                } => boot_times = Some((agent_start_ns, ready_ns)),
                 _ => {}
             }
         }
@@ -322,9 +331,25 @@ fn run(mut plan: HostPlan, notify: &mut Option<std::fs::File>) -> Result<i32> {
             );
         }
     }
+    let points = crate::timings::BootPoints {
+        entered,
+        spawn: boot_start,
+        spawned,
+        ready: Instant::now(),
+    };
     if let Some(mut n) = notify.take() {
         n.write_all(b"OK").context("notifying create")?;
     }
+    // After telling create, so the measurement (smaps of the VM) does not delay it.
+    let mut timings = crate::timings::Timings::after_ready(
+        plan.engine.name(),
+        plan.vm.kvm,
+        plan.vm.memory_mib,
+        &points,
+        boot_times,
+        vm_pid,
+    );
+    let _ = timings.write(&plan.timings_file);
 
     // Created: wait for `hako start`. Until then our signals keep their default actions, so
     // `kill` of a created sandbox ends it (and the VM dies with us).
@@ -343,16 +368,22 @@ fn run(mut plan: HostPlan, notify: &mut Option<std::fs::File>) -> Result<i32> {
         }
     };
     port.send(&Frame::Start).context("starting the workload")?;
+    let started = Instant::now();
     if let Some(ws) = winsize(0) {
         let _ = port.send(&Frame::Winsize(ws.0, ws.1));
     }
     let (status, reaped) = relay(&mut port, &sigfd, Some(vm_pid), Some(&mut hub))?;
+    let exited = Instant::now();
     drop(hub);
     let _ = std::fs::remove_file(&plan.exec_sock);
     let st = match reaped {
         Some(st) => Some(st),
         None => wait_vm(vm_pid, SHUTDOWN_GRACE),
     };
+    if status.is_some() {
+        timings.after_exit(started, exited, Instant::now());
+        let _ = timings.write(&plan.timings_file);
+    }
     let _ = std::fs::remove_file(&plan.vm_pid_file);
     match status {
         Some(s) => Ok(exit_like(s)),

@@ -15,6 +15,7 @@ pub mod host;
 pub mod image;
 pub mod knobs;
 pub mod qemu;
+pub mod timings;
 pub mod vmm;
 
 use anyhow::{bail, Context, Result};
@@ -187,6 +188,7 @@ impl Backend for MicrovmBackend {
             vm_pid_file: req.state_dir.join(VM_PID),
             exec_sock: req.state_dir.join(exec::EXEC_SOCK),
             tty,
+            timings_file: req.state_dir.join(timings::FILE),
         };
 
         // SAFETY: the caller (`hako create`) is single-threaded; the child runs host::main and
@@ -325,7 +327,15 @@ impl Backend for MicrovmBackend {
         if let Ok(cg) = sandbox_cgroup(sb) {
             cg.destroy()?;
         }
-        for f in [CONFIG_DISK, SERIAL_LOG, ENGINE_LOG, VM_PID, exec::EXEC_SOCK] {
+        for f in [
+            CONFIG_DISK,
+            SERIAL_LOG,
+            ENGINE_LOG,
+            VM_PID,
+            exec::EXEC_SOCK,
+            timings::FILE,
+            timings::TMP_FILE,
+        ] {
             let p = sb.state_dir.join(f);
             match std::fs::remove_file(&p) {
                 Ok(()) => {}

@@ -1,4 +1,5 @@
 //! Boots real guests through the qemu engine (TCG here): a few seconds each, so few of them.
+//! The first boot also checks the timings file the host process writes (`hako_microvm::timings`).
 //! Needs: the guest kernel (kernels/build.sh), qemu-system-x86_64, mkfs.ext4, busybox-static,
 //! root. The agent is built by backends/microvm/agent/build.sh on the fly.
 
@@ -227,6 +228,31 @@ fn boots_runs_and_is_killed() {
         procs_mentioning(&state.to_string_lossy()).is_empty(),
         "a VM process was left behind"
     );
+    // The boot/run split the host process wrote: every field there, consistent (no timing
+    // thresholds: the machine is shared).
+    let t = hako_microvm::timings::Timings::read(&state.join(hako_microvm::timings::FILE))
+        .expect("microvm-timings.json written by the host process");
+    eprintln!("timings: {t:?}");
+    assert_eq!(t.engine, "qemu");
+    assert!(t.accel == "tcg" || t.accel == "kvm", "{t:?}");
+    assert_eq!(t.guest_mib, 128);
+    let (start_ns, ready_ns) = (t.agent_start_ns.unwrap(), t.ready_ns.unwrap());
+    assert!(start_ns > 0 && ready_ns > start_ns, "{t:?}");
+    let (kernel, agent) = (t.kernel_boot_ms.unwrap(), t.agent_setup_ms.unwrap());
+    assert!(kernel > 0.0 && agent > 0.0, "{t:?}");
+    assert!(kernel < t.ready_ms, "{t:?}");
+    assert!(t.spawn_ms > 0.0 && t.host_setup_ms >= 0.0, "{t:?}");
+    let sum = t.vmm_start_ms.unwrap() + kernel + agent;
+    assert!(
+        (sum - t.ready_ms).abs() < 1e-6,
+        "the split adds up to ready_ms: {t:?}"
+    );
+    assert!(
+        t.vmm_rss_kib.unwrap() > 0 && t.guest_rss_kib.unwrap() > 0,
+        "{t:?}"
+    );
+    assert!(t.guest_rss_kib.unwrap() <= 128 * 1024, "{t:?}");
+    assert!(t.run_ms.unwrap() > 0.0 && t.vm_exit_ms.is_some(), "{t:?}");
     let sb = Sandbox {
         id: "c1",
         bundle: &env.dir.join("bundle"),

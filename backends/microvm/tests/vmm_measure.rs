@@ -20,28 +20,12 @@ const SPIN_STUB: &[u8] = &[0x66, 0xba, 0xf8, 0x03, 0xb0, 0x72, 0xee, 0xeb, 0xfe]
 
 const GUEST_MIB: u32 = 128;
 
+/// (Rss outside the guest-memory mapping, Rss of the guest-memory mapping), from smaps, by the
+/// rule the backend's timings file uses.
 fn rss_kib(pid: i32) -> (u64, u64) {
-    // (Rss outside the guest-memory mapping, Rss of the guest-memory mapping), from smaps.
-    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
-    let (mut other, mut guest) = (0, 0);
-    let mut is_guest = false;
-    for line in smaps.lines() {
-        let first = line.split_whitespace().next().unwrap_or("");
-        if first.contains('-') && !first.ends_with(':') {
-            let mut r = first.split('-');
-            let a = u64::from_str_radix(r.next().unwrap(), 16).unwrap();
-            let b = u64::from_str_radix(r.next().unwrap(), 16).unwrap();
-            is_guest = b - a == u64::from(GUEST_MIB) << 20;
-        } else if let Some(v) = line.strip_prefix("Rss:") {
-            let kib: u64 = v.trim().trim_end_matches(" kB").trim().parse().unwrap();
-            if is_guest {
-                guest += kib;
-            } else {
-                other += kib;
-            }
-        }
-    }
-    (other, guest)
+    let r = hako_contract::proc::vm_rss(pid, u64::from(GUEST_MIB) << 20)
+        .expect("a guest-memory mapping in the VMM's smaps");
+    (r.vmm_kib, r.guest_kib)
 }
 
 #[test]

@@ -25,7 +25,28 @@ type Res<T> = Result<T, String>;
 const PORT: &str = "/dev/hvc0";
 const NEWROOT: &str = "/mnt/root";
 
+/// `CLOCK_BOOTTIME` (ns) when `main()` began: the guest kernel's boot time as far as the guest
+/// can tell (that clock starts at the kernel's timekeeping init, so the very first instructions
+/// of the kernel are not in it; under TCG it is the emulator's virtual time).
+static AGENT_START_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn boottime_ns() -> u64 {
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: clock_gettime into a valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The BootTimes frame sent right before Ready.
+fn boot_times() -> Frame {
+    Frame::BootTimes {
+        agent_start_ns: AGENT_START_NS.load(std::sync::atomic::Ordering::Relaxed),
+        ready_ns: boottime_ns(),
+    }
+}
+
 fn main() {
+    AGENT_START_NS.store(boottime_ns(), std::sync::atomic::Ordering::Relaxed);
     if std::process::id() != 1 {
         eprintln!("hako-agent: this is the guest init of a hako microvm; it must run as pid 1");
         std::process::exit(2);
@@ -742,6 +763,7 @@ impl Workload {
 
     /// Report ready, wait for Start, relay until the workload exits; send its status.
     fn supervise(mut self, mut port: fs::File) -> Res<()> {
+        let _ = send(&mut port, None, boot_times());
         send(&mut port, None, Frame::Ready)?;
         let sfd = sigchld_fd()?;
         let mut reader = FrameReader::new();

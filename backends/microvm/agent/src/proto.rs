@@ -248,6 +248,8 @@ pub const G_STDOUT: u8 = 0x02;
 pub const G_STDERR: u8 = 0x03;
 pub const G_EXIT: u8 = 0x04;
 pub const G_ERROR: u8 = 0x05;
+/// Kinds 0x06-0x0d are reserved for `exec`.
+pub const G_BOOT_TIMES: u8 = 0x0e;
 // Frame kinds, host to guest.
 pub const H_START: u8 = 0x81;
 pub const H_STDIN: u8 = 0x82;
@@ -277,6 +279,15 @@ pub enum Frame {
     Exit(ExitStatus),
     /// The agent could not set up or run the workload; the message says why.
     Error(String),
+    /// Sent right before [`Frame::Ready`]: the guest's `CLOCK_BOOTTIME` (ns) when the agent's
+    /// `main()` began and just before it sent Ready. That clock starts when the guest kernel
+    /// initializes timekeeping, so `agent_start_ns` is the kernel's boot time minus its first
+    /// instructions (decompression-free PVH entry, early setup before timekeeping). Under TCG the
+    /// guest clock runs in the emulator's virtual time.
+    BootTimes {
+        agent_start_ns: u64,
+        ready_ns: u64,
+    },
     Start,
     Stdin(Vec<u8>),
     StdinEof,
@@ -306,6 +317,13 @@ impl Frame {
                 (G_EXIT, [&[1u8][..], &s.to_le_bytes()].concat())
             }
             Frame::Error(m) => (G_ERROR, m.as_bytes().to_vec()),
+            Frame::BootTimes {
+                agent_start_ns,
+                ready_ns,
+            } => (
+                G_BOOT_TIMES,
+                [agent_start_ns.to_le_bytes(), ready_ns.to_le_bytes()].concat(),
+            ),
             Frame::Start => (H_START, vec![]),
             Frame::Stdin(d) => (H_STDIN, d.clone()),
             Frame::StdinEof => (H_STDIN_EOF, vec![]),
@@ -338,6 +356,10 @@ impl Frame {
                 _ => return Err("exit frame: bad payload".into()),
             },
             G_ERROR => Frame::Error(String::from_utf8_lossy(p).into_owned()),
+            G_BOOT_TIMES if p.len() == 16 => Frame::BootTimes {
+                agent_start_ns: u64::from_le_bytes(p[..8].try_into().unwrap()),
+                ready_ns: u64::from_le_bytes(p[8..].try_into().unwrap()),
+            },
             H_START => Frame::Start,
             H_STDIN => Frame::Stdin(p.to_vec()),
             H_STDIN_EOF => Frame::StdinEof,
@@ -416,6 +438,10 @@ mod tests {
             Frame::Exit(ExitStatus::Exited(42)),
             Frame::Exit(ExitStatus::Signaled(9)),
             Frame::Error("exec foo: not found".into()),
+            Frame::BootTimes {
+                agent_start_ns: 1_234_567_890,
+                ready_ns: u64::MAX - 1,
+            },
             Frame::Start,
             Frame::Stdin(b"x".to_vec()),
             Frame::StdinEof,
@@ -462,6 +488,10 @@ mod tests {
         let mut r = FrameReader::new();
         r.push(&lying);
         assert!(r.next_frame().is_err());
+        // BootTimes carries exactly two u64s.
+        let mut r = FrameReader::new();
+        r.push(&[G_BOOT_TIMES, 8, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
+        assert!(r.next_frame().is_err());
     }
 
     #[test]
@@ -491,6 +521,19 @@ mod tests {
         assert_eq!(c.hostname.as_deref(), Some("box"));
         assert_eq!(c.pids_limit, Some(50));
         assert!(c.readonly_root && c.seccomp.is_some());
+    }
+
+    #[test]
+    fn boot_times_payload_is_two_u64_le() {
+        let f = Frame::BootTimes {
+            agent_start_ns: 0x0102_0304_0506_0708,
+            ready_ns: 9,
+        };
+        let b = f.encode();
+        assert_eq!(b[0], 0x0e);
+        assert_eq!(&b[1..5], &16u32.to_le_bytes());
+        assert_eq!(&b[5..13], &[8, 7, 6, 5, 4, 3, 2, 1]);
+        assert_eq!(&b[13..21], &9u64.to_le_bytes());
     }
 
     #[test]
