@@ -819,6 +819,89 @@ fn podman_backend_microvm() {
     annotated_busybox_cases(&p, "microvm");
 }
 
+/// The guest kernel's release, from the `.config` kept next to the cached vmlinux.
+fn guest_kernel_release() -> Option<String> {
+    let k = fs::canonicalize("/var/cache/hako/kernels/vmlinux").ok()?;
+    let cfg = fs::read_to_string(format!("{}.config", k.display())).ok()?;
+    cfg.lines()
+        .find_map(|l| {
+            l.strip_prefix("# Linux/")
+                .and_then(|r| r.strip_suffix(" Kernel Configuration"))
+        })
+        .and_then(|r| r.split_whitespace().nth(1))
+        .map(str::to_string)
+}
+
+/// `hako --backend microvm` registered as podman's runtime (what an engine's `hako-vm` entry
+/// is): bundles without a hako annotation run in a microVM; `podman exec` reaches into it.
+#[test]
+fn podman_registered_microvm_runtime_and_exec() {
+    skip_unless!(PODMAN_BINS);
+    if backend_case("microvm").is_none() {
+        return;
+    }
+    let Some(release) = guest_kernel_release() else {
+        eprintln!("SKIP: no guest kernel config next to /var/cache/hako/kernels/vmlinux");
+        return;
+    };
+    let p = Podman::with_runtime_flags(&["--backend", "microvm"]);
+    let out = p.ok(&["run", "--rm", IMAGE, "uname", "-r"]);
+    assert_eq!(out.stdout.trim(), release, "{}", out.describe());
+
+    p.ok(&["run", "-d", "--name", "vmx", IMAGE, "sleep", "600"]);
+    let out = p.cmd(&[
+        "exec",
+        "vmx",
+        "sh",
+        "-c",
+        "echo exec in $(uname -r); ls /proc/1/ns >/dev/null; exit 3",
+    ]);
+    assert_eq!(out.code(), 3, "{}", out.describe());
+    assert_eq!(
+        out.stdout,
+        format!("exec in {release}\n"),
+        "{}",
+        out.describe()
+    );
+    let out = p.cmd_stdin(&["exec", "-i", "vmx", "cat"], b"exec stdin ok\n");
+    if out.stdout != "exec stdin ok\n" {
+        p.fail("stdin through podman exec into a microVM", &out);
+    }
+    let out = p.ok(&[
+        "exec",
+        "-u",
+        "65534",
+        "-e",
+        "X=y",
+        "vmx",
+        "sh",
+        "-c",
+        "echo $(id -u) $X",
+    ]);
+    assert_eq!(out.stdout, "65534 y\n", "{}", out.describe());
+    p.ok(&["rm", "--force", "--time", "0", "vmx"]);
+    p.assert_no_container_cgroups();
+    drop(p);
+
+    // The same through podman's own flag: `--runtime-flag backend=microvm` reaches hako as
+    // `--backend=microvm` on every call.
+    let p = Podman::new();
+    let parent = format!("--cgroup-parent={}", p.cgroup_parent);
+    let out = p.ok(&[
+        "--runtime-flag",
+        "backend=microvm",
+        "run",
+        "--network=none",
+        &parent,
+        "--rm",
+        IMAGE,
+        "uname",
+        "-r",
+    ]);
+    assert_eq!(out.stdout.trim(), release, "{}", out.describe());
+    p.assert_no_container_cgroups();
+}
+
 #[test]
 fn podman_backend_wasm() {
     skip_unless!(PODMAN_BINS);
