@@ -556,3 +556,67 @@ fn read_until(master: &std::os::fd::OwnedFd, end: &str) -> String {
     }
     String::from_utf8_lossy(&out).replace("\r\n", "\n")
 }
+
+/// `hako <args>` in a private mount namespace whose `/dev` lacks `kvm` (a tmpfs holding the
+/// usual nodes, bound from the real /dev): a host without KVM, as far as hako can tell.
+fn without_kvm(h: &Hako, args: &[&str]) -> std::process::Output {
+    let script = "set -e; keep=$(mktemp -d); mount --bind /dev \"$keep\"; \
+        mount -t tmpfs -o size=64k,mode=755 tmpfs /dev; \
+        for d in null zero full random urandom tty ptmx; do touch /dev/$d; mount --bind \"$keep/$d\" /dev/$d; done; \
+        mkdir /dev/pts /dev/shm; mount --bind \"$keep/pts\" /dev/pts; mount -t tmpfs tmpfs /dev/shm; \
+        umount -l \"$keep\"; rmdir \"$keep\"; test ! -e /dev/kvm; exec \"$@\"";
+    std::process::Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .arg(HAKO)
+        .arg("--root")
+        .arg(&h.root)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("unshare")
+}
+
+#[test]
+fn microvm_without_dev_kvm() {
+    skip_unless!(need_microvm());
+    let h = hako(&agent());
+    // vmm=hako needs KVM: one clear error, nothing left.
+    let mut b = microvm_bundle(&["true"]);
+    b.edit(|c| c["annotations"]["io.hako.microvm.vmm"] = "hako".into());
+    let o = without_kvm(
+        &h,
+        &[
+            "run",
+            "--bundle",
+            b.dir.to_str().unwrap(),
+            &unique("mvm-nokvm"),
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("/dev/kvm does not exist"), "{err}");
+    assert!(containers_left(&h).is_empty(), "{:?}", containers_left(&h));
+    // auto falls back to qemu with software emulation.
+    let mut b = microvm_bundle(&["sh", "-c", "echo booted without kvm; uname -r"]);
+    b.edit(|c| c["annotations"]["io.hako.microvm.vmm"] = "auto".into());
+    let id = unique("mvm-nokvm");
+    let o = without_kvm(&h, &["run", "--bundle", b.dir.to_str().unwrap(), &id]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("booted without kvm\n{}\n", guest_release()),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success());
+    assert!(containers_left(&h).is_empty(), "{:?}", containers_left(&h));
+    assert!(vm_processes(&h).is_empty(), "a VM was left behind");
+}
