@@ -256,3 +256,136 @@ pub fn start(sock_path: &Path, process_json: String, tty: Option<OwnedFd>) -> Re
     }
     Ok(pid)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(bytes: &[u8]) -> Vec<Frame> {
+        let mut r = FrameReader::new();
+        r.push(bytes);
+        let mut v = vec![];
+        while let Some(f) = r.next_frame().unwrap() {
+            v.push(f);
+        }
+        v
+    }
+
+    /// Poll the hub's fds once (short timeout) and service what is ready, as the host does.
+    fn turn(hub: &mut Hub, port: &mut Vec<u8>) {
+        let fds = hub.poll_fds();
+        let mut p: Vec<libc::pollfd> = fds
+            .iter()
+            .map(|&fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: a valid pollfd array.
+        unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, 200) };
+        let ready: Vec<RawFd> = p.iter().filter(|f| f.revents != 0).map(|f| f.fd).collect();
+        hub.service(&ready, port).unwrap();
+    }
+
+    fn read_frame(c: &mut UnixStream, r: &mut FrameReader) -> Frame {
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(f) = r.next_frame().unwrap() {
+                return f;
+            }
+            let n = c.read(&mut buf).unwrap();
+            assert!(n > 0, "client socket closed");
+            r.push(&buf[..n]);
+        }
+    }
+
+    #[test]
+    fn hub_tags_clients_frames_and_routes_the_guests() {
+        let dir = std::env::temp_dir().join(format!("hako-exec-hub-{}", std::process::id()));
+        // A path over sun_path's limit goes through /proc/self/fd.
+        let deep = dir.join("d".repeat(100));
+        std::fs::create_dir_all(&deep).unwrap();
+        let path = deep.join(EXEC_SOCK);
+        assert!(path.as_os_str().len() > 108);
+        let mut hub = Hub::bind(&path).unwrap();
+        let mut port = vec![];
+
+        let connect = || {
+            let (p, _dir) = short_path(&path).unwrap();
+            UnixStream::connect(p).unwrap()
+        };
+        let mut a = connect();
+        let mut b = connect();
+        a.write_all(&Frame::Exec(r#"{"args":["a"]}"#.into()).encode())
+            .unwrap();
+        // Frames before the Exec request are dropped.
+        b.write_all(&Frame::Stdin(b"too early".to_vec()).encode())
+            .unwrap();
+        b.write_all(&Frame::Exec(r#"{"args":["b"]}"#.into()).encode())
+            .unwrap();
+        b.write_all(&Frame::Stdin(b"input".to_vec()).encode())
+            .unwrap();
+        // A client may not signal every guest process.
+        b.write_all(&Frame::SignalAll(9).encode()).unwrap();
+        for _ in 0..4 {
+            turn(&mut hub, &mut port);
+        }
+        let got = frames(&port);
+        assert_eq!(
+            got,
+            vec![
+                Frame::Tagged(1, Box::new(Frame::Exec(r#"{"args":["a"]}"#.into()))),
+                Frame::Tagged(2, Box::new(Frame::Exec(r#"{"args":["b"]}"#.into()))),
+                Frame::Tagged(2, Box::new(Frame::Stdin(b"input".to_vec()))),
+            ]
+        );
+        port.clear();
+
+        // Guest frames reach the right client; Exit is a client's last.
+        let (mut ra, mut rb) = (FrameReader::new(), FrameReader::new());
+        hub.from_guest(2, Frame::Ready, &mut port).unwrap();
+        hub.from_guest(1, Frame::Error("exec \"a\": not found".into()), &mut port)
+            .unwrap();
+        hub.from_guest(2, Frame::Stdout(b"out".to_vec()), &mut port)
+            .unwrap();
+        hub.from_guest(
+            2,
+            Frame::Exit(hako_agent::proto::ExitStatus::Exited(3)),
+            &mut port,
+        )
+        .unwrap();
+        assert_eq!(
+            read_frame(&mut a, &mut ra),
+            Frame::Error("exec \"a\": not found".into())
+        );
+        assert_eq!(read_frame(&mut b, &mut rb), Frame::Ready);
+        assert_eq!(read_frame(&mut b, &mut rb), Frame::Stdout(b"out".to_vec()));
+        assert_eq!(
+            read_frame(&mut b, &mut rb),
+            Frame::Exit(hako_agent::proto::ExitStatus::Exited(3))
+        );
+        assert!(hub.clients.is_empty(), "both clients are done");
+        assert!(port.is_empty());
+
+        // A client that goes away while its process runs gets that process killed.
+        let mut c = connect();
+        c.write_all(&Frame::Exec(r#"{"args":["c"]}"#.into()).encode())
+            .unwrap();
+        turn(&mut hub, &mut port);
+        turn(&mut hub, &mut port);
+        port.clear();
+        drop(c);
+        turn(&mut hub, &mut port);
+        assert_eq!(
+            frames(&port),
+            vec![Frame::Tagged(3, Box::new(Frame::Signal(libc::SIGKILL)))]
+        );
+        assert!(hub.clients.is_empty());
+        // A frame for an exec that is gone goes nowhere.
+        hub.from_guest(3, Frame::Stdout(b"late".to_vec()), &mut port)
+            .unwrap();
+        drop(hub);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
