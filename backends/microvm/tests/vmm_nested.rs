@@ -32,6 +32,33 @@ fn which(p: &str) -> Option<PathBuf> {
     })
 }
 
+/// How long one L2 boot may take inside L1 (a normal one takes 10-40 s under TCG).
+const INNER_STAGE_LIMIT: std::time::Duration = std::time::Duration::from_secs(150);
+
+/// The watchdog armed last; arming another (or [`disarm`]) retires the one before.
+static STAGE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn disarm() {
+    STAGE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// After `limit`, unless another watchdog was armed or [`disarm`] was called meanwhile, print
+/// which stage stalled and run `on_expiry`.
+fn watchdog(
+    stage: &'static str,
+    limit: std::time::Duration,
+    on_expiry: impl FnOnce() + Send + 'static,
+) {
+    let me = STAGE.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        if STAGE.load(std::sync::atomic::Ordering::SeqCst) == me {
+            println!("WATCHDOG: the L2 boot ({stage}) made no exit within {limit:?}");
+            on_expiry();
+        }
+    });
+}
+
 /// Level 1: the probe must say yes here, and Linux must boot on hako's VMM.
 fn inner() {
     let probe = probe_cached(Path::new("/tmp/probe")).unwrap();
@@ -39,6 +66,16 @@ fn inner() {
     assert!(probe.runs_linux, "{}", probe.detail);
     std::fs::write("/tmp/disk.img", vec![0u8; 1 << 20]).unwrap();
     let cap = Capture::default();
+    // A boot that stops making progress ends the run with what the guest printed so far,
+    // instead of running into the outer timeout with nothing to show.
+    watchdog("1 vCPU", INNER_STAGE_LIMIT, {
+        let cap = cap.clone();
+        move || {
+            println!("{}", String::from_utf8_lossy(&cap.contents()));
+            // SAFETY: leaving the process from the watchdog.
+            unsafe { libc::_exit(3) }
+        }
+    });
     let vmm = Vmm::new(VmConfig {
         memory_mib: 128,
         kernel: PathBuf::from("/vmlinux"),
@@ -112,6 +149,10 @@ fn inner() {
     }
     // SAFETY: closing the parent's copy of the write end.
     unsafe { libc::close(fds[1]) };
+    watchdog("2 vCPUs, jailed", 2 * INNER_STAGE_LIMIT, move || {
+        // SAFETY: killing our own child; the reader below then sees EOF and reports.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    });
     let mut text = String::new();
     // SAFETY: the read end is owned here.
     let _ = std::io::Read::read_to_string(
@@ -121,6 +162,7 @@ fn inner() {
     let mut status = 0;
     // SAFETY: waiting for our own child.
     unsafe { libc::waitpid(pid, &mut status, 0) };
+    disarm();
     println!("{text}");
     println!("jailed+seccomp 2-vCPU run: wait status {status:#x}");
     assert!(
@@ -250,7 +292,7 @@ fn linux_boots_on_hako_vmm_under_nested_kvm() {
     )));
     let out = Command::new("timeout")
         .args([
-            "900",
+            "600",
             "qemu-system-x86_64",
             "-M",
             "q35",
