@@ -149,11 +149,7 @@ fn microvm_create_start_kill_delete() {
     ]);
     let st = h.state(&id);
     assert_eq!(st["status"], "created");
-    let pid: i32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = read_pid(&pidfile);
     assert_eq!(st["pid"], pid);
     h.ok(&["start", &id]);
     h.wait_status(&id, "running");
@@ -286,6 +282,14 @@ fn running_vm(h: &Hako, prefix: &str) -> (Bundle, String) {
         std::thread::sleep(Duration::from_millis(100));
     }
     (b, id)
+}
+
+fn read_pid(path: &Path) -> i32 {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 /// Wait until `pid` is gone or a zombie (a detached exec client is reaped by whoever inherits it).
@@ -429,11 +433,7 @@ fn microvm_exec_signals_tty_and_teardown() {
         "-c",
         "echo $$ > /exec-pid; exec sleep 600",
     ]);
-    let client: i32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let client = read_pid(&pidfile);
     let deadline = Instant::now() + Duration::from_secs(20);
     while !h
         .run(&["exec", &id, "test", "-s", "/exec-pid"])
@@ -493,68 +493,13 @@ fn microvm_exec_signals_tty_and_teardown() {
         "sleep",
         "600",
     ]);
-    let client: i32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let client = read_pid(&pidfile);
     h.ok(&["kill", &id, "TERM"]);
     h.wait_status(&id, "stopped");
     wait_gone(client, "an exec client after its sandbox ended");
     h.ok(&["delete", &id]);
     assert!(containers_left(&h).is_empty(), "{:?}", containers_left(&h));
     assert!(vm_processes(&h).is_empty(), "a process was left behind");
-}
-
-/// Listen on `path` and hand back the first fd sent there (a console socket).
-fn console_receiver(path: &Path) -> std::thread::JoinHandle<std::os::fd::OwnedFd> {
-    use nix::sys::socket::{
-        accept, bind, listen, recvmsg, socket, AddressFamily, Backlog, ControlMessageOwned,
-        MsgFlags, SockFlag, SockType, UnixAddr,
-    };
-    use std::io::IoSliceMut;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    let sock = socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
-    bind(sock.as_raw_fd(), &UnixAddr::new(path).unwrap()).unwrap();
-    listen(&sock, Backlog::new(1).unwrap()).unwrap();
-    std::thread::spawn(move || -> OwnedFd {
-        let conn = accept(sock.as_raw_fd()).unwrap();
-        let mut buf = [0u8; 64];
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = recvmsg::<UnixAddr>(conn, &mut iov, Some(&mut cmsg), MsgFlags::empty()).unwrap();
-        for c in msg.cmsgs().unwrap() {
-            if let ControlMessageOwned::ScmRights(fds) = c {
-                // SAFETY: the fd just received over SCM_RIGHTS is ours.
-                return unsafe { OwnedFd::from_raw_fd(fds[0]) };
-            }
-        }
-        panic!("no fd received on the console socket");
-    })
-}
-
-/// Read a pty master until `end` shows up (or EOF/EIO); CRLF folded to LF.
-fn read_until(master: &std::os::fd::OwnedFd, end: &str) -> String {
-    use std::io::Read;
-    let mut f = std::fs::File::from(master.try_clone().unwrap());
-    let mut out = Vec::new();
-    let mut buf = [0u8; 256];
-    while let Ok(n) = f.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-        if String::from_utf8_lossy(&out).contains(end) {
-            break;
-        }
-    }
-    String::from_utf8_lossy(&out).replace("\r\n", "\n")
 }
 
 /// `hako <args>` in a private mount namespace whose `/dev` lacks `kvm` (a tmpfs holding the

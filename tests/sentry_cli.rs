@@ -177,12 +177,6 @@ fn sentry_enforces_the_spec_seccomp_profile_too() {
 #[test]
 fn sentry_console_socket_gets_the_pty() {
     skip_unless!(need_root());
-    use nix::sys::socket::{
-        accept, bind, listen, recvmsg, socket, AddressFamily, Backlog, ControlMessageOwned,
-        MsgFlags, SockFlag, SockType, UnixAddr,
-    };
-    use std::io::{IoSliceMut, Read};
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     let h = Hako::new();
     let mut b = sentry_bundle(&[
         "sh",
@@ -191,29 +185,7 @@ fn sentry_console_socket_gets_the_pty() {
     ]);
     b.edit(|c| c["process"]["terminal"] = json!(true));
     let sock_path = b.dir.join("console.sock");
-    let sock = socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
-    bind(sock.as_raw_fd(), &UnixAddr::new(&sock_path).unwrap()).unwrap();
-    listen(&sock, Backlog::new(1).unwrap()).unwrap();
-    let receiver = std::thread::spawn(move || -> OwnedFd {
-        let conn = accept(sock.as_raw_fd()).unwrap();
-        let mut buf = [0u8; 64];
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = recvmsg::<UnixAddr>(conn, &mut iov, Some(&mut cmsg), MsgFlags::empty()).unwrap();
-        for c in msg.cmsgs().unwrap() {
-            if let ControlMessageOwned::ScmRights(fds) = c {
-                // SAFETY: the fd just received over SCM_RIGHTS is ours.
-                return unsafe { OwnedFd::from_raw_fd(fds[0]) };
-            }
-        }
-        panic!("no fd received on the console socket");
-    });
+    let receiver = console_receiver(&sock_path);
     let id = unique("stty");
     h.ok(&[
         "create",
@@ -225,20 +197,7 @@ fn sentry_console_socket_gets_the_pty() {
     ]);
     let master = receiver.join().unwrap();
     h.ok(&["start", &id]);
-    let mut f = std::fs::File::from(master);
-    let mut out = Vec::new();
-    let mut buf = [0u8; 256];
-    while let Ok(n) = f.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-        if String::from_utf8_lossy(&out).contains("done") {
-            break;
-        }
-    }
-    let s = String::from_utf8_lossy(&out).replace("\r\n", "\n");
-    assert_eq!(s, "is-a-tty\ndone\n");
+    assert_eq!(read_until(&master, "done\n"), "is-a-tty\ndone\n");
     h.wait_status(&id, "stopped");
     h.ok(&["delete", &id]);
 }

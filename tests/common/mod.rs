@@ -306,3 +306,55 @@ pub fn processes_mentioning(needle: &str) -> Vec<i32> {
         })
         .collect()
 }
+
+/// Listen on `path` and hand back the first fd sent there (a console socket).
+pub fn console_receiver(path: &Path) -> std::thread::JoinHandle<std::os::fd::OwnedFd> {
+    use nix::sys::socket::{
+        accept, bind, listen, recvmsg, socket, AddressFamily, Backlog, ControlMessageOwned,
+        MsgFlags, SockFlag, SockType, UnixAddr,
+    };
+    use std::io::IoSliceMut;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    bind(sock.as_raw_fd(), &UnixAddr::new(path).unwrap()).unwrap();
+    listen(&sock, Backlog::new(1).unwrap()).unwrap();
+    std::thread::spawn(move || -> OwnedFd {
+        let conn = accept(sock.as_raw_fd()).unwrap();
+        let mut buf = [0u8; 64];
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = recvmsg::<UnixAddr>(conn, &mut iov, Some(&mut cmsg), MsgFlags::empty()).unwrap();
+        for c in msg.cmsgs().unwrap() {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                // SAFETY: the fd just received over SCM_RIGHTS is ours.
+                return unsafe { OwnedFd::from_raw_fd(fds[0]) };
+            }
+        }
+        panic!("no fd received on the console socket");
+    })
+}
+
+/// Read a pty master until `end` shows up (or EOF/EIO); CRLF folded to LF. The whole of `end`,
+/// not its first bytes: a pty may deliver them apart.
+pub fn read_until(master: &std::os::fd::OwnedFd, end: &str) -> String {
+    use std::io::Read;
+    let mut f = std::fs::File::from(master.try_clone().unwrap());
+    let mut out = Vec::new();
+    let mut buf = [0u8; 256];
+    while let Ok(n) = f.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        if String::from_utf8_lossy(&out).contains(end) {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).replace("\r\n", "\n")
+}

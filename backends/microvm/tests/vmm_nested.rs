@@ -290,35 +290,24 @@ fn linux_boots_on_hako_vmm_under_nested_kvm() {
         "cd {} && find . | cpio -o -H newc 2>/dev/null | gzip -1 > ../initrd.gz",
         root.display()
     )));
-    let out = Command::new("timeout")
-        .args([
-            "600",
-            "qemu-system-x86_64",
-            "-M",
-            "q35",
-            "-cpu",
-            "max",
-            "-m",
-            "1024",
-        ])
-        .arg("-kernel")
-        .arg(&vmlinuz)
-        .arg("-initrd")
-        .arg(work.join("initrd.gz"))
-        .args([
-            "-append",
-            "console=ttyS0 quiet panic=-1",
-            "-nographic",
-            "-no-reboot",
-            "-monitor",
-            "none",
-            "-serial",
-            "stdio",
-        ])
-        .output()
-        .unwrap();
+    // Level 1 now and then goes idle for good under qemu 7.2's TCG (seen here: its qemu at
+    // ~11 s of CPU after minutes, the console silent, before the inner watchdog could act):
+    // that is the emulator, not hako's VMM, whose own stalls the inner watchdog reports. Such
+    // an attempt is shown and retried once.
+    let mut text = String::new();
+    for attempt in 1..=2 {
+        match boot_level1(&work, &vmlinuz) {
+            Level1::Done(t) => {
+                text = t;
+                break;
+            }
+            Level1::Wedged(t) => {
+                eprintln!("attempt {attempt}: level 1 went idle and was killed; its console:\n{t}");
+                text = t;
+            }
+        }
+    }
     std::fs::remove_dir_all(&work).unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let tail: String = text
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -333,4 +322,87 @@ fn linux_boots_on_hako_vmm_under_nested_kvm() {
         text.contains("NESTED-RESULT 0"),
         "the Linux boot on hako's VMM failed inside L1"
     );
+}
+
+enum Level1 {
+    /// qemu exited: the console text.
+    Done(String),
+    /// qemu stopped using CPU without exiting and was killed: the console so far.
+    Wedged(String),
+}
+
+/// CPU time (user + system, clock ticks) of a process.
+fn cpu_ticks(pid: u32) -> u64 {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = st
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    // After the command: state is field 3, utime 14, stime 15 (1-based).
+    let f = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    f(14) + f(15)
+}
+
+/// Boot level 1 under qemu (TCG) with its console in a file; kill it when it has used under
+/// 2 s of CPU in the last 90 s (TCG keeps a core busy while anything runs) or after 10 minutes.
+fn boot_level1(work: &Path, vmlinuz: &Path) -> Level1 {
+    let log = work.join("l1-console.log");
+    let _ = std::fs::remove_file(&log);
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-M", "q35", "-cpu", "max", "-m", "1024"])
+        .arg("-kernel")
+        .arg(vmlinuz)
+        .arg("-initrd")
+        .arg(work.join("initrd.gz"))
+        .args([
+            "-append",
+            "console=ttyS0 quiet panic=-1",
+            "-nographic",
+            "-no-reboot",
+            "-monitor",
+            "none",
+            "-serial",
+        ])
+        .arg(format!("file:{}", log.display()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let tick = std::time::Duration::from_secs(1);
+    let hz = 100; // USER_HZ
+    let start = std::time::Instant::now();
+    let mut window: std::collections::VecDeque<u64> = std::collections::VecDeque::new();
+    let wedged = loop {
+        if child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        window.push_back(cpu_ticks(child.id()));
+        if window.len() > 90 {
+            window.pop_front();
+            if window.back().unwrap() - window.front().unwrap() < 2 * hz {
+                break true;
+            }
+        }
+        if start.elapsed() > std::time::Duration::from_secs(600) {
+            break true;
+        }
+        std::thread::sleep(tick);
+    };
+    if wedged {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let t = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
+    if wedged {
+        Level1::Wedged(t)
+    } else {
+        Level1::Done(t)
+    }
 }
