@@ -300,6 +300,51 @@ mod tests {
         }
     }
 
+    /// Frames that came in the same read as the exec's Ready are relayed at once, not when more
+    /// bytes happen to arrive (they would sit in the reader until the exec'd process ended).
+    #[test]
+    fn client_relays_frames_buffered_with_ready() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let mut reader = FrameReader::new();
+        reader.push(&Frame::Stdout(b"early\n".to_vec()).encode());
+        reader.push(&Frame::Exit(hako_agent::proto::ExitStatus::Exited(4)).encode());
+        let mut out = [0; 2];
+        // SAFETY: pipe(2) into a valid array.
+        assert_eq!(unsafe { libc::pipe(out.as_mut_ptr()) }, 0);
+        // SAFETY: the child only runs the exec client (which closes what it does not need).
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: make the pipe the child's stdout.
+            unsafe { libc::dup2(out[1], 1) };
+            let code = host::run_exec_client(theirs, reader, None);
+            // SAFETY: leaving the child.
+            unsafe { libc::_exit(code) }
+        }
+        // SAFETY: the parent's copy of the write end.
+        unsafe { libc::close(out[1]) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut st = 0;
+        // SAFETY: waitpid on our child.
+        while unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) } == 0 {
+            if Instant::now() > deadline {
+                // SAFETY: end the stuck child.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, &mut st, 0);
+                }
+                panic!("the exec client sat on frames it had already read");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut text = String::new();
+        // SAFETY: the read end is ours.
+        let mut f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(out[0]) };
+        f.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "early\n");
+        assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 4, "{st:#x}");
+        drop(ours);
+    }
+
     #[test]
     fn hub_tags_clients_frames_and_routes_the_guests() {
         let dir = std::env::temp_dir().join(format!("hako-exec-hub-{}", std::process::id()));

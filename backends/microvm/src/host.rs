@@ -535,7 +535,29 @@ fn relay(
     let mut stdin_open = true;
     let (mut out_ok, mut err_ok) = (true, true);
     let mut inbuf = vec![0u8; 16 * 1024];
+    let mut open = true;
     loop {
+        // Whole frames first, before waiting for more bytes: some may have been read together
+        // with the frame that ended the previous phase (an exec client's Ready, say).
+        while let Some(f) = port.reader.next_frame().map_err(anyhow::Error::msg)? {
+            match f {
+                Frame::Stdout(d) => out_ok = out_ok && write_all_fd(1, &d),
+                Frame::Stderr(d) => err_ok = err_ok && write_all_fd(2, &d),
+                Frame::Error(m) => {
+                    let _ = writeln!(std::io::stderr(), "hako: microvm: {m}");
+                }
+                Frame::Exit(s) => return Ok((Some(s), None)),
+                Frame::Tagged(id, f) => {
+                    if let Some(h) = hub.as_deref_mut() {
+                        h.from_guest(id, *f, &mut port.sock)?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !open {
+            return Ok((None, None));
+        }
         let mut fds = vec![
             pfd(port.sock.as_raw_fd(), libc::POLLIN),
             pfd(sigfd.as_raw_fd(), libc::POLLIN),
@@ -545,26 +567,7 @@ fn relay(
         fds.extend(hub_fds.iter().map(|&fd| pfd(fd, libc::POLLIN)));
         poll(&mut fds, None)?;
         if fds[0].revents != 0 {
-            let open = port.fill()?;
-            while let Some(f) = port.reader.next_frame().map_err(anyhow::Error::msg)? {
-                match f {
-                    Frame::Stdout(d) => out_ok = out_ok && write_all_fd(1, &d),
-                    Frame::Stderr(d) => err_ok = err_ok && write_all_fd(2, &d),
-                    Frame::Error(m) => {
-                        let _ = writeln!(std::io::stderr(), "hako: microvm: {m}");
-                    }
-                    Frame::Exit(s) => return Ok((Some(s), None)),
-                    Frame::Tagged(id, f) => {
-                        if let Some(h) = hub.as_deref_mut() {
-                            h.from_guest(id, *f, &mut port.sock)?;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            if !open {
-                return Ok((None, None));
-            }
+            open = port.fill()?;
         }
         if let Some(h) = hub.as_deref_mut() {
             let ready: Vec<RawFd> = fds[3..]
