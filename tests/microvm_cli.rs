@@ -269,19 +269,25 @@ fn running_vm(h: &Hako, prefix: &str) -> (Bundle, String) {
     h.ok(&["start", &id]);
     h.wait_status(&id, "running");
     // The workload writes its file right after start.
+    exec_until(
+        h,
+        &id,
+        &["test", "-f", "/made-by-workload"],
+        true,
+        "the workload never wrote its file",
+    );
+    (b, id)
+}
+
+/// Poll until `hako exec ID args` succeeds (`want` true) or fails (`want` false).
+fn exec_until(h: &Hako, id: &str, args: &[&str], want: bool, what: &str) {
+    let mut argv = vec!["exec", id];
+    argv.extend_from_slice(args);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !h
-        .run(&["exec", &id, "test", "-f", "/made-by-workload"])
-        .status
-        .success()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the workload never wrote its file"
-        );
+    while h.run(&argv).status.success() != want {
+        assert!(Instant::now() < deadline, "{what}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    (b, id)
 }
 
 fn read_pid(path: &Path) -> i32 {
@@ -434,30 +440,23 @@ fn microvm_exec_signals_tty_and_teardown() {
         "echo $$ > /exec-pid; exec sleep 600",
     ]);
     let client = read_pid(&pidfile);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !h
-        .run(&["exec", &id, "test", "-s", "/exec-pid"])
-        .status
-        .success()
-    {
-        assert!(Instant::now() < deadline, "the detached exec never ran");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    exec_until(
+        &h,
+        &id,
+        &["test", "-s", "/exec-pid"],
+        true,
+        "the detached exec never ran",
+    );
     h.ok(&["exec", &id, "sh", "-c", "kill -0 $(cat /exec-pid)"]);
     kill(Pid::from_raw(client), Signal::SIGKILL).unwrap();
     wait_gone(client, "the killed exec client");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while h
-        .run(&["exec", &id, "sh", "-c", "kill -0 $(cat /exec-pid)"])
-        .status
-        .success()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the guest process outlived its exec client"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    exec_until(
+        &h,
+        &id,
+        &["sh", "-c", "kill -0 $(cat /exec-pid)"],
+        false,
+        "the guest process outlived its exec client",
+    );
 
     // --tty with --console-socket: the process gets a terminal of the guest.
     let sock_path = b.dir.join("console.sock");

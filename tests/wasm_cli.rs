@@ -3,6 +3,8 @@
 //! codes and traps, the console socket, and bad inputs (one clear error, exit 1, nothing left).
 //! Modules are built here from WAT with Debian's wabt (`wat2wasm`).
 
+mod common;
+
 use serde_json::{json, Value};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -335,41 +337,13 @@ fn wasm_cli_bad_inputs_are_one_clear_error() {
 #[test]
 fn wasm_cli_console_socket_gets_the_pty() {
     skip_unless_ready!();
-    use nix::sys::socket::{
-        accept, bind, listen, recvmsg, socket, AddressFamily, Backlog, ControlMessageOwned,
-        MsgFlags, SockFlag, SockType, UnixAddr,
-    };
-    use std::io::{IoSliceMut, Read};
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     let e = Env::new();
     let b = e.bundle(
         Module::Wat(HELLO),
         json!({"process": {"terminal": true, "args": ["/app.wasm", "tty"]}}),
     );
     let sock_path = e.dir.join("console.sock");
-    let sock = socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
-    bind(sock.as_raw_fd(), &UnixAddr::new(&sock_path).unwrap()).unwrap();
-    listen(&sock, Backlog::new(1).unwrap()).unwrap();
-    let receiver = std::thread::spawn(move || -> OwnedFd {
-        let conn = accept(sock.as_raw_fd()).unwrap();
-        let mut buf = [0u8; 64];
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = recvmsg::<UnixAddr>(conn, &mut iov, Some(&mut cmsg), MsgFlags::empty()).unwrap();
-        for c in msg.cmsgs().unwrap() {
-            if let ControlMessageOwned::ScmRights(fds) = c {
-                // SAFETY: the fd just received over SCM_RIGHTS is ours.
-                return unsafe { OwnedFd::from_raw_fd(fds[0]) };
-            }
-        }
-        panic!("no fd received on the console socket");
-    });
+    let receiver = common::console_receiver(&sock_path);
     let id = e.id("tty");
     let o = e.hako(&[
         "create",
@@ -382,21 +356,8 @@ fn wasm_cli_console_socket_gets_the_pty() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     let master = receiver.join().unwrap();
     assert!(e.hako(&["start", &id]).status.success());
-    let mut f = fs::File::from(master);
-    let mut out = Vec::new();
-    let mut buf = [0u8; 256];
-    // Read until the module is done (EIO once the slave side is closed).
-    while let Ok(n) = f.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-        // The whole last line, not just its first bytes: the pty may deliver them apart.
-        if text(&out).replace("\r\n", "\n").contains("tty\n") {
-            break;
-        }
-    }
-    let s = text(&out).replace("\r\n", "\n");
+    // Until the module is done (EIO once the slave side is closed).
+    let s = common::read_until(&master, "tty\n");
     assert!(s.starts_with(GREETING) && s.contains("tty\n"), "{s:?}");
     assert!(wait_status(&e, &id, "stopped"));
     assert!(e.hako(&["delete", &id]).status.success());
