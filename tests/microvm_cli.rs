@@ -290,6 +290,20 @@ fn exec_until(h: &Hako, id: &str, args: &[&str], want: bool, what: &str) {
     }
 }
 
+/// `hako exec --detach --pid-file P ID args`; the exec client's pid.
+fn exec_detached(h: &Hako, id: &str, pidfile: &Path, args: &[&str]) -> i32 {
+    let mut argv = vec![
+        "exec",
+        "--detach",
+        "--pid-file",
+        pidfile.to_str().unwrap(),
+        id,
+    ];
+    argv.extend_from_slice(args);
+    h.ok(&argv);
+    read_pid(pidfile)
+}
+
 fn read_pid(path: &Path) -> i32 {
     std::fs::read_to_string(path)
         .unwrap()
@@ -429,17 +443,12 @@ fn microvm_exec_signals_tty_and_teardown() {
 
     // --detach --pid-file: the pid is the exec client; killing it kills the guest process.
     let pidfile = b.dir.join("exec.pid");
-    h.ok(&[
-        "exec",
-        "--detach",
-        "--pid-file",
-        pidfile.to_str().unwrap(),
+    let client = exec_detached(
+        &h,
         &id,
-        "sh",
-        "-c",
-        "echo $$ > /exec-pid; exec sleep 600",
-    ]);
-    let client = read_pid(&pidfile);
+        &pidfile,
+        &["sh", "-c", "echo $$ > /exec-pid; exec sleep 600"],
+    );
     exec_until(
         &h,
         &id,
@@ -483,16 +492,7 @@ fn microvm_exec_signals_tty_and_teardown() {
     drop(master);
 
     // When the workload ends, exec'd processes end with it, killed.
-    h.ok(&[
-        "exec",
-        "--detach",
-        "--pid-file",
-        pidfile.to_str().unwrap(),
-        &id,
-        "sleep",
-        "600",
-    ]);
-    let client = read_pid(&pidfile);
+    let client = exec_detached(&h, &id, &pidfile, &["sleep", "600"]);
     h.ok(&["kill", &id, "TERM"]);
     h.wait_status(&id, "stopped");
     wait_gone(client, "an exec client after its sandbox ended");

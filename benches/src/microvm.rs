@@ -379,19 +379,7 @@ mod synthetic {
     /// The forked VMM process: build and run the stub VM, jailed and under the seccomp filters
     /// like the backend's hako engine; report (ok, to-first-exit ns, build ns, fork RSS KiB).
     fn child(kernel: &Path, serial_w: OwnedFd, input_r: OwnedFd, result_w: OwnedFd) -> ! {
-        // SAFETY: plain syscalls in the forked child.
-        unsafe {
-            libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            );
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        }
+        hako_microvm::hako_engine::vmm_child_prologue();
         let fork_rss = self_rss_kib();
         let out = Vmm::new(VmConfig {
             memory_mib: GUEST_MIB as u32,

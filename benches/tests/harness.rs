@@ -139,6 +139,15 @@ fn synthetic_report() -> Report {
         s.summarize();
         subjects.push(s);
     }
+    test_report(6, subjects, None)
+}
+
+/// A report of these subjects (ratios computed), as a run with `runs` measured runs makes.
+fn test_report(
+    runs: usize,
+    subjects: Vec<SubjectReport>,
+    synthetic: Option<SyntheticVmm>,
+) -> Report {
     let mut r = Report {
         tool: "test".into(),
         command: vec![],
@@ -146,13 +155,13 @@ fn synthetic_report() -> Report {
         duration_s: 0.0,
         machine: Machine::detect("test".into()),
         settings: Settings {
-            runs: 6,
+            runs,
             warmup: 1,
             ..Default::default()
         },
         subjects,
         skipped: vec![],
-        vmm_synthetic: None,
+        vmm_synthetic: synthetic,
         microvm_split: vec![],
     };
     r.compute_ratios();
@@ -414,24 +423,7 @@ fn microvm_report() -> Report {
             .collect(),
         error: None,
     };
-    let mut r = Report {
-        tool: "test".into(),
-        command: vec![],
-        started_unix: 0,
-        duration_s: 0.0,
-        machine: Machine::detect("test".into()),
-        settings: Settings {
-            runs: 4,
-            warmup: 1,
-            ..Default::default()
-        },
-        subjects,
-        skipped: vec![],
-        vmm_synthetic: Some(synthetic),
-        microvm_split: vec![],
-    };
-    r.compute_ratios();
-    r
+    test_report(4, subjects, Some(synthetic))
 }
 
 #[test]

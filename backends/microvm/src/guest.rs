@@ -394,6 +394,7 @@ pub fn translate(
         bail!("domainname is not supported by the microvm backend");
     }
     let mut cfg = GuestConfig {
+        process: translate_process(process)?,
         hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
         readonly_root: spec
             .root()
@@ -401,8 +402,7 @@ pub fn translate(
             .and_then(|r| r.readonly())
             .unwrap_or(false),
         ..Default::default()
-    }
-    .with_process(translate_process(process)?);
+    };
 
     if let Some(linux) = spec.linux() {
         for ns in linux.namespaces().iter().flatten() {
@@ -534,17 +534,18 @@ mod tests {
     fn default_spec_translates() {
         let s = base();
         let cfg = translate(&s, Path::new("/nonexistent"), None).unwrap();
-        assert_eq!(cfg.args, vec!["sh".to_string()]);
+        assert_eq!(cfg.process.args, vec!["sh".to_string()]);
         let dests: Vec<_> = cfg.mounts.iter().map(|m| m.destination.as_str()).collect();
         assert!(
             dests.contains(&"/proc") && dests.contains(&"/dev/pts"),
             "{dests:?}"
         );
         assert!(cfg
+            .process
             .rlimits
             .iter()
             .any(|r| r.resource == libc::RLIMIT_NOFILE));
-        let caps = cfg.capabilities.unwrap();
+        let caps = cfg.process.capabilities.unwrap();
         assert!(
             caps.bounding.contains(&5),
             "CAP_KILL (5) is in the default set"

@@ -76,18 +76,9 @@ impl Engine for HakoVmm {
             return Ok(pid);
         }
         // Child: die with the host process; stderr to the engine log; default signal mask.
+        vmm_child_prologue();
         // SAFETY: plain syscalls in the forked child.
         unsafe {
-            libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            );
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
             libc::setpgid(0, 0);
             libc::dup2(log.as_raw_fd(), 2);
         }
@@ -108,5 +99,24 @@ impl Engine for HakoVmm {
         };
         // SAFETY: leave the child without running the parent's destructors.
         unsafe { libc::_exit(code) }
+    }
+}
+
+/// First steps of a forked VMM process: die with its parent (a killed host process never
+/// leaves a VM behind) and start from an empty signal mask (the parent may block signals it
+/// reads through a signalfd).
+pub fn vmm_child_prologue() {
+    // SAFETY: plain syscalls in the forked child.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
 }

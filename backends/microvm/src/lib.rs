@@ -163,7 +163,7 @@ impl Backend for MicrovmBackend {
             engine_log: req.state_dir.join(ENGINE_LOG),
             kvm: choice.kvm,
         };
-        let tty = match (cfg.terminal, req.console_socket) {
+        let tty = match (cfg.process.terminal, req.console_socket) {
             (true, Some(sock)) => Some(hako_contract::console::send_pty_master(sock)?),
             _ => None,
         };

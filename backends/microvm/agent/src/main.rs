@@ -621,7 +621,7 @@ fn spawn(
     let mut child_io: [Option<OwnedFd>; 3] = [None, None, None];
     let (mut stdin_w, mut stdout_r, mut stderr_r) = (None, None, None);
     let mut pty_sock = None;
-    if cfg.terminal {
+    if cfg.process.terminal {
         let (a, c) = unix_pair()?;
         pty_sock = Some(a);
         child_io[0] = Some(c);
@@ -1233,12 +1233,23 @@ struct Prepared {
 
 impl Prepared {
     fn new(cfg: &GuestConfig) -> Res<Self> {
-        if cfg.args.is_empty() {
+        if cfg.process.args.is_empty() {
             return Err("process.args is empty".into());
         }
-        let argv = cfg.args.iter().map(|a| cstr(a)).collect::<Res<Vec<_>>>()?;
-        let envp = cfg.env.iter().map(|a| cstr(a)).collect::<Res<Vec<_>>>()?;
+        let argv = cfg
+            .process
+            .args
+            .iter()
+            .map(|a| cstr(a))
+            .collect::<Res<Vec<_>>>()?;
+        let envp = cfg
+            .process
+            .env
+            .iter()
+            .map(|a| cstr(a))
+            .collect::<Res<Vec<_>>>()?;
         let path = cfg
+            .process
             .env
             .iter()
             .find_map(|e| e.strip_prefix("PATH="))
@@ -1247,7 +1258,11 @@ impl Prepared {
             argv,
             envp,
             path_dirs: path.split(':').map(String::from).collect(),
-            cwd: cstr(if cfg.cwd.is_empty() { "/" } else { &cfg.cwd })?,
+            cwd: cstr(if cfg.process.cwd.is_empty() {
+                "/"
+            } else {
+                &cfg.process.cwd
+            })?,
         })
     }
 }
@@ -1275,7 +1290,7 @@ fn child_main(
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
         sys(libc::setsid() as libc::c_long, "setsid")?;
-        if cfg.terminal {
+        if cfg.process.terminal {
             // Made after pivot_root, below.
         } else {
             for (t, fd) in io.iter().enumerate() {
@@ -1326,7 +1341,7 @@ fn child_main(
                     "join the workload's mount namespace",
                 )?;
                 sys(libc::chdir(c"/".as_ptr()) as libc::c_long, "chdir /")?;
-                if cfg.terminal && !Path::new("/dev/pts/ptmx").exists() {
+                if cfg.process.terminal && !Path::new("/dev/pts/ptmx").exists() {
                     // The devpts this terminal needs must not appear in the workload's view.
                     sys(
                         libc::unshare(libc::CLONE_NEWNS) as libc::c_long,
@@ -1335,7 +1350,7 @@ fn child_main(
                 }
             }
         }
-        if cfg.terminal {
+        if cfg.process.terminal {
             if !Path::new("/dev/pts/ptmx").exists() {
                 let _ = fs::create_dir_all("/dev/pts");
                 mount(
@@ -1351,7 +1366,7 @@ fn child_main(
             } else {
                 "/dev/pts/ptmx"
             };
-            let (m, s) = openpty(ptmx, cfg.console_size)?;
+            let (m, s) = openpty(ptmx, cfg.process.console_size)?;
             send_fd(io[0].as_ref().unwrap().as_raw_fd(), m.as_raw_fd())?;
             drop(m);
             let s = s.as_raw_fd();
@@ -1364,7 +1379,7 @@ fn child_main(
             }
         }
 
-        for r in &cfg.rlimits {
+        for r in &cfg.process.rlimits {
             let lim = libc::rlimit64 {
                 rlim_cur: r.soft,
                 rlim_max: r.hard,
@@ -1373,11 +1388,11 @@ fn child_main(
                 return Err(format!("setrlimit {}: {}", r.resource, errno()));
             }
         }
-        if let Some(adj) = cfg.oom_score_adj {
+        if let Some(adj) = cfg.process.oom_score_adj {
             let _ = fs::write("/proc/self/oom_score_adj", adj.to_string());
         }
         // Bounding set first (needs CAP_SETPCAP), then the identity, then the other sets.
-        if let Some(caps) = &cfg.capabilities {
+        if let Some(caps) = &cfg.process.capabilities {
             let last = fs::read_to_string("/proc/sys/kernel/cap_last_cap")
                 .ok()
                 .and_then(|s| s.trim().parse::<u32>().ok())
@@ -1397,34 +1412,44 @@ fn child_main(
             )?;
         }
         // Without no_new_privileges the filter must be loaded while we still hold CAP_SYS_ADMIN.
-        if !cfg.no_new_privileges {
+        if !cfg.process.no_new_privileges {
             for prog in seccomp.iter().flatten() {
                 load_seccomp(prog, cfg.seccomp.as_ref().map_or(0, |s| s.flags))?;
             }
         }
-        let gids: Vec<libc::gid_t> = cfg.additional_gids.clone();
+        let gids: Vec<libc::gid_t> = cfg.process.additional_gids.clone();
         sys(
             libc::syscall(libc::SYS_setgroups, gids.len(), gids.as_ptr()),
             "setgroups",
         )?;
         sys(
-            libc::syscall(libc::SYS_setresgid, cfg.gid, cfg.gid, cfg.gid),
+            libc::syscall(
+                libc::SYS_setresgid,
+                cfg.process.gid,
+                cfg.process.gid,
+                cfg.process.gid,
+            ),
             "setresgid",
         )?;
         sys(
-            libc::syscall(libc::SYS_setresuid, cfg.uid, cfg.uid, cfg.uid),
+            libc::syscall(
+                libc::SYS_setresuid,
+                cfg.process.uid,
+                cfg.process.uid,
+                cfg.process.uid,
+            ),
             "setresuid",
         )?;
-        if let Some(caps) = &cfg.capabilities {
+        if let Some(caps) = &cfg.process.capabilities {
             set_caps(caps)?;
         }
-        if cfg.no_new_privileges {
+        if cfg.process.no_new_privileges {
             sys(
                 libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) as libc::c_long,
                 "PR_SET_NO_NEW_PRIVS",
             )?;
         }
-        libc::umask(cfg.umask.unwrap_or(0o022) as libc::mode_t);
+        libc::umask(cfg.process.umask.unwrap_or(0o022) as libc::mode_t);
         if libc::chdir(p.cwd.as_ptr()) != 0 {
             return Err(format!("cwd {:?}: {}", p.cwd, errno()));
         }
@@ -1438,7 +1463,7 @@ fn child_main(
                 libc::_exit(0);
             }
         }
-        if cfg.no_new_privileges {
+        if cfg.process.no_new_privileges {
             for prog in seccomp.iter().flatten() {
                 load_seccomp(prog, cfg.seccomp.as_ref().map_or(0, |s| s.flags))?;
             }

@@ -18,26 +18,15 @@ pub const MAX_PAYLOAD: usize = 64 * 1024;
 /// and `mounts` that make sense inside a guest, already translated by the host.
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
 pub struct GuestConfig {
-    pub args: Vec<String>,
-    pub env: Vec<String>,
-    pub cwd: String,
-    pub uid: u32,
-    pub gid: u32,
-    pub additional_gids: Vec<u32>,
-    pub umask: Option<u32>,
-    pub rlimits: Vec<Rlimit>,
+    /// The workload's process (its fields sit at the top level of the JSON).
+    #[serde(flatten)]
+    pub process: ProcessSpec,
     pub hostname: Option<String>,
     /// `root.readonly`: the workload's `/` is remounted read-only after the mounts are made.
     pub readonly_root: bool,
     /// Size of the tmpfs that holds the overlay's upper layer and carried-in files.
     pub overlay_size_mib: u64,
-    pub terminal: bool,
-    /// Initial terminal size (rows, cols) when `terminal`.
-    pub console_size: Option<(u16, u16)>,
-    pub no_new_privileges: bool,
-    pub capabilities: Option<Capabilities>,
     pub seccomp: Option<Seccomp>,
-    pub oom_score_adj: Option<i32>,
     /// `linux.resources.pids.limit`, applied with a guest cgroup.
     pub pids_limit: Option<i64>,
     pub mounts: Vec<Mount>,
@@ -60,6 +49,7 @@ pub struct ProcessSpec {
     pub umask: Option<u32>,
     pub rlimits: Vec<Rlimit>,
     pub terminal: bool,
+    /// Initial terminal size (rows, cols) when `terminal`.
     pub console_size: Option<(u16, u16)>,
     pub no_new_privileges: bool,
     pub capabilities: Option<Capabilities>,
@@ -70,19 +60,7 @@ impl GuestConfig {
     /// A config whose process fields are `p`'s and whose sandbox fields are this one's.
     pub fn with_process(&self, p: ProcessSpec) -> GuestConfig {
         GuestConfig {
-            args: p.args,
-            env: p.env,
-            cwd: p.cwd,
-            uid: p.uid,
-            gid: p.gid,
-            additional_gids: p.additional_gids,
-            umask: p.umask,
-            rlimits: p.rlimits,
-            terminal: p.terminal,
-            console_size: p.console_size,
-            no_new_privileges: p.no_new_privileges,
-            capabilities: p.capabilities,
-            oom_score_adj: p.oom_score_adj,
+            process: p,
             ..self.clone()
         }
     }
@@ -497,7 +475,10 @@ mod tests {
     #[test]
     fn exec_process_keeps_the_sandbox_fields() {
         let base = GuestConfig {
-            args: vec!["/bin/sleep".into(), "100".into()],
+            process: ProcessSpec {
+                args: vec!["/bin/sleep".into(), "100".into()],
+                ..Default::default()
+            },
             hostname: Some("box".into()),
             pids_limit: Some(50),
             readonly_root: true,
@@ -505,7 +486,6 @@ mod tests {
                 programs: vec![Blob { offset: 0, len: 8 }],
                 flags: 0,
             }),
-            uid: 0,
             ..Default::default()
         };
         let p = ProcessSpec {
@@ -516,8 +496,11 @@ mod tests {
             ..Default::default()
         };
         let c = base.with_process(p);
-        assert_eq!(c.args, vec!["/bin/id"]);
-        assert_eq!((c.uid, c.cwd.as_str(), c.terminal), (1000, "/tmp", true));
+        assert_eq!(c.process.args, vec!["/bin/id"]);
+        assert_eq!(
+            (c.process.uid, c.process.cwd.as_str(), c.process.terminal),
+            (1000, "/tmp", true)
+        );
         assert_eq!(c.hostname.as_deref(), Some("box"));
         assert_eq!(c.pids_limit, Some(50));
         assert!(c.readonly_root && c.seccomp.is_some());
@@ -541,8 +524,11 @@ mod tests {
         let mut b = ConfigBuilder::new();
         let blob = b.add_blob(b"127.0.0.1 localhost\n");
         let cfg = GuestConfig {
-            args: vec!["/bin/echo".into(), "hi".into()],
-            cwd: "/".into(),
+            process: ProcessSpec {
+                args: vec!["/bin/echo".into(), "hi".into()],
+                cwd: "/".into(),
+                ..Default::default()
+            },
             mounts: vec![Mount {
                 destination: "/etc/hosts".into(),
                 kind: MountKind::Carried {
