@@ -140,6 +140,15 @@ pub fn create(req: &CreateRequest) -> Result<Created> {
         .as_ref()
         .map(|p| p.to_string_lossy().to_string());
     let cg = cgroup_for(req, cg_path.as_deref(), linux.resources().as_ref())?;
+    let host_mounts_before = plan
+        .root_propagation
+        .is_some_and(|p| p.contains(MsFlags::MS_SHARED))
+        .then(|| {
+            rootfs::mounts_below(&plan.rootfs)
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect()
+        });
     let r = (|| {
         if let (Some(cg), Some(res)) = (&cg, linux.resources()) {
             cg.apply(&with_default_devices(res, &plan.devices))?;
@@ -154,6 +163,7 @@ pub fn create(req: &CreateRequest) -> Result<Created> {
             data: serde_json::to_value(Data {
                 cgroup: cg,
                 rootfs: plan.rootfs.clone(),
+                host_mounts_before,
             })?,
         }),
         Err(e) => {
@@ -217,8 +227,19 @@ fn spawn(
     let (parent, child) = sync::pair()?;
     let mut keep: Vec<i32> = joins.iter().map(|(fd, _, _)| fd.as_raw_fd()).collect();
     keep.push(child.raw());
+    // The init runs hako's code inside the container until its execve, and in a container that
+    // is created but not started it does so for as long as the engine likes: it must never be
+    // dumpable there (see `process::set_dumpable`). Set before the clone so that there is no
+    // window at all; the child inherits it. The one exception: a rootless runtime making a new
+    // user namespace, whose maps the parent (or newuidmap) can write only to a dumpable child;
+    // that child turns itself non-dumpable once the maps are written, while its new pid
+    // namespace holds nobody else.
+    let early = !(plan.ns.new_user && rootless());
+    process::set_dumpable(!early);
     let pid = if joins.is_empty() {
-        let pid = namespaces::clone(plan.ns.clone_flags)?;
+        let pid = process::with_oom_score_adj(plan.process.oom_score_adj, || {
+            namespaces::clone(plan.ns.clone_flags)
+        })?;
         if pid == 0 {
             drop(parent);
             process::close_cloexec_fds(&keep);
@@ -227,7 +248,7 @@ fn spawn(
         }
         pid
     } else {
-        let mid = namespaces::clone(0)?;
+        let mid = process::with_oom_score_adj(plan.process.oom_score_adj, || namespaces::clone(0))?;
         if mid == 0 {
             drop(parent);
             process::close_cloexec_fds(&keep);
@@ -262,9 +283,7 @@ fn drive(
     pid: i32,
 ) -> Result<()> {
     if plan.ns.new_user {
-        // SAFETY: geteuid cannot fail.
-        let rootless = unsafe { libc::geteuid() } != 0;
-        namespaces::write_id_maps(pid, &plan.ns.uid_map, &plan.ns.gid_map, rootless)?;
+        namespaces::write_id_maps(pid, &plan.ns.uid_map, &plan.ns.gid_map, rootless())?;
     }
     chan.send(&Msg::Go { pid })?;
     if let Some(cg) = cg {
@@ -293,6 +312,11 @@ fn drive(
             None => bail!("the container init exited during set-up"),
         }
     }
+}
+
+fn rootless() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() != 0 }
 }
 
 fn fail(chan: &Channel, e: anyhow::Error) -> ! {
@@ -381,6 +405,8 @@ fn init_setup(plan: &InitPlan, chan: &Channel) -> Result<Ready> {
         Msg::Go { pid } => Ok(pid),
         m => Err(anyhow!("unexpected message {m:?}")),
     })?;
+    // Maps written (or none needed): from here on nobody but root on the host may look inside.
+    process::set_dumpable(false);
     let ns = &plan.ns;
     if ns.new_user {
         // Become root of the new user namespace (the maps are written now).
@@ -398,9 +424,6 @@ fn init_setup(plan: &InitPlan, chan: &Channel) -> Result<Ready> {
         nix::sys::stat::Mode::empty(),
     )
     .with_context(|| format!("opening start fifo {}", plan.fifo.display()))?;
-    if let Some(v) = plan.process.oom_score_adj {
-        process::write_oom_score_adj(v)?;
-    }
     // Run once, before the first cgroup mount or else right after the mounts: wait until the
     // parent has put us in our cgroup, read the cgroup paths as the host sees them, then hide
     // them behind a new cgroup namespace.
@@ -488,13 +511,10 @@ fn init_setup(plan: &InitPlan, chan: &Channel) -> Result<Ready> {
     if let (Some(c), false) = (&plan.seccomp, seccomp_late) {
         sec::apply(c).context("loading the seccomp filter")?;
     }
+    // Still non-dumpable after the uid change: the start fifo is reopened through our own
+    // /proc/self/fd, which the kernel allows a process whatever its dumpability. execve makes
+    // the workload dumpable again (for its own binary).
     process::become_user(pp)?;
-    if pp.uid != 0 || pp.gid != 0 {
-        // The uid change made us non-dumpable, which makes /proc/self/fd (and so the start
-        // fifo we reopen through it) root-only. execve resets the flag for the workload.
-        // SAFETY: plain prctl.
-        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
-    }
     process::set_no_new_privileges(pp)?;
     // cwd again as the user, as runc does: a cwd the user cannot enter fails here.
     process::chdir(pp)?;

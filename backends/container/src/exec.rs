@@ -42,7 +42,11 @@ pub fn exec(sb: &Sandbox, req: &ExecRequest) -> Result<Execed> {
     )
     .with_context(|| format!("opening /proc/{}/root", sb.pid))?;
     let (parent, child) = sync::pair()?;
-    let mid = namespaces::clone(0)?;
+    // The exec'd process runs hako's code inside the container until its execve: never
+    // dumpable there (CVE-2019-5736, see `process::set_dumpable`). Set before the clone, so the
+    // intermediate and the process inherit it with no window.
+    process::set_dumpable(false);
+    let mid = process::with_oom_score_adj(plan.oom_score_adj, || namespaces::clone(0))?;
     if mid == 0 {
         drop(parent);
         let mut keep: Vec<i32> = nss.iter().map(|(fd, _, _)| fd.as_raw_fd()).collect();
@@ -148,9 +152,6 @@ fn setup(
         chan.send_with_fd(&Msg::PtyMaster, Some(master.as_raw_fd()))?;
         drop(master);
         process::adopt_terminal(&slave)?;
-    }
-    if let Some(v) = plan.oom_score_adj {
-        process::write_oom_score_adj(v)?;
     }
     process::set_rlimits(plan)?;
     process::set_io_priority(plan)?;

@@ -33,6 +33,11 @@ pub use cgroups::CgroupManager;
 pub struct Data {
     pub cgroup: Option<CgroupManager>,
     pub rootfs: PathBuf,
+    /// With a shared rootfsPropagation only: the ids of the host's mounts at or below the
+    /// rootfs before the container was made. `delete` unmounts the others (what the container
+    /// propagated back) and nothing at all when this is None.
+    #[serde(default)]
+    pub host_mounts_before: Option<Vec<u64>>,
 }
 
 impl Data {
@@ -153,7 +158,9 @@ impl Backend for ContainerBackend {
         if let Some(cg) = &data.cgroup {
             cg.destroy()?;
         }
-        rootfs::unmount_below(&data.rootfs)?;
+        if let Some(before) = &data.host_mounts_before {
+            rootfs::unmount_new_below(&data.rootfs, before)?;
+        }
         Ok(())
     }
 

@@ -131,6 +131,26 @@ pub fn write_oom_score_adj(v: i32) -> Result<()> {
     std::fs::write("/proc/self/oom_score_adj", v.to_string()).context("writing oom_score_adj")
 }
 
+/// Run `clone` with our own oom_score_adj set to `v`, so the child inherits it, then put ours
+/// back (in the parent only: the child returns through here too, with 0). Set here, in the
+/// runtime, rather than in the child: the child is non-dumpable (see [`set_dumpable`]), which
+/// makes its /proc files root-owned in the host user namespace and so unwritable from inside a
+/// user namespace; and only the host's CAP_SYS_RESOURCE may lower the value (runc sets it in
+/// its bootstrap process too).
+pub fn with_oom_score_adj(v: Option<i32>, clone: impl FnOnce() -> Result<i32>) -> Result<i32> {
+    let Some(v) = v else { return clone() };
+    let old =
+        std::fs::read_to_string("/proc/self/oom_score_adj").context("reading oom_score_adj")?;
+    write_oom_score_adj(v)?;
+    let r = clone();
+    if !matches!(r, Ok(0)) {
+        // Best effort: lowering it back may need a capability a rootless caller lacks; the
+        // caller is the short-lived runtime either way.
+        let _ = std::fs::write("/proc/self/oom_score_adj", old.trim());
+    }
+    r
+}
+
 pub fn set_rlimits(p: &ProcessPlan) -> Result<()> {
     for (res, soft, hard) in &p.rlimits {
         let r = libc::rlimit {
@@ -332,6 +352,17 @@ pub fn close_cloexec_fds(keep: &[i32]) {
             }
         }
     }
+}
+
+/// Make this process non-dumpable (or dumpable again). A process that runs hako's own code
+/// inside (or on its way into) a container must be non-dumpable: otherwise a process in the
+/// container may open `/proc/<pid>/exe` (the host's hako binary), wait for the runtime to exit
+/// and reopen it for writing (CVE-2019-5736). Non-dumpable makes /proc/<pid> root-owned in the
+/// host user namespace and refuses ptrace-mode access to anyone without CAP_SYS_PTRACE there.
+/// execve resets the flag for the workload's own binary.
+pub fn set_dumpable(on: bool) {
+    // SAFETY: plain prctl; it cannot fail with these arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, on as libc::c_ulong, 0, 0, 0) };
 }
 
 /// In a freshly cloned child: every signal back to its default action and none blocked. The

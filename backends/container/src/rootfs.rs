@@ -861,14 +861,28 @@ pub fn readonly_path(p: &str) -> Result<()> {
     remount_bind(path, MsFlags::MS_RDONLY | MsFlags::MS_REC)
 }
 
-/// Host-side clean-up for `delete`: unmount anything still mounted at or below `rootfs` in the
-/// caller's mount namespace (left by a shared rootfsPropagation). Deepest first.
-pub fn unmount_below(rootfs: &Path) -> Result<()> {
+/// Mounts at or below `rootfs` in the caller's mount namespace: (mount id, mount point).
+pub fn mounts_below(rootfs: &Path) -> Vec<(u64, PathBuf)> {
     let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut mps: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(|m| PathBuf::from(unescape(m))))
-        .filter(|m| m.starts_with(rootfs))
+    info.lines()
+        .filter_map(|l| {
+            let mut f = l.split(' ');
+            let id = f.next()?.parse().ok()?;
+            let mp = PathBuf::from(unescape(f.nth(3)?));
+            mp.starts_with(rootfs).then_some((id, mp))
+        })
+        .collect()
+}
+
+/// Host-side clean-up for `delete`: unmount what the container propagated back to the host at
+/// or below `rootfs` (a shared rootfsPropagation), that is every mount there that was not in
+/// `before` (recorded at create). Mounts the engine or an admin made there before the container
+/// existed are left alone, as runc leaves them. Deepest first.
+pub fn unmount_new_below(rootfs: &Path, before: &[u64]) -> Result<()> {
+    let mut mps: Vec<PathBuf> = mounts_below(rootfs)
+        .into_iter()
+        .filter(|(id, _)| !before.contains(id))
+        .map(|(_, mp)| mp)
         .collect();
     mps.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
     for m in mps {
