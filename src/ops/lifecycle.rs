@@ -158,8 +158,9 @@ impl Drop for Made<'_> {
 }
 
 /// SIGKILL a process that is not (necessarily) our child and wait until it is gone.
+/// A pid without a start time is never signalled: it cannot be told from a recycled one.
 pub fn kill_and_wait(pid: i32, start: Option<u64>) {
-    if !proc::is_alive(pid, start) {
+    if start.is_none() || !proc::is_alive(pid, start) {
         return;
     }
     // SAFETY: kill with a pid we verified.

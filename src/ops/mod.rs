@@ -30,7 +30,10 @@ impl Ctx {
         let lock = self.store.open(id)?;
         let rec = lock.read()?;
         let backend = backends::get(&rec.backend)?;
-        let alive = proc::is_alive(rec.pid, rec.pid_start);
+        // A pid is ours only with the start time recorded at create: without one (a damaged or
+        // hand-edited state.json) the pid may name any host process by now, so the container
+        // counts as stopped and nothing is ever signalled.
+        let alive = rec.pid_start.is_some() && proc::is_alive(rec.pid, rec.pid_start);
         Ok(Loaded {
             lock,
             rec,
