@@ -75,11 +75,23 @@ impl Store {
     /// Make the directory of a new container; fails if the id is taken.
     pub fn create(&self, id: &str) -> Result<Locked> {
         validate_id(id)?;
-        fs::create_dir_all(&self.root)
+        // The root as runc makes its own: 0700, so no other host user reaches a container's
+        // files (a sentry's upper dir, with whatever setuid binary the workload made, among
+        // them). A root that already exists (--root some/shared/dir) is left as it is.
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
             .with_context(|| format!("cannot create state root {}", self.root.display()))?;
         let dir = self.dir(id);
-        match fs::create_dir(&dir) {
-            Ok(()) => {}
+        match fs::DirBuilder::new().mode(0o711).create(&dir) {
+            Ok(()) => {
+                // 0711 whatever the umask: a backend's host process that runs as another id
+                // (a user namespace's root) may still need to reach a file in it by name.
+                fs::set_permissions(&dir, fs::Permissions::from_mode(0o711))
+                    .with_context(|| format!("cannot chmod {}", dir.display()))?;
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 bail!("container {id:?} already exists")
             }
