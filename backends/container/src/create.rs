@@ -225,8 +225,17 @@ fn spawn(
     joins: Vec<(OwnedFd, libc::c_int, PathBuf)>,
 ) -> Result<i32> {
     let (parent, child) = sync::pair()?;
+    // The start fifo, opened here by the runtime: the state directory need not be reachable
+    // from the init's user namespace (runc passes its exec.fifo the same way).
+    let fifo = nix::fcntl::open(
+        &plan.fifo,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .with_context(|| format!("opening start fifo {}", plan.fifo.display()))?;
     let mut keep: Vec<i32> = joins.iter().map(|(fd, _, _)| fd.as_raw_fd()).collect();
     keep.push(child.raw());
+    keep.push(fifo.as_raw_fd());
     // The init runs hako's code inside the container until its execve, and in a container that
     // is created but not started it does so for as long as the engine likes: it must never be
     // dumpable there (see `process::set_dumpable`). Set before the clone so that there is no
@@ -244,7 +253,7 @@ fn spawn(
             drop(parent);
             process::close_cloexec_fds(&keep);
             process::reset_signals();
-            init_main(plan, &child);
+            init_main(plan, &child, fifo);
         }
         pid
     } else {
@@ -253,7 +262,7 @@ fn spawn(
             drop(parent);
             process::close_cloexec_fds(&keep);
             process::reset_signals();
-            intermediate(plan, &child, &joins);
+            intermediate(plan, &child, &joins, fifo);
         }
         drop(joins);
         let got = parent.expect("joining namespaces", |m, _| match m {
@@ -326,14 +335,19 @@ fn fail(chan: &Channel, e: anyhow::Error) -> ! {
 }
 
 /// The intermediate: join the namespaces given by path, clone the init as the caller's child.
-fn intermediate(plan: &InitPlan, chan: &Channel, joins: &[(OwnedFd, libc::c_int, PathBuf)]) -> ! {
+fn intermediate(
+    plan: &InitPlan,
+    chan: &Channel,
+    joins: &[(OwnedFd, libc::c_int, PathBuf)],
+    fifo: OwnedFd,
+) -> ! {
     for (fd, flag, path) in joins {
         if let Err(e) = namespaces::setns(fd, *flag, path) {
             fail(chan, e);
         }
     }
     match namespaces::clone(plan.ns.clone_flags | libc::CLONE_PARENT) {
-        Ok(0) => init_main(plan, chan),
+        Ok(0) => init_main(plan, chan, fifo),
         Ok(pid) => {
             let _ = chan.send(&Msg::Pid(pid));
             // SAFETY: as in `fail`.
@@ -343,8 +357,8 @@ fn intermediate(plan: &InitPlan, chan: &Channel, joins: &[(OwnedFd, libc::c_int,
     }
 }
 
-fn init_main(plan: &InitPlan, chan: &Channel) -> ! {
-    let ready = match init_setup(plan, chan) {
+fn init_main(plan: &InitPlan, chan: &Channel, fifo: OwnedFd) -> ! {
+    let ready = match init_setup(plan, chan, fifo) {
         Ok(r) => r,
         Err(e) => fail(chan, e),
     };
@@ -400,7 +414,7 @@ struct Ready {
     env: Vec<std::ffi::CString>,
 }
 
-fn init_setup(plan: &InitPlan, chan: &Channel) -> Result<Ready> {
+fn init_setup(plan: &InitPlan, chan: &Channel, fifo: OwnedFd) -> Result<Ready> {
     let host_pid = chan.expect("waiting for the runtime", |m, _| match m {
         Msg::Go { pid } => Ok(pid),
         m => Err(anyhow!("unexpected message {m:?}")),
@@ -418,12 +432,9 @@ fn init_setup(plan: &InitPlan, chan: &Channel) -> Result<Ready> {
             }
         }
     }
-    let fifo = nix::fcntl::open(
-        &plan.fifo,
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .with_context(|| format!("opening start fifo {}", plan.fifo.display()))?;
+    if ns.clone_flags & libc::CLONE_NEWNET != 0 {
+        namespaces::loopback_up()?;
+    }
     // Run once, before the first cgroup mount or else right after the mounts: wait until the
     // parent has put us in our cgroup, read the cgroup paths as the host sees them, then hide
     // them behind a new cgroup namespace.

@@ -125,6 +125,36 @@ pub fn setns(fd: &OwnedFd, flag: libc::c_int, what: &std::path::Path) -> Result<
     Ok(())
 }
 
+/// Bring up `lo` in the (new) network namespace we are in, as runc and crun do: without it
+/// 127.0.0.1 is unreachable under `--network none` and in a pod's namespace. Hand-written:
+/// neither nix nor libc wraps SIOCSIFFLAGS, and a netlink crate would be a dependency for one
+/// flag.
+pub fn loopback_up() -> Result<()> {
+    // SAFETY: a datagram socket only to carry the interface ioctls; closed below.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if sock < 0 {
+        return Err(std::io::Error::last_os_error()).context("socket for the loopback ioctl");
+    }
+    // SAFETY: a fresh descriptor.
+    let sock = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(sock) };
+    // SAFETY: ifreq is plain data; zeroed is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS with a valid ifreq.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) != 0 {
+            return Err(std::io::Error::last_os_error()).context("reading the flags of lo");
+        }
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) != 0 {
+            return Err(std::io::Error::last_os_error()).context("bringing lo up");
+        }
+    }
+    Ok(())
+}
+
 /// fork-like clone (no new stack: the child runs on a copy of ours). Returns 0 in the child.
 pub fn clone(flags: libc::c_int) -> Result<i32> {
     // SAFETY: without CLONE_VM the child gets a copy of the address space, as with fork. The
