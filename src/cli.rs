@@ -7,9 +7,10 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(name = "hako", version, about = "One OCI runtime, four isolation backends", long_about = None)]
 pub struct Cli {
-    /// Directory for container state (tmpfs recommended)
-    #[arg(long, global = true, default_value = "/run/hako", env = "HAKO_ROOT")]
-    pub root: PathBuf,
+    /// Directory for container state (tmpfs recommended) [default: /run/hako, or
+    /// $XDG_RUNTIME_DIR/hako when rootless]
+    #[arg(long, global = true, env = "HAKO_ROOT")]
+    pub root: Option<PathBuf>,
     /// Also write errors and debug messages to this file
     #[arg(long, global = true)]
     pub log: Option<PathBuf>,
@@ -22,7 +23,8 @@ pub struct Cli {
     /// Manage cgroups through systemd (needs a running systemd)
     #[arg(long, global = true)]
     pub systemd_cgroup: bool,
-    /// Rootless mode: true, false or auto (auto: rootless when not run as root)
+    /// Rootless mode: true, false or auto (auto: rootless when not root, or when root only
+    /// inside a user namespace, as under rootless podman)
     #[arg(long, global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "auto")]
     pub rootless: String,
     /// Backend for bundles that do not choose one by annotation

@@ -8,6 +8,7 @@ mod cli;
 mod exe;
 mod log;
 mod ops;
+mod rootless;
 mod store;
 mod wait;
 
@@ -60,17 +61,11 @@ fn main() {
 
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let explicit_rootless = cli.rootless == "true";
-    let rootless = match cli.rootless.as_str() {
-        "true" => true,
-        "false" => false,
-        // SAFETY: geteuid cannot fail.
-        "auto" => (unsafe { libc::geteuid() }) != 0,
-        other => anyhow::bail!("--rootless {other:?}: expected true, false or auto"),
-    };
-    let root = if cli.root.is_absolute() {
-        cli.root.clone()
-    } else {
-        std::env::current_dir()?.join(&cli.root)
+    let rootless = rootless::decide(&cli.rootless)?;
+    let root = match &cli.root {
+        Some(r) if r.is_absolute() => r.clone(),
+        Some(r) => std::env::current_dir()?.join(r),
+        None => rootless::default_root(rootless)?,
     };
     let ctx = Ctx {
         store: store::Store::new(&root),
