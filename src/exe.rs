@@ -160,7 +160,13 @@ fn execveat(fd: &OwnedFd) -> std::io::Error {
     let args: Vec<CString> = std::env::args_os()
         .map(|a| CString::new(a.into_encoded_bytes()).unwrap_or_default())
         .collect();
+    // The re-executed binary sees "/" as its /proc/self/exe (the root of the detached mount)
+    // or a memfd: tell it where it was installed, for what lives next to it (the guest agent).
+    let original = std::env::var_os(hako_contract::proc::EXE_ENV)
+        .or_else(|| std::env::current_exe().ok().map(|p| p.into_os_string()));
     let env: Vec<CString> = std::env::vars_os()
+        .filter(|(k, _)| k != hako_contract::proc::EXE_ENV)
+        .chain(original.map(|o| (hako_contract::proc::EXE_ENV.into(), o)))
         .map(|(k, v)| {
             let mut b = k.into_encoded_bytes();
             b.push(b'=');

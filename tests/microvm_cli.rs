@@ -564,3 +564,28 @@ fn microvm_without_dev_kvm() {
     assert!(containers_left(&h).is_empty(), "{:?}", containers_left(&h));
     assert!(vm_processes(&h).is_empty(), "a VM was left behind");
 }
+
+/// `run` re-executes hako from a sealed view of its binary (src/exe.rs), whose
+/// /proc/self/exe names no directory: the guest agent must still be found by where hako is
+/// installed (here: the build tree), with no HAKO_AGENT to help.
+#[test]
+fn microvm_finds_its_agent_after_the_sealed_reexec() {
+    skip_unless!(need_microvm());
+    agent();
+    let h = Hako::new();
+    let b = microvm_bundle(&["sh", "-c", "exit 4"]);
+    let id = unique("mvm-agent");
+    let st = h
+        .cmd()
+        .env_remove("HAKO_AGENT")
+        .args(["run", "--bundle", b.dir.to_str().unwrap(), &id])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        st.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+}

@@ -2,6 +2,19 @@
 
 use std::fs;
 
+/// Set by the front end when it re-executes itself from a sealed view of its binary (see
+/// `src/exe.rs`): the path the binary was run from.
+pub const EXE_ENV: &str = "HAKO_EXE_PATH";
+
+/// The path of the running hako binary as installed: `current_exe`, unless the front end
+/// re-executed from a sealed view, whose /proc/self/exe names no usable path.
+pub fn self_exe() -> std::io::Result<std::path::PathBuf> {
+    match std::env::var_os(EXE_ENV).map(std::path::PathBuf::from) {
+        Some(p) if p.is_absolute() => Ok(p),
+        _ => std::env::current_exe(),
+    }
+}
+
 /// The start time of `pid` (field 22 of /proc/PID/stat, in clock ticks since boot). Together
 /// with the pid it names a process uniquely, so a recycled pid is never taken for ours.
 pub fn start_time(pid: i32) -> Option<u64> {

@@ -103,7 +103,7 @@ pub fn find_agent() -> Result<PathBuf> {
         check_static(&p)?;
         return Ok(p);
     }
-    let exe = std::env::current_exe().context("current_exe")?;
+    let exe = hako_contract::proc::self_exe().context("the hako binary's path")?;
     let mut candidates = vec![];
     if let Some(dir) = exe.parent() {
         candidates.push(dir.join("hako-agent"));
