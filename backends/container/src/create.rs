@@ -175,24 +175,7 @@ pub fn create(req: &CreateRequest) -> Result<Created> {
     }
 }
 
-/// Whether `res` asks for any limit (device rules alone do not count: they restrict nothing a
-/// rootless container could reach anyway).
-fn has_limits(res: &oci_spec::runtime::LinuxResources) -> bool {
-    res.memory().is_some()
-        || res.cpu().is_some()
-        || res.pids().is_some()
-        || res.block_io().is_some()
-        || res
-            .hugepage_limits()
-            .as_ref()
-            .is_some_and(|h| !h.is_empty())
-        || res.network().is_some()
-        || res.rdma().as_ref().is_some_and(|r| !r.is_empty())
-        || res.unified().as_ref().is_some_and(|u| !u.is_empty())
-}
-
-/// The container's cgroup, made. Rootless (not root on the host), as runc: when the cgroup
-/// cannot be made and the spec sets no limit, the container runs in the caller's cgroup.
+/// The container's cgroup, made (see [`CgroupManager::make_for_sandbox`]).
 fn cgroup_for(
     req: &CreateRequest,
     path: Option<&str>,
@@ -200,20 +183,14 @@ fn cgroup_for(
 ) -> Result<Option<CgroupManager>> {
     // SAFETY: geteuid cannot fail.
     let rootless = req.global.rootless || unsafe { libc::geteuid() } != 0;
-    let made = CgroupManager::new(path, req.id, req.global.systemd_cgroup).and_then(|cg| {
-        cg.create()?;
-        Ok(cg)
-    });
-    match made {
-        Ok(cg) => Ok(Some(cg)),
-        Err(e) if rootless && !res.is_some_and(has_limits) => {
-            if req.global.debug {
-                eprintln!("hako: rootless: running without a cgroup of its own: {e:#}");
-            }
-            Ok(None)
-        }
-        Err(e) => Err(e),
-    }
+    CgroupManager::make_for_sandbox(
+        path,
+        req.id,
+        req.global.systemd_cgroup,
+        rootless,
+        res,
+        req.global.debug,
+    )
 }
 
 /// Clone the init (through an intermediate when namespaces are joined), then drive it until it

@@ -24,8 +24,14 @@ fn resources_set(r: &LinuxResources) -> bool {
     })
 }
 
-/// The manager for this spec, or None when the spec asks for no cgroup. Changes nothing.
-pub fn manager(spec: &Spec, id: &str, systemd: bool) -> Result<Option<CgroupManager>> {
+/// The sandbox's cgroup, made and with the spec's resources written, or None when the spec asks
+/// for no cgroup (or, rootless, when none can be made and the spec sets no limit: the rule of
+/// [`CgroupManager::make_for_sandbox`]). On error nothing is left.
+pub fn made(
+    spec: &Spec,
+    id: &str,
+    global: &hako_contract::GlobalOptions,
+) -> Result<Option<CgroupManager>> {
     let Some(linux) = spec.linux() else {
         return Ok(None);
     };
@@ -33,12 +39,31 @@ pub fn manager(spec: &Spec, id: &str, systemd: bool) -> Result<Option<CgroupMana
         .cgroups_path()
         .as_ref()
         .map(|p| p.to_string_lossy().into_owned());
-    let wants = path.as_deref().is_some_and(|p| !p.is_empty())
-        || linux.resources().as_ref().is_some_and(resources_set);
+    let res = linux.resources().as_ref();
+    let wants = path.as_deref().is_some_and(|p| !p.is_empty()) || res.is_some_and(resources_set);
     if !wants {
         return Ok(None);
     }
-    Ok(Some(CgroupManager::new(path.as_deref(), id, systemd)?))
+    // SAFETY: geteuid cannot fail.
+    let rootless = global.rootless || unsafe { libc::geteuid() } != 0;
+    let Some(mgr) = CgroupManager::make_for_sandbox(
+        path.as_deref(),
+        id,
+        global.systemd_cgroup,
+        rootless,
+        res,
+        global.debug,
+    )?
+    else {
+        return Ok(None);
+    };
+    if let Some(res) = res {
+        if let Err(e) = mgr.apply(res) {
+            let _ = mgr.destroy();
+            return Err(e);
+        }
+    }
+    Ok(Some(mgr))
 }
 
 /// Refuse resources the host cannot honour (read-only).
@@ -46,18 +71,6 @@ pub fn check(spec: &Spec) -> Result<()> {
     if let Some(res) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
         if resources_set(res) {
             CgroupManager::check(res).context("linux.resources")?;
-        }
-    }
-    Ok(())
-}
-
-/// Make the cgroup and write the spec's resources. On error nothing is left.
-pub fn make(mgr: &CgroupManager, spec: &Spec) -> Result<()> {
-    mgr.create()?;
-    if let Some(res) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
-        if let Err(e) = mgr.apply(res) {
-            let _ = mgr.destroy();
-            return Err(e);
         }
     }
     Ok(())

@@ -556,9 +556,29 @@ fn make_mountpoint(root: &OwnedFd, dest: &str, is_file: bool) -> Result<OwnedFd>
     plan::open_in_root(root, dest, OFlag::O_PATH)
 }
 
+/// A user running hako directly (rootless, not root anywhere): the host process enters a user
+/// namespace of its own in which it has the spec's uid and gid (mapped to the user's, and
+/// nothing else mapped), and all capabilities of that namespace, so that it can still make the private mount namespace for the spec's file mounts and drop
+/// capabilities from its bounding set, as it does for root. It gains nothing on the host: its
+/// capabilities hold only in that namespace, and what it writes belongs to the user. (Under
+/// rootless podman hako is already root in podman's namespace and does not need this.)
+fn enter_own_user_namespace(inner_uid: u32, inner_gid: u32) -> Result<()> {
+    // SAFETY: geteuid/getegid cannot fail.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)
+        .context("rootless: unshare(CLONE_NEWUSER) for the wasm host (are unprivileged user namespaces disabled?)")?;
+    std::fs::write("/proc/self/setgroups", "deny").context("writing /proc/self/setgroups")?;
+    std::fs::write("/proc/self/uid_map", format!("{inner_uid} {uid} 1"))
+        .context("writing uid_map")?;
+    std::fs::write("/proc/self/gid_map", format!("{inner_gid} {gid} 1"))
+        .context("writing gid_map")?;
+    Ok(())
+}
+
 /// rlimits, oom score, umask, user and capabilities, no_new_privs: the process spec's
-/// identity, applied to the host process as the last step of set-up.
-fn apply_identity(plan: &Plan) -> Result<()> {
+/// identity, applied to the host process as the last step of set-up. `own_userns`: in the
+/// namespace of [`enter_own_user_namespace`], where the spec's ids are the only ones there are.
+fn apply_identity(plan: &Plan, own_userns: bool) -> Result<()> {
     for &(res, soft, hard) in &plan.rlimits {
         let rl = libc::rlimit {
             rlim_cur: soft,
@@ -586,7 +606,14 @@ fn apply_identity(plan: &Plan) -> Result<()> {
         if let Some(c) = &plan.caps {
             crate::caps::drop_bounding(c)?;
         }
-        if euid == 0 {
+        if own_userns {
+            if plan.additional_gids.iter().any(|&g| g != plan.gid) {
+                bail!(
+                    "rootless: process.user.additionalGids {:?} cannot be taken: a user running hako directly has only its own group",
+                    plan.additional_gids
+                );
+            }
+        } else if euid == 0 {
             cvt(
                 libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0),
                 "PR_SET_KEEPCAPS",
@@ -630,6 +657,11 @@ fn setup(
     if let Some(mgr) = cg {
         mgr.add_pid(std::process::id() as i32)?;
         marks.push(("cgroup", Instant::now()));
+    }
+    // SAFETY: geteuid cannot fail.
+    let own_userns = unsafe { libc::geteuid() } != 0;
+    if own_userns {
+        enter_own_user_namespace(plan.uid, plan.gid)?;
     }
     if !plan.ns_mounts.is_empty() {
         make_ns_mounts(plan)?;
@@ -676,7 +708,7 @@ fn setup(
             console::adopt_as_stdio(&slave)?;
         }
     }
-    apply_identity(plan)?;
+    apply_identity(plan, own_userns)?;
     // wasmtime-wasi serves preview 1 calls through a Tokio runtime it makes on first use:
     // make it now, with the final identity, rather than after `start`.
     wasmtime_wasi::runtime::with_ambient_tokio_runtime(|| ());
@@ -700,10 +732,7 @@ pub fn create(req: &CreateRequest) -> Result<Created> {
     if req.preserve_fds > 0 {
         bail!("--preserve-fds is not supported by the wasm backend: a WASI module cannot use inherited file descriptors");
     }
-    let cg = crate::cgroup::manager(req.spec, req.id, req.global.systemd_cgroup)?;
-    if let Some(mgr) = &cg {
-        crate::cgroup::make(mgr, req.spec)?;
-    }
+    let cg = crate::cgroup::made(req.spec, req.id, req.global)?;
     let cleanup = |cg: &Option<hako_container::cgroups::CgroupManager>| {
         if let Some(mgr) = cg {
             let _ = mgr.destroy();

@@ -305,7 +305,54 @@ pub struct Stats {
     pub cpu_usage_ns: Option<u64>,
 }
 
+/// Whether `res` asks for any limit (device rules alone do not count: they restrict nothing a
+/// rootless sandbox could reach anyway).
+pub fn has_limits(res: &LinuxResources) -> bool {
+    res.memory().is_some()
+        || res.cpu().is_some()
+        || res.pids().is_some()
+        || res.block_io().is_some()
+        || res
+            .hugepage_limits()
+            .as_ref()
+            .is_some_and(|h| !h.is_empty())
+        || res.network().is_some()
+        || res.rdma().as_ref().is_some_and(|r| !r.is_empty())
+        || res.unified().as_ref().is_some_and(|u| !u.is_empty())
+}
+
 impl CgroupManager {
+    /// The one rule every backend follows for its sandbox's cgroup: resolve and make it. Rootless
+    /// (as crun and runc), a cgroup that cannot be made — no delegated subtree, no writable v1
+    /// hierarchy — is no error when the spec sets no limit: the sandbox then runs in the
+    /// caller's cgroup, and `debug` says so on stderr. With a limit it is an error saying why.
+    pub fn make_for_sandbox(
+        cgroups_path: Option<&str>,
+        id: &str,
+        systemd: bool,
+        rootless: bool,
+        res: Option<&LinuxResources>,
+        debug: bool,
+    ) -> Result<Option<Self>> {
+        let made = Self::new(cgroups_path, id, systemd).and_then(|cg| {
+            cg.create()?;
+            Ok(cg)
+        });
+        match made {
+            Ok(cg) => Ok(Some(cg)),
+            Err(e) if rootless && !res.is_some_and(has_limits) => {
+                if debug {
+                    eprintln!("hako: rootless: running without a cgroup of its own: {e:#}");
+                }
+                Ok(None)
+            }
+            Err(e) if rootless => Err(e.context(
+                "rootless: linux.resources sets a limit, which needs a cgroup this user can write (a delegated cgroup v2 subtree or a writable v1 hierarchy)",
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Resolve the container's cgroup directories. Changes nothing on the host.
     pub fn new(cgroups_path: Option<&str>, id: &str, systemd: bool) -> Result<Self> {
         if systemd && !systemd_running() {
