@@ -266,6 +266,12 @@ impl Translator<'_> {
                 // tmpfs is exactly that.
                 return kernel("tmpfs", "shm", "mode=1777,size=65536k".into());
             }
+            if dest == "/sys" && fs::canonicalize(&src).is_ok_and(|p| p == Path::new("/sys")) {
+                // A rootless spec (`hako spec --rootless`, runc's) binds the host's /sys where a
+                // user namespace may not mount sysfs: the intent is a sysfs, and the guest has
+                // its own. The host's is never carried in.
+                return kernel("sysfs", "sysfs", data);
+            }
             let readonly = flags & libc::MS_RDONLY != 0;
             if md.is_dir() && !readonly {
                 bail!(
@@ -393,6 +399,19 @@ pub fn translate(
     if spec.domainname().as_ref().is_some_and(|s| !s.is_empty()) {
         bail!("domainname is not supported by the microvm backend");
     }
+    /// The user namespace of `hako spec --rootless`: each mapping names one id, the caller's
+    /// own. On the host the whole VM runs as the caller, so that mapping holds as it is; the
+    /// guest's ids stay the guest kernel's.
+    fn maps_only_the_caller(linux: &oci_spec::runtime::Linux) -> bool {
+        // SAFETY: geteuid/getegid cannot fail.
+        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let ok = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>, id: u32| {
+            maps.iter()
+                .flatten()
+                .all(|m| m.size() == 1 && m.host_id() == id)
+        };
+        ok(linux.uid_mappings(), uid) && ok(linux.gid_mappings(), gid)
+    }
     let mut cfg = GuestConfig {
         process: translate_process(process)?,
         hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
@@ -413,11 +432,8 @@ pub fn translate(
                     p.display()
                 );
             }
-            if ns.typ() == LinuxNamespaceType::User
-                && (linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
-                    || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty()))
-            {
-                bail!("linux.uidMappings/gidMappings: user namespace id mappings are not supported by the microvm backend");
+            if ns.typ() == LinuxNamespaceType::User && !maps_only_the_caller(linux) {
+                bail!("linux.uidMappings/gidMappings: a microvm guest cannot take host id mappings (the VM runs as the caller on the host; only the rootless mapping of container ids onto the caller's own uid and gid is accepted)");
             }
         }
         for d in linux.devices().iter().flatten() {
