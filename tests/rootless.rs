@@ -444,3 +444,130 @@ fn rootless_user_runs_hako_directly() {
     // The state went under XDG_RUNTIME_DIR, not /run/hako.
     assert!(s.user.xdg.join("hako").is_dir());
 }
+
+/// A WASI module that prints "hi" and exits 3.
+const HELLO_WAT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 8) "hi\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 8)) (i32.store (i32.const 4) (i32.const 3))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 20)))
+    (call $exit (i32.const 3))))"#;
+
+/// `hako spec --rootless` in a fresh bundle of the user's, then `edit` on the config.
+fn rootless_bundle(
+    s: &Scratch,
+    name: &str,
+    fill: impl FnOnce(&Path),
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> String {
+    let bundle = s.path().join("work").join(name);
+    fs::create_dir_all(bundle.join("rootfs")).unwrap();
+    fill(&bundle.join("rootfs"));
+    chown_r(&bundle, s.user.uid);
+    let b = bundle.display().to_string();
+    let hako = s.hako.display().to_string();
+    expect(
+        &s.as_user(&[&hako, "spec", "--rootless", "--bundle", &b]),
+        "spec --rootless",
+    );
+    let cfg = bundle.join("config.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&fs::read(&cfg).unwrap()).unwrap();
+    v["process"]["terminal"] = serde_json::json!(false);
+    edit(&mut v);
+    fs::write(&cfg, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    chown(&cfg, s.user.uid);
+    b
+}
+
+#[test]
+fn rootless_user_runs_the_wasm_backend() {
+    if let Some(why) = missing_tools().or_else(|| missing(&["wat2wasm"])) {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Scratch::new();
+    let b = rootless_bundle(
+        &s,
+        "wasm",
+        |rootfs| {
+            let wat = rootfs.join("m.wat");
+            fs::write(&wat, HELLO_WAT).unwrap();
+            let out = run_cmd(
+                Command::new("wat2wasm")
+                    .arg(&wat)
+                    .arg("-o")
+                    .arg(rootfs.join("app.wasm")),
+                None,
+                CMD_TIMEOUT,
+            );
+            assert!(out.ok(), "{}", out.describe());
+        },
+        |v| {
+            v["process"]["args"] = serde_json::json!(["/app.wasm"]);
+            v["annotations"] = serde_json::json!({"io.hako.backend": "wasm"});
+        },
+    );
+    let hako = s.hako.display().to_string();
+    let o = s.as_user(&[&hako, "run", "--bundle", &b, "rl-wasm"]);
+    assert_eq!(o.stdout.trim(), "hi", "{}", o.describe());
+    assert_eq!(o.code(), 3, "{}", o.describe());
+    let left: Vec<String> = s
+        .hako_state_left()
+        .into_iter()
+        .filter(|n| !n.ends_with("-cache"))
+        .collect();
+    assert!(left.is_empty(), "state left behind: {left:?}");
+}
+
+#[cfg(feature = "microvm")]
+#[test]
+fn rootless_user_runs_the_microvm_backend() {
+    if let Some(why) = missing_tools() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let kernel = hako_microvm::assets::default_kernel();
+    if let Err(e) = hako_microvm::assets::check_kernel(&kernel) {
+        eprintln!("SKIPPED: no guest kernel: {e:#}");
+        return;
+    }
+    if let Err(e) = hako_microvm::qemu::Qemu::find() {
+        eprintln!("SKIPPED: {e:#}");
+        return;
+    }
+    let agent = match hako_microvm::assets::find_agent() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("SKIPPED: {e:#}");
+            return;
+        }
+    };
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Scratch::new();
+    // Beside the copied hako, where it looks first: the build tree may be closed to the user.
+    fs::copy(&agent, s.path().join("hako-agent")).unwrap();
+    fs::set_permissions(
+        s.path().join("hako-agent"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let b = rootless_bundle(&s, "microvm", busybox_rootfs, |v| {
+        v["process"]["args"] = serde_json::json!(["sh", "-c", "echo hi from $(id -u); exit 5"]);
+        v["annotations"] =
+            serde_json::json!({"io.hako.backend": "microvm", "io.hako.microvm.vmm": "auto"});
+    });
+    let hako = s.hako.display().to_string();
+    let o = s.as_user(&[&hako, "run", "--bundle", &b, "rl-microvm"]);
+    assert_eq!(o.stdout.trim(), "hi from 0", "{}", o.describe());
+    assert_eq!(o.code(), 5, "{}", o.describe());
+    let left: Vec<String> = s
+        .hako_state_left()
+        .into_iter()
+        .filter(|n| !n.ends_with("-cache"))
+        .collect();
+    assert!(left.is_empty(), "state left behind: {left:?}");
+}
