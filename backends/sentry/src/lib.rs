@@ -173,6 +173,11 @@ impl Backend for SentryBackend {
             let dest = vfs::normalize(&m.destination().to_string_lossy());
             let bind = typ == "bind" || opts.iter().any(|o| o == "bind" || o == "rbind");
             let synthetic = vfs::procfs::is_synthetic(&dest);
+            if dest == "/" {
+                bail!(
+                    "a mount at / is not supported by the sentry backend (root.path is the root)"
+                );
+            }
             match typ.as_str() {
                 "proc" | "sysfs" | "devpts" | "mqueue" | "cgroup" | "cgroup2" if synthetic => {}
                 "tmpfs" | "shm" if synthetic => {}

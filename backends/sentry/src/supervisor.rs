@@ -407,7 +407,8 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
     argv_p.push(std::ptr::null());
     let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).collect();
     envp_p.push(std::ptr::null());
-    let root = CString::new(prep.vfs.root_path.clone())?;
+    // The root by descriptor (the overlay mount itself), not by its path in the state dir.
+    let root_fd = prep.vfs.root.as_raw_fd();
     let cwd = CString::new(cfg.cwd.clone())?;
     let rlimits: Vec<(u32, libc::rlimit)> = plan
         .spec
@@ -466,7 +467,10 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
             for (res, rl) in &rlimits {
                 libc::setrlimit(*res as _, rl);
             }
-            if libc::chroot(root.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
+            if libc::fchdir(root_fd) != 0
+                || libc::chroot(c".".as_ptr()) != 0
+                || libc::chdir(c"/".as_ptr()) != 0
+            {
                 libc::_exit(126);
             }
             libc::chdir(cwd.as_ptr());

@@ -536,6 +536,15 @@ fn host_root_as_rootfs_is_refused() {
             "{root}: {e:#}"
         );
     }
+    // Nor may a mount cover the root itself (spelt "/" or "/x/..").
+    for dest in ["/", "/etc/.."] {
+        let spec = b.spec(
+            &["true"],
+            json!({"mounts": [{"destination": dest, "type": "bind", "source": "/", "options": ["rbind"]}]}),
+        );
+        let e = SentryBackend::new().check(&spec, b.dir.path()).unwrap_err();
+        assert!(format!("{e:#}").contains("a mount at /"), "{dest}: {e:#}");
+    }
     // The bundle's own rootfs is fine.
     let spec = b.spec(&["true"], json!({}));
     SentryBackend::new().check(&spec, b.dir.path()).unwrap();
