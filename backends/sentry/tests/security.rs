@@ -516,6 +516,79 @@ fn readonly_root_is_read_only_and_the_bundle_is_untouched() {
     }
 }
 
+/// Compile an attacker's C program statically into the rootfs at `/attack`; None (after printing
+/// why) when gcc or a static libc is missing.
+fn static_c(b: &common::Bundle, src: &str) -> Option<()> {
+    let c = b.dir.path().join("attack.c");
+    std::fs::write(&c, src).unwrap();
+    match std::process::Command::new("gcc")
+        .args(["-static", "-O1", "-o"])
+        .arg(b.rootfs().join("attack"))
+        .arg(&c)
+        .output()
+    {
+        Ok(o) if o.status.success() => Some(()),
+        Ok(o) => {
+            eprintln!(
+                "SKIP: gcc -static failed (libc6-dev?): {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!("SKIP: no gcc: {e}");
+            None
+        }
+    }
+}
+
+/// The same with a static C program: every write path the sentry implements (open for write,
+/// O_TMPFILE, create, rename, unlink, link, chmod, chown, truncate, utimes, mkfifo...) gets
+/// EROFS on a read-only root, and the bundle is unchanged.
+#[test]
+fn readonly_root_refuses_every_write_syscall() {
+    let Some(b) = common::busybox_bundle() else {
+        return;
+    };
+    if static_c(&b, include_str!("attacks/ro_writer.c")).is_none() {
+        return;
+    }
+    let before = snapshot(&b.rootfs());
+    let spec = b.spec(&["/attack"], json!({"root": {"readonly": true}}));
+    let (code, out, err) = b.run_spec(&spec);
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    assert_eq!(out.lines().count(), 15, "{out}");
+    for l in out.lines() {
+        assert!(
+            l.ends_with(&format!(" {}", libc::EROFS)),
+            "not EROFS: {l}\n{out}"
+        );
+    }
+    assert_eq!(snapshot(&b.rootfs()), before, "the bundle's rootfs changed");
+
+    let spec = b.spec(
+        &["/attack"],
+        json!({"root": {"readonly": true}, "mounts": std_mounts()}),
+    );
+    if let Some(r) = runsc(&b, &spec) {
+        assert!(!r.refused, "runsc refused the bundle: {}", r.err);
+        assert_eq!(r.out.lines().count(), 15, "runsc: {} {}", r.out, r.err);
+        for l in r.out.lines() {
+            assert!(!l.ends_with(" 0"), "runsc let this through: {l}\n{}", r.out);
+        }
+        assert_eq!(
+            snapshot(&b.rootfs()),
+            before,
+            "runsc changed the bundle's rootfs"
+        );
+        eprintln!(
+            "runsc held (exit {}): {}",
+            r.code,
+            r.out.replace('\n', ", ")
+        );
+    }
+}
+
 /// `root.path` naming the host's root, however it is spelt, is refused.
 #[test]
 fn host_root_as_rootfs_is_refused() {
