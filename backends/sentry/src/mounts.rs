@@ -51,26 +51,28 @@ pub fn clone_tree(src: &str, recursive: bool) -> Result<OwnedFd> {
     fd_ret(r, &format!("bind source {src}"))
 }
 
-/// A new, detached tmpfs mount.
-pub fn new_tmpfs(mode: &str, attrs: u64) -> Result<OwnedFd> {
+/// A new, detached tmpfs mount with the given `key=value` parameters (mode, size, nr_inodes).
+pub fn new_tmpfs(params: &[(&str, &str)], attrs: u64) -> Result<OwnedFd> {
     // SAFETY: fsopen/fsconfig/fsmount with valid C strings and descriptors we own.
     unsafe {
         let fs = fd_ret(
             libc::syscall(libc::SYS_fsopen, c"tmpfs".as_ptr(), libc::FSOPEN_CLOEXEC),
             "fsopen(tmpfs)",
         )?;
-        let m = CString::new(mode)?;
-        rc(
-            libc::syscall(
-                libc::SYS_fsconfig,
-                fs.as_raw_fd(),
-                libc::FSCONFIG_SET_STRING,
-                c"mode".as_ptr(),
-                m.as_ptr(),
-                0,
-            ),
-            "tmpfs mode",
-        )?;
+        for (k, v) in params {
+            let (ck, cv) = (CString::new(*k)?, CString::new(*v)?);
+            rc(
+                libc::syscall(
+                    libc::SYS_fsconfig,
+                    fs.as_raw_fd(),
+                    libc::FSCONFIG_SET_STRING,
+                    ck.as_ptr(),
+                    cv.as_ptr(),
+                    0,
+                ),
+                &format!("tmpfs option {k}={v}"),
+            )?;
+        }
         rc(
             libc::syscall(
                 libc::SYS_fsconfig,

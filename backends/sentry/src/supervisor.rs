@@ -220,11 +220,17 @@ pub fn build_root(plan: &Plan) -> Result<Root> {
             crate::mounts::attach(&tree, &target)
                 .with_context(|| format!("bind mount at {dest}"))?;
         } else if typ == "tmpfs" {
-            let mode = opts
-                .iter()
-                .find_map(|o| o.strip_prefix("mode="))
-                .unwrap_or("1777");
-            let tree = crate::mounts::new_tmpfs(mode, attrs)
+            let mut params = vec![("mode", "1777")];
+            for o in &opts {
+                if let Some((k, v)) = o.split_once('=') {
+                    match k {
+                        "mode" => params[0].1 = v,
+                        "size" | "nr_inodes" => params.push((k, v)),
+                        _ => {}
+                    }
+                }
+            }
+            let tree = crate::mounts::new_tmpfs(&params, attrs)
                 .with_context(|| format!("tmpfs at {dest}"))?;
             let target = crate::mounts::resolve_in_root(&vfs, &dest, true)
                 .with_context(|| format!("mount destination {dest}"))?;

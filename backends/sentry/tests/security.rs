@@ -478,10 +478,11 @@ fn readonly_root_is_read_only_and_the_bundle_is_untouched() {
     };
     let before = snapshot(&b.rootfs());
     let mut mounts = std_mounts();
-    mounts.push(json!({"destination": "/run/made", "type": "tmpfs", "source": "tmpfs"}));
+    mounts.push(json!({"destination": "/run/made", "type": "tmpfs", "source": "tmpfs", "options": ["size=64k", "mode=700"]}));
     let script = "echo evil > /etc/data.txt; echo w=$?; touch /newfile; echo t=$?; \
                   mkdir /newdir; echo m=$?; rm /etc/hostname; echo r=$?; chmod 4777 /bin/busybox; echo c=$?; \
-                  echo ok > /run/made/f && cat /run/made/f; cat /etc/data.txt";
+                  echo ok > /run/made/f && cat /run/made/f; \
+                  dd if=/dev/zero of=/run/made/big bs=1k count=200 2>/dev/null; echo dd=$?; cat /etc/data.txt";
     let spec = b.spec(
         &["sh", "-c", script],
         json!({"root": {"readonly": true}, "mounts": mounts, "process": {"cwd": "/work/dir"}}),
@@ -489,7 +490,7 @@ fn readonly_root_is_read_only_and_the_bundle_is_untouched() {
     let (code, out, err) = b.run_spec(&spec);
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
     assert_eq!(
-        out, "w=1\nt=1\nm=1\nr=1\nc=1\nok\noriginal\n",
+        out, "w=1\nt=1\nm=1\nr=1\nc=1\nok\ndd=1\noriginal\n",
         "stderr: {err}"
     );
     assert!(err.contains("Read-only file system"), "{err}");
