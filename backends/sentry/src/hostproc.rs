@@ -132,4 +132,54 @@ mod tests {
         assert!(open("self/root/etc/passwd", libc::O_RDONLY).is_err());
         assert!(open("/etc/passwd", libc::O_RDONLY).is_err());
     }
+
+    /// Issue 10, escape 2: once /proc is covered by someone else's directory in the sentry's
+    /// mount namespace, the sentry still reads the host's procfs (by its descriptor).
+    #[test]
+    fn a_mount_over_proc_after_init_changes_nothing() {
+        // SAFETY: getuid has no side effects.
+        if unsafe { libc::getuid() } != 0 {
+            eprintln!("SKIP: needs root (mount namespace)");
+            return;
+        }
+        init().unwrap();
+        // In a thread of its own: unshare(CLONE_NEWNS) there leaves the test harness alone.
+        std::thread::spawn(|| {
+            // SAFETY: namespace and mount calls on this thread's own (new) mount namespace.
+            unsafe {
+                assert_eq!(libc::unshare(libc::CLONE_NEWNS), 0);
+                assert_eq!(
+                    libc::mount(
+                        c"none".as_ptr(),
+                        c"/".as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_REC | libc::MS_PRIVATE,
+                        std::ptr::null()
+                    ),
+                    0
+                );
+                assert_eq!(
+                    libc::mount(
+                        c"fake".as_ptr(),
+                        c"/proc".as_ptr(),
+                        c"tmpfs".as_ptr(),
+                        0,
+                        std::ptr::null()
+                    ),
+                    0
+                );
+            }
+            std::fs::write("/proc/cpuinfo", "model name\t: FAKE\n").unwrap();
+            // The path now leads to the fake; the sentry's descriptor does not.
+            assert!(std::fs::read_to_string("/proc/cpuinfo")
+                .unwrap()
+                .contains("FAKE"));
+            let real = read_string("cpuinfo");
+            assert!(real.contains("processor"), "{real}");
+            assert!(!real.contains("FAKE"));
+            assert!(read_string("self/status").contains("Pid:"));
+        })
+        .join()
+        .unwrap();
+    }
 }
