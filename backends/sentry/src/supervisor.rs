@@ -155,14 +155,16 @@ pub fn build_root(plan: &Plan) -> Result<Root> {
         libc::MS_REC | libc::MS_PRIVATE,
         None,
     )?;
-    // <state>/sentry is 0700: no other host user reaches the upper layer, where whatever the
-    // workload writes (a setuid-root binary, say) lands. The upper directory itself keeps 0755:
-    // overlayfs shows its attributes as the sandbox's `/`, which the workload's (unprivileged)
-    // native execve must be able to search.
+    // <state>/sentry, upper/ and work/ are 0700: no other host user reaches the upper layer, where
+    // whatever the workload writes (a setuid-root binary, say) lands. The layer itself is
+    // upper/root, 0755: overlayfs shows its attributes as the sandbox's `/`, which the workload's
+    // (unprivileged) native execve must be able to search.
     let upper = plan.dir.join("upper");
+    let layer = upper.join("root");
     let work = plan.dir.join("work");
     let merged = plan.dir.join("merged");
-    own_dir(&upper, 0o755)?;
+    own_dir(&upper, 0o700)?;
+    own_dir(&layer, 0o755)?;
     own_dir(&work, 0o700)?;
     own_dir(&merged, 0o700)?;
     let lower = plan.rootfs.to_str().context("rootfs path is not UTF-8")?;
@@ -174,7 +176,7 @@ pub fn build_root(plan: &Plan) -> Result<Root> {
     // overlay is then made read-only as a whole (below).
     let opts = format!(
         "lowerdir={lower},upperdir={},workdir={}",
-        upper.display(),
+        layer.display(),
         work.display()
     );
     mount(

@@ -426,28 +426,35 @@ fn setuid_file_made_inside_is_unreachable_from_the_host() {
             }
             let dir = state.join("sentry");
             assert_eq!(mode(&dir), 0o700, "state dir {}", dir.display());
+            assert_eq!(mode(&dir.join("upper")), 0o700);
             assert_eq!(mode(&dir.join("work")), 0o700);
-            let suid = dir.join("upper/suid-sh");
+            let suid = dir.join("upper/root/suid-sh");
             // The attack's setup worked: the file is there, setuid root...
             assert_eq!(mode(&suid), 0o4755);
             assert_eq!(std::fs::symlink_metadata(&suid).unwrap().uid(), 0);
-            // ...and an unprivileged host user cannot reach it.
-            use std::os::unix::process::CommandExt;
-            let o = std::process::Command::new(common::busybox().unwrap())
-                .args(["sh", "-c"])
-                .arg(format!("{} id -u", suid.display()))
-                .uid(65534)
-                .gid(65534)
-                .output()
-                .unwrap();
-            assert!(
-                !o.status.success(),
-                "a host user ran the setuid file: {o:?}"
-            );
-            assert!(
-                String::from_utf8_lossy(&o.stderr).contains("Permission denied"),
-                "{o:?}"
-            );
+            // ...and an unprivileged host user cannot reach it; nor when the state dir was
+            // opened up by someone (upper/ is 0700 on its own).
+            for open_up in [false, true] {
+                if open_up {
+                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+                }
+                use std::os::unix::process::CommandExt;
+                let o = std::process::Command::new(common::busybox().unwrap())
+                    .args(["sh", "-c"])
+                    .arg(format!("{} id -u", suid.display()))
+                    .uid(65534)
+                    .gid(65534)
+                    .output()
+                    .unwrap();
+                assert!(
+                    !o.status.success(),
+                    "a host user ran the setuid file: {o:?}"
+                );
+                assert!(
+                    String::from_utf8_lossy(&o.stderr).contains("Permission denied"),
+                    "{o:?}"
+                );
+            }
             checked = true;
         },
     );
