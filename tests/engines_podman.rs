@@ -808,6 +808,25 @@ fn podman_backend_sentry() {
         return;
     };
     annotated_busybox_cases(&p, "sentry");
+    // `podman run --read-only` (issue 10): the root is read-only inside the sentry too (it used to
+    // be bound read-write over the image), while podman's tmpfs mounts (/tmp, /run) stay writable.
+    let out = p.ok(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "--annotation",
+        "io.hako.backend=sentry",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo x > /etc/evil; echo rc=$?; echo y > /tmp/t && echo tmp-ok",
+    ]);
+    assert_eq!(out.stdout, "rc=1\ntmp-ok\n", "{}", out.describe());
+    assert!(
+        out.stderr.contains("Read-only file system"),
+        "{}",
+        out.describe()
+    );
 }
 
 #[test]

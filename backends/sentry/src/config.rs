@@ -20,8 +20,9 @@ pub struct Config {
     pub nofile: i32,
     pub started: Instant,
     pub boot_time: u64,
-    /// `io.hako.sentry.stats`: write a JSON account of trapped syscalls here at exit.
-    pub stats_path: Option<String>,
+    /// `io.hako.sentry.stats=true`: write a JSON account of trapped syscalls to
+    /// `<state>/sentry/stats.json` at exit (never to a path the spec names).
+    pub stats: bool,
     /// HAKO_SENTRY_DEBUG=1 in the environment of `hako create`: log every trapped syscall.
     pub debug: bool,
     pub hybrid: bool,
@@ -92,10 +93,18 @@ impl Config {
                 .and_then(|a| a.get(PLATFORM_ANNOTATION))
                 .is_none_or(|v| v == "hybrid"),
             debug: std::env::var_os("HAKO_SENTRY_DEBUG").is_some(),
-            stats_path: spec
+            stats: match spec
                 .annotations()
                 .as_ref()
-                .and_then(|a| a.get(STATS_ANNOTATION).cloned()),
+                .and_then(|a| a.get(STATS_ANNOTATION))
+                .map(String::as_str)
+            {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(v) => bail!(
+                    "annotation {STATS_ANNOTATION} takes \"true\" or \"false\", not {v:?} (the account is always written to the container's state directory, sentry/stats.json)"
+                ),
+            },
         })
     }
 }

@@ -36,6 +36,7 @@ pub const SENTRY_ALLOWED: &[Sysno] = {
         chmod,
         fchmod,
         fchmodat,
+        fchmodat2,
         fchown,
         fchownat,
         ftruncate,

@@ -16,8 +16,10 @@
 pub mod config;
 pub mod filter;
 pub mod fs;
+pub mod hostproc;
 pub mod kernel;
 pub mod mem;
+pub mod mounts;
 pub mod platform;
 pub mod supervisor;
 pub mod syscalls;
@@ -108,7 +110,6 @@ impl Backend for SentryBackend {
     }
 
     fn check(&self, spec: &Spec, bundle: &Path) -> Result<()> {
-        let _ = bundle;
         if let Some(a) = spec.annotations() {
             for k in a.keys() {
                 if k.starts_with("io.hako.sentry.") && !ANNOTATIONS.contains(&k.as_str()) {
@@ -121,8 +122,20 @@ impl Backend for SentryBackend {
         let Some(root) = spec.root() else {
             bail!("config.json has no root")
         };
-        if !root.path().is_dir() {
-            bail!("rootfs {} is not a directory", root.path().display());
+        let rootfs = if root.path().is_absolute() {
+            root.path().clone()
+        } else {
+            bundle.join(root.path())
+        };
+        if !rootfs.is_dir() {
+            bail!("rootfs {} is not a directory", rootfs.display());
+        }
+        // However it is spelt ("/", "/../", a symlink to /): the host's root is never a sandbox's.
+        if std::fs::canonicalize(&rootfs).is_ok_and(|p| p == Path::new("/")) {
+            bail!(
+                "root.path {} is the host's root directory, which the sentry backend refuses as a sandbox root",
+                root.path().display()
+            );
         }
         let cfg = config::Config::from_spec(spec, "check")?;
         if !cfg.cwd.starts_with('/') {
@@ -160,6 +173,11 @@ impl Backend for SentryBackend {
             let dest = vfs::normalize(&m.destination().to_string_lossy());
             let bind = typ == "bind" || opts.iter().any(|o| o == "bind" || o == "rbind");
             let synthetic = vfs::procfs::is_synthetic(&dest);
+            if dest == "/" {
+                bail!(
+                    "a mount at / is not supported by the sentry backend (root.path is the root)"
+                );
+            }
             match typ.as_str() {
                 "proc" | "sysfs" | "devpts" | "mqueue" | "cgroup" | "cgroup2" if synthetic => {}
                 "tmpfs" | "shm" if synthetic => {}
@@ -189,6 +207,10 @@ impl Backend for SentryBackend {
         };
         let dir = sentry_dir(req.state_dir);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        // 0700, set explicitly: the overlay's upper layer below it holds whatever the workload
+        // wrote (setuid binaries included); no other host user may reach it.
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .with_context(|| format!("chmod {}", dir.display()))?;
         let plan = supervisor::Plan {
             cfg,
             spec: req.spec,

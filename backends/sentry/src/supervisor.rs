@@ -86,8 +86,56 @@ fn mount(
     Ok(())
 }
 
-/// Private mount namespace + overlay root + the spec's bind and tmpfs mounts. Returns the root.
-pub fn build_root(plan: &Plan) -> Result<PathBuf> {
+/// A directory of the sentry's own, with its mode set explicitly (not left to the umask).
+fn own_dir(d: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::create_dir(d) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).with_context(|| format!("creating {}", d.display())),
+    }
+    let md = std::fs::symlink_metadata(d)?;
+    if !md.is_dir() {
+        bail!("{} is not a directory", d.display());
+    }
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", d.display()))
+}
+
+/// The root built for the sandbox.
+pub struct Root {
+    pub vfs: Vfs,
+    /// The sentry's state directory (`<state>/sentry`), opened before any mount existed.
+    pub state: OwnedFd,
+}
+
+/// Private mount namespace + overlay root + the spec's bind and tmpfs mounts (each resolved
+/// inside the root, see `mounts`) + a missing `process.cwd`; then, for `root.readonly`, the root
+/// made read-only.
+pub fn build_root(plan: &Plan) -> Result<Root> {
+    // The sentry's own /proc and state directory, taken while no mount of the spec exists; from
+    // here on both are used by descriptor only.
+    crate::hostproc::init().context("the sentry's /proc")?;
+    own_dir(&plan.dir, 0o700)?;
+    let state = {
+        let c = cpath(&plan.dir)?;
+        // SAFETY: open of our own state directory.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            bail!(
+                "opening {}: {}",
+                plan.dir.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+        // SAFETY: a fresh descriptor.
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    };
     // SAFETY: unshare in the single-threaded sentry.
     if unsafe {
         libc::unshare(
@@ -107,33 +155,39 @@ pub fn build_root(plan: &Plan) -> Result<PathBuf> {
         libc::MS_REC | libc::MS_PRIVATE,
         None,
     )?;
+    // <state>/sentry, upper/ and work/ are 0700: no other host user reaches the upper layer, where
+    // whatever the workload writes (a setuid-root binary, say) lands. The layer itself is
+    // upper/root, 0755: overlayfs shows its attributes as the sandbox's `/`, which the workload's
+    // (unprivileged) native execve must be able to search.
     let upper = plan.dir.join("upper");
+    let layer = upper.join("root");
     let work = plan.dir.join("work");
     let merged = plan.dir.join("merged");
-    for d in [&upper, &work, &merged] {
-        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
-    }
+    own_dir(&upper, 0o700)?;
+    own_dir(&layer, 0o755)?;
+    own_dir(&work, 0o700)?;
+    own_dir(&merged, 0o700)?;
     let lower = plan.rootfs.to_str().context("rootfs path is not UTF-8")?;
     if lower.contains(',') || lower.contains(':') {
         bail!("the rootfs path {lower:?} contains ',' or ':', which overlayfs cannot take");
     }
-    if plan.cfg.readonly_root {
-        mount(
-            "hako-sentry",
-            &merged,
-            "overlay",
-            libc::MS_RDONLY,
-            Some(&format!("lowerdir={lower}:{lower}")),
-        )
-        .or_else(|_| mount(lower, &merged, "", libc::MS_BIND | libc::MS_REC, None))?;
-    } else {
-        let opts = format!(
-            "lowerdir={lower},upperdir={},workdir={}",
-            upper.display(),
-            work.display()
-        );
-        mount("hako-sentry", &merged, "overlay", 0, Some(&opts))?;
-    }
+    // Copy-on-write over the bundle rootfs, for a read-only root too: the mount points and the
+    // cwd the spec needs are made in the upper layer (the bundle is never written), and the
+    // overlay is then made read-only as a whole (below).
+    let opts = format!(
+        "lowerdir={lower},upperdir={},workdir={}",
+        layer.display(),
+        work.display()
+    );
+    mount(
+        "hako-sentry",
+        &merged,
+        "overlay",
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some(&opts),
+    )?;
+    let vfs = Vfs::new(merged.to_str().context("state dir is not UTF-8")?)
+        .context("opening the sandbox root")?;
     for m in plan
         .spec
         .mounts()
@@ -144,57 +198,69 @@ pub fn build_root(plan: &Plan) -> Result<PathBuf> {
         let dest = m.destination().to_string_lossy().to_string();
         let typ = m.typ().clone().unwrap_or_default();
         let opts = m.options().clone().unwrap_or_default();
-        let is_bind = typ == "bind" || opts.iter().any(|o| o == "bind" || o == "rbind");
+        let has = |o: &str| opts.iter().any(|x| x == o);
+        let is_bind = typ == "bind" || has("bind") || has("rbind");
         if crate::vfs::procfs::is_synthetic(&crate::vfs::normalize(&dest)) {
             continue; // /proc, /sys and /dev are the sentry's own (see check())
         }
-        let target = merged.join(dest.trim_start_matches('/'));
+        let mut attrs = crate::mounts::ALWAYS;
+        if has("ro") {
+            attrs |= libc::MOUNT_ATTR_RDONLY;
+        }
+        if has("noexec") {
+            attrs |= libc::MOUNT_ATTR_NOEXEC;
+        }
         if is_bind {
             let src = m.source().clone().context("bind mount without a source")?;
-            if src.is_dir() {
-                std::fs::create_dir_all(&target).ok();
-            } else {
-                if let Some(p) = target.parent() {
-                    std::fs::create_dir_all(p).ok();
-                }
-                if !target.exists() {
-                    std::fs::write(&target, b"").ok();
-                }
-            }
-            let flags = libc::MS_BIND
-                | if opts.iter().any(|o| o == "rbind") {
-                    libc::MS_REC
-                } else {
-                    0
-                };
-            mount(
-                src.to_str().context("mount source")?,
-                &target,
-                "",
-                flags,
-                None,
-            )?;
-            if opts.iter().any(|o| o == "ro") {
-                mount(
-                    "none",
-                    &target,
-                    "",
-                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
-                    None,
-                )?;
-            }
+            let src = src.to_str().context("bind mount source is not UTF-8")?;
+            let rec = has("rbind");
+            let tree = crate::mounts::clone_tree(src, rec)?;
+            crate::mounts::set_attrs(tree.as_raw_fd(), attrs, rec)
+                .with_context(|| format!("bind mount at {dest}"))?;
+            let target = crate::mounts::resolve_in_root(&vfs, &dest, Path::new(src).is_dir())
+                .with_context(|| format!("mount destination {dest}"))?;
+            crate::mounts::attach(&tree, &target)
+                .with_context(|| format!("bind mount at {dest}"))?;
         } else if typ == "tmpfs" {
-            std::fs::create_dir_all(&target).ok();
-            mount(
-                "tmpfs",
-                &target,
-                "tmpfs",
-                libc::MS_NOSUID | libc::MS_NODEV,
-                Some("mode=1777"),
-            )?;
+            let mut params = vec![("mode", "1777")];
+            for o in &opts {
+                if let Some((k, v)) = o.split_once('=') {
+                    match k {
+                        "mode" => params[0].1 = v,
+                        "size" | "nr_inodes" => params.push((k, v)),
+                        _ => {}
+                    }
+                }
+            }
+            let tree = crate::mounts::new_tmpfs(&params, attrs)
+                .with_context(|| format!("tmpfs at {dest}"))?;
+            let target = crate::mounts::resolve_in_root(&vfs, &dest, true)
+                .with_context(|| format!("mount destination {dest}"))?;
+            crate::mounts::attach(&tree, &target).with_context(|| format!("tmpfs at {dest}"))?;
         }
     }
-    Ok(merged)
+    // runc creates a missing cwd; so do we (in the upper layer), inside the root.
+    let cwd = crate::vfs::normalize(&plan.cfg.cwd);
+    if !crate::vfs::procfs::is_synthetic(&cwd) {
+        match vfs.stat(&cwd, true) {
+            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {}
+            _ => {
+                crate::mounts::resolve_in_root(&vfs, &cwd, true)
+                    .with_context(|| format!("process.cwd {cwd}"))?;
+            }
+        }
+    }
+    if plan.cfg.readonly_root {
+        // The root mount alone (the spec's own mounts keep their options). The workload writes
+        // through the sentry's host calls on this mount, so the kernel answers them with EROFS.
+        let root = vfs.root.as_raw_fd();
+        crate::mounts::set_attrs(root, libc::MOUNT_ATTR_RDONLY, false)
+            .context("making the root read-only (root.readonly)")?;
+        if !crate::mounts::is_readonly(root)? {
+            bail!("root.readonly is set but the sandbox root could not be made read-only");
+        }
+    }
+    Ok(Root { vfs, state })
 }
 
 /// Resolve `args[0]` like execvp, inside the sandbox root.
@@ -233,7 +299,7 @@ fn stdio_file(fd: RawFd, slave: Option<RawFd>) -> Result<OpenFile> {
         libc::S_IFDIR => HostKind::Dir,
         _ => HostKind::Stream,
     };
-    let name = std::fs::read_link(format!("/proc/self/fd/{src}"))
+    let name = crate::hostproc::fd_path(src)
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
     let acc = if fd == 0 {
@@ -263,15 +329,15 @@ pub struct Prepared {
     pub filter: Vec<libc::sock_filter>,
     pub oci_filter: Option<hako_container::seccomp::Compiled>,
     pub own_filter: seccompiler::BpfProgram,
+    /// The sentry's state directory, by descriptor (for the stats file).
+    pub state: OwnedFd,
 }
 
 pub fn prepare(
     plan: &Plan,
     oci_filter: Option<hako_container::seccomp::Compiled>,
 ) -> Result<Prepared> {
-    let merged = build_root(plan)?;
-    let vfs = Vfs::new(merged.to_str().context("state dir is not UTF-8")?)
-        .context("opening the sandbox root")?;
+    let Root { vfs, state } = build_root(plan)?;
     let host = CString::new(plan.cfg.hostname.clone())?;
     // SAFETY: in our own UTS namespace.
     unsafe { libc::sethostname(host.as_ptr(), plan.cfg.hostname.len()) };
@@ -285,16 +351,6 @@ pub fn prepare(
             std::io::Error::from_raw_os_error(e)
         ),
     }
-    let cwd = plan.cfg.cwd.trim_start_matches('/');
-    if !cwd.is_empty() {
-        match vfs.stat(cwd, true) {
-            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {}
-            _ => {
-                // runc creates a missing cwd; so do we (in the overlay).
-                let _ = std::fs::create_dir_all(merged.join(cwd));
-            }
-        }
-    }
     let slave = match (&plan.console_socket, plan.cfg.terminal) {
         (Some(sock), true) => Some(hako_contract::console::send_pty_master(sock)?),
         (None, true) => bail!("process.terminal is true but no --console-socket was given"),
@@ -307,6 +363,7 @@ pub fn prepare(
         filter: crate::syscalls::trap_filter(plan.cfg.hybrid),
         oci_filter,
         own_filter: crate::filter::sentry_filter()?,
+        state,
     })
 }
 
@@ -358,7 +415,8 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
     argv_p.push(std::ptr::null());
     let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).collect();
     envp_p.push(std::ptr::null());
-    let root = CString::new(prep.vfs.root_path.clone())?;
+    // The root by descriptor (the overlay mount itself), not by its path in the state dir.
+    let root_fd = prep.vfs.root.as_raw_fd();
     let cwd = CString::new(cfg.cwd.clone())?;
     let rlimits: Vec<(u32, libc::rlimit)> = plan
         .spec
@@ -417,7 +475,10 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
             for (res, rl) in &rlimits {
                 libc::setrlimit(*res as _, rl);
             }
-            if libc::chroot(root.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
+            if libc::fchdir(root_fd) != 0
+                || libc::chroot(c".".as_ptr()) != 0
+                || libc::chdir(c"/".as_ptr()) != 0
+            {
                 libc::_exit(126);
             }
             libc::chdir(cwd.as_ptr());
@@ -468,16 +529,38 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
     seccompiler::apply_filter(&prep.own_filter).context("installing the sentry's own filter")?;
 
     let status = k.run()?;
-    if let Some(path) = &cfg.stats_path {
+    if cfg.stats {
         let j = serde_json::json!({
             "emulated": k.stats.emulated,
             "refused": k.stats.refused,
             "mmap_emulated": k.stats.mmap_emulated,
             "status": {"signaled": status.0, "code": status.1},
         });
-        let _ = std::fs::write(path, serde_json::to_vec_pretty(&j).unwrap_or_default());
+        write_stats(
+            &prep.state,
+            &serde_json::to_vec_pretty(&j).unwrap_or_default(),
+        );
     }
     Ok(status)
+}
+
+/// `<state>/sentry/stats.json`, created on the state directory's descriptor (never a path from
+/// the spec; a symlink planted there is not followed).
+fn write_stats(state: &OwnedFd, data: &[u8]) {
+    use std::io::Write;
+    // SAFETY: openat on our own directory descriptor.
+    let fd = unsafe {
+        libc::openat(
+            state.as_raw_fd(),
+            c"stats.json".as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600,
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: a fresh descriptor.
+        let _ = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }).write_all(data);
+    }
 }
 
 fn rlimit_resource(name: &str) -> Option<u32> {

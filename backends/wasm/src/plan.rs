@@ -233,6 +233,13 @@ pub fn plan(spec: &Spec, bundle: &Path) -> Result<Plan> {
     if !rootfs.is_dir() {
         bail!("root.path {} is not a directory", rootfs.display());
     }
+    // However it is spelt ("/", "/../", a symlink to /): the host's root is never a sandbox's.
+    if std::fs::canonicalize(&rootfs).is_ok_and(|p| p == Path::new("/")) {
+        bail!(
+            "root.path {} is the host's root directory, which the wasm backend refuses to preopen",
+            root.path().display()
+        );
+    }
     let mut env = Vec::new();
     for kv in process.env().iter().flatten() {
         match kv.split_once('=') {

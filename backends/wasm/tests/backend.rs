@@ -640,6 +640,28 @@ fn bad_inputs(t: &mut T) {
     nothing_left(t, entries);
 }
 
+/// A hostile bundle whose root.path is the host's `/` (however spelt) would preopen the whole
+/// host for the module: refused at check and at create, nothing left behind.
+fn host_root_refused(t: &mut T) {
+    let entries = cache_files(t).len();
+    for root in ["/", "/../", "/usr/..", "hostroot"] {
+        let dir = t.bundle(&wat(ECHO), json!({"root": {"path": root}}));
+        std::os::unix::fs::symlink("/", dir.join("hostroot")).unwrap();
+        let spec = T::spec(&dir);
+        let e = WasmBackend.check(&spec, &dir).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("host's root directory"),
+            "{root}: {e:#}"
+        );
+        let e = t.create_unchecked(&dir, spec).err().unwrap();
+        assert!(
+            format!("{e:#}").contains("host's root directory"),
+            "{root}: {e:#}"
+        );
+        nothing_left(t, entries);
+    }
+}
+
 fn c_program(t: &mut T) {
     let src = t.base.join("probe.c");
     fs::write(&src, PROBE_C).unwrap();
@@ -732,6 +754,7 @@ fn main() {
         ("component_preview2", component_preview2),
         ("bad_inputs", bad_inputs),
         ("c_program", c_program),
+        ("host_root_refused", host_root_refused),
     ];
     let root_needed = unsafe { libc::geteuid() } != 0;
     if root_needed {

@@ -33,13 +33,14 @@ impl SeccompPtrace {
 
     /// Take the tracee's listener fd (it is close-on-exec in the tracee) once it exists.
     fn grab_listener(&mut self, tid: i32) {
-        let Ok(dir) = std::fs::read_dir(format!("/proc/{tid}/fd")) else {
+        // Through the sentry's own /proc descriptor, never the path /proc (see hostproc).
+        let Ok(names) = crate::hostproc::list_dir(&format!("{tid}/fd")) else {
             return;
         };
-        for e in dir.flatten() {
-            let is_notify = std::fs::read_link(e.path())
+        for name in names {
+            let is_notify = crate::hostproc::read_link(&format!("{tid}/fd/{name}"))
                 .is_ok_and(|l| l.to_string_lossy().contains("seccomp notify"));
-            let Some(fd) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            let Ok(fd) = name.parse::<i32>() else {
                 continue;
             };
             if !is_notify {

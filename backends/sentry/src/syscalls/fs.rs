@@ -1327,14 +1327,16 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
                 Err(e) => return Some(err(e)),
             };
             let h = fd.as_raw_fd();
-            let procpath = std::ffi::CString::new(format!("/proc/self/fd/{h}")).unwrap();
-            // SAFETY: metadata calls on our fd (through the sentry's own /proc/self/fd).
+            // SAFETY: metadata calls on our (O_PATH) fd itself, never through a /proc path.
             let rc = unsafe {
                 match s {
-                    chmod | fchmodat => libc::chmod(
-                        procpath.as_ptr(),
+                    chmod | fchmodat => libc::syscall(
+                        libc::SYS_fchmodat2,
+                        h,
+                        c"".as_ptr(),
                         a[if s == chmod { 1 } else { 2 }] as libc::mode_t & 0o7777,
-                    ),
+                        libc::AT_EMPTY_PATH,
+                    ) as i32,
                     chown | lchown => libc::fchownat(
                         h,
                         c"".as_ptr(),
@@ -1357,13 +1359,13 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
                             k.read_val::<[libc::timespec; 2]>(tid, a[2]).ok()
                         };
                         libc::utimensat(
-                            libc::AT_FDCWD,
-                            procpath.as_ptr(),
+                            h,
+                            c"".as_ptr(),
                             ts.as_ref().map_or(std::ptr::null(), |t| t.as_ptr()),
-                            0,
+                            libc::AT_EMPTY_PATH,
                         )
                     }
-                    _ => libc::utimensat(libc::AT_FDCWD, procpath.as_ptr(), std::ptr::null(), 0),
+                    _ => libc::utimensat(h, c"".as_ptr(), std::ptr::null(), libc::AT_EMPTY_PATH),
                 }
             };
             if rc < 0 {

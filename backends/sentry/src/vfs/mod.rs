@@ -187,8 +187,57 @@ struct OpenHow {
     mode: u64,
     resolve: u64,
 }
-const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-const RESOLVE_IN_ROOT: u64 = 0x10;
+pub const RESOLVE_NO_XDEV: u64 = 0x01;
+pub const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+pub const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+pub const RESOLVE_BENEATH: u64 = 0x08;
+pub const RESOLVE_IN_ROOT: u64 = 0x10;
+
+/// `openat2(dirfd, path, flags, mode, resolve)`, retried on EAGAIN/EINTR. An empty path means
+/// `dirfd` itself (".", resolved under the same rules). Hand-written: libc has the syscall number
+/// but no `open_how`, and nix's wrapper would add a second spelling of the same thing.
+pub fn openat2(
+    dirfd: RawFd,
+    path: &str,
+    flags: i32,
+    mode: u32,
+    resolve: u64,
+) -> Result<OwnedFd, i32> {
+    let p = if path.trim_start_matches('/').is_empty() {
+        "."
+    } else {
+        path.trim_start_matches('/')
+    };
+    let c = cstr(p)?;
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: if flags & (libc::O_CREAT | libc::O_TMPFILE) != 0 {
+            mode as u64 & 0o7777
+        } else {
+            0
+        },
+        resolve,
+    };
+    loop {
+        // SAFETY: openat2 with a valid open_how.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dirfd,
+                c.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if fd >= 0 {
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+        }
+        let e = last_errno();
+        if e != libc::EAGAIN && e != libc::EINTR {
+            return Err(e);
+        }
+    }
+}
 
 impl Vfs {
     pub fn new(root_path: &str) -> std::io::Result<Vfs> {
@@ -211,40 +260,13 @@ impl Vfs {
 
     /// openat2 inside the root. `rel` may contain "..", symlinks: all stay inside.
     pub fn open(&self, rel: &str, flags: i32, mode: u32) -> Result<OwnedFd, i32> {
-        let p = if rel.trim_start_matches('/').is_empty() {
-            "."
-        } else {
-            rel.trim_start_matches('/')
-        };
-        let c = cstr(p)?;
-        let how = OpenHow {
-            flags: (flags | libc::O_CLOEXEC) as u64,
-            mode: if flags & (libc::O_CREAT | libc::O_TMPFILE) != 0 {
-                mode as u64 & 0o7777
-            } else {
-                0
-            },
-            resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-        };
-        loop {
-            // SAFETY: openat2 with a valid open_how.
-            let fd = unsafe {
-                libc::syscall(
-                    libc::SYS_openat2,
-                    self.root.as_raw_fd(),
-                    c.as_ptr(),
-                    &how as *const OpenHow,
-                    std::mem::size_of::<OpenHow>(),
-                )
-            };
-            if fd >= 0 {
-                return Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) });
-            }
-            let e = last_errno();
-            if e != libc::EAGAIN && e != libc::EINTR {
-                return Err(e);
-            }
-        }
+        openat2(
+            self.root.as_raw_fd(),
+            rel,
+            flags,
+            mode,
+            RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+        )
     }
 
     /// The parent directory (as an O_PATH fd) and the last component, for *at() calls.
@@ -270,9 +292,9 @@ impl Vfs {
         fstat_fd(fd.as_raw_fd())
     }
 
-    /// Virtual path of a host fd of ours (via /proc/self/fd of the sentry).
+    /// Virtual path of a host fd of ours (via the sentry's own /proc, by descriptor).
     pub fn virt_path_of(&self, fd: RawFd) -> Option<String> {
-        let p = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
+        let p = crate::hostproc::fd_path(fd).ok()?;
         let s = p.to_str()?;
         let rest = s.strip_prefix(&self.root_path)?;
         Some(if rest.is_empty() {

@@ -74,8 +74,9 @@ pub fn is_synthetic(norm: &str) -> bool {
         .any(|p| norm == *p || norm.starts_with(&format!("{p}/")))
 }
 
+/// A host proc file, read beneath the sentry's own /proc descriptor (see `hostproc`).
 fn host_file(path: &str) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
+    crate::hostproc::read_string(path.strip_prefix("/proc/").unwrap_or(path))
 }
 
 pub fn ncpus() -> usize {
@@ -333,8 +334,8 @@ impl<P: Platform> Kernel<P> {
             ["exe"] => Ok(Node::Synth(Synth::Link(p.exe.clone()))),
             ["cwd"] => Ok(Node::Synth(Synth::Link(p.cwd.clone()))),
             ["root"] => Ok(Node::Synth(Synth::Link("/".into()))),
-            ["cmdline"] => Ok(Node::Synth(Synth::File(std::fs::read(format!("/proc/{host}/cmdline")).unwrap_or_default()))),
-            ["environ"] => Ok(Node::Synth(Synth::File(std::fs::read(format!("/proc/{host}/environ")).unwrap_or_default()))),
+            ["cmdline"] => Ok(Node::Synth(Synth::File(crate::hostproc::read(&format!("{host}/cmdline")).unwrap_or_default()))),
+            ["environ"] => Ok(Node::Synth(Synth::File(crate::hostproc::read(&format!("{host}/environ")).unwrap_or_default()))),
             ["comm"] => text(host_file(&format!("/proc/{host}/comm"))),
             ["statm"] => text(host_file(&format!("/proc/{host}/statm"))),
             ["maps"] => text(host_file(&format!("/proc/{host}/maps")).replace(&self.vfs.root_path, "")),

@@ -100,6 +100,36 @@ impl Bundle {
     }
 
     pub fn run_spec(&self, spec: &oci_spec::runtime::Spec) -> (i32, String, String) {
+        self.run_spec_with(spec, |_, _| {}, |_| {})
+    }
+
+    /// `create` alone, expected to fail: its error (all causes, one line).
+    pub fn create_error(&self, spec: &oci_spec::runtime::Spec) -> String {
+        match self.run_spec_hooks(spec, |_, _| {}, |_| {}) {
+            Err(e) => e,
+            Ok(out) => panic!("create succeeded (it should have failed): {out:?}"),
+        }
+    }
+
+    /// Like `run_spec`; `running(sentry pid, state dir)` is called once the workload has been
+    /// started (it may have exited already), `exited(state dir)` after the sandbox exited and
+    /// before it is deleted.
+    pub fn run_spec_with(
+        &self,
+        spec: &oci_spec::runtime::Spec,
+        running: impl FnOnce(i32, &Path),
+        exited: impl FnOnce(&Path),
+    ) -> (i32, String, String) {
+        self.run_spec_hooks(spec, running, exited)
+            .unwrap_or_else(|e| panic!("create: {e}"))
+    }
+
+    fn run_spec_hooks(
+        &self,
+        spec: &oci_spec::runtime::Spec,
+        running: impl FnOnce(i32, &Path),
+        exited: impl FnOnce(&Path),
+    ) -> Result<(i32, String, String), String> {
         // One sandbox at a time: create forks, and the test harness redirects fds 1 and 2.
         static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
@@ -138,11 +168,11 @@ impl Bundle {
         let backend = SentryBackend {
             stdio: Some([devnull.as_raw_fd(), out.as_raw_fd(), errf.as_raw_fd()]),
         };
-        let created = backend.create(&req);
-        let created = created.expect("create");
+        let created = backend.create(&req).map_err(|e| format!("{e:#}"))?;
         let pid = created.pid;
         hako_contract::start_gate::release(&fifo, || hako_contract::proc::is_alive(pid, None))
             .unwrap();
+        running(pid, state.path());
         let mut st = 0;
         unsafe { libc::waitpid(pid, &mut st, 0) };
         let code = if libc::WIFEXITED(st) {
@@ -160,12 +190,13 @@ impl Bundle {
             data: &created.data,
             global: &global,
         };
+        exited(state.path());
         backend.delete(&sb).unwrap();
-        (
+        Ok((
             code,
             std::fs::read_to_string(&out_path).unwrap(),
             std::fs::read_to_string(&err_path).unwrap(),
-        )
+        ))
     }
 }
 
