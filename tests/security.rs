@@ -113,7 +113,10 @@ fn attack_bundle(prog: &Path, args: &[&str]) -> Bundle {
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Rt {
     Container,
+    /// The sentry on its default platform (seccomp user notification + ptrace).
     Sentry,
+    /// The sentry on the ptrace platform (`io.hako.sentry.platform=ptrace`).
+    SentryPtrace,
     Runc,
     Runsc,
 }
@@ -123,9 +126,14 @@ impl Rt {
         match self {
             Rt::Container => "hako container",
             Rt::Sentry => "hako sentry",
+            Rt::SentryPtrace => "hako sentry (ptrace platform)",
             Rt::Runc => "runc",
             Rt::Runsc => "runsc",
         }
+    }
+
+    fn is_sentry(self) -> bool {
+        matches!(self, Rt::Sentry | Rt::SentryPtrace)
     }
 
     fn is_peer(self) -> bool {
@@ -164,13 +172,13 @@ impl Runner {
 
     fn base(&self) -> Command {
         let mut c = match self.rt {
-            Rt::Container | Rt::Sentry => Command::new(HAKO),
+            Rt::Container | Rt::Sentry | Rt::SentryPtrace => Command::new(HAKO),
             Rt::Runc => Command::new("runc"),
             Rt::Runsc => Command::new("runsc"),
         };
         c.arg("--root").arg(&self.root);
         match self.rt {
-            Rt::Sentry => {
+            Rt::Sentry | Rt::SentryPtrace => {
                 c.args(["--backend", "sentry"]);
             }
             Rt::Runsc => {
@@ -181,13 +189,24 @@ impl Runner {
         c
     }
 
+    /// The bundle's path, with its config.json adjusted for this runtime (the sentry's platform).
+    fn bundle(&self, b: &Bundle) -> String {
+        if self.rt == Rt::SentryPtrace {
+            let p = b.dir.join("config.json");
+            let mut c: serde_json::Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+            c["annotations"]["io.hako.sentry.platform"] = json!("ptrace");
+            fs::write(&p, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+        }
+        b.dir.to_str().unwrap().to_string()
+    }
+
     /// `run --bundle b <id>`, stdin /dev/null, output through files; `setup` may change the
     /// command (stdio, pre_exec) before it starts.
     fn run_with(&mut self, b: &Bundle, setup: impl FnOnce(&mut Command)) -> Output {
         let id = unique("sec");
         self.ids.push(id.clone());
         let mut c = self.base();
-        c.args(["run", "--bundle", b.dir.to_str().unwrap(), &id]);
+        c.args(["run", "--bundle", &self.bundle(b), &id]);
         spawn_and_wait(c, setup)
     }
 
@@ -459,7 +478,13 @@ fn int80_and_x32_syscalls_do_not_bypass_the_filters() {
     });
     let host_hostname = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     against(
-        &[Rt::Container, Rt::Runc, Rt::Sentry, Rt::Runsc],
+        &[
+            Rt::Container,
+            Rt::Runc,
+            Rt::Sentry,
+            Rt::SentryPtrace,
+            Rt::Runsc,
+        ],
         |r| {
             let mut b = attack_bundle(&prog, &[]);
             if matches!(r.rt, Rt::Container | Rt::Runc) {
@@ -498,7 +523,7 @@ fn int80_and_x32_syscalls_do_not_bypass_the_filters() {
                 }
                 // The trap filter kills any non-x86_64 call and refuses x32 numbers (ENOSYS);
                 // neither reaches the host as the host uid (65534) would have answered.
-                Rt::Sentry => {
+                Rt::Sentry | Rt::SentryPtrace => {
                     assert!(out.contains("int80-mkdir: killed by signal 31\n"), "{d}");
                     assert!(out.contains("int80-getuid: killed by signal 31\n"), "{d}");
                     assert!(out.contains("x32-mkdir: returned -38\n"), "{d}");
@@ -525,14 +550,22 @@ fn io_uring_is_refused_or_confined() {
     let canary = CanaryDir::new();
     let (dir, secret) = (canary.path().to_string(), canary.secret());
     against(
-        &[Rt::Container, Rt::Runc, Rt::Sentry, Rt::Runsc],
+        &[
+            Rt::Container,
+            Rt::Runc,
+            Rt::Sentry,
+            Rt::SentryPtrace,
+            Rt::Runsc,
+        ],
         |r| r.run(&attack_bundle(&prog, &[&dir, &secret])),
         |rt, o| {
             let out = text(o);
             let d = describe(rt, o);
             assert!(!out.contains("HOST-SECRET"), "{d}");
             match rt {
-                Rt::Sentry => assert_eq!(out, "io_uring_setup: errno 38\n", "{d}"),
+                Rt::Sentry | Rt::SentryPtrace => {
+                    assert_eq!(out, "io_uring_setup: errno 38\n", "{d}")
+                }
                 Rt::Container => {
                     // The ring works; its ".." walks stop at the container's root, where the
                     // host paths do not exist.
@@ -556,7 +589,13 @@ fn clone3_and_a_new_user_namespace_do_not_unlock_the_host() {
     let (prog,) = ready!("clone3");
     let before = host_knobs();
     against(
-        &[Rt::Container, Rt::Runc, Rt::Sentry, Rt::Runsc],
+        &[
+            Rt::Container,
+            Rt::Runc,
+            Rt::Sentry,
+            Rt::SentryPtrace,
+            Rt::Runsc,
+        ],
         |r| r.run(&attack_bundle(&prog, &[])),
         |rt, o| {
             let out = text(o);
@@ -567,7 +606,7 @@ fn clone3_and_a_new_user_namespace_do_not_unlock_the_host() {
                 .collect();
             assert!(oks.is_empty(), "{oks:?} got through: {d}");
             match rt {
-                Rt::Sentry => {
+                Rt::Sentry | Rt::SentryPtrace => {
                     assert_eq!(out, "clone3: errno 38\nclone3 newuser: errno 38\n", "{d}")
                 }
                 Rt::Container => {
@@ -589,7 +628,13 @@ fn ptrace_and_process_vm_writev_cannot_reach_host_processes() {
     let mut canary = Canary::start(&canary_bin);
     let (pid, addr) = (canary.pid.to_string(), canary.addr.to_string());
     against(
-        &[Rt::Container, Rt::Runc, Rt::Sentry, Rt::Runsc],
+        &[
+            Rt::Container,
+            Rt::Runc,
+            Rt::Sentry,
+            Rt::SentryPtrace,
+            Rt::Runsc,
+        ],
         |r| r.run(&attack_bundle(&prog, &[&pid, &addr])),
         |rt, o| {
             let out = text(o);
@@ -612,7 +657,7 @@ fn ptrace_and_process_vm_writev_cannot_reach_host_processes() {
                 }
                 // The sentry never passes these to the host: EPERM, even for TRACEME (the
                 // sentry is the tracer and stays so).
-                Rt::Sentry => {
+                Rt::Sentry | Rt::SentryPtrace => {
                     for step in [
                         "ptrace attach canary",
                         "ptrace seize canary",
@@ -634,19 +679,31 @@ fn ptrace_and_process_vm_writev_cannot_reach_host_processes() {
     );
 }
 
-/// kill(-1, SIGKILL), and kill of a host process by pid and by process group, from inside.
+/// kill(-1, SIGKILL) (which does kill a sibling inside), and kill of a host process by pid and
+/// by process group, from inside.
 #[test]
 fn kill_minus_one_spares_host_processes() {
     let (prog, canary_bin) = ready!("killall", "canary");
     let mut canary = Canary::start(&canary_bin);
     let pid = canary.pid.to_string();
     against(
-        &[Rt::Container, Rt::Runc, Rt::Sentry, Rt::Runsc],
+        &[
+            Rt::Container,
+            Rt::Runc,
+            Rt::Sentry,
+            Rt::SentryPtrace,
+            Rt::Runsc,
+        ],
         |r| r.run(&attack_bundle(&prog, &[&pid])),
         |rt, o| {
             let out = text(o);
             let d = describe(rt, o);
             assert!(out.contains("still here\n"), "{d}");
+            // kill(-1) did act, on the sandbox's own processes.
+            assert!(
+                out.contains("kill -1: ok\nsibling: killed by signal 9\n"),
+                "{d}"
+            );
             assert!(!out.contains("kill canary: ok"), "{d}");
             assert!(!out.contains("kill -canary: ok"), "{d}");
             if !rt.is_peer() {
@@ -663,7 +720,7 @@ fn kill_minus_one_spares_host_processes() {
 /// arrive there. The sentry (and runsc) answer ENOTTY; runc relays stdio through pipes.
 #[test]
 fn tiocsti_cannot_inject_into_the_callers_terminal() {
-    tiocsti_attack(&[Rt::Sentry, Rt::Runsc, Rt::Runc], false);
+    tiocsti_attack(&[Rt::Sentry, Rt::SentryPtrace, Rt::Runsc, Rt::Runc], false);
 }
 
 /// The same attack on the container backend. Today the workload stays in the caller's session
@@ -691,12 +748,12 @@ fn tiocsti_attack(rts: &[Rt], exec: bool) {
             if exec {
                 b.edit(|c| c["process"]["args"] = json!(["sleep", "1000"]));
                 let mut d = r.base();
-                d.args(["run", "--detach", "--bundle", b.dir.to_str().unwrap(), &id]);
+                d.args(["run", "--detach", "--bundle", &r.bundle(&b), &id]);
                 let o = spawn_and_wait(d, |_| {});
                 assert!(o.status.success(), "{}", describe(r.rt, &o));
                 c.args(["exec", &id, "/attack"]);
             } else {
-                c.args(["run", "--bundle", b.dir.to_str().unwrap(), &id]);
+                c.args(["run", "--bundle", &r.bundle(&b), &id]);
             }
             let (o, injected) = on_callers_tty(c);
             assert!(
@@ -804,10 +861,16 @@ fn no_host_fd_leaks_into_the_sandbox() {
         }
     };
     against(
-        &[Rt::Container, Rt::Runc, Rt::Sentry, Rt::Runsc],
+        &[
+            Rt::Container,
+            Rt::Runc,
+            Rt::Sentry,
+            Rt::SentryPtrace,
+            Rt::Runsc,
+        ],
         |r| {
             let b = attack_bundle(&prog, &[]);
-            let preserve = r.rt != Rt::Sentry && r.rt != Rt::Runsc;
+            let preserve = !r.rt.is_sentry() && r.rt != Rt::Runsc;
             let id = unique("sec");
             r.ids.push(id.clone());
             let mut c = r.base();
@@ -815,7 +878,7 @@ fn no_host_fd_leaks_into_the_sandbox() {
             if preserve {
                 c.args(["--preserve-fds", "1"]);
             }
-            c.args(["--bundle", b.dir.to_str().unwrap(), &id]);
+            c.args(["--bundle", &r.bundle(&b), &id]);
             let (pr, _pw) = nix::unistd::pipe().unwrap();
             spawn_and_wait(c, |c| leak(c, preserve.then_some(pr)))
         },
@@ -824,7 +887,7 @@ fn no_host_fd_leaks_into_the_sandbox() {
             let d = describe(rt, o);
             assert!(!out.contains("HOST-SECRET"), "{d}");
             assert!(!out.contains(canary.path()), "{d}");
-            let preserve = rt != Rt::Sentry && rt != Rt::Runsc;
+            let preserve = !rt.is_sentry() && rt != Rt::Runsc;
             let mut fds: Vec<&str> = out.lines().filter(|l| l.starts_with("open fd ")).collect();
             fds.sort();
             let want: Vec<&str> = if preserve { vec!["open fd 3"] } else { vec![] };
@@ -981,7 +1044,13 @@ fn proc_and_sys_writes_fail_with_the_default_spec() {
     let (prog,) = ready!("procsys");
     let before = host_knobs();
     against(
-        &[Rt::Container, Rt::Runc, Rt::Sentry, Rt::Runsc],
+        &[
+            Rt::Container,
+            Rt::Runc,
+            Rt::Sentry,
+            Rt::SentryPtrace,
+            Rt::Runsc,
+        ],
         |r| r.run(&attack_bundle(&prog, &[])),
         |rt, o| {
             let out = text(o);
