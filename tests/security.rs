@@ -224,6 +224,55 @@ impl Runner {
         self.run_with(b, |_| {})
     }
 
+    /// `state <id>` as JSON (runc, runsc and hako print the same fields).
+    fn state(&self, id: &str) -> serde_json::Value {
+        let mut c = self.base();
+        c.args(["state", id]);
+        let o = spawn_and_wait(c, |_| {});
+        assert!(o.status.success(), "{}", describe(self.rt, &o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    }
+
+    /// `create`, then `between(pid of the sandbox's host process)`, then `start`; waits until
+    /// the sandbox stopped. The output is what the workload wrote (through `create`'s stdio).
+    fn create_start(&mut self, b: &Bundle, between: impl FnOnce(i32)) -> Output {
+        let id = unique("sec");
+        self.ids.push(id.clone());
+        let out = std::env::temp_dir().join(unique("hako-sec-workload"));
+        let mut c = self.base();
+        c.args(["create", "--bundle", &self.bundle(b), &id]);
+        let file = fs::File::create(&out).unwrap();
+        let created = spawn_and_wait(c, |c| {
+            c.stdout(file.try_clone().unwrap())
+                .stderr(file.try_clone().unwrap());
+        });
+        if !created.status.success() {
+            let _ = fs::remove_file(&out);
+            return created;
+        }
+        between(self.state(&id)["pid"].as_i64().unwrap() as i32);
+        let mut c = self.base();
+        c.args(["start", &id]);
+        let started = spawn_and_wait(c, |_| {});
+        assert!(started.status.success(), "{}", describe(self.rt, &started));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.state(&id)["status"] != "stopped" {
+            assert!(
+                Instant::now() < deadline,
+                "{}: {id} never stopped",
+                self.rt.name()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let o = Output {
+            status: started.status,
+            stdout: fs::read(&out).unwrap_or_default(),
+            stderr: Vec::new(),
+        };
+        let _ = fs::remove_file(&out);
+        o
+    }
+
     /// For a peer, `None` (with a printed reason) when it could not start the bundle at all.
     fn peer_output(&self, o: Output) -> Option<Output> {
         if self.rt.is_peer() && !o.status.success() && o.stdout.is_empty() {
@@ -656,6 +705,7 @@ fn ptrace_and_process_vm_writev_cannot_reach_host_processes() {
                 "ptrace seize canary",
                 "process_vm_writev canary",
                 "process_vm_readv canary",
+                "kill canary",
             ] {
                 assert!(!out.contains(&format!("{step}: ok")), "{step}: {d}");
             }
@@ -685,6 +735,59 @@ fn ptrace_and_process_vm_writev_cannot_reach_host_processes() {
                 _ => {}
             }
             canary.assert_untouched(rt.name());
+        },
+    );
+}
+
+/// The sentry's own host process (runsc's sandbox process), attacked by its host pid, which the
+/// test hands to the workload through a bind mount once the sandbox exists: ptrace attach and
+/// seize, process_vm_writev/readv (at address 0: a permitted call would answer EFAULT), kill 0.
+#[test]
+fn the_sentry_itself_cannot_be_traced_written_or_signalled() {
+    let (prog,) = ready!("ptrace_vm");
+    against(
+        &[Rt::Sentry, Rt::SentryPtrace, Rt::Runsc],
+        |r| {
+            let mut b = attack_bundle(&prog, &["@/target/pid"]);
+            let dir = b.dir.join("target");
+            fs::create_dir_all(&dir).unwrap();
+            let src = dir.to_str().unwrap().to_string();
+            b.edit(|c| {
+                c["mounts"].as_array_mut().unwrap().push(
+                    json!({"destination": "/target", "type": "bind", "source": src, "options": ["rbind"]}),
+                )
+            });
+            r.create_start(&b, |pid| {
+                fs::write(dir.join("pid.tmp"), format!("{pid} 0 sentry\n")).unwrap();
+                fs::rename(dir.join("pid.tmp"), dir.join("pid")).unwrap();
+            })
+        },
+        |rt, o| {
+            let out = text(o);
+            let d = describe(rt, o);
+            for step in [
+                "ptrace attach sentry",
+                "ptrace seize sentry",
+                "process_vm_writev sentry",
+                "process_vm_readv sentry",
+                "kill sentry",
+            ] {
+                let line = out.lines().find(|l| l.starts_with(&format!("{step}: ")));
+                let Some(line) = line else {
+                    panic!("{step} not reported: {d}")
+                };
+                assert!(
+                    line.ends_with("errno 1")
+                        || line.ends_with("errno 3")
+                        || line.ends_with("errno 38"),
+                    "{step} reached the runtime's host process: {d}"
+                );
+            }
+            if rt.is_sentry() {
+                assert!(out.contains("ptrace attach sentry: errno 1\n"), "{d}");
+                assert!(out.contains("process_vm_writev sentry: errno 1\n"), "{d}");
+                assert!(out.contains("kill sentry: errno 3\n"), "{d}");
+            }
         },
     );
 }

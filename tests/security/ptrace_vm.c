@@ -1,5 +1,7 @@
 /* Attack: reach another process's memory. argv[1] is a host canary's pid, argv[2] the address
  * of its secret string (both as the host sees them; the sandbox should not see that pid).
+ * Or argv[1] is "@FILE": wait for FILE to hold "<pid> <address> <name>" (the runtime's own host
+ * process, written there by the test once the sandbox exists) and attack that instead.
  * - PTRACE_ATTACH / PTRACE_SEIZE on the canary, on our parent and on pid 1, then POKEDATA;
  * - process_vm_writev into the canary; PTRACE_TRACEME (to detach a sentry that traces us);
  * - a scan of pids 1..4096 with process_vm_readv (reads only) at the canary's address: how many
@@ -42,19 +44,41 @@ static void attach(const char *name, pid_t pid, unsigned long addr) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 3) return 2;
-    pid_t canary = atoi(argv[1]);
-    unsigned long addr = strtoul(argv[2], 0, 10);
-    attach("canary", canary, addr);
+    if (argc < 2) return 2;
+    pid_t canary;
+    unsigned long addr;
+    char name[64] = "canary";
+    if (argv[1][0] == '@') {
+        FILE *f = NULL;
+        for (int i = 0; i < 1000 && !f; i++) {
+            f = fopen(argv[1] + 1, "r");
+            if (!f) usleep(10000);
+        }
+        if (!f || fscanf(f, "%d %lu %63s", &canary, &addr, name) != 3) {
+            printf("no target in %s\n", argv[1] + 1);
+            return 1;
+        }
+        fclose(f);
+    } else {
+        if (argc < 3) return 2;
+        canary = atoi(argv[1]);
+        addr = strtoul(argv[2], 0, 10);
+    }
+    char what[128];
+    attach(name, canary, addr);
     attach("parent", getppid(), addr);
     attach("pid1", 1, addr);
 
     char payload[] = "PWNED-BY-SANDBOX";
     struct iovec local = {payload, sizeof payload}, remote = {(void *)addr, sizeof payload};
-    say("process_vm_writev canary", syscall(SYS_process_vm_writev, canary, &local, 1, &remote, 1, 0));
+    snprintf(what, sizeof what, "process_vm_writev %s", name);
+    say(what, syscall(SYS_process_vm_writev, canary, &local, 1, &remote, 1, 0));
     char buf[16];
     struct iovec l2 = {buf, sizeof buf}, r2 = {(void *)addr, sizeof buf};
-    say("process_vm_readv canary", syscall(SYS_process_vm_readv, canary, &l2, 1, &r2, 1, 0));
+    snprintf(what, sizeof what, "process_vm_readv %s", name);
+    say(what, syscall(SYS_process_vm_readv, canary, &l2, 1, &r2, 1, 0));
+    snprintf(what, sizeof what, "kill %s", name);
+    say(what, kill(canary, 0));
 
     pid_t c = fork();
     if (c == 0) {
