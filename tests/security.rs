@@ -1201,6 +1201,10 @@ struct WasmAttack {
     data: Vec<(u32, Vec<u8>)>,
     next: u32,
     body: String,
+    /// The preopen the paths are resolved from.
+    dirfd: u32,
+    /// How many preopens the module gets (fds 3..3+n); any fd above is an extra.
+    preopens: u32,
 }
 
 enum Try<'a> {
@@ -1211,11 +1215,13 @@ enum Try<'a> {
 }
 
 impl WasmAttack {
-    fn new() -> WasmAttack {
+    fn new(dirfd: u32, preopens: u32) -> WasmAttack {
         WasmAttack {
             data: Vec::new(),
             next: 8192,
             body: String::new(),
+            dirfd,
+            preopens,
         }
     }
 
@@ -1236,7 +1242,8 @@ impl WasmAttack {
                 let (tp, tl) = self.bytes(target.as_bytes());
                 let (lp, ll) = self.bytes(link.as_bytes());
                 self.body += &format!(
-                    "(drop (call $path_symlink (i32.const {tp}) (i32.const {tl}) (i32.const 3) (i32.const {lp}) (i32.const {ll})))\n"
+                    "(drop (call $path_symlink (i32.const {tp}) (i32.const {tl}) (i32.const {}) (i32.const {lp}) (i32.const {ll})))\n",
+                    self.dirfd
                 );
                 (link, 0, 2)
             }
@@ -1248,8 +1255,9 @@ impl WasmAttack {
         } else {
             "(call $dump (i32.load (i32.const 32)))".to_string()
         };
+        let dirfd = self.dirfd;
         self.body += &format!(
-            "(if (i32.eqz (call $path_open (i32.const 3) (i32.const 1) (i32.const {pp}) (i32.const {pl}) \
+            "(if (i32.eqz (call $path_open (i32.const {dirfd}) (i32.const 1) (i32.const {pp}) (i32.const {pl}) \
                (i32.const {oflags}) (i64.const {rights}) (i64.const {rights}) (i32.const 0) (i32.const 32)))\n\
                (then (drop (call $say_fd (i32.const 1) (i32.const {opened}) (i32.const {ol}))) {act}\n\
                  (drop (call $fd_close (i32.load (i32.const 32)))))\n\
@@ -1257,9 +1265,9 @@ impl WasmAttack {
         );
     }
 
-    /// Report every open fd beyond stdio and the rootfs preopen.
+    /// Report every open fd beyond stdio and the preopens.
     fn extra_fds(&mut self) {
-        for fd in 4..16 {
+        for fd in 3 + self.preopens..16 {
             let (m, ml) = self.bytes(format!("extra fd {fd}\n").as_bytes());
             self.body += &format!(
                 "(if (i32.eqz (call $fd_fdstat_get (i32.const {fd}) (i32.const 64))) \
@@ -1300,9 +1308,11 @@ impl WasmAttack {
     }
 }
 
-/// A wasm module tries to leave its preopened rootfs: "..", absolute paths, symlinks already in
-/// the image (absolute and relative), symlinks it makes itself, a file created through "..",
-/// and fds beyond its preopens. The host secret next to the rootfs stays unread and unwritten.
+/// A wasm module tries to leave its preopened directory: "..", absolute paths, symlinks already
+/// in the image (absolute and relative), symlinks it makes itself, a file created through "..",
+/// and fds beyond its preopens. Three preopens are attacked: the rootfs ("/"), a bind-mounted
+/// directory (whose host parent holds a secret), and the cwd ("." when the cwd is not "/").
+/// The host secrets stay unread, nothing is created outside.
 #[test]
 fn wasm_preopen_traversal_stays_in_the_rootfs() {
     skip_unless!(need_root());
@@ -1310,29 +1320,57 @@ fn wasm_preopen_traversal_stays_in_the_rootfs() {
         eprintln!("SKIPPED: wat2wasm missing (apt-get install wabt)");
         return;
     }
+    // (name, cwd, bind-mount a directory at /data?, dirfd, preopens, the dir the dirfd is (in
+    // the bundle), the path from there up to the bundle directory)
+    let scenarios = [
+        ("rootfs", "/", false, 3, 1, "rootfs", ".."),
+        ("bind", "/", true, 4, 2, "shared", ".."),
+        ("cwd", "/a", false, 3, 2, "rootfs/a", "../.."),
+    ];
+    for (name, cwd, bind, dirfd, preopens, base, up) in scenarios {
+        wasm_traversal(name, cwd, bind, dirfd, preopens, base, up);
+    }
+}
+
+fn wasm_traversal(
+    name: &str,
+    cwd: &str,
+    bind: bool,
+    dirfd: u32,
+    preopens: u32,
+    base: &str,
+    up: &str,
+) {
     let canary = CanaryDir::new();
     let dir = std::env::temp_dir().join(unique("hako-sec-wasm"));
     let rootfs = dir.join("rootfs");
+    let base = dir.join(base);
     fs::create_dir_all(rootfs.join("a")).unwrap();
-    fs::write(rootfs.join("inside.txt"), "INSIDE\n").unwrap();
-    // The bundle directory holds a secret right next to the rootfs, too.
+    fs::create_dir_all(base.join("sub")).unwrap();
+    fs::write(base.join("inside.txt"), "INSIDE\n").unwrap();
+    // The bundle directory holds a secret right next to the rootfs and the bind source.
     fs::write(dir.join("host-secret"), "HOST-SECRET\n").unwrap();
     let secret = canary.secret();
-    std::os::unix::fs::symlink(&secret, rootfs.join("abs-link")).unwrap();
-    std::os::unix::fs::symlink("../host-secret", rootfs.join("rel-link")).unwrap();
-    std::os::unix::fs::symlink(canary.path(), rootfs.join("out-dir")).unwrap();
+    std::os::unix::fs::symlink(&secret, base.join("abs-link")).unwrap();
+    std::os::unix::fs::symlink(format!("{up}/host-secret"), base.join("rel-link")).unwrap();
+    std::os::unix::fs::symlink(canary.path(), base.join("out-dir")).unwrap();
 
-    let mut w = WasmAttack::new();
+    let (dotdot, deep, create) = (
+        format!("{up}/host-secret"),
+        format!("sub/../{up}/host-secret"),
+        format!("{up}/pwned-by-wasm"),
+    );
+    let mut w = WasmAttack::new(dirfd, preopens);
     w.attempt("inside", Try::Read("inside.txt"));
-    w.attempt("dotdot", Try::Read("../host-secret"));
-    w.attempt("deep-dotdot", Try::Read("a/../../host-secret"));
+    w.attempt("dotdot", Try::Read(&dotdot));
+    w.attempt("deep-dotdot", Try::Read(&deep));
     w.attempt("absolute", Try::Read(&secret));
     w.attempt("abs-link", Try::Read("abs-link"));
     w.attempt("rel-link", Try::Read("rel-link"));
     w.attempt("dir-link", Try::Read("out-dir/keep"));
-    w.attempt("made-link", Try::SymlinkRead("../host-secret", "made-link"));
+    w.attempt("made-link", Try::SymlinkRead(&dotdot, "made-link"));
     w.attempt("made-abs-link", Try::SymlinkRead(&secret, "made-abs-link"));
-    w.attempt("create-dotdot", Try::Create("../pwned-by-wasm"));
+    w.attempt("create-dotdot", Try::Create(&create));
     w.attempt("create-dir-link", Try::Create("out-dir/pwned-by-wasm"));
     w.extra_fds();
     let wat = dir.join("attack.wat");
@@ -1348,13 +1386,17 @@ fn wasm_preopen_traversal_stays_in_the_rootfs() {
         "wat2wasm: {}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let spec = json!({
+    let mut spec = json!({
         "ociVersion": "1.2.0",
-        "process": {"args": ["/app.wasm"], "env": ["PATH=/"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+        "process": {"args": ["/app.wasm"], "env": ["PATH=/"], "cwd": cwd, "user": {"uid": 0, "gid": 0}},
         "root": {"path": "rootfs"},
         "annotations": {"io.hako.backend": "wasm"},
         "linux": {}
     });
+    if bind {
+        spec["mounts"] = json!([{"destination": "/data", "type": "bind",
+            "source": base.to_str().unwrap(), "options": ["rbind"]}]);
+    }
     fs::write(
         dir.join("config.json"),
         serde_json::to_vec_pretty(&spec).unwrap(),
@@ -1369,13 +1411,16 @@ fn wasm_preopen_traversal_stays_in_the_rootfs() {
         .args(["run", "--bundle", dir.to_str().unwrap(), &id]);
     let o = spawn_and_wait(c, |_| {});
     let out = text(&o);
-    let d = format!("{out}\nstderr: {}", String::from_utf8_lossy(&o.stderr));
+    let d = format!(
+        "wasm, from the {name} preopen:\n{out}\nstderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    eprintln!("--- {d}");
     let made_outside = dir.join("pwned-by-wasm").exists();
     let _ = fs::remove_dir_all(&dir);
-    let _ = fs::remove_dir_all(&root);
     assert!(
         !made_outside,
-        "the module created a file next to its rootfs: {d}"
+        "the module created a file next to its preopen: {d}"
     );
     assert_eq!(o.status.code(), Some(0), "{d}");
     assert!(
@@ -1401,5 +1446,5 @@ fn wasm_preopen_traversal_stays_in_the_rootfs() {
         );
     }
     assert!(!out.contains("extra fd"), "{d}");
-    canary.assert_untouched("the wasm module");
+    canary.assert_untouched(&format!("the wasm module ({name} preopen)"));
 }
