@@ -626,9 +626,11 @@ fn io_uring_is_refused_or_confined() {
                     assert_eq!(out, "io_uring_setup: errno 38\n", "{d}")
                 }
                 Rt::Container => {
-                    // The ring works; its ".." walks stop at the container's root, where the
-                    // host paths do not exist.
-                    assert_eq!(out, "io_uring_setup: ok\nmkdirat: -2\nopenat: -2\n", "{d}")
+                    // The ring works (unless the host disables io_uring); its ".." walks stop
+                    // at the container's root, where the host paths do not exist.
+                    if !out.starts_with("io_uring_setup: errno") {
+                        assert_eq!(out, "io_uring_setup: ok\nmkdirat: -2\nopenat: -2\n", "{d}")
+                    }
                 }
                 _ => assert!(
                     out.starts_with("io_uring_setup: errno") || out.contains("openat: -"),
@@ -670,7 +672,10 @@ fn clone3_and_a_new_user_namespace_do_not_unlock_the_host() {
                 }
                 Rt::Container => {
                     assert!(out.starts_with("clone3: child exit 7\n"), "{d}");
-                    assert!(out.contains("child write core_pattern: errno"), "{d}");
+                    // (A host that forbids unprivileged user namespaces refuses the second.)
+                    if out.contains("clone3 newuser: ok") {
+                        assert!(out.contains("child write core_pattern: errno"), "{d}");
+                    }
                 }
                 _ => {}
             }
