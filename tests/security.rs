@@ -1,5 +1,5 @@
 //! The security regression suite: attacks that the backends hold today, written as an attacker
-//! writes them — static C programs (`tests/security/*.c`, built with `gcc -static` once per run)
+//! writes them — static C programs (`tests/security/*.c`, built with `gcc -static`, cached by source)
 //! run inside the sandbox through the `hako` binary, hostile bundles, and a hostile wasm module.
 //! Each test checks what the attack saw inside (the refusal it got) and that the host is
 //! untouched (a host canary process alive and unmodified, host files and directories unchanged,
@@ -457,7 +457,7 @@ impl CanaryDir {
         let dir = std::env::temp_dir().join(unique("hako-canary-dir"));
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join("keep"), "HOST-SECRET\n").unwrap();
-        // SAFETY: chmod of our own file: root-only, as a secret would be.
+        // Root-only, as a secret would be.
         fs::set_permissions(
             dir.join("keep"),
             std::os::unix::fs::PermissionsExt::from_mode(0o600),
