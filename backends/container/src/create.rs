@@ -10,7 +10,7 @@ use hako_contract::{hooks, CreateRequest, Created, OciState, Status};
 use nix::mount::MsFlags;
 use oci_spec::runtime::{Hook, LinuxDevice};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Everything the init needs, prepared before the clone.
 pub struct InitPlan {
@@ -271,7 +271,7 @@ fn drive(
     if plan.ns.new_user {
         namespaces::write_id_maps(pid, &plan.ns.uid_map, &plan.ns.gid_map, rootless())?;
     }
-    chan.send(&Msg::Go { pid })?;
+    send_or_childs_error(chan, &Msg::Go { pid })?;
     if let Some(cg) = cg {
         cg.add_pid(pid)?;
     }
@@ -285,7 +285,7 @@ fn drive(
         hooks.create_runtime().as_deref().unwrap_or(&[]),
         &st,
     )?;
-    chan.send(&Msg::HostDone)?;
+    send_or_childs_error(chan, &Msg::HostDone)?;
     loop {
         match chan.recv()? {
             Some((Msg::Ready, _)) => return Ok(()),
@@ -296,6 +296,21 @@ fn drive(
             Some((Msg::Error(e), _)) => bail!("{e}"),
             Some((m, _)) => bail!("unexpected message {m:?} from the container init"),
             None => bail!("the container init exited during set-up"),
+        }
+    }
+}
+
+/// Send to the init; when it has already failed and gone (EPIPE), its own error is what the
+/// user must see, not the broken pipe: read it from the channel.
+fn send_or_childs_error(chan: &Channel, m: &Msg) -> Result<()> {
+    let Err(e) = chan.send(m) else {
+        return Ok(());
+    };
+    loop {
+        match chan.recv() {
+            Ok(Some((Msg::Error(child), _))) => bail!("{child}"),
+            Ok(Some(_)) => continue,
+            _ => return Err(e),
         }
     }
 }
@@ -348,11 +363,16 @@ fn init_main(plan: &InitPlan, chan: &Channel, fifo: OwnedFd) -> ! {
         // SAFETY: as in `fail`.
         unsafe { libc::_exit(127) }
     };
-    let gate = PathBuf::from(format!("/proc/self/fd/{}", ready.fifo.as_raw_fd()));
-    if let Err(e) = hako_contract::start_gate::wait(&gate) {
+    // Through the host's procfs, never the container's /proc.
+    let gate = ready
+        .proc
+        .reopen(ready.fifo.as_raw_fd(), libc::O_WRONLY)
+        .context("opening the start fifo");
+    if let Err(e) = gate.and_then(hako_contract::start_gate::signal) {
         die(e);
     }
     drop(ready.fifo);
+    drop(ready.proc);
     if !plan.start_hooks.is_empty() {
         if let Err(e) = hooks::run(
             "startContainer",
@@ -385,6 +405,7 @@ fn state(plan: &InitPlan, pid: i32, status: Status) -> OciState {
 
 struct Ready {
     fifo: OwnedFd,
+    proc: process::HostProc,
     exe: std::ffi::CString,
     host_pid: i32,
     seccomp_late: bool,
@@ -427,6 +448,8 @@ fn init_setup(plan: &InitPlan, chan: &Channel, fifo: OwnedFd) -> Result<Ready> {
         }
         Ok(cg)
     };
+    // The host's procfs, for everything the init does through /proc once inside.
+    let proc = process::HostProc::open()?;
     let rp = rootfs::RootfsPlan {
         rootfs: &plan.rootfs,
         mounts: &plan.mounts,
@@ -455,6 +478,10 @@ fn init_setup(plan: &InitPlan, chan: &Channel, fifo: OwnedFd) -> Result<Ready> {
         chan.send_with_fd(&Msg::PtyMaster, Some(master.as_raw_fd()))?;
         drop(master);
         process::adopt_terminal(&slave)?;
+    } else {
+        // A session of its own, as runc's init: otherwise the workload keeps the caller's
+        // controlling terminal and can push input into it with TIOCSTI.
+        nix::unistd::setsid().context("setsid")?;
     }
     if let Some(h) = &plan.hostname {
         nix::unistd::sethostname(h).context("sethostname")?;
@@ -467,8 +494,8 @@ fn init_setup(plan: &InitPlan, chan: &Channel, fifo: OwnedFd) -> Result<Ready> {
         }
     }
     for (k, v) in &plan.sysctl {
-        let p = Path::new("/proc/sys").join(k.replace('.', "/"));
-        std::fs::write(&p, v).with_context(|| format!("sysctl {k}={v}"))?;
+        proc.write(&format!("sys/{}", k.replace('.', "/")), v)
+            .with_context(|| format!("sysctl {k}={v}"))?;
     }
     if plan.root_readonly {
         rootfs::readonly_root()?;
@@ -494,7 +521,7 @@ fn init_setup(plan: &InitPlan, chan: &Channel, fifo: OwnedFd) -> Result<Ready> {
     process::set_rlimits(pp)?;
     process::set_io_priority(pp)?;
     process::chdir(pp)?;
-    process::set_apparmor(pp)?;
+    process::set_apparmor(pp, &proc)?;
     let seccomp_late = pp.seccomp_late_ok();
     if let (Some(c), false) = (&plan.seccomp, seccomp_late) {
         sec::apply(c).context("loading the seccomp filter")?;
@@ -511,6 +538,7 @@ fn init_setup(plan: &InitPlan, chan: &Channel, fifo: OwnedFd) -> Result<Ready> {
     process::close_fds_from(3 + plan.preserve_fds as i32)?;
     Ok(Ready {
         fifo,
+        proc,
         exe,
         host_pid,
         seccomp_late,

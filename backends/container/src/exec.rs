@@ -41,6 +41,8 @@ pub fn exec(sb: &Sandbox, req: &ExecRequest) -> Result<Execed> {
         nix::sys::stat::Mode::empty(),
     )
     .with_context(|| format!("opening /proc/{}/root", sb.pid))?;
+    // Opened here, before any join: the process uses /proc only through it (see HostProc).
+    let proc = process::HostProc::open()?;
     let (parent, child) = sync::pair()?;
     // The exec'd process runs hako's code inside the container until its execve: never
     // dumpable there (CVE-2019-5736, see `process::set_dumpable`). Set before the clone, so the
@@ -52,9 +54,10 @@ pub fn exec(sb: &Sandbox, req: &ExecRequest) -> Result<Execed> {
         let mut keep: Vec<i32> = nss.iter().map(|(fd, _, _)| fd.as_raw_fd()).collect();
         keep.push(root.as_raw_fd());
         keep.push(child.raw());
+        keep.push(proc.as_raw_fd());
         process::close_cloexec_fds(&keep);
         process::reset_signals();
-        intermediate(&data, &nss, &root, &plan, seccomp.as_ref(), req, &child);
+        intermediate(&data, &nss, &root, &proc, &plan, seccomp.as_ref(), req, &child);
     }
     drop(child);
     drop(nss);
@@ -98,6 +101,7 @@ fn intermediate(
     data: &Data,
     nss: &[(OwnedFd, libc::c_int, PathBuf)],
     root: &OwnedFd,
+    proc: &process::HostProc,
     plan: &ProcessPlan,
     seccomp: Option<&sec::Compiled>,
     req: &ExecRequest,
@@ -126,7 +130,7 @@ fn intermediate(
             let mut plan = plan.clone();
             process::ensure_home(&mut plan);
             let plan = &plan;
-            let exe = match setup(plan, seccomp, req, chan) {
+            let exe = match setup(plan, proc, seccomp, req, chan) {
                 Ok(x) => x,
                 Err(e) => fail(chan, e),
             };
@@ -143,6 +147,7 @@ fn intermediate(
 
 fn setup(
     plan: &ProcessPlan,
+    proc: &process::HostProc,
     seccomp: Option<&sec::Compiled>,
     req: &ExecRequest,
     chan: &Channel,
@@ -152,11 +157,15 @@ fn setup(
         chan.send_with_fd(&Msg::PtyMaster, Some(master.as_raw_fd()))?;
         drop(master);
         process::adopt_terminal(&slave)?;
+    } else {
+        // A session of its own (runc's exec does the same): otherwise the process keeps the
+        // caller's controlling terminal and can push input into it with TIOCSTI.
+        nix::unistd::setsid().context("setsid")?;
     }
     process::set_rlimits(plan)?;
     process::set_io_priority(plan)?;
     process::chdir(plan)?;
-    process::set_apparmor(plan)?;
+    process::set_apparmor(plan, proc)?;
     let late = plan.seccomp_late_ok();
     if let (Some(c), false) = (seccomp, late) {
         sec::apply(c).context("loading the seccomp filter")?;

@@ -5,6 +5,7 @@ use crate::caps;
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{PosixRlimitType, Process};
 use std::ffi::CString;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -232,11 +233,12 @@ pub fn apparmor_enabled() -> bool {
 }
 
 /// Ask AppArmor to switch to the profile at the next execve.
-pub fn set_apparmor(p: &ProcessPlan) -> Result<()> {
+pub fn set_apparmor(p: &ProcessPlan, proc: &HostProc) -> Result<()> {
     if let Some(prof) = &p.apparmor {
         let v = format!("exec {prof}");
-        let r = std::fs::write("/proc/self/attr/apparmor/exec", &v)
-            .or_else(|_| std::fs::write("/proc/self/attr/exec", &v));
+        let r = proc
+            .write("thread-self/attr/apparmor/exec", &v)
+            .or_else(|_| proc.write("thread-self/attr/exec", &v));
         r.with_context(|| format!("setting AppArmor profile {prof:?}"))?;
     }
     Ok(())
@@ -303,21 +305,32 @@ pub fn find_executable(p: &ProcessPlan) -> Result<CString> {
     bail!("exec: {arg0:?}: executable file not found in $PATH")
 }
 
-/// Close (on exec) every fd from `3 + preserve` up.
+/// Close (on exec) every fd from `3 + preserve` up. By close_range(2), not by listing
+/// /proc/self/fd: once in the container, /proc is whatever the container's mounts made it.
 pub fn close_fds_from(first: i32) -> Result<()> {
-    let mut fds = vec![];
-    for e in std::fs::read_dir("/proc/self/fd").context("reading /proc/self/fd")? {
-        if let Some(fd) = e
-            .ok()
-            .and_then(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
-        {
-            if fd >= first {
-                fds.push(fd);
-            }
-        }
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range only sets FD_CLOEXEC on our own descriptors.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if r == 0 {
+        return Ok(());
     }
-    for fd in fds {
-        // SAFETY: setting FD_CLOEXEC on an fd number; a stale number (the read_dir fd) fails harmlessly.
+    // Kernels before 5.11: every number up to the fd limit.
+    // SAFETY: getrlimit into a local struct.
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) };
+    let top = rl.rlim_cur.clamp(1024, 1 << 20) as i32;
+    for fd in first..top {
+        // SAFETY: setting FD_CLOEXEC on an fd number; a closed one fails harmlessly.
         unsafe {
             let f = libc::fcntl(fd, libc::F_GETFD);
             if f >= 0 {
@@ -326,6 +339,101 @@ pub fn close_fds_from(first: i32) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The host's procfs, opened before the init (or an exec'd process) enters the container and
+/// used only through this descriptor afterwards: a workload can shape the /proc it sees (a
+/// bundle's mounts, an image without a proc mount), never this one (runc's CVE-2019-19921
+/// lesson).
+pub struct HostProc(std::os::fd::OwnedFd);
+
+impl HostProc {
+    pub fn open() -> Result<HostProc> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: open with a static path.
+        let fd = unsafe {
+            libc::open(
+                c"/proc".as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error()).context("opening the host's /proc");
+        }
+        // SAFETY: a fresh descriptor.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let st = nix::sys::statfs::fstatfs(&fd).context("fstatfs /proc")?;
+        if st.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
+            bail!("/proc on this host is not a procfs");
+        }
+        Ok(HostProc(fd))
+    }
+
+    /// Open `rel` (below /proc) with `flags`, never leaving this procfs on the way (openat2
+    /// RESOLVE_BENEATH | RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS).
+    pub fn open_file(&self, rel: &str, flags: i32) -> Result<std::os::fd::OwnedFd> {
+        use std::os::fd::FromRawFd;
+        #[repr(C)]
+        struct OpenHow {
+            flags: u64,
+            mode: u64,
+            resolve: u64,
+        }
+        const RESOLVE_NO_XDEV: u64 = 0x01;
+        const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+        const RESOLVE_BENEATH: u64 = 0x08;
+        let how = OpenHow {
+            flags: (flags | libc::O_CLOEXEC) as u64,
+            mode: 0,
+            resolve: RESOLVE_BENEATH | RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS,
+        };
+        let c = std::ffi::CString::new(rel)?;
+        // SAFETY: openat2 with a valid open_how of the size passed.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                self.0.as_raw_fd(),
+                c.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("opening /proc/{rel}"));
+        }
+        // SAFETY: a fresh descriptor.
+        Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+    }
+
+    pub fn as_raw_fd(&self) -> i32 {
+        self.0.as_raw_fd()
+    }
+
+    /// Write `data` to `rel` below /proc.
+    pub fn write(&self, rel: &str, data: &str) -> Result<()> {
+        use std::io::Write;
+        let fd = self.open_file(rel, libc::O_WRONLY)?;
+        std::fs::File::from(fd)
+            .write_all(data.as_bytes())
+            .with_context(|| format!("writing /proc/{rel}"))
+    }
+
+    /// Reopen our own descriptor `fd` with `flags` (an O_PATH one, for the start fifo): through
+    /// this procfs's `thread-self/fd`, looked up by descriptor.
+    pub fn reopen(&self, fd: i32, flags: i32) -> Result<std::os::fd::OwnedFd> {
+        use std::os::fd::FromRawFd;
+        let dir = self.open_file("thread-self/fd", libc::O_PATH | libc::O_DIRECTORY)?;
+        let name = std::ffi::CString::new(fd.to_string())?;
+        // SAFETY: openat relative to a directory descriptor we hold.
+        let r = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags | libc::O_CLOEXEC) };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("reopening descriptor {fd}"));
+        }
+        // SAFETY: a fresh descriptor.
+        Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(r) })
+    }
 }
 
 /// In a freshly cloned child: close every descriptor the caller marked close-on-exec (its

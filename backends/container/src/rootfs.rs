@@ -391,8 +391,47 @@ fn make_parent_private(rootfs: &Path) -> Result<()> {
     mnt(None, &best, None, MsFlags::MS_PRIVATE, None)
 }
 
+/// Files below /proc that a bind mount may cover (what lxcfs provides), as runc allows.
+const PROC_BIND_OK: &[&str] = &[
+    "cpuinfo",
+    "diskstats",
+    "meminfo",
+    "stat",
+    "swaps",
+    "uptime",
+    "loadavg",
+    "slabinfo",
+    "net/dev",
+    "sys/kernel/ns_last_pid",
+];
+
+/// A mount whose destination resolves to /proc or below must be a proc mount at /proc itself
+/// (or a bind of one of [`PROC_BIND_OK`]): anything else, through a rootfs symlink or not,
+/// would put a directory of the bundle's choosing where the runtime and the workload expect the
+/// kernel's procfs (runc's CVE-2019-19921 class).
+fn check_proc_destination(rootfs: &Path, dest: &Path, m: &MountPlan) -> Result<()> {
+    let proc = rootfs.join("proc");
+    let Ok(rel) = dest.strip_prefix(&proc) else {
+        return Ok(());
+    };
+    let rel = rel.to_string_lossy();
+    if m.fstype == "proc" && rel.is_empty() {
+        return Ok(());
+    }
+    if m.bind && PROC_BIND_OK.contains(&rel.as_ref()) {
+        return Ok(());
+    }
+    bail!(
+        "mount destination {} resolves to /proc{}{rel}: only a proc mount may go on /proc (type {:?} refused)",
+        m.dest.display(),
+        if rel.is_empty() { "" } else { "/" },
+        if m.bind { "bind" } else { m.fstype.as_str() }
+    )
+}
+
 fn mount_one(p: &RootfsPlan, m: &MountPlan, cg: Option<&CgroupMounts>) -> Result<()> {
     let dest = secure_join(p.rootfs, &m.dest)?;
+    check_proc_destination(p.rootfs, &dest, m)?;
     if m.fstype == "cgroup" || m.fstype == "cgroup2" {
         return mount_cgroup(p, m, &dest, cg.context("cgroup mounts not known")?);
     }

@@ -22,6 +22,13 @@ pub fn wait(fifo: &Path) -> Result<()> {
     Ok(())
 }
 
+/// As [`wait`], for a caller that opened the fifo for writing itself (by descriptor, through a
+/// procfs it trusts): the open has already blocked until `hako start`; write the byte.
+pub fn signal(fd: OwnedFd) -> Result<()> {
+    let mut f = std::fs::File::from(fd);
+    f.write_all(b"0").context("writing start fifo")
+}
+
 /// Called by `hako start`: release the process blocked in [`wait`]. `alive` tells whether that
 /// process still lives, so a dead one is reported instead of waited for forever.
 pub fn release(fifo: &Path, alive: impl Fn() -> bool) -> Result<()> {
