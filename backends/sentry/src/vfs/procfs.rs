@@ -364,7 +364,6 @@ impl<P: Platform> Kernel<P> {
                 let hs = host_file(&format!("/proc/{host}/status"));
                 let keep = |k: &str| hs.lines().find(|l| l.starts_with(k)).map(|l| format!("{l}\n")).unwrap_or_default();
                 let c = &p.creds;
-                let caps = if c.euid == 0 { "000001ffffffffff" } else { "0000000000000000" };
                 let mut s = String::new();
                 s += &keep("Name:");
                 s += &format!("Umask:\t{:04o}\n", p.umask);
@@ -376,7 +375,8 @@ impl<P: Platform> Kernel<P> {
                 for k in ["VmPeak:", "VmSize:", "VmLck:", "VmHWM:", "VmRSS:", "RssAnon:", "RssFile:", "VmData:", "VmStk:", "VmExe:", "VmLib:", "VmPTE:", "VmSwap:", "Threads:", "SigQ:", "SigPnd:", "ShdPnd:", "SigBlk:", "SigIgn:", "SigCgt:"] {
                     s += &keep(k);
                 }
-                s += &format!("CapInh:\t0000000000000000\nCapPrm:\t{caps}\nCapEff:\t{caps}\nCapBnd:\t{caps}\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\n");
+                s += &crate::syscalls::caps::status_lines(&c.caps);
+                s += "NoNewPrivs:\t1\nSeccomp:\t2\n";
                 text(s)
             }
             ["fd"] => {
