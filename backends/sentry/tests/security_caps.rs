@@ -68,7 +68,9 @@ fn probe_bundle(program: &str) -> Option<common::Bundle> {
     std::fs::write(root.join("other"), "user 1000's\n").unwrap();
     std::fs::set_permissions(root.join("other"), PermissionsExt::from_mode(0o644)).unwrap();
     std::fs::create_dir(root.join("otherdir")).unwrap();
-    for f in ["other", "otherdir"] {
+    std::fs::create_dir(root.join("closed")).unwrap();
+    std::fs::set_permissions(root.join("closed"), PermissionsExt::from_mode(0o700)).unwrap();
+    for f in ["other", "otherdir", "closed"] {
         std::os::unix::fs::chown(root.join(f), Some(1000), Some(1000)).unwrap();
     }
     Some(b)
@@ -139,8 +141,12 @@ fn cap_drop_all_root_is_refused_like_runc() {
         ("read_secret", "EACCES"),
         ("write_other", "EACCES"),
         ("mkdir_in_otherdir", "EACCES"),
+        ("chdir_closed_dir", "EACCES"),
         ("chown_secret", "EPERM"),
         ("chmod_other", "EPERM"),
+        // Root without capabilities still owns root's files and directories.
+        ("chmod_secret_setuid", "ok"),
+        ("unlink_etc_data", "ok"),
         ("child_setresuid", "EPERM"),
         ("capset_raise_sys_admin", "EPERM"),
         ("keepcaps_setuid", "EPERM"),
@@ -182,8 +188,11 @@ fn default_caps_root_may_do_what_linux_allows_and_no_more() {
             ("read_secret", "ok"),
             ("write_other", "ok"),
             ("mkdir_in_otherdir", "ok"),
+            ("chdir_closed_dir", "ok"),
             ("chown_secret", "ok"),
             ("chmod_other", "ok"),
+            ("chmod_secret_setuid", "ok"),
+            ("unlink_etc_data", "ok"),
             ("child_setresuid", "ok"),
             ("capset_drop_kill_eff", "ok"),
             // Without CAP_KILL in the effective set, root may not signal uid 1000.
@@ -210,6 +219,40 @@ fn default_caps_root_may_do_what_linux_allows_and_no_more() {
 }
 
 #[test]
+fn non_root_user_cannot_touch_root_files() {
+    let Some(b) = probe_bundle("caps_probe") else {
+        return;
+    };
+    let mut process = caps_json(DOCKER_DEFAULT);
+    process["user"] = json!({"uid": 1000, "gid": 1000});
+    let spec = b.spec(&["/probe"], json!({ "process": process }));
+    let (code, out, err) = b.run_spec(&spec);
+    assert_eq!(code, 0, "stderr: {err}\n{out}");
+    let set = mask(DOCKER_DEFAULT);
+    let zero = "0000000000000000";
+    check(
+        &out,
+        &[
+            // A non-root execve keeps only the ambient set.
+            ("start.CapInh", &set),
+            ("start.CapPrm", zero),
+            ("start.CapEff", zero),
+            ("start.CapBnd", &set),
+            ("read_secret", "EACCES"),
+            ("write_other", "ok"),
+            ("chown_secret", "EPERM"),
+            ("chmod_secret_setuid", "EPERM"),
+            ("unlink_etc_data", "EACCES"),
+            ("setuid_back_to_0", "EPERM"),
+            ("uid", "1000 euid=1000"),
+        ],
+        "sentry",
+    );
+    assert_host_rootfs_untouched(&b);
+    compare_with_runc(&b, process, &out);
+}
+
+#[test]
 fn dac_read_search_reads_but_does_not_write() {
     let Some(b) = probe_bundle("caps_probe") else {
         return;
@@ -225,6 +268,8 @@ fn dac_read_search_reads_but_does_not_write() {
             ("read_secret", "ok"),
             ("write_other", "EACCES"),
             ("mkdir_in_otherdir", "EACCES"),
+            // Searching a directory is what DAC_READ_SEARCH is for.
+            ("chdir_closed_dir", "ok"),
             ("chown_secret", "EPERM"),
         ],
         "sentry",
@@ -292,4 +337,25 @@ fn pid_scan_sees_only_the_sandbox() {
             }
         }
     }
+}
+
+#[test]
+fn pi_futexes_are_refused_and_other_mutexes_keep_working() {
+    let Some(b) = probe_bundle("futex_compat") else {
+        return;
+    };
+    let (code, out, err) = b.run(&["/probe"]);
+    assert_eq!(code, 0, "stderr: {err}\n{out}");
+    check(
+        &out,
+        &[
+            // glibc probes FUTEX_UNLOCK_PI, sees ENOSYS, and refuses PI mutexes cleanly.
+            ("pi_mutex_init", "ENOTSUP"),
+            ("plain_counter", "200000"),
+            // Robust mutexes still see their owner die: the tid in the futex word is the one
+            // the host kernel knows the thread by.
+            ("robust_after_owner_died", "EOWNERDEAD"),
+        ],
+        "sentry",
+    );
 }

@@ -1283,10 +1283,17 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
                     Ok(Node::Host(rel)) => {
                         match k.vfs.open(&rel, libc::O_PATH | libc::O_DIRECTORY, 0) {
                             Err(e) => return Some(err(e)),
-                            Ok(fd) => k
-                                .vfs
-                                .virt_path_of(fd.as_raw_fd())
-                                .unwrap_or_else(|| normalize(&joined)),
+                            Ok(fd) => {
+                                // chdir needs search permission on the directory.
+                                match fstat_fd(fd.as_raw_fd()) {
+                                    Ok(st) if may(&st, &k.creds(tid), 1) => {}
+                                    Ok(_) => return Some(err(libc::EACCES)),
+                                    Err(e) => return Some(err(e)),
+                                }
+                                k.vfs
+                                    .virt_path_of(fd.as_raw_fd())
+                                    .unwrap_or_else(|| normalize(&joined))
+                            }
                         }
                     }
                 }

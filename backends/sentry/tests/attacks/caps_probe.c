@@ -1,7 +1,8 @@
 /* Attacker's probe of the capability model: what may uid 0 do with the capability sets it was
  * given? Prints one "name=result" line per attempt (result: ok, a value, or the errno name) so
  * the same program's output under the sentry and under runc can be compared line by line.
- * Expected rootfs: /secret (root, mode 000), /other (uid 1000, 0644), /otherdir (uid 1000, 0755). */
+ * Expected rootfs: /secret (root, mode 000), /other (uid 1000, 0644), /otherdir (uid 1000, 0755),
+ * /closed (uid 1000, 0700). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -77,9 +78,13 @@ int main(void) {
     if (fd >= 0)
         close(fd);
     rep("mkdir_in_otherdir", mkdir("/otherdir/mine", 0755));
+    rep("chdir_closed_dir", chdir("/closed"));
+    chdir("/");
     /* CHOWN, FOWNER */
     rep("chown_secret", chown("/secret", 1000, 1000));
     rep("chmod_other", chmod("/other", 0777));
+    rep("chmod_secret_setuid", chmod("/secret", 04777));
+    rep("unlink_etc_data", unlink("/etc/data.txt"));
 
     /* KILL: a child that becomes uid 1000 (needs SETUID), then signal it without CAP_KILL. */
     int p[2];

@@ -229,7 +229,7 @@ pub fn copy_dynamic(rootfs: &Path, bin: &str) {
 pub fn compile_attack(name: &str, out: &Path) -> Option<()> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/attacks/{name}.c"));
     match std::process::Command::new("gcc")
-        .args(["-static", "-O1", "-o"])
+        .args(["-static", "-O1", "-pthread", "-o"])
         .arg(out)
         .arg(&src)
         .output()

@@ -1,0 +1,53 @@
+/* What refusing PI futexes costs, seen from glibc: a PRIO_INHERIT mutex cannot be made; plain
+ * and robust mutexes across threads keep working (robust owner-died detection relies on the
+ * host kernel's view of the tid glibc stores in the futex word). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+static pthread_mutex_t plain = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t robust;
+static long counter;
+
+static void *adder(void *arg) {
+    for (int i = 0; i < 100000; i++) {
+        pthread_mutex_lock(&plain);
+        counter++;
+        pthread_mutex_unlock(&plain);
+    }
+    return arg;
+}
+
+static void *die_holding(void *arg) {
+    pthread_mutex_lock(&robust);
+    return arg; /* exits with the robust mutex held */
+}
+
+static const char *name(int e) {
+    return e == 0 ? "ok" : e == ENOTSUP ? "ENOTSUP" : e == EOWNERDEAD ? "EOWNERDEAD" : strerror(e);
+}
+
+int main(void) {
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_setprotocol(&a, PTHREAD_PRIO_INHERIT);
+    pthread_mutex_t pi;
+    printf("pi_mutex_init=%s\n", name(pthread_mutex_init(&pi, &a)));
+
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, adder, NULL);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    printf("plain_counter=%ld\n", counter);
+
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&robust, &a);
+    pthread_create(&t[0], NULL, die_holding, NULL);
+    pthread_join(t[0], NULL);
+    printf("robust_after_owner_died=%s\n", name(pthread_mutex_lock(&robust)));
+    return 0;
+}
