@@ -62,24 +62,42 @@ pub fn may(st: &libc::stat, c: &Creds, want: u32) -> bool {
         || ((want & 1 == 0 || st.st_mode & 0o111 != 0) && c.capable(caps::DAC_OVERRIDE))
 }
 
-/// May `c` remove or replace the entry `name` of directory `dir`? Write and search on the
-/// directory, and in a sticky directory ownership of the entry or the directory (or
-/// CAP_FOWNER).
-fn may_remove(dir: RawFd, name: &std::ffi::CStr, c: &Creds) -> Result<(), i32> {
+/// What a path call does to the entry `name` of a directory, for [`may_entry`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    /// mkdir, mknod, symlink, link target, O_CREAT: an existing entry is EEXIST first.
+    Create,
+    /// unlink, rmdir, rename source: a missing entry is ENOENT first.
+    Remove,
+    /// rename target: may or may not exist.
+    Replace,
+}
+
+/// May `c` change the entry `name` of directory `dir`? Write and search on the directory, and
+/// in a sticky directory ownership of the entry or the directory (or CAP_FOWNER). Errors come
+/// in the kernel's order: EEXIST / ENOENT from the lookup before EACCES, so `mkdir -p` of an
+/// existing directory in a read-only parent still sees EEXIST.
+fn may_entry(dir: RawFd, name: &std::ffi::CStr, c: &Creds, what: Entry) -> Result<(), i32> {
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatat on our fd into a local struct.
+    let exists =
+        unsafe { libc::fstatat(dir, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } == 0;
+    match (what, exists) {
+        (Entry::Create, true) => return Err(libc::EEXIST),
+        (Entry::Remove, false) => return Err(libc::ENOENT),
+        _ => {}
+    }
     let dst = fstat_fd(dir)?;
     if !may(&dst, c, 3) {
         return Err(libc::EACCES);
     }
-    if dst.st_mode & libc::S_ISVTX != 0 {
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: fstatat on our fd into a local struct.
-        if unsafe { libc::fstatat(dir, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } == 0
-            && st.st_uid != c.euid
-            && dst.st_uid != c.euid
-            && !c.capable(caps::FOWNER)
-        {
-            return Err(libc::EPERM);
-        }
+    if exists
+        && dst.st_mode & libc::S_ISVTX != 0
+        && st.st_uid != c.euid
+        && dst.st_uid != c.euid
+        && !c.capable(caps::FOWNER)
+    {
+        return Err(libc::EPERM);
     }
     Ok(())
 }
@@ -619,31 +637,21 @@ impl<P: Platform> Kernel<P> {
         }
     }
 
-    /// Adding (or with `remove`, removing or replacing) the entry `name` of directory `dir`.
+    /// The permission to change the entry `name` of directory `dir` (see [`may_entry`]).
     fn may_change(
         &self,
         tid: i32,
         dir: RawFd,
         name: &std::ffi::CStr,
-        remove: bool,
+        what: Entry,
     ) -> Result<(), i32> {
-        let c = self.creds(tid);
-        if remove {
-            return may_remove(dir, name, &c);
-        }
-        if !may(&fstat_fd(dir)?, &c, 3) {
-            return Err(libc::EACCES);
-        }
-        Ok(())
+        may_entry(dir, name, &self.creds(tid), what)
     }
 
     /// Creating `path`: write and search permission on its directory.
     fn may_create(&self, tid: i32, dirfd: i32, path: &str, creds: &Creds) -> Result<(), i32> {
-        let (pfd, _) = self.host_parent(tid, dirfd, path)?;
-        if !may(&fstat_fd(pfd.as_raw_fd())?, creds, 3) {
-            return Err(libc::EACCES);
-        }
-        Ok(())
+        let (pfd, name) = self.host_parent(tid, dirfd, path)?;
+        may_entry(pfd.as_raw_fd(), &name, creds, Entry::Create)
     }
 
     /// Parent fd + name for a path syscall on the host side; synthetic paths are read-only.
@@ -970,12 +978,12 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
     }
     macro_rules! host_at {
         ($dirfd:expr, $p:expr, $call:expr) => {
-            host_at!($dirfd, $p, false, $call)
+            host_at!($dirfd, $p, Entry::Create, $call)
         };
-        // `$remove`: the call removes the entry (unlink, rmdir) rather than creating it.
-        ($dirfd:expr, $p:expr, $remove:expr, $call:expr) => {{
+        // `$what`: what the call does to the entry (see `Entry`).
+        ($dirfd:expr, $p:expr, $what:expr, $call:expr) => {{
             let parent = k.host_parent(tid, $dirfd, &$p).and_then(|(pfd, name)| {
-                k.may_change(tid, pfd.as_raw_fd(), &name, $remove)?;
+                k.may_change(tid, pfd.as_raw_fd(), &name, $what)?;
                 Ok((pfd, name))
             });
             match parent {
@@ -1346,7 +1354,7 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
         rmdir => {
             let p = path!(a[0]);
             // SAFETY: unlinkat on our fd.
-            host_at!(libc::AT_FDCWD, p, true, |d, n| unsafe {
+            host_at!(libc::AT_FDCWD, p, Entry::Remove, |d, n| unsafe {
                 libc::unlinkat(d, n, libc::AT_REMOVEDIR)
             })
         }
@@ -1357,7 +1365,7 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
                 (dirfd_of(a[0]), path!(a[1]), a[2] as i32)
             };
             // SAFETY: unlinkat on our fd.
-            host_at!(dirfd, p, true, |d, n| unsafe {
+            host_at!(dirfd, p, Entry::Remove, |d, n| unsafe {
                 libc::unlinkat(d, n, flags & libc::AT_REMOVEDIR)
             })
         }
@@ -1382,8 +1390,8 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
                 Err(e) => return Some(err(e)),
             };
             if let Err(e) = k
-                .may_change(tid, f1.as_raw_fd(), &n1, true)
-                .and_then(|()| k.may_change(tid, f2.as_raw_fd(), &n2, true))
+                .may_change(tid, f1.as_raw_fd(), &n1, Entry::Remove)
+                .and_then(|()| k.may_change(tid, f2.as_raw_fd(), &n2, Entry::Replace))
             {
                 return Some(err(e));
             }
@@ -1418,7 +1426,7 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
                 Ok(v) => v,
                 Err(e) => return Some(err(e)),
             };
-            if let Err(e) = k.may_change(tid, f2.as_raw_fd(), &n2, false) {
+            if let Err(e) = k.may_change(tid, f2.as_raw_fd(), &n2, Entry::Create) {
                 return Some(err(e));
             }
             // SAFETY: linkat between our fds (no symlink following).

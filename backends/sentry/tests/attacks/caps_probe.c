@@ -25,6 +25,7 @@ static const char *ename(int e) {
     case EINVAL: return "EINVAL";
     case ENOENT: return "ENOENT";
     case ENOSYS: return "ENOSYS";
+    case EEXIST: return "EEXIST";
     }
     static char b[32];
     snprintf(b, sizeof b, "errno%d", e);
@@ -85,6 +86,10 @@ int main(void) {
     rep("chmod_other", chmod("/other", 0777));
     rep("chmod_secret_setuid", chmod("/secret", 04777));
     rep("unlink_etc_data", unlink("/etc/data.txt"));
+    /* Lookup errors come before permission errors (mkdir -p relies on EEXIST). */
+    rep("mkdir_existing_etc", mkdir("/etc", 0755));
+    rep("unlink_missing_in_etc", unlink("/etc/no-such-file"));
+    rep("creat_excl_existing_passwd", open("/etc/passwd", O_CREAT | O_EXCL | O_WRONLY, 0644));
 
     /* KILL: a child that becomes uid 1000 (needs SETUID), then signal it without CAP_KILL. */
     int p[2];
