@@ -70,6 +70,8 @@ fn probe_bundle(program: &str) -> Option<common::Bundle> {
     std::fs::create_dir(root.join("otherdir")).unwrap();
     std::fs::create_dir(root.join("closed")).unwrap();
     std::fs::set_permissions(root.join("closed"), PermissionsExt::from_mode(0o700)).unwrap();
+    std::fs::write(root.join("tmp/rootfile"), "root's\n").unwrap();
+    std::fs::set_permissions(root.join("tmp/rootfile"), PermissionsExt::from_mode(0o666)).unwrap();
     for f in ["other", "otherdir", "closed"] {
         std::os::unix::fs::chown(root.join(f), Some(1000), Some(1000)).unwrap();
     }
@@ -147,6 +149,7 @@ fn cap_drop_all_root_is_refused_like_runc() {
         // Root without capabilities still owns root's files and directories.
         ("chmod_secret_setuid", "ok"),
         ("unlink_etc_data", "ok"),
+        ("unlink_roots_file_in_sticky_tmp", "ok"),
         ("child_setresuid", "EPERM"),
         ("capset_raise_sys_admin", "EPERM"),
         ("keepcaps_setuid", "EPERM"),
@@ -243,6 +246,7 @@ fn non_root_user_cannot_touch_root_files() {
             ("chown_secret", "EPERM"),
             ("chmod_secret_setuid", "EPERM"),
             ("unlink_etc_data", "EACCES"),
+            ("unlink_roots_file_in_sticky_tmp", "EPERM"),
             ("mkdir_existing_etc", "EEXIST"),
             ("unlink_missing_in_etc", "ENOENT"),
             ("creat_excl_existing_passwd", "EEXIST"),

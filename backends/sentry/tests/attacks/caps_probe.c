@@ -2,7 +2,7 @@
  * given? Prints one "name=result" line per attempt (result: ok, a value, or the errno name) so
  * the same program's output under the sentry and under runc can be compared line by line.
  * Expected rootfs: /secret (root, mode 000), /other (uid 1000, 0644), /otherdir (uid 1000, 0755),
- * /closed (uid 1000, 0700). */
+ * /closed (uid 1000, 0700), /tmp/rootfile (root, 0666, in the sticky /tmp). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -86,6 +86,8 @@ int main(void) {
     rep("chmod_other", chmod("/other", 0777));
     rep("chmod_secret_setuid", chmod("/secret", 04777));
     rep("unlink_etc_data", unlink("/etc/data.txt"));
+    /* Sticky /tmp: only the owner of an entry (or of /tmp, or CAP_FOWNER) removes it. */
+    rep("unlink_roots_file_in_sticky_tmp", unlink("/tmp/rootfile"));
     /* Lookup errors come before permission errors (mkdir -p relies on EEXIST). */
     rep("mkdir_existing_etc", mkdir("/etc", 0755));
     rep("unlink_missing_in_etc", unlink("/etc/no-such-file"));
