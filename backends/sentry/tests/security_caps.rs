@@ -153,6 +153,8 @@ fn cap_drop_all_root_is_refused_like_runc() {
         ("child_setresuid", "EPERM"),
         ("capset_raise_sys_admin", "EPERM"),
         ("keepcaps_setuid", "EPERM"),
+        ("bset_drop_sys_chroot", "EPERM"),
+        ("ambient_raise_chown", "EPERM"),
         ("setuid_1000", "EPERM"),
         // Still uid 0: setuid(0) names the caller's own real uid, which needs no capability.
         ("setuid_back_to_0", "ok"),
@@ -178,6 +180,10 @@ fn default_caps_root_may_do_what_linux_allows_and_no_more() {
     let (code, out, err) = b.run_spec(&spec);
     assert_eq!(code, 0, "stderr: {err}\n{out}");
     let set = mask(DOCKER_DEFAULT);
+    let no_chroot = format!(
+        "{:016x}",
+        u64::from_str_radix(&set, 16).unwrap() & !(1 << 18)
+    );
     let zero = "0000000000000000";
     check(
         &out,
@@ -207,6 +213,18 @@ fn default_caps_root_may_do_what_linux_allows_and_no_more() {
             ("keepcaps_setuid", "ok"),
             ("keepcaps.CapPrm", &set),
             ("keepcaps.CapEff", zero),
+            // Bounding drop, keepcaps, ambient raise, execve as uid 1000.
+            ("bset_drop_sys_chroot", "ok"),
+            ("setresuid_1000_keepcaps", "ok"),
+            ("kept.CapPrm", &set),
+            ("kept.CapEff", zero),
+            ("kept.CapAmb", zero),
+            ("ambient_raise_chown", "ok"),
+            ("exec.CapInh", &set),
+            ("exec.CapPrm", "0000000000000001"),
+            ("exec.CapEff", "0000000000000001"),
+            ("exec.CapAmb", "0000000000000001"),
+            ("exec.CapBnd", &no_chroot),
             // setuid(1000) leaves uid 0 for good: every capability goes with it.
             ("setuid_1000", "ok"),
             ("setuid_back_to_0", "EPERM"),

@@ -56,7 +56,12 @@ static void caps_status(const char *tag) {
 
 static struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1) {
+        /* Re-executed: show the sets execve left. */
+        caps_status(argv[1]);
+        return 0;
+    }
     /* Keep SIGCHLD pending rather than delivered: this probe is about permissions, and a signal
      * that interrupts a syscall the sentry already ran would only add noise (a traced task never
      * ignores a signal, so the dying children's SIGCHLD would interrupt). */
@@ -129,6 +134,22 @@ int main(void) {
         rep("keepcaps_setuid", setuid(1000));
         caps_status("keepcaps");
         exit(0);
+    }
+    waitpid(child, NULL, 0);
+
+    /* The non-root-with-capabilities recipe: drop one capability from the bounding set, keep
+     * caps across setuid(1000), raise CAP_CHOWN into the ambient set, execve: the new image has
+     * exactly the ambient capability. */
+    child = fork();
+    if (child == 0) {
+        rep("bset_drop_sys_chroot", prctl(PR_CAPBSET_DROP, CAP_SYS_CHROOT, 0, 0, 0));
+        prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0);
+        rep("setresuid_1000_keepcaps", setresuid(1000, 1000, 1000));
+        caps_status("kept");
+        rep("ambient_raise_chown", prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_CHOWN, 0, 0));
+        execl("/probe", "/probe", "exec", (char *)NULL);
+        rep("execl", -1);
+        exit(1);
     }
     waitpid(child, NULL, 0);
 
