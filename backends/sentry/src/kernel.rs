@@ -194,6 +194,14 @@ impl<P: Platform> Kernel<P> {
             .filter(|h| self.tasks.contains_key(h))
     }
 
+    /// The host tid of a task the sandbox names: by its virtual pid/tid, or by the host tid of
+    /// one of the sandbox's own live tasks (what glibc keeps as a thread's tid, learnt from
+    /// set_tid_address and clone, and hands to tgkill and CPU clocks). Any other id: None.
+    pub fn task_of(&self, id: i32) -> Option<i32> {
+        self.host_of(id)
+            .or_else(|| self.tasks.contains_key(&id).then_some(id))
+    }
+
     pub fn virt_of(&self, host: i32) -> i32 {
         self.h2v.get(&host).copied().unwrap_or(0)
     }

@@ -380,6 +380,9 @@ fn pi_futexes_are_refused_and_other_mutexes_keep_working() {
             // Robust mutexes still see their owner die: the tid in the futex word is the one
             // the host kernel knows the thread by.
             ("robust_after_owner_died", "EOWNERDEAD"),
+            ("pthread_kill_other", "ok"),
+            ("thread_cpu_clock", "ok"),
+            ("usr1_delivered", "1"),
         ],
         "sentry",
     );

@@ -211,7 +211,7 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
             } else {
                 (Some(a[0] as i32), a[1] as i32, a[2] as i32)
             };
-            let Some(ht) = k.host_of(t) else {
+            let Some(ht) = k.task_of(t) else {
                 return Some(err(libc::ESRCH));
             };
             let htg = k.tasks[&ht].proc.borrow().host_pid;
@@ -357,13 +357,12 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
                 return Some(err(libc::EINVAL));
             }
             let pid = !(clk >> 3);
-            let host = if pid == 0 || k.tasks.contains_key(&pid) {
-                pid
-            } else {
-                match k.host_of(pid) {
+            let host = match pid {
+                0 => 0,
+                p => match k.task_of(p) {
                     Some(h) => h,
                     None => return Some(err(libc::EINVAL)),
-                }
+                },
             };
             c.regs.rdi = ((!host) << 3 | ty) as i64 as u64;
             Outcome::Native

@@ -1,10 +1,13 @@
 /* What refusing PI futexes costs, seen from glibc: a PRIO_INHERIT mutex cannot be made; plain
  * and robust mutexes across threads keep working (robust owner-died detection relies on the
- * host kernel's view of the tid glibc stores in the futex word). */
+ * host kernel's view of the tid glibc stores in the futex word), and so do pthread_kill and
+ * pthread_getcpuclockid, which hand that same tid to tgkill and clock_gettime. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
+#include <time.h>
 #include <string.h>
 
 static pthread_mutex_t plain = PTHREAD_MUTEX_INITIALIZER;
@@ -17,6 +20,16 @@ static void *adder(void *arg) {
         counter++;
         pthread_mutex_unlock(&plain);
     }
+    return arg;
+}
+
+static volatile int got_usr1;
+static void on_usr1(int sig) { got_usr1 = sig; }
+static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
+
+static void *wait_gate(void *arg) {
+    pthread_mutex_lock(&gate); /* held by main until it has signalled this thread */
+    pthread_mutex_unlock(&gate);
     return arg;
 }
 
@@ -49,5 +62,18 @@ int main(void) {
     pthread_create(&t[0], NULL, die_holding, NULL);
     pthread_join(t[0], NULL);
     printf("robust_after_owner_died=%s\n", name(pthread_mutex_lock(&robust)));
+
+    /* pthread_kill and CPU clocks of another thread use the tid glibc keeps for it. */
+    signal(SIGUSR1, on_usr1);
+    pthread_mutex_lock(&gate);
+    pthread_create(&t[0], NULL, wait_gate, NULL);
+    printf("pthread_kill_other=%s\n", name(pthread_kill(t[0], SIGUSR1)));
+    clockid_t cid;
+    struct timespec ts;
+    int rc = pthread_getcpuclockid(t[0], &cid);
+    printf("thread_cpu_clock=%s\n", name(rc ? rc : clock_gettime(cid, &ts) ? errno : 0));
+    pthread_mutex_unlock(&gate);
+    pthread_join(t[0], NULL);
+    printf("usr1_delivered=%d\n", got_usr1 == SIGUSR1);
     return 0;
 }
