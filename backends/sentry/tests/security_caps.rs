@@ -69,6 +69,7 @@ fn probe_bundle(program: &str) -> Option<common::Bundle> {
     std::fs::set_permissions(root.join("other"), PermissionsExt::from_mode(0o644)).unwrap();
     std::fs::create_dir(root.join("otherdir")).unwrap();
     std::fs::create_dir(root.join("closed")).unwrap();
+    std::fs::write(root.join("closed/inside"), "in a closed dir\n").unwrap();
     std::fs::set_permissions(root.join("closed"), PermissionsExt::from_mode(0o700)).unwrap();
     std::fs::write(root.join("tmp/rootfile"), "root's\n").unwrap();
     std::fs::set_permissions(root.join("tmp/rootfile"), PermissionsExt::from_mode(0o666)).unwrap();
@@ -144,6 +145,8 @@ fn cap_drop_all_root_is_refused_like_runc() {
         ("write_other", "EACCES"),
         ("mkdir_in_otherdir", "EACCES"),
         ("chdir_closed_dir", "EACCES"),
+        ("read_inside_closed_dir", "EACCES"),
+        ("stat_inside_closed_dir", "EACCES"),
         ("chown_secret", "EPERM"),
         ("chmod_other", "EPERM"),
         // Root without capabilities still owns root's files and directories.
@@ -295,6 +298,7 @@ fn dac_read_search_reads_but_does_not_write() {
             ("mkdir_in_otherdir", "EACCES"),
             // Searching a directory is what DAC_READ_SEARCH is for.
             ("chdir_closed_dir", "ok"),
+            ("read_inside_closed_dir", "ok"),
             ("chown_secret", "EPERM"),
         ],
         "sentry",

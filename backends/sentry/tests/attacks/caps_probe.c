@@ -2,7 +2,7 @@
  * given? Prints one "name=result" line per attempt (result: ok, a value, or the errno name) so
  * the same program's output under the sentry and under runc can be compared line by line.
  * Expected rootfs: /secret (root, mode 000), /other (uid 1000, 0644), /otherdir (uid 1000, 0755),
- * /closed (uid 1000, 0700), /tmp/rootfile (root, 0666, in the sticky /tmp). */
+ * /closed (uid 1000, 0700) holding inside (0644), /tmp/rootfile (root, 0666, in the sticky /tmp). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -85,6 +85,13 @@ int main(int argc, char **argv) {
         close(fd);
     rep("mkdir_in_otherdir", mkdir("/otherdir/mine", 0755));
     rep("chdir_closed_dir", chdir("/closed"));
+    /* A world-readable file inside another user's 0700 directory: the walk needs search. */
+    fd = open("/closed/inside", O_RDONLY);
+    rep("read_inside_closed_dir", fd);
+    if (fd >= 0)
+        close(fd);
+    struct stat sb;
+    rep("stat_inside_closed_dir", stat("/closed/inside", &sb));
     chdir("/");
     /* CHOWN, FOWNER */
     rep("chown_secret", chown("/secret", 1000, 1000));
