@@ -350,12 +350,19 @@ fn pid_scan_sees_only_the_sandbox() {
     let Some(b) = probe_bundle("pid_scan") else {
         return;
     };
-    let (code, out, err) = b.run(&["/probe"]);
-    assert_eq!(code, 0, "stderr: {err}\n{out}");
-    assert_only_own_pids(&out, "sentry");
-    // The PI futex calls are refused outright (their futex word names a host tid).
-    for l in out.lines().filter(|l| l.starts_with("futex_")) {
-        assert!(l.ends_with(" 0"), "{l}");
+    // Both platforms: the trap filter differs (user notifications or ptrace stops).
+    for platform in ["hybrid", "ptrace"] {
+        let spec = b.spec(
+            &["/probe"],
+            json!({"annotations": {"io.hako.sentry.platform": platform}}),
+        );
+        let (code, out, err) = b.run_spec(&spec);
+        assert_eq!(code, 0, "{platform}: stderr: {err}\n{out}");
+        assert_only_own_pids(&out, &format!("sentry ({platform})"));
+        // The PI futex calls are refused outright (their futex word names a host tid).
+        for l in out.lines().filter(|l| l.starts_with("futex_")) {
+            assert!(l.ends_with(" 0"), "{platform}: {l}");
+        }
     }
     for peer in ["runsc", "runc"] {
         match common::run_peer(peer, &b.rootfs(), &["/probe"], json!({})) {
