@@ -336,7 +336,7 @@ fn assert_only_own_pids(out: &str, who: &str) {
     eprintln!("{who} scan:\n{out}");
     let (own, calls) = scan_results(out);
     assert_eq!(own.len(), 4, "{who}: {out}");
-    assert_eq!(calls.len(), 8, "{who}: {out}");
+    assert_eq!(calls.len(), 9, "{who}: {out}");
     for (name, n, pids) in calls {
         assert!(
             n <= own.len() && pids.iter().all(|p| own.contains(p)),
@@ -394,6 +394,8 @@ fn pi_futexes_are_refused_and_other_mutexes_keep_working() {
             ("pthread_kill_other", "ok"),
             ("thread_cpu_clock", "ok"),
             ("usr1_delivered", "1"),
+            ("sigqueue_self", "ok"),
+            ("sigqueue_value", "42 from_self=1"),
         ],
         "sentry",
     );

@@ -184,7 +184,8 @@ pub fn disposition(s: Sysno) -> Disp {
         // --- implemented by the sentry: processes, identity, system ---
         getpid | gettid | getppid | getuid | geteuid | getgid | getegid | getresuid | getresgid | getgroups | setuid
         | setgid | setreuid | setregid | setresuid | setresgid | setgroups | setfsuid | setfsgid | capget | capset
-        | getpgrp | getpgid | setpgid | getsid | setsid | kill | tkill | tgkill | wait4 | waitid | clone | fork | vfork
+        | getpgrp | getpgid | setpgid | getsid | setsid | kill | tkill | tgkill | rt_sigqueueinfo | rt_tgsigqueueinfo
+        | wait4 | waitid | clone | fork | vfork
         | execve | uname | sethostname | setdomainname | sysinfo | getpriority | setpriority | syslog => Emulated("process"),
         clone3 => Refused(libc::ENOSYS, "callers fall back to clone(2), which is implemented"),
         execveat => Refused(libc::ENOSYS, "not implemented (execve is)"),
@@ -227,6 +228,8 @@ pub const NEEDS_REGS: &[Sysno] = {
         sched_setscheduler,
         sched_setparam,
         get_robust_list,
+        rt_sigqueueinfo,
+        rt_tgsigqueueinfo,
         clock_gettime,
         clock_getres,
         clock_nanosleep,

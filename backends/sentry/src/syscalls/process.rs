@@ -233,6 +233,42 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
             }
             Outcome::Ret(0)
         }
+        rt_sigqueueinfo | rt_tgsigqueueinfo => {
+            // Translated, permission-checked against the virtual creds, then run natively by
+            // the caller itself (so the kernel's own rule for a caller-made si_code, "only to
+            // yourself", compares the right pids).
+            let (tg, t) = if s == rt_sigqueueinfo {
+                (a[0] as i32, None)
+            } else {
+                if a[0] as i32 <= 0 || a[1] as i32 <= 0 {
+                    return Some(err(libc::EINVAL));
+                }
+                (a[0] as i32, Some(a[1] as i32))
+            };
+            let Some(hl) = k.host_of(tg) else {
+                return Some(err(libc::ESRCH));
+            };
+            let htg = k.tasks[&hl].proc.borrow().host_pid;
+            let target = match t {
+                None => hl,
+                Some(t) => match k.task_of(t) {
+                    Some(ht) if k.tasks[&ht].proc.borrow().host_pid == htg => ht,
+                    _ => return Some(err(libc::ESRCH)),
+                },
+            };
+            if !proc
+                .borrow()
+                .creds
+                .may_signal(&k.tasks[&target].proc.borrow().creds)
+            {
+                return Some(err(libc::EPERM));
+            }
+            c.regs.rdi = htg as u64;
+            if t.is_some() {
+                c.regs.rsi = target as u64;
+            }
+            Outcome::Native
+        }
         wait4 | waitid => {
             // Waiting for children runs natively (they are the caller's own host children);
             // the pid arguments and results are translated.

@@ -26,6 +26,13 @@ static void *adder(void *arg) {
 static volatile int got_usr1;
 static void on_usr1(int sig) { got_usr1 = sig; }
 static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
+static volatile int queued_value, queued_pid;
+static void on_usr2(int sig, siginfo_t *si, void *ctx) {
+    (void)sig;
+    (void)ctx;
+    queued_value = si->si_value.sival_int;
+    queued_pid = si->si_pid;
+}
 
 static void *wait_gate(void *arg) {
     pthread_mutex_lock(&gate); /* held by main until it has signalled this thread */
@@ -75,5 +82,13 @@ int main(void) {
     pthread_mutex_unlock(&gate);
     pthread_join(t[0], NULL);
     printf("usr1_delivered=%d\n", got_usr1 == SIGUSR1);
+
+    /* sigqueue to itself: the value and the sender's (virtual) pid arrive. */
+    struct sigaction sa = {0};
+    sa.sa_sigaction = on_usr2;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGUSR2, &sa, NULL);
+    printf("sigqueue_self=%s\n", name(sigqueue(getpid(), SIGUSR2, (union sigval){.sival_int = 42}) ? errno : 0));
+    printf("sigqueue_value=%d from_self=%d\n", queued_value, queued_pid == getpid());
     return 0;
 }

@@ -68,8 +68,8 @@ int main(void) {
     printf("self=%d child=%d tids=%ld %d\n", getpid(), child, syscall(SYS_set_tid_address, NULL),
            child_tid);
     static const char *names[] = {"getsid", "getpgid", "sched_getparam", "prlimit", "kill0",
-                                  "futex_trylock_pi", "futex_lock_pi", "clock_cpu"};
-    for (int call = 0; call < 8; call++) {
+                                  "futex_trylock_pi", "futex_lock_pi", "clock_cpu", "sigqueue0"};
+    for (int call = 0; call < 9; call++) {
         for (int p = 1; p <= MAXPID; p++) {
             long rc;
             struct sched_param sp;
@@ -86,7 +86,8 @@ int main(void) {
             case 5: rc = syscall(SYS_futex, &word, FUTEX_TRYLOCK_PI, 0, NULL, NULL, 0); break;
             case 6: rc = syscall(SYS_futex, &word, FUTEX_LOCK_PI, 0, &ts, NULL, 0); break;
             /* A CPU-time clock id names a pid: ((~pid) << 3) | CPUCLOCK_SCHED. */
-            default: rc = clock_gettime((clockid_t)((~(unsigned)p) << 3 | 2), &ts); break;
+            case 7: rc = clock_gettime((clockid_t)((~(unsigned)p) << 3 | 2), &ts); break;
+            default: rc = sigqueue(p, 0, (union sigval){0}); break;
             }
             /* The PI calls on a word naming a live owner answer EAGAIN/ETIMEDOUT/EDEADLK. */
             code[p] = rc >= 0 ? 0 : errno;
