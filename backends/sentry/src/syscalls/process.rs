@@ -215,17 +215,17 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
                 return Some(err(libc::ESRCH));
             };
             let htg = k.tasks[&ht].proc.borrow().host_pid;
+            if let Some(tg) = tg {
+                if k.host_of(tg) != Some(htg) {
+                    return Some(err(libc::ESRCH));
+                }
+            }
             if !proc
                 .borrow()
                 .creds
                 .may_signal(&k.tasks[&ht].proc.borrow().creds)
             {
                 return Some(err(libc::EPERM));
-            }
-            if let Some(tg) = tg {
-                if k.host_of(tg) != Some(htg) {
-                    return Some(err(libc::ESRCH));
-                }
             }
             // SAFETY: signal a thread of this sandbox.
             if unsafe { libc::syscall(libc::SYS_tgkill, htg, ht, sig) } != 0 {
@@ -289,8 +289,7 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
                 Outcome::NativeThen(Fixup::HostPidRet)
             } else {
                 if idtype == 3 {
-                    // P_PIDFD.
-                    // The sandbox cannot hold a pidfd (pidfd_open and CLONE_PIDFD are refused).
+                    // P_PIDFD: the sandbox holds no pidfd (pidfd_open, CLONE_PIDFD are refused).
                     return Some(err(libc::EBADF));
                 }
                 if (idtype == libc::P_PID as i32 || idtype == libc::P_PGID as i32) && which != 0 {
