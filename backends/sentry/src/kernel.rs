@@ -23,6 +23,19 @@ pub struct Creds {
     pub egid: u32,
     pub sgid: u32,
     pub groups: Vec<u32>,
+    /// The five capability sets and the securebits (see `syscalls::caps`).
+    pub caps: Caps,
+}
+
+/// A process's capability sets (bit n = capability n, as in the kernel) and securebits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Caps {
+    pub eff: u64,
+    pub prm: u64,
+    pub inh: u64,
+    pub bnd: u64,
+    pub amb: u64,
+    pub securebits: u32,
 }
 
 pub struct Process {
@@ -132,6 +145,7 @@ impl<P: Platform> Kernel<P> {
             egid: c.gid,
             sgid: c.gid,
             groups: c.groups.clone(),
+            caps: c.caps,
         };
         let vpid = self.alloc_vpid(host);
         let proc = Process {
@@ -178,6 +192,14 @@ impl<P: Platform> Kernel<P> {
             .get(&vpid)
             .copied()
             .filter(|h| self.tasks.contains_key(h))
+    }
+
+    /// The host tid of a task the sandbox names: by its virtual pid/tid, or by the host tid of
+    /// one of the sandbox's own live tasks (what glibc keeps as a thread's tid, learnt from
+    /// set_tid_address and clone, and hands to tgkill and CPU clocks). Any other id: None.
+    pub fn task_of(&self, id: i32) -> Option<i32> {
+        self.host_of(id)
+            .or_else(|| self.tasks.contains_key(&id).then_some(id))
     }
 
     pub fn virt_of(&self, host: i32) -> i32 {
@@ -340,6 +362,8 @@ impl<P: Platform> Kernel<P> {
                     if let Some(e) = exe {
                         p.exe = e;
                     }
+                    // The kernel's capability transition for a file without file capabilities.
+                    p.creds.exec_caps();
                     // execve unshares the fd table and closes close-on-exec descriptors.
                     let table = p.fds.borrow().clone_for_exec();
                     p.fds = Rc::new(RefCell::new(table));

@@ -1,6 +1,6 @@
 //! File syscalls: descriptors, I/O, paths, directories, pipes, poll.
 
-use super::{err, Call, Outcome};
+use super::{caps, err, Call, Outcome};
 use crate::kernel::{Creds, Kernel};
 use crate::platform::Platform;
 use crate::vfs::procfs::{synth_ino, Synth};
@@ -40,21 +40,90 @@ fn r(v: Result<i64, i32>) -> Outcome {
     }
 }
 
+/// May `c` access the file `st` for `want` (r=4, w=2, x=1)? The kernel's
+/// `generic_permission`: the owner/group/other bits, then CAP_DAC_READ_SEARCH (read, and search
+/// of directories) and CAP_DAC_OVERRIDE (anything, but exec only of a file with some x bit).
 pub fn may(st: &libc::stat, c: &Creds, want: u32) -> bool {
-    if c.euid == 0 {
-        // root: rwx except exec needs some x bit
-        return want & 1 == 0
-            || st.st_mode & 0o111 != 0
-            || st.st_mode & libc::S_IFMT == libc::S_IFDIR;
-    }
     let bits = if st.st_uid == c.euid {
         (st.st_mode >> 6) & 7
-    } else if st.st_gid == c.egid || c.groups.contains(&st.st_gid) {
+    } else if c.in_group(st.st_gid) {
         (st.st_mode >> 3) & 7
     } else {
         st.st_mode & 7
     };
-    bits & want == want
+    if bits & want == want {
+        return true;
+    }
+    if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        return (want & 2 == 0 && c.capable(caps::DAC_READ_SEARCH))
+            || c.capable(caps::DAC_OVERRIDE);
+    }
+    (want == 4 && c.capable(caps::DAC_READ_SEARCH))
+        || ((want & 1 == 0 || st.st_mode & 0o111 != 0) && c.capable(caps::DAC_OVERRIDE))
+}
+
+/// What a path call does to the entry `name` of a directory, for [`may_entry`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    /// mkdir, mknod, symlink, link target, O_CREAT: an existing entry is EEXIST first.
+    Create,
+    /// unlink, rmdir, rename source: a missing entry is ENOENT first.
+    Remove,
+    /// rename target: may or may not exist.
+    Replace,
+}
+
+/// May `c` change the entry `name` of directory `dir`? Write and search on the directory, and
+/// in a sticky directory ownership of the entry or the directory (or CAP_FOWNER). Errors come
+/// in the kernel's order: EEXIST / ENOENT from the lookup before EACCES, so `mkdir -p` of an
+/// existing directory in a read-only parent still sees EEXIST.
+fn may_entry(dir: RawFd, name: &std::ffi::CStr, c: &Creds, what: Entry) -> Result<(), i32> {
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatat on our fd into a local struct.
+    let exists =
+        unsafe { libc::fstatat(dir, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } == 0;
+    match (what, exists) {
+        (Entry::Create, true) => return Err(libc::EEXIST),
+        (Entry::Remove, false) => return Err(libc::ENOENT),
+        _ => {}
+    }
+    let dst = fstat_fd(dir)?;
+    if !may(&dst, c, 3) {
+        return Err(libc::EACCES);
+    }
+    if exists
+        && dst.st_mode & libc::S_ISVTX != 0
+        && st.st_uid != c.euid
+        && dst.st_uid != c.euid
+        && !c.capable(caps::FOWNER)
+    {
+        return Err(libc::EPERM);
+    }
+    Ok(())
+}
+
+/// chown's rule (the kernel's `chown_ok`/`chgrp_ok`): CAP_CHOWN, or the owner leaving the
+/// owner as it is and choosing a group of its own.
+fn may_chown(st: &libc::stat, c: &Creds, uid: u32, gid: u32) -> bool {
+    if c.capable(caps::CHOWN) {
+        return true;
+    }
+    let owner = st.st_uid == c.euid;
+    (uid == u32::MAX || (owner && uid == st.st_uid))
+        && (gid == u32::MAX || (owner && (gid == st.st_gid || c.in_group(gid))))
+}
+
+/// chmod's rule: the owner or CAP_FOWNER; the setgid bit is dropped for a file whose group the
+/// caller is not in, unless CAP_FSETID. Returns the mode to apply.
+fn chmod_mode(st: &libc::stat, c: &Creds, mode: u32) -> Result<u32, i32> {
+    if !c.owns(st) {
+        return Err(libc::EPERM);
+    }
+    let mut mode = mode & 0o7777;
+    if !c.in_group(st.st_gid) && !c.capable(caps::FSETID) {
+        mode &= !libc::S_ISGID;
+    }
+    Ok(mode)
 }
 
 fn synth_stat(s: &Synth, path: &str) -> libc::stat {
@@ -240,12 +309,16 @@ impl<P: Platform> Kernel<P> {
                         Ok(fd) => fd,
                         Err(libc::ENOENT) => {
                             created = true;
+                            self.may_create(tid, dirfd, path, &creds)?;
                             self.vfs.open(&rel, base | libc::O_EXCL, mode & !umask)?
                         }
                         Err(e) => return Err(e),
                     }
                 } else {
                     created = flags & libc::O_CREAT != 0;
+                    if created {
+                        self.may_create(tid, dirfd, path, &creds)?;
+                    }
                     self.vfs.open(&rel, base, mode & !umask)?
                 };
                 let st = fstat_fd(fd.as_raw_fd())?;
@@ -262,7 +335,7 @@ impl<P: Platform> Kernel<P> {
                         libc::O_RDONLY => 4,
                         libc::O_WRONLY => 2,
                         _ => 6,
-                    };
+                    } | if flags & libc::O_TRUNC != 0 { 2 } else { 0 };
                     if !may(&st, &creds, want) {
                         return Err(libc::EACCES);
                     }
@@ -372,6 +445,9 @@ impl<P: Platform> Kernel<P> {
                     if fl & libc::O_NONBLOCK == 0 {
                         len = len.min(STDIO_CHUNK);
                     }
+                }
+                if *kind == HostKind::Regular {
+                    self.kill_suid(c.tid, h);
                 }
                 // SAFETY: write from our buffer.
                 let n = unsafe {
@@ -492,6 +568,90 @@ impl<P: Platform> Kernel<P> {
             Ok(()) => Outcome::Ret(out.len() as i64),
             Err(e) => err(e),
         }
+    }
+
+    /// A write by a caller without CAP_FSETID clears the file's setuid bit (and setgid, if group
+    /// executable), as the kernel's `file_remove_privs`; the host would not, the sentry being
+    /// root with CAP_FSETID.
+    fn kill_suid(&self, tid: i32, h: RawFd) {
+        if self.creds(tid).capable(caps::FSETID) {
+            return;
+        }
+        let Ok(st) = fstat_fd(h) else { return };
+        let mut kill = st.st_mode & libc::S_ISUID;
+        if st.st_mode & (libc::S_ISGID | libc::S_IXGRP) == libc::S_ISGID | libc::S_IXGRP {
+            kill |= libc::S_ISGID;
+        }
+        if kill != 0 {
+            // SAFETY: fchmod on our own fd.
+            unsafe { libc::fchmod(h, st.st_mode & 0o7777 & !kill) };
+        }
+    }
+
+    /// The permission check of a metadata change (chmod, chown, truncate, utimes families) on
+    /// the file `st`, with the syscall's arguments `a`; returns the mode chmod applies.
+    fn may_setattr(&self, tid: i32, s: Sysno, a: &[u64; 6], st: &libc::stat) -> Result<u32, i32> {
+        use Sysno::*;
+        let c = self.creds(tid);
+        let chown_to = |u: u64, g: u64| {
+            if may_chown(st, &c, u as u32, g as u32) {
+                Ok(0)
+            } else {
+                Err(libc::EPERM)
+            }
+        };
+        // Setting times to "now": the owner, CAP_FOWNER, or anyone who may write the file.
+        let touch = || {
+            if c.owns(st) || may(st, &c, 2) {
+                Ok(0)
+            } else {
+                Err(libc::EACCES)
+            }
+        };
+        match s {
+            chmod | fchmod => chmod_mode(st, &c, a[1] as u32),
+            fchmodat => chmod_mode(st, &c, a[2] as u32),
+            chown | lchown | fchown => chown_to(a[1], a[2]),
+            fchownat => chown_to(a[2], a[3]),
+            truncate => {
+                if may(st, &c, 2) {
+                    Ok(0)
+                } else {
+                    Err(libc::EACCES)
+                }
+            }
+            utimensat if a[2] != 0 => {
+                let ts: [libc::timespec; 2] = self.read_val(tid, a[2])?;
+                let now = |t: &libc::timespec| t.tv_nsec == libc::UTIME_NOW;
+                let omit = |t: &libc::timespec| t.tv_nsec == libc::UTIME_OMIT;
+                if ts.iter().all(omit) || ts.iter().all(|t| now(t) || omit(t)) {
+                    touch()
+                } else if c.owns(st) {
+                    Ok(0)
+                } else {
+                    Err(libc::EPERM)
+                }
+            }
+            // utimensat(NULL times), and utimes/utime/futimesat, which apply "now".
+            _ => touch(),
+        }
+    }
+
+    /// The permission to change the entry `name` of directory `dir` (see [`may_entry`]).
+    fn may_change(
+        &self,
+        tid: i32,
+        dir: RawFd,
+        name: &std::ffi::CStr,
+        what: Entry,
+    ) -> Result<(), i32> {
+        may_entry(dir, name, &self.creds(tid), what)
+    }
+
+    /// Creating `path`: write and search permission on its directory.
+    fn may_create(&self, tid: i32, dirfd: i32, path: &str, creds: &Creds) -> Result<(), i32> {
+        let (pfd, name) = self.host_parent(tid, dirfd, path)?;
+        may_entry(pfd.as_raw_fd(), &name, creds, Entry::Create)
     }
 
     /// Parent fd + name for a path syscall on the host side; synthetic paths are read-only.
@@ -817,8 +977,16 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
         };
     }
     macro_rules! host_at {
-        ($dirfd:expr, $p:expr, $call:expr) => {{
-            match k.host_parent(tid, $dirfd, &$p) {
+        ($dirfd:expr, $p:expr, $call:expr) => {
+            host_at!($dirfd, $p, Entry::Create, $call)
+        };
+        // `$what`: what the call does to the entry (see `Entry`).
+        ($dirfd:expr, $p:expr, $what:expr, $call:expr) => {{
+            let parent = k.host_parent(tid, $dirfd, &$p).and_then(|(pfd, name)| {
+                k.may_change(tid, pfd.as_raw_fd(), &name, $what)?;
+                Ok((pfd, name))
+            });
+            match parent {
                 Err(e) => err(e),
                 Ok((pfd, name)) => {
                     #[allow(clippy::redundant_closure_call)]
@@ -1123,10 +1291,17 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
                     Ok(Node::Host(rel)) => {
                         match k.vfs.open(&rel, libc::O_PATH | libc::O_DIRECTORY, 0) {
                             Err(e) => return Some(err(e)),
-                            Ok(fd) => k
-                                .vfs
-                                .virt_path_of(fd.as_raw_fd())
-                                .unwrap_or_else(|| normalize(&joined)),
+                            Ok(fd) => {
+                                // chdir needs search permission on the directory.
+                                match fstat_fd(fd.as_raw_fd()) {
+                                    Ok(st) if may(&st, &k.creds(tid), 1) => {}
+                                    Ok(_) => return Some(err(libc::EACCES)),
+                                    Err(e) => return Some(err(e)),
+                                }
+                                k.vfs
+                                    .virt_path_of(fd.as_raw_fd())
+                                    .unwrap_or_else(|| normalize(&joined))
+                            }
                         }
                     }
                 }
@@ -1179,7 +1354,7 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
         rmdir => {
             let p = path!(a[0]);
             // SAFETY: unlinkat on our fd.
-            host_at!(libc::AT_FDCWD, p, |d, n| unsafe {
+            host_at!(libc::AT_FDCWD, p, Entry::Remove, |d, n| unsafe {
                 libc::unlinkat(d, n, libc::AT_REMOVEDIR)
             })
         }
@@ -1190,7 +1365,7 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
                 (dirfd_of(a[0]), path!(a[1]), a[2] as i32)
             };
             // SAFETY: unlinkat on our fd.
-            host_at!(dirfd, p, |d, n| unsafe {
+            host_at!(dirfd, p, Entry::Remove, |d, n| unsafe {
                 libc::unlinkat(d, n, flags & libc::AT_REMOVEDIR)
             })
         }
@@ -1214,6 +1389,12 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
                 Ok(v) => v,
                 Err(e) => return Some(err(e)),
             };
+            if let Err(e) = k
+                .may_change(tid, f1.as_raw_fd(), &n1, Entry::Remove)
+                .and_then(|()| k.may_change(tid, f2.as_raw_fd(), &n2, Entry::Replace))
+            {
+                return Some(err(e));
+            }
             // SAFETY: renameat2 between our fds.
             let rc = unsafe {
                 libc::syscall(
@@ -1245,6 +1426,9 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
                 Ok(v) => v,
                 Err(e) => return Some(err(e)),
             };
+            if let Err(e) = k.may_change(tid, f2.as_raw_fd(), &n2, Entry::Create) {
+                return Some(err(e));
+            }
             // SAFETY: linkat between our fds (no symlink following).
             let rc = unsafe {
                 libc::linkat(f1.as_raw_fd(), n1.as_ptr(), f2.as_raw_fd(), n2.as_ptr(), 0)
@@ -1290,6 +1474,9 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
                         let Some(h) = f.borrow().host_fd() else {
                             return Some(err(libc::EROFS));
                         };
+                        if let Err(e) = fstat_fd(h).and_then(|st| k.may_setattr(tid, s, &a, &st)) {
+                            return Some(err(e));
+                        }
                         let ts = if a[2] == 0 {
                             None
                         } else {
@@ -1327,6 +1514,11 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
                 Err(e) => return Some(err(e)),
             };
             let h = fd.as_raw_fd();
+            // The permission decision is the sentry's: the host call below runs as root.
+            let newmode = match fstat_fd(h).and_then(|st| k.may_setattr(tid, s, &a, &st)) {
+                Ok(m) => m,
+                Err(e) => return Some(err(e)),
+            };
             // SAFETY: metadata calls on our (O_PATH) fd itself, never through a /proc path.
             let rc = unsafe {
                 match s {
@@ -1334,7 +1526,7 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
                         libc::SYS_fchmodat2,
                         h,
                         c"".as_ptr(),
-                        a[if s == chmod { 1 } else { 2 }] as libc::mode_t & 0o7777,
+                        newmode as libc::mode_t & 0o7777,
                         libc::AT_EMPTY_PATH,
                     ) as i32,
                     chown | lchown => libc::fchownat(
@@ -1386,10 +1578,18 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
                     },
                 );
             };
+            let newmode = if matches!(s, fchmod | fchown) {
+                match fstat_fd(h).and_then(|st| k.may_setattr(tid, s, &a, &st)) {
+                    Ok(m) => m,
+                    Err(e) => return Some(err(e)),
+                }
+            } else {
+                0
+            };
             // SAFETY: calls on our own fd.
             let rc = unsafe {
                 match s {
-                    fchmod => libc::fchmod(h, a[1] as libc::mode_t & 0o7777),
+                    fchmod => libc::fchmod(h, newmode as libc::mode_t),
                     fchown => libc::fchown(h, a[1] as u32, a[2] as u32),
                     ftruncate => libc::ftruncate(h, a[1] as i64),
                     fsync | syncfs => libc::fsync(h),

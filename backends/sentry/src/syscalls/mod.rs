@@ -5,6 +5,7 @@
 //! refused with an errno. `docs/backends/sentry.md` carries the table it generates
 //! (`cargo run -p hako-sentry --example syscall_table`), and a test keeps it up to date.
 
+pub mod caps;
 pub mod fs;
 pub mod mm;
 pub mod process;
@@ -61,6 +62,28 @@ const PID_ZERO: &[Cond] = &[Cond {
     mask: u64::MAX,
     value: 0,
 }];
+/// futex commands that never name a thread: the priority-inheritance ones (LOCK_PI 6,
+/// UNLOCK_PI 7, TRYLOCK_PI 8, WAIT_REQUEUE_PI 11, CMP_REQUEUE_PI 12, LOCK_PI2 13) read an
+/// owner tid from the futex word, which the host kernel would resolve among *host* tids (an
+/// oracle for every host pid), so they are trapped and refused.
+const FUTEX_NO_TID: &[Cond] = &{
+    const fn op(cmd: u64) -> Cond {
+        Cond {
+            arg: 1,
+            mask: 0x7f, // the command, without FUTEX_PRIVATE_FLAG / FUTEX_CLOCK_REALTIME
+            value: cmd,
+        }
+    }
+    // WAIT, WAKE, REQUEUE, CMP_REQUEUE, WAKE_OP, WAIT_BITSET, WAKE_BITSET
+    [op(0), op(1), op(3), op(4), op(5), op(9), op(10)]
+};
+/// A clock id that names no pid: a negative id is a CPU-time clock of the pid encoded in it
+/// (`(~pid << 3) | type`) or a clock fd, which the host would resolve among host pids and fds.
+const CLOCK_NO_PID: &[Cond] = &[Cond {
+    arg: 0,
+    mask: 0x8000_0000,
+    value: 0,
+}];
 const PRCTL_SAFE: &[Cond] = &[
     Cond {
         arg: 0,
@@ -105,16 +128,6 @@ const PRCTL_SAFE: &[Cond] = &[
     Cond {
         arg: 0,
         mask: u64::MAX,
-        value: libc::PR_CAPBSET_READ as u64,
-    },
-    Cond {
-        arg: 0,
-        mask: u64::MAX,
-        value: libc::PR_GET_SECUREBITS as u64,
-    },
-    Cond {
-        arg: 0,
-        mask: u64::MAX,
         value: libc::PR_SET_VMA as u64,
     },
     Cond {
@@ -142,11 +155,13 @@ pub fn disposition(s: Sysno) -> Disp {
         // --- native: the trap filter's allowlist ---
         brk | munmap | mremap | mprotect | madvise | msync | mincore | mlock | munlock | mlock2 | mlockall | munlockall
         | pkey_alloc | pkey_free | pkey_mprotect | membarrier => Native(MM),
-        futex | set_robust_list | set_tid_address | arch_prctl | rseq => Native("thread-local state and futexes on the caller's own memory"),
+        set_robust_list | set_tid_address | arch_prctl | rseq => Native("thread-local state on the caller's own memory"),
+        futex => NativeWhen(FUTEX_NO_TID, "wait/wake/requeue run natively; the PI operations (the futex word names an owner tid) are refused with ENOSYS"),
         rt_sigaction | rt_sigprocmask | rt_sigreturn | rt_sigpending | rt_sigsuspend | rt_sigtimedwait | sigaltstack
         | restart_syscall | pause => Native(SIG),
-        clock_gettime | clock_getres | clock_nanosleep | nanosleep | gettimeofday | time | alarm | setitimer | getitimer
-        | timer_create | timer_settime | timer_gettime | timer_getoverrun | timer_delete => Native(TIME),
+        nanosleep | gettimeofday | time | alarm | setitimer | getitimer | timer_settime | timer_gettime | timer_getoverrun
+        | timer_delete => Native(TIME),
+        clock_gettime | clock_getres | clock_nanosleep | timer_create => NativeWhen(CLOCK_NO_PID, "clocks that name no pid run natively; a CPU-time clock of a pid is translated to the sandbox's own tasks (EINVAL for any other pid), clock fds EINVAL"),
         exit | exit_group => Native("ends the caller; the sentry sees the exit"),
         getrandom => Native("entropy only"),
         sched_yield | getcpu | times | getrusage | getrlimit | setrlimit => Native(SELF),
@@ -169,7 +184,8 @@ pub fn disposition(s: Sysno) -> Disp {
         // --- implemented by the sentry: processes, identity, system ---
         getpid | gettid | getppid | getuid | geteuid | getgid | getegid | getresuid | getresgid | getgroups | setuid
         | setgid | setreuid | setregid | setresuid | setresgid | setgroups | setfsuid | setfsgid | capget | capset
-        | getpgrp | getpgid | setpgid | getsid | setsid | kill | tkill | tgkill | wait4 | waitid | clone | fork | vfork
+        | getpgrp | getpgid | setpgid | getsid | setsid | kill | tkill | tgkill | rt_sigqueueinfo | rt_tgsigqueueinfo
+        | wait4 | waitid | clone | fork | vfork
         | execve | uname | sethostname | setdomainname | sysinfo | getpriority | setpriority | syslog => Emulated("process"),
         clone3 => Refused(libc::ENOSYS, "callers fall back to clone(2), which is implemented"),
         execveat => Refused(libc::ENOSYS, "not implemented (execve is)"),
@@ -212,6 +228,12 @@ pub const NEEDS_REGS: &[Sysno] = {
         sched_setscheduler,
         sched_setparam,
         get_robust_list,
+        rt_sigqueueinfo,
+        rt_tgsigqueueinfo,
+        clock_gettime,
+        clock_getres,
+        clock_nanosleep,
+        timer_create,
     ]
 };
 
@@ -280,16 +302,13 @@ pub fn handle<P: Platform>(
             return err(e);
         }
         Disp::Native(_) => Outcome::Native, // only reachable if another filter traps it
-        Disp::NativeWhen(..) | Disp::Emulated(_) => match fs::handle(k, s, &mut c) {
-            Some(o) => o,
-            None => match process::handle(k, s, &mut c) {
+        Disp::NativeWhen(..) | Disp::Emulated(_) => {
+            let handlers = [fs::handle, caps::handle, process::handle, mm::handle];
+            match handlers.iter().find_map(|h| h(k, s, &mut c)) {
                 Some(o) => o,
-                None => match mm::handle(k, s, &mut c) {
-                    Some(o) => o,
-                    None => err(libc::ENOSYS),
-                },
-            },
-        },
+                None => err(libc::ENOSYS),
+            }
+        }
     };
     *k.stats.emulated.entry(s.name().to_string()).or_default() += 1;
     out

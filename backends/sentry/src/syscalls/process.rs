@@ -65,6 +65,15 @@ impl<P: Platform> Kernel<P> {
         }
     }
 
+    /// The creds of the process whose leader has this host pid.
+    fn creds_of(&self, host_pid: i32) -> Option<crate::kernel::Creds> {
+        self.tasks
+            .values()
+            .map(|t| t.proc.borrow())
+            .find(|p| p.host_pid == host_pid)
+            .map(|p| p.creds.clone())
+    }
+
     fn execve(&mut self, c: &mut Call) -> Outcome {
         let path = match self.read_path(c.tid, c.a[0]) {
             Ok(p) => p,
@@ -149,109 +158,12 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
                 Err(e) => err(e),
             }
         }
-        setuid | setgid | setreuid | setregid | setresuid | setresgid | setfsuid | setfsgid
-        | setgroups => {
-            let mut p = proc.borrow_mut();
-            let cr = &mut p.creds;
-            let privileged = cr.euid == 0;
-            let keep = |v: u64| v as u32 == u32::MAX;
-            match s {
-                setuid => {
-                    let u = a[0] as u32;
-                    if privileged {
-                        cr.ruid = u;
-                        cr.euid = u;
-                        cr.suid = u;
-                    } else if u == cr.ruid || u == cr.suid {
-                        cr.euid = u;
-                    } else {
-                        return Some(err(libc::EPERM));
-                    }
-                }
-                setgid => {
-                    let g = a[0] as u32;
-                    if privileged {
-                        cr.rgid = g;
-                        cr.egid = g;
-                        cr.sgid = g;
-                    } else if g == cr.rgid || g == cr.sgid {
-                        cr.egid = g;
-                    } else {
-                        return Some(err(libc::EPERM));
-                    }
-                }
-                setreuid | setresuid => {
-                    if !privileged {
-                        return Some(err(libc::EPERM));
-                    }
-                    if !keep(a[0]) {
-                        cr.ruid = a[0] as u32;
-                    }
-                    if !keep(a[1]) {
-                        cr.euid = a[1] as u32;
-                    }
-                    if s == setresuid && !keep(a[2]) {
-                        cr.suid = a[2] as u32;
-                    }
-                }
-                setregid | setresgid => {
-                    if !privileged {
-                        return Some(err(libc::EPERM));
-                    }
-                    if !keep(a[0]) {
-                        cr.rgid = a[0] as u32;
-                    }
-                    if !keep(a[1]) {
-                        cr.egid = a[1] as u32;
-                    }
-                    if s == setresgid && !keep(a[2]) {
-                        cr.sgid = a[2] as u32;
-                    }
-                }
-                setgroups => {
-                    if !privileged {
-                        return Some(err(libc::EPERM));
-                    }
-                    let n = (a[0] as usize).min(65536);
-                    drop(p);
-                    let b = match k.read_bytes(tid, a[1], n * 4) {
-                        Ok(b) => b,
-                        Err(e) => return Some(err(e)),
-                    };
-                    proc.borrow_mut().creds.groups = b
-                        .chunks(4)
-                        .map(|x| u32::from_ne_bytes(x.try_into().unwrap()))
-                        .collect();
-                    return Some(Outcome::Ret(0));
-                }
-                setfsuid => return Some(Outcome::Ret(cr.euid as i64)),
-                _ => return Some(Outcome::Ret(cr.egid as i64)),
-            }
-            Outcome::Ret(0)
-        }
-        capget => {
-            // header {version, pid}, data[2] {effective, permitted, inheritable}
-            let root = proc.borrow().creds.euid == 0;
-            if a[1] != 0 {
-                let full = if root { u32::MAX } else { 0 };
-                let d = [
-                    full,
-                    full,
-                    0u32,
-                    if root { 0x1ff } else { 0 },
-                    if root { 0x1ff } else { 0 },
-                    0,
-                ];
-                if let Err(e) = k.write_val(tid, a[1], &d) {
-                    return Some(err(e));
-                }
-            }
-            Outcome::Ret(0)
-        }
-        capset => Outcome::Ret(0),
+        // fsuid/fsgid follow euid/egid (not modelled separately): report, never change.
+        setfsuid => Outcome::Ret(proc.borrow().creds.euid as i64),
+        setfsgid => Outcome::Ret(proc.borrow().creds.egid as i64),
         // Process groups and sessions: run natively on the translated pids, translate back.
-        getpgrp | getsid | setsid => Outcome::NativeThen(Fixup::HostPidRet),
-        getpgid => {
+        getpgrp | setsid => Outcome::NativeThen(Fixup::HostPidRet),
+        getpgid | getsid => {
             if a[0] != 0 {
                 match k.host_of(a[0] as i32) {
                     Some(h) => c.regs.rdi = h as u64,
@@ -276,6 +188,15 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
             if targets.is_empty() {
                 return Some(err(libc::ESRCH));
             }
+            // Only the processes the caller may signal (same uid, or CAP_KILL); none: EPERM.
+            let me = proc.borrow().creds.clone();
+            let targets: Vec<i32> = targets
+                .into_iter()
+                .filter(|&h| k.creds_of(h).is_some_and(|t| me.may_signal(&t)))
+                .collect();
+            if targets.is_empty() {
+                return Some(err(libc::EPERM));
+            }
             for h in targets {
                 // SAFETY: signal a process of this sandbox.
                 if unsafe { libc::kill(h, a[1] as i32) } != 0 {
@@ -290,7 +211,7 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
             } else {
                 (Some(a[0] as i32), a[1] as i32, a[2] as i32)
             };
-            let Some(ht) = k.host_of(t) else {
+            let Some(ht) = k.task_of(t) else {
                 return Some(err(libc::ESRCH));
             };
             let htg = k.tasks[&ht].proc.borrow().host_pid;
@@ -299,11 +220,54 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
                     return Some(err(libc::ESRCH));
                 }
             }
+            if !proc
+                .borrow()
+                .creds
+                .may_signal(&k.tasks[&ht].proc.borrow().creds)
+            {
+                return Some(err(libc::EPERM));
+            }
             // SAFETY: signal a thread of this sandbox.
             if unsafe { libc::syscall(libc::SYS_tgkill, htg, ht, sig) } != 0 {
                 return Some(err(errno()));
             }
             Outcome::Ret(0)
+        }
+        rt_sigqueueinfo | rt_tgsigqueueinfo => {
+            // Translated, permission-checked against the virtual creds, then run natively by
+            // the caller itself (so the kernel's own rule for a caller-made si_code, "only to
+            // yourself", compares the right pids).
+            let (tg, t) = if s == rt_sigqueueinfo {
+                (a[0] as i32, None)
+            } else {
+                if a[0] as i32 <= 0 || a[1] as i32 <= 0 {
+                    return Some(err(libc::EINVAL));
+                }
+                (a[0] as i32, Some(a[1] as i32))
+            };
+            let Some(hl) = k.host_of(tg) else {
+                return Some(err(libc::ESRCH));
+            };
+            let htg = k.tasks[&hl].proc.borrow().host_pid;
+            let target = match t {
+                None => hl,
+                Some(t) => match k.task_of(t) {
+                    Some(ht) if k.tasks[&ht].proc.borrow().host_pid == htg => ht,
+                    _ => return Some(err(libc::ESRCH)),
+                },
+            };
+            if !proc
+                .borrow()
+                .creds
+                .may_signal(&k.tasks[&target].proc.borrow().creds)
+            {
+                return Some(err(libc::EPERM));
+            }
+            c.regs.rdi = htg as u64;
+            if t.is_some() {
+                c.regs.rsi = target as u64;
+            }
+            Outcome::Native
         }
         wait4 | waitid => {
             // Waiting for children runs natively (they are the caller's own host children);
@@ -324,6 +288,10 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
                 }
                 Outcome::NativeThen(Fixup::HostPidRet)
             } else {
+                if idtype == 3 {
+                    // P_PIDFD: the sandbox holds no pidfd (pidfd_open, CLONE_PIDFD are refused).
+                    return Some(err(libc::EBADF));
+                }
                 if (idtype == libc::P_PID as i32 || idtype == libc::P_PGID as i32) && which != 0 {
                     {
                         let Some(h) = k.v2h.get(&which).copied() else {
@@ -413,7 +381,31 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
                 err(libc::ESRCH)
             }
         }
+        clock_gettime | clock_getres | clock_nanosleep | timer_create => {
+            // Only negative clock ids trap (CLOCK_NO_PID): `(~pid << 3) | type`, with type 3 a
+            // clock fd. The pid may be a virtual id of the sandbox or, as glibc's
+            // pthread_getcpuclockid hands out, the host tid of one of the sandbox's own threads
+            // (the tid glibc learnt from set_tid_address/clone); any other pid does not exist.
+            let clk = a[0] as i32;
+            let ty = clk & 7;
+            if ty == 3 {
+                return Some(err(libc::EINVAL));
+            }
+            let pid = !(clk >> 3);
+            let host = match pid {
+                0 => 0,
+                p => match k.task_of(p) {
+                    Some(h) => h,
+                    None => return Some(err(libc::EINVAL)),
+                },
+            };
+            c.regs.rdi = ((!host) << 3 | ty) as i64 as u64;
+            Outcome::Native
+        }
         prctl => err(libc::EINVAL),
+        // Only the PI operations trap (see FUTEX_NO_TID): refused, as a kernel without
+        // CONFIG_FUTEX_PI does.
+        futex => err(libc::ENOSYS),
         _ => return None,
     })
 }

@@ -131,7 +131,9 @@ impl<P: Platform> Kernel<P> {
         }
         let norm = normalize(joined);
         if !is_synthetic(&norm) {
-            return Ok(Node::Host(joined.trim_start_matches('/').to_string()));
+            let rel = joined.trim_start_matches('/').to_string();
+            self.may_walk(tid, &rel)?;
+            return Ok(Node::Host(rel));
         }
         let comps: Vec<&str> = norm.split('/').filter(|c| !c.is_empty()).collect();
         // Walk, following synthetic symlinks met on the way.
@@ -172,6 +174,37 @@ impl<P: Platform> Kernel<P> {
             }
         }
         Err(libc::ENOENT)
+    }
+
+    /// Search permission on every directory the path walks through (the kernel checks it at
+    /// each step of a lookup; the sentry's in-root open runs as root and would not). Each
+    /// leading prefix is resolved in the root, symlinks followed, and must be searchable. A
+    /// prefix that does not resolve is left to the call itself to report. Callers holding
+    /// CAP_DAC_READ_SEARCH or CAP_DAC_OVERRIDE pass every directory: no walk.
+    fn may_walk(&self, tid: i32, rel: &str) -> Result<(), i32> {
+        use crate::syscalls::caps::{DAC_OVERRIDE, DAC_READ_SEARCH};
+        let creds = self.proc_of(tid).borrow().creds.clone();
+        if creds.capable(DAC_READ_SEARCH) || creds.capable(DAC_OVERRIDE) {
+            return Ok(());
+        }
+        let comps: Vec<&str> = rel
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect();
+        for i in 0..comps.len() {
+            let Ok(fd) = self.vfs.open(&comps[..i].join("/"), libc::O_PATH, 0) else {
+                return Ok(());
+            };
+            let Ok(st) = super::fstat_fd(std::os::fd::AsRawFd::as_raw_fd(&fd)) else {
+                return Ok(());
+            };
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR
+                && !crate::syscalls::fs::may(&st, &creds, 1)
+            {
+                return Err(libc::EACCES);
+            }
+        }
+        Ok(())
     }
 
     /// The synthetic node at exactly these components (no following).
@@ -365,7 +398,6 @@ impl<P: Platform> Kernel<P> {
                 let hs = host_file(&format!("/proc/{host}/status"));
                 let keep = |k: &str| hs.lines().find(|l| l.starts_with(k)).map(|l| format!("{l}\n")).unwrap_or_default();
                 let c = &p.creds;
-                let caps = if c.euid == 0 { "000001ffffffffff" } else { "0000000000000000" };
                 let mut s = String::new();
                 s += &keep("Name:");
                 s += &format!("Umask:\t{:04o}\n", p.umask);
@@ -377,7 +409,8 @@ impl<P: Platform> Kernel<P> {
                 for k in ["VmPeak:", "VmSize:", "VmLck:", "VmHWM:", "VmRSS:", "RssAnon:", "RssFile:", "VmData:", "VmStk:", "VmExe:", "VmLib:", "VmPTE:", "VmSwap:", "Threads:", "SigQ:", "SigPnd:", "ShdPnd:", "SigBlk:", "SigIgn:", "SigCgt:"] {
                     s += &keep(k);
                 }
-                s += &format!("CapInh:\t0000000000000000\nCapPrm:\t{caps}\nCapEff:\t{caps}\nCapBnd:\t{caps}\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\n");
+                s += &crate::syscalls::caps::status_lines(&c.caps);
+                s += "NoNewPrivs:\t1\nSeccomp:\t2\n";
                 text(s)
             }
             ["fd"] => {

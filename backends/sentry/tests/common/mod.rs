@@ -254,3 +254,94 @@ pub fn copy_dynamic(rootfs: &Path, bin: &str) {
         let _ = std::os::unix::fs::symlink(&real, &dst);
     }
 }
+
+/// Compile one of tests/attacks/*.c into a static binary at `out` (a workload needs no loader).
+/// None, with the reason printed, when gcc or the static libc is missing.
+pub fn compile_attack(name: &str, out: &Path) -> Option<()> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/attacks/{name}.c"));
+    match std::process::Command::new("gcc")
+        .args(["-static", "-O1", "-pthread", "-o"])
+        .arg(out)
+        .arg(&src)
+        .output()
+    {
+        Ok(o) if o.status.success() => Some(()),
+        Ok(o) => {
+            eprintln!(
+                "SKIP: gcc -static failed (libc6-dev installed?): {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!("SKIP: gcc not found ({e})");
+            None
+        }
+    }
+}
+
+/// Run `args` under a peer OCI runtime (`runc`, `runsc`) on a copy of `rootfs`, with the same
+/// `process` fields (merged into the peer's own `spec`). Err: why the peer cannot run here.
+pub fn run_peer(
+    runtime: &str,
+    rootfs: &Path,
+    args: &[&str],
+    process: serde_json::Value,
+) -> Result<(i32, String, String), String> {
+    let dir = tempfile::Builder::new()
+        .prefix("hako-peer-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let bundle = dir.path().join("bundle");
+    std::fs::create_dir_all(&bundle).map_err(|e| e.to_string())?;
+    let spec = std::process::Command::new(runtime)
+        .args(["spec", "--bundle"])
+        .arg(&bundle)
+        .output()
+        .map_err(|e| format!("{runtime} not installed ({e})"))?;
+    if !spec.status.success() {
+        return Err(format!("{runtime} spec failed"));
+    }
+    let copy = bundle.join("rootfs");
+    let cp = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(rootfs)
+        .arg(&copy)
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !cp.success() {
+        return Err("cp -a rootfs failed".into());
+    }
+    let cfg_path = bundle.join("config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cfg_path).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    cfg["root"] = serde_json::json!({"path": copy, "readonly": false});
+    cfg["process"]["terminal"] = false.into();
+    cfg["process"]["args"] = serde_json::json!(args);
+    merge(&mut cfg["process"], process);
+    std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).map_err(|e| e.to_string())?;
+    let id = format!("hako-peer-{}", std::process::id());
+    let mut cmd = std::process::Command::new(runtime);
+    cmd.arg("--root").arg(dir.path().join("state"));
+    if runtime == "runsc" {
+        cmd.args(["--network=none"]);
+    }
+    let out = cmd
+        .args(["run", "--bundle"])
+        .arg(&bundle)
+        .arg(&id)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if stdout.is_empty() && !out.status.success() {
+        // The peer did not get as far as running the program (nested container, no cgroups...).
+        return Err(format!(
+            "{runtime} cannot run here: {}",
+            stderr.lines().last().unwrap_or("")
+        ));
+    }
+    Ok((out.status.code().unwrap_or(-1), stdout, stderr))
+}
