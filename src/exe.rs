@@ -93,12 +93,17 @@ pub fn held() -> Result<Held> {
 
 /// A detached read-only bind mount of our binary: an O_PATH descriptor of it.
 fn readonly_view() -> std::io::Result<OwnedFd> {
-    // SAFETY: open_tree with a static path; returns a new descriptor or -1.
+    readonly_view_of(c"/proc/self/exe")
+}
+
+/// A detached read-only bind mount of `path`.
+fn readonly_view_of(path: &std::ffi::CStr) -> std::io::Result<OwnedFd> {
+    // SAFETY: open_tree with a NUL-terminated path; returns a new descriptor or -1.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_open_tree,
             libc::AT_FDCWD,
-            c"/proc/self/exe".as_ptr(),
+            path.as_ptr(),
             OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
         )
     };
@@ -237,7 +242,12 @@ mod tests {
             eprintln!("SKIPPED: not root (open_tree needs CAP_SYS_ADMIN)");
             return;
         }
-        let fd = readonly_view().unwrap();
+        // A file that is not running (a running one answers ETXTBSY before EROFS).
+        let f = std::env::temp_dir().join(format!("hako-exe-view-{}", std::process::id()));
+        std::fs::write(&f, b"\x7fELF").unwrap();
+        let c = CString::new(f.as_os_str().as_encoded_bytes()).unwrap();
+        let fd = readonly_view_of(&c).unwrap();
+        let _ = std::fs::remove_file(&f);
         let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
         let e = std::fs::OpenOptions::new()
             .write(true)
