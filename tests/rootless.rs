@@ -201,12 +201,14 @@ impl Scratch {
         self.as_user(&refs)
     }
 
-    /// Whatever is left of hako's state for this user (podman's cleanup passes no --root).
+    /// Whatever is left of hako's containers for this user (podman's cleanup passes no
+    /// --root); the backends' content caches (`*-cache`) are meant to stay.
     fn hako_state_left(&self) -> Vec<String> {
         fs::read_dir(self.user.xdg.join("hako"))
             .map(|d| {
                 d.flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.ends_with("-cache"))
                     .collect()
             })
             .unwrap_or_default()
@@ -515,11 +517,7 @@ fn rootless_user_runs_the_wasm_backend() {
     let o = s.as_user(&[&hako, "run", "--bundle", &b, "rl-wasm"]);
     assert_eq!(o.stdout.trim(), "hi", "{}", o.describe());
     assert_eq!(o.code(), 3, "{}", o.describe());
-    let left: Vec<String> = s
-        .hako_state_left()
-        .into_iter()
-        .filter(|n| !n.ends_with("-cache"))
-        .collect();
+    let left = s.hako_state_left();
     assert!(left.is_empty(), "state left behind: {left:?}");
 }
 
@@ -564,10 +562,6 @@ fn rootless_user_runs_the_microvm_backend() {
     let o = s.as_user(&[&hako, "run", "--bundle", &b, "rl-microvm"]);
     assert_eq!(o.stdout.trim(), "hi from 0", "{}", o.describe());
     assert_eq!(o.code(), 5, "{}", o.describe());
-    let left: Vec<String> = s
-        .hako_state_left()
-        .into_iter()
-        .filter(|n| !n.ends_with("-cache"))
-        .collect();
+    let left = s.hako_state_left();
     assert!(left.is_empty(), "state left behind: {left:?}");
 }
