@@ -445,6 +445,26 @@ fn rootless_user_runs_hako_directly() {
     assert!(left.is_empty(), "state left behind: {left:?}");
     // The state went under XDG_RUNTIME_DIR, not /run/hako.
     assert!(s.user.xdg.join("hako").is_dir());
+
+    // Without a user namespace a user cannot make the others: one clear line, nothing left.
+    let mut plain = v.clone();
+    plain["linux"]["namespaces"] = serde_json::json!(plain["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["type"] != "user")
+        .cloned()
+        .collect::<Vec<_>>());
+    fs::write(&cfg, serde_json::to_vec_pretty(&plain).unwrap()).unwrap();
+    let o = s.as_user(&[&hako, "run", "--bundle", &b, "no-userns"]);
+    assert_eq!(o.code(), 1, "{}", o.describe());
+    assert_eq!(o.stderr.lines().count(), 1, "{}", o.describe());
+    assert!(
+        o.stderr.contains("needs a user namespace"),
+        "{}",
+        o.describe()
+    );
+    assert!(s.hako_state_left().is_empty());
 }
 
 /// A WASI module that prints "hi" and exits 3.

@@ -134,6 +134,11 @@ pub fn plan(req: &CreateRequest) -> Result<InitPlan> {
 
 pub fn create(req: &CreateRequest) -> Result<Created> {
     let plan = plan(req)?;
+    // As runc: a user who is not root anywhere can make namespaces only from inside a new user
+    // namespace of its own.
+    if rootless() && !plan.ns.new_user && !plan.ns.has(libc::CLONE_NEWUSER) {
+        bail!("rootless: the container backend needs a user namespace in config.json (linux.namespaces type \"user\" with uid and gid mappings, as `hako spec --rootless` writes)");
+    }
     let linux = req.spec.linux().clone().unwrap_or_default();
     let cg_path = linux
         .cgroups_path()
