@@ -355,6 +355,14 @@ impl Backend for MicrovmBackend {
             "terminal": true,
             "exec": true,
             "pause": true,
+            "io.hako.refuses": [
+                "joining a host namespace by path (the VM has its own)",
+                "linux.devices beyond the default /dev nodes (no host device passes into a guest)",
+                "a writable bind mount of a host directory (read-only ones and files are copied in)",
+                "user namespace id mappings other than the rootless one (container ids onto the caller's own)",
+                "engine=hako where /dev/kvm cannot be opened or cannot boot the guest (auto falls back to qemu)"
+            ],
+            "io.hako.rootless": "the qemu engine runs as the user (KVM when /dev/kvm is the user's to open, else TCG); the rootless spec's /sys bind becomes the guest's own sysfs; cgroup only where delegated",
         })
     }
 }
@@ -395,17 +403,23 @@ fn host_cgroup_made(req: &CreateRequest) -> Result<Option<hako_container::cgroup
         .as_ref()
         .and_then(|l| l.cgroups_path().as_ref())
         .map(|p| p.to_string_lossy().into_owned());
-    let made = hako_container::cgroups::CgroupManager::new(
+    // Without a cgroupsPath the cgroup is a convenience (skipped when it cannot be made); with
+    // one, the rule every backend follows (rootless: skipped unless the spec sets a limit).
+    // SAFETY: geteuid cannot fail.
+    let rootless = req.global.rootless || unsafe { libc::geteuid() } != 0;
+    let optional = path.is_none() && !req.global.systemd_cgroup;
+    hako_container::cgroups::CgroupManager::make_for_sandbox(
         path.as_deref(),
         req.id,
         req.global.systemd_cgroup,
+        rootless || optional,
+        req.spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref()),
+        req.global.debug,
     )
-    .and_then(|m| m.create().map(|()| m));
-    match made {
-        Ok(m) => Ok(Some(m)),
-        Err(_) if path.is_none() && !req.global.systemd_cgroup => Ok(None),
-        Err(e) => Err(e).context("the sandbox's host cgroup (linux.cgroupsPath)"),
-    }
+    .context("the sandbox's host cgroup (linux.cgroupsPath)")
 }
 
 fn sandbox_cgroup(sb: &Sandbox) -> Result<hako_container::cgroups::CgroupManager> {
