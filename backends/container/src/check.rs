@@ -237,5 +237,15 @@ pub fn features() -> serde_json::Value {
             "mountExtensions": { "idmap": { "enabled": false } },
         },
         "annotations": {},
+        // hako's own keys (runtime-spec features.md allows extensions): what this backend
+        // refuses with one error line rather than run, and how it runs rootless.
+        "io.hako.refuses": [
+            "a mount whose destination resolves to /proc or below, unless a proc mount on /proc itself or a bind of a file lxcfs provides (cpuinfo, meminfo, stat, ...)",
+            "process.terminal without --console-socket",
+            "process.apparmorProfile on a host without AppArmor; process.selinuxLabel",
+            "rootless: linux.resources limits when the user has no writable cgroup",
+            "rootless (not root at all): a config without a user namespace"
+        ],
+        "io.hako.rootless": "user namespace (mapped through newuidmap/newgidmap when wider than the caller's ids); cgroup only where delegated; state under $XDG_RUNTIME_DIR/hako",
     })
 }

@@ -164,6 +164,13 @@ impl Backend for WasmBackend {
             "resources": ["memory.limit (linear memory and tables, and the cgroup)", "cpu.quota/period (epochs, and the cgroup)", "every cgroup resource via the container backend's cgroup manager"],
             "terminal": true,
             "exec": false,
+            "io.hako.refuses": [
+                "root.path naming the host's / (directly, through .., or a symlink)",
+                "--preserve-fds (a WASI module cannot use inherited descriptors)",
+                "a process.args[0] that is not a WebAssembly module",
+                "rootless: linux.resources limits when the user has no writable cgroup; additionalGids other than the user's own group"
+            ],
+            "io.hako.rootless": "run by a user directly: the host process enters a user namespace of its own (the spec's ids mapped onto the user's) for its mounts; under rootless podman: podman's namespace; cgroup only where delegated",
         })
     }
 }
