@@ -1196,7 +1196,10 @@ fn a_mount_over_proc_through_a_symlink_is_refused_or_harmless() {
             assert!(!out.contains("HOST-SECRET"), "{d}");
             assert!(!out.contains("open fd"), "{d}");
             // Refused before the workload ran, with one line naming /proc (hako and runc).
-            assert!(!o.status.success(), "the mount over /proc was accepted: {d}");
+            assert!(
+                !o.status.success(),
+                "the mount over /proc was accepted: {d}"
+            );
             assert!(out.is_empty(), "{d}");
             if matches!(rt, Rt::Container) {
                 let err = String::from_utf8_lossy(&o.stderr);

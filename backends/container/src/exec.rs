@@ -57,7 +57,12 @@ pub fn exec(sb: &Sandbox, req: &ExecRequest) -> Result<Execed> {
         keep.push(proc.as_raw_fd());
         process::close_cloexec_fds(&keep);
         process::reset_signals();
-        intermediate(&data, &nss, &root, &proc, &plan, seccomp.as_ref(), req, &child);
+        let way_in = WayIn {
+            nss: &nss,
+            root: &root,
+            proc: &proc,
+        };
+        intermediate(&data, &way_in, &plan, seccomp.as_ref(), req, &child);
     }
     drop(child);
     drop(nss);
@@ -97,11 +102,19 @@ fn fail(chan: &Channel, e: anyhow::Error) -> ! {
     unsafe { libc::_exit(1) }
 }
 
+/// What the intermediate enters the container through, all opened on the host beforehand.
+struct WayIn<'a> {
+    /// The init's namespaces.
+    nss: &'a [(OwnedFd, libc::c_int, PathBuf)],
+    /// The init's root.
+    root: &'a OwnedFd,
+    /// The host's procfs (see `process::HostProc`).
+    proc: &'a process::HostProc,
+}
+
 fn intermediate(
     data: &Data,
-    nss: &[(OwnedFd, libc::c_int, PathBuf)],
-    root: &OwnedFd,
-    proc: &process::HostProc,
+    way_in: &WayIn,
     plan: &ProcessPlan,
     seccomp: Option<&sec::Compiled>,
     req: &ExecRequest,
@@ -114,12 +127,12 @@ fn intermediate(
             fail(chan, e);
         }
     }
-    for (fd, flag, path) in nss {
+    for (fd, flag, path) in way_in.nss {
         if let Err(e) = namespaces::setns(fd, *flag, path) {
             fail(chan, e);
         }
     }
-    if let Err(e) = nix::unistd::fchdir(root)
+    if let Err(e) = nix::unistd::fchdir(way_in.root)
         .and_then(|_| nix::unistd::chroot("."))
         .and_then(|_| nix::unistd::chdir("/"))
     {
@@ -130,7 +143,7 @@ fn intermediate(
             let mut plan = plan.clone();
             process::ensure_home(&mut plan);
             let plan = &plan;
-            let exe = match setup(plan, proc, seccomp, req, chan) {
+            let exe = match setup(plan, way_in.proc, seccomp, req, chan) {
                 Ok(x) => x,
                 Err(e) => fail(chan, e),
             };
