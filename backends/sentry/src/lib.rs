@@ -17,6 +17,7 @@ pub mod config;
 pub mod filter;
 pub mod fs;
 pub mod hostproc;
+pub mod identity;
 pub mod kernel;
 pub mod mem;
 pub mod mounts;
@@ -50,6 +51,30 @@ impl SentryBackend {
 }
 
 const ANNOTATIONS: &[&str] = &[STATS_ANNOTATION, PLATFORM_ANNOTATION];
+
+/// Rootless as the front end decides it with `--rootless auto`: not root, or root only in a user
+/// namespace that does not map the whole id range (rootless podman).
+fn rootless_here() -> bool {
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    euid != 0
+        || std::fs::read_to_string("/proc/self/uid_map")
+            .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+}
+
+/// The user namespace of a rootless spec (`hako spec --rootless`, runc's): each mapping names
+/// one id, the caller's own. The sentry's own user namespace maps its root onto the caller
+/// too, so what the host sees of the sandbox's root is what that mapping says.
+fn maps_only_the_caller(linux: &oci_spec::runtime::Linux) -> bool {
+    // SAFETY: geteuid/getegid cannot fail.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let ok = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>, id: u32| {
+        maps.iter()
+            .flatten()
+            .all(|m| m.size() == 1 && m.host_id() == id && m.container_id() == 0)
+    };
+    ok(linux.uid_mappings(), uid) && ok(linux.gid_mappings(), gid)
+}
 
 fn cgroup_of(sb: &Sandbox) -> Option<CgroupManager> {
     serde_json::from_value(sb.data.get("cgroup")?.clone()).ok()
@@ -147,11 +172,11 @@ impl Backend for SentryBackend {
                 .iter()
                 .map(|n| format!("{:?}", n.typ()).to_lowercase())
                 .collect();
-            if !kinds.iter().any(|k| k == "network") {
+            if !kinds.iter().any(|k| k == "network") && !rootless_here() {
                 bail!("the sentry backend cannot share the host network: config.json must ask for a network namespace (the sandbox has no network)");
             }
-            if kinds.iter().any(|k| k == "user") {
-                bail!("the sentry backend does not support user namespaces (its identities are virtual already)");
+            if kinds.iter().any(|k| k == "user") && !maps_only_the_caller(linux) {
+                bail!("the sentry backend takes a user namespace only as a rootless spec has it, each mapping one id, the caller's own (its identities are virtual, and the workload's host id is the sentry's choice)");
             }
             if linux.devices().as_ref().is_some_and(|d| !d.is_empty()) {
                 bail!("the sentry backend does not expose host devices (linux.devices must be empty); /dev is synthesized");
@@ -211,7 +236,10 @@ impl Backend for SentryBackend {
         // wrote (setuid binaries included); no other host user may reach it.
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .with_context(|| format!("chmod {}", dir.display()))?;
+        let rootless = req.global.rootless || rootless_here();
         let plan = supervisor::Plan {
+            id: req.id.to_string(),
+            rootless,
             cfg,
             spec: req.spec,
             rootfs,
@@ -224,21 +252,30 @@ impl Backend for SentryBackend {
             None => None,
         };
         let linux = req.spec.linux().clone().unwrap_or_default();
-        let cg = CgroupManager::new(
+        // Rootless, a cgroup that cannot be made is skipped when the spec sets no limit (the
+        // rule every backend follows); the sandbox then runs in the caller's cgroup.
+        let cg = CgroupManager::make_for_sandbox(
             linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
             req.id,
             req.global.systemd_cgroup,
-        )?;
-        if let Err(e) = cg.create().and_then(|_| match linux.resources() {
-            Some(r) => cg.apply(r),
-            None => Ok(()),
-        }) {
-            let _ = cg.destroy();
+            rootless,
+            linux.resources().as_ref(),
+            req.global.debug,
+        )
+        .inspect_err(|_| {
             let _ = std::fs::remove_dir_all(&dir);
-            return Err(e);
+        })?;
+        if let (Some(cg), Some(r)) = (&cg, linux.resources()) {
+            if let Err(e) = cg.apply(r) {
+                let _ = cg.destroy();
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
         }
         let fail = |e: anyhow::Error| {
-            let _ = cg.destroy();
+            if let Some(cg) = &cg {
+                let _ = cg.destroy();
+            }
             let _ = std::fs::remove_dir_all(&dir);
             e
         };
@@ -305,7 +342,7 @@ impl Backend for SentryBackend {
         // The sentry (now waiting on the start gate) and everything it forks live in the
         // container's cgroup. Joined after set-up, so the console pty is made outside the
         // device rules, as runc makes it before the container's init applies them.
-        if let Err(e) = cg.add_pid(pid) {
+        if let Err(e) = cg.as_ref().map_or(Ok(()), |cg| cg.add_pid(pid)) {
             // SAFETY: our own child.
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
@@ -399,7 +436,7 @@ impl Backend for SentryBackend {
             "platforms": ["hybrid (seccomp user-notif + ptrace, default)", "ptrace (seccomp RET_TRACE + ptrace)"],
             "kernel": format!("{} {}", vfs::procfs::SYSNAME, vfs::procfs::RELEASE),
             "annotations": ANNOTATIONS,
-            "namespaces": ["mount", "uts", "ipc", "network (empty)"],
+            "namespaces": ["mount", "uts", "ipc", "network (empty)", "pid (the workload's)", "user (the workload's; the sentry's own too when rootless)"],
             "syscalls": {
                 "implemented": syscalls::table().iter().filter(|r| matches!(r.2, syscalls::Disp::Emulated(_))).count(),
                 "native": syscalls::table().iter().filter(|r| matches!(r.2, syscalls::Disp::Native(_) | syscalls::Disp::NativeWhen(..))).count(),
