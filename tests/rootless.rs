@@ -201,12 +201,14 @@ impl Scratch {
         self.as_user(&refs)
     }
 
-    /// Whatever is left of hako's state for this user (podman's cleanup passes no --root).
+    /// Whatever is left of hako's state for this user (podman's cleanup passes no --root). The
+    /// backends' caches (`wasm-cache`, `microvm-cache`) are meant to stay and are left out.
     fn hako_state_left(&self) -> Vec<String> {
         fs::read_dir(self.user.xdg.join("hako"))
             .map(|d| {
                 d.flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.ends_with("-cache"))
                     .collect()
             })
             .unwrap_or_default()
@@ -515,12 +517,88 @@ fn rootless_user_runs_the_wasm_backend() {
     let o = s.as_user(&[&hako, "run", "--bundle", &b, "rl-wasm"]);
     assert_eq!(o.stdout.trim(), "hi", "{}", o.describe());
     assert_eq!(o.code(), 3, "{}", o.describe());
-    let left: Vec<String> = s
-        .hako_state_left()
-        .into_iter()
-        .filter(|n| !n.ends_with("-cache"))
-        .collect();
+    let left = s.hako_state_left();
     assert!(left.is_empty(), "state left behind: {left:?}");
+}
+
+#[test]
+fn rootless_user_runs_the_sentry_backend() {
+    if let Some(why) = missing_tools() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Scratch::new();
+    // The spec of `hako spec --rootless`: a user namespace mapping 0 onto the user, no network
+    // namespace; the sentry makes its own user namespace (and a network one inside it).
+    let b = rootless_bundle(&s, "sentry", busybox_rootfs, |v| {
+        v["process"]["args"] = serde_json::json!([
+            "sh",
+            "-c",
+            "echo hi from $(id -u) pid $$; touch /made-inside; ls -n /made-inside; exit 6"
+        ]);
+        v["annotations"] = serde_json::json!({"io.hako.backend": "sentry"});
+        v["root"]["readonly"] = serde_json::json!(false);
+    });
+    let hako = s.hako.display().to_string();
+    let o = s.as_user(&[&hako, "run", "--bundle", &b, "rl-sentry"]);
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&"hi from 0 pid 1"), "{}", o.describe());
+    assert!(
+        lines
+            .get(1)
+            .is_some_and(|l| l.contains(" 0 ") && l.ends_with("/made-inside")),
+        "{}",
+        o.describe()
+    );
+    assert_eq!(o.code(), 6, "{}", o.describe());
+    // Nothing left: no state, and the bundle's rootfs was never written (the overlay's upper
+    // layer was in the state dir).
+    assert!(!Path::new(&b).join("rootfs/made-inside").exists());
+    let left = s.hako_state_left();
+    assert!(left.is_empty(), "state left behind: {left:?}");
+}
+
+/// Rootless podman runs hako as root of a user namespace that maps only the user's ids: the
+/// sentry's own namespace goes inside it.
+#[test]
+fn rootless_podman_runs_the_sentry_backend() {
+    skip_unless!(["podman", "conmon"]);
+    if let Some(why) = missing_tools() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Scratch::new();
+    let archive = build_busybox_archive(&s.path().join("image"), &[]);
+    chown_r(&s.path().join("image"), s.user.uid);
+    let hako = s.hako.display().to_string();
+    expect(
+        &s.podman(&hako, &["load", "-i", archive.to_str().unwrap()]),
+        "podman load",
+    );
+    let o = s.podman(
+        &hako,
+        &[
+            "run",
+            "--rm",
+            "--annotation",
+            "io.hako.backend=sentry",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo hi from $(id -u) pid $$ on $(uname -r); exit 6",
+        ],
+    );
+    assert_eq!(
+        o.stdout.trim(),
+        "hi from 0 pid 1 on 4.4.0-hako-sentry",
+        "{}",
+        o.describe()
+    );
+    assert_eq!(o.code(), 6, "{}", o.describe());
+    let left = s.hako_state_left();
+    assert!(left.is_empty(), "hako state left behind: {left:?}");
 }
 
 #[cfg(feature = "microvm")]
@@ -564,10 +642,6 @@ fn rootless_user_runs_the_microvm_backend() {
     let o = s.as_user(&[&hako, "run", "--bundle", &b, "rl-microvm"]);
     assert_eq!(o.stdout.trim(), "hi from 0", "{}", o.describe());
     assert_eq!(o.code(), 5, "{}", o.describe());
-    let left: Vec<String> = s
-        .hako_state_left()
-        .into_iter()
-        .filter(|n| !n.ends_with("-cache"))
-        .collect();
+    let left = s.hako_state_left();
     assert!(left.is_empty(), "state left behind: {left:?}");
 }

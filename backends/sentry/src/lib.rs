@@ -84,6 +84,27 @@ fn sentry_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("sentry")
 }
 
+/// Remove the sentry's state directory. Rootless, overlayfs leaves `work/work` with mode 000
+/// (and the workload may leave directories it cannot write), which their owner cannot empty
+/// without a capability: our own directories get u+rwx, and the removal is tried again.
+fn remove_state(dir: &Path) -> Result<()> {
+    if std::fs::symlink_metadata(dir).is_err() || std::fs::remove_dir_all(dir).is_ok() {
+        return Ok(());
+    }
+    fn open_up(d: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        // Never through a symlink: only real directories below the state dir.
+        if std::fs::symlink_metadata(d).is_ok_and(|m| m.is_dir()) {
+            let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700));
+            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+                open_up(&e.path());
+            }
+        }
+    }
+    open_up(dir);
+    std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))
+}
+
 /// Host pid plus all descendants (the sentry and the workload's processes).
 fn descendants(pid: i32) -> Vec<i32> {
     let mut out = vec![pid];
@@ -263,12 +284,12 @@ impl Backend for SentryBackend {
             req.global.debug,
         )
         .inspect_err(|_| {
-            let _ = std::fs::remove_dir_all(&dir);
+            let _ = remove_state(&dir);
         })?;
         if let (Some(cg), Some(r)) = (&cg, linux.resources()) {
             if let Err(e) = cg.apply(r) {
                 let _ = cg.destroy();
-                let _ = std::fs::remove_dir_all(&dir);
+                let _ = remove_state(&dir);
                 return Err(e);
             }
         }
@@ -276,7 +297,7 @@ impl Backend for SentryBackend {
             if let Some(cg) = &cg {
                 let _ = cg.destroy();
             }
-            let _ = std::fs::remove_dir_all(&dir);
+            let _ = remove_state(&dir);
             e
         };
         let mut p = [0i32; 2];
@@ -423,11 +444,7 @@ impl Backend for SentryBackend {
         if let Some(cg) = cgroup_of(sb) {
             cg.destroy()?;
         }
-        let dir = sentry_dir(sb.state_dir);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-        }
-        Ok(())
+        remove_state(&sentry_dir(sb.state_dir))
     }
 
     fn features(&self) -> serde_json::Value {
