@@ -27,6 +27,8 @@ pub const ID_BASE: u32 = 1 << 31;
 pub const ID_SLOTS: u32 = 1 << 20;
 /// Where the root sentries lock the host id they use (one file per id in use, mode 0600).
 pub const ID_LOCK_DIR: &str = "/run/hako-sentry-ids";
+/// CAP_SYS_ADMIN's number (not in the libc crate).
+pub const CAP_SYS_ADMIN: u32 = 21;
 /// The workload's uid and gid inside its own user namespace: unprivileged there too.
 pub const INSIDE_ID: u32 = 65534;
 
@@ -289,6 +291,12 @@ pub fn limit_bounding(keep: u64) -> std::io::Result<()> {
             continue;
         }
         // SAFETY: prctl with integer arguments.
+        match unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap, 0, 0, 0) } {
+            0 => continue,       // dropped already (a second call needs no CAP_SETPCAP)
+            r if r < 0 => break, // past the kernel's last capability
+            _ => {}
+        }
+        // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
             let e = std::io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::EINVAL) {
@@ -310,6 +318,52 @@ pub fn limit_bounding(keep: u64) -> std::io::Result<()> {
     {
         return Err(std::io::Error::last_os_error());
     }
+    Ok(())
+}
+
+/// Take `id` as real, effective and saved uid and gid, with no supplementary group, keeping
+/// `keep` as the only capabilities (effective and permitted). Needs CAP_SETUID, CAP_SETGID and
+/// every capability of `keep`. Does not allocate (the workload's child calls it).
+pub fn become_with(id: u32, keep: u64) -> std::io::Result<()> {
+    let ok = |rc: libc::c_int| {
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    // SAFETY: plain credential syscalls on the calling (single-threaded) process.
+    unsafe {
+        ok(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0))?;
+        ok(libc::setgroups(0, std::ptr::null()))?;
+        ok(libc::setresgid(id, id, id))?;
+        ok(libc::setresuid(id, id, id))?;
+        ok(libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0))?;
+    }
+    set_caps(keep, keep, 0)
+}
+
+/// Root, after set-up: the sentry takes the workload's host id (so the host kernel lets it
+/// signal or trace nothing but its own sandbox, whose user namespace that id owns) and keeps
+/// fsuid/fsgid 0, so the files it makes for the workload are root's as before (chowned to a
+/// virtual user where needed).
+pub fn sentry_becomes(id: u32) -> Result<()> {
+    use crate::syscalls::caps::{SETGID, SETUID};
+    const SETID: u64 = 1 << SETUID | 1 << SETGID;
+    limit_bounding(SENTRY_KEEPS).context("limiting the sentry's bounding set")?;
+    become_with(id, SENTRY_KEEPS | SETID).context("the sentry taking the sandbox's host id")?;
+    // SAFETY: setfsuid/setfsgid with CAP_SETUID/CAP_SETGID; read back with an invalid id.
+    let (u, g) = unsafe {
+        libc::setfsuid(0);
+        libc::setfsgid(0);
+        (libc::setfsuid(u32::MAX), libc::setfsgid(u32::MAX))
+    };
+    if u != 0 || g != 0 {
+        bail!("the sentry could not keep fsuid/fsgid 0");
+    }
+    // No core dump, no ptrace by anything with its ids (a confused sentry of another sandbox).
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     Ok(())
 }
 

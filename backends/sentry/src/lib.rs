@@ -320,6 +320,11 @@ impl Backend for SentryBackend {
                     unsafe { libc::dup2(*fd, i as i32) };
                 }
             }
+            // A session of its own (as runc's init and runsc's sandbox take one): the kernel lets
+            // a process send SIGCONT to anything in its session whatever its credentials, and
+            // the sentry has no business with the caller's session.
+            // SAFETY: setsid in the forked child (never a process group leader).
+            unsafe { libc::setsid() };
             // fork keeps close-on-exec descriptors: drop the front end's (its state lock among
             // them) so they do not outlive `hako create` in the sentry.
             close_cloexec_fds_except(&[std::os::fd::AsRawFd::as_raw_fd(&wr)]);

@@ -493,6 +493,11 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
     // sentry answers once the id maps are written.
     let (c2p, p2c) = (pipe()?, pipe()?);
     let rootless = plan.rootless;
+    // Root: the workload (and, after set-up, the sentry) take the sandbox's host id. Rootless the
+    // sentry's namespace maps nothing else: both stay the caller.
+    let outer = prep.ids.outer;
+    // SAFETY: geteuid cannot fail.
+    let switch_ids = outer != unsafe { libc::geteuid() };
     // SAFETY: fork of the single-threaded sentry; the child only makes syscalls before execve.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -527,8 +532,17 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
             if libc::fchdir(root_fd) != 0 {
                 libc::_exit(126);
             }
+            // Become the sandbox's host id before making the user namespace: the namespace's
+            // owner is then that id, which the sentry also takes once set-up is done (see
+            // identity.rs). CAP_SYS_ADMIN is kept for the unshare alone, so that it counts as a
+            // privileged one (hosts that restrict unprivileged user namespaces allow it).
+            if switch_ids
+                && crate::identity::become_with(outer, 1 << crate::identity::CAP_SYS_ADMIN).is_err()
+            {
+                libc::_exit(126);
+            }
             // A user namespace of its own (made before the chroot: the kernel refuses one to a
-            // chrooted process). Made while our euid is the sentry's, so the sentry owns it.
+            // chrooted process); every capability it had in the host's namespace is gone.
             let mut b = [0u8; 1];
             if libc::unshare(libc::CLONE_NEWUSER) != 0
                 || libc::write(c2p.1.as_raw_fd(), b.as_ptr().cast(), 1) != 1
@@ -606,9 +620,13 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
     let mut k = Kernel::new(plat, cfg.clone(), prep.vfs, sigfd);
     k.add_init(pid, fds);
 
-    // From here on the sentry confines itself: the file capabilities and nothing else (it
-    // owns the workload's user namespace, which is all ptrace, process_vm_* and kill on the
-    // workload need), then its own seccomp filter.
+    // From here on the sentry confines itself: the sandbox's host id (root: files are still
+    // made as root, through fsuid 0), the file capabilities and nothing else (it owns the
+    // workload's user namespace, which is all ptrace, process_vm_* and kill on the workload
+    // need), then its own seccomp filter.
+    if switch_ids {
+        crate::identity::sentry_becomes(outer)?;
+    }
     crate::identity::drop_sentry_caps()?;
     // SAFETY: prctl on ourselves.
     unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };

@@ -650,9 +650,9 @@ fn ns_link(pid: &str, ns: &str) -> PathBuf {
 /// natively, handed it its host tid), and the sentry held nearly every capability. Now two
 /// sandboxes started from the same bundle: each workload has a pid and a user namespace of its
 /// own, a host uid of its own from the sandbox range (neither 0 nor 65534), no capability and an
-/// empty bounding set; the tids the host kernel hands it are its virtual pids; its sentry keeps
-/// exactly the file capabilities (CHOWN, DAC_OVERRIDE, DAC_READ_SEARCH, FOWNER, FSETID), in the
-/// bounding set too; what an engine finds at /proc in the sentry's mount namespace (`podman top`)
+/// empty bounding set; the tids the host kernel hands it are its virtual pids; its sentry runs
+/// as that host uid too (fsuid 0) and keeps exactly the file capabilities (CHOWN, DAC_OVERRIDE,
+/// DAC_READ_SEARCH, FOWNER, FSETID), in the bounding set too; what an engine finds at /proc in the sentry's mount namespace (`podman top`)
 /// is the sandbox's own process table. runsc, given the same program, also shows it its own tids.
 #[test]
 fn workload_has_its_own_pid_and_user_namespace_and_host_id() {
@@ -712,8 +712,14 @@ fn workload_has_its_own_pid_and_user_namespace_and_host_id() {
         // The id is reserved for this sandbox while it lives.
         let lock = PathBuf::from("/run/hako-sentry-ids").join(host_uid.to_string());
         assert_eq!(std::fs::read_to_string(&lock).unwrap(), r.id);
-        // The sentry: root in the host's user namespace, with the file capabilities only.
+        // The sentry: the sandbox's host id too (so the host kernel lets it signal and trace
+        // its own sandbox only), fsuid/fsgid 0 for the files it makes, and the file
+        // capabilities only.
         let sst = std::fs::read_to_string(format!("/proc/{}/status", r.pid)).unwrap();
+        let ids = format!("{host_uid}\t{host_uid}\t{host_uid}\t0");
+        assert_eq!(status_field(&sst, "Uid"), ids, "sentry: {sst}");
+        assert_eq!(status_field(&sst, "Gid"), ids, "sentry: {sst}");
+        assert_eq!(status_field(&sst, "Groups"), "", "sentry: {sst}");
         let keep = format!("{:016x}", 0b11111);
         for (set, want) in [
             ("CapInh", "0000000000000000"),
@@ -737,11 +743,13 @@ fn workload_has_its_own_pid_and_user_namespace_and_host_id() {
             ns_link(&init, "pid"),
             ns_link(&init, "user"),
             lock,
+            init.parse::<i32>().unwrap(),
         ));
     }
     assert_ne!(seen[0].0, seen[1].0, "two sandboxes share a host uid");
     assert_ne!(seen[0].1, seen[1].1);
     assert_ne!(seen[0].2, seen[1].2);
+    confused_sentry(&b, seen[0].0, seen[0].4, sandboxes[1].pid);
     std::fs::write(sync.join("go"), "").unwrap();
     let check = |out: &str| {
         let words: Vec<Vec<&str>> = out.lines().map(|l| l.split(' ').collect()).collect();
@@ -770,4 +778,62 @@ fn workload_has_its_own_pid_and_user_namespace_and_host_id() {
         check(&r.out);
         eprintln!("runsc held: {}", r.out.replace('\n', ", "));
     }
+}
+
+/// What a confused or compromised sentry of sandbox A could do with the credentials it keeps
+/// (attacks/sentry_creds.c takes exactly them, on the host, while A and B run). Before, the
+/// sentry was root with nearly every capability: it could signal, trace and read any host
+/// process. Now the host kernel lets it signal its own workload only: a host root process
+/// (SIGCONT to a `sleep`) and sandbox B's sentry get EPERM; ptrace and process_vm_readv of B's
+/// sentry EPERM; B's sentry's and the root process's /proc/<pid>/environ EACCES.
+fn confused_sentry(b: &common::Bundle, host_id: u64, own_init: i32, other_sentry: i32) {
+    let bin = b.dir.path().join("sentry_creds");
+    let c = b.dir.path().join("sentry_creds.c");
+    std::fs::write(&c, include_str!("attacks/sentry_creds.c")).unwrap();
+    let out = std::process::Command::new("gcc")
+        .arg("-o")
+        .arg(&bin)
+        .arg(&c)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut root = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap();
+    let out = std::process::Command::new(&bin)
+        .args([
+            host_id.to_string(),
+            own_init.to_string(),
+            other_sentry.to_string(),
+            root.id().to_string(),
+        ])
+        .output()
+        .unwrap();
+    let _ = root.kill();
+    let _ = root.wait();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let want = [
+        ("kill-own-workload", 0),
+        ("kill-host-root-process", libc::EPERM),
+        ("kill-other-sentry", libc::EPERM),
+        ("ptrace-other-sentry", libc::EPERM),
+        ("vm-read-other-sentry", libc::EPERM),
+        ("environ-other-sentry", libc::EACCES),
+        ("environ-host-root-process", libc::EACCES),
+    ];
+    let got: Vec<(String, i32)> = text
+        .lines()
+        .map(|l| {
+            let (k, v) = l.split_once(' ').unwrap();
+            (k.to_string(), v.parse().unwrap())
+        })
+        .collect();
+    let want: Vec<(String, i32)> = want.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    assert_eq!(got, want, "{text}");
 }
