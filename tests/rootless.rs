@@ -16,6 +16,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
+use std::time::Duration;
 
 const USER: &str = "hako-rootless";
 /// A subordinate range unlikely to collide with a distribution's defaults (100000+).
@@ -555,6 +556,69 @@ fn rootless_user_runs_the_sentry_backend() {
     // Nothing left: no state, and the bundle's rootfs was never written (the overlay's upper
     // layer was in the state dir).
     assert!(!Path::new(&b).join("rootfs/made-inside").exists());
+
+    // What the sandbox is on the host (looked at by this test, as root): the sentry holds no
+    // capability in the host's user namespace (its five are its own namespace's); the workload
+    // runs as the user, in pid, user and network namespaces of its own, with nothing.
+    let cfg = Path::new(&b).join("config.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&fs::read(&cfg).unwrap()).unwrap();
+    v["process"]["args"] = serde_json::json!(["sleep", "60"]);
+    fs::write(&cfg, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    expect(
+        &s.as_user(&[&hako, "create", "--bundle", &b, "rl-sentry-d"]),
+        "create",
+    );
+    expect(&s.as_user(&[&hako, "start", "rl-sentry-d"]), "start");
+    let st = expect(&s.as_user(&[&hako, "state", "rl-sentry-d"]), "state");
+    let sentry = serde_json::from_str::<serde_json::Value>(&st).unwrap()["pid"]
+        .as_i64()
+        .unwrap();
+    let mut init = String::new();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            init = fs::read_to_string(format!("/proc/{sentry}/task/{sentry}/children"))
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            fs::read_to_string(format!("/proc/{init}/status"))
+                .is_ok_and(|t| t.contains("Seccomp:\t2"))
+        }),
+        "the workload never started under sentry {sentry}"
+    );
+    let field = |pid: &str, k: &str| {
+        let t = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        t.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}:\t")))
+            .unwrap_or_else(|| panic!("no {k}: {t}"))
+            .to_string()
+    };
+    let ns = |pid: &str, n: &str| fs::read_link(format!("/proc/{pid}/ns/{n}")).unwrap();
+    let me = s.user.uid.to_string();
+    let sp = sentry.to_string();
+    assert_eq!(field(&init, "Uid"), [me.as_str(); 4].join("\t"));
+    for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert_eq!(field(&init, set), "0000000000000000", "workload {set}");
+    }
+    assert_eq!(field(&init, "NSpid"), format!("{init}\t1"));
+    for n in ["pid", "user", "net"] {
+        assert_ne!(
+            ns(&init, n),
+            ns("self", n),
+            "the workload shares the host's {n}"
+        );
+    }
+    assert_ne!(ns(&init, "user"), ns(&sp, "user"));
+    assert_ne!(
+        ns(&sp, "user"),
+        ns("self", "user"),
+        "the sentry is in the host's user namespace"
+    );
+    assert_eq!(field(&sp, "Uid"), [me.as_str(); 4].join("\t"));
+    assert_eq!(field(&sp, "CapEff"), format!("{:016x}", 0x1f));
+    expect(
+        &s.as_user(&[&hako, "delete", "--force", "rl-sentry-d"]),
+        "delete",
+    );
     let left = s.hako_state_left();
     assert!(left.is_empty(), "state left behind: {left:?}");
 }
