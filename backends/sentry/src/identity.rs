@@ -19,6 +19,7 @@
 use anyhow::{bail, Context, Result};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 
 /// First host id of the per-sandbox range (2^31: above any id a distribution hands out to
 /// accounts or to subordinate ranges).
@@ -58,9 +59,16 @@ pub struct IdLock {
 }
 
 impl IdLock {
+    /// Give the id back (the same as dropping the lock).
+    pub fn release(self) {}
+}
+
+impl Drop for IdLock {
     /// Remove the lock file while it is still held (a sandbox that is starting and opened the
-    /// old file sees that it was unlinked once it gets the lock, and tries again).
-    pub fn release(self) {
+    /// old file sees that it was unlinked once it gets the lock, and tries again). A sentry that
+    /// is killed leaves the file, unlocked: `delete` removes it (`forget`), and a later
+    /// sandbox hashed to the same slot would take it over anyway.
+    fn drop(&mut self) {
         // SAFETY: unlinkat of a name in our own directory descriptor.
         unsafe { libc::unlinkat(self.dir.as_raw_fd(), self.name.as_ptr(), 0) };
     }
@@ -69,6 +77,47 @@ impl IdLock {
 impl HostIds {
     pub fn take_lock(&mut self) -> Option<IdLock> {
         self.lock.take()
+    }
+
+    /// The reserved host id, when there is a reservation (root).
+    pub fn reserved(&self) -> Option<u32> {
+        self.lock.as_ref().map(|_| self.host)
+    }
+}
+
+/// `delete`: remove the lock file of host id `host` that container `id` held, once its sentry
+/// (just killed) has let it go. Waits a little for the sentry to die; leaves the file when it
+/// cannot take the lock or the file names another container.
+pub fn forget(dir: &std::path::Path, host: u32, id: &str) {
+    use std::io::Read;
+    let path = dir.join(host.to_string());
+    let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+    else {
+        return;
+    };
+    let mut locked = false;
+    for _ in 0..200 {
+        // SAFETY: flock on our own descriptor.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            locked = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let mut text = String::new();
+    if !locked || (&f).read_to_string(&mut text).is_err() || text != id {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let same = |m: std::fs::Metadata| {
+        f.metadata()
+            .is_ok_and(|o| o.ino() == m.ino() && o.dev() == m.dev())
+    };
+    if std::fs::symlink_metadata(&path).is_ok_and(same) {
+        let _ = std::fs::remove_file(&path);
     }
 }
 
@@ -400,5 +449,17 @@ mod tests {
         assert_eq!(c.host, ah);
         b.take_lock().unwrap().release();
         assert!(!dir.join(bh.to_string()).exists());
+        // A killed sentry's file (unlocked, naming its container): `delete` removes it; one
+        // naming another container, or still held, stays.
+        std::fs::write(dir.join("7"), "gone").unwrap();
+        std::fs::write(dir.join("8"), "other").unwrap();
+        forget(&dir, 7, "gone");
+        forget(&dir, 8, "gone");
+        assert!(!dir.join("7").exists());
+        assert!(dir.join("8").exists());
+        forget(&dir, ah, "same");
+        assert!(dir.join(ah.to_string()).exists(), "a held id was forgotten");
+        drop(c);
+        assert!(!dir.join(ah.to_string()).exists());
     }
 }

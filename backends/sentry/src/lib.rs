@@ -339,7 +339,13 @@ impl Backend for SentryBackend {
             };
             {
                 use std::io::Write;
-                let _ = w.write_all(b"\0");
+                // Success, and the host id reserved for the workload (root), for `delete`.
+                let host = prep
+                    .ids
+                    .reserved()
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                let _ = w.write_all(format!("\0{host}").as_bytes());
             }
             drop(w);
             if hako_contract::start_gate::wait(&plan.start_fifo).is_err() {
@@ -350,7 +356,10 @@ impl Backend for SentryBackend {
         drop(wr);
         let mut msg = Vec::new();
         let _ = std::fs::File::from(rd).read_to_end(&mut msg);
-        if msg != b"\0" {
+        let host_id: Option<u32> = msg
+            .strip_prefix(b"\0")
+            .and_then(|r| std::str::from_utf8(r).ok()?.parse().ok());
+        if msg.first() != Some(&0) {
             let mut st = 0;
             // SAFETY: reap our failed child.
             unsafe { libc::waitpid(pid, &mut st, 0) };
@@ -378,7 +387,7 @@ impl Backend for SentryBackend {
         }
         Ok(Created {
             pid,
-            data: serde_json::json!({ "sentry_dir": dir, "cgroup": cg }),
+            data: serde_json::json!({ "sentry_dir": dir, "cgroup": cg, "host_id": host_id }),
         })
     }
 
@@ -445,6 +454,9 @@ impl Backend for SentryBackend {
         if sb.alive {
             // SAFETY: the front end asked for the sandbox to go.
             unsafe { libc::kill(sb.pid, libc::SIGKILL) };
+        }
+        if let Some(h) = sb.data.get("host_id").and_then(|h| h.as_u64()) {
+            identity::forget(Path::new(identity::ID_LOCK_DIR), h as u32, sb.id);
         }
         if let Some(cg) = cgroup_of(sb) {
             cg.destroy()?;

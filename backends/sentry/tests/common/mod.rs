@@ -187,6 +187,7 @@ impl Bundle {
             data: created.data,
             spec: spec.clone(),
             bundle: self.dir.path().to_path_buf(),
+            waited: false,
         })
     }
 }
@@ -200,6 +201,18 @@ pub struct Running {
     data: serde_json::Value,
     spec: oci_spec::runtime::Spec,
     bundle: PathBuf,
+    waited: bool,
+}
+
+impl Drop for Running {
+    /// A test that panicked before `wait_and_delete`: the sandbox must not outlive it.
+    fn drop(&mut self) {
+        if !self.waited {
+            // SAFETY: our own child, the sentry (EXITKILL takes the workload with it).
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            self.finish();
+        }
+    }
 }
 
 impl Running {
@@ -214,7 +227,24 @@ impl Running {
 
     /// Wait for the sentry, call `exited(state dir)`, delete; (exit code or 128+signal,
     /// stdout, stderr).
-    pub fn wait_and_delete(self, exited: impl FnOnce(&Path)) -> (i32, String, String) {
+    pub fn wait_and_delete(mut self, exited: impl FnOnce(&Path)) -> (i32, String, String) {
+        let (code, deleted) = self.finish_with(exited);
+        deleted.unwrap();
+        (
+            code,
+            std::fs::read_to_string(self.state.path().join("stdout")).unwrap(),
+            std::fs::read_to_string(self.state.path().join("stderr")).unwrap(),
+        )
+    }
+
+    fn finish(&mut self) {
+        let _ = self.finish_with(|_| {});
+    }
+
+    /// Reap the sentry, call `exited`, delete; the exit code (or 128+signal) and how the
+    /// delete went.
+    fn finish_with(&mut self, exited: impl FnOnce(&Path)) -> (i32, hako_contract::Result<()>) {
+        self.waited = true;
         let mut st = 0;
         unsafe { libc::waitpid(self.pid, &mut st, 0) };
         let code = if libc::WIFEXITED(st) {
@@ -234,12 +264,7 @@ impl Running {
             global: &global,
         };
         exited(self.state.path());
-        SentryBackend::default().delete(&sb).unwrap();
-        (
-            code,
-            std::fs::read_to_string(self.state.path().join("stdout")).unwrap(),
-            std::fs::read_to_string(self.state.path().join("stderr")).unwrap(),
-        )
+        (code, SentryBackend::default().delete(&sb))
     }
 }
 
