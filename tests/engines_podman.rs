@@ -827,6 +827,28 @@ fn podman_backend_sentry() {
         "{}",
         out.describe()
     );
+    // `podman top` (issue 10): the workload has a pid namespace of its own, and podman lists the
+    // sandbox's processes by their virtual pids, not the host's process table.
+    p.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "stop",
+        "--annotation",
+        "io.hako.backend=sentry",
+        IMAGE,
+        "sleep",
+        "1000",
+    ]);
+    let out = p.ok(&["top", "stop", "pid", "args"]);
+    let rows: Vec<Vec<&str>> = out
+        .stdout
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows, [vec!["1", "sleep", "1000"]], "{}", out.describe());
+    p.ok(&["rm", "-f", "-t", "0", "stop"]);
 }
 
 #[test]

@@ -16,6 +16,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
+use std::time::Duration;
 
 const USER: &str = "hako-rootless";
 /// A subordinate range unlikely to collide with a distribution's defaults (100000+).
@@ -542,6 +543,149 @@ fn rootless_user_runs_the_wasm_backend() {
     assert_eq!(o.code(), 3, "{}", o.describe());
     let left = s.hako_state_left();
     assert!(left.is_empty(), "state left behind: {left:?}");
+}
+
+#[test]
+fn rootless_user_runs_the_sentry_backend() {
+    if let Some(why) = missing_tools() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Scratch::new();
+    // The spec of `hako spec --rootless`: a user namespace mapping 0 onto the user, no network
+    // namespace; the sentry makes its own user namespace (and a network one inside it).
+    let b = rootless_bundle(&s, "sentry", busybox_rootfs, |v| {
+        v["process"]["args"] = serde_json::json!([
+            "sh",
+            "-c",
+            "echo hi from $(id -u) pid $$; touch /made-inside; ls -n /made-inside; exit 6"
+        ]);
+        v["annotations"] = serde_json::json!({"io.hako.backend": "sentry"});
+        v["root"]["readonly"] = serde_json::json!(false);
+    });
+    let hako = s.hako.display().to_string();
+    let o = s.as_user(&[&hako, "run", "--bundle", &b, "rl-sentry"]);
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&"hi from 0 pid 1"), "{}", o.describe());
+    assert!(
+        lines
+            .get(1)
+            .is_some_and(|l| l.contains(" 0 ") && l.ends_with("/made-inside")),
+        "{}",
+        o.describe()
+    );
+    assert_eq!(o.code(), 6, "{}", o.describe());
+    // Nothing left: no state, and the bundle's rootfs was never written (the overlay's upper
+    // layer was in the state dir).
+    assert!(!Path::new(&b).join("rootfs/made-inside").exists());
+
+    // What the sandbox is on the host (looked at by this test, as root): the sentry holds no
+    // capability in the host's user namespace (its five are its own namespace's); the workload
+    // runs as the user, in pid, user and network namespaces of its own, with nothing.
+    let cfg = Path::new(&b).join("config.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&fs::read(&cfg).unwrap()).unwrap();
+    v["process"]["args"] = serde_json::json!(["sleep", "60"]);
+    fs::write(&cfg, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    expect(
+        &s.as_user(&[&hako, "create", "--bundle", &b, "rl-sentry-d"]),
+        "create",
+    );
+    expect(&s.as_user(&[&hako, "start", "rl-sentry-d"]), "start");
+    let st = expect(&s.as_user(&[&hako, "state", "rl-sentry-d"]), "state");
+    let sentry = serde_json::from_str::<serde_json::Value>(&st).unwrap()["pid"]
+        .as_i64()
+        .unwrap();
+    let mut init = String::new();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            init = fs::read_to_string(format!("/proc/{sentry}/task/{sentry}/children"))
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            fs::read_to_string(format!("/proc/{init}/status"))
+                .is_ok_and(|t| t.contains("Seccomp:\t2"))
+        }),
+        "the workload never started under sentry {sentry}"
+    );
+    let field = |pid: &str, k: &str| {
+        let t = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        t.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}:\t")))
+            .unwrap_or_else(|| panic!("no {k}: {t}"))
+            .to_string()
+    };
+    let ns = |pid: &str, n: &str| fs::read_link(format!("/proc/{pid}/ns/{n}")).unwrap();
+    let me = s.user.uid.to_string();
+    let sp = sentry.to_string();
+    assert_eq!(field(&init, "Uid"), [me.as_str(); 4].join("\t"));
+    for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert_eq!(field(&init, set), "0000000000000000", "workload {set}");
+    }
+    assert_eq!(field(&init, "NSpid"), format!("{init}\t1"));
+    for n in ["pid", "user", "net"] {
+        assert_ne!(
+            ns(&init, n),
+            ns("self", n),
+            "the workload shares the host's {n}"
+        );
+    }
+    assert_ne!(ns(&init, "user"), ns(&sp, "user"));
+    assert_ne!(
+        ns(&sp, "user"),
+        ns("self", "user"),
+        "the sentry is in the host's user namespace"
+    );
+    assert_eq!(field(&sp, "Uid"), [me.as_str(); 4].join("\t"));
+    assert_eq!(field(&sp, "CapEff"), format!("{:016x}", 0x1f));
+    expect(
+        &s.as_user(&[&hako, "delete", "--force", "rl-sentry-d"]),
+        "delete",
+    );
+    let left = s.hako_state_left();
+    assert!(left.is_empty(), "state left behind: {left:?}");
+}
+
+/// Rootless podman runs hako as root of a user namespace that maps only the user's ids: the
+/// sentry's own namespace goes inside it.
+#[test]
+fn rootless_podman_runs_the_sentry_backend() {
+    skip_unless!(["podman", "conmon"]);
+    if let Some(why) = missing_tools() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Scratch::new();
+    let archive = build_busybox_archive(&s.path().join("image"), &[]);
+    chown_r(&s.path().join("image"), s.user.uid);
+    let hako = s.hako.display().to_string();
+    expect(
+        &s.podman(&hako, &["load", "-i", archive.to_str().unwrap()]),
+        "podman load",
+    );
+    let o = s.podman(
+        &hako,
+        &[
+            "run",
+            "--rm",
+            "--annotation",
+            "io.hako.backend=sentry",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo hi from $(id -u) pid $$ on $(uname -r); exit 6",
+        ],
+    );
+    assert_eq!(
+        o.stdout.trim(),
+        "hi from 0 pid 1 on 4.4.0-hako-sentry",
+        "{}",
+        o.describe()
+    );
+    assert_eq!(o.code(), 6, "{}", o.describe());
+    let left = s.hako_state_left();
+    assert!(left.is_empty(), "hako state left behind: {left:?}");
 }
 
 #[cfg(feature = "microvm")]

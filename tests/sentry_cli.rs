@@ -136,9 +136,23 @@ fn sentry_pause_resume_and_cgroup_cleanup() {
     assert_eq!(h.status(&id), "paused");
     h.ok(&["resume", &id]);
     assert_eq!(h.status(&id), "running");
+    // The workload's host id is reserved for this sandbox (a lock file naming it); a sentry
+    // killed outright cannot give it back itself: `delete` does.
+    let held = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir("/run/hako-sentry-ids")
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t == id))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(held().len(), 1, "no host id reserved for {id}");
     h.ok(&["kill", &id, "9"]);
     h.wait_status(&id, "stopped");
     h.ok(&["delete", &id]);
+    assert!(held().is_empty(), "host id lock left: {:?}", held());
     assert!(
         cgroup_dirs_named(&id).is_empty(),
         "left cgroups: {:?}",

@@ -107,6 +107,15 @@ pub fn list_dir(rel: &str) -> Result<Vec<String>> {
         .collect())
 }
 
+/// The pid of host task `tid` in its innermost pid namespace (the last field of `NSpid` in its
+/// status), or None when it is gone.
+pub fn ns_pid(tid: i32) -> Option<i32> {
+    read_string(&format!("{tid}/status"))
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .and_then(|v| v.split_whitespace().last()?.parse().ok())
+}
+
 /// What one of the sentry's own descriptors refers to.
 pub fn fd_path(fd: RawFd) -> Result<PathBuf> {
     // SAFETY: getpid has no side effects.

@@ -53,10 +53,6 @@ pub struct Process {
 
 /// What to do when a task reaches the syscall-exit stop we asked for.
 pub enum Fixup {
-    /// The syscall returned a host pid (fork/clone/wait4/getpgid...): turn it into a virtual one.
-    HostPidRet,
-    /// waitid: fix `si_pid` in the caller's siginfo.
-    WaitidRet { infop: u64 },
     /// A file mmap emulated by an anonymous mapping: copy the file data in, then fix protections.
     MmapFill {
         file: Rc<RefCell<OpenFile>>,
@@ -103,9 +99,16 @@ pub struct Kernel<P: Platform> {
     pub vfs: Vfs,
     pub tasks: HashMap<i32, Task>,
     /// vpid/vtid -> host tid, and back (kept after exit so wait4 can name reaped children).
+    /// A virtual pid is the task's pid in the sandbox's own pid namespace (see `alloc_vpid`).
     pub v2h: HashMap<i32, i32>,
     pub h2v: HashMap<i32, i32>,
+    /// The most recent virtual pid handed out plus one, and how many tasks were ever made
+    /// (/proc/loadavg, /proc/stat).
     pub next_vpid: i32,
+    pub forks: i32,
+    /// Virtual pids for tasks whose namespace pid could not be read (gone before the sentry
+    /// looked): above any pid the kernel hands out (pid_max is at most 2^22), so never a clash.
+    pub spare_vpid: i32,
     pub parked: Vec<Parked>,
     /// Children that stopped before their parent's fork event named them.
     pub early: Vec<i32>,
@@ -125,6 +128,8 @@ impl<P: Platform> Kernel<P> {
             v2h: HashMap::new(),
             h2v: HashMap::new(),
             next_vpid: 1,
+            forks: 0,
+            spare_vpid: 1 << 22,
             parked: Vec::new(),
             early: Vec::new(),
             init_host: 0,
@@ -174,10 +179,23 @@ impl<P: Platform> Kernel<P> {
         self.init_host = host;
     }
 
+    /// The virtual pid of a new task is its pid in the sandbox's pid namespace (the innermost
+    /// `NSpid` of its host /proc status): the pids the workload's native calls take and return
+    /// (clone, wait4, getpgid, set_tid_address...) are then the virtual ones, with nothing to
+    /// translate, and the sentry keeps the host pid for its own calls.
     fn alloc_vpid(&mut self, host: i32) -> i32 {
-        let v = self.next_vpid;
-        self.next_vpid += 1;
-        self.v2h.insert(v, host);
+        let v = crate::hostproc::ns_pid(host).unwrap_or_else(|| {
+            self.spare_vpid += 1;
+            self.spare_vpid
+        });
+        self.next_vpid = self.next_vpid.max(v + 1);
+        self.forks += 1;
+        if let Some(old) = self.v2h.insert(v, host) {
+            // A namespace pid the kernel recycled: the old host tid no longer names it.
+            if self.h2v.get(&old) == Some(&v) {
+                self.h2v.remove(&old);
+            }
+        }
         self.h2v.insert(host, v);
         v
     }
@@ -194,12 +212,11 @@ impl<P: Platform> Kernel<P> {
             .filter(|h| self.tasks.contains_key(h))
     }
 
-    /// The host tid of a task the sandbox names: by its virtual pid/tid, or by the host tid of
-    /// one of the sandbox's own live tasks (what glibc keeps as a thread's tid, learnt from
-    /// set_tid_address and clone, and hands to tgkill and CPU clocks). Any other id: None.
+    /// The host tid of a live task the sandbox names by its virtual pid/tid (the tid glibc
+    /// learns from set_tid_address and clone is the virtual one: the sandbox has its own pid
+    /// namespace). Any other id: None.
     pub fn task_of(&self, id: i32) -> Option<i32> {
         self.host_of(id)
-            .or_else(|| self.tasks.contains_key(&id).then_some(id))
     }
 
     pub fn virt_of(&self, host: i32) -> i32 {
@@ -498,24 +515,8 @@ impl<P: Platform> Kernel<P> {
         let Some(fix) = t.fixup.take() else {
             return self.plat.resume(tid, Resume::Continue(0));
         };
-        let mut regs = self.plat.get_regs(tid)?;
+        let regs = self.plat.get_regs(tid)?;
         match fix {
-            Fixup::HostPidRet => {
-                let r = regs.rax as i64;
-                if r > 0 {
-                    regs.rax = self.virt_of(r as i32) as u64;
-                    self.plat.set_regs(tid, &regs)?;
-                }
-            }
-            Fixup::WaitidRet { infop } => {
-                if regs.rax == 0 && infop != 0 {
-                    let mut b = [0u8; 4];
-                    if self.plat.read_mem(tid, infop + 16, &mut b).is_ok() {
-                        let v = self.virt_of(i32::from_ne_bytes(b));
-                        let _ = self.plat.write_mem(tid, infop + 16, &v.to_ne_bytes());
-                    }
-                }
-            }
             Fixup::MmapFill {
                 file,
                 offset,

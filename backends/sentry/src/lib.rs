@@ -17,6 +17,7 @@ pub mod config;
 pub mod filter;
 pub mod fs;
 pub mod hostproc;
+pub mod identity;
 pub mod kernel;
 pub mod mem;
 pub mod mounts;
@@ -51,12 +52,57 @@ impl SentryBackend {
 
 const ANNOTATIONS: &[&str] = &[STATS_ANNOTATION, PLATFORM_ANNOTATION];
 
+/// Rootless as the front end decides it with `--rootless auto`: not root, or root only in a user
+/// namespace that does not map the whole id range (rootless podman).
+fn rootless_here() -> bool {
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    euid != 0
+        || std::fs::read_to_string("/proc/self/uid_map")
+            .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+}
+
+/// The user namespace of a rootless spec (`hako spec --rootless`, runc's): each mapping names
+/// one id, the caller's own. The sentry's own user namespace maps its root onto the caller
+/// too, so what the host sees of the sandbox's root is what that mapping says.
+fn maps_only_the_caller(linux: &oci_spec::runtime::Linux) -> bool {
+    // SAFETY: geteuid/getegid cannot fail.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let ok = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>, id: u32| {
+        maps.iter()
+            .flatten()
+            .all(|m| m.size() == 1 && m.host_id() == id && m.container_id() == 0)
+    };
+    ok(linux.uid_mappings(), uid) && ok(linux.gid_mappings(), gid)
+}
+
 fn cgroup_of(sb: &Sandbox) -> Option<CgroupManager> {
     serde_json::from_value(sb.data.get("cgroup")?.clone()).ok()
 }
 
 fn sentry_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("sentry")
+}
+
+/// Remove the sentry's state directory. Rootless, overlayfs leaves `work/work` with mode 000
+/// (and the workload may leave directories it cannot write), which their owner cannot empty
+/// without a capability: our own directories get u+rwx, and the removal is tried again.
+fn remove_state(dir: &Path) -> Result<()> {
+    if std::fs::symlink_metadata(dir).is_err() || std::fs::remove_dir_all(dir).is_ok() {
+        return Ok(());
+    }
+    fn open_up(d: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        // Never through a symlink: only real directories below the state dir.
+        if std::fs::symlink_metadata(d).is_ok_and(|m| m.is_dir()) {
+            let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700));
+            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+                open_up(&e.path());
+            }
+        }
+    }
+    open_up(dir);
+    std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))
 }
 
 /// Host pid plus all descendants (the sentry and the workload's processes).
@@ -147,11 +193,11 @@ impl Backend for SentryBackend {
                 .iter()
                 .map(|n| format!("{:?}", n.typ()).to_lowercase())
                 .collect();
-            if !kinds.iter().any(|k| k == "network") {
+            if !kinds.iter().any(|k| k == "network") && !rootless_here() {
                 bail!("the sentry backend cannot share the host network: config.json must ask for a network namespace (the sandbox has no network)");
             }
-            if kinds.iter().any(|k| k == "user") {
-                bail!("the sentry backend does not support user namespaces (its identities are virtual already)");
+            if kinds.iter().any(|k| k == "user") && !maps_only_the_caller(linux) {
+                bail!("the sentry backend takes a user namespace only as a rootless spec has it, each mapping one id, the caller's own (its identities are virtual, and the workload's host id is the sentry's choice)");
             }
             if linux.devices().as_ref().is_some_and(|d| !d.is_empty()) {
                 bail!("the sentry backend does not expose host devices (linux.devices must be empty); /dev is synthesized");
@@ -211,7 +257,10 @@ impl Backend for SentryBackend {
         // wrote (setuid binaries included); no other host user may reach it.
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .with_context(|| format!("chmod {}", dir.display()))?;
+        let rootless = req.global.rootless || rootless_here();
         let plan = supervisor::Plan {
+            id: req.id.to_string(),
+            rootless,
             cfg,
             spec: req.spec,
             rootfs,
@@ -224,22 +273,31 @@ impl Backend for SentryBackend {
             None => None,
         };
         let linux = req.spec.linux().clone().unwrap_or_default();
-        let cg = CgroupManager::new(
+        // Rootless, a cgroup that cannot be made is skipped when the spec sets no limit (the
+        // rule every backend follows); the sandbox then runs in the caller's cgroup.
+        let cg = CgroupManager::make_for_sandbox(
             linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
             req.id,
             req.global.systemd_cgroup,
-        )?;
-        if let Err(e) = cg.create().and_then(|_| match linux.resources() {
-            Some(r) => cg.apply(r),
-            None => Ok(()),
-        }) {
-            let _ = cg.destroy();
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(e);
+            rootless,
+            linux.resources().as_ref(),
+            req.global.debug,
+        )
+        .inspect_err(|_| {
+            let _ = remove_state(&dir);
+        })?;
+        if let (Some(cg), Some(r)) = (&cg, linux.resources()) {
+            if let Err(e) = cg.apply(r) {
+                let _ = cg.destroy();
+                let _ = remove_state(&dir);
+                return Err(e);
+            }
         }
         let fail = |e: anyhow::Error| {
-            let _ = cg.destroy();
-            let _ = std::fs::remove_dir_all(&dir);
+            if let Some(cg) = &cg {
+                let _ = cg.destroy();
+            }
+            let _ = remove_state(&dir);
             e
         };
         let mut p = [0i32; 2];
@@ -262,6 +320,11 @@ impl Backend for SentryBackend {
                     unsafe { libc::dup2(*fd, i as i32) };
                 }
             }
+            // A session of its own (as runc's init and runsc's sandbox take one): the kernel lets
+            // a process send SIGCONT to anything in its session whatever its credentials, and
+            // the sentry has no business with the caller's session.
+            // SAFETY: setsid in the forked child (never a process group leader).
+            unsafe { libc::setsid() };
             // fork keeps close-on-exec descriptors: drop the front end's (its state lock among
             // them) so they do not outlive `hako create` in the sentry.
             close_cloexec_fds_except(&[std::os::fd::AsRawFd::as_raw_fd(&wr)]);
@@ -276,7 +339,13 @@ impl Backend for SentryBackend {
             };
             {
                 use std::io::Write;
-                let _ = w.write_all(b"\0");
+                // Success, and the host id reserved for the workload (root), for `delete`.
+                let host = prep
+                    .ids
+                    .reserved()
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                let _ = w.write_all(format!("\0{host}").as_bytes());
             }
             drop(w);
             if hako_contract::start_gate::wait(&plan.start_fifo).is_err() {
@@ -287,7 +356,10 @@ impl Backend for SentryBackend {
         drop(wr);
         let mut msg = Vec::new();
         let _ = std::fs::File::from(rd).read_to_end(&mut msg);
-        if msg != b"\0" {
+        let host_id: Option<u32> = msg
+            .strip_prefix(b"\0")
+            .and_then(|r| std::str::from_utf8(r).ok()?.parse().ok());
+        if msg.first() != Some(&0) {
             let mut st = 0;
             // SAFETY: reap our failed child.
             unsafe { libc::waitpid(pid, &mut st, 0) };
@@ -305,7 +377,7 @@ impl Backend for SentryBackend {
         // The sentry (now waiting on the start gate) and everything it forks live in the
         // container's cgroup. Joined after set-up, so the console pty is made outside the
         // device rules, as runc makes it before the container's init applies them.
-        if let Err(e) = cg.add_pid(pid) {
+        if let Err(e) = cg.as_ref().map_or(Ok(()), |cg| cg.add_pid(pid)) {
             // SAFETY: our own child.
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
@@ -315,7 +387,7 @@ impl Backend for SentryBackend {
         }
         Ok(Created {
             pid,
-            data: serde_json::json!({ "sentry_dir": dir, "cgroup": cg }),
+            data: serde_json::json!({ "sentry_dir": dir, "cgroup": cg, "host_id": host_id }),
         })
     }
 
@@ -383,14 +455,13 @@ impl Backend for SentryBackend {
             // SAFETY: the front end asked for the sandbox to go.
             unsafe { libc::kill(sb.pid, libc::SIGKILL) };
         }
+        if let Some(h) = sb.data.get("host_id").and_then(|h| h.as_u64()) {
+            identity::forget(Path::new(identity::ID_LOCK_DIR), h as u32, sb.id);
+        }
         if let Some(cg) = cgroup_of(sb) {
             cg.destroy()?;
         }
-        let dir = sentry_dir(sb.state_dir);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-        }
-        Ok(())
+        remove_state(&sentry_dir(sb.state_dir))
     }
 
     fn features(&self) -> serde_json::Value {
@@ -399,7 +470,7 @@ impl Backend for SentryBackend {
             "platforms": ["hybrid (seccomp user-notif + ptrace, default)", "ptrace (seccomp RET_TRACE + ptrace)"],
             "kernel": format!("{} {}", vfs::procfs::SYSNAME, vfs::procfs::RELEASE),
             "annotations": ANNOTATIONS,
-            "namespaces": ["mount", "uts", "ipc", "network (empty)"],
+            "namespaces": ["mount", "uts", "ipc", "network (empty)", "pid (the workload's)", "user (the workload's; the sentry's own too when rootless)"],
             "syscalls": {
                 "implemented": syscalls::table().iter().filter(|r| matches!(r.2, syscalls::Disp::Emulated(_))).count(),
                 "native": syscalls::table().iter().filter(|r| matches!(r.2, syscalls::Disp::Native(_) | syscalls::Disp::NativeWhen(..))).count(),

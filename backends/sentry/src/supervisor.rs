@@ -43,6 +43,11 @@ extern "C" fn forward(sig: libc::c_int) {
 }
 
 pub struct Plan<'a> {
+    /// The container id (the root sentry's host id for the workload is derived from it).
+    pub id: String,
+    /// Rootless (`--rootless`, or not root in the initial user namespace): the sentry works in
+    /// a user namespace of its own.
+    pub rootless: bool,
     pub cfg: Config,
     pub spec: &'a Spec,
     pub rootfs: PathBuf,
@@ -107,6 +112,8 @@ pub struct Root {
     pub vfs: Vfs,
     /// The sentry's state directory (`<state>/sentry`), opened before any mount existed.
     pub state: OwnedFd,
+    /// The host id the workload runs as (and its reservation).
+    pub ids: crate::identity::HostIds,
 }
 
 /// Private mount namespace + overlay root + the spec's bind and tmpfs mounts (each resolved
@@ -136,6 +143,15 @@ pub fn build_root(plan: &Plan) -> Result<Root> {
         // SAFETY: a fresh descriptor.
         unsafe { OwnedFd::from_raw_fd(fd) }
     };
+    // Rootless: a user namespace of our own first (root in it, the caller outside), which owns
+    // the namespaces below, so the set-up works with no host privilege.
+    let ids = if plan.rootless {
+        crate::identity::enter_own_userns()?
+    } else {
+        crate::identity::reserve(&plan.id).context("reserving the workload's host id")?
+    };
+    // A network namespace always: the sandbox never shares the host's network (rootless, the
+    // spec may ask for none; this one is inside our own user namespace).
     // SAFETY: unshare in the single-threaded sentry.
     if unsafe {
         libc::unshare(
@@ -144,7 +160,7 @@ pub fn build_root(plan: &Plan) -> Result<Root> {
     } != 0
     {
         bail!(
-            "unshare(mount, uts, ipc): {}",
+            "unshare(mount, uts, ipc, net): {}",
             std::io::Error::last_os_error()
         );
     }
@@ -260,7 +276,7 @@ pub fn build_root(plan: &Plan) -> Result<Root> {
             bail!("root.readonly is set but the sandbox root could not be made read-only");
         }
     }
-    Ok(Root { vfs, state })
+    Ok(Root { vfs, state, ids })
 }
 
 /// Resolve `args[0]` like execvp, inside the sandbox root.
@@ -331,13 +347,14 @@ pub struct Prepared {
     pub own_filter: seccompiler::BpfProgram,
     /// The sentry's state directory, by descriptor (for the stats file).
     pub state: OwnedFd,
+    pub ids: crate::identity::HostIds,
 }
 
 pub fn prepare(
     plan: &Plan,
     oci_filter: Option<hako_container::seccomp::Compiled>,
 ) -> Result<Prepared> {
-    let Root { vfs, state } = build_root(plan)?;
+    let Root { vfs, state, ids } = build_root(plan)?;
     let host = CString::new(plan.cfg.hostname.clone())?;
     // SAFETY: in our own UTS namespace.
     unsafe { libc::sethostname(host.as_ptr(), plan.cfg.hostname.len()) };
@@ -364,12 +381,19 @@ pub fn prepare(
         oci_filter,
         own_filter: crate::filter::sentry_filter()?,
         state,
+        ids,
     })
 }
 
 /// After the start gate: run the workload. Never returns.
-pub fn run(plan: Plan, prep: Prepared) -> ! {
-    let code = match run_inner(plan, prep) {
+pub fn run(plan: Plan, mut prep: Prepared) -> ! {
+    // Held until the sentry leaves: no other sandbox takes the workload's host id meanwhile.
+    let id_lock = prep.ids.take_lock();
+    let result = run_inner(plan, prep);
+    if let Some(l) = id_lock {
+        l.release();
+    }
+    let code = match result {
         Ok((false, code)) => code,
         Ok((true, sig)) => {
             // SAFETY: reproduce the workload's death by signal on ourselves.
@@ -456,6 +480,24 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
 
     let mut plat = SeccompPtrace::new(prep.filter.clone(), cfg.hybrid);
     let slave_fd = prep.slave.as_ref().map(|s| s.as_raw_fd());
+    // The workload gets a pid namespace of its own: its first process is pid 1 there, and the
+    // pids it passes to and gets from the host kernel are the virtual ones (see Kernel).
+    // SAFETY: unshare in the single-threaded sentry (it affects the children it forks next).
+    if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
+        bail!(
+            "unshare(pid namespace): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    // Two pipes to hand the child's new user namespace over: it says when it has made it, the
+    // sentry answers once the id maps are written.
+    let (c2p, p2c) = (pipe()?, pipe()?);
+    let rootless = plan.rootless;
+    // Root: the workload (and, after set-up, the sentry) take the sandbox's host id. Rootless the
+    // sentry's namespace maps nothing else: both stay the caller.
+    let outer = prep.ids.outer;
+    // SAFETY: geteuid cannot fail.
+    let switch_ids = outer != unsafe { libc::geteuid() };
     // SAFETY: fork of the single-threaded sentry; the child only makes syscalls before execve.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -475,20 +517,62 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
             for (res, rl) in &rlimits {
                 libc::setrlimit(*res as _, rl);
             }
-            if libc::fchdir(root_fd) != 0
-                || libc::chroot(c".".as_ptr()) != 0
-                || libc::chdir(c"/".as_ptr()) != 0
+            // The sandbox's own procfs over /proc in the sentry's mount namespace (the sentry
+            // reads the host's through the descriptor it took first): what an engine that
+            // looks into the sandbox's mount namespace (`podman top`) lists is the sandbox's
+            // processes by their virtual pids. Best effort: a host whose /proc is partly
+            // masked (inside rootless podman) refuses it, and nothing else depends on it.
+            libc::mount(
+                c"proc".as_ptr(),
+                c"/proc".as_ptr(),
+                c"proc".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                std::ptr::null(),
+            );
+            if libc::fchdir(root_fd) != 0 {
+                libc::_exit(126);
+            }
+            // Become the sandbox's host id before making the user namespace: the namespace's
+            // owner is then that id, which the sentry also takes once set-up is done (see
+            // identity.rs). CAP_SYS_ADMIN is kept for the unshare alone, so that it counts as a
+            // privileged one (hosts that restrict unprivileged user namespaces allow it).
+            if switch_ids
+                && crate::identity::become_with(outer, 1 << crate::identity::CAP_SYS_ADMIN).is_err()
             {
+                libc::_exit(126);
+            }
+            // A user namespace of its own (made before the chroot: the kernel refuses one to a
+            // chrooted process); every capability it had in the host's namespace is gone.
+            let mut b = [0u8; 1];
+            if libc::unshare(libc::CLONE_NEWUSER) != 0
+                || libc::write(c2p.1.as_raw_fd(), b.as_ptr().cast(), 1) != 1
+                || libc::read(p2c.0.as_raw_fd(), b.as_mut_ptr().cast(), 1) != 1
+            {
+                libc::_exit(126);
+            }
+            if libc::chroot(c".".as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
                 libc::_exit(126);
             }
             libc::chdir(cwd.as_ptr());
             // The workload holds no host descriptors at all: its fds are the sentry's table.
             libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
-            // And no host privilege: an unprivileged uid with no capabilities.
-            let nobody: libc::gid_t = 65534;
-            libc::setgroups(0, std::ptr::null());
-            libc::setresgid(nobody, nobody, nobody);
-            libc::setresuid(nobody, nobody, nobody);
+            // And no host privilege: 65534 in its namespace (a host id of the sandbox's own),
+            // no supplementary group (rootless the kernel keeps the caller's: setgroups is
+            // denied in an unprivileged user namespace), an empty bounding set, no capability.
+            let id = crate::identity::INSIDE_ID;
+            if libc::setgroups(0, std::ptr::null()) != 0 && !rootless {
+                libc::_exit(126);
+            }
+            if crate::identity::limit_bounding(0).is_err()
+                || libc::setresgid(id, id, id) != 0
+                || libc::setresuid(id, id, id) != 0
+                || crate::identity::set_caps(0, 0, 0).is_err()
+            {
+                libc::_exit(126);
+            }
+            // The uid change made it non-dumpable; the sentry (its namespace's owner, with no
+            // CAP_SYS_PTRACE) must read its memory before its first execve.
+            libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
             // The spec's seccomp profile, if any, is stacked under the trap filter: a syscall it
             // refuses fails on the host before the sentry sees it (the stricter action wins).
             let mut oci = || match &prep.oci_filter {
@@ -506,6 +590,19 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
             libc::_exit(127);
         }
     }
+    drop(c2p.1);
+    drop(p2c.0);
+    let mut b = [0u8; 1];
+    // SAFETY: read/write on our own pipe ends.
+    if unsafe { libc::read(c2p.0.as_raw_fd(), b.as_mut_ptr().cast(), 1) } != 1 {
+        bail!("the workload's first process died making its user namespace");
+    }
+    crate::identity::map_workload(pid, &prep.ids).context("mapping the workload's ids")?;
+    // SAFETY: as above.
+    if unsafe { libc::write(p2c.1.as_raw_fd(), b.as_ptr().cast(), 1) } != 1 {
+        bail!("the workload's first process died before its id maps were written");
+    }
+    drop((c2p.0, p2c.1));
     INIT_PID.store(pid, Ordering::Relaxed);
     for &s in FORWARDED {
         // SAFETY: install an async-signal-safe forwarder.
@@ -523,7 +620,14 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
     let mut k = Kernel::new(plat, cfg.clone(), prep.vfs, sigfd);
     k.add_init(pid, fds);
 
-    // From here on the sentry confines itself.
+    // From here on the sentry confines itself: the sandbox's host id (root: files are still
+    // made as root, through fsuid 0), the file capabilities and nothing else (it owns the
+    // workload's user namespace, which is all ptrace, process_vm_* and kill on the workload
+    // need), then its own seccomp filter.
+    if switch_ids {
+        crate::identity::sentry_becomes(outer)?;
+    }
+    crate::identity::drop_sentry_caps()?;
     // SAFETY: prctl on ourselves.
     unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
     seccompiler::apply_filter(&prep.own_filter).context("installing the sentry's own filter")?;
@@ -561,6 +665,17 @@ fn write_stats(state: &OwnedFd, data: &[u8]) {
         // SAFETY: a fresh descriptor.
         let _ = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }).write_all(data);
     }
+}
+
+/// A close-on-exec pipe: (read end, write end).
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    let mut p = [0i32; 2];
+    // SAFETY: pipe2 into a local array.
+    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        bail!("pipe2: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: fresh descriptors.
+    Ok(unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) })
 }
 
 fn rlimit_resource(name: &str) -> Option<u32> {

@@ -630,3 +630,210 @@ fn host_root_as_rootfs_is_refused() {
     let spec = b.spec(&["true"], json!({}));
     SentryBackend::new().check(&spec, b.dir.path()).unwrap();
 }
+
+/// The status line `key` of a /proc status text, e.g. "Uid" -> "0\t0\t0\t0".
+fn status_field(status: &str, key: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .unwrap_or_else(|| panic!("no {key} in {status}"))
+        .trim()
+        .to_string()
+}
+
+fn ns_link(pid: &str, ns: &str) -> PathBuf {
+    std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap()
+}
+
+/// Defence in depth (issue 10). Before: every sandbox's workload ran as host uid 65534 with a
+/// full bounding set, in the host's pid and user namespaces (`set_tid_address`, which runs
+/// natively, handed it its host tid), and the sentry held nearly every capability. Now two
+/// sandboxes started from the same bundle: each workload has a pid and a user namespace of its
+/// own, a host uid of its own from the sandbox range (neither 0 nor 65534), no capability and an
+/// empty bounding set; the tids the host kernel hands it are its virtual pids; its sentry runs
+/// as that host uid too (fsuid 0) and keeps exactly the file capabilities (CHOWN, DAC_OVERRIDE,
+/// DAC_READ_SEARCH, FOWNER, FSETID), in the bounding set too; what an engine finds at /proc in the sentry's mount namespace (`podman top`)
+/// is the sandbox's own process table. runsc, given the same program, also shows it its own tids.
+#[test]
+fn workload_has_its_own_pid_and_user_namespace_and_host_id() {
+    let Some(b) = common::busybox_bundle() else {
+        return;
+    };
+    if static_c(&b, include_str!("attacks/host_identity.c")).is_none() {
+        return;
+    }
+    let sync = b.dir.path().join("sync");
+    std::fs::create_dir(&sync).unwrap();
+    let mounts =
+        json!([{"destination": "/sync", "type": "bind", "source": sync, "options": ["rbind"]}]);
+    let spec = b.spec(&["/attack", "/sync/go"], json!({ "mounts": mounts }));
+    let sandboxes = [b.start(&spec).unwrap(), b.start(&spec).unwrap()];
+    // Each workload prints its lines, then waits for /sync/go: look at the host side meanwhile.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut seen = vec![];
+    for r in &sandboxes {
+        let init = loop {
+            let out = std::fs::read_to_string(r.state.path().join("stdout")).unwrap_or_default();
+            let kids = r.children();
+            if out.contains("fork ") && kids.len() == 1 {
+                break kids[0].to_string();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the workload never got going: {out:?} {kids:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let st = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap();
+        let uid = status_field(&st, "Uid");
+        let ids: Vec<u64> = uid.split('\t').map(|v| v.parse().unwrap()).collect();
+        assert!(ids.iter().all(|&i| i == ids[0]), "{uid}");
+        let host_uid = ids[0];
+        assert!(
+            host_uid != 0 && host_uid != 65534,
+            "the workload runs as host uid {host_uid}"
+        );
+        assert!(
+            (1u64 << 31..(1u64 << 31) + (1 << 20)).contains(&host_uid),
+            "host uid {host_uid} outside the sandbox range"
+        );
+        assert_eq!(status_field(&st, "Gid"), uid);
+        for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+            assert_eq!(status_field(&st, set), "0000000000000000", "{set}: {st}");
+        }
+        assert_eq!(status_field(&st, "NSpid"), format!("{init}\t1"), "{st}");
+        for ns in ["pid", "user"] {
+            assert_ne!(
+                ns_link(&init, ns),
+                ns_link("self", ns),
+                "the workload shares the host's {ns} namespace"
+            );
+        }
+        // The id is reserved for this sandbox while it lives.
+        let lock = PathBuf::from("/run/hako-sentry-ids").join(host_uid.to_string());
+        assert_eq!(std::fs::read_to_string(&lock).unwrap(), r.id);
+        // The sentry: the sandbox's host id too (so the host kernel lets it signal and trace
+        // its own sandbox only), fsuid/fsgid 0 for the files it makes, and the file
+        // capabilities only.
+        let sst = std::fs::read_to_string(format!("/proc/{}/status", r.pid)).unwrap();
+        let ids = format!("{host_uid}\t{host_uid}\t{host_uid}\t0");
+        assert_eq!(status_field(&sst, "Uid"), ids, "sentry: {sst}");
+        assert_eq!(status_field(&sst, "Gid"), ids, "sentry: {sst}");
+        assert_eq!(status_field(&sst, "Groups"), "", "sentry: {sst}");
+        let keep = format!("{:016x}", 0b11111);
+        for (set, want) in [
+            ("CapInh", "0000000000000000"),
+            ("CapPrm", keep.as_str()),
+            ("CapEff", keep.as_str()),
+            ("CapBnd", keep.as_str()),
+            ("CapAmb", "0000000000000000"),
+        ] {
+            assert_eq!(status_field(&sst, set), want, "sentry {set}: {sst}");
+        }
+        // /proc in the sentry's mount namespace lists the sandbox's processes only.
+        let listed: Vec<String> = std::fs::read_dir(format!("/proc/{}/root/proc", r.pid))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.parse::<i32>().is_ok())
+            .collect();
+        assert_eq!(listed, ["1"], "the sentry's /proc lists {listed:?}");
+        seen.push((
+            host_uid,
+            ns_link(&init, "pid"),
+            ns_link(&init, "user"),
+            lock,
+            init.parse::<i32>().unwrap(),
+        ));
+    }
+    assert_ne!(seen[0].0, seen[1].0, "two sandboxes share a host uid");
+    assert_ne!(seen[0].1, seen[1].1);
+    assert_ne!(seen[0].2, seen[1].2);
+    confused_sentry(&b, seen[0].0, seen[0].4, sandboxes[1].pid);
+    std::fs::write(sync.join("go"), "").unwrap();
+    let check = |out: &str| {
+        let words: Vec<Vec<&str>> = out.lines().map(|l| l.split(' ').collect()).collect();
+        assert_eq!(words.len(), 3, "{out}");
+        // "pid P set_tid_address T": the tid the host kernel gives is the virtual pid.
+        assert_eq!(words[0][1], words[0][3], "{out}");
+        assert_eq!(words[1][1], words[1][3], "{out}");
+        // fork and waitpid return the child's virtual pid.
+        assert_eq!(words[2][1], words[1][1], "{out}");
+        assert_eq!(words[2][3], words[1][1], "{out}");
+    };
+    for r in sandboxes {
+        let (code, out, err) = r.wait_and_delete(|_| {});
+        assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+        assert!(out.starts_with("pid 1 set_tid_address 1\n"), "{out}");
+        check(&out);
+    }
+    for s in &seen {
+        assert!(!s.3.exists(), "{} outlived its sandbox", s.3.display());
+    }
+
+    let spec = b.spec(&["/attack"], json!({ "mounts": std_mounts() }));
+    if let Some(r) = runsc(&b, &spec) {
+        assert!(!r.refused, "runsc refused the bundle: {}", r.err);
+        assert_eq!(r.code, 0, "runsc: {} {}", r.out, r.err);
+        check(&r.out);
+        eprintln!("runsc held: {}", r.out.replace('\n', ", "));
+    }
+}
+
+/// What a confused or compromised sentry of sandbox A could do with the credentials it keeps
+/// (attacks/sentry_creds.c takes exactly them, on the host, while A and B run). Before, the
+/// sentry was root with nearly every capability: it could signal, trace and read any host
+/// process. Now the host kernel lets it signal its own workload only: a host root process
+/// (SIGCONT to a `sleep`) and sandbox B's sentry get EPERM; ptrace and process_vm_readv of B's
+/// sentry EPERM; B's sentry's and the root process's /proc/<pid>/environ EACCES.
+fn confused_sentry(b: &common::Bundle, host_id: u64, own_init: i32, other_sentry: i32) {
+    let bin = b.dir.path().join("sentry_creds");
+    let c = b.dir.path().join("sentry_creds.c");
+    std::fs::write(&c, include_str!("attacks/sentry_creds.c")).unwrap();
+    let out = std::process::Command::new("gcc")
+        .arg("-o")
+        .arg(&bin)
+        .arg(&c)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut root = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap();
+    let out = std::process::Command::new(&bin)
+        .args([
+            host_id.to_string(),
+            own_init.to_string(),
+            other_sentry.to_string(),
+            root.id().to_string(),
+        ])
+        .output()
+        .unwrap();
+    let _ = root.kill();
+    let _ = root.wait();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let want = [
+        ("kill-own-workload", 0),
+        ("kill-host-root-process", libc::EPERM),
+        ("kill-other-sentry", libc::EPERM),
+        ("ptrace-other-sentry", libc::EPERM),
+        ("vm-read-other-sentry", libc::EPERM),
+        ("environ-other-sentry", libc::EACCES),
+        ("environ-host-root-process", libc::EACCES),
+    ];
+    let got: Vec<(String, i32)> = text
+        .lines()
+        .map(|l| {
+            let (k, v) = l.split_once(' ').unwrap();
+            (k.to_string(), v.parse().unwrap())
+        })
+        .collect();
+    let want: Vec<(String, i32)> = want.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    assert_eq!(got, want, "{text}");
+}

@@ -1,7 +1,7 @@
 //! Processes, identities, signals and the system's identity (uname, sysinfo).
 
 use super::{err, Call, Outcome};
-use crate::kernel::{Fixup, Kernel};
+use crate::kernel::Kernel;
 use crate::platform::Platform;
 use crate::vfs::procfs::{RELEASE, SYSNAME, VERSION};
 use crate::vfs::{normalize, Node};
@@ -161,24 +161,20 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
         // fsuid/fsgid follow euid/egid (not modelled separately): report, never change.
         setfsuid => Outcome::Ret(proc.borrow().creds.euid as i64),
         setfsgid => Outcome::Ret(proc.borrow().creds.egid as i64),
-        // Process groups and sessions: run natively on the translated pids, translate back.
-        getpgrp | setsid => Outcome::NativeThen(Fixup::HostPidRet),
+        // Process groups and sessions run natively: the sandbox has its own pid namespace, whose
+        // pids are the virtual ones, so arguments and results need no translation. A pid that
+        // is not one of the sandbox's live tasks is refused before the host sees it.
+        getpgrp | setsid => Outcome::Native,
         getpgid | getsid => {
-            if a[0] != 0 {
-                match k.host_of(a[0] as i32) {
-                    Some(h) => c.regs.rdi = h as u64,
-                    None => return Some(err(libc::ESRCH)),
-                }
+            if a[0] != 0 && k.host_of(a[0] as i32).is_none() {
+                return Some(err(libc::ESRCH));
             }
-            Outcome::NativeThen(Fixup::HostPidRet)
+            Outcome::Native
         }
         setpgid => {
-            for (i, r) in [(0usize, &mut c.regs.rdi), (1, &mut c.regs.rsi)] {
-                if a[i] != 0 {
-                    match k.host_of(a[i] as i32) {
-                        Some(h) => *r = h as u64,
-                        None => return Some(err(if i == 0 { libc::ESRCH } else { libc::EPERM })),
-                    }
+            for (i, &v) in a[..2].iter().enumerate() {
+                if v != 0 && k.host_of(v as i32).is_none() {
+                    return Some(err(if i == 0 { libc::ESRCH } else { libc::EPERM }));
                 }
             }
             Outcome::Native
@@ -263,45 +259,17 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
             {
                 return Some(err(libc::EPERM));
             }
-            c.regs.rdi = htg as u64;
-            if t.is_some() {
-                c.regs.rsi = target as u64;
-            }
+            // The caller's own pid namespace reads the (virtual) ids as they are.
             Outcome::Native
         }
         wait4 | waitid => {
-            // Waiting for children runs natively (they are the caller's own host children);
-            // the pid arguments and results are translated.
-            let which = if s == wait4 { a[0] as i32 } else { a[1] as i32 };
-            let idtype = a[0] as i32;
-            let translate = |v: i32| -> Option<i32> {
-                k.host_of(v).map(|h| k.tasks[&h].proc.borrow().host_pid)
-            };
-            if s == wait4 {
-                if !(-1..=0).contains(&which) {
-                    let Some(h) =
-                        translate(which.abs()).or_else(|| k.v2h.get(&which.abs()).copied())
-                    else {
-                        return Some(err(libc::ECHILD));
-                    };
-                    c.regs.rdi = (if which > 0 { h } else { -h }) as i64 as u64;
-                }
-                Outcome::NativeThen(Fixup::HostPidRet)
-            } else {
-                if idtype == 3 {
-                    // P_PIDFD: the sandbox holds no pidfd (pidfd_open, CLONE_PIDFD are refused).
-                    return Some(err(libc::EBADF));
-                }
-                if (idtype == libc::P_PID as i32 || idtype == libc::P_PGID as i32) && which != 0 {
-                    {
-                        let Some(h) = k.v2h.get(&which).copied() else {
-                            return Some(err(libc::ECHILD));
-                        };
-                        c.regs.rsi = h as u64;
-                    }
-                }
-                Outcome::NativeThen(Fixup::WaitidRet { infop: a[2] })
+            // Waiting for children runs natively: they are the caller's own children, and in
+            // the sandbox's pid namespace the pids it passes and gets back are the virtual ones.
+            if s == waitid && a[0] as i32 == 3 {
+                // P_PIDFD: the sandbox holds no pidfd (pidfd_open, CLONE_PIDFD are refused).
+                return Some(err(libc::EBADF));
             }
+            Outcome::Native
         }
         clone | fork | vfork => {
             let flags = match s {
@@ -329,7 +297,8 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
                 // Two processes sharing one fd table: supported (Rc-shared table).
             }
             k.tasks.get_mut(&tid).unwrap().pending_clone = Some(flags);
-            Outcome::NativeThen(Fixup::HostPidRet)
+            // The child's pid the host returns is its pid in the sandbox's namespace: virtual.
+            Outcome::Native
         }
         execve => k.execve(c),
         uname => {
@@ -383,23 +352,17 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
         }
         clock_gettime | clock_getres | clock_nanosleep | timer_create => {
             // Only negative clock ids trap (CLOCK_NO_PID): `(~pid << 3) | type`, with type 3 a
-            // clock fd. The pid may be a virtual id of the sandbox or, as glibc's
-            // pthread_getcpuclockid hands out, the host tid of one of the sandbox's own threads
-            // (the tid glibc learnt from set_tid_address/clone); any other pid does not exist.
+            // clock fd. The pid must be a live task of the sandbox (glibc's
+            // pthread_getcpuclockid hands out the tid it learnt from set_tid_address/clone,
+            // which is the virtual one); it runs natively in the sandbox's pid namespace.
             let clk = a[0] as i32;
-            let ty = clk & 7;
-            if ty == 3 {
+            if clk & 7 == 3 {
                 return Some(err(libc::EINVAL));
             }
             let pid = !(clk >> 3);
-            let host = match pid {
-                0 => 0,
-                p => match k.task_of(p) {
-                    Some(h) => h,
-                    None => return Some(err(libc::EINVAL)),
-                },
-            };
-            c.regs.rdi = ((!host) << 3 | ty) as i64 as u64;
+            if pid != 0 && k.task_of(pid).is_none() {
+                return Some(err(libc::EINVAL));
+            }
             Outcome::Native
         }
         prctl => err(libc::EINVAL),

@@ -298,7 +298,7 @@ impl<P: Platform> Kernel<P> {
                 for i in 0..ncpus() {
                     s += &format!("cpu{i} 0 0 0 0 0 0 0 0 0 0\n");
                 }
-                s += &format!("btime {}\nprocesses {}\nprocs_running 1\nprocs_blocked 0\n", self.cfg.boot_time, self.next_vpid - 1);
+                s += &format!("btime {}\nprocesses {}\nprocs_running 1\nprocs_blocked 0\n", self.cfg.boot_time, self.forks);
                 text(s)
             }
             ["proc", "filesystems"] => text("nodev\tproc\nnodev\tsysfs\nnodev\ttmpfs\nnodev\toverlay\n".into()),

@@ -130,7 +130,15 @@ impl Bundle {
         running: impl FnOnce(i32, &Path),
         exited: impl FnOnce(&Path),
     ) -> Result<(i32, String, String), String> {
-        // One sandbox at a time: create forks, and the test harness redirects fds 1 and 2.
+        let r = self.start(spec)?;
+        running(r.pid, r.state.path());
+        Ok(r.wait_and_delete(exited))
+    }
+
+    /// create + start through the Backend; the sandbox runs until `Running::wait_and_delete`.
+    /// Several may run at once.
+    pub fn start(&self, spec: &oci_spec::runtime::Spec) -> Result<Running, String> {
+        // One create at a time: create forks, and the test harness redirects fds 1 and 2.
         static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let state = tempfile::Builder::new()
@@ -172,31 +180,91 @@ impl Bundle {
         let pid = created.pid;
         hako_contract::start_gate::release(&fifo, || hako_contract::proc::is_alive(pid, None))
             .unwrap();
-        running(pid, state.path());
+        Ok(Running {
+            pid,
+            id,
+            state,
+            data: created.data,
+            spec: spec.clone(),
+            bundle: self.dir.path().to_path_buf(),
+            waited: false,
+        })
+    }
+}
+
+/// A sandbox started by `Bundle::start`.
+pub struct Running {
+    /// The sentry's host pid.
+    pub pid: i32,
+    pub id: String,
+    pub state: tempfile::TempDir,
+    data: serde_json::Value,
+    spec: oci_spec::runtime::Spec,
+    bundle: PathBuf,
+    waited: bool,
+}
+
+impl Drop for Running {
+    /// A test that panicked before `wait_and_delete`: the sandbox must not outlive it.
+    fn drop(&mut self) {
+        if !self.waited {
+            // SAFETY: our own child, the sentry (EXITKILL takes the workload with it).
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            self.finish();
+        }
+    }
+}
+
+impl Running {
+    /// Host pids of the sentry's children (the workload's first process, once it runs).
+    pub fn children(&self) -> Vec<i32> {
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.pid))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
+    /// Wait for the sentry, call `exited(state dir)`, delete; (exit code or 128+signal,
+    /// stdout, stderr).
+    pub fn wait_and_delete(mut self, exited: impl FnOnce(&Path)) -> (i32, String, String) {
+        let (code, deleted) = self.finish_with(exited);
+        deleted.unwrap();
+        (
+            code,
+            std::fs::read_to_string(self.state.path().join("stdout")).unwrap(),
+            std::fs::read_to_string(self.state.path().join("stderr")).unwrap(),
+        )
+    }
+
+    fn finish(&mut self) {
+        let _ = self.finish_with(|_| {});
+    }
+
+    /// Reap the sentry, call `exited`, delete; the exit code (or 128+signal) and how the
+    /// delete went.
+    fn finish_with(&mut self, exited: impl FnOnce(&Path)) -> (i32, hako_contract::Result<()>) {
+        self.waited = true;
         let mut st = 0;
-        unsafe { libc::waitpid(pid, &mut st, 0) };
+        unsafe { libc::waitpid(self.pid, &mut st, 0) };
         let code = if libc::WIFEXITED(st) {
             libc::WEXITSTATUS(st)
         } else {
             128 + libc::WTERMSIG(st)
         };
+        let global = GlobalOptions::default();
         let sb = hako_contract::Sandbox {
-            id: &id,
-            bundle: self.dir.path(),
-            spec,
-            state_dir: state.path(),
-            pid,
+            id: &self.id,
+            bundle: &self.bundle,
+            spec: &self.spec,
+            state_dir: self.state.path(),
+            pid: self.pid,
             alive: false,
-            data: &created.data,
+            data: &self.data,
             global: &global,
         };
-        exited(state.path());
-        backend.delete(&sb).unwrap();
-        Ok((
-            code,
-            std::fs::read_to_string(&out_path).unwrap(),
-            std::fs::read_to_string(&err_path).unwrap(),
-        ))
+        exited(self.state.path());
+        (code, SentryBackend::default().delete(&sb))
     }
 }
 
