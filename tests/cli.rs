@@ -454,3 +454,23 @@ fn bad_input_is_one_clear_error_and_leaves_nothing() {
     }
     let _ = std::fs::remove_file(&logf);
 }
+
+/// Every backend says in `hako features` what it refuses and how it runs rootless.
+#[test]
+fn features_list_each_backends_refusals() {
+    let h = Hako::new();
+    let v: serde_json::Value = serde_json::from_str(&h.ok(&["features"])).unwrap();
+    let per = v["io.hako.backends"].as_object().unwrap();
+    assert!(per.contains_key("container"));
+    for (name, f) in per {
+        let refuses = f["io.hako.refuses"].as_array();
+        assert!(
+            refuses.is_some_and(|r| !r.is_empty() && r.iter().all(|x| x.is_string())),
+            "{name}: no io.hako.refuses list"
+        );
+        assert!(
+            f["io.hako.rootless"].is_string(),
+            "{name}: no io.hako.rootless"
+        );
+    }
+}

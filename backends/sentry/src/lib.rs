@@ -476,6 +476,19 @@ impl Backend for SentryBackend {
                 "native": syscalls::table().iter().filter(|r| matches!(r.2, syscalls::Disp::Native(_) | syscalls::Disp::NativeWhen(..))).count(),
                 "refused": syscalls::table().iter().filter(|r| matches!(r.2, syscalls::Disp::Refused(..))).count(),
             },
+            "io.hako.refuses": [
+                "an unknown io.hako.sentry.* annotation; io.hako.sentry.stats other than true/false",
+                "root.path naming the host's / (directly, through .., or a symlink)",
+                "a mount destination or process.cwd whose symlink leads nowhere inside the root; a mount at /",
+                "a root.readonly that cannot be made read-only",
+                "the host network namespace (a root spec without a network namespace)",
+                "user namespace mappings other than the rootless one (each the caller's own id)",
+                "linux.devices (/dev is synthesized)",
+                "mount types other than bind and tmpfs (proc, sysfs, devpts, mqueue, cgroup and shm only where the sentry synthesizes them)",
+                "linux.intelRdt; linux.resources the cgroup manager refuses",
+                "PI futexes (ENOSYS at run time); mknod of devices and chroot, whatever the capabilities"
+            ],
+            "io.hako.rootless": "the sentry enters a user namespace of its own (0 -> the caller) owning its mount/uts/ipc/net/pid namespaces; the workload runs as the caller with no capability; cgroup only where delegated",
         })
     }
 }
