@@ -58,6 +58,17 @@ fn missing_tools() -> Option<String> {
     (!absent.is_empty()).then(|| format!("not installed: {}", absent.join(", ")))
 }
 
+/// The one rootless user, locked for this test, and a scratch dir of its own; None (the reason
+/// printed) where the test cannot run here.
+fn rootless(missing_too: Option<String>) -> Option<(std::sync::MutexGuard<'static, ()>, Scratch)> {
+    if let Some(why) = missing_tools().or(missing_too) {
+        eprintln!("SKIPPED: {why}");
+        return None;
+    }
+    let one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    Some((one, Scratch::new()))
+}
+
 fn user() -> User {
     let id = |flag: &str| -> Option<u32> {
         let o = Command::new("id").args([flag, USER]).output().ok()?;
@@ -355,12 +366,9 @@ fn podman_scenarios(s: &Scratch, runtime: &str) -> Vec<(String, String)> {
 #[test]
 fn rootless_podman_runs_hako_as_it_runs_crun() {
     skip_unless!(["podman", "conmon", "crun"]);
-    if let Some(why) = missing_tools() {
-        eprintln!("SKIPPED: {why}");
+    let Some((_one, s)) = rootless(None) else {
         return;
-    }
-    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
-    let s = Scratch::new();
+    };
     let archive = build_busybox_archive(&s.path().join("image"), &[]);
     chown_r(&s.path().join("image"), s.user.uid);
     expect(
@@ -388,12 +396,9 @@ fn rootless_podman_runs_hako_as_it_runs_crun() {
 
 #[test]
 fn rootless_user_runs_hako_directly() {
-    if let Some(why) = missing_tools() {
-        eprintln!("SKIPPED: {why}");
+    let Some((_one, s)) = rootless(None) else {
         return;
-    }
-    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
-    let s = Scratch::new();
+    };
     let hako = s.hako.display().to_string();
     // A busybox bundle of the user's own.
     let bundle = s.path().join("work/bundle");
@@ -510,12 +515,9 @@ fn rootless_bundle(
 
 #[test]
 fn rootless_user_runs_the_wasm_backend() {
-    if let Some(why) = missing_tools().or_else(|| missing(&["wat2wasm"])) {
-        eprintln!("SKIPPED: {why}");
+    let Some((_one, s)) = rootless(missing(&["wat2wasm"])) else {
         return;
-    }
-    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
-    let s = Scratch::new();
+    };
     let b = rootless_bundle(
         &s,
         "wasm",
@@ -547,12 +549,9 @@ fn rootless_user_runs_the_wasm_backend() {
 
 #[test]
 fn rootless_user_runs_the_sentry_backend() {
-    if let Some(why) = missing_tools() {
-        eprintln!("SKIPPED: {why}");
+    let Some((_one, s)) = rootless(None) else {
         return;
-    }
-    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
-    let s = Scratch::new();
+    };
     // The spec of `hako spec --rootless`: a user namespace mapping 0 onto the user, no network
     // namespace; the sentry makes its own user namespace (and a network one inside it).
     let b = rootless_bundle(&s, "sentry", busybox_rootfs, |v| {
@@ -651,12 +650,9 @@ fn rootless_user_runs_the_sentry_backend() {
 #[test]
 fn rootless_podman_runs_the_sentry_backend() {
     skip_unless!(["podman", "conmon"]);
-    if let Some(why) = missing_tools() {
-        eprintln!("SKIPPED: {why}");
+    let Some((_one, s)) = rootless(None) else {
         return;
-    }
-    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
-    let s = Scratch::new();
+    };
     let archive = build_busybox_archive(&s.path().join("image"), &[]);
     chown_r(&s.path().join("image"), s.user.uid);
     let hako = s.hako.display().to_string();
@@ -691,28 +687,17 @@ fn rootless_podman_runs_the_sentry_backend() {
 #[cfg(feature = "microvm")]
 #[test]
 fn rootless_user_runs_the_microvm_backend() {
-    if let Some(why) = missing_tools() {
-        eprintln!("SKIPPED: {why}");
-        return;
-    }
     let kernel = hako_microvm::assets::default_kernel();
-    if let Err(e) = hako_microvm::assets::check_kernel(&kernel) {
-        eprintln!("SKIPPED: no guest kernel: {e:#}");
+    let agent = hako_microvm::assets::find_agent();
+    let why = hako_microvm::assets::check_kernel(&kernel)
+        .map_err(|e| format!("no guest kernel: {e:#}"))
+        .and_then(|_| hako_microvm::qemu::Qemu::find().map_err(|e| format!("{e:#}")))
+        .and_then(|_| agent.as_ref().map_err(|e| format!("{e:#}")).map(|_| ()))
+        .err();
+    let Some((_one, s)) = rootless(why) else {
         return;
-    }
-    if let Err(e) = hako_microvm::qemu::Qemu::find() {
-        eprintln!("SKIPPED: {e:#}");
-        return;
-    }
-    let agent = match hako_microvm::assets::find_agent() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("SKIPPED: {e:#}");
-            return;
-        }
     };
-    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
-    let s = Scratch::new();
+    let agent = agent.unwrap();
     // Beside the copied hako, where it looks first: the build tree may be closed to the user.
     fs::copy(&agent, s.path().join("hako-agent")).unwrap();
     fs::set_permissions(
