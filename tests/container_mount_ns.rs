@@ -433,10 +433,11 @@ struct Joined {
     first_ls: (String, Result<String, String>),
 }
 
-/// Container A (no pid namespace, so that its /proc is the host pid namespace's, which runc's
-/// set-up reads; with a bind of B's bundle at the same path, so that B's rootfs resolves there as
+/// Container A (with a bind of B's bundle at the same path, so that B's rootfs resolves there as
 /// on the host) runs `sleep`; container B joins A's mount namespace by path.
-fn join_first_containers_namespace(rt: &Rt) -> Joined {
+/// `first_pid_ns`: A has a pid namespace of its own, so the /proc of the joined namespace is not
+/// the host pid namespace's (runc 1.1's set-up then fails: it reads /proc/self there).
+fn join_first_containers_namespace(rt: &Rt, first_pid_ns: bool) -> Joined {
     let mut b = Bundle::busybox(&["sh", "-c", PROBE]);
     std::fs::create_dir(b.rootfs().join("only-in-b")).unwrap();
     let mut a = Bundle::busybox(&["sleep", "1000"]);
@@ -445,7 +446,7 @@ fn join_first_containers_namespace(rt: &Rt) -> Joined {
         c["linux"]["namespaces"]
             .as_array_mut()
             .unwrap()
-            .retain(|n| n["type"] != "pid");
+            .retain(|n| first_pid_ns || n["type"] != "pid");
         c["mounts"].as_array_mut().unwrap().push(
             json!({"destination": bdir, "source": bdir, "type": "bind", "options": ["rbind"]}),
         );
@@ -496,28 +497,31 @@ fn join_first_containers_namespace(rt: &Rt) -> Joined {
 #[test]
 fn joining_a_first_containers_mount_namespace_by_path() {
     skip_unless!(need_root());
-    let j = join_first_containers_namespace(&Rt::hako());
-    assert_eq!(
-        j.listing, j.want,
-        "hako: the joiner's / is not its bundle's rootfs"
-    );
-    assert!(j.listing.contains(&"only-in-b".to_string()));
-    assert_eq!(
-        j.ns, j.first_ns,
-        "hako: the joiner is not in the joined namespace"
-    );
-    // The first container is left exactly as it was.
-    assert_eq!(
-        j.first_info.0, j.first_info.1,
-        "hako: the joined namespace's mounts changed"
-    );
-    assert_eq!(Ok(j.first_ls.0.clone()), j.first_ls.1);
+    for first_pid_ns in [false, true] {
+        let j = join_first_containers_namespace(&Rt::hako(), first_pid_ns);
+        let what = format!("hako (first container with a pid namespace: {first_pid_ns})");
+        assert_eq!(
+            j.listing, j.want,
+            "{what}: the joiner's / is not its bundle's rootfs"
+        );
+        assert!(j.listing.contains(&"only-in-b".to_string()));
+        assert_eq!(
+            j.ns, j.first_ns,
+            "{what}: the joiner is not in the joined namespace"
+        );
+        // The first container is left exactly as it was.
+        assert_eq!(
+            j.first_info.0, j.first_info.1,
+            "{what}: the joined namespace's mounts changed"
+        );
+        assert_eq!(Ok(j.first_ls.0.clone()), j.first_ls.1, "{what}");
+    }
 
     let rc = match Rt::runc() {
         Ok(r) => r,
         Err(why) => return eprintln!("SKIPPED (peer): {why}"),
     };
-    let j = join_first_containers_namespace(&rc);
+    let j = join_first_containers_namespace(&rc, false);
     assert_eq!(
         j.listing, j.want,
         "runc: the joiner's / is not its bundle's rootfs"

@@ -490,7 +490,7 @@ fn init_setup(plan: &InitPlan, chan: &Channel, fds: InitFds) -> Result<Ready> {
             Msg::HostDone => Ok(()),
             m => Err(anyhow!("unexpected message {m:?}")),
         })?;
-        let cg = rootfs::cgroup_mounts();
+        let cg = rootfs::cgroup_mounts(&proc);
         if ns.new_cgroup {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
                 .context("unshare cgroup namespace")?;

@@ -261,13 +261,22 @@ pub struct CgroupMounts {
     pub own: Vec<(String, String)>,
 }
 
-pub fn cgroup_mounts() -> CgroupMounts {
+/// A file of our own below the host's procfs (`thread-self/...`), empty when unreadable. Read
+/// through `proc`, never through the `/proc` of the mount namespace we are in: in a joined mount
+/// namespace that one may belong to another pid namespace, where we have no `self`.
+fn read_own_proc(proc: &crate::process::HostProc, rel: &str) -> String {
+    use std::io::Read;
+    let mut s = String::new();
+    if let Ok(fd) = proc.open_file(&format!("thread-self/{rel}"), libc::O_RDONLY) {
+        let _ = fs::File::from(fd).read_to_string(&mut s);
+    }
+    s
+}
+
+pub fn cgroup_mounts(proc: &crate::process::HostProc) -> CgroupMounts {
     let mut v1 = vec![];
     let mut v2 = None;
-    for line in fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-    {
+    for line in read_own_proc(proc, "mountinfo").lines() {
         let Some((left, right)) = line.split_once(" - ") else {
             continue;
         };
@@ -307,8 +316,7 @@ pub fn cgroup_mounts() -> CgroupMounts {
             _ => {}
         }
     }
-    let own = fs::read_to_string("/proc/self/cgroup")
-        .unwrap_or_default()
+    let own = read_own_proc(proc, "cgroup")
         .lines()
         .filter_map(|l| {
             let mut it = l.splitn(3, ':');
