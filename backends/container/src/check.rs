@@ -95,11 +95,8 @@ pub fn check(spec: &Spec, bundle: &Path) -> Result<()> {
         }
     }
     let ns = namespaces::plan(spec)?;
-    if ns.joins.iter().any(|(_, f)| *f == libc::CLONE_NEWNS) {
-        bail!("joining an existing mount namespace is not supported: the container backend builds the rootfs in a new one");
-    }
     if !ns.new_mount {
-        bail!("the container backend needs a new mount namespace (add {{\"type\": \"mount\"}} to linux.namespaces)");
+        check_shared_mount_namespace(spec, &ns)?;
     }
     if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !ns.has(libc::CLONE_NEWUTS) {
         bail!("hostname is set but there is no uts namespace");
@@ -157,6 +154,46 @@ pub fn check(spec: &Spec, bundle: &Path) -> Result<()> {
             bail!(
                 "linux.devices: {} has type 'a', which only cgroup rules take",
                 d.path().display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A container without a mount namespace of its own (none listed, or one joined by path) runs
+/// in that shared namespace, as with runc; hako builds its tree in a private copy and hands the
+/// workload a detached clone of it (see `rootfs::enter_shared_namespace`). What that way cannot
+/// honour is refused here.
+fn check_shared_mount_namespace(spec: &Spec, ns: &namespaces::NsPlan) -> Result<()> {
+    let joined = ns.joins.iter().any(|(_, f)| *f == libc::CLONE_NEWNS);
+    let which = if joined {
+        "a joined mount namespace"
+    } else {
+        "no mount namespace of its own"
+    };
+    if ns.new_user {
+        // The private copy would belong to the new user namespace, which may not setns back
+        // into the shared one (runc fails the same config on its first mount).
+        bail!("a new user namespace needs a new mount namespace too (the container has {which})");
+    }
+    let unbindable = |p: &str| p.ends_with("unbindable");
+    if let Some(prop) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().clone())
+    {
+        if unbindable(&prop) {
+            bail!("linux.rootfsPropagation {prop:?} is not supported with {which}: an unbindable root cannot be handed to the workload");
+        }
+        if joined && prop.ends_with("shared") {
+            bail!("linux.rootfsPropagation {prop:?} is not supported with a joined mount namespace: the container's mounts would propagate into it");
+        }
+    }
+    for m in spec.mounts().iter().flatten() {
+        if m.options().iter().flatten().any(|o| unbindable(o)) {
+            bail!(
+                "mount {}: an unbindable mount is not supported with {which} (it would be left out of the container's tree)",
+                m.destination().display()
             );
         }
     }
@@ -244,7 +281,8 @@ pub fn features() -> serde_json::Value {
             "process.terminal without --console-socket",
             "process.apparmorProfile on a host without AppArmor; process.selinuxLabel",
             "rootless: linux.resources limits when the user has no writable cgroup",
-            "rootless (not root at all): a config without a user namespace"
+            "rootless (not root at all): a config without a user namespace",
+            "without a mount namespace of its own (none, or one joined by path): a new user namespace, an unbindable rootfsPropagation or mount; with a joined one, a shared rootfsPropagation"
         ],
         "io.hako.rootless": "user namespace (mapped through newuidmap/newgidmap when wider than the caller's ids); cgroup only where delegated; state under $XDG_RUNTIME_DIR/hako",
     })

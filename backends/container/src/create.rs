@@ -215,9 +215,17 @@ fn spawn(
         nix::sys::stat::Mode::empty(),
     )
     .with_context(|| format!("opening start fifo {}", plan.fifo.display()))?;
+    // The host's procfs, for everything the init does through /proc once inside. Opened here,
+    // before any namespace is joined: a joined mount namespace's /proc may belong to another pid
+    // namespace.
+    let proc = process::HostProc::open()?;
+    let home = shared_mount_ns(plan, &joins)?;
     let mut keep: Vec<i32> = joins.iter().map(|(fd, _, _)| fd.as_raw_fd()).collect();
     keep.push(child.raw());
     keep.push(fifo.as_raw_fd());
+    keep.push(proc.as_raw_fd());
+    keep.extend(home.as_ref().map(|h| h.as_raw_fd()));
+    let init = InitFds { fifo, proc, home };
     // The init runs hako's code inside the container until its execve, and in a container that
     // is created but not started it does so for as long as the engine likes: it must never be
     // dumpable there (see `process::set_dumpable`). Set before the clone so that there is no
@@ -235,7 +243,7 @@ fn spawn(
             drop(parent);
             process::close_cloexec_fds(&keep);
             process::reset_signals();
-            init_main(plan, &child, fifo);
+            init_main(plan, &child, init);
         }
         pid
     } else {
@@ -244,9 +252,10 @@ fn spawn(
             drop(parent);
             process::close_cloexec_fds(&keep);
             process::reset_signals();
-            intermediate(plan, &child, &joins, fifo);
+            intermediate(plan, &child, &joins, init);
         }
         drop(joins);
+        drop(init);
         let got = parent.expect("joining namespaces", |m, _| match m {
             Msg::Pid(p) => Ok(p),
             m => Err(anyhow!(
@@ -264,6 +273,40 @@ fn spawn(
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
     }
     r.map(|_| pid)
+}
+
+/// The descriptors the init is handed across the clone.
+struct InitFds {
+    /// The start fifo (O_PATH).
+    fifo: OwnedFd,
+    /// The host's procfs.
+    proc: process::HostProc,
+    /// The mount namespace the workload runs in when it has none of its own: the runtime's own
+    /// (no mount namespace in the spec) or the one joined by path. `None`: a new one.
+    home: Option<OwnedFd>,
+}
+
+/// See [`InitFds::home`].
+fn shared_mount_ns(
+    plan: &InitPlan,
+    joins: &[(OwnedFd, libc::c_int, PathBuf)],
+) -> Result<Option<OwnedFd>> {
+    if plan.ns.new_mount {
+        return Ok(None);
+    }
+    if let Some((fd, _, path)) = joins.iter().find(|(_, f, _)| *f == libc::CLONE_NEWNS) {
+        return fd
+            .try_clone()
+            .map(Some)
+            .with_context(|| format!("duplicating the descriptor of {}", path.display()));
+    }
+    nix::fcntl::open(
+        "/proc/self/ns/mnt",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map(Some)
+    .context("opening the runtime's mount namespace")
 }
 
 fn drive(
@@ -336,7 +379,7 @@ fn intermediate(
     plan: &InitPlan,
     chan: &Channel,
     joins: &[(OwnedFd, libc::c_int, PathBuf)],
-    fifo: OwnedFd,
+    fds: InitFds,
 ) -> ! {
     for (fd, flag, path) in joins {
         if let Err(e) = namespaces::setns(fd, *flag, path) {
@@ -344,7 +387,7 @@ fn intermediate(
         }
     }
     match namespaces::clone(plan.ns.clone_flags | libc::CLONE_PARENT) {
-        Ok(0) => init_main(plan, chan, fifo),
+        Ok(0) => init_main(plan, chan, fds),
         Ok(pid) => {
             let _ = chan.send(&Msg::Pid(pid));
             // SAFETY: as in `fail`.
@@ -354,8 +397,8 @@ fn intermediate(
     }
 }
 
-fn init_main(plan: &InitPlan, chan: &Channel, fifo: OwnedFd) -> ! {
-    let ready = match init_setup(plan, chan, fifo) {
+fn init_main(plan: &InitPlan, chan: &Channel, fds: InitFds) -> ! {
+    let ready = match init_setup(plan, chan, fds) {
         Ok(r) => r,
         Err(e) => fail(chan, e),
     };
@@ -417,7 +460,8 @@ struct Ready {
     env: Vec<std::ffi::CString>,
 }
 
-fn init_setup(plan: &InitPlan, chan: &Channel, fifo: OwnedFd) -> Result<Ready> {
+fn init_setup(plan: &InitPlan, chan: &Channel, fds: InitFds) -> Result<Ready> {
+    let InitFds { fifo, proc, home } = fds;
     let host_pid = chan.expect("waiting for the runtime", |m, _| match m {
         Msg::Go { pid } => Ok(pid),
         m => Err(anyhow!("unexpected message {m:?}")),
@@ -446,15 +490,19 @@ fn init_setup(plan: &InitPlan, chan: &Channel, fifo: OwnedFd) -> Result<Ready> {
             Msg::HostDone => Ok(()),
             m => Err(anyhow!("unexpected message {m:?}")),
         })?;
-        let cg = rootfs::cgroup_mounts();
+        let cg = rootfs::cgroup_mounts(&proc);
         if ns.new_cgroup {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
                 .context("unshare cgroup namespace")?;
         }
         Ok(cg)
     };
-    // The host's procfs, for everything the init does through /proc once inside.
-    let proc = process::HostProc::open()?;
+    if home.is_some() {
+        // No mount namespace of its own: the tree is built in a private copy of the shared
+        // namespace, so that nothing of it ever shows there (see `enter_shared_namespace`).
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+            .context("unsharing a private mount namespace to build the rootfs in")?;
+    }
     let rp = rootfs::RootfsPlan {
         rootfs: &plan.rootfs,
         mounts: &plan.mounts,
@@ -511,6 +559,10 @@ fn init_setup(plan: &InitPlan, chan: &Channel, fifo: OwnedFd) -> Result<Ready> {
     for p in &plan.masked {
         rootfs::mask_path(p)?;
     }
+    if let Some(home) = &home {
+        rootfs::enter_shared_namespace(home)?;
+    }
+    drop(home);
     if !plan.no_new_keyring {
         join_session_keyring(&plan.id)?;
     }

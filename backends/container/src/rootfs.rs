@@ -1,5 +1,7 @@
-//! The container's file system view, built inside its new mount namespace: the rootfs bind,
-//! the spec's mounts in order, /dev, pivot_root, masked and read-only paths.
+//! The container's file system view, built inside its new mount namespace (or, for a container
+//! without one of its own, a private copy that is left again at the end, see
+//! [`enter_shared_namespace`]): the rootfs bind, the spec's mounts in order, /dev, pivot_root,
+//! masked and read-only paths.
 
 use anyhow::{bail, Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -259,13 +261,22 @@ pub struct CgroupMounts {
     pub own: Vec<(String, String)>,
 }
 
-pub fn cgroup_mounts() -> CgroupMounts {
+/// A file of our own below the host's procfs (`thread-self/...`), empty when unreadable. Read
+/// through `proc`, never through the `/proc` of the mount namespace we are in: in a joined mount
+/// namespace that one may belong to another pid namespace, where we have no `self`.
+fn read_own_proc(proc: &crate::process::HostProc, rel: &str) -> String {
+    use std::io::Read;
+    let mut s = String::new();
+    if let Ok(fd) = proc.open_file(&format!("thread-self/{rel}"), libc::O_RDONLY) {
+        let _ = fs::File::from(fd).read_to_string(&mut s);
+    }
+    s
+}
+
+pub fn cgroup_mounts(proc: &crate::process::HostProc) -> CgroupMounts {
     let mut v1 = vec![];
     let mut v2 = None;
-    for line in fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-    {
+    for line in read_own_proc(proc, "mountinfo").lines() {
         let Some((left, right)) = line.split_once(" - ") else {
             continue;
         };
@@ -305,8 +316,7 @@ pub fn cgroup_mounts() -> CgroupMounts {
             _ => {}
         }
     }
-    let own = fs::read_to_string("/proc/self/cgroup")
-        .unwrap_or_default()
+    let own = read_own_proc(proc, "cgroup")
         .lines()
         .filter_map(|l| {
             let mut it = l.splitn(3, ':');
@@ -841,6 +851,48 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
         None,
     )?;
     umount2(".", MntFlags::MNT_DETACH).context("unmount old root")?;
+    nix::unistd::chdir("/").context("chdir /")?;
+    Ok(())
+}
+
+/// For a container without a mount namespace of its own (none in the spec, or one joined by
+/// path): the init built its tree in a private copy of the shared namespace `home` and is
+/// rooted in it. Clone that whole tree into a detached mount (open_tree OPEN_TREE_CLONE |
+/// AT_RECURSIVE), go back into `home` (setns, which also resets root and cwd to its root), then
+/// root the process in the detached clone (fchdir + chroot). The workload then shares `home`, as
+/// runc's does, while none of the container's mounts is ever attached to `home`: nothing is
+/// mounted onto the host's tree, nothing is left there when the container ends (the clone goes
+/// with its last user), and `..` stops at the top of the clone, which has no parent mount to
+/// climb to (runc's chroot in the shared namespace does not stop a CAP_SYS_CHROOT escape).
+/// Every mount-changing step (read-only root, masked and read-only paths, the console) is done
+/// before: a detached tree cannot be remounted from `home`.
+///
+/// Hand-written: nix wraps neither open_tree nor its flags.
+pub fn enter_shared_namespace(home: &std::os::fd::OwnedFd) -> Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    // SAFETY: open_tree with a static path and plain flags; the result is a fresh descriptor.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c"/".as_ptr(),
+            OPEN_TREE_CLONE | libc::AT_RECURSIVE as libc::c_uint | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error())
+            .context("cloning the container's mount tree (open_tree)");
+    }
+    // SAFETY: a fresh descriptor.
+    let tree = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // SAFETY: setns on a descriptor we own.
+    if unsafe { libc::setns(home.as_raw_fd(), libc::CLONE_NEWNS) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .context("returning to the shared mount namespace");
+    }
+    nix::unistd::fchdir(&tree).context("fchdir into the container's tree")?;
+    nix::unistd::chroot(".").context("chroot into the container's tree")?;
     nix::unistd::chdir("/").context("chdir /")?;
     Ok(())
 }

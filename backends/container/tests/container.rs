@@ -723,9 +723,12 @@ fn t_check_refuses() {
             }),
         ),
         (
-            "mount namespace",
+            // No mount namespace is fine (runc's way), but not with a new user namespace.
+            "needs a new mount namespace too",
             Box::new(|c| {
-                c["linux"]["namespaces"] = json!([{"type": "pid"}]);
+                c["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "user"}]);
+                c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 0, "size": 1}]);
+                c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 0, "size": 1}]);
                 c.as_object_mut().unwrap().remove("hostname");
             }),
         ),
@@ -747,6 +750,13 @@ fn t_check_refuses() {
     // The unmodified base config passes, and namespaced sysctls are fine.
     let mut c = base_config(&b, &["true"]);
     c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1", "kernel.shmmax": "1000000"});
+    be.check(&parse(&c), &b.dir).unwrap();
+    // Without a mount namespace, or joining one by path, as runc.
+    let mut c = base_config(&b, &["true"]);
+    c["linux"]["namespaces"] = json!([{"type": "uts"}]);
+    be.check(&parse(&c), &b.dir).unwrap();
+    c["linux"]["namespaces"] =
+        json!([{"type": "uts"}, {"type": "mount", "path": "/proc/1/ns/mnt"}]);
     be.check(&parse(&c), &b.dir).unwrap();
     let f = be.features();
     assert!(f["linux"]["namespaces"]

@@ -3,7 +3,9 @@
 //! The image is keyed by a digest of the tree: every entry's relative path, type, mode, owner,
 //! device number, symlink target and file content. Two bundles with the same tree share one
 //! image; a changed file makes a new one. Images are made with `mkfs.ext4 -d` (e2fsprogs), without
-//! a journal (the guest mounts them read-only; writes go to an overlay on a guest tmpfs).
+//! a journal (the guest mounts them read-only; writes go to an overlay on a guest tmpfs), and hold
+//! the tree exactly: the `/lost+found` that mkfs.ext4 always makes is removed again (debugfs)
+//! unless the tree has one of its own.
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -146,18 +148,75 @@ pub fn tree_digest(root: &Path) -> Result<String> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn mkfs_binary() -> Result<PathBuf> {
+/// Part of every rootfs image's cache key: a change to how images are made (here: no
+/// `/lost+found` of mkfs's own) must not reuse an image made the old way.
+const IMAGE_FORMAT: &str = "ext4 -d, exact tree (no mkfs lost+found), v2";
+
+/// An e2fsprogs tool (`mkfs.ext4`, `debugfs`).
+fn e2fs_binary(name: &str) -> Result<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
     dirs.extend(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from));
     dirs.into_iter()
-        .map(|d| d.join("mkfs.ext4"))
+        .map(|d| d.join(name))
         .find(|p| p.is_file())
-        .ok_or_else(|| anyhow::anyhow!("mkfs.ext4 not found: the microvm backend needs e2fsprogs (apt-get install e2fsprogs)"))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{name} not found: the microvm backend needs e2fsprogs (apt-get install e2fsprogs)"
+            )
+        })
 }
 
-/// Make an ext4 image of `src` at `out` (atomically: a temporary file in the same directory,
-/// renamed into place).
+/// Run debugfs' request `req` on the image `img` (`-w`: writable). debugfs exits 0 whatever its
+/// requests did, so callers check the result themselves.
+fn debugfs(img: &Path, req: &str, write: bool) -> Result<String> {
+    let mut c = Command::new(e2fs_binary("debugfs")?);
+    if write {
+        c.arg("-w");
+    }
+    let o = c
+        .arg("-R")
+        .arg(req)
+        .arg(img)
+        .output()
+        .context("running debugfs")?;
+    if !o.status.success() {
+        bail!(
+            "debugfs -R {req:?} {} failed ({}): {}",
+            img.display(),
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// The names in the image's root directory.
+pub fn root_names(img: &Path) -> Result<Vec<String>> {
+    // `ls -p`: one `/inode/mode/uid/gid/name/size/` line per entry.
+    let out = debugfs(img, "ls -p /", false)?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.split('/').nth(5))
+        .filter(|n| !n.is_empty() && *n != "." && *n != "..")
+        .map(str::to_string)
+        .collect())
+}
+
+/// mkfs.ext4 makes `/lost+found` in every file system; a tree without one must not gain it.
+fn remove_lost_found(img: &Path) -> Result<()> {
+    debugfs(img, "rmdir lost+found", true)?;
+    if root_names(img)?.iter().any(|n| n == "lost+found") {
+        bail!(
+            "debugfs could not remove mkfs's /lost+found from {}",
+            img.display()
+        );
+    }
+    Ok(())
+}
+
+/// Make an ext4 image of exactly `src` at `out` (atomically: a temporary file in the same
+/// directory, renamed into place).
 pub fn mkfs_into(src: &Path, out: &Path, size: u64, inodes: u64, label: &str) -> Result<()> {
     let dir = out.parent().context("image path has no parent")?;
     let tmp = dir.join(format!(
@@ -170,7 +229,7 @@ pub fn mkfs_into(src: &Path, out: &Path, size: u64, inodes: u64, label: &str) ->
         f.set_len(size)
             .with_context(|| format!("sizing {}", tmp.display()))?;
         drop(f);
-        let o = Command::new(mkfs_binary()?)
+        let o = Command::new(e2fs_binary("mkfs.ext4")?)
             .args([
                 "-q",
                 "-F",
@@ -204,6 +263,9 @@ pub fn mkfs_into(src: &Path, out: &Path, size: u64, inodes: u64, label: &str) ->
                 String::from_utf8_lossy(&o.stderr).trim()
             );
         }
+        if fs::symlink_metadata(src.join("lost+found")).is_err() {
+            remove_lost_found(&tmp)?;
+        }
         fs::rename(&tmp, out).with_context(|| format!("renaming into {}", out.display()))?;
         Ok(())
     })();
@@ -231,7 +293,7 @@ pub fn rootfs_image(cache: &Path, rootfs: &Path, budget: u64) -> Result<PathBuf>
             crate::knobs::IMAGE_BUDGET
         );
     }
-    let key = tree_digest(rootfs)?;
+    let key = hex_digest(&[IMAGE_FORMAT.as_bytes(), tree_digest(rootfs)?.as_bytes()]);
     let out = cache.join(format!("rootfs-{}.ext4", &key[..24]));
     if out.is_file() {
         return Ok(out);
@@ -301,8 +363,23 @@ mod tests {
         );
         let e = format!("{:#}", rootfs_image(&cache, &r, 1 << 20).unwrap_err());
         assert!(e.contains("over the microvm image budget"), "{e}");
+        // Exactly the tree: no lost+found of mkfs's own.
+        assert_eq!(root_names(&img).unwrap(), vec!["etc".to_string()]);
         // Only the one image: no temporary files left.
         assert_eq!(fs::read_dir(&cache).unwrap().count(), 1);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_trees_own_lost_found_is_kept_with_its_content() {
+        let d = tmp("lostfound");
+        let r = d.join("rootfs");
+        fs::create_dir_all(r.join("lost+found")).unwrap();
+        fs::write(r.join("lost+found/kept"), b"mine\n").unwrap();
+        let img = rootfs_image(&d.join("cache"), &r, 1 << 30).unwrap();
+        assert_eq!(root_names(&img).unwrap(), vec!["lost+found".to_string()]);
+        let out = debugfs(&img, "cat /lost+found/kept", false).unwrap();
+        assert_eq!(out, "mine\n");
         fs::remove_dir_all(&d).unwrap();
     }
 }
