@@ -7,7 +7,8 @@ use anyhow::{bail, Context, Result};
 use hako_contract::Status;
 use serde_json::json;
 
-/// `hako state`: the OCI state, plus runc's extra fields (rootfs, created, owner).
+/// `hako state`: the OCI state, plus runc's extra fields (rootfs, created, owner) and hako's
+/// own `backend` (never an annotation: the state's annotations are config.json's).
 pub fn state(ctx: &Ctx, id: &str) -> Result<()> {
     let c = ctx.load(id)?;
     let status = c.status(&ctx.global);
@@ -25,6 +26,7 @@ pub fn state(ctx: &Ctx, id: &str) -> Result<()> {
     v["rootfs"] = json!(rootfs);
     v["created"] = json!(c.rec.created);
     v["owner"] = json!("");
+    v["backend"] = json!(c.rec.backend);
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(())
 }

@@ -89,13 +89,10 @@ impl Loaded {
     }
 }
 
-/// The OCI state for hooks and `state`: the spec's annotations plus the chosen backend.
+/// The OCI state for hooks and `state`. Its annotations are config.json's and nothing else
+/// (runtime-spec "State"); `hako state` adds the chosen backend as a field of its own.
 pub fn oci_state(rec: &Record, status: Status) -> OciState {
-    let mut annotations = rec.annotations.clone();
-    annotations.insert(
-        hako_contract::BACKEND_ANNOTATION.to_string(),
-        rec.backend.clone(),
-    );
+    let annotations = rec.annotations.clone();
     OciState {
         oci_version: rec.spec.version().clone(),
         id: rec.id.clone(),
