@@ -129,6 +129,7 @@ pub fn update(ctx: &Ctx, args: &UpdateArgs) -> Result<()> {
         &[Status::Created, Status::Running, Status::Paused],
         "update",
     )?;
+    super::warn_ignored_resources(Some(&res));
     c.backend.update(&c.sandbox(&ctx.global), &res)?;
     // Remember the new limits, so later reads of the spec see them.
     let mut linux = c.rec.spec.linux().clone().unwrap_or_default();

@@ -79,12 +79,22 @@ pub fn list(ctx: &Ctx, args: &ListArgs) -> Result<()> {
     Ok(())
 }
 
+/// What hako accepts in config.json and sets nothing for, on every backend, with one warning.
+const IGNORED: &[&str] = &[
+    "linux.resources.memory.kernel: accepted with one warning and nothing set, as runc and crun \
+     do (the runtime-spec deprecates it; Linux 6.1 and later do not enforce it); kernelTCP is \
+     still applied",
+];
+
 /// `hako features` (runtime-spec features.md): the container backend's answer at the top level
 /// (what engines read), every built-in backend's own under `io.hako.backends`.
 pub fn features() -> Result<()> {
     let mut per = serde_json::Map::new();
     for b in backends::built_in() {
-        per.insert(b.name().to_string(), b.features());
+        let mut f = b.features();
+        // The front end accepts these for every backend (see ops::warn_ignored_resources).
+        f["io.hako.ignores"] = json!(IGNORED);
+        per.insert(b.name().to_string(), f);
     }
     let mut top = per.get("container").cloned().unwrap_or_else(|| json!({}));
     top["ociVersionMin"] = json!("1.0.0");

@@ -129,3 +129,19 @@ pub fn run_hooks_warn(kind: &str, hooks: Option<&Vec<oci_spec::runtime::Hook>>, 
         }
     }
 }
+
+/// What every backend accepts and sets nothing for, as runc and crun do: one warning line
+/// (stderr and `--log`). `linux.resources.memory.kernel` is deprecated by the runtime-spec and
+/// Linux 6.1 and later no longer enforce it; 0 is docker's "not set" and passes silently.
+pub fn warn_ignored_resources(res: Option<&oci_spec::runtime::LinuxResources>) {
+    let kernel = res
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.kernel())
+        .filter(|k| *k != 0);
+    if let Some(k) = kernel {
+        log::warn(&format!(
+            "linux.resources.memory.kernel ({k}) is ignored: the runtime-spec deprecates it and \
+             Linux 6.1 and later do not enforce it"
+        ));
+    }
+}
