@@ -9,6 +9,7 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::path::Path;
+use std::process::Command;
 
 /// runc, or None with the reason printed.
 fn runc() -> Option<Hako> {
@@ -235,4 +236,109 @@ fn features_say_memory_kernel_is_ignored() {
     for (b, v) in f["io.hako.backends"].as_object().unwrap() {
         assert!(says(v), "{b}: {v}");
     }
+}
+
+/// A bare `process.args[0]` with no PATH (or an empty one) in `process.env` is not found, as
+/// runc says it: `executable file not found in $PATH`, one line, nothing left behind. With a
+/// PATH it runs. The sentry and wasm backends answer the same.
+#[test]
+fn bare_command_without_path_is_not_found() {
+    skip_unless!(need_root());
+    let mut b = Bundle::busybox(&["true"]);
+    let mut runtimes = vec![Hako::new()];
+    runtimes.extend(runc());
+    for env in [json!(["TERM=xterm"]), json!(["PATH="]), json!([])] {
+        b.edit(|c| c["process"]["env"] = env.clone());
+        for rt in &runtimes {
+            let who = name(rt);
+            let id = unique("conf-nopath");
+            let o = rt.run(&["run", "--bundle", b.dir.to_str().unwrap(), &id]);
+            let err = stderr(&o);
+            assert!(!o.status.success(), "{who} ran a bare name with env {env}");
+            assert!(
+                err.contains("executable file not found in $PATH"),
+                "{who}, env {env}: {err}"
+            );
+            if who == "hako" {
+                assert_eq!(err.lines().count(), 1, "{err}");
+                assert_eq!(o.status.code(), Some(1));
+                assert!(rt.leftovers().is_empty(), "{:?}", rt.leftovers());
+            } else {
+                let _ = rt.run(&["delete", "--force", &id]);
+            }
+        }
+        // The sentry: the same line.
+        let h = Hako::new();
+        let err = h.fails(&[
+            "--backend",
+            "sentry",
+            "run",
+            "--bundle",
+            b.dir.to_str().unwrap(),
+            &unique("conf-nopath-s"),
+        ]);
+        assert!(
+            err.contains("executable file not found in $PATH"),
+            "sentry, env {env}: {err}"
+        );
+        assert!(h.leftovers().is_empty(), "{:?}", h.leftovers());
+    }
+    // With a PATH, the same bundle runs everywhere.
+    b.edit(|c| c["process"]["env"] = json!(["PATH=/usr/bin:/bin"]));
+    for rt in &runtimes {
+        let o = rt.run(&[
+            "run",
+            "--bundle",
+            b.dir.to_str().unwrap(),
+            &unique("conf-path"),
+        ]);
+        assert!(o.status.success(), "{}: {o:?}", name(rt));
+    }
+    let o = Hako::new().run(&[
+        "--backend",
+        "sentry",
+        "run",
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        &unique("conf-path-s"),
+    ]);
+    assert!(o.status.success(), "sentry: {o:?}");
+}
+
+/// The wasm backend: a bare entry module name with no PATH is not found either.
+#[test]
+fn wasm_bare_entry_without_path_is_not_found() {
+    skip_unless!(need_root());
+    let wat = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wasm/hello.wat");
+    let mut b = Bundle::busybox(&["hello.wasm"]);
+    let made = Command::new("wat2wasm")
+        .arg(&wat)
+        .arg("-o")
+        .arg(b.rootfs().join("bin/hello.wasm"))
+        .status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED: wat2wasm is not installed (apt-get install wabt)");
+        return;
+    }
+    let h = Hako::new();
+    b.edit(|c| {
+        c["annotations"] = json!({"io.hako.backend": "wasm"});
+        c["process"]["env"] = json!(["TERM=xterm"]);
+    });
+    let err = h.fails(&[
+        "run",
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        &unique("conf-w"),
+    ]);
+    assert!(err.contains("executable file not found in $PATH"), "{err}");
+    assert!(h.leftovers().is_empty(), "{:?}", h.leftovers());
+    b.edit(|c| c["process"]["env"] = json!(["PATH=/bin"]));
+    let o = h.run(&[
+        "run",
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        &unique("conf-w"),
+    ]);
+    assert!(o.status.success(), "{o:?}");
 }
