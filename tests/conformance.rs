@@ -8,8 +8,9 @@
 mod common;
 use common::*;
 use serde_json::{json, Value};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// runc, or None with the reason printed.
 fn runc() -> Option<Hako> {
@@ -341,4 +342,71 @@ fn wasm_bare_entry_without_path_is_not_found() {
         &unique("conf-w"),
     ]);
     assert!(o.status.success(), "{o:?}");
+}
+
+/// Run `rt args` with stdout a pipe whose reader is already gone.
+fn into_closed_pipe(rt: &Hako, args: &[&str], cwd: &Path) -> std::process::Output {
+    let (r, w) = nix::unistd::pipe().unwrap();
+    drop(r);
+    rt.cmd()
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(w))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+/// `state`, `list`, `list -q`, `list -f json`, `ps`, `features` into a closed pipe (`| head -1`
+/// that has already exited): ended quietly by SIGPIPE, as runc is, never a panic. `spec`
+/// prints nothing: it succeeds.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let mut runtimes = vec![Hako::new()];
+    runtimes.extend(runc());
+    let root_ok = need_root().is_none();
+    if !root_ok {
+        eprintln!("SKIPPED (state/list/ps half): not running as root");
+    }
+    for rt in &runtimes {
+        let who = name(rt);
+        let mut cmds: Vec<Vec<String>> = vec![vec!["features".into()]];
+        let b = Bundle::busybox(&["sleep", "30"]);
+        let id = unique("conf-pipe");
+        if root_ok {
+            rt.ok(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
+            for c in [
+                vec!["state", &id],
+                vec!["list"],
+                vec!["list", "-q"],
+                vec!["list", "-f", "json"],
+                vec!["ps", &id],
+                vec!["ps", "-f", "json", &id],
+            ] {
+                cmds.push(c.into_iter().map(String::from).collect());
+            }
+        }
+        for c in &cmds {
+            let args: Vec<&str> = c.iter().map(String::as_str).collect();
+            let o = into_closed_pipe(rt, &args, Path::new("/"));
+            assert_eq!(
+                o.status.signal(),
+                Some(libc::SIGPIPE),
+                "{who} {c:?}: {:?}, stderr: {}",
+                o.status,
+                stderr(&o)
+            );
+            assert!(o.stderr.is_empty(), "{who} {c:?}: {}", stderr(&o));
+        }
+        if root_ok {
+            rt.ok(&["delete", "--force", &id]);
+        }
+        let dir = std::env::temp_dir().join(unique("conf-spec"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let o = into_closed_pipe(rt, &["spec"], &dir);
+        assert!(o.status.success(), "{who} spec: {o:?}");
+        assert!(dir.join("config.json").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -27,7 +27,7 @@ pub fn state(ctx: &Ctx, id: &str) -> Result<()> {
     v["created"] = json!(c.rec.created);
     v["owner"] = json!("");
     v["backend"] = json!(c.rec.backend);
-    println!("{}", serde_json::to_string_pretty(&v)?);
+    crate::out::line(serde_json::to_string_pretty(&v)?)?;
     Ok(())
 }
 
@@ -51,19 +51,19 @@ pub fn list(ctx: &Ctx, args: &ListArgs) -> Result<()> {
     }
     if args.quiet {
         for r in &rows {
-            println!("{}", r["id"].as_str().unwrap_or(""));
+            crate::out::line(r["id"].as_str().unwrap_or(""))?;
         }
         return Ok(());
     }
     match args.format.as_str() {
-        "json" => println!("{}", serde_json::to_string(&rows)?),
+        "json" => crate::out::line(serde_json::to_string(&rows)?)?,
         "table" => {
-            println!(
+            crate::out::line(format!(
                 "{:<24} {:<8} {:<8} {:<10} {:<40} CREATED",
                 "ID", "PID", "STATUS", "BACKEND", "BUNDLE"
-            );
+            ))?;
             for r in &rows {
-                println!(
+                crate::out::line(format!(
                     "{:<24} {:<8} {:<8} {:<10} {:<40} {}",
                     r["id"].as_str().unwrap_or(""),
                     r["pid"],
@@ -71,7 +71,7 @@ pub fn list(ctx: &Ctx, args: &ListArgs) -> Result<()> {
                     r["backend"].as_str().unwrap_or(""),
                     r["bundle"].as_str().unwrap_or(""),
                     r["created"].as_str().unwrap_or("")
-                );
+                ))?;
             }
         }
         f => bail!("unknown format {f:?}: use table or json"),
@@ -114,7 +114,7 @@ pub fn features() -> Result<()> {
     );
     top["annotations"] = json!(ann);
     top["io.hako.backends"] = serde_json::Value::Object(per);
-    println!("{}", serde_json::to_string_pretty(&top)?);
+    crate::out::line(serde_json::to_string_pretty(&top)?)?;
     Ok(())
 }
 
