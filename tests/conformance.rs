@@ -410,3 +410,79 @@ fn output_into_a_closed_pipe_ends_quietly() {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// A create that fails inside the container after the host has sent its last message (a
+/// `rootfsPropagation: unbindable` root cannot be bind-mounted; a mount of a filesystem type
+/// the kernel lacks): the container's own error reaches stderr and `--log` (also with
+/// `--debug`), never the sync socket's EPIPE. runc fails on both bundles too.
+#[test]
+fn a_create_error_inside_the_container_reaches_stderr_and_the_log() {
+    skip_unless!(need_root());
+    type Case = (&'static str, fn(&mut Value), &'static str);
+    let cases: [Case; 2] = [
+        (
+            "rootfsPropagation unbindable",
+            |c| c["linux"]["rootfsPropagation"] = json!("unbindable"),
+            "mount",
+        ),
+        (
+            "a mount of an unknown filesystem type",
+            |c| {
+                c["mounts"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"destination": "/mnt", "type": "hakonosuchfs", "source": "none"}))
+            },
+            "hakonosuchfs",
+        ),
+    ];
+    let peer = runc();
+    for (what, edit, cause) in cases {
+        let mut b = Bundle::busybox(&["true"]);
+        b.edit(edit);
+        let h = Hako::new();
+        for debug in [false, true] {
+            let logf = b.dir.join("log.json");
+            let _ = std::fs::remove_file(&logf);
+            let mut args = vec!["--log", logf.to_str().unwrap(), "--log-format", "json"];
+            if debug {
+                args.push("--debug");
+            }
+            let id = unique("conf-err");
+            args.extend(["create", "--bundle", b.dir.to_str().unwrap(), &id]);
+            let o = h.run(&args);
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(1), "{what}: hako create: {err}");
+            let last = err.lines().last().unwrap_or("");
+            for lost in ["sync socket", "Broken pipe", "EPIPE"] {
+                assert!(
+                    !err.contains(lost),
+                    "{what}: the real error was lost: {err}"
+                );
+            }
+            assert!(last.contains(cause), "{what}: {err}");
+            if !debug {
+                assert_eq!(err.lines().count(), 1, "{what}: {err}");
+            }
+            let log = std::fs::read_to_string(&logf).unwrap();
+            let errors: Vec<Value> = log
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .filter(|v| v["level"] == "error")
+                .collect();
+            assert_eq!(errors.len(), 1, "{what}: --log: {log}");
+            assert!(
+                errors[0]["msg"].as_str().unwrap().contains(cause),
+                "{what}: --log: {log}"
+            );
+            assert!(h.leftovers().is_empty(), "{what}: {:?}", h.leftovers());
+        }
+        if let Some(r) = &peer {
+            let id = unique("conf-err-runc");
+            let o = r.run(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
+            let _ = r.run(&["delete", "--force", &id]);
+            assert!(!o.status.success(), "runc accepted {what}");
+            eprintln!("{what}: runc says {}", stderr(&o).trim());
+        }
+    }
+}
