@@ -83,7 +83,7 @@ pub fn list(ctx: &Ctx, args: &ListArgs) -> Result<()> {
 const IGNORED: &[&str] = &[
     "linux.resources.memory.kernel: accepted with one warning and nothing set, as runc and crun \
      do (the runtime-spec deprecates it; Linux 6.1 and later do not enforce it); kernelTCP is \
-     still applied",
+     not ignored: applied on cgroup v1 by the container backend, refused where it cannot be",
 ];
 
 /// `hako features` (runtime-spec features.md): the container backend's answer at the top level
