@@ -102,12 +102,12 @@ fn entry_path(spec: &Spec) -> Option<PathBuf> {
         };
         vec![format!("{base}{arg0}")]
     } else {
+        // The spec's PATH only, as every backend looks the program up (and runc does).
         let path = process
             .env()
             .iter()
             .flatten()
-            .find_map(|kv| kv.strip_prefix("PATH="))
-            .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .find_map(|kv| kv.strip_prefix("PATH="))?
             .to_string();
         path.split(':')
             .filter(|d| !d.is_empty())

@@ -8,6 +8,7 @@ mod cli;
 mod exe;
 mod log;
 mod ops;
+mod out;
 mod rootless;
 mod store;
 mod wait;

@@ -129,6 +129,7 @@ pub fn update(ctx: &Ctx, args: &UpdateArgs) -> Result<()> {
         &[Status::Created, Status::Running, Status::Paused],
         "update",
     )?;
+    super::warn_ignored_resources(Some(&res));
     c.backend.update(&c.sandbox(&ctx.global), &res)?;
     // Remember the new limits, so later reads of the spec see them.
     let mut linux = c.rec.spec.linux().clone().unwrap_or_default();
@@ -331,7 +332,7 @@ pub fn ps(ctx: &Ctx, args: &PsArgs) -> Result<()> {
     };
     match args.format.as_str() {
         "json" => {
-            println!("{}", serde_json::to_string(&pids)?);
+            crate::out::line(serde_json::to_string(&pids)?)?;
             Ok(())
         }
         "table" => {
@@ -358,11 +359,11 @@ pub fn ps(ctx: &Ctx, args: &PsArgs) -> Result<()> {
                 .split_whitespace()
                 .position(|h| h == "PID")
                 .context("ps output has no PID column")?;
-            println!("{header}");
+            crate::out::line(header)?;
             for l in lines {
                 if let Some(Ok(pid)) = l.split_whitespace().nth(col).map(str::parse::<i32>) {
                     if pids.contains(&pid) {
-                        println!("{l}");
+                        crate::out::line(l)?;
                     }
                 }
             }

@@ -7,7 +7,8 @@ use anyhow::{bail, Context, Result};
 use hako_contract::Status;
 use serde_json::json;
 
-/// `hako state`: the OCI state, plus runc's extra fields (rootfs, created, owner).
+/// `hako state`: the OCI state, plus runc's extra fields (rootfs, created, owner) and hako's
+/// own `backend` (never an annotation: the state's annotations are config.json's).
 pub fn state(ctx: &Ctx, id: &str) -> Result<()> {
     let c = ctx.load(id)?;
     let status = c.status(&ctx.global);
@@ -25,7 +26,8 @@ pub fn state(ctx: &Ctx, id: &str) -> Result<()> {
     v["rootfs"] = json!(rootfs);
     v["created"] = json!(c.rec.created);
     v["owner"] = json!("");
-    println!("{}", serde_json::to_string_pretty(&v)?);
+    v["backend"] = json!(c.rec.backend);
+    crate::out::line(serde_json::to_string_pretty(&v)?)?;
     Ok(())
 }
 
@@ -49,19 +51,19 @@ pub fn list(ctx: &Ctx, args: &ListArgs) -> Result<()> {
     }
     if args.quiet {
         for r in &rows {
-            println!("{}", r["id"].as_str().unwrap_or(""));
+            crate::out::line(r["id"].as_str().unwrap_or(""))?;
         }
         return Ok(());
     }
     match args.format.as_str() {
-        "json" => println!("{}", serde_json::to_string(&rows)?),
+        "json" => crate::out::line(serde_json::to_string(&rows)?)?,
         "table" => {
-            println!(
+            crate::out::line(format!(
                 "{:<24} {:<8} {:<8} {:<10} {:<40} CREATED",
                 "ID", "PID", "STATUS", "BACKEND", "BUNDLE"
-            );
+            ))?;
             for r in &rows {
-                println!(
+                crate::out::line(format!(
                     "{:<24} {:<8} {:<8} {:<10} {:<40} {}",
                     r["id"].as_str().unwrap_or(""),
                     r["pid"],
@@ -69,7 +71,7 @@ pub fn list(ctx: &Ctx, args: &ListArgs) -> Result<()> {
                     r["backend"].as_str().unwrap_or(""),
                     r["bundle"].as_str().unwrap_or(""),
                     r["created"].as_str().unwrap_or("")
-                );
+                ))?;
             }
         }
         f => bail!("unknown format {f:?}: use table or json"),
@@ -77,12 +79,22 @@ pub fn list(ctx: &Ctx, args: &ListArgs) -> Result<()> {
     Ok(())
 }
 
+/// What hako accepts in config.json and sets nothing for, on every backend, with one warning.
+const IGNORED: &[&str] = &[
+    "linux.resources.memory.kernel: accepted with one warning and nothing set, as runc and crun \
+     do (the runtime-spec deprecates it; Linux 6.1 and later do not enforce it); kernelTCP is \
+     not ignored: applied on cgroup v1 by the container backend, refused where it cannot be",
+];
+
 /// `hako features` (runtime-spec features.md): the container backend's answer at the top level
 /// (what engines read), every built-in backend's own under `io.hako.backends`.
 pub fn features() -> Result<()> {
     let mut per = serde_json::Map::new();
     for b in backends::built_in() {
-        per.insert(b.name().to_string(), b.features());
+        let mut f = b.features();
+        // The front end accepts these for every backend (see ops::warn_ignored_resources).
+        f["io.hako.ignores"] = json!(IGNORED);
+        per.insert(b.name().to_string(), f);
     }
     let mut top = per.get("container").cloned().unwrap_or_else(|| json!({}));
     top["ociVersionMin"] = json!("1.0.0");
@@ -102,7 +114,7 @@ pub fn features() -> Result<()> {
     );
     top["annotations"] = json!(ann);
     top["io.hako.backends"] = serde_json::Value::Object(per);
-    println!("{}", serde_json::to_string_pretty(&top)?);
+    crate::out::line(serde_json::to_string_pretty(&top)?)?;
     Ok(())
 }
 

@@ -45,6 +45,7 @@ fn create_loaded(
         bail!("--console-socket was given but process.terminal is false");
     }
     backend.check(&b.spec, &b.dir)?;
+    super::warn_ignored_resources(b.spec.linux().as_ref().and_then(|l| l.resources().as_ref()));
     log::debug(&format!("container {}: backend {name}", args.id));
 
     let lock = ctx.store.create(&args.id)?;

@@ -89,13 +89,10 @@ impl Loaded {
     }
 }
 
-/// The OCI state for hooks and `state`: the spec's annotations plus the chosen backend.
+/// The OCI state for hooks and `state`. Its annotations are config.json's and nothing else
+/// (runtime-spec "State"); `hako state` adds the chosen backend as a field of its own.
 pub fn oci_state(rec: &Record, status: Status) -> OciState {
-    let mut annotations = rec.annotations.clone();
-    annotations.insert(
-        hako_contract::BACKEND_ANNOTATION.to_string(),
-        rec.backend.clone(),
-    );
+    let annotations = rec.annotations.clone();
     OciState {
         oci_version: rec.spec.version().clone(),
         id: rec.id.clone(),
@@ -130,5 +127,21 @@ pub fn run_hooks_warn(kind: &str, hooks: Option<&Vec<oci_spec::runtime::Hook>>, 
         if let Err(e) = hako_contract::hooks::run(kind, std::slice::from_ref(h), state) {
             log::warn(&format!("{e:#}"));
         }
+    }
+}
+
+/// What every backend accepts and sets nothing for, as runc and crun do: one warning line
+/// (stderr and `--log`). `linux.resources.memory.kernel` is deprecated by the runtime-spec and
+/// Linux 6.1 and later no longer enforce it; 0 is docker's "not set" and passes silently.
+pub fn warn_ignored_resources(res: Option<&oci_spec::runtime::LinuxResources>) {
+    let kernel = res
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.kernel())
+        .filter(|k| *k != 0);
+    if let Some(k) = kernel {
+        log::warn(&format!(
+            "linux.resources.memory.kernel ({k}) is ignored: the runtime-spec deprecates it and \
+             Linux 6.1 and later do not enforce it"
+        ));
     }
 }

@@ -150,19 +150,40 @@ impl Drop for Bundle {
     }
 }
 
-/// `hako` with its own state root (removed on drop, after deleting what is left in it).
+/// `hako` with its own state root (removed on drop, after deleting what is left in it). The same
+/// driver runs a peer runtime with runc's CLI ([`Hako::peer`]) for side-by-side tests.
 pub struct Hako {
     pub root: PathBuf,
+    pub bin: PathBuf,
 }
 
 impl Hako {
     pub fn new() -> Hako {
         let root = std::env::temp_dir().join(unique("hako-root"));
-        Hako { root }
+        Hako {
+            root,
+            bin: PathBuf::from(HAKO),
+        }
+    }
+
+    /// `name` (runc, crun) on PATH, with a state root of its own; Err says why it cannot be
+    /// used here.
+    pub fn peer(name: &str) -> Result<Hako, String> {
+        let ok = Command::new(name)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok {
+            return Err(format!("{name} is not installed"));
+        }
+        Ok(Hako {
+            root: std::env::temp_dir().join(unique(&format!("{name}-root"))),
+            bin: PathBuf::from(name),
+        })
     }
 
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(HAKO);
+        let mut c = Command::new(&self.bin);
         c.arg("--root").arg(&self.root);
         c
     }

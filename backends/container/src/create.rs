@@ -100,14 +100,7 @@ pub fn plan(req: &CreateRequest) -> Result<InitPlan> {
         id: req.id.to_string(),
         bundle: req.bundle.to_path_buf(),
         rootfs,
-        annotations: {
-            let mut a = spec.annotations().clone().unwrap_or_default();
-            a.insert(
-                hako_contract::BACKEND_ANNOTATION.to_string(),
-                "container".to_string(),
-            );
-            a
-        },
+        annotations: spec.annotations().clone().unwrap_or_default(),
         oci_version: spec.version().clone(),
         mounts,
         root_propagation,
@@ -326,7 +319,7 @@ fn drive(
     // prestart and createRuntime run here, on the host, once the namespaces exist and before
     // the init runs createContainer (runtime-spec hook order).
     let hooks = req.spec.hooks().clone().unwrap_or_default();
-    let st = OciState::for_create(req, "container", pid, Status::Created);
+    let st = OciState::for_create(req, pid, Status::Created);
     hako_contract::hooks::run("prestart", hooks.prestart().as_deref().unwrap_or(&[]), &st)?;
     hako_contract::hooks::run(
         "createRuntime",

@@ -268,7 +268,8 @@ pub fn ensure_home(p: &mut ProcessPlan) {
     }
 }
 
-/// Find args[0] in the container's PATH (from the process env, as runc does).
+/// Find args[0] in the container's PATH (from the process env, as runc does: a bare name with no
+/// PATH there is not found).
 pub fn find_executable(p: &ProcessPlan) -> Result<CString> {
     let arg0 = p.args[0].to_str().context("args[0] is not UTF-8")?;
     let check = |c: &Path| -> bool {
@@ -291,11 +292,10 @@ pub fn find_executable(p: &ProcessPlan) -> Result<CString> {
         }
         return Ok(p.args[0].clone());
     }
-    let path = p
-        .path_var
-        .clone()
-        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    for dir in path.split(':') {
+    // No PATH (or an empty one) in process.env: nothing to search, as runc and crun do (their
+    // lookup reads the process's own env, with no built-in default).
+    let path = p.path_var.as_deref().unwrap_or_default();
+    for dir in path.split(':').filter(|_| !path.is_empty()) {
         let dir = if dir.is_empty() { "." } else { dir };
         let c = Path::new(dir).join(arg0);
         if check(&c) {

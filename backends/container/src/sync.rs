@@ -87,6 +87,7 @@ impl Channel {
     pub fn recv(&self) -> Result<Option<(Msg, Option<OwnedFd>)>> {
         let mut buf = vec![0u8; 65536];
         let mut cbuf = nix::cmsg_space!([RawFd; 1]);
+        let mut reset_seen = false;
         let (n, fd) = loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
             match recvmsg::<()>(
@@ -111,6 +112,13 @@ impl Channel {
                     break (m.bytes, fd);
                 }
                 Err(nix::errno::Errno::EINTR) => continue,
+                // The other side exited with one of our messages unread in its queue. The
+                // kernel reports that once, as ECONNRESET, ahead of the messages it sent before
+                // exiting (a failing child's Error): read on, and that message (or EOF) comes.
+                Err(nix::errno::Errno::ECONNRESET) if !reset_seen => {
+                    reset_seen = true;
+                    continue;
+                }
                 Err(e) => return Err(e).context("reading the sync socket"),
             }
         };

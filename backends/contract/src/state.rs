@@ -41,16 +41,11 @@ pub struct OciState {
 }
 
 impl OciState {
-    /// The state hooks see while `create` runs: the spec's annotations plus the backend's name
-    /// under `io.hako.backend`, exactly as `hako state` will report them.
-    pub fn for_create(
-        req: &crate::CreateRequest,
-        backend: &str,
-        pid: i32,
-        status: Status,
-    ) -> OciState {
-        let mut annotations = req.spec.annotations().clone().unwrap_or_default();
-        annotations.insert(crate::BACKEND_ANNOTATION.to_string(), backend.to_string());
+    /// The state hooks see while `create` runs. Its annotations are config.json's, exactly
+    /// (runtime-spec "State"): hako adds none; `hako state` names the backend in a field of its
+    /// own, outside the spec's.
+    pub fn for_create(req: &crate::CreateRequest, pid: i32, status: Status) -> OciState {
+        let annotations = req.spec.annotations().clone().unwrap_or_default();
         OciState {
             oci_version: req.spec.version().clone(),
             id: req.id.to_string(),

@@ -499,8 +499,11 @@ pub fn translate(
                 if m.disable_oom_killer() == Some(true) {
                     bail!("linux.resources.memory.disableOOMKiller is not supported by the microvm backend");
                 }
-                if m.kernel().is_some() || m.kernel_tcp().is_some() {
-                    bail!("linux.resources.memory.kernel/kernelTCP are not supported by the microvm backend");
+                // memory.kernel is accepted and ignored, on every backend (the front end warns).
+                if m.kernel_tcp().is_some() {
+                    bail!(
+                        "linux.resources.memory.kernelTCP is not supported by the microvm backend"
+                    );
                 }
             }
             if r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {

@@ -279,26 +279,27 @@ pub fn build_root(plan: &Plan) -> Result<Root> {
     Ok(Root { vfs, state, ids })
 }
 
-/// Resolve `args[0]` like execvp, inside the sandbox root.
-fn find_program(vfs: &Vfs, cfg: &Config) -> String {
+/// Resolve `args[0]` like execvp, inside the sandbox root, with the PATH of process.env only: a
+/// bare name with no PATH there is not found (as runc and crun).
+fn find_program(vfs: &Vfs, cfg: &Config) -> Result<String> {
     let a0 = &cfg.args[0];
     if a0.contains('/') {
-        return a0.clone();
+        return Ok(a0.clone());
     }
     let path = cfg
         .env
         .iter()
         .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    for d in path.split(':') {
+        .unwrap_or_default();
+    for d in path.split(':').filter(|_| !path.is_empty()) {
         let cand = format!("{}/{a0}", d.trim_end_matches('/'));
         if let Ok(st) = vfs.stat(&cand, true) {
             if st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_mode & 0o111 != 0 {
-                return cand;
+                return Ok(cand);
             }
         }
     }
-    a0.clone()
+    bail!("exec: {a0:?}: executable file not found in $PATH")
 }
 
 fn stdio_file(fd: RawFd, slave: Option<RawFd>) -> Result<OpenFile> {
@@ -358,7 +359,7 @@ pub fn prepare(
     let host = CString::new(plan.cfg.hostname.clone())?;
     // SAFETY: in our own UTS namespace.
     unsafe { libc::sethostname(host.as_ptr(), plan.cfg.hostname.len()) };
-    let program = find_program(&vfs, &plan.cfg);
+    let program = find_program(&vfs, &plan.cfg)?;
     match vfs.stat(&program, true) {
         Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG => {}
         Ok(_) => bail!("{:?} in the rootfs is not a regular file", plan.cfg.args[0]),

@@ -138,11 +138,11 @@ fn find_entry(rootfs: &Path, arg0: &str, cwd: &str, env: &[(String, String)]) ->
     } else if arg0.contains('/') {
         vec![format!("{}/{}", cwd.trim_end_matches('/'), arg0)]
     } else {
+        // The spec's PATH only: with none, a bare name is not found (as runc and crun).
         let path = env
             .iter()
             .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("/usr/local/bin:/usr/bin:/bin");
+            .map_or("", |(_, v)| v.as_str());
         path.split(':')
             .filter(|d| d.starts_with('/'))
             .map(|d| format!("{}/{}", d.trim_end_matches('/'), arg0))
@@ -154,6 +154,16 @@ fn find_entry(rootfs: &Path, arg0: &str, cwd: &str, env: &[(String, String)]) ->
                 return Ok(c.clone());
             }
         }
+    }
+    if !arg0.contains('/') {
+        bail!(
+            "exec: {arg0:?}: executable file not found in $PATH (the entry module, process.args[0]; looked at {})",
+            if candidates.is_empty() {
+                "nothing: process.env has no PATH".to_string()
+            } else {
+                candidates.join(", ")
+            }
+        );
     }
     bail!(
         "entry module {arg0:?} (process.args[0]) not found in the rootfs {} (looked at {})",
@@ -476,6 +486,30 @@ mod tests {
         assert!(under("/data/x", "/data"));
         assert!(!under("/database", "/data"));
         assert!(under("/anything", "/"));
+    }
+
+    /// A bare entry name is looked up in process.env's PATH only (as runc and crun): with no
+    /// PATH, or an empty one, it is not found even where /bin holds it.
+    #[test]
+    fn bare_entry_needs_a_path_in_the_process_env() {
+        let root = std::env::temp_dir().join(format!("hako-wasm-plan-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::write(root.join("bin/app.wasm"), b"\0asm\x01\0\0\0").unwrap();
+        let env = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        for e in [env(&[]), env(&[("TERM", "xterm")]), env(&[("PATH", "")])] {
+            let err = find_entry(&root, "app.wasm", "/", &e).unwrap_err();
+            assert!(
+                format!("{err}").contains("executable file not found in $PATH"),
+                "{e:?}: {err}"
+            );
+        }
+        let found = find_entry(&root, "app.wasm", "/", &env(&[("PATH", "/usr/bin:/bin")]));
+        assert_eq!(found.unwrap(), "/bin/app.wasm");
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -110,15 +110,8 @@ fn check_memory(mgr: &CgroupManager, m: &LinuxMemory) -> Result<()> {
             bail!("memory.swap ({s}) is the memory+swap limit and must not be less than memory.limit ({l})");
         }
     }
-    if m.kernel().filter(|v| *v != 0).is_some() {
-        need_file(mgr, "memory", "memory.kmem.limit_in_bytes", "memory.kernel")?;
-        if kernel_at_least(6, 1) {
-            bail!(
-                "memory.kernel (kernel memory limit) is not supported: Linux 6.1 and later accept \
-                 writes to memory.kmem.limit_in_bytes but no longer enforce them"
-            );
-        }
-    }
+    // memory.kernel is accepted and ignored (the front end warns): the runtime-spec deprecates
+    // it, Linux 6.1 and later no longer enforce it, and runc and crun set nothing for it.
     if m.kernel_tcp().filter(|v| *v != 0).is_some() {
         need_file(
             mgr,
@@ -191,17 +184,6 @@ fn check_blkio(mgr: &CgroupManager, b: &LinuxBlockIo) -> Result<()> {
         need(mgr, "blkio", "linux.resources.blockIO")?;
     }
     Ok(())
-}
-
-/// True when the running kernel is at least `major.minor`.
-fn kernel_at_least(major: u32, minor: u32) -> bool {
-    let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut it = rel
-        .trim()
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|x| x.parse::<u32>().ok());
-    let (a, b) = (it.next().unwrap_or(0), it.next().unwrap_or(0));
-    (a, b) >= (major, minor)
 }
 
 /// Give a new cpuset cgroup its parent's cpus and mems (v1 starts them empty, which makes
@@ -383,15 +365,7 @@ fn apply_memory(mgr: &CgroupManager, m: &LinuxMemory) -> Result<()> {
     if let Some(r) = m.reservation().filter(|r| *r != 0) {
         fs::write(dir()?, "memory.soft_limit_in_bytes", &limit_str(r))?;
     }
-    if let Some(k) = m.kernel().filter(|v| *v != 0) {
-        let d = dir()?;
-        fs::write(d, "memory.kmem.limit_in_bytes", &limit_str(k))?;
-        // Kernels that stopped enforcing it still accept the write: make sure it took.
-        let got = fs::read_u64(d, "memory.kmem.limit_in_bytes")?.unwrap_or(0);
-        if k > 0 && got != (k as u64) & !4095 {
-            bail!("cannot set memory.kmem.limit_in_bytes to {k}: the kernel ignores it (reads back {got})");
-        }
-    }
+    // memory.kernel: nothing to write (see check_memory).
     if let Some(k) = m.kernel_tcp().filter(|v| *v != 0) {
         fs::write(dir()?, "memory.kmem.tcp.limit_in_bytes", &limit_str(k))?;
     }

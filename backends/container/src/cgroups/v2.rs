@@ -167,9 +167,8 @@ pub(super) fn check(mgr: &CgroupManager, res: &LinuxResources) -> Result<()> {
         if m.limit().is_some() || m.reservation().is_some() || m.swap().is_some() {
             need(mgr, "memory", "linux.resources.memory")?;
         }
-        if m.kernel().filter(|v| *v != 0).is_some() {
-            return Err(unsupported("memory.kernel (kernel memory limit)"));
-        }
+        // memory.kernel is accepted and ignored (the front end warns): v2 has no such limit,
+        // and runc and crun set nothing for it either.
         if m.kernel_tcp().filter(|v| *v != 0).is_some() {
             return Err(unsupported("memory.kernelTCP"));
         }

@@ -1248,16 +1248,22 @@ impl Prepared {
             .iter()
             .map(|a| cstr(a))
             .collect::<Res<Vec<_>>>()?;
+        // The spec's PATH only: with none (or an empty one), a bare name is not found, as runc
+        // and crun do.
         let path = cfg
             .process
             .env
             .iter()
             .find_map(|e| e.strip_prefix("PATH="))
-            .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+            .unwrap_or_default();
         Ok(Self {
             argv,
             envp,
-            path_dirs: path.split(':').map(String::from).collect(),
+            path_dirs: path
+                .split(':')
+                .filter(|_| !path.is_empty())
+                .map(String::from)
+                .collect(),
             cwd: cstr(if cfg.process.cwd.is_empty() {
                 "/"
             } else {
@@ -1500,8 +1506,12 @@ fn find_exe(p: &Prepared) -> Res<CString> {
         }
     }
     Err(format!(
-        "exec {a0:?}: executable file not found in $PATH ({})",
-        p.path_dirs.join(":")
+        "exec: {a0:?}: executable file not found in $PATH ({})",
+        if p.path_dirs.is_empty() {
+            "process.env has no PATH".to_string()
+        } else {
+            p.path_dirs.join(":")
+        }
     ))
 }
 
@@ -1580,4 +1590,45 @@ fn set_caps(c: &proto::Capabilities) -> Res<()> {
         let _ = r;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prepared(args: &[&str], env: &[&str]) -> Prepared {
+        let cfg = GuestConfig {
+            process: hako_agent::proto::ProcessSpec {
+                args: args.iter().map(|s| s.to_string()).collect(),
+                env: env.iter().map(|s| s.to_string()).collect(),
+                cwd: "/".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Prepared::new(&cfg).unwrap()
+    }
+
+    /// A bare name is looked up in process.env's PATH only, as runc and crun do: with no PATH
+    /// (or an empty one) it is not found, though the host's /bin/sh exists.
+    #[test]
+    fn bare_name_needs_a_path_in_the_process_env() {
+        for env in [&[][..], &["TERM=xterm"][..], &["PATH="][..]] {
+            let e = find_exe(&prepared(&["sh"], env)).unwrap_err();
+            assert!(
+                e.contains("executable file not found in $PATH"),
+                "{env:?}: {e}"
+            );
+        }
+        let found = find_exe(&prepared(&["sh"], &["PATH=/nonexistent:/bin"])).unwrap();
+        assert_eq!(found.to_str().unwrap(), "/bin/sh");
+        // A path with a slash is not looked up.
+        assert_eq!(
+            find_exe(&prepared(&["/bin/sh"], &[]))
+                .unwrap()
+                .to_str()
+                .unwrap(),
+            "/bin/sh"
+        );
+    }
 }
