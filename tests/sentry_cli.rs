@@ -359,10 +359,61 @@ fn confinement(pid: i32) -> Vec<String> {
     v
 }
 
+/// Connect to the unix socket at `path` (SOCK_SEQPACKET) from a child running as `uid`/`uid`:
+/// 0, or the errno that failed.
+fn connect_as(uid: u32, path: &Path) -> i32 {
+    use std::os::unix::ffi::OsStrExt;
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.as_os_str().as_bytes();
+    assert!(
+        bytes.len() < addr.sun_path.len(),
+        "socket path too long for this probe"
+    );
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: the child makes raw syscalls only (async-signal-safe) and exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        unsafe {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setresgid(uid, uid, uid) != 0
+                || libc::setresuid(uid, uid, uid) != 0
+            {
+                libc::_exit(255);
+            }
+            let s = libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0);
+            let rc = libc::connect(
+                s,
+                &addr as *const libc::sockaddr_un as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+            );
+            libc::_exit(if rc == 0 {
+                0
+            } else {
+                *libc::__errno_location()
+            });
+        }
+    }
+    let mut st = 0;
+    // SAFETY: our own child.
+    unsafe { libc::waitpid(pid, &mut st, 0) };
+    assert!(libc::WIFEXITED(st), "{st:#x}");
+    libc::WEXITSTATUS(st)
+}
+
 #[test]
 fn sentry_exec_joins_the_workloads_kernel() {
     skip_unless!(need_root());
     let h = Hako::new();
+    // `hako features` says the sentry backend supports exec.
+    let f: serde_json::Value = serde_json::from_str(&h.ok(&["features"])).unwrap();
+    assert_eq!(
+        f["io.hako.backends"]["sentry"]["exec"],
+        json!(true),
+        "{f:#}"
+    );
     let (b, id) = running_sentry(&h, "sexec");
 
     // Output, stderr and exit code; the workload's file (same root); the sentry's kernel; the
@@ -438,15 +489,27 @@ fn sentry_exec_joins_the_workloads_kernel() {
     let err = h.fails(&["exec", "--preserve-fds", "1", &id, "true"]);
     assert!(err.contains("preserve-fds"), "{err}");
 
-    // The exec socket: 0600 in the 0700 state directory, owned by root.
+    // The exec socket: 0600 in the 0700 state directory, owned by root. Another host user who
+    // knows the path (an attacker after a process in the sandbox) cannot connect to it.
     {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let dir = h.root.join(&id).join("sentry");
-        let sock = std::fs::symlink_metadata(dir.join("exec.sock")).unwrap();
+        let path = dir.join("exec.sock");
+        let sock = std::fs::symlink_metadata(&path).unwrap();
         assert_eq!(sock.permissions().mode() & 0o7777, 0o600);
         assert_eq!(sock.uid(), 0);
         let d = std::fs::metadata(&dir).unwrap();
         assert_eq!(d.permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            connect_as(65534, &path),
+            libc::EACCES,
+            "nobody reached the exec socket"
+        );
+        assert_eq!(
+            connect_as(0, &path),
+            0,
+            "root could not reach the exec socket"
+        );
     }
 
     // As the host sees it, the exec'd process is exactly as confined as the workload: the same
