@@ -485,6 +485,19 @@ fn sentry_exec_joins_the_workloads_kernel() {
     .unwrap();
     let err = h.fails(&["exec", "--process", pf.to_str().unwrap(), &id]);
     assert!(err.contains("bounding set"), "{err}");
+    // A process file's rlimits apply to the exec'd process.
+    let pf2 = b.dir.join("process-rlimits.json");
+    std::fs::write(
+        &pf2,
+        r#"{"args": ["sh", "-c", "echo $(ulimit -n) $(ulimit -Hn)"], "cwd": "/",
+            "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 100, "hard": 200}]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        h.ok(&["exec", "--process", pf2.to_str().unwrap(), &id]),
+        "100 200\n"
+    );
     // --preserve-fds is refused rather than ignored.
     let err = h.fails(&["exec", "--preserve-fds", "1", &id, "true"]);
     assert!(err.contains("preserve-fds"), "{err}");

@@ -195,6 +195,8 @@ struct SpawnReq {
     args: Vec<String>,
     env: Vec<String>,
     cwd: String,
+    /// The process's rlimits: (resource, soft, hard).
+    rlimits: Vec<(u32, u64, u64)>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -439,6 +441,15 @@ fn spawn_child<P: Platform>(
     // SAFETY: plain syscalls in the single-threaded child.
     unsafe {
         libc::setsid();
+        // As the workload's init sets them (lowering always works; raising a hard limit above
+        // the sentry's needs a privilege neither has by then).
+        for &(res, cur, max) in &req.rlimits {
+            let rl = libc::rlimit {
+                rlim_cur: cur,
+                rlim_max: max,
+            };
+            libc::setrlimit(res as _, &rl);
+        }
         if let Some(t) = tty {
             libc::ioctl(t, libc::TIOCSCTTY, 0);
         }
@@ -497,6 +508,8 @@ struct Client {
 pub struct Request {
     pub client: u64,
     pub cfg: Config,
+    /// `process.rlimits` (resource, soft, hard), set on the process as on the workload's init.
+    pub rlimits: Vec<(u32, u64, u64)>,
     pub program: String,
     pub tty: bool,
     pub stdio: Vec<OwnedFd>,
@@ -537,7 +550,16 @@ impl Hub {
     /// The exec's process, checked as `create` checks the workload's.
     fn config_for(base: &Spec, id: &str, bounding: u64, process: &Process) -> Result<Config> {
         let mut spec = base.clone();
-        spec.set_process(Some(process.clone()));
+        let mut process = process.clone();
+        if process.capabilities().is_none() {
+            // None named: the workload's (for the sentry, "every capability" would be more).
+            process.set_capabilities(
+                base.process()
+                    .as_ref()
+                    .and_then(|p| p.capabilities().clone()),
+            );
+        }
+        spec.set_process(Some(process));
         let cfg = Config::from_spec(&spec, id)?;
         if !cfg.cwd.starts_with('/') {
             bail!("process.cwd {:?} must be absolute", cfg.cwd);
@@ -607,9 +629,19 @@ impl Hub {
                             Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {}
                             _ => bail!("cwd {:?} is not a directory in the container", cfg.cwd),
                         }
+                        let rlimits = process
+                            .rlimits()
+                            .iter()
+                            .flatten()
+                            .filter_map(|l| {
+                                crate::supervisor::rlimit_resource(&format!("{:?}", l.typ()))
+                                    .map(|r| (r, l.soft(), l.hard()))
+                            })
+                            .collect();
                         Ok(Request {
                             client: c.id,
                             cfg,
+                            rlimits,
                             program,
                             tty,
                             stdio: fds,
@@ -652,6 +684,7 @@ impl Hub {
             args: req.cfg.args.clone(),
             env: req.cfg.env.clone(),
             cwd: req.cfg.cwd.clone(),
+            rlimits: req.rlimits.clone(),
         };
         let tty = if req.tty {
             Some(req.stdio[0].as_raw_fd())
@@ -876,5 +909,81 @@ fn run_client(sock: OwnedFd) -> i32 {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(caps: &str) -> Spec {
+        serde_json::from_str(&format!(
+            r#"{{"ociVersion": "1.0.2", "root": {{"path": "rootfs"}},
+                "process": {{"args": ["sleep"], "cwd": "/", "user": {{"uid": 0, "gid": 0}}
+                             {caps}}}}}"#
+        ))
+        .unwrap()
+    }
+
+    fn process(json: &str) -> Process {
+        serde_json::from_str(json).unwrap()
+    }
+
+    /// A hostile exec request: capabilities the workload's bounding set lacks are refused; a
+    /// process naming none gets the workload's, never "every capability".
+    #[test]
+    fn an_exec_never_gets_more_capabilities_than_the_workload() {
+        let base = spec(
+            r#", "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"],
+                                  "permitted": ["CAP_KILL"]}"#,
+        );
+        let bnd = Config::from_spec(&base, "t").unwrap().caps.bnd;
+        let greedy = process(
+            r#"{"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+                "capabilities": {"bounding": ["CAP_KILL", "CAP_SYS_ADMIN"]}}"#,
+        );
+        let e = Hub::config_for(&base, "t", bnd, &greedy).unwrap_err();
+        assert!(format!("{e:#}").contains("bounding set"), "{e:#}");
+        let plain = process(r#"{"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}}"#);
+        let cfg = Hub::config_for(&base, "t", bnd, &plain).unwrap();
+        assert_eq!(cfg.caps.bnd, bnd);
+        assert_eq!(cfg.caps.eff, 1 << crate::syscalls::caps::KILL);
+        // The workload's own checks apply: a relative cwd, no args.
+        let rel = process(r#"{"args": ["sh"], "cwd": "tmp", "user": {"uid": 0, "gid": 0}}"#);
+        assert!(Hub::config_for(&base, "t", bnd, &rel).is_err());
+        let none = process(r#"{"args": [], "cwd": "/", "user": {"uid": 0, "gid": 0}}"#);
+        assert!(Hub::config_for(&base, "t", bnd, &none).is_err());
+    }
+
+    /// The request and its three descriptors cross the socket together; an end of stream reads
+    /// as None.
+    #[test]
+    fn messages_carry_their_descriptors() {
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let m = Msg::Exec {
+            process: Box::new(process(
+                r#"{"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}}"#,
+            )),
+            tty: false,
+        };
+        send(a.as_raw_fd(), &m, &[0, 1, 2]).unwrap();
+        let (got, fds) = recv(b.as_raw_fd(), false).unwrap().unwrap();
+        assert_eq!(got, m);
+        assert_eq!(fds.len(), 3);
+        assert!(
+            recv(b.as_raw_fd(), true).unwrap().is_none(),
+            "nothing pending"
+        );
+        drop(a);
+        assert!(
+            recv(b.as_raw_fd(), false).unwrap().is_none(),
+            "end of stream"
+        );
     }
 }

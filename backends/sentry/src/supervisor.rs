@@ -709,7 +709,7 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) })
 }
 
-fn rlimit_resource(name: &str) -> Option<u32> {
+pub(crate) fn rlimit_resource(name: &str) -> Option<u32> {
     #[allow(clippy::unnecessary_cast)]
     Some(match name {
         "RlimitCpu" => libc::RLIMIT_CPU,
