@@ -675,3 +675,49 @@ fn sentry_exec_signals_tty_and_teardown() {
     assert!(h.leftovers().is_empty());
     assert!(processes_mentioning(&id).is_empty());
 }
+
+/// The same exec on the ptrace platform (no seccomp listener: every trap is a ptrace stop), with
+/// two exec'd processes alive at once.
+#[test]
+fn sentry_exec_on_the_ptrace_platform() {
+    skip_unless!(need_root());
+    let h = Hako::new();
+    let mut b = sentry_bundle(&["sh", "-c", "echo w > /w; exec sleep 600"]);
+    b.edit(|c| c["annotations"]["io.hako.sentry.platform"] = json!("ptrace"));
+    let id = unique("sexecp");
+    h.ok(&["run", "--detach", "--bundle", b.dir.to_str().unwrap(), &id]);
+    h.wait_status(&id, "running");
+    exec_until(
+        &h,
+        &id,
+        &["test", "-f", "/w"],
+        true,
+        "the workload never wrote /w",
+    );
+    let pidfile = b.dir.join("exec.pid");
+    let client = exec_detached(&h, &id, &pidfile, &["sleep", "600"]);
+    let o = h.run(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "cat /w; sleep 0.1 & wait; echo waited; test $$ -gt 1 && exit 4",
+    ]);
+    assert_eq!(
+        stdout(&o),
+        "w\nwaited\n",
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(4));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(client),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_gone(client, "the killed exec client");
+    h.ok(&["kill", &id, "KILL"]);
+    h.wait_status(&id, "stopped");
+    h.ok(&["delete", &id]);
+    assert!(processes_mentioning(&id).is_empty());
+}
