@@ -598,9 +598,15 @@ fn rootless_user_runs_the_sentry_backend() {
     let mut init = String::new();
     assert!(
         wait_until(Duration::from_secs(20), || {
+            // The sentry's children but its exec spawner (named `hako-spawner`).
             init = fs::read_to_string(format!("/proc/{sentry}/task/{sentry}/children"))
                 .unwrap_or_default()
-                .trim()
+                .split_whitespace()
+                .find(|p| {
+                    fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default()
+                        != "hako-spawner\n"
+                })
+                .unwrap_or_default()
                 .to_string();
             fs::read_to_string(format!("/proc/{init}/status"))
                 .is_ok_and(|t| t.contains("Seccomp:\t2"))

@@ -1,7 +1,8 @@
 //! The sentry's own seccomp filter (seccompiler), installed once the workload's first process is
 //! forked: the sentry can then only do what implementing the workload's syscalls needs (file I/O
-//! on its own descriptors, ptrace and process_vm_* on its tracees, memory, signals). No socket,
-//! mount, exec, clone or namespace call; anything else fails with EPERM.
+//! on its own descriptors, ptrace and process_vm_* on its tracees, memory, signals, and messages
+//! on the exec socket it made before). No new socket, mount, exec, clone or namespace call;
+//! anything else fails with EPERM.
 
 use anyhow::Result;
 use seccompiler::{SeccompAction, SeccompFilter};
@@ -92,6 +93,11 @@ pub const SENTRY_ALLOWED: &[Sysno] = {
         mknodat,
         pidfd_open,
         pidfd_getfd,
+        // `hako exec`: accept on the exec socket, receive the client's stdio, answer it and the
+        // spawner (see exec.rs). No socket of its own, no connect, no bind.
+        accept4,
+        recvmsg,
+        sendmsg,
     ]
 };
 

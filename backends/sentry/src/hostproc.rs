@@ -74,6 +74,27 @@ pub fn open(rel: &str, flags: i32) -> Result<OwnedFd> {
     .map_err(Error::from_raw_os_error)
 }
 
+/// A namespace of host task `pid` (`name`: "pid", "user"...). Its `ns/` directory is resolved
+/// beneath /proc as any other path; the last component is the kernel's magic link to the
+/// namespace itself, which is what is wanted here, so it alone is followed (by `openat`).
+pub fn open_ns(pid: i32, name: &str) -> Result<OwnedFd> {
+    let dir = open(&format!("{pid}/ns"), libc::O_PATH | libc::O_DIRECTORY)?;
+    let c = std::ffi::CString::new(name).map_err(Error::other)?;
+    // SAFETY: openat on our own directory descriptor.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 pub fn read(rel: &str) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     std::fs::File::from(open(rel, libc::O_RDONLY)?).read_to_end(&mut out)?;

@@ -116,6 +116,8 @@ pub struct Kernel<P: Platform> {
     pub init_status: Option<(bool, i32)>,
     pub stats: Stats,
     pub sigchld_fd: RawFd,
+    /// `hako exec`'s socket and clients (see `crate::exec`), once the workload runs.
+    pub exec: Option<crate::exec::Hub>,
 }
 
 impl<P: Platform> Kernel<P> {
@@ -136,12 +138,20 @@ impl<P: Platform> Kernel<P> {
             init_status: None,
             stats: Stats::default(),
             sigchld_fd,
+            exec: None,
         }
     }
 
     /// Register the first tracee (virtual pid 1).
     pub fn add_init(&mut self, host: i32, fds: FdTable) {
         let c = self.cfg.clone();
+        self.add_process(host, fds, &c);
+        self.init_host = host;
+    }
+
+    /// Register a tracee with no parent in the sandbox (the first process, or one `hako exec`
+    /// started), with the identity, cwd and umask of `c`. Returns its virtual pid.
+    fn add_process(&mut self, host: i32, fds: FdTable, c: &Config) -> i32 {
         let creds = Creds {
             ruid: c.uid,
             euid: c.uid,
@@ -176,7 +186,53 @@ impl<P: Platform> Kernel<P> {
                 fresh: false,
             },
         );
-        self.init_host = host;
+        vpid
+    }
+
+    /// Carry out an exec request: the spawner makes the process, stopped; the sentry attaches
+    /// and registers it with the request's stdio as its descriptors 0-2. Returns (host pid, vpid).
+    fn spawn_exec(
+        &mut self,
+        hub: &crate::exec::Hub,
+        req: &crate::exec::Request,
+    ) -> Result<(i32, i32)> {
+        if self.init_status.is_some() || !self.tasks.contains_key(&self.init_host) {
+            anyhow::bail!("the container's workload has ended");
+        }
+        let mut fds = FdTable::new(req.cfg.nofile);
+        for (i, f) in req.stdio.iter().enumerate() {
+            let file = crate::supervisor::stdio_file(
+                i as RawFd,
+                Some(std::os::fd::AsRawFd::as_raw_fd(f)),
+            )?;
+            fds.set(i as i32, Rc::new(RefCell::new(file)), false)
+                .map_err(std::io::Error::from_raw_os_error)?;
+        }
+        let host = hub.spawn(req)?;
+        if let Err(e) = self.plat.attach(host) {
+            // SAFETY: our own child (CLONE_PARENT), not yet registered.
+            unsafe {
+                libc::kill(host, libc::SIGKILL);
+                libc::waitpid(host, std::ptr::null_mut(), libc::__WALL | libc::WNOHANG);
+            }
+            return Err(e.context("the exec'd process died during set-up"));
+        }
+        let vpid = self.add_process(host, fds, &req.cfg);
+        Ok((host, vpid))
+    }
+
+    /// Serve `hako exec` clients whose fds poll found ready.
+    fn service_exec(&mut self, ready: &[RawFd]) {
+        let Some(mut hub) = self.exec.take() else {
+            return;
+        };
+        for req in hub.service(ready, &self.vfs) {
+            match self.spawn_exec(&hub, &req) {
+                Ok((host, vpid)) => hub.started(req.client, host, vpid),
+                Err(e) => hub.failed(req.client, &e),
+            }
+        }
+        self.exec = Some(hub);
     }
 
     /// The virtual pid of a new task is its pid in the sandbox's pid namespace (the innermost
@@ -230,8 +286,8 @@ impl<P: Platform> Kernel<P> {
             if self.tasks.is_empty() && self.early.is_empty() {
                 break;
             }
-            let nfd = self.plat.notify_fd();
-            if nfd.is_none() && self.parked.is_empty() {
+            let nfds = self.plat.notify_fds();
+            if nfds.is_empty() && self.parked.is_empty() && self.exec.is_none() {
                 // Only ptrace stops can happen: block in waitpid.
                 match self.plat.wait(true)? {
                     Stop::NoTracees => break,
@@ -261,14 +317,22 @@ impl<P: Platform> Kernel<P> {
                 events: libc::POLLIN,
                 revents: 0,
             }];
-            let nslot = nfd.map(|fd| {
+            let first_notif = pfds.len();
+            for &fd in &nfds {
                 pfds.push(libc::pollfd {
                     fd,
                     events: libc::POLLIN,
                     revents: 0,
                 });
-                pfds.len() - 1
-            });
+            }
+            let first_exec = pfds.len();
+            for fd in self.exec.as_ref().map(|h| h.poll_fds()).unwrap_or_default() {
+                pfds.push(libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
             let first_parked = pfds.len();
             let mut timeout: i32 = -1;
             let now = Instant::now();
@@ -296,11 +360,24 @@ impl<P: Platform> Kernel<P> {
             if pfds[0].revents != 0 {
                 check_wait = true;
             }
-            if let Some(i) = nslot {
-                if pfds[i].revents & libc::POLLIN != 0 {
-                    let s = self.plat.recv()?;
+            for (i, &fd) in nfds.iter().enumerate() {
+                let r = pfds[first_notif + i].revents;
+                if r & libc::POLLIN != 0 {
+                    let s = self.plat.recv(fd)?;
                     self.handle(s)?;
+                } else if r & libc::POLLHUP != 0 {
+                    // No task uses that filter any more (an exec'd process and its children
+                    // are gone).
+                    self.plat.drop_listener(fd);
                 }
+            }
+            let ready_exec: Vec<RawFd> = pfds[first_exec..first_parked]
+                .iter()
+                .filter(|p| p.revents != 0)
+                .map(|p| p.fd)
+                .collect();
+            if !ready_exec.is_empty() {
+                self.service_exec(&ready_exec);
             }
             let parked_ready = pfds[first_parked..].iter().any(|p| p.revents != 0);
             let expired = self
@@ -430,6 +507,9 @@ impl<P: Platform> Kernel<P> {
     fn task_gone(&mut self, tid: i32, status: (bool, i32)) {
         self.parked.retain(|p| p.tid != tid);
         self.early.retain(|&t| t != tid);
+        if let Some(h) = self.exec.as_mut() {
+            h.exited(tid, status);
+        }
         let Some(task) = self.tasks.remove(&tid) else {
             return;
         };

@@ -14,6 +14,7 @@
 //! `filter.rs` is the sentry's own seccomp filter. See docs/backends/sentry.md.
 
 pub mod config;
+pub mod exec;
 pub mod filter;
 pub mod fs;
 pub mod hostproc;
@@ -28,7 +29,8 @@ pub mod vfs;
 
 use hako_container::cgroups::CgroupManager;
 use hako_contract::{
-    anyhow, bail, Backend, Context, CreateRequest, Created, LinuxResources, Result, Sandbox, Spec,
+    anyhow, bail, Backend, Context, CreateRequest, Created, ExecRequest, Execed, LinuxResources,
+    Result, Sandbox, Spec,
 };
 use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -443,6 +445,23 @@ impl Backend for SentryBackend {
         cgroup_of(sb).is_some_and(|c| c.is_frozen())
     }
 
+    /// The sentry creates the process in its kernel (see exec.rs); the pid returned is the exec
+    /// client's, which exits as that process does.
+    fn exec(&self, sb: &Sandbox, req: &ExecRequest) -> Result<Execed> {
+        if !sb.alive {
+            bail!("container {} is not running", sb.id);
+        }
+        if req.preserve_fds > 0 {
+            bail!("--preserve-fds is not supported by the sentry backend's exec");
+        }
+        let pid = exec::start(
+            &sentry_dir(sb.state_dir).join(exec::EXEC_SOCK),
+            req.process,
+            req.console_socket,
+        )?;
+        Ok(Execed { pid })
+    }
+
     fn update(&self, sb: &Sandbox, resources: &LinuxResources) -> Result<()> {
         CgroupManager::check(resources)?;
         cgroup_of(sb)
@@ -488,6 +507,8 @@ impl Backend for SentryBackend {
                 "linux.intelRdt; linux.resources the cgroup manager refuses",
                 "PI futexes (ENOSYS at run time); mknod of devices and chroot, whatever the capabilities"
             ],
+            "exec": true,
+            "io.hako.exec": "the sentry creates the process in its kernel: the sandbox's pid and user namespaces, the workload's host id and confinement, traced; capabilities beyond the workload's bounding set and --preserve-fds are refused",
             "io.hako.rootless": "the sentry enters a user namespace of its own (0 -> the caller) owning its mount/uts/ipc/net/pid namespaces; the workload runs as the caller with no capability; cgroup only where delegated",
         })
     }

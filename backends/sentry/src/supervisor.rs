@@ -281,7 +281,7 @@ pub fn build_root(plan: &Plan) -> Result<Root> {
 
 /// Resolve `args[0]` like execvp, inside the sandbox root, with the PATH of process.env only: a
 /// bare name with no PATH there is not found (as runc and crun).
-fn find_program(vfs: &Vfs, cfg: &Config) -> Result<String> {
+pub(crate) fn find_program(vfs: &Vfs, cfg: &Config) -> Result<String> {
     let a0 = &cfg.args[0];
     if a0.contains('/') {
         return Ok(a0.clone());
@@ -302,7 +302,7 @@ fn find_program(vfs: &Vfs, cfg: &Config) -> Result<String> {
     bail!("exec: {a0:?}: executable file not found in $PATH")
 }
 
-fn stdio_file(fd: RawFd, slave: Option<RawFd>) -> Result<OpenFile> {
+pub(crate) fn stdio_file(fd: RawFd, slave: Option<RawFd>) -> Result<OpenFile> {
     let src = slave.unwrap_or(fd);
     // SAFETY: dup of an inherited fd.
     let d = unsafe { libc::fcntl(src, libc::F_DUPFD_CLOEXEC, 10) };
@@ -481,6 +481,28 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
 
     let mut plat = SeccompPtrace::new(prep.filter.clone(), cfg.hybrid);
     let slave_fd = prep.slave.as_ref().map(|s| s.as_raw_fd());
+    let rootless = plan.rootless;
+    // Root: the workload (and, after set-up, the sentry) take the sandbox's host id. Rootless the
+    // sentry's namespace maps nothing else: both stay the caller.
+    let outer = prep.ids.outer;
+    // SAFETY: geteuid cannot fail.
+    let switch_ids = outer != unsafe { libc::geteuid() };
+    // `hako exec`'s spawner (see exec.rs), forked while the sentry still holds what it needs to
+    // enter the sandbox's namespaces, and before the sandbox's pid namespace exists.
+    let mut spawner = crate::exec::Spawner::fork(&crate::exec::SpawnerPlan {
+        root_fd,
+        outer,
+        switch_ids,
+        rootless,
+        plat: &plat,
+        oci_filter: prep.oci_filter.as_ref(),
+    })?;
+    // The exec socket, made once the start gate opened (before, `hako exec` finds none and says
+    // the sandbox is not started); connections wait in its backlog until the kernel loop runs.
+    // Bound by path now, while /proc is still the host's (a long path goes through
+    // /proc/self/fd), before the workload mounts its own procfs there.
+    let listener =
+        crate::exec::bind(&plan.dir.join(crate::exec::EXEC_SOCK)).context("the exec socket")?;
     // The workload gets a pid namespace of its own: its first process is pid 1 there, and the
     // pids it passes to and gets from the host kernel are the virtual ones (see Kernel).
     // SAFETY: unshare in the single-threaded sentry (it affects the children it forks next).
@@ -493,12 +515,6 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
     // Two pipes to hand the child's new user namespace over: it says when it has made it, the
     // sentry answers once the id maps are written.
     let (c2p, p2c) = (pipe()?, pipe()?);
-    let rootless = plan.rootless;
-    // Root: the workload (and, after set-up, the sentry) take the sandbox's host id. Rootless the
-    // sentry's namespace maps nothing else: both stay the caller.
-    let outer = prep.ids.outer;
-    // SAFETY: geteuid cannot fail.
-    let switch_ids = outer != unsafe { libc::geteuid() };
     // SAFETY: fork of the single-threaded sentry; the child only makes syscalls before execve.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -604,6 +620,11 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
         bail!("the workload's first process died before its id maps were written");
     }
     drop((c2p.0, p2c.1));
+    // The spawner enters the sandbox's pid namespace and keeps the workload's user namespace,
+    // then drops every privilege. Should that fail, the workload runs and exec says why not.
+    if let Err(e) = spawner.arm(pid) {
+        eprintln!("hako-sentry: exec will be unavailable: {e:#}");
+    }
     INIT_PID.store(pid, Ordering::Relaxed);
     for &s in FORWARDED {
         // SAFETY: install an async-signal-safe forwarder.
@@ -620,6 +641,13 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
     drop(prep.slave);
     let mut k = Kernel::new(plat, cfg.clone(), prep.vfs, sigfd);
     k.add_init(pid, fds);
+    k.exec = Some(crate::exec::Hub::new(
+        listener,
+        spawner,
+        plan.spec.clone(),
+        plan.id.clone(),
+        cfg.caps.bnd,
+    ));
 
     // From here on the sentry confines itself: the sandbox's host id (root: files are still
     // made as root, through fsuid 0), the file capabilities and nothing else (it owns the
@@ -633,7 +661,10 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
     unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
     seccompiler::apply_filter(&prep.own_filter).context("installing the sentry's own filter")?;
 
-    let status = k.run()?;
+    let status = k.run();
+    // SAFETY: unlinkat on our own state directory's descriptor.
+    unsafe { libc::unlinkat(prep.state.as_raw_fd(), c"exec.sock".as_ptr(), 0) };
+    let status = status?;
     if cfg.stats {
         let j = serde_json::json!({
             "emulated": k.stats.emulated,
@@ -679,7 +710,7 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) })
 }
 
-fn rlimit_resource(name: &str) -> Option<u32> {
+pub(crate) fn rlimit_resource(name: &str) -> Option<u32> {
     #[allow(clippy::unnecessary_cast)]
     Some(match name {
         "RlimitCpu" => libc::RLIMIT_CPU,

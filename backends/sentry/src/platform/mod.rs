@@ -86,12 +86,15 @@ pub trait Platform {
     /// Finish a trapped system call without running it on the host: it returns `ret` to the tracee.
     fn complete(&mut self, tid: i32, regs: &mut Regs, ret: i64) -> Result<()>;
     fn resume(&mut self, tid: i32, how: Resume) -> Result<()>;
-    /// The user-notification fd to poll, when the platform has one.
-    fn notify_fd(&self) -> Option<std::os::fd::RawFd> {
-        None
+    /// The user-notification fds to poll (one per installed trap filter), when the platform
+    /// has them.
+    fn notify_fds(&self) -> Vec<std::os::fd::RawFd> {
+        Vec::new()
     }
-    /// Receive one pending notification (call when [`Platform::notify_fd`] is readable).
-    fn recv(&mut self) -> Result<Stop> {
+    /// A listener whose filter no task uses any more (poll said POLLHUP).
+    fn drop_listener(&mut self, _fd: std::os::fd::RawFd) {}
+    /// Receive one pending notification (call when that fd of [`Platform::notify_fds`] is readable).
+    fn recv(&mut self, _fd: std::os::fd::RawFd) -> Result<Stop> {
         Ok(Stop::None)
     }
     /// Answer a notification: the syscall returns `ret` (negative: -errno).

@@ -19,7 +19,14 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 pub struct SeccompPtrace {
     filter: Vec<libc::sock_filter>,
     hybrid: bool,
-    listener: Option<OwnedFd>,
+    /// One listener per installed trap filter: the workload's first process's, and one for each
+    /// process `hako exec` started (a filter and its listener are inherited by fork, never shared
+    /// across separately installed filters).
+    listeners: Vec<OwnedFd>,
+    /// Tracees attached but whose listener is not taken yet (taken at their first trap).
+    want: Vec<i32>,
+    /// The listener each pending notification came from.
+    pending: std::collections::HashMap<u64, RawFd>,
 }
 
 impl SeccompPtrace {
@@ -27,15 +34,17 @@ impl SeccompPtrace {
         SeccompPtrace {
             filter,
             hybrid,
-            listener: None,
+            listeners: Vec::new(),
+            want: Vec::new(),
+            pending: std::collections::HashMap::new(),
         }
     }
 
     /// Take the tracee's listener fd (it is close-on-exec in the tracee) once it exists.
-    fn grab_listener(&mut self, tid: i32) {
+    fn grab_listener(&mut self, tid: i32) -> bool {
         // Through the sentry's own /proc descriptor, never the path /proc (see hostproc).
         let Ok(names) = crate::hostproc::list_dir(&format!("{tid}/fd")) else {
-            return;
+            return false;
         };
         for name in names {
             let is_notify = crate::hostproc::read_link(&format!("{tid}/fd/{name}"))
@@ -50,16 +59,18 @@ impl SeccompPtrace {
             unsafe {
                 let pidfd = libc::syscall(libc::SYS_pidfd_open, tid, 0) as i32;
                 if pidfd < 0 {
-                    return;
+                    return false;
                 }
                 let l = libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd, 0) as i32;
                 libc::close(pidfd);
                 if l >= 0 {
-                    self.listener = Some(OwnedFd::from_raw_fd(l));
+                    self.listeners.push(OwnedFd::from_raw_fd(l));
+                    return true;
                 }
             }
-            return;
+            return false;
         }
+        false
     }
 }
 
@@ -138,6 +149,9 @@ impl Platform for SeccompPtrace {
                 bail!("PTRACE_CONT: {}", std::io::Error::last_os_error());
             }
         }
+        if self.hybrid {
+            self.want.push(pid);
+        }
         Ok(())
     }
 
@@ -180,13 +194,17 @@ impl Platform for SeccompPtrace {
             let msg = geteventmsg(tid);
             return Ok(match event {
                 libc::PTRACE_EVENT_SECCOMP => {
-                    if self.hybrid && self.listener.is_none() {
-                        self.grab_listener(tid);
-                        if self.listener.is_none() {
-                            // Without the listener every notified syscall would fail: stop here.
+                    if let Some(i) = self.want.iter().position(|&t| t == tid) {
+                        self.want.remove(i);
+                        let first = self.listeners.is_empty();
+                        if !self.grab_listener(tid) {
+                            // Without the listener every notified syscall would hang: stop here
+                            // (the whole sandbox for its first process, the one tracee else).
                             // SAFETY: kill our own tracee.
                             unsafe { libc::kill(tid, libc::SIGKILL) };
-                            bail!("could not take the seccomp listener from the tracee");
+                            if first {
+                                bail!("could not take the seccomp listener from the tracee");
+                            }
                         }
                     }
                     Stop::Syscall { tid }
@@ -257,12 +275,17 @@ impl Platform for SeccompPtrace {
         Ok(())
     }
 
-    fn notify_fd(&self) -> Option<RawFd> {
-        self.listener.as_ref().map(|l| l.as_raw_fd())
+    fn notify_fds(&self) -> Vec<RawFd> {
+        self.listeners.iter().map(|l| l.as_raw_fd()).collect()
     }
 
-    fn recv(&mut self) -> Result<Stop> {
-        let Some(l) = &self.listener else {
+    fn drop_listener(&mut self, fd: RawFd) {
+        self.listeners.retain(|l| l.as_raw_fd() != fd);
+        self.pending.retain(|_, l| *l != fd);
+    }
+
+    fn recv(&mut self, fd: RawFd) -> Result<Stop> {
+        let Some(l) = self.listeners.iter().find(|l| l.as_raw_fd() == fd) else {
             return Ok(Stop::None);
         };
         // SAFETY: a zeroed seccomp_notif, as the kernel requires.
@@ -280,6 +303,7 @@ impl Platform for SeccompPtrace {
         regs.r8 = n.args[4];
         regs.r9 = n.args[5];
         regs.rip = n.ip;
+        self.pending.insert(n.id, fd);
         Ok(Stop::Notif {
             tid: n.pid as i32,
             id: n.id,
@@ -288,7 +312,7 @@ impl Platform for SeccompPtrace {
     }
 
     fn respond(&mut self, id: u64, ret: i64) -> Result<()> {
-        let Some(l) = &self.listener else {
+        let Some(l) = self.pending.remove(&id) else {
             return Ok(());
         };
         let mut r = if ret < 0 && ret > -4096 {
@@ -307,17 +331,17 @@ impl Platform for SeccompPtrace {
             }
         };
         // SAFETY: ioctl with the right struct size. ENOENT (the task was interrupted) is fine.
-        unsafe { libc::ioctl(l.as_raw_fd(), NOTIF_SEND, &mut r as *mut SeccompNotifResp) };
+        unsafe { libc::ioctl(l, NOTIF_SEND, &mut r as *mut SeccompNotifResp) };
         Ok(())
     }
 
     fn notif_valid(&self, id: u64) -> bool {
-        let Some(l) = &self.listener else {
+        let Some(&l) = self.pending.get(&id) else {
             return false;
         };
         let mut id = id;
         // SAFETY: ioctl with a u64.
-        unsafe { libc::ioctl(l.as_raw_fd(), NOTIF_ID_VALID, &mut id as *mut u64) == 0 }
+        unsafe { libc::ioctl(l, NOTIF_ID_VALID, &mut id as *mut u64) == 0 }
     }
 
     fn read_mem(&self, tid: i32, addr: u64, buf: &mut [u8]) -> Result<usize, i32> {

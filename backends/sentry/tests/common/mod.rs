@@ -217,11 +217,17 @@ impl Drop for Running {
 
 impl Running {
     /// Host pids of the sentry's children (the workload's first process, once it runs).
+    /// The sentry's children in the sandbox: its workload's processes (the exec spawner, which
+    /// lives outside the sandbox's pid namespace and names itself `hako-spawner`, left out).
     pub fn children(&self) -> Vec<i32> {
         std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.pid))
             .unwrap_or_default()
             .split_whitespace()
             .filter_map(|p| p.parse().ok())
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default()
+                    != "hako-spawner\n"
+            })
             .collect()
     }
 
