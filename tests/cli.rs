@@ -159,6 +159,22 @@ fn exec_runs_in_the_container() {
     // Same pid namespace as the init: sleep is pid 1 there.
     let o = h.ok(&["exec", &id, "cat", "/proc/1/cmdline"]);
     assert!(o.starts_with("sleep"), "{o}");
+    // --cap, in both spellings runc takes: the capability is in the process's sets.
+    for cap in ["CAP_SYS_ADMIN", "sys_admin"] {
+        let o = h.ok(&[
+            "exec",
+            "--cap",
+            cap,
+            &id,
+            "grep",
+            "CapEff",
+            "/proc/self/status",
+        ]);
+        let eff = u64::from_str_radix(o.split_whitespace().nth(1).unwrap(), 16).unwrap();
+        assert!(eff & (1 << 21) != 0, "{cap}: {o}");
+    }
+    let e = h.fails(&["exec", "--cap", "CAP_NOPE", &id, "true"]);
+    assert!(e.contains("unknown capability"), "{e}");
     // --process FILE form, detached with a pid file.
     let pf = b.dir.join("process.json");
     std::fs::write(&pf, json!({"args": ["sh", "-c", "echo detached > /tmp/out"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}).to_string()).unwrap();

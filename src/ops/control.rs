@@ -8,7 +8,6 @@ use hako_contract::{signal, ExecRequest, Status};
 use oci_spec::runtime::{Capability, LinuxPids, LinuxResources, Process, User};
 use std::collections::HashSet;
 use std::io::Read;
-use std::str::FromStr;
 
 pub fn kill(ctx: &Ctx, args: &KillArgs) -> Result<()> {
     let sig = signal::parse(&args.signal)?;
@@ -239,8 +238,10 @@ fn exec_process(args: &ExecArgs, base: &Process) -> Result<Process> {
             } else {
                 format!("CAP_{name}")
             };
+            // The spelling of config.json ("CAP_SYS_ADMIN"), which serde takes; oci-spec's
+            // FromStr wants the bare variant name.
             add.insert(
-                Capability::from_str(&name)
+                serde_json::from_value::<Capability>(serde_json::Value::String(name))
                     .map_err(|_| anyhow::anyhow!("unknown capability {c:?}"))?,
             );
         }
