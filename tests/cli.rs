@@ -159,6 +159,9 @@ fn exec_runs_in_the_container() {
     // Same pid namespace as the init: sleep is pid 1 there.
     let o = h.ok(&["exec", &id, "cat", "/proc/1/cmdline"]);
     assert!(o.starts_with("sleep"), "{o}");
+    // hako exec queues signals from before the process exists: the process itself blocks none.
+    let o = h.ok(&["exec", &id, "grep", "SigBlk", "/proc/self/status"]);
+    assert_eq!(o.split_whitespace().nth(1), Some("0000000000000000"), "{o}");
     // --cap, in both spellings runc takes: the capability is in the process's sets.
     for cap in ["CAP_SYS_ADMIN", "sys_admin"] {
         let o = h.ok(&[

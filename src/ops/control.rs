@@ -300,6 +300,12 @@ pub fn exec(ctx: &Ctx, args: &ExecArgs) -> Result<i32> {
         preserve_fds: args.preserve_fds,
     };
     let sb = c.sandbox(&ctx.global);
+    // A signal for the process may come as soon as the engine has the pid: queue it from before
+    // the process exists, not only once the backend has returned (a SIGTERM in between used to
+    // kill `hako exec` itself). The backends' children reset or take over the mask.
+    if !args.detach {
+        wait::block_signals()?;
+    }
     let execed = c.backend.exec(&sb, &req)?;
     if let Some(p) = &args.pid_file {
         write_pid_file(p, execed.pid)?;
