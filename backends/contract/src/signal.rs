@@ -71,6 +71,27 @@ pub fn parse(s: &str) -> Result<i32> {
     bail!("unknown signal {s:?}")
 }
 
+/// End this process by signal `sig`, as the sandbox's process ended (a host process or exec
+/// client whose exit status must be the workload's): default action, no core dump, unblocked,
+/// raised. Returns 128 + `sig` for the rare signal whose default action is not to terminate.
+pub fn die_like(sig: i32) -> i32 {
+    // SAFETY: plain signal-state calls on this process, then kill of ourselves.
+    unsafe {
+        let rl = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::setrlimit(libc::RLIMIT_CORE, &rl);
+        libc::signal(sig, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::kill(libc::getpid(), sig);
+    }
+    128 + sig
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse;

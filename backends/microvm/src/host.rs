@@ -404,18 +404,7 @@ fn run(mut plan: HostPlan, notify: &mut Option<std::fs::File>, entered: Instant)
 fn exit_like(status: ExitStatus) -> i32 {
     match status {
         ExitStatus::Exited(c) => c & 0xff,
-        ExitStatus::Signaled(s) => {
-            // SAFETY: restore the default action, unblock and raise.
-            unsafe {
-                libc::signal(s, libc::SIG_DFL);
-                let mut set: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut set);
-                libc::sigaddset(&mut set, s);
-                libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-                libc::raise(s);
-            }
-            128 + s
-        }
+        ExitStatus::Signaled(s) => hako_contract::signal::die_like(s),
     }
 }
 

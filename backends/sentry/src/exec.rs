@@ -884,21 +884,7 @@ fn run_client(sock: OwnedFd) -> i32 {
             match recv(sock.as_raw_fd(), false) {
                 Ok(Some((Msg::Exit { signaled, code }, _))) => {
                     if signaled {
-                        // SAFETY: end by the same signal, without a core dump.
-                        unsafe {
-                            let rl = libc::rlimit {
-                                rlim_cur: 0,
-                                rlim_max: 0,
-                            };
-                            libc::setrlimit(libc::RLIMIT_CORE, &rl);
-                            libc::signal(code, libc::SIG_DFL);
-                            let mut set: libc::sigset_t = std::mem::zeroed();
-                            libc::sigemptyset(&mut set);
-                            libc::sigaddset(&mut set, code);
-                            libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-                            libc::kill(libc::getpid(), code);
-                        }
-                        return 128 + code;
+                        return hako_contract::signal::die_like(code);
                     }
                     return code;
                 }

@@ -396,23 +396,7 @@ pub fn run(plan: Plan, mut prep: Prepared) -> ! {
     }
     let code = match result {
         Ok((false, code)) => code,
-        Ok((true, sig)) => {
-            // SAFETY: reproduce the workload's death by signal on ourselves.
-            unsafe {
-                let rl = libc::rlimit {
-                    rlim_cur: 0,
-                    rlim_max: 0,
-                };
-                libc::setrlimit(libc::RLIMIT_CORE, &rl);
-                libc::signal(sig, libc::SIG_DFL);
-                let mut set: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut set);
-                libc::sigaddset(&mut set, sig);
-                libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-                libc::kill(libc::getpid(), sig);
-            }
-            128 + sig
-        }
+        Ok((true, sig)) => hako_contract::signal::die_like(sig),
         Err(e) => {
             eprintln!("hako-sentry: {e:#}");
             127
