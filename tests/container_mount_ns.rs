@@ -13,96 +13,11 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-/// A runc-compatible CLI (hako or runc) with its own state root, removed on drop.
-struct Rt {
-    name: &'static str,
-    bin: PathBuf,
-    root: PathBuf,
-}
-
-impl Rt {
-    fn hako() -> Rt {
-        Rt {
-            name: "hako",
-            bin: PathBuf::from(HAKO),
-            root: std::env::temp_dir().join(unique("hako-root")),
-        }
-    }
-
-    /// runc, or why the peer half is skipped.
-    fn runc() -> Result<Rt, String> {
-        let bin = which("runc").ok_or("runc is not installed")?;
-        Ok(Rt {
-            name: "runc",
-            bin,
-            root: std::env::temp_dir().join(unique("runc-root")),
-        })
-    }
-
-    /// Run with stdio through files (a detached container inherits them; a pipe would keep us
-    /// waiting for its end).
-    fn run(&self, args: &[&str]) -> Output {
-        let base = std::env::temp_dir().join(unique("rt-out"));
-        let (o, e) = (base.with_extension("out"), base.with_extension("err"));
-        let status = Command::new(&self.bin)
-            .arg("--root")
-            .arg(&self.root)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&o).unwrap())
-            .stderr(std::fs::File::create(&e).unwrap())
-            .status()
-            .expect("spawn the runtime");
-        let out = Output {
-            status,
-            stdout: std::fs::read(&o).unwrap(),
-            stderr: std::fs::read(&e).unwrap(),
-        };
-        let _ = std::fs::remove_file(&o);
-        let _ = std::fs::remove_file(&e);
-        out
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "{} {args:?} failed: {}\n{}",
-            self.name,
-            stdout(&o),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        stdout(&o)
-    }
-
-    fn pid(&self, id: &str) -> i32 {
-        let st: Value = serde_json::from_str(&self.ok(&["state", id])).unwrap();
-        st["pid"].as_i64().unwrap() as i32
-    }
-}
-
-impl Drop for Rt {
-    fn drop(&mut self) {
-        if let Ok(d) = std::fs::read_dir(&self.root) {
-            for e in d.flatten() {
-                let id = e.file_name().to_string_lossy().into_owned();
-                let _ = self.run(&["delete", "--force", &id]);
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
-fn which(prog: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    let found = path
-        .split(':')
-        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"])
-        .map(|d| Path::new(d).join(prog))
-        .find(|p| p.is_file());
-    found
+/// The pid a runtime's `state` reports for `id`.
+fn pid_of(rt: &Hako, id: &str) -> i32 {
+    rt.state(id)["pid"].as_i64().unwrap() as i32
 }
 
 fn readlink(p: &str) -> String {
@@ -180,12 +95,12 @@ fn without_a_mount_namespace_the_workload_shares_the_callers_and_sees_only_its_b
     let want = listing_of(&b.rootfs());
     let host_ns = readlink("/proc/self/ns/mnt");
     let before = mountinfo("self");
-    let h = Rt::hako();
+    let h = Hako::new();
 
     // Created: the init has built the whole tree and is back in the caller's namespace.
     let id = unique("nomnt");
     h.ok(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
-    let pid = h.pid(&id);
+    let pid = pid_of(&h, &id);
     assert_eq!(readlink(&format!("/proc/{pid}/ns/mnt")), host_ns);
     assert_eq!(
         listing_of(Path::new(&format!("/proc/{pid}/root"))),
@@ -233,7 +148,7 @@ fn without_a_mount_namespace_the_workload_shares_the_callers_and_sees_only_its_b
         "the host's / changed"
     );
 
-    let rc = match Rt::runc() {
+    let rc = match Hako::peer("runc") {
         Ok(r) => r,
         Err(why) => return eprintln!("SKIPPED (peer): {why}"),
     };
@@ -289,7 +204,7 @@ fn without_a_mount_namespace_root_readonly_and_masked_paths_hold() {
             .retain(|n| n["type"] != "mount");
         c["root"]["readonly"] = json!(true);
     });
-    let h = Rt::hako();
+    let h = Hako::new();
     let out = h.ok(&["run", "--bundle", b.dir.to_str().unwrap(), &unique("ro")]);
     let lines: Vec<&str> = out.lines().collect();
     assert!(
@@ -340,7 +255,7 @@ fn without_a_mount_namespace_a_chroot_escape_stays_in_the_container() {
             c["process"]["capabilities"][set] = json!(["CAP_SYS_CHROOT"]);
         }
     });
-    let h = Rt::hako();
+    let h = Hako::new();
     let out = h.ok(&["run", "--bundle", b.dir.to_str().unwrap(), &unique("esc")]);
     // The climb ends at the top of the container's tree, where the canary's path does not
     // exist (ENOENT); joining its own mount namespace needs CAP_SYS_ADMIN (EPERM).
@@ -349,7 +264,7 @@ fn without_a_mount_namespace_a_chroot_escape_stays_in_the_container() {
         format!("HELD chroot {} setns {}", libc::ENOENT, libc::EPERM),
         "hako: the workload reached the host's files"
     );
-    match Rt::runc() {
+    match Hako::peer("runc") {
         Err(why) => eprintln!("SKIPPED (peer): {why}"),
         Ok(rc) => {
             let script = format!(
@@ -379,7 +294,7 @@ fn without_a_mount_namespace_a_chroot_escape_stays_in_the_container() {
 
 #[test]
 fn a_config_that_cannot_be_honoured_without_its_own_mount_namespace_is_refused() {
-    let h = Rt::hako();
+    let h = Hako::new();
     type Edit = Box<dyn Fn(&mut Value)>;
     let cases: [(&str, Edit, &str); 3] = [
         (
@@ -437,7 +352,7 @@ struct Joined {
 /// on the host) runs `sleep`; container B joins A's mount namespace by path.
 /// `first_pid_ns`: A has a pid namespace of its own, so the /proc of the joined namespace is not
 /// the host pid namespace's (runc 1.1's set-up then fails: it reads /proc/self there).
-fn join_first_containers_namespace(rt: &Rt, first_pid_ns: bool) -> Joined {
+fn join_first_containers_namespace(rt: &Hako, first_pid_ns: bool) -> Joined {
     let mut b = Bundle::busybox(&["sh", "-c", PROBE]);
     std::fs::create_dir(b.rootfs().join("only-in-b")).unwrap();
     let mut a = Bundle::busybox(&["sleep", "1000"]);
@@ -453,7 +368,7 @@ fn join_first_containers_namespace(rt: &Rt, first_pid_ns: bool) -> Joined {
     });
     let ida = unique("first");
     rt.ok(&["run", "--detach", "--bundle", a.dir.to_str().unwrap(), &ida]);
-    let pid = rt.pid(&ida);
+    let pid = pid_of(rt, &ida);
     let first_ns = readlink(&format!("/proc/{pid}/ns/mnt"));
     let info_before = mountinfo(&pid.to_string());
     let ls_before = rt.ok(&["exec", &ida, "ls", "-a", "/"]);
@@ -498,7 +413,7 @@ fn join_first_containers_namespace(rt: &Rt, first_pid_ns: bool) -> Joined {
 fn joining_a_first_containers_mount_namespace_by_path() {
     skip_unless!(need_root());
     for first_pid_ns in [false, true] {
-        let j = join_first_containers_namespace(&Rt::hako(), first_pid_ns);
+        let j = join_first_containers_namespace(&Hako::new(), first_pid_ns);
         let what = format!("hako (first container with a pid namespace: {first_pid_ns})");
         assert_eq!(
             j.listing, j.want,
@@ -517,7 +432,7 @@ fn joining_a_first_containers_mount_namespace_by_path() {
         assert_eq!(Ok(j.first_ls.0.clone()), j.first_ls.1, "{what}");
     }
 
-    let rc = match Rt::runc() {
+    let rc = match Hako::peer("runc") {
         Ok(r) => r,
         Err(why) => return eprintln!("SKIPPED (peer): {why}"),
     };

@@ -309,58 +309,6 @@ fn running_vm(h: &Hako, prefix: &str) -> (Bundle, String) {
     (b, id)
 }
 
-/// Poll until `hako exec ID args` succeeds (`want` true) or fails (`want` false).
-fn exec_until(h: &Hako, id: &str, args: &[&str], want: bool, what: &str) {
-    let mut argv = vec!["exec", id];
-    argv.extend_from_slice(args);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while h.run(&argv).status.success() != want {
-        assert!(Instant::now() < deadline, "{what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// `hako exec --detach --pid-file P ID args`; the exec client's pid.
-fn exec_detached(h: &Hako, id: &str, pidfile: &Path, args: &[&str]) -> i32 {
-    let mut argv = vec![
-        "exec",
-        "--detach",
-        "--pid-file",
-        pidfile.to_str().unwrap(),
-        id,
-    ];
-    argv.extend_from_slice(args);
-    h.ok(&argv);
-    read_pid(pidfile)
-}
-
-fn read_pid(path: &Path) -> i32 {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-/// Wait until `pid` is gone or a zombie (a detached exec client is reaped by whoever inherits it).
-fn wait_gone(pid: i32, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = st
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .next();
-        if st.is_empty() || state == Some("Z") {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what} (pid {pid}) did not end");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn microvm_exec_runs_in_the_workloads_root() {
     skip_unless!(need_microvm());

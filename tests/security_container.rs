@@ -11,7 +11,7 @@ mod common;
 use common::*;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -41,11 +41,13 @@ fn need_attacker() -> Option<String> {
     })
 }
 
-/// A runtime binary copied to a private place: what the attack aims at.
+/// A runtime binary copied to a private place: what the attack aims at. Driven as any runtime
+/// is in these tests (`Hako` pointed at the copy, with a state root of its own).
 struct Runtime {
     dir: PathBuf,
+    /// Always Some until drop, which ends the runtime's containers before removing `dir`.
+    rt: Option<Hako>,
     bin: PathBuf,
-    root: PathBuf,
     original: Vec<u8>,
 }
 
@@ -57,43 +59,28 @@ impl Runtime {
         std::fs::copy(path, &bin).unwrap();
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
         let original = std::fs::read(&bin).unwrap();
-        Runtime {
+        let rt = Hako {
             root: dir.join("state"),
+            bin: bin.clone(),
+        };
+        Runtime {
             dir,
+            rt: Some(rt),
             bin,
             original,
         }
     }
 
+    fn h(&self) -> &Hako {
+        self.rt.as_ref().unwrap()
+    }
+
     fn run(&self, args: &[&str]) -> Output {
-        let base = self.dir.join(unique("out"));
-        let (o, e) = (base.with_extension("out"), base.with_extension("err"));
-        let status = Command::new(&self.bin)
-            .arg("--root")
-            .arg(&self.root)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&o).unwrap())
-            .stderr(std::fs::File::create(&e).unwrap())
-            .status()
-            .expect("spawn the runtime");
-        Output {
-            status,
-            stdout: std::fs::read(&o).unwrap(),
-            stderr: std::fs::read(&e).unwrap(),
-        }
+        self.h().run(args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "{} {args:?}: {}\n{}",
-            self.bin.display(),
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        self.h().ok(args)
     }
 
     /// (st_dev, st_ino) of the binary, as the attacker's fstat reports them.
@@ -112,28 +99,14 @@ impl Runtime {
     }
 
     fn wait_stopped(&self, id: &str) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let o = self.run(&["state", id]);
-            let st: serde_json::Value =
-                serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
-            if st["status"] == "stopped" {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{id} never stopped: {st}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.h().wait_status(id, "stopped");
     }
 }
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        if let Ok(d) = std::fs::read_dir(&self.root) {
-            for e in d.flatten() {
-                let id = e.file_name().to_string_lossy().into_owned();
-                let _ = self.run(&["delete", "--force", &id]);
-            }
-        }
+        // Its containers first (Hako's drop deletes them with the binary), then the copy.
+        drop(self.rt.take());
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -379,3 +379,61 @@ pub fn read_until(master: &std::os::fd::OwnedFd, end: &str) -> String {
     }
     String::from_utf8_lossy(&out).replace("\r\n", "\n")
 }
+
+// `hako exec` helpers shared by the exec tests of the backends (microvm, sentry).
+
+/// Poll until `hako exec ID args` succeeds (`want` true) or fails (`want` false).
+pub fn exec_until(h: &Hako, id: &str, args: &[&str], want: bool, what: &str) {
+    let mut argv = vec!["exec", id];
+    argv.extend_from_slice(args);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while h.run(&argv).status.success() != want {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// `hako exec --detach --pid-file P ID args`; the exec client's pid.
+pub fn exec_detached(h: &Hako, id: &str, pidfile: &Path, args: &[&str]) -> i32 {
+    let mut argv = vec![
+        "exec",
+        "--detach",
+        "--pid-file",
+        pidfile.to_str().unwrap(),
+        id,
+    ];
+    argv.extend_from_slice(args);
+    h.ok(&argv);
+    read_pid(pidfile)
+}
+
+/// The pid written in a pid file.
+pub fn read_pid(path: &Path) -> i32 {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Wait until `pid` is gone or a zombie (a detached exec client is reaped by whoever inherits it).
+pub fn wait_gone(pid: i32, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = st
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .next();
+        if st.is_empty() || state == Some("Z") {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} (pid {pid}) did not end"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
