@@ -467,18 +467,9 @@ fn spawn_child<P: Platform>(
             libc::_exit(126);
         }
         libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
-        let id = crate::identity::INSIDE_ID;
-        if libc::setgroups(0, std::ptr::null()) != 0 && !plan.rootless {
+        if !crate::identity::become_workload(plan.rootless) {
             libc::_exit(126);
         }
-        if crate::identity::limit_bounding(0).is_err()
-            || libc::setresgid(id, id, id) != 0
-            || libc::setresuid(id, id, id) != 0
-            || crate::identity::set_caps(0, 0, 0).is_err()
-        {
-            libc::_exit(126);
-        }
-        libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
         let mut oci = || match plan.oci_filter {
             Some(f) => hako_container::seccomp::try_apply(f)
                 .map_err(|(i, e)| anyhow::anyhow!("seccomp profile filter {i}: errno {e}")),

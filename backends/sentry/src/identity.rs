@@ -424,6 +424,31 @@ pub fn drop_sentry_caps() -> Result<()> {
     Ok(())
 }
 
+/// In a workload task (the init, or a process `exec` adds), in its user namespace, just before
+/// it is confined: no host privilege. 65534 in its namespace (a host id of the sandbox's own),
+/// no supplementary group (rootless the kernel keeps the caller's: setgroups is denied in an
+/// unprivileged user namespace), an empty bounding set, no capability; then dumpable again,
+/// since the uid change made it non-dumpable and the sentry (its namespace's owner, with no
+/// CAP_SYS_PTRACE) must read its memory before its first execve. False when a step failed.
+pub fn become_workload(rootless: bool) -> bool {
+    let id = INSIDE_ID;
+    // SAFETY: credential system calls on this (forked, single-threaded) process.
+    unsafe {
+        if libc::setgroups(0, std::ptr::null()) != 0 && !rootless {
+            return false;
+        }
+        if limit_bounding(0).is_err()
+            || libc::setresgid(id, id, id) != 0
+            || libc::setresuid(id, id, id) != 0
+            || set_caps(0, 0, 0).is_err()
+        {
+            return false;
+        }
+        libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -557,23 +557,9 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
             libc::chdir(cwd.as_ptr());
             // The workload holds no host descriptors at all: its fds are the sentry's table.
             libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
-            // And no host privilege: 65534 in its namespace (a host id of the sandbox's own),
-            // no supplementary group (rootless the kernel keeps the caller's: setgroups is
-            // denied in an unprivileged user namespace), an empty bounding set, no capability.
-            let id = crate::identity::INSIDE_ID;
-            if libc::setgroups(0, std::ptr::null()) != 0 && !rootless {
+            if !crate::identity::become_workload(rootless) {
                 libc::_exit(126);
             }
-            if crate::identity::limit_bounding(0).is_err()
-                || libc::setresgid(id, id, id) != 0
-                || libc::setresuid(id, id, id) != 0
-                || crate::identity::set_caps(0, 0, 0).is_err()
-            {
-                libc::_exit(126);
-            }
-            // The uid change made it non-dumpable; the sentry (its namespace's owner, with no
-            // CAP_SYS_PTRACE) must read its memory before its first execve.
-            libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
             // The spec's seccomp profile, if any, is stacked under the trap filter: a syscall it
             // refuses fails on the host before the sentry sees it (the stricter action wins).
             let mut oci = || match &prep.oci_filter {
