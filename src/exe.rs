@@ -13,7 +13,8 @@
 //! The backend makes those processes non-dumpable (which shuts the first way for everyone
 //! without CAP_SYS_PTRACE in the host user namespace). The second way needs the binary itself
 //! to be unwritable through any path the container can get to it, so before `create`, `run`
-//! and `exec` the front end re-executes itself from a sealed view of its own file:
+//! and `exec` on such a backend (`Backend::runs_hako_code_inside`: the container backend) the
+//! front end re-executes itself from a sealed view of its own file:
 //! - root (or a caller with CAP_SYS_ADMIN over its mount namespace): a detached, read-only bind
 //!   mount of the binary (`open_tree(OPEN_TREE_CLONE)` + `mount_setattr(MOUNT_ATTR_RDONLY)`),
 //!   attached nowhere and executed by fd. Reopening it for writing fails with EROFS. No copy is

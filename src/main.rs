@@ -40,16 +40,6 @@ fn normalise_args(raw: Vec<String>) -> Vec<String> {
 fn main() {
     let cli = Cli::parse_from(normalise_args(std::env::args().collect()));
     log::init(cli.log.clone(), cli.log_format, cli.debug);
-    // The commands that run hako's code inside a container: from a sealed binary only.
-    if matches!(
-        cli.command,
-        Command::Create(_) | Command::Run(_) | Command::Exec(_)
-    ) {
-        if let Err(e) = exe::ensure_sealed() {
-            log::error(&format!("{e:#}"));
-            std::process::exit(1);
-        }
-    }
     let code = match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {

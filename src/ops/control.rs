@@ -267,6 +267,11 @@ fn exec_process(args: &ExecArgs, base: &Process) -> Result<Process> {
 /// with its status.
 pub fn exec(ctx: &Ctx, args: &ExecArgs) -> Result<i32> {
     let c = ctx.load(&args.id)?;
+    // Before anything is made: this may re-execute hako (same command, from a sealed view of
+    // its binary; the state lock is close-on-exec and taken again).
+    if c.backend.runs_hako_code_inside() {
+        crate::exe::ensure_sealed()?;
+    }
     c.require(&ctx.global, &[Status::Created, Status::Running], "exec in")?;
     let base = c.rec.spec.process().clone().unwrap_or_default();
     let process = exec_process(args, &base)?;

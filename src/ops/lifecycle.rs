@@ -30,6 +30,11 @@ fn create_loaded(
 ) -> Result<CreatedContainer> {
     let name = bundle::choose_backend(&b.spec, ctx.backend_flag.as_deref())?;
     let backend = backends::get(&name)?;
+    // First, before anything is said or made: this may re-execute hako (the same command, from
+    // a sealed view of its binary), which then does all of this again.
+    if backend.runs_hako_code_inside() {
+        crate::exe::ensure_sealed()?;
+    }
     bundle::check_annotations(&b.spec, &name, backend.annotations())?;
     let terminal = b
         .spec

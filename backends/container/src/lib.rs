@@ -167,6 +167,10 @@ impl Backend for ContainerBackend {
     fn features(&self) -> serde_json::Value {
         check::features()
     }
+
+    fn runs_hako_code_inside(&self) -> bool {
+        true
+    }
 }
 
 fn cgroup_of(sb: &Sandbox) -> Result<CgroupManager> {

@@ -130,6 +130,16 @@ pub trait Backend {
         false
     }
 
+    /// Whether processes of this backend run hako's own code inside the sandbox's namespaces
+    /// before they execve (the container backend's init and exec'd processes). The front end
+    /// then runs `create` and `exec` only from a sealed view of its binary (`src/exe.rs`), so
+    /// that a workload that gets hold of that binary can never write it. Backends whose
+    /// workload cannot reach the host's `/proc` or binary (a user-space kernel, a VM, a wasm
+    /// module) skip the cost of that re-execution.
+    fn runs_hako_code_inside(&self) -> bool {
+        false
+    }
+
     /// Deliver `signal` to the workload (all of its processes with `all`).
     fn kill(&self, sb: &Sandbox, signal: i32, all: bool) -> Result<()>;
 
