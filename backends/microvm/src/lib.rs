@@ -12,9 +12,11 @@ pub mod exec;
 pub mod guest;
 pub mod hako_engine;
 pub mod host;
+pub mod hub;
 pub mod image;
 pub mod knobs;
 pub mod qemu;
+pub mod relay;
 pub mod timings;
 pub mod vmm;
 
@@ -186,7 +188,7 @@ impl Backend for MicrovmBackend {
             vm,
             start_fifo: req.start_fifo.to_path_buf(),
             vm_pid_file: req.state_dir.join(VM_PID),
-            exec_sock: req.state_dir.join(exec::EXEC_SOCK),
+            exec_sock: req.state_dir.join(hub::EXEC_SOCK),
             tty,
             timings_file: req.state_dir.join(timings::FILE),
         };
@@ -247,7 +249,7 @@ impl Backend for MicrovmBackend {
         // on the host process itself, and the VM dies with it.
         let r = if all && signal != libc::SIGKILL && signal != libc::SIGSTOP {
             let val = libc::sigval {
-                sival_ptr: host::SIGNAL_ALL_MARK as *mut libc::c_void,
+                sival_ptr: relay::SIGNAL_ALL_MARK as *mut libc::c_void,
             };
             // SAFETY: sigqueue(3).
             unsafe { libc::sigqueue(sb.pid, signal, val) }
@@ -273,7 +275,7 @@ impl Backend for MicrovmBackend {
         if !p.cwd.starts_with('/') {
             bail!("exec: cwd {:?} must be an absolute path", p.cwd);
         }
-        let sock = sb.state_dir.join(exec::EXEC_SOCK);
+        let sock = sb.state_dir.join(hub::EXEC_SOCK);
         if !sock.exists() {
             bail!(
                 "exec: the microvm sandbox {} has not been started (exec needs its workload running)",
@@ -332,7 +334,7 @@ impl Backend for MicrovmBackend {
             SERIAL_LOG,
             ENGINE_LOG,
             VM_PID,
-            exec::EXEC_SOCK,
+            hub::EXEC_SOCK,
             timings::FILE,
             timings::TMP_FILE,
         ] {
