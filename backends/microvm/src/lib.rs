@@ -15,6 +15,7 @@ pub mod host;
 pub mod hub;
 pub mod image;
 pub mod knobs;
+pub mod measure;
 pub mod qemu;
 pub mod relay;
 pub mod timings;
