@@ -13,6 +13,9 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult};
 
+mod common;
+use common::{kvm_usable, spread_ms};
+
 /// `mov dx, 0xf4 ; mov al, 0 ; out dx, al ; hlt`
 const EXIT_STUB: &[u8] = &[0x66, 0xba, 0xf4, 0x00, 0xb0, 0x00, 0xee, 0xf4];
 /// `mov dx, 0x3f8 ; mov al, 'r' ; out dx, al ; jmp $`
@@ -28,18 +31,9 @@ fn rss_kib(pid: i32) -> (u64, u64) {
     (r.vmm_kib, r.guest_kib)
 }
 
-fn kvm_opens() -> bool {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok()
-}
-
 #[test]
 fn measure_start_to_first_instruction_and_rss() {
-    if !kvm_opens() {
-        eprintln!("SKIP: /dev/kvm cannot be opened");
+    if !kvm_usable() {
         return;
     }
     let dir = std::env::temp_dir();
@@ -76,15 +70,10 @@ fn measure_start_to_first_instruction_and_rss() {
         first.push(out.to_first_exit.unwrap());
         build.push(out.build_time);
     }
-    first.sort();
-    build.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let (median, min, max) = spread_ms(&mut first);
     eprintln!(
-        "hako VMM: Vmm::new -> first guest exit: median {:.2} ms, min {:.2} ms, max {:.2} ms (build part median {:.2} ms), {} MiB guest",
-        ms(first[first.len() / 2]),
-        ms(first[0]),
-        ms(*first.last().unwrap()),
-        ms(build[build.len() / 2]),
+        "hako VMM: Vmm::new -> first guest exit: median {median:.2} ms, min {min:.2} ms, max {max:.2} ms (build part median {:.2} ms), {} MiB guest",
+        spread_ms(&mut build).0,
         GUEST_MIB
     );
 
@@ -135,8 +124,7 @@ fn measure_start_to_first_instruction_and_rss() {
 /// jailed, seccomp-filtered VMM process, as the backend's hako engine runs one. Figures printed.
 #[test]
 fn synthetic_guest_measurement_as_the_bench_takes_it() {
-    if !kvm_opens() {
-        eprintln!("SKIP: /dev/kvm cannot be opened");
+    if !kvm_usable() {
         return;
     }
     // SAFETY: geteuid has no arguments.
