@@ -177,6 +177,7 @@ impl Backend for MicrovmBackend {
         let (notify_r, notify_w) =
             unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         let cgroup = host_cgroup(req)?;
+        hako_contract::fault::point("create:cgroup");
         let cgroup_json = cgroup
             .as_ref()
             .map(|c| serde_json::to_value(c).unwrap_or_default());
@@ -207,6 +208,8 @@ impl Backend for MicrovmBackend {
         }
         drop(notify_w);
         drop(plan);
+        hako_contract::orphan::note_host_pid(req.state_dir, pid);
+        hako_contract::fault::point("create:forked");
         let answer = read_to_end(notify_r);
         if answer != b"OK" {
             let mut st = 0;
@@ -344,6 +347,13 @@ impl Backend for MicrovmBackend {
             }
         }
         Ok(())
+    }
+
+    fn delete_orphan(&self, sb: &Sandbox) -> Result<()> {
+        if let Some(cg) = hako_container::orphan_cgroup(sb) {
+            cg.destroy()?;
+        }
+        self.delete(sb)
     }
 
     fn features(&self) -> serde_json::Value {
