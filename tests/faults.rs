@@ -164,16 +164,14 @@ impl Sb {
             h: Hako::new(),
             b,
             token,
-            prefix: unique(&format!("f{}", &kind.name()[..2])),
+            // Ends in a letter, so that no other test's prefix or id contains this one.
+            prefix: format!("{}p", unique(&format!("f{}", &kind.name()[..2]))),
         }
     }
 
     fn id(&self, what: &str) -> String {
-        format!("{}-{what}-{}", self.prefix, rand_small())
-            .replace(':', "-")
-            .chars()
-            .take(60)
-            .collect()
+        let what: String = what.replace(':', "-").chars().take(40).collect();
+        format!("{}-{what}-{}x", self.prefix, rand_small())
     }
 
     fn create_env(&self, env: &[(&str, &str)], id: &str) -> Output {
@@ -635,7 +633,7 @@ fn cycles(s: &Sb, n: usize) {
     let started = Instant::now();
     let mut cache = 0;
     for i in 0..n {
-        let id = format!("{}-cyc{i}", s.prefix);
+        let id = format!("{}-cyc{i}x", s.prefix);
         s.create(&id);
         s.h.ok(&["start", &id]);
         s.h.ok(&["delete", "--force", &id]);
@@ -660,10 +658,8 @@ fn cycles(s: &Sb, n: usize) {
         cache,
         "the caches grew after the first of {n} cycles"
     );
-    assert!(
-        cgroup_dirs_named(&s.prefix).is_empty(),
-        "cgroups after {n} cycles"
-    );
+    let cgroups = cgroup_dirs_named(&s.prefix);
+    assert!(cgroups.is_empty(), "cgroups after {n} cycles: {cgroups:?}");
     // Our own descriptors: other threads of this test open files for a moment, so allow them.
     let fds_after = std::fs::read_dir("/proc/self/fd").unwrap().count();
     assert!(

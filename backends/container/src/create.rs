@@ -260,8 +260,9 @@ fn spawn(
         got?
     };
     drop(child);
-    hako_contract::orphan::note_host_pid(req.state_dir, pid);
+    // Before the note: the host process must end by itself when nobody noted it.
     hako_contract::fault::point("create:forked");
+    hako_contract::orphan::note_host_pid(req.state_dir, pid);
     let r = drive(plan, req, cg, &parent, pid);
     if r.is_err() {
         // SAFETY: plain kill of our own child.

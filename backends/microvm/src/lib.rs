@@ -208,8 +208,9 @@ impl Backend for MicrovmBackend {
         }
         drop(notify_w);
         drop(plan);
-        hako_contract::orphan::note_host_pid(req.state_dir, pid);
+        // Before the note: the host process must end by itself when nobody noted it.
         hako_contract::fault::point("create:forked");
+        hako_contract::orphan::note_host_pid(req.state_dir, pid);
         let answer = read_to_end(notify_r);
         if answer != b"OK" {
             let mut st = 0;

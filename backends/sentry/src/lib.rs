@@ -348,7 +348,11 @@ impl Backend for SentryBackend {
                     .reserved()
                     .map(|h| h.to_string())
                     .unwrap_or_default();
-                let _ = w.write_all(format!("\0{host}").as_bytes());
+                // Nobody to read it (EPIPE): `create` died, and with it anything that could
+                // ever start or find this sentry. End, rather than wait on the gate for ever.
+                if w.write_all(format!("\0{host}").as_bytes()).is_err() {
+                    unsafe { libc::_exit(1) };
+                }
             }
             drop(w);
             if hako_contract::start_gate::wait(&plan.start_fifo).is_err() {
@@ -357,8 +361,9 @@ impl Backend for SentryBackend {
             supervisor::run(plan, prep);
         }
         drop(wr);
-        hako_contract::orphan::note_host_pid(req.state_dir, pid);
+        // Before the note: the host process must end by itself when nobody noted it.
         hako_contract::fault::point("create:forked");
+        hako_contract::orphan::note_host_pid(req.state_dir, pid);
         let mut msg = Vec::new();
         let _ = std::fs::File::from(rd).read_to_end(&mut msg);
         let host_id: Option<u32> = msg

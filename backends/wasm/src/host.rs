@@ -765,8 +765,9 @@ pub fn create(req: &CreateRequest) -> Result<Created> {
         }
     };
     drop(wr);
-    hako_contract::orphan::note_host_pid(req.state_dir, pid.as_raw());
+    // Before the note: the host process must end by itself when nobody noted it.
     hako_contract::fault::point("create:forked");
+    hako_contract::orphan::note_host_pid(req.state_dir, pid.as_raw());
     let mut msg = Vec::new();
     let _ = std::fs::File::from(rd).read_to_end(&mut msg);
     if let Some(json) = msg.strip_prefix(b"OK") {
