@@ -260,4 +260,40 @@ mod tests {
         assert!(!root.join("c1").exists());
         fs::remove_dir_all(&root).unwrap();
     }
+
+    #[test]
+    fn a_create_that_died_opens_as_an_orphan() {
+        let root = std::env::temp_dir().join(format!("hako-orphan-{}", std::process::id()));
+        let s = Store::new(&root);
+        let l = s.create("c2").unwrap();
+        let e = s.open("c2").err().unwrap();
+        assert!(e.is::<StillCreating>(), "{e}");
+        // Its create died before the intent: nothing but the directory.
+        drop(l);
+        let e = s.open("c2").err().unwrap();
+        assert!(format!("{e}").contains("does not exist"), "{e}");
+        assert!(s.ids().is_empty());
+        let l = s.create("c3").unwrap();
+        let rec = Record {
+            id: "c3".into(),
+            backend: "container".into(),
+            pid: 0,
+            pid_start: None,
+            bundle: "/b".into(),
+            created: String::new(),
+            owner: 0,
+            annotations: HashMap::new(),
+            spec: Spec::default(),
+            data: serde_json::Value::Null,
+        };
+        l.write_intent(&rec).unwrap();
+        assert!(s.open("c3").err().unwrap().is::<StillCreating>());
+        drop(l);
+        let o = s.open("c3").unwrap();
+        assert!(o.orphan);
+        assert_eq!(o.read().unwrap().backend, "container");
+        assert_eq!(s.ids(), vec!["c3".to_string()]);
+        o.remove().unwrap();
+        fs::remove_dir_all(&root).unwrap();
+    }
 }
