@@ -672,7 +672,15 @@ fn suite(kind: Kind) {
     skip_unless!(kind.why_skip());
     let s = Sb::new(kind);
     if kind == Kind::Microvm {
-        create_faults(&s, &["create:cgroup", "create:forked", "create:backend"]);
+        create_faults(
+            &s,
+            &[
+                "create:image",
+                "create:cgroup",
+                "create:forked",
+                "create:backend",
+            ],
+        );
         delete_faults(&s, &["delete:backend"]);
         host_process_killed(&s);
         exec_faults(&s);

@@ -354,6 +354,8 @@ impl Backend for MicrovmBackend {
         if let Some(cg) = hako_container::orphan_cgroup(sb) {
             cg.destroy()?;
         }
+        // Its create may have died making the rootfs image.
+        image::sweep_half_made(&sb.global.root.join("microvm-cache"));
         self.delete(sb)
     }
 
