@@ -180,6 +180,7 @@ impl Backend for MicrovmBackend {
         let (notify_r, notify_w) =
             unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         let cgroup = host_cgroup(req)?;
+        hako_contract::fault::point("create:cgroup");
         let cgroup_json = cgroup
             .as_ref()
             .map(|c| serde_json::to_value(c).unwrap_or_default());
@@ -210,6 +211,9 @@ impl Backend for MicrovmBackend {
         }
         drop(notify_w);
         drop(plan);
+        // Before the note: the host process must end by itself when nobody noted it.
+        hako_contract::fault::point("create:forked");
+        hako_contract::orphan::note_host_pid(req.state_dir, pid);
         let answer = read_to_end(notify_r);
         if answer != b"OK" {
             let mut st = 0;
@@ -347,6 +351,15 @@ impl Backend for MicrovmBackend {
             }
         }
         Ok(())
+    }
+
+    fn delete_orphan(&self, sb: &Sandbox) -> Result<()> {
+        if let Some(cg) = hako_container::orphan_cgroup(sb) {
+            cg.destroy()?;
+        }
+        // Its create may have died making the rootfs image.
+        image::sweep_half_made(&sb.global.root.join("microvm-cache"));
+        self.delete(sb)
     }
 
     fn features(&self) -> serde_json::Value {

@@ -288,6 +288,7 @@ impl Backend for SentryBackend {
         .inspect_err(|_| {
             let _ = remove_state(&dir);
         })?;
+        hako_contract::fault::point("create:cgroup");
         if let (Some(cg), Some(r)) = (&cg, linux.resources()) {
             if let Err(e) = cg.apply(r) {
                 let _ = cg.destroy();
@@ -347,7 +348,11 @@ impl Backend for SentryBackend {
                     .reserved()
                     .map(|h| h.to_string())
                     .unwrap_or_default();
-                let _ = w.write_all(format!("\0{host}").as_bytes());
+                // Nobody to read it (EPIPE): `create` died, and with it anything that could
+                // ever start or find this sentry. End, rather than wait on the gate for ever.
+                if w.write_all(format!("\0{host}").as_bytes()).is_err() {
+                    unsafe { libc::_exit(1) };
+                }
             }
             drop(w);
             if hako_contract::start_gate::wait(&plan.start_fifo).is_err() {
@@ -356,6 +361,9 @@ impl Backend for SentryBackend {
             supervisor::run(plan, prep);
         }
         drop(wr);
+        // Before the note: the host process must end by itself when nobody noted it.
+        hako_contract::fault::point("create:forked");
+        hako_contract::orphan::note_host_pid(req.state_dir, pid);
         let mut msg = Vec::new();
         let _ = std::fs::File::from(rd).read_to_end(&mut msg);
         let host_id: Option<u32> = msg
@@ -478,6 +486,22 @@ impl Backend for SentryBackend {
             identity::forget(Path::new(identity::ID_LOCK_DIR), h as u32, sb.id);
         }
         if let Some(cg) = cgroup_of(sb) {
+            cg.destroy()?;
+        }
+        remove_state(&sentry_dir(sb.state_dir))
+    }
+
+    fn delete_orphan(&self, sb: &Sandbox) -> Result<()> {
+        // The host id reserved for this sandbox is not known: a reservation names its id.
+        let ids = Path::new(identity::ID_LOCK_DIR);
+        for e in std::fs::read_dir(ids).into_iter().flatten().flatten() {
+            let host = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok());
+            let ours = std::fs::read_to_string(e.path()).is_ok_and(|t| t == sb.id);
+            if let (Some(h), true) = (host, ours) {
+                identity::forget(ids, h, sb.id);
+            }
+        }
+        if let Some(cg) = hako_container::orphan_cgroup(sb) {
             cg.destroy()?;
         }
         remove_state(&sentry_dir(sb.state_dir))
