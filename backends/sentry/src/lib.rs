@@ -8,10 +8,22 @@
 //! sentry implements the workload's syscalls itself: the workload's file descriptors, paths,
 //! pids, identities, /proc and uname are the sentry's, not the host's.
 //!
-//! Layout (gVisor's split): `platform/` intercepts (seccomp RET_TRACE + ptrace), `syscalls/`
-//! implements, `vfs/` is the file system (overlay root + synthesized /proc, /sys, /dev),
-//! `kernel.rs` keeps tasks and virtual pids, `supervisor.rs` is the sentry process itself,
-//! `filter.rs` is the sentry's own seccomp filter. See docs/backends/sentry.md.
+//! Layout (gVisor's split), in layers: each module imports only the layers below it.
+//!
+//! ```text
+//!  lib.rs, supervisor.rs   the backend; the sentry process itself
+//!  event_loop.rs           platform stops and exec clients -> kernel bookkeeping or a handler
+//!  syscalls/               one file per topic; table.rs maps each syscall to its handler
+//!  exec.rs, setup.rs,      hako exec; what the first and exec'd processes share; host ids
+//!  identity.rs             (beside syscalls/: they use kernel/ and below only)
+//!  kernel/                 tasks, creds, fd tables, tracee memory, paths, /proc, config;
+//!                          every `impl Kernel` block is here
+//!  vfs/, platform/,        the overlay root and open files; interception (seccomp RET_TRACE or
+//!  mounts, hostproc,       user notification + ptrace); mounts; the sentry's /proc handle;
+//!  openat2, filter         openat2; the sentry's own seccomp filter
+//! ```
+//!
+//! See docs/backends/sentry.md.
 
 pub mod event_loop;
 pub mod exec;
