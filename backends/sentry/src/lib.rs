@@ -8,21 +8,33 @@
 //! sentry implements the workload's syscalls itself: the workload's file descriptors, paths,
 //! pids, identities, /proc and uname are the sentry's, not the host's.
 //!
-//! Layout (gVisor's split): `platform/` intercepts (seccomp RET_TRACE + ptrace), `syscalls/`
-//! implements, `vfs/` is the file system (overlay root + synthesized /proc, /sys, /dev),
-//! `kernel.rs` keeps tasks and virtual pids, `supervisor.rs` is the sentry process itself,
-//! `filter.rs` is the sentry's own seccomp filter. See docs/backends/sentry.md.
+//! Layout (gVisor's split), in layers: each module imports only the layers below it.
+//!
+//! ```text
+//!  lib.rs, supervisor.rs   the backend; the sentry process itself
+//!  event_loop.rs           platform stops and exec clients -> kernel bookkeeping or a handler
+//!  syscalls/               one file per topic; table.rs maps each syscall to its handler
+//!  exec.rs, setup.rs,      hako exec; what the first and exec'd processes share; host ids
+//!  identity.rs             (beside syscalls/: they use kernel/ and below only)
+//!  kernel/                 tasks, creds, fd tables, tracee memory, paths, /proc, config;
+//!                          every `impl Kernel` block is here
+//!  vfs/, platform/,        the overlay root and open files; interception (seccomp RET_TRACE or
+//!  mounts, hostproc,       user notification + ptrace); mounts; the sentry's /proc handle;
+//!  openat2, filter         openat2; the sentry's own seccomp filter
+//! ```
+//!
+//! See docs/backends/sentry.md.
 
-pub mod config;
+pub mod event_loop;
 pub mod exec;
 pub mod filter;
-pub mod fs;
 pub mod hostproc;
 pub mod identity;
 pub mod kernel;
-pub mod mem;
 pub mod mounts;
+pub mod openat2;
 pub mod platform;
+pub mod setup;
 pub mod supervisor;
 pub mod syscalls;
 pub mod vfs;
@@ -36,7 +48,8 @@ use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-pub use config::{PLATFORM_ANNOTATION, STATS_ANNOTATION};
+use kernel::config;
+pub use kernel::config::{PLATFORM_ANNOTATION, STATS_ANNOTATION};
 
 /// The sentry backend.
 #[derive(Debug, Default, Clone, Copy)]
@@ -220,7 +233,7 @@ impl Backend for SentryBackend {
             let opts = m.options().clone().unwrap_or_default();
             let dest = vfs::normalize(&m.destination().to_string_lossy());
             let bind = typ == "bind" || opts.iter().any(|o| o == "bind" || o == "rbind");
-            let synthetic = vfs::procfs::is_synthetic(&dest);
+            let synthetic = vfs::is_synthetic(&dest);
             if dest == "/" {
                 bail!(
                     "a mount at / is not supported by the sentry backend (root.path is the root)"
@@ -511,7 +524,7 @@ impl Backend for SentryBackend {
         serde_json::json!({
             "name": "sentry",
             "platforms": ["hybrid (seccomp user-notif + ptrace, default)", "ptrace (seccomp RET_TRACE + ptrace)"],
-            "kernel": format!("{} {}", vfs::procfs::SYSNAME, vfs::procfs::RELEASE),
+            "kernel": format!("{} {}", kernel::procfs::SYSNAME, kernel::procfs::RELEASE),
             "annotations": ANNOTATIONS,
             "namespaces": ["mount", "uts", "ipc", "network (empty)", "pid (the workload's)", "user (the workload's; the sentry's own too when rootless)"],
             "syscalls": {
