@@ -506,11 +506,12 @@ fn concurrent(s: &Sb) {
 
 fn check_one_line(o: &Output, args: &[&str]) {
     let code = o.status.code();
-    // An exec whose sandbox is deleted under it ends like its process (killed) or, when the
+    // An exec whose sandbox is deleted under it ends like its process (killed by SIGKILL) or, when the
     // sandbox's host process went first, with 255 and one line (docs/backends/sentry.md, exec).
     let exec_gone = args[0] == "exec" && code == Some(255);
+    let exec_killed = args[0] == "exec" && killed(o);
     assert!(
-        matches!(code, Some(0) | Some(1)) || exec_gone,
+        matches!(code, Some(0) | Some(1)) || exec_gone || exec_killed,
         "hako {args:?} crashed: {}",
         text(o)
     );
