@@ -94,7 +94,7 @@ pub const SENTRY_ALLOWED: &[Sysno] = {
         pidfd_open,
         pidfd_getfd,
         // `hako exec`: accept on the exec socket, receive the client's stdio, answer it and the
-        // spawner (see exec.rs). No socket of its own, no connect, no bind.
+        // spawner (see exec/). No socket of its own, no connect, no bind.
         accept4,
         recvmsg,
         sendmsg,

@@ -14,7 +14,7 @@
 //!  lib.rs, supervisor.rs   the backend; the sentry process itself
 //!  event_loop.rs           platform stops and exec clients -> kernel bookkeeping or a handler
 //!  syscalls/               one file per topic; table.rs maps each syscall to its handler
-//!  exec.rs, setup.rs,      hako exec; what the first and exec'd processes share; host ids
+//!  exec/, setup.rs,        hako exec; what the first and exec'd processes share; host ids
 //!  identity.rs             (beside syscalls/: they use kernel/ and below only)
 //!  kernel/                 tasks, creds, fd tables, tracee memory, paths, /proc, config;
 //!                          every `impl Kernel` block is here
@@ -466,7 +466,7 @@ impl Backend for SentryBackend {
         cgroup_of(sb).is_some_and(|c| c.is_frozen())
     }
 
-    /// The sentry creates the process in its kernel (see exec.rs); the pid returned is the exec
+    /// The sentry creates the process in its kernel (see exec/); the pid returned is the exec
     /// client's, which exits as that process does.
     fn exec(&self, sb: &Sandbox, req: &ExecRequest) -> Result<Execed> {
         if !sb.alive {

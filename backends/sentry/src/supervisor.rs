@@ -401,7 +401,7 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
     let outer = prep.ids.outer;
     // SAFETY: geteuid cannot fail.
     let switch_ids = outer != unsafe { libc::geteuid() };
-    // `hako exec`'s spawner (see exec.rs), forked while the sentry still holds what it needs to
+    // `hako exec`'s spawner (see exec/), forked while the sentry still holds what it needs to
     // enter the sandbox's namespaces, and before the sandbox's pid namespace exists.
     let mut spawner = crate::exec::Spawner::fork(&crate::exec::SpawnerPlan {
         root_fd,
