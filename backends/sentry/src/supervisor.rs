@@ -6,7 +6,6 @@
 use crate::config::Config;
 use crate::fs::FdTable;
 use crate::kernel::Kernel;
-use crate::platform::ptrace::SeccompPtrace;
 use crate::platform::Platform;
 use crate::vfs::{FileKind, HostKind, OpenFile, Vfs};
 use anyhow::{bail, Context, Result};
@@ -378,7 +377,7 @@ pub fn prepare(
         vfs,
         program,
         slave,
-        filter: crate::syscalls::trap_filter(plan.cfg.hybrid),
+        filter: crate::syscalls::trap_filter(plan.cfg.platform.hybrid()),
         oci_filter,
         own_filter: crate::filter::sentry_filter()?,
         state,
@@ -463,7 +462,7 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
         bail!("signalfd: {}", std::io::Error::last_os_error());
     }
 
-    let mut plat = SeccompPtrace::new(prep.filter.clone(), cfg.hybrid);
+    let mut plat = cfg.platform.build(prep.filter.clone());
     let slave_fd = prep.slave.as_ref().map(|s| s.as_raw_fd());
     let rootless = plan.rootless;
     // Root: the workload (and, after set-up, the sentry) take the sandbox's host id. Rootless the
