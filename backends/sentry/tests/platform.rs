@@ -83,3 +83,24 @@ fn many_tasks_trapping_at_once_on_each_platform() {
         assert_eq!((code, out.as_str()), (0, "storm ok\n"), "{k}: {err}");
     }
 }
+
+/// A process that SIGKILLs itself ends alone, on every platform: the sentry answering the kill
+/// finds the task gone (on the ptrace platform that once ended the whole sandbox).
+#[test]
+fn a_process_killing_itself_ends_alone_on_each_platform() {
+    let Some(b) = common::busybox_bundle() else {
+        return;
+    };
+    let mut kinds = vec!["hybrid", "ptrace"];
+    if Kind::best() == Kind::SameCpu {
+        kinds.push("samecpu");
+    }
+    for k in kinds {
+        let spec = b.spec(
+            &["sh", "-c", "sh -c 'kill -9 $$'; echo \"alive $?\""],
+            json!({"annotations": {"io.hako.sentry.platform": k}}),
+        );
+        let (code, out, err) = b.run_spec(&spec);
+        assert_eq!((code, out.as_str()), (0, "alive 137\n"), "{k}: {err}");
+    }
+}
