@@ -37,7 +37,9 @@ fn set_sync_wake(fd: RawFd) -> std::io::Result<()> {
 
 /// Whether this kernel takes `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP`: a forked child installs a
 /// filter that allows everything but makes a listener, and tries the flag on it. Asked once per
-/// process (a fork and a few syscalls).
+/// process (a fork and a few syscalls). `create` asks before it forks the sentry, which inherits
+/// the answer: the sentry itself cannot fork under its own filter, and `hako exec` parses the
+/// spec (and so the platform) again inside it.
 pub fn supported() -> bool {
     static ANSWER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ANSWER.get_or_init(probe)
