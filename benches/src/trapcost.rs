@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::report::SubjectReport;
+use crate::model::SubjectReport;
 use crate::subjects::{Ctx, Driver, Subject};
 use crate::workloads::Workloads;
 

@@ -138,6 +138,7 @@ pub fn create(req: &CreateRequest) -> Result<Created> {
         .as_ref()
         .map(|p| p.to_string_lossy().to_string());
     let cg = cgroup_for(req, cg_path.as_deref(), linux.resources().as_ref())?;
+    hako_contract::fault::point("create:cgroup");
     let host_mounts_before = plan
         .root_propagation
         .is_some_and(|p| p.contains(MsFlags::MS_SHARED))
@@ -259,6 +260,9 @@ fn spawn(
         got?
     };
     drop(child);
+    // Before the note: the host process must end by itself when nobody noted it.
+    hako_contract::fault::point("create:forked");
+    hako_contract::orphan::note_host_pid(req.state_dir, pid);
     let r = drive(plan, req, cg, &parent, pid);
     if r.is_err() {
         // SAFETY: plain kill of our own child.

@@ -164,6 +164,14 @@ impl Backend for ContainerBackend {
         Ok(())
     }
 
+    fn delete_orphan(&self, sb: &Sandbox) -> Result<()> {
+        // The init dies with its sync socket when `create` dies, or is in the cgroup.
+        match orphan_cgroup(sb) {
+            Some(cg) => cg.destroy(),
+            None => Ok(()),
+        }
+    }
+
     fn features(&self) -> serde_json::Value {
         check::features()
     }
@@ -171,6 +179,19 @@ impl Backend for ContainerBackend {
     fn runs_hako_code_inside(&self) -> bool {
         true
     }
+}
+
+/// The cgroup a `create` of this sandbox made, found from the id and the spec alone (for
+/// [`Backend::delete_orphan`]): at `linux.cgroupsPath`, or the default path for the id. None
+/// when the path does not resolve: such a create failed before it made anything.
+pub fn orphan_cgroup(sb: &Sandbox) -> Option<CgroupManager> {
+    let path = sb
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_ref())
+        .map(|p| p.to_string_lossy().into_owned());
+    CgroupManager::new(path.as_deref(), sb.id, sb.global.systemd_cgroup).ok()
 }
 
 fn cgroup_of(sb: &Sandbox) -> Result<CgroupManager> {

@@ -12,9 +12,12 @@ pub mod exec;
 pub mod guest;
 pub mod hako_engine;
 pub mod host;
+pub mod hub;
 pub mod image;
 pub mod knobs;
+pub mod measure;
 pub mod qemu;
+pub mod relay;
 pub mod timings;
 pub mod vmm;
 
@@ -177,6 +180,7 @@ impl Backend for MicrovmBackend {
         let (notify_r, notify_w) =
             unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         let cgroup = host_cgroup(req)?;
+        hako_contract::fault::point("create:cgroup");
         let cgroup_json = cgroup
             .as_ref()
             .map(|c| serde_json::to_value(c).unwrap_or_default());
@@ -186,7 +190,7 @@ impl Backend for MicrovmBackend {
             vm,
             start_fifo: req.start_fifo.to_path_buf(),
             vm_pid_file: req.state_dir.join(VM_PID),
-            exec_sock: req.state_dir.join(exec::EXEC_SOCK),
+            exec_sock: req.state_dir.join(hub::EXEC_SOCK),
             tty,
             timings_file: req.state_dir.join(timings::FILE),
         };
@@ -207,6 +211,9 @@ impl Backend for MicrovmBackend {
         }
         drop(notify_w);
         drop(plan);
+        // Before the note: the host process must end by itself when nobody noted it.
+        hako_contract::fault::point("create:forked");
+        hako_contract::orphan::note_host_pid(req.state_dir, pid);
         let answer = read_to_end(notify_r);
         if answer != b"OK" {
             let mut st = 0;
@@ -247,7 +254,7 @@ impl Backend for MicrovmBackend {
         // on the host process itself, and the VM dies with it.
         let r = if all && signal != libc::SIGKILL && signal != libc::SIGSTOP {
             let val = libc::sigval {
-                sival_ptr: host::SIGNAL_ALL_MARK as *mut libc::c_void,
+                sival_ptr: relay::SIGNAL_ALL_MARK as *mut libc::c_void,
             };
             // SAFETY: sigqueue(3).
             unsafe { libc::sigqueue(sb.pid, signal, val) }
@@ -273,7 +280,7 @@ impl Backend for MicrovmBackend {
         if !p.cwd.starts_with('/') {
             bail!("exec: cwd {:?} must be an absolute path", p.cwd);
         }
-        let sock = sb.state_dir.join(exec::EXEC_SOCK);
+        let sock = sb.state_dir.join(hub::EXEC_SOCK);
         if !sock.exists() {
             bail!(
                 "exec: the microvm sandbox {} has not been started (exec needs its workload running)",
@@ -332,7 +339,7 @@ impl Backend for MicrovmBackend {
             SERIAL_LOG,
             ENGINE_LOG,
             VM_PID,
-            exec::EXEC_SOCK,
+            hub::EXEC_SOCK,
             timings::FILE,
             timings::TMP_FILE,
         ] {
@@ -344,6 +351,15 @@ impl Backend for MicrovmBackend {
             }
         }
         Ok(())
+    }
+
+    fn delete_orphan(&self, sb: &Sandbox) -> Result<()> {
+        if let Some(cg) = hako_container::orphan_cgroup(sb) {
+            cg.destroy()?;
+        }
+        // Its create may have died making the rootfs image.
+        image::sweep_half_made(&sb.global.root.join("microvm-cache"));
+        self.delete(sb)
     }
 
     fn features(&self) -> serde_json::Value {

@@ -31,7 +31,7 @@
 //!   ▼ Signal(n) from the client ─► kill(child, n); the client gone ─► SIGKILL
 //! ```
 
-use crate::config::Config;
+use crate::kernel::config::Config;
 use crate::platform::Platform;
 use anyhow::{bail, Context, Result};
 use nix::sys::socket::{
@@ -331,7 +331,7 @@ fn spawner_main<P: Platform>(sock: OwnedFd, plan: &SpawnerPlan<P>) -> Result<()>
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        for &s in crate::supervisor::FORWARDED {
+        for &s in crate::setup::FORWARDED {
             libc::signal(s, libc::SIG_DFL);
         }
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
@@ -604,7 +604,7 @@ impl Hub {
                             bail!("the exec request carries {} descriptors, not 3", fds.len());
                         }
                         let cfg = Self::config_for(&self.base, &self.id, self.bounding, &process)?;
-                        let program = crate::supervisor::find_program(vfs, &cfg)?;
+                        let program = crate::setup::find_program(vfs, &cfg)?;
                         match vfs.stat(&program, true) {
                             Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG => {}
                             Ok(_) => {
@@ -625,7 +625,7 @@ impl Hub {
                             .iter()
                             .flatten()
                             .filter_map(|l| {
-                                crate::supervisor::rlimit_resource(&format!("{:?}", l.typ()))
+                                crate::setup::rlimit_resource(&format!("{:?}", l.typ()))
                                     .map(|r| (r, l.soft(), l.hard()))
                             })
                             .collect();
@@ -924,7 +924,7 @@ mod tests {
         let plain = process(r#"{"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}}"#);
         let cfg = Hub::config_for(&base, "t", bnd, &plain).unwrap();
         assert_eq!(cfg.caps.bnd, bnd);
-        assert_eq!(cfg.caps.eff, 1 << crate::syscalls::caps::KILL);
+        assert_eq!(cfg.caps.eff, 1 << crate::kernel::creds::KILL);
         // The workload's own checks apply: a relative cwd, no args.
         let rel = process(r#"{"args": ["sh"], "cwd": "tmp", "user": {"uid": 0, "gid": 0}}"#);
         assert!(Hub::config_for(&base, "t", bnd, &rel).is_err());

@@ -8,7 +8,7 @@
 //! later proc path beneath that descriptor (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_XDEV |
 //! RESOLVE_NO_MAGICLINKS`), never through the path `/proc`.
 
-use crate::vfs::{openat2, RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_XDEV};
+use crate::openat2::{openat2, RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_XDEV};
 use std::io::{Error, Read, Result};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;

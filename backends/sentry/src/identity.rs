@@ -37,7 +37,7 @@ pub const INSIDE_ID: u32 = 65534;
 /// does the workload's file operations itself, on files of any owner, after checking them
 /// against the workload's virtual credentials (see docs/backends/sentry.md).
 pub const SENTRY_KEEPS: u64 = {
-    use crate::syscalls::caps::{CHOWN, DAC_OVERRIDE, DAC_READ_SEARCH, FOWNER, FSETID};
+    use crate::kernel::creds::{CHOWN, DAC_OVERRIDE, DAC_READ_SEARCH, FOWNER, FSETID};
     1 << CHOWN | 1 << DAC_OVERRIDE | 1 << DAC_READ_SEARCH | 1 << FOWNER | 1 << FSETID
 };
 
@@ -397,7 +397,7 @@ pub fn become_with(id: u32, keep: u64) -> std::io::Result<()> {
 /// fsuid/fsgid 0, so the files it makes for the workload are root's as before (chowned to a
 /// virtual user where needed).
 pub fn sentry_becomes(id: u32) -> Result<()> {
-    use crate::syscalls::caps::{SETGID, SETUID};
+    use crate::kernel::creds::{SETGID, SETUID};
     const SETID: u64 = 1 << SETUID | 1 << SETGID;
     limit_bounding(SENTRY_KEEPS).context("limiting the sentry's bounding set")?;
     become_with(id, SENTRY_KEEPS | SETID).context("the sentry taking the sandbox's host id")?;

@@ -8,21 +8,33 @@
 //! sentry implements the workload's syscalls itself: the workload's file descriptors, paths,
 //! pids, identities, /proc and uname are the sentry's, not the host's.
 //!
-//! Layout (gVisor's split): `platform/` intercepts (seccomp RET_TRACE + ptrace), `syscalls/`
-//! implements, `vfs/` is the file system (overlay root + synthesized /proc, /sys, /dev),
-//! `kernel.rs` keeps tasks and virtual pids, `supervisor.rs` is the sentry process itself,
-//! `filter.rs` is the sentry's own seccomp filter. See docs/backends/sentry.md.
+//! Layout (gVisor's split), in layers: each module imports only the layers below it.
+//!
+//! ```text
+//!  lib.rs, supervisor.rs   the backend; the sentry process itself
+//!  event_loop.rs           platform stops and exec clients -> kernel bookkeeping or a handler
+//!  syscalls/               one file per topic; table.rs maps each syscall to its handler
+//!  exec.rs, setup.rs,      hako exec; what the first and exec'd processes share; host ids
+//!  identity.rs             (beside syscalls/: they use kernel/ and below only)
+//!  kernel/                 tasks, creds, fd tables, tracee memory, paths, /proc, config;
+//!                          every `impl Kernel` block is here
+//!  vfs/, platform/,        the overlay root and open files; interception (seccomp RET_TRACE or
+//!  mounts, hostproc,       user notification + ptrace); mounts; the sentry's /proc handle;
+//!  openat2, filter         openat2; the sentry's own seccomp filter
+//! ```
+//!
+//! See docs/backends/sentry.md.
 
-pub mod config;
+pub mod event_loop;
 pub mod exec;
 pub mod filter;
-pub mod fs;
 pub mod hostproc;
 pub mod identity;
 pub mod kernel;
-pub mod mem;
 pub mod mounts;
+pub mod openat2;
 pub mod platform;
+pub mod setup;
 pub mod supervisor;
 pub mod syscalls;
 pub mod vfs;
@@ -36,7 +48,8 @@ use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-pub use config::{PLATFORM_ANNOTATION, STATS_ANNOTATION};
+use kernel::config;
+pub use kernel::config::{PLATFORM_ANNOTATION, STATS_ANNOTATION};
 
 /// The sentry backend.
 #[derive(Debug, Default, Clone, Copy)]
@@ -220,7 +233,7 @@ impl Backend for SentryBackend {
             let opts = m.options().clone().unwrap_or_default();
             let dest = vfs::normalize(&m.destination().to_string_lossy());
             let bind = typ == "bind" || opts.iter().any(|o| o == "bind" || o == "rbind");
-            let synthetic = vfs::procfs::is_synthetic(&dest);
+            let synthetic = vfs::is_synthetic(&dest);
             if dest == "/" {
                 bail!(
                     "a mount at / is not supported by the sentry backend (root.path is the root)"
@@ -288,6 +301,7 @@ impl Backend for SentryBackend {
         .inspect_err(|_| {
             let _ = remove_state(&dir);
         })?;
+        hako_contract::fault::point("create:cgroup");
         if let (Some(cg), Some(r)) = (&cg, linux.resources()) {
             if let Err(e) = cg.apply(r) {
                 let _ = cg.destroy();
@@ -347,7 +361,11 @@ impl Backend for SentryBackend {
                     .reserved()
                     .map(|h| h.to_string())
                     .unwrap_or_default();
-                let _ = w.write_all(format!("\0{host}").as_bytes());
+                // Nobody to read it (EPIPE): `create` died, and with it anything that could
+                // ever start or find this sentry. End, rather than wait on the gate for ever.
+                if w.write_all(format!("\0{host}").as_bytes()).is_err() {
+                    unsafe { libc::_exit(1) };
+                }
             }
             drop(w);
             if hako_contract::start_gate::wait(&plan.start_fifo).is_err() {
@@ -356,6 +374,9 @@ impl Backend for SentryBackend {
             supervisor::run(plan, prep);
         }
         drop(wr);
+        // Before the note: the host process must end by itself when nobody noted it.
+        hako_contract::fault::point("create:forked");
+        hako_contract::orphan::note_host_pid(req.state_dir, pid);
         let mut msg = Vec::new();
         let _ = std::fs::File::from(rd).read_to_end(&mut msg);
         let host_id: Option<u32> = msg
@@ -483,11 +504,27 @@ impl Backend for SentryBackend {
         remove_state(&sentry_dir(sb.state_dir))
     }
 
+    fn delete_orphan(&self, sb: &Sandbox) -> Result<()> {
+        // The host id reserved for this sandbox is not known: a reservation names its id.
+        let ids = Path::new(identity::ID_LOCK_DIR);
+        for e in std::fs::read_dir(ids).into_iter().flatten().flatten() {
+            let host = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok());
+            let ours = std::fs::read_to_string(e.path()).is_ok_and(|t| t == sb.id);
+            if let (Some(h), true) = (host, ours) {
+                identity::forget(ids, h, sb.id);
+            }
+        }
+        if let Some(cg) = hako_container::orphan_cgroup(sb) {
+            cg.destroy()?;
+        }
+        remove_state(&sentry_dir(sb.state_dir))
+    }
+
     fn features(&self) -> serde_json::Value {
         serde_json::json!({
             "name": "sentry",
             "platforms": ["samecpu (hybrid, each trap served on the trapping task's CPU; default on Linux 6.6+)", "hybrid (seccomp user-notif + ptrace; default before Linux 6.6)", "ptrace (seccomp RET_TRACE + ptrace)"],
-            "kernel": format!("{} {}", vfs::procfs::SYSNAME, vfs::procfs::RELEASE),
+            "kernel": format!("{} {}", kernel::procfs::SYSNAME, kernel::procfs::RELEASE),
             "annotations": ANNOTATIONS,
             "namespaces": ["mount", "uts", "ipc", "network (empty)", "pid (the workload's)", "user (the workload's; the sentry's own too when rootless)"],
             "syscalls": {

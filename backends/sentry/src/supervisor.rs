@@ -3,35 +3,24 @@
 //! tracee, confines itself with its own seccomp filter, and runs the kernel until the workload's
 //! init exits. Its exit status is the workload's.
 
-use crate::config::Config;
-use crate::fs::FdTable;
+use crate::event_loop::EventLoop;
+use crate::kernel::config::Config;
+use crate::kernel::fdtable::FdTable;
 use crate::kernel::Kernel;
 use crate::platform::Platform;
-use crate::vfs::{FileKind, HostKind, OpenFile, Vfs};
+use crate::setup::{find_program, rlimit_resource, stdio_file, FORWARDED};
+use crate::vfs::Vfs;
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::Spec;
 use std::cell::RefCell;
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Host pid of the workload's init, for the signal forwarder.
 static INIT_PID: AtomicI32 = AtomicI32::new(0);
-
-/// Signals `hako kill` sends to the sentry that it forwards to the workload's init.
-pub const FORWARDED: &[i32] = &[
-    libc::SIGHUP,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGTERM,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGWINCH,
-    libc::SIGALRM,
-    libc::SIGCONT,
-];
 
 extern "C" fn forward(sig: libc::c_int) {
     let p = INIT_PID.load(Ordering::Relaxed);
@@ -215,7 +204,7 @@ pub fn build_root(plan: &Plan) -> Result<Root> {
         let opts = m.options().clone().unwrap_or_default();
         let has = |o: &str| opts.iter().any(|x| x == o);
         let is_bind = typ == "bind" || has("bind") || has("rbind");
-        if crate::vfs::procfs::is_synthetic(&crate::vfs::normalize(&dest)) {
+        if crate::vfs::is_synthetic(&crate::vfs::normalize(&dest)) {
             continue; // /proc, /sys and /dev are the sentry's own (see check())
         }
         let mut attrs = crate::mounts::ALWAYS;
@@ -256,7 +245,7 @@ pub fn build_root(plan: &Plan) -> Result<Root> {
     }
     // runc creates a missing cwd; so do we (in the upper layer), inside the root.
     let cwd = crate::vfs::normalize(&plan.cfg.cwd);
-    if !crate::vfs::procfs::is_synthetic(&cwd) {
+    if !crate::vfs::is_synthetic(&cwd) {
         match vfs.stat(&cwd, true) {
             Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {}
             _ => {
@@ -276,65 +265,6 @@ pub fn build_root(plan: &Plan) -> Result<Root> {
         }
     }
     Ok(Root { vfs, state, ids })
-}
-
-/// Resolve `args[0]` like execvp, inside the sandbox root, with the PATH of process.env only: a
-/// bare name with no PATH there is not found (as runc and crun).
-pub(crate) fn find_program(vfs: &Vfs, cfg: &Config) -> Result<String> {
-    let a0 = &cfg.args[0];
-    if a0.contains('/') {
-        return Ok(a0.clone());
-    }
-    let path = cfg
-        .env
-        .iter()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or_default();
-    for d in path.split(':').filter(|_| !path.is_empty()) {
-        let cand = format!("{}/{a0}", d.trim_end_matches('/'));
-        if let Ok(st) = vfs.stat(&cand, true) {
-            if st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_mode & 0o111 != 0 {
-                return Ok(cand);
-            }
-        }
-    }
-    bail!("exec: {a0:?}: executable file not found in $PATH")
-}
-
-pub(crate) fn stdio_file(fd: RawFd, slave: Option<RawFd>) -> Result<OpenFile> {
-    let src = slave.unwrap_or(fd);
-    // SAFETY: dup of an inherited fd.
-    let d = unsafe { libc::fcntl(src, libc::F_DUPFD_CLOEXEC, 10) };
-    if d < 0 {
-        bail!("stdio fd {fd} is not open");
-    }
-    let owned = unsafe { OwnedFd::from_raw_fd(d) };
-    let st = crate::vfs::fstat_fd(d).map_err(std::io::Error::from_raw_os_error)?;
-    let kind = match st.st_mode & libc::S_IFMT {
-        libc::S_IFREG => HostKind::Regular,
-        libc::S_IFDIR => HostKind::Dir,
-        _ => HostKind::Stream,
-    };
-    let name = crate::hostproc::fd_path(src)
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let acc = if fd == 0 {
-        libc::O_RDONLY
-    } else {
-        libc::O_WRONLY
-    };
-    // SAFETY: fcntl query.
-    let fl = unsafe { libc::fcntl(d, libc::F_GETFL) };
-    let acc = if fl >= 0 && fl & libc::O_ACCMODE == libc::O_RDWR {
-        libc::O_RDWR
-    } else {
-        acc
-    };
-    Ok(OpenFile::new(
-        FileKind::Host { fd: owned, kind },
-        &name,
-        acc | (fl.max(0) & libc::O_APPEND),
-    ))
 }
 
 /// Everything up to the start gate. Errors here are reported to `create`.
@@ -610,13 +540,14 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
     drop(prep.slave);
     let mut k = Kernel::new(plat, cfg.clone(), prep.vfs, sigfd);
     k.add_init(pid, fds);
-    k.exec = Some(crate::exec::Hub::new(
+    let hub = crate::exec::Hub::new(
         listener,
         spawner,
         plan.spec.clone(),
         plan.id.clone(),
         cfg.caps.bnd,
-    ));
+    );
+    let mut sentry = EventLoop::new(k, Some(hub));
 
     // From here on the sentry confines itself: the sandbox's host id (root: files are still
     // made as root, through fsuid 0), the file capabilities and nothing else (it owns the
@@ -630,7 +561,8 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
     unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
     seccompiler::apply_filter(&prep.own_filter).context("installing the sentry's own filter")?;
 
-    let status = k.run();
+    let status = sentry.run();
+    let k = sentry.k;
     // SAFETY: unlinkat on our own state directory's descriptor.
     unsafe { libc::unlinkat(prep.state.as_raw_fd(), c"exec.sock".as_ptr(), 0) };
     let status = status?;
@@ -678,27 +610,4 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     }
     // SAFETY: fresh descriptors.
     Ok(unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) })
-}
-
-pub(crate) fn rlimit_resource(name: &str) -> Option<u32> {
-    #[allow(clippy::unnecessary_cast)]
-    Some(match name {
-        "RlimitCpu" => libc::RLIMIT_CPU,
-        "RlimitFsize" => libc::RLIMIT_FSIZE,
-        "RlimitData" => libc::RLIMIT_DATA,
-        "RlimitStack" => libc::RLIMIT_STACK,
-        "RlimitCore" => libc::RLIMIT_CORE,
-        "RlimitRss" => libc::RLIMIT_RSS,
-        "RlimitNproc" => libc::RLIMIT_NPROC,
-        "RlimitNofile" => libc::RLIMIT_NOFILE,
-        "RlimitMemlock" => libc::RLIMIT_MEMLOCK,
-        "RlimitAs" => libc::RLIMIT_AS,
-        "RlimitLocks" => libc::RLIMIT_LOCKS,
-        "RlimitSigpending" => libc::RLIMIT_SIGPENDING,
-        "RlimitMsgqueue" => libc::RLIMIT_MSGQUEUE,
-        "RlimitNice" => libc::RLIMIT_NICE,
-        "RlimitRtprio" => libc::RLIMIT_RTPRIO,
-        "RlimitRttime" => libc::RLIMIT_RTTIME,
-        _ => return None,
-    } as u32)
 }

@@ -733,6 +733,7 @@ pub fn create(req: &CreateRequest) -> Result<Created> {
         bail!("--preserve-fds is not supported by the wasm backend: a WASI module cannot use inherited file descriptors");
     }
     let cg = crate::cgroup::made(req.spec, req.id, req.global)?;
+    hako_contract::fault::point("create:cgroup");
     let cleanup = |cg: &Option<hako_container::cgroups::CgroupManager>| {
         if let Some(mgr) = cg {
             let _ = mgr.destroy();
@@ -764,6 +765,9 @@ pub fn create(req: &CreateRequest) -> Result<Created> {
         }
     };
     drop(wr);
+    // Before the note: the host process must end by itself when nobody noted it.
+    hako_contract::fault::point("create:forked");
+    hako_contract::orphan::note_host_pid(req.state_dir, pid.as_raw());
     let mut msg = Vec::new();
     let _ = std::fs::File::from(rd).read_to_end(&mut msg);
     if let Some(json) = msg.strip_prefix(b"OK") {

@@ -5,22 +5,19 @@ use super::{err, Call, Outcome};
 use crate::kernel::{Fixup, Kernel};
 use crate::platform::Platform;
 use crate::vfs::FileKind;
-use syscalls::Sysno;
 
-pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<Outcome> {
-    if s != Sysno::mmap {
-        return None;
-    }
+/// mmap of a file (anonymous mappings run natively).
+pub fn mmap<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     let [_addr, len, prot, flags, fd, off] = c.a;
     let f = match k.file(c.tid, fd) {
         Ok(f) => f,
-        Err(e) => return Some(err(e)),
+        Err(e) => return err(e),
     };
     {
         let fb = f.borrow();
         match &fb.kind {
-            FileKind::Host { .. } if fb.is_dir() => return Some(err(libc::ENODEV)),
-            FileKind::Host { .. } if fb.is_stream() => return Some(err(libc::ENODEV)),
+            FileKind::Host { .. } if fb.is_dir() => return err(libc::ENODEV),
+            FileKind::Host { .. } if fb.is_stream() => return err(libc::ENODEV),
             FileKind::Host { .. } | FileKind::Synth { .. } => {}
             FileKind::Dev(_) => {
                 // /dev/zero mappings are anonymous memory.
@@ -28,18 +25,18 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
                     | libc::MAP_PRIVATE as u64;
                 c.regs.r8 = u64::MAX;
                 c.regs.r9 = 0;
-                return Some(Outcome::Native);
+                return Outcome::Native;
             }
-            FileKind::Dir { .. } | FileKind::Epoll(_) => return Some(err(libc::ENODEV)),
+            FileKind::Dir { .. } | FileKind::Epoll(_) => return err(libc::ENODEV),
         }
         let shared = flags & (libc::MAP_SHARED as u64 | 0x03) == libc::MAP_SHARED as u64
             || flags & 0x03 == 0x03;
         if shared && prot & libc::PROT_WRITE as u64 != 0 {
             // A writable shared file mapping cannot be kept coherent with the sentry's copy.
-            return Some(err(libc::ENODEV));
+            return err(libc::ENODEV);
         }
         if off % 4096 != 0 {
-            return Some(err(libc::EINVAL));
+            return err(libc::EINVAL);
         }
     }
     let keep = libc::MAP_FIXED as u64
@@ -50,10 +47,10 @@ pub fn handle<P: Platform>(k: &mut Kernel<P>, s: Sysno, c: &mut Call) -> Option<
     c.regs.rdx = prot | libc::PROT_READ as u64 | libc::PROT_WRITE as u64;
     c.regs.r8 = u64::MAX;
     c.regs.r9 = 0;
-    Some(Outcome::NativeThen(Fixup::MmapFill {
+    Outcome::NativeThen(Fixup::MmapFill {
         file: f,
         offset: off,
         len,
         prot,
-    }))
+    })
 }

@@ -5,13 +5,14 @@
 //!   bundle rootfs is never written). Every host path is resolved by `openat2` with
 //!   `RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS` against a descriptor of that root, so `..` and
 //!   absolute or relative symlinks cannot leave it.
-//! - `/proc`, `/sys` and `/dev` are synthesized by the sentry (`procfs.rs`); the host's are never
+//! - `/proc`, `/sys` and `/dev` are synthesized by the sentry (`kernel/procfs.rs`); the host's are never
 //!   reachable (so `/proc/self/root` is "/" of the sandbox).
 
-pub mod procfs;
-
+use crate::openat2::{last_errno, openat2, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS};
+use std::cell::RefCell;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DevKind {
@@ -157,11 +158,21 @@ pub fn normalize(path: &str) -> String {
     s
 }
 
+/// A node of the synthesized trees (see `kernel::procfs`).
+pub enum Synth {
+    File(Vec<u8>),
+    Dir(Vec<DirEnt>),
+    Link(String),
+    Dev(DevKind),
+    /// /proc/<pid>/fd/<n> opened through: the same open file.
+    Fd(Rc<RefCell<OpenFile>>),
+}
+
 /// Where a path leads.
 pub enum Node {
     /// A path in the overlay root (relative, no leading '/').
     Host(String),
-    Synth(procfs::Synth),
+    Synth(Synth),
 }
 
 /// The rootfs side of the VFS.
@@ -171,72 +182,24 @@ pub struct Vfs {
     pub root_path: String,
 }
 
+pub fn synth_ino(path: &str) -> u64 {
+    // FNV-1a: stable inode numbers for synthetic files.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in path.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h | 1
+}
+
+pub fn is_synthetic(norm: &str) -> bool {
+    ["/proc", "/sys", "/dev"]
+        .iter()
+        .any(|p| norm == *p || norm.starts_with(&format!("{p}/")))
+}
+
 pub fn cstr(s: &str) -> Result<CString, i32> {
     CString::new(s).map_err(|_| libc::EINVAL)
-}
-
-fn last_errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
-}
-
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-pub const RESOLVE_NO_XDEV: u64 = 0x01;
-pub const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-pub const RESOLVE_NO_SYMLINKS: u64 = 0x04;
-pub const RESOLVE_BENEATH: u64 = 0x08;
-pub const RESOLVE_IN_ROOT: u64 = 0x10;
-
-/// `openat2(dirfd, path, flags, mode, resolve)`, retried on EAGAIN/EINTR. An empty path means
-/// `dirfd` itself (".", resolved under the same rules). Hand-written: libc has the syscall number
-/// but no `open_how`, and nix's wrapper would add a second spelling of the same thing.
-pub fn openat2(
-    dirfd: RawFd,
-    path: &str,
-    flags: i32,
-    mode: u32,
-    resolve: u64,
-) -> Result<OwnedFd, i32> {
-    let p = if path.trim_start_matches('/').is_empty() {
-        "."
-    } else {
-        path.trim_start_matches('/')
-    };
-    let c = cstr(p)?;
-    let how = OpenHow {
-        flags: (flags | libc::O_CLOEXEC) as u64,
-        mode: if flags & (libc::O_CREAT | libc::O_TMPFILE) != 0 {
-            mode as u64 & 0o7777
-        } else {
-            0
-        },
-        resolve,
-    };
-    loop {
-        // SAFETY: openat2 with a valid open_how.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dirfd,
-                c.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            )
-        };
-        if fd >= 0 {
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) });
-        }
-        let e = last_errno();
-        if e != libc::EAGAIN && e != libc::EINTR {
-            return Err(e);
-        }
-    }
 }
 
 impl Vfs {

@@ -14,7 +14,7 @@ pub struct Config {
     pub groups: Vec<u32>,
     /// `process.capabilities` as the first process's five sets (all of them when absent, as
     /// runc leaves a process's capabilities alone when the spec names none).
-    pub caps: crate::kernel::Caps,
+    pub caps: super::Caps,
     pub umask: u32,
     pub hostname: String,
     pub terminal: bool,
@@ -77,7 +77,7 @@ impl Config {
             uid: user.uid(),
             gid: user.gid(),
             groups: user.additional_gids().clone().unwrap_or_default(),
-            caps: crate::syscalls::caps::from_spec(process.capabilities().as_ref())?,
+            caps: super::creds::from_spec(process.capabilities().as_ref())?,
             umask: user.umask().unwrap_or(0o022),
             hostname: spec
                 .hostname()

@@ -1,11 +1,11 @@
-//! Synthesized `/proc`, `/sys` and `/dev`, and the path lookup that routes between them and the
-//! overlay root. Nothing here reads the host's view of the sandbox except the tracees' own
+//! Synthesized `/proc`, `/sys` and `/dev`: the nodes `path` reaches under those three trees. Nothing here reads the host's view of the sandbox except the tracees' own
 //! `/proc/<host pid>/{stat,status,cmdline,maps,environ}` (memory and CPU figures), always
 //! rewritten to virtual pids and identities.
 
-use super::{normalize, DevKind, DirEnt, Node, OpenFile};
-use crate::kernel::Kernel;
+use super::creds::status_lines;
+use super::{Kernel, Process};
 use crate::platform::Platform;
+use crate::vfs::{synth_ino as ino, DevKind, DirEnt, Node, Synth};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -13,29 +13,10 @@ pub const SYSNAME: &str = "Linux";
 pub const RELEASE: &str = "4.4.0-hako-sentry";
 pub const VERSION: &str = "#1 SMP hako-sentry";
 
-pub enum Synth {
-    File(Vec<u8>),
-    Dir(Vec<DirEnt>),
-    Link(String),
-    Dev(DevKind),
-    /// /proc/<pid>/fd/<n> opened through: the same open file.
-    Fd(Rc<RefCell<OpenFile>>),
-}
-
 const DT_DIR: u8 = 4;
 const DT_REG: u8 = 8;
 const DT_LNK: u8 = 10;
 const DT_CHR: u8 = 2;
-
-fn ino(path: &str) -> u64 {
-    // FNV-1a: stable inode numbers for synthetic files.
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in path.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h | 1
-}
 
 fn dir(base: &str, items: &[(&str, u8)]) -> Synth {
     let mut v = vec![
@@ -64,16 +45,6 @@ fn text(s: String) -> Result<Node, i32> {
     Ok(Node::Synth(Synth::File(s.into_bytes())))
 }
 
-pub fn synth_ino(path: &str) -> u64 {
-    ino(path)
-}
-
-pub fn is_synthetic(norm: &str) -> bool {
-    ["/proc", "/sys", "/dev"]
-        .iter()
-        .any(|p| norm == *p || norm.starts_with(&format!("{p}/")))
-}
-
 /// A host proc file, read beneath the sentry's own /proc descriptor (see `hostproc`).
 fn host_file(path: &str) -> String {
     crate::hostproc::read_string(path.strip_prefix("/proc/").unwrap_or(path))
@@ -91,124 +62,8 @@ pub fn ncpus() -> usize {
 }
 
 impl<P: Platform> Kernel<P> {
-    /// Resolve `path` for `tid` (relative to `dirfd` or its cwd).
-    pub fn lookup(&self, tid: i32, dirfd: i32, path: &str, follow: bool) -> Result<Node, i32> {
-        if path.is_empty() {
-            return Err(libc::ENOENT);
-        }
-        let joined = if path.starts_with('/') {
-            path.to_string()
-        } else {
-            let base = if dirfd == libc::AT_FDCWD {
-                self.proc_of(tid).borrow().cwd.clone()
-            } else {
-                let p = self.proc_of(tid);
-                let pb = p.borrow();
-                let f = pb.fds.borrow().get(dirfd).ok_or(libc::EBADF)?;
-                let f = f.borrow();
-                if !f.is_dir() {
-                    return Err(libc::ENOTDIR);
-                }
-                match f.host_fd() {
-                    Some(h) => self.vfs.virt_path_of(h).unwrap_or_else(|| f.path.clone()),
-                    None => f.path.clone(),
-                }
-            };
-            format!("{}/{}", base.trim_end_matches('/'), path)
-        };
-        self.lookup_abs(tid, &joined, follow, 0)
-    }
-
-    pub fn lookup_abs(
-        &self,
-        tid: i32,
-        joined: &str,
-        follow: bool,
-        depth: u32,
-    ) -> Result<Node, i32> {
-        if depth > 16 {
-            return Err(libc::ELOOP);
-        }
-        let norm = normalize(joined);
-        if !is_synthetic(&norm) {
-            let rel = joined.trim_start_matches('/').to_string();
-            self.may_walk(tid, &rel)?;
-            return Ok(Node::Host(rel));
-        }
-        let comps: Vec<&str> = norm.split('/').filter(|c| !c.is_empty()).collect();
-        // Walk, following synthetic symlinks met on the way.
-        for i in 1..=comps.len() {
-            let node = self.synth_at(tid, &comps[..i])?;
-            let last = i == comps.len();
-            if let Node::Synth(Synth::Link(target)) = &node {
-                if !last || follow {
-                    let base = format!("/{}", comps[..i - 1].join("/"));
-                    let t = if target.starts_with('/') {
-                        target.clone()
-                    } else {
-                        format!("{base}/{target}")
-                    };
-                    let rest = comps[i..].join("/");
-                    let next = if rest.is_empty() {
-                        t
-                    } else {
-                        format!("{}/{}", t.trim_end_matches('/'), rest)
-                    };
-                    return self.lookup_abs(tid, &next, follow, depth + 1);
-                }
-            }
-            if last {
-                if follow {
-                    if let Node::Synth(Synth::Fd(_)) = node {
-                        return Ok(node);
-                    }
-                }
-                return Ok(node);
-            }
-            if !matches!(node, Node::Synth(Synth::Dir(_))) {
-                // /proc/<pid>/fd/<n>/x and similar.
-                if let Node::Synth(Synth::Fd(_)) = node {
-                    return Err(libc::ENOTDIR);
-                }
-                return Err(libc::ENOTDIR);
-            }
-        }
-        Err(libc::ENOENT)
-    }
-
-    /// Search permission on every directory the path walks through (the kernel checks it at
-    /// each step of a lookup; the sentry's in-root open runs as root and would not). Each
-    /// leading prefix is resolved in the root, symlinks followed, and must be searchable. A
-    /// prefix that does not resolve is left to the call itself to report. Callers holding
-    /// CAP_DAC_READ_SEARCH or CAP_DAC_OVERRIDE pass every directory: no walk.
-    fn may_walk(&self, tid: i32, rel: &str) -> Result<(), i32> {
-        use crate::syscalls::caps::{DAC_OVERRIDE, DAC_READ_SEARCH};
-        let creds = self.proc_of(tid).borrow().creds.clone();
-        if creds.capable(DAC_READ_SEARCH) || creds.capable(DAC_OVERRIDE) {
-            return Ok(());
-        }
-        let comps: Vec<&str> = rel
-            .split('/')
-            .filter(|c| !c.is_empty() && *c != ".")
-            .collect();
-        for i in 0..comps.len() {
-            let Ok(fd) = self.vfs.open(&comps[..i].join("/"), libc::O_PATH, 0) else {
-                return Ok(());
-            };
-            let Ok(st) = super::fstat_fd(std::os::fd::AsRawFd::as_raw_fd(&fd)) else {
-                return Ok(());
-            };
-            if st.st_mode & libc::S_IFMT == libc::S_IFDIR
-                && !crate::syscalls::fs::may(&st, &creds, 1)
-            {
-                return Err(libc::EACCES);
-            }
-        }
-        Ok(())
-    }
-
     /// The synthetic node at exactly these components (no following).
-    fn synth_at(&self, tid: i32, c: &[&str]) -> Result<Node, i32> {
+    pub(super) fn synth_at(&self, tid: i32, c: &[&str]) -> Result<Node, i32> {
         let me = self.proc_of(tid);
         let (my_vpid, my_vtid) = (me.borrow().vpid, self.tasks[&tid].vtid);
         match c {
@@ -340,7 +195,7 @@ impl<P: Platform> Kernel<P> {
         &self,
         vpid: i32,
         host: i32,
-        proc: &Rc<RefCell<crate::kernel::Process>>,
+        proc: &Rc<RefCell<Process>>,
         rest: &[&str],
     ) -> Result<Node, i32> {
         let p = proc.borrow();
@@ -409,7 +264,7 @@ impl<P: Platform> Kernel<P> {
                 for k in ["VmPeak:", "VmSize:", "VmLck:", "VmHWM:", "VmRSS:", "RssAnon:", "RssFile:", "VmData:", "VmStk:", "VmExe:", "VmLib:", "VmPTE:", "VmSwap:", "Threads:", "SigQ:", "SigPnd:", "ShdPnd:", "SigBlk:", "SigIgn:", "SigCgt:"] {
                     s += &keep(k);
                 }
-                s += &crate::syscalls::caps::status_lines(&c.caps);
+                s += &status_lines(&c.caps);
                 s += "NoNewPrivs:\t1\nSeccomp:\t2\n";
                 text(s)
             }
@@ -483,10 +338,4 @@ impl<P: Platform> Kernel<P> {
             "MemTotal:       {total} kB\nMemFree:        {free} kB\nMemAvailable:   {free} kB\nBuffers:               0 kB\nCached:                0 kB\nSwapCached:            0 kB\nSwapTotal:             0 kB\nSwapFree:              0 kB\nShmem:                 0 kB\n"
         )
     }
-}
-
-/// Make `normalize` reachable from here for tests of lookup helpers.
-#[allow(dead_code)]
-fn _n(p: &str) -> String {
-    normalize(p)
 }

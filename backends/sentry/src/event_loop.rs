@@ -1,0 +1,422 @@
+//! The event loop: the sentry's main loop, above `syscalls/` and `kernel/`. It waits for platform
+//! stops (ptrace stops, seccomp notifications), `hako exec` clients and the descriptors parked
+//! tasks wait on, and turns each into kernel bookkeeping (births, execs, exits, signals) or a
+//! syscall implementation, whose outcome it hands back to the platform.
+
+use crate::exec::{Hub, Request};
+use crate::kernel::fdtable::FdTable;
+use crate::kernel::{Fixup, Kernel, Parked};
+use crate::platform::{self, Platform, Regs, Resume, Stop};
+use crate::syscalls::{self, Outcome};
+use anyhow::Result;
+use std::cell::RefCell;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::time::Instant;
+
+/// The sandbox's kernel and the `hako exec` service, as one loop runs them.
+pub struct EventLoop<P: Platform> {
+    pub k: Kernel<P>,
+    /// `hako exec`'s socket and clients (see `crate::exec`), once the workload runs.
+    pub exec: Option<Hub>,
+}
+
+impl<P: Platform> EventLoop<P> {
+    pub fn new(k: Kernel<P>, exec: Option<Hub>) -> Self {
+        EventLoop { k, exec }
+    }
+
+    /// Carry out an exec request: the spawner makes the process, stopped; the sentry attaches
+    /// and registers it with the request's stdio as its descriptors 0-2. Returns (host pid, vpid).
+    fn spawn_exec(&mut self, hub: &Hub, req: &Request) -> Result<(i32, i32)> {
+        if self.k.init_status.is_some() || !self.k.tasks.contains_key(&self.k.init_host) {
+            anyhow::bail!("the container's workload has ended");
+        }
+        let mut fds = FdTable::new(req.cfg.nofile);
+        for (i, f) in req.stdio.iter().enumerate() {
+            let file =
+                crate::setup::stdio_file(i as RawFd, Some(std::os::fd::AsRawFd::as_raw_fd(f)))?;
+            fds.set(i as i32, Rc::new(RefCell::new(file)), false)
+                .map_err(std::io::Error::from_raw_os_error)?;
+        }
+        let host = hub.spawn(req)?;
+        if let Err(e) = self.k.plat.attach(host) {
+            // SAFETY: our own child (CLONE_PARENT), not yet registered.
+            unsafe {
+                libc::kill(host, libc::SIGKILL);
+                libc::waitpid(host, std::ptr::null_mut(), libc::__WALL | libc::WNOHANG);
+            }
+            return Err(e.context("the exec'd process died during set-up"));
+        }
+        let vpid = self.k.add_process(host, fds, &req.cfg);
+        Ok((host, vpid))
+    }
+
+    /// Serve `hako exec` clients whose fds poll found ready.
+    fn service_exec(&mut self, ready: &[RawFd]) {
+        let Some(mut hub) = self.exec.take() else {
+            return;
+        };
+        for req in hub.service(ready, &self.k.vfs) {
+            match self.spawn_exec(&hub, &req) {
+                Ok((host, vpid)) => hub.started(req.client, host, vpid),
+                Err(e) => hub.failed(req.client, &e),
+            }
+        }
+        self.exec = Some(hub);
+    }
+
+    /// Run until the workload's init is gone; returns (signaled, code-or-signal).
+    pub fn run(&mut self) -> Result<(bool, i32)> {
+        let mut check_wait = true;
+        loop {
+            if self.k.tasks.is_empty() && self.k.early.is_empty() {
+                break;
+            }
+            let nfds = self.k.plat.notify_fds();
+            if nfds.is_empty() && self.k.parked.is_empty() && self.exec.is_none() {
+                // Only ptrace stops can happen: block in waitpid.
+                match self.k.plat.wait(true)? {
+                    Stop::NoTracees => break,
+                    Stop::None => {}
+                    s => self.handle(s)?,
+                }
+                check_wait = true;
+                continue;
+            }
+            if check_wait {
+                drain(self.k.sigchld_fd);
+                loop {
+                    match self.k.plat.wait(false)? {
+                        Stop::None => break,
+                        Stop::NoTracees => {
+                            return Ok(self.k.init_status.unwrap_or((true, libc::SIGKILL)))
+                        }
+                        s => self.handle(s)?,
+                    }
+                }
+                check_wait = false;
+                continue;
+            }
+            // Wait for a ptrace event (SIGCHLD), a notification, or a parked task's fd/deadline.
+            let mut pfds = vec![libc::pollfd {
+                fd: self.k.sigchld_fd,
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            let first_notif = pfds.len();
+            for &fd in &nfds {
+                pfds.push(libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
+            let first_exec = pfds.len();
+            for fd in self.exec.as_ref().map(|h| h.poll_fds()).unwrap_or_default() {
+                pfds.push(libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
+            let first_parked = pfds.len();
+            let mut timeout: i32 = -1;
+            let now = Instant::now();
+            for p in &self.k.parked {
+                for &(fd, ev) in &p.fds {
+                    pfds.push(libc::pollfd {
+                        fd,
+                        events: ev,
+                        revents: 0,
+                    });
+                }
+                if let Some(d) = p.deadline {
+                    let ms = d
+                        .saturating_duration_since(now)
+                        .as_millis()
+                        .min(i32::MAX as u128) as i32;
+                    timeout = if timeout < 0 { ms } else { timeout.min(ms) };
+                }
+            }
+            // SAFETY: valid pollfd array.
+            let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout) };
+            if n < 0 {
+                continue; // EINTR (a forwarded signal)
+            }
+            if pfds[0].revents != 0 {
+                check_wait = true;
+            }
+            for (i, &fd) in nfds.iter().enumerate() {
+                let r = pfds[first_notif + i].revents;
+                if r & libc::POLLIN != 0 {
+                    let s = self.k.plat.recv(fd)?;
+                    self.handle(s)?;
+                } else if r & libc::POLLHUP != 0 {
+                    // No task uses that filter any more (an exec'd process and its children
+                    // are gone).
+                    self.k.plat.drop_listener(fd);
+                }
+            }
+            let ready_exec: Vec<RawFd> = pfds[first_exec..first_parked]
+                .iter()
+                .filter(|p| p.revents != 0)
+                .map(|p| p.fd)
+                .collect();
+            if !ready_exec.is_empty() {
+                self.service_exec(&ready_exec);
+            }
+            let parked_ready = pfds[first_parked..].iter().any(|p| p.revents != 0);
+            let expired = self
+                .k
+                .parked
+                .iter()
+                .any(|p| p.deadline.is_some_and(|d| Instant::now() >= d));
+            if parked_ready || expired {
+                self.retry_parked()?;
+            }
+        }
+        Ok(self.k.init_status.unwrap_or((true, libc::SIGKILL)))
+    }
+
+    fn retry_parked(&mut self) -> Result<()> {
+        let parked = std::mem::take(&mut self.k.parked);
+        for p in parked {
+            if !self.k.tasks.contains_key(&p.tid) {
+                continue;
+            }
+            if let Some(id) = p.notif {
+                if !self.k.plat.notif_valid(id) {
+                    continue; // interrupted by a signal: the syscall restarts as a new notification
+                }
+            }
+            let mut regs = p.regs;
+            self.dispatch(p.tid, &mut regs, p.deadline, p.notif)?;
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, stop: Stop) -> Result<()> {
+        match stop {
+            Stop::Syscall { tid } => {
+                if !self.k.tasks.contains_key(&tid) {
+                    // A trap from a task we do not know cannot happen (children are named by
+                    // their parent's fork event first); refuse it.
+                    let mut regs = self.k.plat.get_regs(tid)?;
+                    return self.k.plat.complete(tid, &mut regs, -(libc::ENOSYS as i64));
+                }
+                let mut regs = self.k.plat.get_regs(tid)?;
+                self.dispatch(tid, &mut regs, None, None)
+            }
+            Stop::Notif { tid, id, mut regs } => {
+                if !self.k.tasks.contains_key(&tid) {
+                    return self.k.plat.respond(id, -(libc::ENOSYS as i64));
+                }
+                // A thread is in one syscall at a time: an older parked notification is dead.
+                self.k
+                    .parked
+                    .retain(|p| !(p.tid == tid && p.notif.is_some()));
+                self.dispatch(tid, &mut regs, None, Some(id))
+            }
+            Stop::SyscallExit { tid } => self.syscall_exit(tid),
+            Stop::NewChild { parent, child } => {
+                self.k.new_child(parent, child);
+                let how = self.resume_mode(parent);
+                self.k.plat.resume(parent, how)?;
+                if let Some(i) = self.k.early.iter().position(|&t| t == child) {
+                    self.k.early.remove(i);
+                    if let Some(t) = self.k.tasks.get_mut(&child) {
+                        t.fresh = false;
+                    }
+                    self.k.plat.resume(child, Resume::Continue(0))?;
+                }
+                Ok(())
+            }
+            Stop::Exec { tid, former } => {
+                self.k.exec_done(tid, former);
+                self.k.plat.resume(tid, Resume::Continue(0))
+            }
+            Stop::Signal { tid, sig, group } => {
+                if let Some(t) = self.k.tasks.get_mut(&tid) {
+                    if t.fresh && sig == libc::SIGSTOP {
+                        t.fresh = false;
+                        return self.k.plat.resume(tid, Resume::Continue(0));
+                    }
+                } else {
+                    // Born before its parent's fork event was handled: hold it until then.
+                    self.k.early.push(tid);
+                    return Ok(());
+                }
+                let how = self.resume_mode(tid);
+                if group {
+                    // Group stops are not modelled: let the task go on.
+                    return self.k.plat.resume(tid, how);
+                }
+                match how {
+                    Resume::ToSyscallExit => self.k.plat.resume(tid, how),
+                    _ => self.k.plat.resume(tid, Resume::Continue(sig)),
+                }
+            }
+            Stop::Exited { tid, code } => {
+                self.task_gone(tid, (false, code));
+                Ok(())
+            }
+            Stop::Killed { tid, sig } => {
+                self.task_gone(tid, (true, sig));
+                Ok(())
+            }
+            Stop::None | Stop::NoTracees => Ok(()),
+        }
+    }
+
+    fn resume_mode(&self, tid: i32) -> Resume {
+        match self.k.tasks.get(&tid) {
+            Some(t) if t.fixup.is_some() => Resume::ToSyscallExit,
+            _ => Resume::Continue(0),
+        }
+    }
+
+    fn syscall_exit(&mut self, tid: i32) -> Result<()> {
+        let Some(t) = self.k.tasks.get_mut(&tid) else {
+            return self.k.plat.resume(tid, Resume::Continue(0));
+        };
+        let Some(fix) = t.fixup.take() else {
+            return self.k.plat.resume(tid, Resume::Continue(0));
+        };
+        let regs = self.k.plat.get_regs(tid)?;
+        match fix {
+            Fixup::MmapFill {
+                file,
+                offset,
+                len,
+                prot,
+            } => {
+                let addr = regs.rax;
+                if (addr as i64) < 0 && (addr as i64) > -4096 {
+                    return self.k.plat.resume(tid, Resume::Continue(0));
+                }
+                self.k.stats.mmap_emulated += 1;
+                let data = file.borrow().read_at(offset, len as usize);
+                let mut off = 0;
+                while off < data.len() {
+                    match self.k.plat.write_mem(tid, addr + off as u64, &data[off..]) {
+                        Ok(n) if n > 0 => off += n,
+                        _ => break,
+                    }
+                }
+                if prot & libc::PROT_WRITE as u64 == 0 {
+                    // Inject mprotect(addr, len, prot) by re-running the syscall instruction.
+                    let saved = regs;
+                    let mut inj = regs;
+                    inj.rax = libc::SYS_mprotect as u64;
+                    inj.orig_rax = libc::SYS_mprotect as u64;
+                    inj.rdi = addr;
+                    inj.rsi = len;
+                    inj.rdx = prot;
+                    inj.rip -= 2;
+                    self.k.plat.set_regs(tid, &inj)?;
+                    self.k.tasks.get_mut(&tid).unwrap().fixup = Some(Fixup::Injected {
+                        saved,
+                        entry_seen: false,
+                    });
+                    return self.k.plat.resume(tid, Resume::ToSyscallExit);
+                }
+            }
+            Fixup::Injected { saved, entry_seen } => {
+                if !entry_seen {
+                    self.k.tasks.get_mut(&tid).unwrap().fixup = Some(Fixup::Injected {
+                        saved,
+                        entry_seen: true,
+                    });
+                    return self.k.plat.resume(tid, Resume::ToSyscallExit);
+                }
+                self.k.plat.set_regs(tid, &saved)?;
+            }
+        }
+        self.k.plat.resume(tid, Resume::Continue(0))
+    }
+
+    /// Run the implementation of the trapped syscall in `regs` for `tid`.
+    pub fn dispatch(
+        &mut self,
+        tid: i32,
+        regs: &mut Regs,
+        deadline: Option<Instant>,
+        notif: Option<u64>,
+    ) -> Result<()> {
+        let nr = platform::sysno(regs);
+        let out = syscalls::handle(&mut self.k, tid, nr, regs, deadline);
+        if self.k.cfg.debug {
+            let name = syscalls_name(nr);
+            let a = platform::args(regs);
+            match &out {
+                Outcome::Ret(v) => eprintln!(
+                    "[sentry {tid}] {name}({:#x}, {:#x}, {:#x}, {:#x}) = {v}",
+                    a[0], a[1], a[2], a[3]
+                ),
+                Outcome::Native => eprintln!("[sentry {tid}] {name}(..) -> native"),
+                Outcome::NativeThen(_) => eprintln!("[sentry {tid}] {name}(..) -> native+fixup"),
+                Outcome::Park(..) => eprintln!("[sentry {tid}] {name}(..) -> parked"),
+            }
+        }
+        if let Some(id) = notif {
+            return match out {
+                Outcome::Ret(v) => self.k.plat.respond(id, v),
+                Outcome::Park(fds, dl) => {
+                    self.k.parked.push(Parked {
+                        tid,
+                        regs: *regs,
+                        fds,
+                        deadline: dl,
+                        notif,
+                    });
+                    Ok(())
+                }
+                // Register rewriting is only possible at a ptrace stop (NEEDS_REGS routes those).
+                _ => self.k.plat.respond(id, -(libc::ENOSYS as i64)),
+            };
+        }
+        match out {
+            Outcome::Ret(v) => self.k.plat.complete(tid, regs, v),
+            Outcome::Native => {
+                self.k.plat.set_regs(tid, regs)?;
+                self.k.plat.resume(tid, Resume::Continue(0))
+            }
+            Outcome::NativeThen(fix) => {
+                self.k.plat.set_regs(tid, regs)?;
+                self.k.tasks.get_mut(&tid).unwrap().fixup = Some(fix);
+                self.k.plat.resume(tid, Resume::ToSyscallExit)
+            }
+            Outcome::Park(fds, dl) => {
+                self.k.parked.push(Parked {
+                    tid,
+                    regs: *regs,
+                    fds,
+                    deadline: dl,
+                    notif: None,
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// A task is gone: `hako exec`'s client of it learns its status, then the kernel forgets it.
+    fn task_gone(&mut self, tid: i32, status: (bool, i32)) {
+        if let Some(h) = self.exec.as_mut() {
+            h.exited(tid, status);
+        }
+        self.k.task_gone(tid, status);
+    }
+}
+
+fn syscalls_name(nr: i64) -> &'static str {
+    ::syscalls::Sysno::new(nr as usize)
+        .map(|s| s.name())
+        .unwrap_or("?")
+}
+
+fn drain(fd: RawFd) {
+    let mut buf = [0u8; 128 * 4];
+    // SAFETY: reading a non-blocking signalfd into a local buffer.
+    while unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+}

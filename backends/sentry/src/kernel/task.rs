@@ -1,0 +1,218 @@
+//! Tasks and processes: their birth (the first process, `hako exec`'s, fork and clone), the
+//! execve transition, their end, and the virtual pids that name them.
+
+use super::fdtable::FdTable;
+use super::{Config, Creds, Kernel};
+use crate::platform::{Platform, Regs};
+use crate::vfs::OpenFile;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+pub struct Process {
+    pub vpid: i32,
+    pub vppid: i32,
+    /// Host pid of the thread group leader.
+    pub host_pid: i32,
+    pub fds: Rc<RefCell<FdTable>>,
+    pub cwd: String,
+    pub creds: Creds,
+    pub exe: String,
+    pub umask: u32,
+    pub threads: usize,
+}
+
+/// What to do when a task reaches the syscall-exit stop we asked for.
+pub enum Fixup {
+    /// A file mmap emulated by an anonymous mapping: copy the file data in, then fix protections.
+    MmapFill {
+        file: Rc<RefCell<OpenFile>>,
+        offset: u64,
+        len: u64,
+        prot: u64,
+    },
+    /// An injected syscall: restore these registers once it has run.
+    Injected { saved: Regs, entry_seen: bool },
+}
+
+pub struct Task {
+    pub tid: i32,
+    pub vtid: i32,
+    pub proc: Rc<RefCell<Process>>,
+    pub fixup: Option<Fixup>,
+    /// clone flags of a fork/clone this task is in the middle of.
+    pub pending_clone: Option<u64>,
+    pub pending_exec: Option<String>,
+    /// Waiting for its first (SIGSTOP) stop after being born traced.
+    pub fresh: bool,
+}
+
+impl<P: Platform> Kernel<P> {
+    /// Register a tracee with no parent in the sandbox (the first process, or one `hako exec`
+    /// started), with the identity, cwd and umask of `c`. Returns its virtual pid.
+    pub fn add_process(&mut self, host: i32, fds: FdTable, c: &Config) -> i32 {
+        let creds = Creds {
+            ruid: c.uid,
+            euid: c.uid,
+            suid: c.uid,
+            rgid: c.gid,
+            egid: c.gid,
+            sgid: c.gid,
+            groups: c.groups.clone(),
+            caps: c.caps,
+        };
+        let vpid = self.alloc_vpid(host);
+        let proc = Process {
+            vpid,
+            vppid: 0,
+            host_pid: host,
+            fds: Rc::new(RefCell::new(fds)),
+            cwd: c.cwd.clone(),
+            creds,
+            exe: String::new(),
+            umask: c.umask,
+            threads: 1,
+        };
+        self.tasks.insert(
+            host,
+            Task {
+                tid: host,
+                vtid: vpid,
+                proc: Rc::new(RefCell::new(proc)),
+                fixup: None,
+                pending_clone: None,
+                pending_exec: None,
+                fresh: false,
+            },
+        );
+        vpid
+    }
+
+    /// The virtual pid of a new task is its pid in the sandbox's pid namespace (the innermost
+    /// `NSpid` of its host /proc status): the pids the workload's native calls take and return
+    /// (clone, wait4, getpgid, set_tid_address...) are then the virtual ones, with nothing to
+    /// translate, and the sentry keeps the host pid for its own calls.
+    fn alloc_vpid(&mut self, host: i32) -> i32 {
+        let v = crate::hostproc::ns_pid(host).unwrap_or_else(|| {
+            self.spare_vpid += 1;
+            self.spare_vpid
+        });
+        self.next_vpid = self.next_vpid.max(v + 1);
+        self.forks += 1;
+        if let Some(old) = self.v2h.insert(v, host) {
+            // A namespace pid the kernel recycled: the old host tid no longer names it.
+            if self.h2v.get(&old) == Some(&v) {
+                self.h2v.remove(&old);
+            }
+        }
+        self.h2v.insert(host, v);
+        v
+    }
+
+    /// A task's execve went through (`former`: the tid that called it, now `tid`): the process
+    /// gets its new exe, the kernel's capability transition and an unshared fd table without
+    /// its close-on-exec descriptors.
+    pub fn exec_done(&mut self, tid: i32, former: i32) {
+        if former != tid {
+            if let Some(mut t) = self.tasks.remove(&former) {
+                t.tid = tid;
+                self.tasks.insert(tid, t);
+            }
+        }
+        if let Some(t) = self.tasks.get_mut(&tid) {
+            let exe = t.pending_exec.take();
+            let proc = t.proc.clone();
+            let mut p = proc.borrow_mut();
+            if let Some(e) = exe {
+                p.exe = e;
+            }
+            // The kernel's capability transition for a file without file capabilities.
+            p.creds.exec_caps();
+            // execve unshares the fd table and closes close-on-exec descriptors.
+            let table = p.fds.borrow().clone_for_exec();
+            p.fds = Rc::new(RefCell::new(table));
+        }
+    }
+
+    /// A task ended (exited or killed with `status`). The init's end takes every other task
+    /// with it, as a pid namespace's does; orphans are re-parented to the init.
+    pub fn task_gone(&mut self, tid: i32, status: (bool, i32)) {
+        self.parked.retain(|p| p.tid != tid);
+        self.early.retain(|&t| t != tid);
+        let Some(task) = self.tasks.remove(&tid) else {
+            return;
+        };
+        let (vpid, gone) = {
+            let mut p = task.proc.borrow_mut();
+            p.threads = p.threads.saturating_sub(1);
+            (p.vpid, p.threads == 0)
+        };
+        if tid == self.init_host {
+            self.init_status = Some(status);
+            // The sandbox's init is gone: like a pid namespace, everything else dies with it.
+            for &other in self.tasks.keys() {
+                // SAFETY: signalling our own tracees.
+                unsafe { libc::kill(other, libc::SIGKILL) };
+            }
+        }
+        if gone {
+            for t in self.tasks.values() {
+                let mut p = t.proc.borrow_mut();
+                if p.vppid == vpid {
+                    p.vppid = 1;
+                }
+            }
+        }
+    }
+
+    pub fn new_child(&mut self, parent: i32, child: i32) {
+        if self.tasks.contains_key(&child) {
+            return;
+        }
+        let Some(pt) = self.tasks.get_mut(&parent) else {
+            return;
+        };
+        let flags = pt.pending_clone.take().unwrap_or(libc::SIGCHLD as u64);
+        let pproc = pt.proc.clone();
+        let thread = flags & libc::CLONE_THREAD as u64 != 0;
+        let vtid = self.alloc_vpid(child);
+        let proc = if thread {
+            pproc.borrow_mut().threads += 1;
+            pproc
+        } else {
+            let p = pproc.borrow();
+            let fds = if flags & libc::CLONE_FILES as u64 != 0 {
+                p.fds.clone()
+            } else {
+                Rc::new(RefCell::new(p.fds.borrow().clone()))
+            };
+            let vppid = if flags & libc::CLONE_PARENT as u64 != 0 {
+                p.vppid
+            } else {
+                p.vpid
+            };
+            Rc::new(RefCell::new(Process {
+                vpid: vtid,
+                vppid,
+                host_pid: child,
+                fds,
+                cwd: p.cwd.clone(),
+                creds: p.creds.clone(),
+                exe: p.exe.clone(),
+                umask: p.umask,
+                threads: 1,
+            }))
+        };
+        self.tasks.insert(
+            child,
+            Task {
+                tid: child,
+                vtid,
+                proc,
+                fixup: None,
+                pending_clone: None,
+                pending_exec: None,
+                fresh: true,
+            },
+        );
+    }
+}

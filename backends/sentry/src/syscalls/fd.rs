@@ -1,0 +1,132 @@
+//! The descriptor table: close, close_range, dup, dup2, dup3, fcntl.
+
+use super::{err, r, Call, Outcome};
+use crate::kernel::Kernel;
+use crate::platform::Platform;
+use crate::vfs::{FileKind, HostKind};
+use std::os::fd::AsRawFd;
+use syscalls::Sysno;
+
+pub fn close<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
+    let (a, tid) = (c.a, c.tid);
+    let p = k.proc_of(tid);
+    let p = p.borrow();
+    let ok = p.fds.borrow_mut().close(a[0] as i32);
+    if ok {
+        Outcome::Ret(0)
+    } else {
+        err(libc::EBADF)
+    }
+}
+
+pub fn close_range<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
+    let (a, tid) = (c.a, c.tid);
+    let p = k.proc_of(tid);
+    let p = p.borrow();
+    let mut t = p.fds.borrow_mut();
+    let (lo, hi) = (a[0] as i32, a[1].min(i32::MAX as u64) as i32);
+    let keys: Vec<i32> = t.map.range(lo..=hi).map(|(k, _)| *k).collect();
+    for fd in keys {
+        if a[2] & libc::CLOSE_RANGE_CLOEXEC as u64 != 0 {
+            t.map.get_mut(&fd).unwrap().cloexec = true;
+        } else {
+            t.close(fd);
+        }
+    }
+    Outcome::Ret(0)
+}
+
+pub fn dup<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
+    let (a, tid) = (c.a, c.tid);
+    let f = tri!(k.file(tid, a[0]));
+    r(k.proc_of(tid)
+        .borrow()
+        .fds
+        .borrow_mut()
+        .alloc(0, f, false)
+        .map(|v| v as i64))
+}
+
+/// dup2, dup3.
+pub fn dup2<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
+    use Sysno::*;
+    let (a, tid, s) = (c.a, c.tid, c.s);
+    let f = tri!(k.file(tid, a[0]));
+    if a[0] == a[1] {
+        return if s == dup3 {
+            err(libc::EINVAL)
+        } else {
+            Outcome::Ret(a[1] as i64)
+        };
+    }
+    let cloexec = s == dup3 && a[2] as i32 & libc::O_CLOEXEC != 0;
+    r(k.proc_of(tid)
+        .borrow()
+        .fds
+        .borrow_mut()
+        .set(a[1] as i32, f, cloexec)
+        .map(|_| a[1] as i64))
+}
+
+pub fn fcntl<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
+    let fd = c.a[0] as i32;
+    let p = k.proc_of(c.tid);
+    let p = p.borrow();
+    let mut t = p.fds.borrow_mut();
+    let Some(e) = t.map.get(&fd).cloned() else {
+        return err(libc::EBADF);
+    };
+    match c.a[1] as i32 {
+        libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => r(t
+            .alloc(
+                c.a[2] as i32,
+                e.file.clone(),
+                c.a[1] as i32 == libc::F_DUPFD_CLOEXEC,
+            )
+            .map(|v| v as i64)),
+        libc::F_GETFD => Outcome::Ret(if e.cloexec {
+            libc::FD_CLOEXEC as i64
+        } else {
+            0
+        }),
+        libc::F_SETFD => {
+            t.map.get_mut(&fd).unwrap().cloexec = c.a[2] as i32 & libc::FD_CLOEXEC != 0;
+            Outcome::Ret(0)
+        }
+        libc::F_GETFL => Outcome::Ret(e.file.borrow().flags as i64),
+        libc::F_SETFL => {
+            let mut f = e.file.borrow_mut();
+            let changeable = libc::O_APPEND | libc::O_NONBLOCK;
+            f.flags = (f.flags & !changeable) | (c.a[2] as i32 & changeable);
+            if let FileKind::Host { fd, kind } = &f.kind {
+                if *kind != HostKind::Stream {
+                    // SAFETY: fcntl on our fd.
+                    unsafe {
+                        libc::fcntl(
+                            fd.as_raw_fd(),
+                            libc::F_SETFL,
+                            (c.a[2] as i32 & libc::O_APPEND) | libc::O_NONBLOCK,
+                        )
+                    };
+                }
+            }
+            Outcome::Ret(0)
+        }
+        libc::F_GETLK
+        | libc::F_SETLK
+        | libc::F_SETLKW
+        | libc::F_OFD_GETLK
+        | libc::F_OFD_SETLK
+        | libc::F_OFD_SETLKW => {
+            // Locks between sandbox processes are advisory; accept them.
+            if c.a[1] as i32 == libc::F_GETLK || c.a[1] as i32 == libc::F_OFD_GETLK {
+                // report "unlocked": l_type = F_UNLCK
+                let _ = k.write_bytes(c.tid, c.a[2], &(libc::F_UNLCK as i16).to_ne_bytes());
+            }
+            Outcome::Ret(0)
+        }
+        libc::F_GETPIPE_SZ => Outcome::Ret(65536),
+        libc::F_SETPIPE_SZ => Outcome::Ret(c.a[2] as i64),
+        _ => err(libc::EINVAL),
+    }
+}

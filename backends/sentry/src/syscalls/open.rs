@@ -1,0 +1,187 @@
+//! open, openat, openat2 and creat: a path to an open file, either a host file opened in-root
+//! (with the kernel's permission checks made against the caller's virtual creds) or a node of
+//! the synthesized trees.
+
+use super::{dirfd_of, err, errno, r, Call, Outcome};
+use crate::kernel::creds::may;
+use crate::kernel::Kernel;
+use crate::platform::Platform;
+use crate::vfs::{fstat_fd, normalize, FileKind, HostKind, Node, OpenFile, Synth};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use syscalls::Sysno;
+
+/// open, openat, creat, openat2.
+pub fn open<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
+    use Sysno::*;
+    let (a, tid, s) = (c.a, c.tid, c.s);
+    let (dirfd, p, flags, mode) = match s {
+        open => (
+            libc::AT_FDCWD,
+            tri!(k.read_path(tid, a[0])),
+            a[1] as i32,
+            a[2] as u32,
+        ),
+        creat => (
+            libc::AT_FDCWD,
+            tri!(k.read_path(tid, a[0])),
+            libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC,
+            a[1] as u32,
+        ),
+        openat => (
+            dirfd_of(a[0]),
+            tri!(k.read_path(tid, a[1])),
+            a[2] as i32,
+            a[3] as u32,
+        ),
+        _ => {
+            let how: [u64; 3] = match k.read_val(tid, a[2]) {
+                Ok(h) => h,
+                Err(e) => return err(e),
+            };
+            (
+                dirfd_of(a[0]),
+                tri!(k.read_path(tid, a[1])),
+                how[0] as i32,
+                how[1] as u32,
+            )
+        }
+    };
+    r(open_path(k, tid, dirfd, &p, flags, mode)
+        .and_then(|f| k.install(tid, f, flags & libc::O_CLOEXEC != 0)))
+}
+
+/// Open `path` (already read from the tracee) with open(2) flags.
+pub fn open_path<P: Platform>(
+    k: &Kernel<P>,
+    tid: i32,
+    dirfd: i32,
+    path: &str,
+    flags: i32,
+    mode: u32,
+) -> Result<OpenFile, i32> {
+    let follow = flags & libc::O_NOFOLLOW == 0;
+    let node = k.lookup(tid, dirfd, path, follow)?;
+    let acc = flags & libc::O_ACCMODE;
+    let writing = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+    let vpath = normalize(&if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("{}/{}", k.proc_of(tid).borrow().cwd, path)
+    });
+    match node {
+        Node::Synth(s) => {
+            if flags & libc::O_CREAT != 0 && flags & libc::O_EXCL != 0 {
+                return Err(libc::EEXIST);
+            }
+            match s {
+                Synth::File(d) => {
+                    if writing {
+                        return Err(libc::EACCES);
+                    }
+                    if flags & libc::O_DIRECTORY != 0 {
+                        return Err(libc::ENOTDIR);
+                    }
+                    Ok(OpenFile::new(
+                        FileKind::Synth { data: d, pos: 0 },
+                        &vpath,
+                        flags,
+                    ))
+                }
+                Synth::Dir(entries) => {
+                    if writing {
+                        return Err(libc::EISDIR);
+                    }
+                    Ok(OpenFile::new(
+                        FileKind::Dir { entries, pos: 0 },
+                        &vpath,
+                        flags,
+                    ))
+                }
+                Synth::Dev(k) => Ok(OpenFile::new(FileKind::Dev(k), &vpath, flags)),
+                Synth::Link(_) => Err(libc::ELOOP),
+                Synth::Fd(f) => {
+                    // Re-open through /proc/self/fd: share the description (as a dup).
+                    let fb = f.borrow();
+                    let kind = match &fb.kind {
+                        FileKind::Host { fd, kind } => {
+                            // SAFETY: dup of our own fd.
+                            let d =
+                                unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+                            if d < 0 {
+                                return Err(errno());
+                            }
+                            FileKind::Host {
+                                fd: unsafe { OwnedFd::from_raw_fd(d) },
+                                kind: *kind,
+                            }
+                        }
+                        FileKind::Synth { data, .. } => FileKind::Synth {
+                            data: data.clone(),
+                            pos: 0,
+                        },
+                        FileKind::Dir { entries, .. } => FileKind::Dir {
+                            entries: entries.clone(),
+                            pos: 0,
+                        },
+                        FileKind::Dev(k) => FileKind::Dev(*k),
+                        FileKind::Epoll(_) => return Err(libc::ENXIO),
+                    };
+                    Ok(OpenFile::new(kind, &fb.path, flags))
+                }
+            }
+        }
+        Node::Host(rel) => {
+            let creds = k.creds(tid);
+            let umask = k.proc_of(tid).borrow().umask;
+            let base =
+                (flags & !(libc::O_CLOEXEC | libc::O_NOCTTY)) | libc::O_NONBLOCK | libc::O_NOCTTY;
+            let mut created = false;
+            let fd = if flags & libc::O_CREAT != 0 && flags & libc::O_EXCL == 0 {
+                match k.vfs.open(&rel, base & !libc::O_CREAT, 0) {
+                    Ok(fd) => fd,
+                    Err(libc::ENOENT) => {
+                        created = true;
+                        k.may_create(tid, dirfd, path, &creds)?;
+                        k.vfs.open(&rel, base | libc::O_EXCL, mode & !umask)?
+                    }
+                    Err(e) => return Err(e),
+                }
+            } else {
+                created = flags & libc::O_CREAT != 0;
+                if created {
+                    k.may_create(tid, dirfd, path, &creds)?;
+                }
+                k.vfs.open(&rel, base, mode & !umask)?
+            };
+            let st = fstat_fd(fd.as_raw_fd())?;
+            let fmt = st.st_mode & libc::S_IFMT;
+            if fmt == libc::S_IFCHR || fmt == libc::S_IFBLK {
+                // Device nodes in the rootfs would reach host devices: never.
+                return Err(libc::EACCES);
+            }
+            if created && creds.euid != 0 {
+                // SAFETY: fchown on our fd.
+                unsafe { libc::fchown(fd.as_raw_fd(), creds.euid, creds.egid) };
+            } else if !created && flags & libc::O_PATH == 0 {
+                let want = match acc {
+                    libc::O_RDONLY => 4,
+                    libc::O_WRONLY => 2,
+                    _ => 6,
+                } | if flags & libc::O_TRUNC != 0 { 2 } else { 0 };
+                if !may(&st, &creds, want) {
+                    return Err(libc::EACCES);
+                }
+            }
+            let kind = match fmt {
+                libc::S_IFDIR => HostKind::Dir,
+                libc::S_IFREG => HostKind::Regular,
+                _ => HostKind::Stream,
+            };
+            Ok(OpenFile::new(
+                FileKind::Host { fd, kind },
+                &vpath,
+                flags & !libc::O_CLOEXEC,
+            ))
+        }
+    }
+}

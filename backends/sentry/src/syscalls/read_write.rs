@@ -1,0 +1,356 @@
+//! read, write and their vectored and positioned forms, lseek, sendfile and copy_file_range.
+//! Stream reads and writes never block the sentry: an empty pipe or a full one parks the task
+//! until its host descriptor is ready.
+
+use super::{err, errno, ready, Call, Outcome, CHUNK};
+use crate::kernel::creds::FSETID;
+use crate::kernel::{FileRef, Kernel};
+use crate::platform::Platform;
+use crate::vfs::{fstat_fd, DevKind, FileKind, HostKind};
+use std::os::fd::{AsRawFd, RawFd};
+use syscalls::Sysno;
+
+/// At most this much per write to inherited stdio that is not non-blocking.
+const STDIO_CHUNK: usize = 4096;
+
+pub fn read<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
+    let (a, tid) = (c.a, c.tid);
+    let f = tri!(k.file(tid, a[0]));
+    do_read(k, c, &f, a[1], a[2] as usize, None)
+}
+
+pub fn pread64<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
+    let (a, tid) = (c.a, c.tid);
+    let f = tri!(k.file(tid, a[0]));
+    if a[3] as i64 > 0 && f.borrow().is_stream() {
+        return err(libc::ESPIPE);
+    }
+    do_read(k, c, &f, a[1], a[2] as usize, Some(a[3] as i64))
+}
+
+/// readv, preadv, preadv2.
+pub fn readv<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
+    use Sysno::*;
+    let (a, tid, s) = (c.a, c.tid, c.s);
+    let f = tri!(k.file(tid, a[0]));
+    let iov = match iovecs(k, tid, a[1], a[2]) {
+        Ok(v) => v,
+        Err(e) => return err(e),
+    };
+    // Read into the first non-empty buffer (a short read is allowed).
+    let Some(&(base, len)) = iov.iter().find(|v| v.1 > 0) else {
+        return Outcome::Ret(0);
+    };
+    let off = if s == readv || a[3] as i64 == -1 {
+        None
+    } else {
+        Some(a[3] as i64)
+    };
+    do_read(k, c, &f, base, len, off)
+}
+
+/// write, pwrite64.
+pub fn write<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
+    use Sysno::*;
+    let (a, tid, s) = (c.a, c.tid, c.s);
+    let f = tri!(k.file(tid, a[0]));
+    let len = (a[2] as usize).min(CHUNK);
+    let data = match k.read_bytes(tid, a[1], len) {
+        Ok(d) => d,
+        Err(e) => return err(e),
+    };
+    let off = if s == pwrite64 {
+        Some(a[3] as i64)
+    } else {
+        None
+    };
+    do_write(k, c, &f, &data, off)
+}
+
+/// writev, pwritev, pwritev2.
+pub fn writev<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
+    use Sysno::*;
+    let (a, tid, s) = (c.a, c.tid, c.s);
+    let f = tri!(k.file(tid, a[0]));
+    let iov = match iovecs(k, tid, a[1], a[2]) {
+        Ok(v) => v,
+        Err(e) => return err(e),
+    };
+    let mut data = Vec::new();
+    for (base, len) in iov {
+        if data.len() + len > CHUNK {
+            break;
+        }
+        match k.read_bytes(tid, base, len) {
+            Ok(d) => data.extend_from_slice(&d),
+            Err(e) => return err(e),
+        }
+    }
+    let off = if s == writev || a[3] as i64 == -1 {
+        None
+    } else {
+        Some(a[3] as i64)
+    };
+    do_write(k, c, &f, &data, off)
+}
+
+pub fn lseek<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
+    let (a, tid) = (c.a, c.tid);
+    let f = tri!(k.file(tid, a[0]));
+    let mut fb = f.borrow_mut();
+    match &mut fb.kind {
+        FileKind::Host { fd, kind } => {
+            if *kind == HostKind::Stream {
+                return err(libc::ESPIPE);
+            }
+            // SAFETY: lseek on our fd.
+            let n = unsafe { libc::lseek(fd.as_raw_fd(), a[1] as i64, a[2] as i32) };
+            if n < 0 {
+                err(errno())
+            } else {
+                Outcome::Ret(n)
+            }
+        }
+        FileKind::Synth { data, pos } => {
+            let base = match a[2] as i32 {
+                libc::SEEK_SET => 0,
+                libc::SEEK_CUR => *pos as i64,
+                libc::SEEK_END => data.len() as i64,
+                _ => return err(libc::EINVAL),
+            };
+            let n = base + a[1] as i64;
+            if n < 0 {
+                return err(libc::EINVAL);
+            }
+            *pos = n as usize;
+            Outcome::Ret(n)
+        }
+        FileKind::Dir { pos, .. } => {
+            if a[2] as i32 == libc::SEEK_SET {
+                *pos = a[1] as usize;
+                Outcome::Ret(a[1] as i64)
+            } else {
+                err(libc::EINVAL)
+            }
+        }
+        FileKind::Dev(_) => Outcome::Ret(0),
+        FileKind::Epoll(_) => err(libc::ESPIPE),
+    }
+}
+
+/// sendfile, copy_file_range.
+pub fn sendfile<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
+    use Sysno::*;
+    let (a, tid, s) = (c.a, c.tid, c.s);
+    // Copy through the sentry: read then write, at most one chunk. Stream inputs are
+    // refused (EINVAL), as callers then fall back to read/write.
+    let (out_fd, in_fd, off_ptr, count) = if s == sendfile {
+        (a[0], a[1], a[2], a[3])
+    } else {
+        (a[2], a[0], a[1], a[4])
+    };
+    let fin = tri!(k.file(tid, in_fd));
+    let fout = tri!(k.file(tid, out_fd));
+    if fin.borrow().is_stream() || fin.borrow().is_dir() {
+        return err(libc::EINVAL);
+    }
+    let h = fin.borrow().host_fd();
+    let pos = if off_ptr != 0 {
+        match k.read_val::<i64>(tid, off_ptr) {
+            Ok(v) => v,
+            Err(e) => return err(e),
+        }
+    } else {
+        match (&fin.borrow().kind, h) {
+            // SAFETY: query our fd's offset.
+            (_, Some(h)) => unsafe { libc::lseek(h, 0, libc::SEEK_CUR) },
+            (FileKind::Synth { pos, .. }, None) => *pos as i64,
+            _ => 0,
+        }
+    };
+    let data = fin
+        .borrow()
+        .read_at(pos.max(0) as u64, (count as usize).min(CHUNK));
+    if data.is_empty() {
+        return Outcome::Ret(0);
+    }
+    let out = do_write(k, c, &fout, &data, None);
+    if let Outcome::Ret(n) = &out {
+        if *n > 0 {
+            if off_ptr != 0 {
+                let _ = k.write_val(tid, off_ptr, &(pos + *n));
+            } else if let Some(h) = h {
+                // SAFETY: advance our fd's offset by what was written.
+                unsafe { libc::lseek(h, pos + *n, libc::SEEK_SET) };
+            } else if let FileKind::Synth { pos: p, .. } = &mut fin.borrow_mut().kind {
+                *p += *n as usize;
+            }
+        }
+    }
+    out
+}
+
+pub fn do_read<P: Platform>(
+    k: &mut Kernel<P>,
+    c: &Call,
+    f: &FileRef,
+    addr: u64,
+    count: usize,
+    off: Option<i64>,
+) -> Outcome {
+    let mut fb = f.borrow_mut();
+    if fb.flags & libc::O_ACCMODE == libc::O_WRONLY {
+        return err(libc::EBADF);
+    }
+    let count = count.min(CHUNK);
+    let data: Vec<u8> = match &mut fb.kind {
+        FileKind::Host { fd, kind } => {
+            let h = fd.as_raw_fd();
+            if *kind == HostKind::Dir {
+                return err(libc::EISDIR);
+            }
+            if *kind == HostKind::Stream && off.is_none() && !ready(h, libc::POLLIN) {
+                if fb.flags & libc::O_NONBLOCK != 0 {
+                    return err(libc::EAGAIN);
+                }
+                return Outcome::Park(vec![(h, libc::POLLIN)], c.deadline);
+            }
+            let mut buf = vec![0u8; count];
+            // SAFETY: read into our buffer.
+            let n = unsafe {
+                match off {
+                    Some(o) => libc::pread(h, buf.as_mut_ptr().cast(), count, o),
+                    None => libc::read(h, buf.as_mut_ptr().cast(), count),
+                }
+            };
+            if n < 0 {
+                let e = errno();
+                if e == libc::EAGAIN && fb.flags & libc::O_NONBLOCK == 0 {
+                    return Outcome::Park(vec![(h, libc::POLLIN)], c.deadline);
+                }
+                return err(e);
+            }
+            buf.truncate(n as usize);
+            buf
+        }
+        FileKind::Synth { data, pos } => {
+            let start = off.map(|o| o as usize).unwrap_or(*pos).min(data.len());
+            let end = (start + count).min(data.len());
+            if off.is_none() {
+                *pos = end;
+            }
+            data[start..end].to_vec()
+        }
+        FileKind::Dir { .. } => return err(libc::EISDIR),
+        FileKind::Epoll(_) => return err(libc::EINVAL),
+        FileKind::Dev(DevKind::Null) => Vec::new(),
+        FileKind::Dev(DevKind::Zero | DevKind::Full) => vec![0u8; count],
+        FileKind::Dev(DevKind::Random) => {
+            let mut b = vec![0u8; count.min(65536)];
+            // SAFETY: getrandom into our buffer.
+            unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+            b
+        }
+    };
+    drop(fb);
+    match k.write_bytes(c.tid, addr, &data) {
+        Ok(()) => Outcome::Ret(data.len() as i64),
+        Err(e) => err(e),
+    }
+}
+pub fn do_write<P: Platform>(
+    k: &mut Kernel<P>,
+    c: &Call,
+    f: &FileRef,
+    data: &[u8],
+    off: Option<i64>,
+) -> Outcome {
+    let fb = f.borrow();
+    if fb.flags & libc::O_ACCMODE == libc::O_RDONLY && !matches!(fb.kind, FileKind::Dev(_)) {
+        return err(libc::EBADF);
+    }
+    match &fb.kind {
+        FileKind::Host { fd, kind } => {
+            let h = fd.as_raw_fd();
+            let mut len = data.len();
+            if *kind == HostKind::Stream {
+                if !ready(h, libc::POLLOUT) {
+                    if fb.flags & libc::O_NONBLOCK != 0 {
+                        return err(libc::EAGAIN);
+                    }
+                    return Outcome::Park(vec![(h, libc::POLLOUT)], c.deadline);
+                }
+                // Our own pipes are non-blocking; inherited stdio may not be: never block.
+                // SAFETY: fcntl query.
+                let fl = unsafe { libc::fcntl(h, libc::F_GETFL) };
+                if fl & libc::O_NONBLOCK == 0 {
+                    len = len.min(STDIO_CHUNK);
+                }
+            }
+            if *kind == HostKind::Regular {
+                kill_suid(k, c.tid, h);
+            }
+            // SAFETY: write from our buffer.
+            let n = unsafe {
+                match off {
+                    Some(o) => libc::pwrite(h, data.as_ptr().cast(), len, o),
+                    None => libc::write(h, data.as_ptr().cast(), len),
+                }
+            };
+            if n < 0 {
+                let e = errno();
+                if e == libc::EAGAIN && fb.flags & libc::O_NONBLOCK == 0 {
+                    return Outcome::Park(vec![(h, libc::POLLOUT)], c.deadline);
+                }
+                if e == libc::EPIPE {
+                    let tg = k.proc_of(c.tid).borrow().host_pid;
+                    // SAFETY: signal our own tracee as the kernel would.
+                    unsafe { libc::syscall(libc::SYS_tgkill, tg, c.tid, libc::SIGPIPE) };
+                }
+                return err(e);
+            }
+            Outcome::Ret(n as i64)
+        }
+        FileKind::Dev(DevKind::Full) => err(libc::ENOSPC),
+        FileKind::Dev(_) => Outcome::Ret(data.len() as i64),
+        FileKind::Synth { .. } | FileKind::Dir { .. } => err(libc::EBADF),
+        FileKind::Epoll(_) => err(libc::EINVAL),
+    }
+}
+fn iovecs<P: Platform>(
+    k: &Kernel<P>,
+    tid: i32,
+    addr: u64,
+    cnt: u64,
+) -> Result<Vec<(u64, usize)>, i32> {
+    if cnt > 1024 {
+        return Err(libc::EINVAL);
+    }
+    let raw = k.read_bytes(tid, addr, cnt as usize * 16)?;
+    Ok(raw
+        .chunks(16)
+        .map(|ch| {
+            (
+                u64::from_ne_bytes(ch[..8].try_into().unwrap()),
+                u64::from_ne_bytes(ch[8..].try_into().unwrap()) as usize,
+            )
+        })
+        .collect())
+}
+/// A write by a caller without CAP_FSETID clears the file's setuid bit (and setgid, if group
+/// executable), as the kernel's `file_remove_privs`; the host would not, the sentry being
+/// root with CAP_FSETID.
+fn kill_suid<P: Platform>(k: &Kernel<P>, tid: i32, h: RawFd) {
+    if k.creds(tid).capable(FSETID) {
+        return;
+    }
+    let Ok(st) = fstat_fd(h) else { return };
+    let mut kill = st.st_mode & libc::S_ISUID;
+    if st.st_mode & (libc::S_ISGID | libc::S_IXGRP) == libc::S_ISGID | libc::S_IXGRP {
+        kill |= libc::S_ISGID;
+    }
+    if kill != 0 {
+        // SAFETY: fchmod on our own fd.
+        unsafe { libc::fchmod(h, st.st_mode & 0o7777 & !kill) };
+    }
+}
