@@ -523,7 +523,7 @@ impl Backend for SentryBackend {
     fn features(&self) -> serde_json::Value {
         serde_json::json!({
             "name": "sentry",
-            "platforms": ["hybrid (seccomp user-notif + ptrace, default)", "ptrace (seccomp RET_TRACE + ptrace)"],
+            "platforms": ["samecpu (hybrid, each trap served on the trapping task's CPU; default on Linux 6.6+)", "hybrid (seccomp user-notif + ptrace; default before Linux 6.6)", "ptrace (seccomp RET_TRACE + ptrace)"],
             "kernel": format!("{} {}", kernel::procfs::SYSNAME, kernel::procfs::RELEASE),
             "annotations": ANNOTATIONS,
             "namespaces": ["mount", "uts", "ipc", "network (empty)", "pid (the workload's)", "user (the workload's; the sentry's own too when rootless)"],

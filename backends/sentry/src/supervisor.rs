@@ -7,7 +7,6 @@ use crate::event_loop::EventLoop;
 use crate::kernel::config::Config;
 use crate::kernel::fdtable::FdTable;
 use crate::kernel::Kernel;
-use crate::platform::ptrace::SeccompPtrace;
 use crate::platform::Platform;
 use crate::setup::{find_program, rlimit_resource, stdio_file, FORWARDED};
 use crate::vfs::Vfs;
@@ -308,7 +307,7 @@ pub fn prepare(
         vfs,
         program,
         slave,
-        filter: crate::syscalls::trap_filter(plan.cfg.hybrid),
+        filter: crate::syscalls::trap_filter(plan.cfg.platform.hybrid()),
         oci_filter,
         own_filter: crate::filter::sentry_filter()?,
         state,
@@ -393,7 +392,7 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
         bail!("signalfd: {}", std::io::Error::last_os_error());
     }
 
-    let mut plat = SeccompPtrace::new(prep.filter.clone(), cfg.hybrid);
+    let mut plat = cfg.platform.build(prep.filter.clone());
     let slave_fd = prep.slave.as_ref().map(|s| s.as_raw_fd());
     let rootless = plan.rootless;
     // Root: the workload (and, after set-up, the sentry) take the sandbox's host id. Rootless the
@@ -572,6 +571,7 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
             "emulated": k.stats.emulated,
             "refused": k.stats.refused,
             "mmap_emulated": k.stats.mmap_emulated,
+            "platform": cfg.platform.name(),
             "status": {"signaled": status.0, "code": status.1},
         });
         write_stats(
