@@ -7,8 +7,6 @@
 //! path go through a short-lived intermediate process that setns()s and then clones the init
 //! with CLONE_PARENT, so the init is still the caller's child.
 
-pub mod caps;
-pub mod cgroups;
 mod check;
 mod create;
 mod exec;
@@ -16,7 +14,6 @@ pub mod namespaces;
 pub mod process;
 pub mod rootfs;
 mod sec;
-pub mod seccomp;
 pub mod sync;
 
 use hako_contract::{
@@ -26,7 +23,7 @@ use hako_contract::{
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-pub use cgroups::CgroupManager;
+use hako_linux::{caps, CgroupManager};
 
 /// What the backend remembers between invocations (stored in state.json).
 #[derive(Debug, Clone, Serialize, Deserialize)]

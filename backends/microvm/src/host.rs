@@ -58,7 +58,7 @@ pub struct HostPlan {
     /// The pty slave when process.terminal and a console socket were given.
     pub tty: Option<OwnedFd>,
     /// The host cgroup the host process (and so the VM) joins before the VM starts.
-    pub cgroup: Option<hako_container::cgroups::CgroupManager>,
+    pub cgroup: Option<hako_linux::cgroups::CgroupManager>,
     /// Where the boot/run split and the VM's memory are written ([`crate::timings`]).
     pub timings_file: PathBuf,
 }

@@ -372,7 +372,7 @@ impl Backend for MicrovmBackend {
 /// host process and the VM. CPU and block I/O limits apply to it (the vCPUs and the disk I/O
 /// are the VM process's threads); memory and pids apply inside the guest (memory is the VM's
 /// size, pids a guest cgroup), so the VMM's own overhead is not counted against them.
-fn host_cgroup(req: &CreateRequest) -> Result<Option<hako_container::cgroups::CgroupManager>> {
+fn host_cgroup(req: &CreateRequest) -> Result<Option<hako_linux::cgroups::CgroupManager>> {
     let cg = host_cgroup_made(req)?;
     let res = req
         .spec
@@ -396,7 +396,7 @@ fn host_cgroup(req: &CreateRequest) -> Result<Option<hako_container::cgroups::Cg
     Ok(cg)
 }
 
-fn host_cgroup_made(req: &CreateRequest) -> Result<Option<hako_container::cgroups::CgroupManager>> {
+fn host_cgroup_made(req: &CreateRequest) -> Result<Option<hako_linux::cgroups::CgroupManager>> {
     let path = req
         .spec
         .linux()
@@ -408,7 +408,7 @@ fn host_cgroup_made(req: &CreateRequest) -> Result<Option<hako_container::cgroup
     // SAFETY: geteuid cannot fail.
     let rootless = req.global.rootless || unsafe { libc::geteuid() } != 0;
     let optional = path.is_none() && !req.global.systemd_cgroup;
-    hako_container::cgroups::CgroupManager::make_for_sandbox(
+    hako_linux::cgroups::CgroupManager::make_for_sandbox(
         path.as_deref(),
         req.id,
         req.global.systemd_cgroup,
@@ -422,7 +422,7 @@ fn host_cgroup_made(req: &CreateRequest) -> Result<Option<hako_container::cgroup
     .context("the sandbox's host cgroup (linux.cgroupsPath)")
 }
 
-fn sandbox_cgroup(sb: &Sandbox) -> Result<hako_container::cgroups::CgroupManager> {
+fn sandbox_cgroup(sb: &Sandbox) -> Result<hako_linux::cgroups::CgroupManager> {
     match sb.data.get("cgroup") {
         Some(v) if !v.is_null() => {
             serde_json::from_value(v.clone()).context("the sandbox's cgroup in state.json")

@@ -222,7 +222,7 @@ pub struct SpawnerPlan<'a, P: Platform> {
     pub switch_ids: bool,
     pub rootless: bool,
     pub plat: &'a P,
-    pub oci_filter: Option<&'a hako_container::seccomp::Compiled>,
+    pub oci_filter: Option<&'a hako_linux::seccomp::Compiled>,
 }
 
 impl Spawner {
@@ -471,7 +471,7 @@ fn spawn_child<P: Platform>(
             libc::_exit(126);
         }
         let mut oci = || match plan.oci_filter {
-            Some(f) => hako_container::seccomp::try_apply(f)
+            Some(f) => hako_linux::seccomp::try_apply(f)
                 .map_err(|(i, e)| anyhow::anyhow!("seccomp profile filter {i}: errno {e}")),
             None => Ok(()),
         };

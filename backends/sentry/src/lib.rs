@@ -27,11 +27,11 @@ pub mod supervisor;
 pub mod syscalls;
 pub mod vfs;
 
-use hako_container::cgroups::CgroupManager;
 use hako_contract::{
     anyhow, bail, Backend, Context, CreateRequest, Created, ExecRequest, Execed, LinuxResources,
     Result, Sandbox, Spec,
 };
+use hako_linux::cgroups::CgroupManager;
 use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -206,7 +206,7 @@ impl Backend for SentryBackend {
             }
             if let Some(sc) = linux.seccomp() {
                 // Enforced on the workload's processes on top of the trap filter (the stricter wins).
-                hako_container::seccomp::check(sc).context("seccomp profile")?;
+                hako_linux::seccomp::check(sc).context("seccomp profile")?;
             }
             if let Some(res) = linux.resources() {
                 CgroupManager::check(res)?;
@@ -271,7 +271,7 @@ impl Backend for SentryBackend {
             console_socket: req.console_socket.map(Path::to_path_buf),
         };
         let oci_filter = match req.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-            Some(sc) => Some(hako_container::seccomp::compile(sc).context("seccomp profile")?),
+            Some(sc) => Some(hako_linux::seccomp::compile(sc).context("seccomp profile")?),
             None => None,
         };
         let linux = req.spec.linux().clone().unwrap_or_default();

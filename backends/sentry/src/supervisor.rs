@@ -344,17 +344,14 @@ pub struct Prepared {
     pub program: String,
     pub slave: Option<OwnedFd>,
     pub filter: Vec<libc::sock_filter>,
-    pub oci_filter: Option<hako_container::seccomp::Compiled>,
+    pub oci_filter: Option<hako_linux::seccomp::Compiled>,
     pub own_filter: seccompiler::BpfProgram,
     /// The sentry's state directory, by descriptor (for the stats file).
     pub state: OwnedFd,
     pub ids: crate::identity::HostIds,
 }
 
-pub fn prepare(
-    plan: &Plan,
-    oci_filter: Option<hako_container::seccomp::Compiled>,
-) -> Result<Prepared> {
+pub fn prepare(plan: &Plan, oci_filter: Option<hako_linux::seccomp::Compiled>) -> Result<Prepared> {
     let Root { vfs, state, ids } = build_root(plan)?;
     let host = CString::new(plan.cfg.hostname.clone())?;
     // SAFETY: in our own UTS namespace.
@@ -563,7 +560,7 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
             // The spec's seccomp profile, if any, is stacked under the trap filter: a syscall it
             // refuses fails on the host before the sentry sees it (the stricter action wins).
             let mut oci = || match &prep.oci_filter {
-                Some(f) => hako_container::seccomp::try_apply(f)
+                Some(f) => hako_linux::seccomp::try_apply(f)
                     .map_err(|(i, e)| anyhow::anyhow!("seccomp profile filter {i}: errno {e}")),
                 None => Ok(()),
             };

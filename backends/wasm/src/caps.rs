@@ -5,7 +5,7 @@
 //! applied by the container backend's code, so both backends read a spec the same way.
 
 use anyhow::Result;
-use hako_container::caps;
+use hako_linux::caps;
 
 pub use caps::Sets as CapSets;
 

@@ -8,7 +8,7 @@
 //! back to SIGSTOP/SIGCONT.
 
 use anyhow::{Context, Result};
-use hako_container::cgroups::CgroupManager;
+use hako_linux::cgroups::CgroupManager;
 use oci_spec::runtime::{LinuxResources, Spec};
 
 fn resources_set(r: &LinuxResources) -> bool {

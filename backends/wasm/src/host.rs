@@ -650,7 +650,7 @@ fn apply_identity(plan: &Plan, own_userns: bool) -> Result<()> {
 fn setup(
     plan: &Plan,
     req: &CreateRequest,
-    cg: Option<&hako_container::cgroups::CgroupManager>,
+    cg: Option<&hako_linux::cgroups::CgroupManager>,
 ) -> Result<(Ready, Engine, Report, OwnedFd)> {
     let t0 = Instant::now();
     let mut marks: Vec<(&str, Instant)> = Vec::new();
@@ -733,7 +733,7 @@ pub fn create(req: &CreateRequest) -> Result<Created> {
         bail!("--preserve-fds is not supported by the wasm backend: a WASI module cannot use inherited file descriptors");
     }
     let cg = crate::cgroup::made(req.spec, req.id, req.global)?;
-    let cleanup = |cg: &Option<hako_container::cgroups::CgroupManager>| {
+    let cleanup = |cg: &Option<hako_linux::cgroups::CgroupManager>| {
         if let Some(mgr) = cg {
             let _ = mgr.destroy();
         }
@@ -792,7 +792,7 @@ pub fn create(req: &CreateRequest) -> Result<Created> {
 fn child(
     plan: &Plan,
     req: &CreateRequest,
-    cg: Option<&hako_container::cgroups::CgroupManager>,
+    cg: Option<&hako_linux::cgroups::CgroupManager>,
     wr: OwnedFd,
 ) -> i32 {
     reset_signals();
