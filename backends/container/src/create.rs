@@ -234,8 +234,8 @@ fn spawn(
         })?;
         if pid == 0 {
             drop(parent);
-            process::close_cloexec_fds(&keep);
-            process::reset_signals();
+            hako_linux::process::close_cloexec_fds(&keep);
+            hako_linux::process::reset_signals();
             init_main(plan, &child, init);
         }
         pid
@@ -243,8 +243,8 @@ fn spawn(
         let mid = process::with_oom_score_adj(plan.process.oom_score_adj, || namespaces::clone(0))?;
         if mid == 0 {
             drop(parent);
-            process::close_cloexec_fds(&keep);
-            process::reset_signals();
+            hako_linux::process::close_cloexec_fds(&keep);
+            hako_linux::process::reset_signals();
             intermediate(plan, &child, &joins, init);
         }
         drop(joins);
@@ -585,7 +585,7 @@ fn init_setup(plan: &InitPlan, chan: &Channel, fds: InitFds) -> Result<Ready> {
     process::chdir(pp)?;
     let exe = process::find_executable(pp)?;
     process::keep_fds(plan.preserve_fds);
-    process::close_fds_from(3 + plan.preserve_fds as i32)?;
+    hako_linux::process::cloexec_fds_from(3 + plan.preserve_fds as i32);
     Ok(Ready {
         fifo,
         proc,

@@ -55,8 +55,8 @@ pub fn exec(sb: &Sandbox, req: &ExecRequest) -> Result<Execed> {
         keep.push(root.as_raw_fd());
         keep.push(child.raw());
         keep.push(proc.as_raw_fd());
-        process::close_cloexec_fds(&keep);
-        process::reset_signals();
+        hako_linux::process::close_cloexec_fds(&keep);
+        hako_linux::process::reset_signals();
         let way_in = WayIn {
             nss: &nss,
             root: &root,
@@ -188,7 +188,7 @@ fn setup(
     process::chdir(plan)?;
     let exe = process::find_executable(plan)?;
     process::keep_fds(req.preserve_fds);
-    process::close_fds_from(3 + req.preserve_fds as i32)?;
+    hako_linux::process::cloexec_fds_from(3 + req.preserve_fds as i32);
     if let (Some(c), true) = (seccomp, late) {
         sec::apply(c).context("loading the seccomp filter")?;
     }

@@ -16,6 +16,7 @@
 //! 4. `delete` removes what the backend made (cgroups, mounts, images, taps).
 
 pub mod console;
+pub mod formats;
 pub mod hooks;
 pub mod proc;
 pub mod signal;

@@ -57,25 +57,6 @@ const CAPS: &[&str] = &[
     "CAP_CHECKPOINT_RESTORE",
 ];
 
-const RLIMITS: &[&str] = &[
-    "RLIMIT_CPU",
-    "RLIMIT_FSIZE",
-    "RLIMIT_DATA",
-    "RLIMIT_STACK",
-    "RLIMIT_CORE",
-    "RLIMIT_RSS",
-    "RLIMIT_NPROC",
-    "RLIMIT_NOFILE",
-    "RLIMIT_MEMLOCK",
-    "RLIMIT_AS",
-    "RLIMIT_LOCKS",
-    "RLIMIT_SIGPENDING",
-    "RLIMIT_MSGQUEUE",
-    "RLIMIT_NICE",
-    "RLIMIT_RTPRIO",
-    "RLIMIT_RTTIME",
-];
-
 /// The devices every container gets; the agent makes them, so listing them is fine.
 const DEFAULT_DEVICES: &[&str] = &[
     "/dev/null",
@@ -358,15 +339,11 @@ pub fn translate_process(process: &Process) -> Result<ProcessSpec> {
         ..Default::default()
     };
     for r in process.rlimits().iter().flatten() {
-        let name = serde_name(&r.typ());
-        let n = RLIMITS
-            .iter()
-            .position(|k| *k == name)
-            .with_context(|| format!("rlimit {name} is unknown"))?;
+        let rl = hako_linux::process::Rlimit::from_spec(r)?;
         p.rlimits.push(proto::Rlimit {
-            resource: n as u32,
-            soft: r.soft(),
-            hard: r.hard(),
+            resource: rl.resource,
+            soft: rl.soft,
+            hard: rl.hard,
         });
     }
     if let Some(c) = process.capabilities() {

@@ -200,7 +200,7 @@ pub fn main(plan: HostPlan, notify: OwnedFd) -> ! {
     // container directory, say) must not live as long as the sandbox.
     let mut keep = vec![notify.as_raw_fd()];
     keep.extend(plan.tty.as_ref().map(|t| t.as_raw_fd()));
-    close_fds_except(&keep);
+    hako_linux::process::close_fds_except(&keep);
     let mut notify = Some(std::fs::File::from(notify));
     let code = match run(plan, &mut notify, entered) {
         Ok(code) => code,
@@ -219,24 +219,6 @@ pub fn main(plan: HostPlan, notify: OwnedFd) -> ! {
     };
     // SAFETY: leaving the process.
     unsafe { libc::_exit(code) }
-}
-
-/// Close every fd from 3 up except `keep`.
-fn close_fds_except(keep: &[RawFd]) {
-    let fds: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
-        Ok(rd) => rd
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .collect(),
-        Err(_) => (3..1024).collect(),
-    };
-    for fd in fds {
-        if fd > 2 && !keep.contains(&fd) {
-            // SAFETY: closing an fd this process no longer uses (the directory iterator's own fd
-            // is gone by now; closing it twice only returns EBADF).
-            unsafe { libc::close(fd) };
-        }
-    }
 }
 
 fn run(mut plan: HostPlan, notify: &mut Option<std::fs::File>, entered: Instant) -> Result<i32> {
@@ -413,7 +395,7 @@ fn exit_like(status: ExitStatus) -> i32 {
 pub fn run_exec_client(sock: UnixStream, reader: FrameReader, tty: Option<OwnedFd>) -> i32 {
     let mut keep = vec![sock.as_raw_fd()];
     keep.extend(tty.as_ref().map(|t| t.as_raw_fd()));
-    close_fds_except(&keep);
+    hako_linux::process::close_fds_except(&keep);
     // SAFETY: ignoring SIGPIPE: a closed stdout must not kill the relay.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let run = || -> Result<Option<ExitStatus>> {

@@ -129,25 +129,6 @@ fn descendants(pid: i32) -> Vec<i32> {
     out
 }
 
-fn close_cloexec_fds_except(keep: &[i32]) {
-    let fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
-        Ok(d) => d
-            .flatten()
-            .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
-            .collect(),
-        Err(_) => return,
-    };
-    for fd in fds {
-        // SAFETY: inspecting and closing descriptors of this (forked, single-threaded) process.
-        unsafe {
-            let fl = libc::fcntl(fd, libc::F_GETFD);
-            if fl >= 0 && fl & libc::FD_CLOEXEC != 0 && !keep.contains(&fd) {
-                libc::close(fd);
-            }
-        }
-    }
-}
-
 impl Backend for SentryBackend {
     fn name(&self) -> &'static str {
         "sentry"
@@ -329,7 +310,7 @@ impl Backend for SentryBackend {
             unsafe { libc::setsid() };
             // fork keeps close-on-exec descriptors: drop the front end's (its state lock among
             // them) so they do not outlive `hako create` in the sentry.
-            close_cloexec_fds_except(&[std::os::fd::AsRawFd::as_raw_fd(&wr)]);
+            hako_linux::process::close_cloexec_fds(&[std::os::fd::AsRawFd::as_raw_fd(&wr)]);
             let mut w = std::fs::File::from(wr);
             let prep = match supervisor::prepare(&plan, oci_filter) {
                 Ok(p) => p,

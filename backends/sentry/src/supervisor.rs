@@ -431,8 +431,8 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
         .and_then(|p| p.rlimits().clone())
         .unwrap_or_default()
         .iter()
-        .filter_map(|l| {
-            rlimit_resource(&format!("{:?}", l.typ())).map(|r| {
+        .map(|l| {
+            hako_linux::process::rlimit_resource(l.typ()).map(|r| {
                 (
                     r,
                     libc::rlimit {
@@ -442,7 +442,7 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
                 )
             })
         })
-        .collect();
+        .collect::<Result<_>>()?;
 
     // Signals: SIGCHLD through a signalfd (to wake the loop while tasks are parked), the rest
     // forwarded to the workload's init.
@@ -675,27 +675,4 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     }
     // SAFETY: fresh descriptors.
     Ok(unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) })
-}
-
-pub(crate) fn rlimit_resource(name: &str) -> Option<u32> {
-    #[allow(clippy::unnecessary_cast)]
-    Some(match name {
-        "RlimitCpu" => libc::RLIMIT_CPU,
-        "RlimitFsize" => libc::RLIMIT_FSIZE,
-        "RlimitData" => libc::RLIMIT_DATA,
-        "RlimitStack" => libc::RLIMIT_STACK,
-        "RlimitCore" => libc::RLIMIT_CORE,
-        "RlimitRss" => libc::RLIMIT_RSS,
-        "RlimitNproc" => libc::RLIMIT_NPROC,
-        "RlimitNofile" => libc::RLIMIT_NOFILE,
-        "RlimitMemlock" => libc::RLIMIT_MEMLOCK,
-        "RlimitAs" => libc::RLIMIT_AS,
-        "RlimitLocks" => libc::RLIMIT_LOCKS,
-        "RlimitSigpending" => libc::RLIMIT_SIGPENDING,
-        "RlimitMsgqueue" => libc::RLIMIT_MSGQUEUE,
-        "RlimitNice" => libc::RLIMIT_NICE,
-        "RlimitRtprio" => libc::RLIMIT_RTPRIO,
-        "RlimitRttime" => libc::RLIMIT_RTTIME,
-        _ => return None,
-    } as u32)
 }

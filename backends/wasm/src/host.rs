@@ -408,35 +408,6 @@ fn describe(e: &wasmtime::Error) -> String {
     parts.join("\ncaused by: ")
 }
 
-fn reset_signals() {
-    // SAFETY: plain signal-disposition and mask calls in the freshly forked child.
-    unsafe {
-        for sig in 1..=libc::SIGRTMAX() {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, libc::SIG_DFL);
-            }
-        }
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    }
-}
-
-fn close_inherited_fds(keep: i32) {
-    let fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
-        Ok(d) => d
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .collect(),
-        Err(_) => return,
-    };
-    for fd in fds {
-        if fd > 2 && fd != keep {
-            // SAFETY: closing an fd this fresh child inherited and will not use.
-            unsafe { libc::close(fd) };
-        }
-    }
-}
-
 fn cvt(r: libc::c_int, what: &str) -> Result<()> {
     if r < 0 {
         bail!("{what}: {}", std::io::Error::last_os_error());
@@ -579,17 +550,9 @@ fn enter_own_user_namespace(inner_uid: u32, inner_gid: u32) -> Result<()> {
 /// identity, applied to the host process as the last step of set-up. `own_userns`: in the
 /// namespace of [`enter_own_user_namespace`], where the spec's ids are the only ones there are.
 fn apply_identity(plan: &Plan, own_userns: bool) -> Result<()> {
-    for &(res, soft, hard) in &plan.rlimits {
-        let rl = libc::rlimit {
-            rlim_cur: soft,
-            rlim_max: hard,
-        };
-        // SAFETY: setrlimit with a valid struct.
-        if unsafe { libc::setrlimit(res as _, &rl) } != 0 {
-            bail!(
-                "setrlimit({res}, {soft}:{hard}): {}",
-                std::io::Error::last_os_error()
-            );
+    for r in &plan.rlimits {
+        if let Err(e) = r.apply() {
+            bail!("setrlimit({}, {}:{}): {e}", r.resource, r.soft, r.hard);
         }
     }
     if let Some(adj) = plan.oom_score_adj {
@@ -795,8 +758,8 @@ fn child(
     cg: Option<&hako_linux::cgroups::CgroupManager>,
     wr: OwnedFd,
 ) -> i32 {
-    reset_signals();
-    close_inherited_fds(wr.as_raw_fd());
+    hako_linux::process::reset_signals();
+    hako_linux::process::close_fds_except(&[wr.as_raw_fd()]);
     let mut wr = std::fs::File::from(wr);
     let (ready, engine, report, fifo) = match setup(plan, req, cg) {
         Ok(r) => r,

@@ -10,7 +10,6 @@ mod plan;
 
 use anyhow::{bail, Context, Result};
 use hako_contract::{Backend, CreateRequest, Created, Sandbox, Spec};
-use std::io::Read;
 use std::path::Path;
 
 pub use host::TRAP_EXIT;
@@ -19,16 +18,6 @@ pub use knobs::KEYS as ANNOTATIONS;
 /// The wasm backend. Stateless: everything lives in the host process and state.json.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct WasmBackend;
-
-/// True when `path` is a file that starts with the WebAssembly magic `\0asm` (module or
-/// component). The front end uses it to pick this backend from `process.args[0]`.
-pub fn is_wasm_file(path: &Path) -> bool {
-    let mut head = [0u8; 4];
-    match std::fs::File::open(path) {
-        Ok(mut f) => f.read_exact(&mut head).is_ok() && &head == b"\0asm",
-        Err(_) => false,
-    }
-}
 
 fn pid_ok(sb: &Sandbox) -> Result<()> {
     if !sb.alive {
