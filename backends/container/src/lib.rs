@@ -17,8 +17,7 @@ mod sec;
 pub mod sync;
 
 use hako_contract::{
-    bail, Backend, Context, CreateRequest, Created, ExecRequest, Execed, LinuxResources, Result,
-    Sandbox, Spec,
+    Backend, Context, CreateRequest, Created, ExecRequest, Execed, Result, Sandbox, Spec,
 };
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -71,78 +70,11 @@ impl Backend for ContainerBackend {
     }
 
     fn kill(&self, sb: &Sandbox, signal: i32, all: bool) -> Result<()> {
-        let data = Data::from_sandbox(sb)?;
-        if all {
-            let mut pids = match &data.cgroup {
-                Some(cg) => cg.pids().unwrap_or_default(),
-                None => vec![],
-            };
-            if sb.alive && !pids.contains(&sb.pid) {
-                pids.push(sb.pid);
-            }
-            for p in pids {
-                // SAFETY: plain kill; a process that is already gone is fine.
-                unsafe { libc::kill(p, signal) };
-            }
-            // A frozen cgroup holds the signal back: thaw it so SIGKILL is delivered.
-            if signal == libc::SIGKILL {
-                if let Some(cg) = &data.cgroup {
-                    if cg.is_frozen() {
-                        let _ = cg.thaw();
-                    }
-                }
-            }
-            return Ok(());
-        }
-        if !sb.alive {
-            bail!("container {} is not running", sb.id);
-        }
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(sb.pid),
-            nix::sys::signal::Signal::try_from(signal).ok(),
-        )
-        .or_else(|e| {
-            // Real-time signals are not in nix's enum: send them raw.
-            // SAFETY: plain kill.
-            if unsafe { libc::kill(sb.pid, signal) } == 0 {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })
-        .with_context(|| format!("sending signal {signal} to {}", sb.pid))
-    }
-
-    fn pids(&self, sb: &Sandbox) -> Result<Vec<i32>> {
-        let data = Data::from_sandbox(sb)?;
-        match &data.cgroup {
-            Some(cg) => cg.pids(),
-            None => Ok(if sb.alive { vec![sb.pid] } else { vec![] }),
-        }
-    }
-
-    fn pause(&self, sb: &Sandbox) -> Result<()> {
-        if !sb.alive {
-            bail!("container {} is not running", sb.id);
-        }
-        cgroup_of(sb)?.freeze()
-    }
-
-    fn resume(&self, sb: &Sandbox) -> Result<()> {
-        cgroup_of(sb)?.thaw()
-    }
-
-    fn is_paused(&self, sb: &Sandbox) -> bool {
-        sb.alive && cgroup_of(sb).map(|c| c.is_frozen()).unwrap_or(false)
+        hako_contract::cgroup::kill(sb, signal, all)
     }
 
     fn exec(&self, sb: &Sandbox, req: &ExecRequest) -> Result<Execed> {
         exec::exec(sb, req)
-    }
-
-    fn update(&self, sb: &Sandbox, resources: &LinuxResources) -> Result<()> {
-        CgroupManager::check(resources)?;
-        cgroup_of(sb)?.apply(resources)
     }
 
     fn delete(&self, sb: &Sandbox) -> Result<()> {
@@ -167,12 +99,5 @@ impl Backend for ContainerBackend {
 
     fn runs_hako_code_inside(&self) -> bool {
         true
-    }
-}
-
-fn cgroup_of(sb: &Sandbox) -> Result<CgroupManager> {
-    match Data::from_sandbox(sb)?.cgroup {
-        Some(c) => Ok(c),
-        None => bail!("container {} has no cgroup", sb.id),
     }
 }

@@ -11,6 +11,7 @@ use crate::engine::{Engine, VmSpec};
 use crate::exec;
 use anyhow::{bail, Context, Result};
 use hako_agent::proto::{ExitStatus, Frame, FrameReader};
+use hako_contract::host_process::Readiness;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -24,27 +25,6 @@ pub const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Exit status of the host process when the VM ended without reporting the workload's status.
 pub const VM_FAILED: i32 = 255;
-
-/// Signals the host process forwards to the workload once it runs.
-const FORWARDED: &[i32] = &[
-    libc::SIGHUP,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGTERM,
-    libc::SIGALRM,
-    libc::SIGCONT,
-    libc::SIGTSTP,
-    libc::SIGTTIN,
-    libc::SIGTTOU,
-    libc::SIGURG,
-    libc::SIGVTALRM,
-    libc::SIGPROF,
-    libc::SIGIO,
-    libc::SIGPWR,
-    libc::SIGWINCH,
-];
 
 /// Everything the host process needs; made by `create` before it forks.
 pub struct HostPlan {
@@ -192,26 +172,23 @@ pub fn diagnostics(serial_log: &Path, engine_log: &Path) -> String {
     out
 }
 
-/// Run the host process. `notify` gets "OK" once the guest is ready, or "ERR:<message>". Never
-/// returns.
-pub fn main(plan: HostPlan, notify: OwnedFd) -> ! {
+/// Run the host process. `ready` reports Ready once the guest is, or the set-up's error (see
+/// `hako_contract::host_process`). Never returns.
+pub fn main(plan: HostPlan, ready: Readiness) -> ! {
     let entered = Instant::now();
-    // Keep only stdio, the notify pipe and the pty: an inherited fd (the front end's lock on the
+    // Keep only stdio, the report pipe and the pty: an inherited fd (the front end's lock on the
     // container directory, say) must not live as long as the sandbox.
-    let mut keep = vec![notify.as_raw_fd()];
+    let mut keep = vec![ready.as_raw_fd()];
     keep.extend(plan.tty.as_ref().map(|t| t.as_raw_fd()));
     hako_linux::process::close_fds_except(&keep);
-    let mut notify = Some(std::fs::File::from(notify));
-    let code = match run(plan, &mut notify, entered) {
+    let mut ready = Some(ready);
+    let code = match run(plan, &mut ready, entered) {
         Ok(code) => code,
         Err(e) => {
-            let msg = format!("{e:#}");
-            match notify.take() {
-                Some(mut n) => {
-                    let _ = n.write_all(format!("ERR:{msg}").as_bytes());
-                }
+            match ready.take() {
+                Some(r) => r.fail(&e),
                 None => {
-                    let _ = writeln!(std::io::stderr(), "hako: microvm: {msg}");
+                    let _ = writeln!(std::io::stderr(), "hako: microvm: {e:#}");
                 }
             }
             VM_FAILED
@@ -221,7 +198,7 @@ pub fn main(plan: HostPlan, notify: OwnedFd) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-fn run(mut plan: HostPlan, notify: &mut Option<std::fs::File>, entered: Instant) -> Result<i32> {
+fn run(mut plan: HostPlan, ready: &mut Option<Readiness>, entered: Instant) -> Result<i32> {
     // SAFETY: ignoring SIGPIPE: a closed stdout must not kill the sandbox.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     if let Some(tty) = plan.tty.take() {
@@ -319,8 +296,8 @@ fn run(mut plan: HostPlan, notify: &mut Option<std::fs::File>, entered: Instant)
         spawned,
         ready: Instant::now(),
     };
-    if let Some(mut n) = notify.take() {
-        n.write_all(b"OK").context("notifying create")?;
+    if let Some(r) = ready.take() {
+        r.ready(())?;
     }
     // After telling create, so the measurement (smaps of the VM) does not delay it.
     let mut timings = crate::timings::Timings::after_ready(
@@ -339,7 +316,8 @@ fn run(mut plan: HostPlan, notify: &mut Option<std::fs::File>, entered: Instant)
         kill_vm(vm_pid);
         return Err(e);
     }
-    let mut sigs = FORWARDED.to_vec();
+    // The one list of forwarded signals (hako_contract::signal), and SIGCHLD for the VM.
+    let mut sigs = hako_contract::signal::forwarded();
     sigs.push(libc::SIGCHLD);
     let sigfd = block_signals(&sigs)?;
     let mut hub = match exec::Hub::bind(&plan.exec_sock) {
@@ -405,7 +383,7 @@ pub fn run_exec_client(sock: UnixStream, reader: FrameReader, tty: Option<OwnedF
             hako_contract::console::adopt_as_stdio(tty)?;
             make_raw(0);
         }
-        let sigfd = block_signals(FORWARDED)?;
+        let sigfd = block_signals(&hako_contract::signal::forwarded())?;
         let mut port = Port {
             sock,
             reader,

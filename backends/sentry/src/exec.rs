@@ -328,14 +328,8 @@ fn spawner_main<P: Platform>(sock: OwnedFd, plan: &SpawnerPlan<P>) -> Result<()>
             lo = k + 1;
         }
         libc::syscall(libc::SYS_close_range, lo, u32::MAX, 0u32);
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        for &s in crate::supervisor::FORWARDED {
-            libc::signal(s, libc::SIG_DFL);
-        }
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    hako_linux::process::reset_signals();
     let s = sock.as_raw_fd();
     // Armed: the namespaces.
     let Some((msg, fds)) = recv_bytes(s, false)? else {
@@ -724,19 +718,6 @@ impl Hub {
 // ---------------------------------------------------------------------------------------------
 // `hako exec`'s side.
 
-/// Signals the exec client forwards to its process (what `hako exec` forwards to the client).
-const CLIENT_FORWARDS: &[i32] = &[
-    libc::SIGHUP,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGTERM,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGWINCH,
-    libc::SIGALRM,
-    libc::SIGCONT,
-];
-
 /// Ask the sentry listening at `sock_path` to run `process`, with this process's stdio (or a
 /// new pty whose master goes to `console_socket`). Once it runs, fork the exec client, which
 /// forwards signals and exits as the process does. Returns the client's pid.
@@ -783,7 +764,7 @@ pub fn start(sock_path: &Path, process: &Process, console_socket: Option<&Path>)
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for &s in CLIENT_FORWARDS {
+        for s in hako_contract::signal::forwarded() {
             libc::sigaddset(&mut set, s);
         }
         libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
@@ -834,7 +815,7 @@ fn run_client(sock: OwnedFd) -> i32 {
     let sigfd = unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for &s in CLIENT_FORWARDS {
+        for s in hako_contract::signal::forwarded() {
             libc::sigaddset(&mut set, s);
         }
         libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());

@@ -21,19 +21,6 @@ use std::sync::atomic::{AtomicI32, Ordering};
 /// Host pid of the workload's init, for the signal forwarder.
 static INIT_PID: AtomicI32 = AtomicI32::new(0);
 
-/// Signals `hako kill` sends to the sentry that it forwards to the workload's init.
-pub const FORWARDED: &[i32] = &[
-    libc::SIGHUP,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGTERM,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGWINCH,
-    libc::SIGALRM,
-    libc::SIGCONT,
-];
-
 extern "C" fn forward(sig: libc::c_int) {
     let p = INIT_PID.load(Ordering::Relaxed);
     if p > 0 {
@@ -593,7 +580,9 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
         eprintln!("hako-sentry: exec will be unavailable: {e:#}");
     }
     INIT_PID.store(pid, Ordering::Relaxed);
-    for &s in FORWARDED {
+    // The one list of forwarded signals (hako_contract::signal): what `hako run` forwards to
+    // the sentry, the sentry forwards to the workload's init.
+    for s in hako_contract::signal::forwarded() {
         // SAFETY: install an async-signal-safe forwarder.
         unsafe { libc::signal(s, forward as *const () as libc::sighandler_t) };
     }

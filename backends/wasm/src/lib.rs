@@ -74,35 +74,15 @@ impl Backend for WasmBackend {
     }
 
     fn kill(&self, sb: &Sandbox, sig: i32, all: bool) -> Result<()> {
-        let cg = cgroup::from_data(sb.data);
-        match (&cg, all) {
-            (Some(mgr), true) => mgr.kill_all(sig)?,
-            _ => {
-                pid_ok(sb)?;
-                signal(sb.pid, sig)?;
-            }
+        if hako_contract::cgroup::of(sb).is_none() || !all {
+            pid_ok(sb)?;
         }
-        // A frozen process only dies once thawed.
-        if sig == libc::SIGKILL {
-            if let Some(mgr) = &cg {
-                if mgr.is_frozen() {
-                    mgr.thaw()?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn pids(&self, sb: &Sandbox) -> Result<Vec<i32>> {
-        if let Some(mgr) = cgroup::from_data(sb.data) {
-            return mgr.pids();
-        }
-        Ok(if sb.alive { vec![sb.pid] } else { vec![] })
+        hako_contract::cgroup::kill(sb, sig, all)
     }
 
     fn pause(&self, sb: &Sandbox) -> Result<()> {
         pid_ok(sb)?;
-        match cgroup::from_data(sb.data) {
+        match hako_contract::cgroup::of(sb) {
             Some(mgr) => mgr.freeze(),
             None => {
                 signal(sb.pid, libc::SIGSTOP)?;
@@ -113,7 +93,7 @@ impl Backend for WasmBackend {
 
     fn resume(&self, sb: &Sandbox) -> Result<()> {
         pid_ok(sb)?;
-        match cgroup::from_data(sb.data) {
+        match hako_contract::cgroup::of(sb) {
             Some(mgr) => mgr.thaw(),
             None => {
                 signal(sb.pid, libc::SIGCONT)?;
@@ -123,21 +103,14 @@ impl Backend for WasmBackend {
     }
 
     fn is_paused(&self, sb: &Sandbox) -> bool {
-        match cgroup::from_data(sb.data) {
+        match hako_contract::cgroup::of(sb) {
             Some(mgr) => mgr.is_frozen(),
             None => sb.alive && matches!(hako_contract::proc::state_letter(sb.pid), Some('T')),
         }
     }
 
-    fn update(&self, sb: &Sandbox, resources: &hako_contract::LinuxResources) -> Result<()> {
-        match cgroup::from_data(sb.data) {
-            Some(mgr) => mgr.apply(resources),
-            None => bail!("update: sandbox {} has no cgroup (its config.json set no linux.cgroupsPath or resources)", sb.id),
-        }
-    }
-
     fn delete(&self, sb: &Sandbox) -> Result<()> {
-        if let Some(mgr) = cgroup::from_data(sb.data) {
+        if let Some(mgr) = hako_contract::cgroup::of(sb) {
             mgr.destroy()?;
         }
         Ok(())
