@@ -36,7 +36,8 @@ struct OpenHow {
 }
 
 /// openat2(2): `path` below `dir` with `flags` (O_CLOEXEC always added) and the `resolve` rules.
-/// A leading `/` is dropped and an empty path means `dir` itself. Retried on EAGAIN and EINTR.
+/// Leading slashes are dropped and an empty path means `dir` itself; `mode` counts with O_CREAT
+/// or O_TMPFILE only. Retried on EAGAIN and EINTR.
 pub fn openat2(
     dir: BorrowedFd<'_>,
     path: &Path,
@@ -78,16 +79,15 @@ pub fn openat2(
     }
 }
 
-/// `path` with its root and prefix dropped; "." when nothing is left.
+/// `path` with its leading slashes dropped, the rest as written (a trailing slash or a `.` keeps
+/// its meaning for the kernel); "." when nothing is left.
 fn relative(path: &Path) -> PathBuf {
-    let rel: PathBuf = path
-        .components()
-        .filter(|c| !matches!(c, Component::RootDir | Component::Prefix(_)))
-        .collect();
-    if rel.as_os_str().is_empty() {
+    let b = path.as_os_str().as_bytes();
+    let start = b.iter().position(|&c| c != b'/').unwrap_or(b.len());
+    if start == b.len() {
         PathBuf::from(".")
     } else {
-        rel
+        PathBuf::from(std::ffi::OsStr::from_bytes(&b[start..]))
     }
 }
 
@@ -217,8 +217,11 @@ mod tests {
         // The link to the host's /etc/hostname resolves to the root's own etc/hostname: absent.
         let e = open(root.as_fd(), Path::new("/out"), libc::O_RDONLY, 0).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
-        // Empty and "/" name the root itself.
+        // Empty and "/" name the root itself; a trailing slash still means "a directory".
         assert!(open(root.as_fd(), Path::new("/"), libc::O_PATH, 0).is_ok());
+        assert!(open(root.as_fd(), Path::new(""), libc::O_PATH, 0).is_ok());
+        let e = open(root.as_fd(), Path::new("/a/b/f/"), libc::O_RDONLY, 0).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOTDIR));
         std::fs::remove_dir_all(&d).unwrap();
     }
 }
