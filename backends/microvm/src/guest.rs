@@ -420,7 +420,7 @@ pub fn translate(
             }
         }
         if let Some(sc) = linux.seccomp() {
-            // Compiled on the host with the container backend's compiler (same arch as the
+            // Compiled on the host with the shared compiler, hako_linux::seccomp (same arch as the
             // guest); the agent installs the programs right before exec.
             let compiled = hako_linux::seccomp::compile(sc).context("linux.seccomp")?;
             let mut programs = vec![];

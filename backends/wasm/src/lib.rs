@@ -123,7 +123,7 @@ impl Backend for WasmBackend {
             "annotations": knobs::KEYS,
             "mountTypes": ["bind", "tmpfs"],
             "mountTypesNotApplicable": plan::NOT_APPLICABLE_MOUNTS,
-            "resources": ["memory.limit (linear memory and tables, and the cgroup)", "cpu.quota/period (epochs, and the cgroup)", "every cgroup resource via the container backend's cgroup manager"],
+            "resources": ["memory.limit (linear memory and tables, and the cgroup)", "cpu.quota/period (epochs, and the cgroup)", "every cgroup resource via the shared cgroup manager (hako-linux)"],
             "terminal": true,
             "exec": false,
             "io.hako.refuses": [
