@@ -13,6 +13,21 @@ use std::path::{Path, PathBuf};
 
 pub const STATE_FILE: &str = "state.json";
 pub const START_FIFO: &str = "start.fifo";
+/// The record as `create` knew it before the backend made anything (pid 0, no backend data):
+/// what `delete --force` needs to find a sandbox whose create died before state.json.
+pub const INTENT_FILE: &str = "create.json";
+
+/// The error of [`Store::open`] while another `create` of the id is running (it holds the lock).
+#[derive(Debug)]
+pub struct StillCreating(pub String);
+
+impl std::fmt::Display for StillCreating {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "container {:?} is still being created", self.0)
+    }
+}
+
+impl std::error::Error for StillCreating {}
 
 /// What hako remembers about a container between invocations.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,6 +69,9 @@ pub struct Store {
 /// A container directory held under an exclusive flock (released on drop).
 pub struct Locked {
     pub dir: PathBuf,
+    /// No state.json: the `create` that made the directory died (nobody holds its lock) after
+    /// it wrote [`INTENT_FILE`]. [`Locked::read`] reads that instead; the container is stopped.
+    pub orphan: bool,
     _lock: File,
 }
 
@@ -97,30 +115,50 @@ impl Store {
             }
             Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
         }
-        lock(&dir)
+        lock(&dir, libc::LOCK_EX)?.context("cannot lock container state")
     }
 
-    /// Lock an existing container's directory.
+    /// Lock an existing container's directory. A directory without state.json is a create in
+    /// progress ([`StillCreating`]: its `create` holds the lock) or one whose `create` died
+    /// (the lock is free): that one opens as an orphan, stopped, when its intent was written;
+    /// before that nothing but the directory exists.
     pub fn open(&self, id: &str) -> Result<Locked> {
         validate_id(id)?;
         let dir = self.dir(id);
-        if !dir.join(STATE_FILE).exists() {
-            if dir.is_dir() {
-                // Being created right now, or left over from a create that crashed.
-                bail!("container {id:?} is still being created");
-            }
+        if dir.join(STATE_FILE).exists() {
+            return lock(&dir, libc::LOCK_EX)?.context("cannot lock container state");
+        }
+        if !dir.is_dir() {
             bail!("container {id:?} does not exist");
         }
-        lock(&dir)
+        let Some(mut l) = lock(&dir, libc::LOCK_EX | libc::LOCK_NB)? else {
+            return Err(StillCreating(id.to_string()).into());
+        };
+        if dir.join(STATE_FILE).exists() {
+            // Its create finished while we looked.
+            return Ok(l);
+        }
+        if dir.join(INTENT_FILE).exists() {
+            l.orphan = true;
+            return Ok(l);
+        }
+        bail!(
+            "container {id:?} does not exist: a create that died left {} (`delete --force` removes it)",
+            dir.display()
+        )
     }
 
-    /// Ids of every container with a state file.
+    /// Ids of every container with a state file, or left by a create that died after it wrote
+    /// its intent.
     pub fn ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = fs::read_dir(&self.root)
             .into_iter()
             .flatten()
             .flatten()
-            .filter(|e| e.path().join(STATE_FILE).exists())
+            .filter(|e| {
+                let p = e.path();
+                p.join(STATE_FILE).exists() || p.join(INTENT_FILE).exists()
+            })
             .filter_map(|e| e.file_name().into_string().ok())
             .collect();
         ids.sort();
@@ -128,21 +166,29 @@ impl Store {
     }
 }
 
-fn lock(dir: &Path) -> Result<Locked> {
+/// flock `dir` with `how`; None when LOCK_NB was asked and another process holds it.
+fn lock(dir: &Path, how: libc::c_int) -> Result<Option<Locked>> {
     let f = File::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
     // SAFETY: flock on an fd we own.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("cannot lock container state");
+    if unsafe { libc::flock(f.as_raw_fd(), how) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Ok(None);
+        }
+        return Err(e).context("cannot lock container state");
     }
-    Ok(Locked {
+    Ok(Some(Locked {
         dir: dir.to_path_buf(),
+        orphan: false,
         _lock: f,
-    })
+    }))
 }
 
 impl Locked {
     pub fn read(&self) -> Result<Record> {
-        let p = self.dir.join(STATE_FILE);
+        let p = self
+            .dir
+            .join(if self.orphan { INTENT_FILE } else { STATE_FILE });
         let bytes = fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
         serde_json::from_slice(&bytes)
             .with_context(|| format!("corrupt state file {}", p.display()))
@@ -150,12 +196,22 @@ impl Locked {
 
     /// Write state.json atomically (temp file + fsync-free rename: the root is a tmpfs).
     pub fn write(&self, rec: &Record) -> Result<()> {
-        let tmp = self.dir.join(".state.json.tmp");
+        self.write_as(rec, STATE_FILE)
+    }
+
+    /// Write the intent ([`INTENT_FILE`]): the record before the backend makes anything.
+    pub fn write_intent(&self, rec: &Record) -> Result<()> {
+        self.write_as(rec, INTENT_FILE)
+    }
+
+    fn write_as(&self, rec: &Record, name: &str) -> Result<()> {
+        let tmp = self.dir.join(format!(".{name}.tmp"));
         let mut f =
             File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.write_all(&serde_json::to_vec(rec)?)?;
+        f.write_all(&serde_json::to_vec(rec)?)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         drop(f);
-        fs::rename(&tmp, self.dir.join(STATE_FILE)).context("cannot replace state.json")?;
+        fs::rename(&tmp, self.dir.join(name)).with_context(|| format!("cannot replace {name}"))?;
         Ok(())
     }
 
@@ -163,8 +219,16 @@ impl Locked {
         self.dir.join(START_FIFO)
     }
 
-    /// Remove the whole directory.
+    /// Remove the whole directory: state.json first, so that a remove cut short leaves an
+    /// orphan that `delete --force` finishes (the backend's part is done by then).
     pub fn remove(self) -> Result<()> {
+        match fs::remove_file(self.dir.join(STATE_FILE)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot remove {}", self.dir.display()))
+            }
+        }
         fs::remove_dir_all(&self.dir)
             .with_context(|| format!("cannot remove {}", self.dir.display()))
     }
@@ -194,6 +258,42 @@ mod tests {
         assert!(s.open("c1").is_err(), "no state.json yet");
         l.remove().unwrap();
         assert!(!root.join("c1").exists());
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_create_that_died_opens_as_an_orphan() {
+        let root = std::env::temp_dir().join(format!("hako-orphan-{}", std::process::id()));
+        let s = Store::new(&root);
+        let l = s.create("c2").unwrap();
+        let e = s.open("c2").err().unwrap();
+        assert!(e.is::<StillCreating>(), "{e}");
+        // Its create died before the intent: nothing but the directory.
+        drop(l);
+        let e = s.open("c2").err().unwrap();
+        assert!(format!("{e}").contains("does not exist"), "{e}");
+        assert!(s.ids().is_empty());
+        let l = s.create("c3").unwrap();
+        let rec = Record {
+            id: "c3".into(),
+            backend: "container".into(),
+            pid: 0,
+            pid_start: None,
+            bundle: "/b".into(),
+            created: String::new(),
+            owner: 0,
+            annotations: HashMap::new(),
+            spec: Spec::default(),
+            data: serde_json::Value::Null,
+        };
+        l.write_intent(&rec).unwrap();
+        assert!(s.open("c3").err().unwrap().is::<StillCreating>());
+        drop(l);
+        let o = s.open("c3").unwrap();
+        assert!(o.orphan);
+        assert_eq!(o.read().unwrap().backend, "container");
+        assert_eq!(s.ids(), vec!["c3".to_string()]);
+        o.remove().unwrap();
         fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod cgroup;
 pub mod microvm;
+pub mod model;
 pub mod plot;
 pub mod procs;
 pub mod report;
@@ -21,7 +22,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use report::{Machine, Report, Settings, SubjectReport};
+use model::{Machine, Report, Settings, Skipped, SubjectReport};
 use subjects::{Ctx, Plan, Subject, BACKENDS, PEERS};
 
 /// Compare hako's backends with runc, crun, runsc, qemu -M microvm and a wasm CLI.
@@ -255,7 +256,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
             }
             Err(reason) => {
                 pb.println(format!("skipping {}: {reason}", s.name));
-                skipped.push(subjects::Skipped {
+                skipped.push(Skipped {
                     name: s.name.clone(),
                     kind: s.kind,
                     category: s.category,

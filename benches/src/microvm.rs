@@ -14,14 +14,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use crate::report::Report;
+use crate::model::{Category, MicrovmSplit, Report, SplitRow, SyntheticVmm};
 use crate::stats::{ratio, summarize};
-use crate::subjects::Category;
 
-/// The file the microvm backend's host process writes into the sandbox's state directory.
-pub const TIMINGS_FILE: &str = "microvm-timings.json";
 /// Guest RAM of the plain-qemu peer (`-m`) and of the synthetic VMM guest; hako-microvm's default.
 pub const GUEST_MIB: u64 = 128;
 /// The line the plain-qemu peer's `/init` prints first: `hako-bench-boot uptime_ns=<N>`.
@@ -33,53 +28,32 @@ pub const GOAL_VMM_MIB: f64 = 5.0;
 /// Name of the synthetic hako VMM row.
 pub const SYNTHETIC_NAME: &str = "hako-vmm-synthetic";
 
-/// One sample's split. Times in ms (host clock unless said otherwise), memory in KiB. Read from
-/// the backend's timings file, whose field names these are (unknown fields are ignored).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct MicrovmSplit {
-    /// `qemu` or `hako`.
-    pub engine: String,
-    /// `tcg` or `kvm`.
-    pub accel: String,
-    pub guest_mib: u64,
-    /// Before the guest's clock started: the VMM's own start, firmware, the kernel's first
-    /// instructions (host spawn → ready minus guest uptime at ready). For the synthetic guest:
-    /// `Vmm::new` → the guest's first instruction.
-    pub vmm_start_ms: Option<f64>,
-    /// Guest `CLOCK_BOOTTIME` when the agent (or the peer's `/init`) started.
-    pub kernel_boot_ms: Option<f64>,
-    /// Agent start → Ready (guest clock); none for the peer, whose `/init` is the workload's parent.
-    pub agent_setup_ms: Option<f64>,
-    /// Host: VM spawn → ready (the agent's Ready frame, the peer's first `/init` line).
-    pub ready_ms: Option<f64>,
-    /// Host: Start sent → Exit frame (the peer: first → last `/init` line).
-    pub run_ms: Option<f64>,
-    /// VM process Rss outside the guest-RAM mapping, once the guest is up.
-    pub vmm_rss_kib: Option<u64>,
-    /// Rss of the guest-RAM mapping at the same moment.
-    pub guest_rss_kib: Option<u64>,
-    /// Synthetic guest only: Rss of the forked VMM process before `Vmm::new` (inherited at fork).
-    pub fork_rss_kib: Option<u64>,
-    /// Synthetic guest only: `Vmm::new` start → `run` start.
-    pub vmm_build_ms: Option<f64>,
+/// Read the timings file the microvm backend's host process left in the sandbox's state
+/// directory, with hako-microvm's own reader.
+#[cfg(feature = "vmm")]
+pub fn read_timings(state_dir: &Path) -> Result<MicrovmSplit, String> {
+    let path = state_dir.join(hako_microvm::timings::FILE);
+    let t = hako_microvm::timings::Timings::read(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(MicrovmSplit {
+        engine: t.engine,
+        accel: t.accel,
+        guest_mib: t.guest_mib,
+        vmm_start_ms: t.vmm_start_ms,
+        kernel_boot_ms: t.kernel_boot_ms,
+        agent_setup_ms: t.agent_setup_ms,
+        ready_ms: Some(t.ready_ms),
+        run_ms: t.run_ms,
+        vmm_rss_kib: t.vmm_rss_kib,
+        guest_rss_kib: t.guest_rss_kib,
+        ..Default::default()
+    })
 }
 
-impl MicrovmSplit {
-    /// VM spawn → workload exit, host clock.
-    pub fn boot_to_exit_ms(&self) -> Option<f64> {
-        Some(self.ready_ms? + self.run_ms?)
-    }
-
-    pub fn engine_label(&self) -> String {
-        format!("{}/{}", self.engine, self.accel)
-    }
-}
-
-/// Read the backend's timings file.
-pub fn read_timings(path: &Path) -> Result<MicrovmSplit, String> {
-    let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_json::from_slice(&data).map_err(|e| format!("{}: {e}", path.display()))
+/// Without the `vmm` feature hako-microvm (and its timings file format) is not in this binary.
+#[cfg(not(feature = "vmm"))]
+pub fn read_timings(_state_dir: &Path) -> Result<MicrovmSplit, String> {
+    Err("hako-bench was built without the \"vmm\" feature (hako-microvm)".into())
 }
 
 /// The guest uptime in a `hako-bench-boot uptime_ns=<N>` (or `hako-bench-exit=0
@@ -113,53 +87,6 @@ pub fn qemu_peer_split(
         guest_rss_kib: rss.map(|r| r.guest_kib),
         ..Default::default()
     }
-}
-
-/// hako's VMM with a synthetic guest, measured where `/dev/kvm` opens.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SyntheticVmm {
-    /// Whether the VMM's KVM probe says this host's KVM boots Linux, and its reason.
-    pub runs_linux: bool,
-    pub probe: String,
-    pub samples: Vec<MicrovmSplit>,
-    /// Why nothing (or not everything) was measured.
-    pub error: Option<String>,
-}
-
-impl SyntheticVmm {
-    /// The row's label in the table's note.
-    pub fn label(&self) -> String {
-        if self.runs_linux {
-            "hako VMM (synthetic guest)".into()
-        } else {
-            format!(
-                "hako VMM (synthetic guest; Linux cannot boot on this host's KVM: {})",
-                self.probe
-            )
-        }
-    }
-}
-
-/// One row of the split table: medians over a subject's counted samples of one engine.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SplitRow {
-    pub subject: String,
-    /// engine/accel, e.g. `qemu/tcg`.
-    pub engine: String,
-    /// Samples with a split.
-    pub n: usize,
-    pub vmm_start_ms: Option<f64>,
-    pub kernel_boot_ms: Option<f64>,
-    pub agent_setup_ms: Option<f64>,
-    pub run_ms: Option<f64>,
-    pub boot_to_exit_ms: Option<f64>,
-    pub vmm_rss_mib: Option<f64>,
-    pub guest_rss_mib: Option<f64>,
-    /// boot → exit against the qemu-microvm peer's.
-    pub boot_to_exit_ratio: Option<f64>,
-    /// VMM Rss beyond guest RAM against the qemu-microvm peer's.
-    pub vmm_rss_ratio: Option<f64>,
 }
 
 fn median(v: impl Iterator<Item = f64>) -> Option<f64> {
@@ -321,216 +248,57 @@ pub fn split_table(r: &Report) -> String {
     o
 }
 
+/// Run `warmup + runs` synthetic VMs one after another (warm-up ones not kept), through
+/// hako-microvm's own measurement ([`hako_microvm::measure`]).
 #[cfg(feature = "vmm")]
-mod synthetic {
-    use super::*;
-    use std::io::{Read, Write};
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-
-    use hako_microvm::vmm::{self, Input, Output, Stdio, VmConfig, Vmm};
-
-    /// 64-bit stub: announce itself on the 8250, wait for one byte of host input, then exit
-    /// through the debug port:
-    /// ```text
-    ///   mov dx, 0x3f8 ; mov al, 'r' ; out dx, al
-    ///   mov dx, 0x3fd
-    /// wait: in al, dx ; test al, 1 ; jz wait
-    ///   mov dx, 0xf4 ; mov al, 0 ; out dx, al ; hlt
-    /// ```
-    const STUB: &[u8] = &[
-        0x66, 0xba, 0xf8, 0x03, 0xb0, 0x72, 0xee, 0x66, 0xba, 0xfd, 0x03, 0xec, 0xa8, 0x01, 0x74,
-        0xfb, 0x66, 0xba, 0xf4, 0x00, 0xb0, 0x00, 0xee, 0xf4,
-    ];
-
-    fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
-        let mut fds = [0; 2];
-        // SAFETY: pipe2 into a 2-element array.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+pub fn measure_synthetic(
+    scratch: &Path,
+    cache: &Path,
+    runs: usize,
+    warmup: usize,
+    timeout: Duration,
+) -> SyntheticVmm {
+    let mut out = SyntheticVmm::default();
+    let guest = match hako_microvm::measure::SyntheticGuest::new(scratch, GUEST_MIB) {
+        Ok(g) => g,
+        Err(e) => {
+            out.error = Some(format!("not measured: {e:#}"));
+            return out;
         }
-        // SAFETY: fresh descriptors owned here.
-        Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-    }
-
-    fn wait_readable(fd: &OwnedFd, timeout: Duration) -> Result<(), String> {
-        let mut p = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: one valid pollfd.
-        match unsafe { libc::poll(&mut p, 1, ms) } {
-            1 => Ok(()),
-            0 => Err(format!("no answer from the VMM within {timeout:?}")),
-            _ => Err(format!("poll: {}", std::io::Error::last_os_error())),
+    };
+    let _ = std::fs::create_dir_all(cache);
+    let (runs_linux, why) = hako_microvm::hako_engine::probe(cache);
+    out.runs_linux = runs_linux;
+    out.probe = why;
+    let mut errors = 0;
+    for i in 0..warmup + runs {
+        if crate::procs::interrupted() {
+            break;
         }
-    }
-
-    fn self_rss_kib() -> u64 {
-        std::fs::read_to_string("/proc/self/status")
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    }
-
-    /// The forked VMM process: build and run the stub VM, jailed and under the seccomp filters
-    /// like the backend's hako engine; report (ok, to-first-exit ns, build ns, fork RSS KiB).
-    fn child(kernel: &Path, serial_w: OwnedFd, input_r: OwnedFd, result_w: OwnedFd) -> ! {
-        hako_microvm::hako_engine::vmm_child_prologue();
-        let fork_rss = self_rss_kib();
-        let out = Vmm::new(VmConfig {
-            memory_mib: GUEST_MIB as u32,
-            vcpus: 1,
-            kernel: kernel.to_path_buf(),
-            serial: Stdio {
-                input: Input::Fd(std::fs::File::from(input_r)),
-                output: Output::Fd(std::fs::File::from(serial_w)),
-            },
-            jail: Some(vmm::JailConfig::default()),
-            seccomp: true,
-            ..Default::default()
-        })
-        .and_then(|v| v.run());
-        let mut msg = [0u64; 4];
-        if let Ok(o) = &out {
-            if o.exit == vmm::ExitReason::DebugExit(0) {
-                msg = [
-                    1,
-                    o.to_first_exit.map_or(0, |d| d.as_nanos() as u64),
-                    o.build_time.as_nanos() as u64,
-                    fork_rss,
-                ];
-            }
-        }
-        let bytes: Vec<u8> = msg.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let _ = std::fs::File::from(result_w).write_all(&bytes);
-        // SAFETY: leave the child without running the parent's destructors.
-        unsafe { libc::_exit(0) }
-    }
-
-    fn one(kernel: &Path, timeout: Duration) -> Result<MicrovmSplit, String> {
-        let (serial_r, serial_w) = pipe()?;
-        let (input_r, input_w) = pipe()?;
-        let (result_r, result_w) = pipe()?;
-        // SAFETY: the child only builds and runs a VM (as the backend's hako engine does in its
-        // forked child) and leaves with _exit.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(format!("fork: {}", std::io::Error::last_os_error()));
-        }
-        if pid == 0 {
-            drop((serial_r, input_w, result_r));
-            child(kernel, serial_w, input_r, result_w);
-        }
-        drop((serial_w, input_r, result_w));
-        crate::procs::protect(pid);
-        let r = (|| {
-            wait_readable(&serial_r, timeout)?;
-            let mut b = [0u8; 1];
-            let mut serial = std::fs::File::from(serial_r);
-            serial
-                .read_exact(&mut b)
-                .map_err(|e| format!("reading the guest's serial output: {e}"))?;
-            if b[0] != b'r' {
-                return Err(format!("unexpected guest output {:?}", b[0] as char));
-            }
-            // The guest runs (its first instruction is done) and waits: measure the VMM now.
-            let rss = hako_contract::proc::vm_rss(pid, GUEST_MIB << 20);
-            std::fs::File::from(input_w)
-                .write_all(b"x")
-                .map_err(|e| format!("releasing the guest: {e}"))?;
-            wait_readable(&result_r, timeout)?;
-            let mut res = [0u8; 32];
-            std::fs::File::from(result_r)
-                .read_exact(&mut res)
-                .map_err(|e| format!("the VMM did not report (died?): {e}"))?;
-            let v: Vec<u64> = res
-                .chunks(8)
-                .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
-                .collect();
-            if v[0] != 1 {
-                return Err("the VMM did not end with the stub's debug exit".into());
-            }
-            Ok(MicrovmSplit {
+        match guest.measure(timeout) {
+            Ok(r) if i >= warmup => out.samples.push(MicrovmSplit {
                 engine: "hako".into(),
                 accel: "kvm".into(),
                 guest_mib: GUEST_MIB,
-                vmm_start_ms: (v[1] > 0).then(|| v[1] as f64 / 1e6),
-                vmm_build_ms: Some(v[2] as f64 / 1e6),
-                fork_rss_kib: Some(v[3]),
-                vmm_rss_kib: rss.map(|r| r.vmm_kib),
-                guest_rss_kib: rss.map(|r| r.guest_kib),
+                vmm_start_ms: r.vmm_start.map(|d| d.as_secs_f64() * 1e3),
+                vmm_build_ms: Some(r.vmm_build.as_secs_f64() * 1e3),
+                fork_rss_kib: Some(r.fork_rss_kib),
+                vmm_rss_kib: r.rss.map(|r| r.vmm_kib),
+                guest_rss_kib: r.rss.map(|r| r.guest_kib),
                 ..Default::default()
-            })
-        })();
-        if r.is_err() {
-            crate::procs::kill(pid, libc::SIGKILL);
-        }
-        let waited = crate::procs::wait_pid(pid, timeout);
-        crate::procs::unprotect(pid);
-        let split = r?;
-        match waited {
-            Ok(Some((st, _, _))) if libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0 => Ok(split),
-            Ok(Some((st, _, _))) => Err(format!("the VMM process ended with wait status {st:#x}")),
-            Ok(None) => Ok(split),
-            Err(e) => Err(format!("{e:#}")),
-        }
-    }
-
-    /// Run `warmup + runs` synthetic VMs one after another (warm-up ones not kept).
-    pub fn measure_synthetic(
-        scratch: &Path,
-        cache: &Path,
-        runs: usize,
-        warmup: usize,
-        timeout: Duration,
-    ) -> SyntheticVmm {
-        let mut out = SyntheticVmm::default();
-        if let Err(e) = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/kvm")
-        {
-            out.error = Some(format!("not measured: /dev/kvm cannot be opened ({e})"));
-            return out;
-        }
-        let _ = std::fs::create_dir_all(cache);
-        let (runs_linux, why) = hako_microvm::hako_engine::probe(cache);
-        out.runs_linux = runs_linux;
-        out.probe = why;
-        let kernel = scratch.join("hako-vmm-synthetic.elf");
-        let elf = vmm::boot::synthetic_elf(STUB, 0x100_0000, 0x100_0000, 0x100_0000, None);
-        if let Err(e) = std::fs::write(&kernel, elf) {
-            out.error = Some(format!("writing {}: {e}", kernel.display()));
-            return out;
-        }
-        let mut errors = 0;
-        for i in 0..warmup + runs {
-            if crate::procs::interrupted() {
-                break;
-            }
-            match one(&kernel, timeout) {
-                Ok(s) if i >= warmup => out.samples.push(s),
-                Ok(_) => {}
-                Err(e) => {
-                    errors += 1;
-                    out.error = Some(format!("{errors} failed run(s), last: {e}"));
-                    if errors >= 3 && out.samples.is_empty() {
-                        break;
-                    }
+            }),
+            Ok(_) => {}
+            Err(e) => {
+                errors += 1;
+                out.error = Some(format!("{errors} failed run(s), last: {e:#}"));
+                if errors >= 3 && out.samples.is_empty() {
+                    break;
                 }
             }
         }
-        let _ = std::fs::remove_file(&kernel);
-        out
     }
+    out
 }
-
-#[cfg(feature = "vmm")]
-pub use synthetic::measure_synthetic;
 
 /// Without the `vmm` feature hako's VMM is not in this binary.
 #[cfg(not(feature = "vmm"))]
@@ -592,12 +360,13 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "vmm")]
     #[test]
     fn backend_timings_file_reads_into_the_split() {
-        // The fields hako_microvm::timings::Timings writes (extra ones are ignored).
+        // The fields hako_microvm::timings::Timings writes.
         let d = std::env::temp_dir().join(format!("hako-bench-split-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
-        let p = d.join(TIMINGS_FILE);
+        let p = d.join(hako_microvm::timings::FILE);
         std::fs::write(
             &p,
             r#"{"engine":"qemu","accel":"tcg","guest_mib":128,"host_setup_ms":8.2,"spawn_ms":5.7,
@@ -606,14 +375,16 @@ mod tests {
                "vmm_rss_kib":76280,"guest_rss_kib":32768,"run_ms":144.8,"vm_exit_ms":15.8}"#,
         )
         .unwrap();
-        let s = read_timings(&p).unwrap();
+        let s = read_timings(&d).unwrap();
         assert_eq!(s.engine_label(), "qemu/tcg");
         assert_eq!(s.kernel_boot_ms, Some(1003.8));
         assert_eq!(s.vmm_rss_kib, Some(76280));
         assert!((s.boot_to_exit_ms().unwrap() - (1381.6 + 144.8)).abs() < 1e-9);
         std::fs::write(&p, "{not json").unwrap();
-        assert!(read_timings(&p).unwrap_err().contains(TIMINGS_FILE));
+        assert!(read_timings(&d)
+            .unwrap_err()
+            .contains(hako_microvm::timings::FILE));
         std::fs::remove_dir_all(&d).unwrap();
-        assert!(read_timings(&p).is_err());
+        assert!(read_timings(&d).is_err());
     }
 }

@@ -5,7 +5,7 @@
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 
-use crate::report::{Report, SubjectReport};
+use crate::model::{Report, SubjectReport};
 use crate::stats::percentile_sorted;
 
 pub const STARTUP_CAPTION: &str = "startup: create -> start -> exit -> delete (ms, log scale)";

@@ -5,48 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 
 use crate::cgroup::{Memory, SampleCgroup};
-use crate::microvm::{self, MicrovmSplit};
+use crate::microvm;
+use crate::model::{Category, Density, Kind, Sample, Skipped, SyscallSample};
 use crate::procs::{self, Io};
 use crate::workloads::{self, Workloads};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Category {
-    Container,
-    Sentry,
-    Microvm,
-    Wasm,
-}
-
-impl Category {
-    pub fn name(self) -> &'static str {
-        match self {
-            Category::Container => "container",
-            Category::Sentry => "sentry",
-            Category::Microvm => "microvm",
-            Category::Wasm => "wasm",
-        }
-    }
-    /// The subject every other subject of the category is compared with.
-    pub fn baseline(self) -> &'static str {
-        match self {
-            Category::Container => "crun",
-            Category::Sentry => "runsc",
-            Category::Microvm => "qemu-microvm",
-            Category::Wasm => "hako-container-hello",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Backend,
-    Peer,
-}
 
 #[derive(Debug, Clone)]
 pub enum Driver {
@@ -85,76 +49,6 @@ pub struct Subject {
     pub syscall_bench: bool,
     /// How many idle sandboxes to start, or why density is not measured.
     pub density: Result<usize, String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Skipped {
-    pub name: String,
-    pub kind: Kind,
-    pub category: Category,
-    pub reason: String,
-}
-
-/// One create→start→exit→delete (or one direct run).
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct Sample {
-    pub iteration: usize,
-    pub warmup: bool,
-    pub total_ms: f64,
-    pub create_ms: Option<f64>,
-    pub start_ms: Option<f64>,
-    pub wait_ms: Option<f64>,
-    pub delete_ms: Option<f64>,
-    /// Largest ru_maxrss among the runtime CLI processes (create, start, delete), KiB.
-    pub runtime_maxrss_kb: u64,
-    /// ru_maxrss of the sandbox's host process (reaped by us as subreaper), KiB.
-    pub sandbox_maxrss_kb: Option<u64>,
-    /// User + system CPU time of the runtime CLI processes (and what they reaped), ms.
-    pub runtime_cpu_ms: f64,
-    /// User + system CPU time of the sandbox's host process, ms (OCI subjects).
-    pub sandbox_cpu_ms: Option<f64>,
-    /// memory cgroup peak of the whole tree, KiB.
-    pub cgroup_peak_kb: Option<u64>,
-    pub error: Option<String>,
-    /// microvm subjects: where the create-to-exit time went and the VMM's memory beyond guest
-    /// RAM (see [`crate::microvm`]).
-    #[serde(default)]
-    pub microvm: Option<MicrovmSplit>,
-}
-
-impl Sample {
-    /// CPU time of everything we reaped for this sample: far steadier than wall time on a
-    /// loaded machine.
-    pub fn cpu_ms(&self) -> f64 {
-        self.runtime_cpu_ms + self.sandbox_cpu_ms.unwrap_or(0.0)
-    }
-
-    /// The memory figure compared across subjects: the cgroup peak of the whole tree when
-    /// known, else the larger of the runtime's and the sandbox's peak RSS.
-    pub fn peak_kb(&self) -> u64 {
-        self.cgroup_peak_kb.unwrap_or_else(|| {
-            self.runtime_maxrss_kb
-                .max(self.sandbox_maxrss_kb.unwrap_or(0))
-        })
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Density {
-    pub requested: usize,
-    pub started: usize,
-    pub total_ms: f64,
-    /// Memory charged to the cgroup holding all of them once they are all idle, KiB.
-    pub cgroup_usage_kb: Option<u64>,
-    /// Killing, waiting for and deleting all of them.
-    pub cleanup_ms: f64,
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SyscallSample {
-    pub getpid_ns: f64,
-    pub read_ns: f64,
 }
 
 /// Shared run settings.
@@ -740,7 +634,7 @@ impl Subject {
             let t3 = Instant::now();
             // The microvm backend's host process left its boot/run split in the state dir.
             let split = (self.category == Category::Microvm)
-                .then(|| microvm::read_timings(&root.join(&id).join(microvm::TIMINGS_FILE)).ok())
+                .then(|| microvm::read_timings(&root.join(&id)).ok())
                 .flatten();
             let d = procs::run(
                 &self.oci_cmd(&root, &["delete", &id]),

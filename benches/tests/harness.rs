@@ -6,9 +6,12 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
 
-use hako_bench::microvm::{self, MicrovmSplit, SyntheticVmm};
-use hako_bench::report::{Machine, Report, Settings, SubjectReport};
-use hako_bench::subjects::{self, Category, Ctx, Kind, Plan, Sample};
+use hako_bench::microvm;
+use hako_bench::model::{
+    Category, Kind, Machine, MicrovmSplit, Report, Sample, Settings, Skipped, SubjectReport,
+    SyntheticVmm,
+};
+use hako_bench::subjects::{self, Ctx, Plan};
 use hako_bench::{plot, workloads::Workloads};
 
 /// The real runs make this process a subreaper that reaps every orphan it does not wait for:
@@ -267,7 +270,7 @@ fn replot_from_json_round_trips() {
 #[test]
 fn table_lists_ratios_and_skips() {
     let mut r = synthetic_report();
-    r.skipped.push(subjects::Skipped {
+    r.skipped.push(Skipped {
         name: "wasmtime".into(),
         kind: Kind::Peer,
         category: Category::Wasm,

@@ -302,7 +302,9 @@ pub fn exec(ctx: &Ctx, args: &ExecArgs) -> Result<i32> {
     if !args.detach {
         wait::block_signals()?;
     }
+    hako_contract::fault::point("exec:loaded");
     let execed = c.backend.exec(&sb, &req)?;
+    hako_contract::fault::point("exec:started");
     if let Some(p) = &args.pid_file {
         write_pid_file(p, execed.pid)?;
     }

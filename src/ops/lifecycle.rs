@@ -5,7 +5,8 @@ use crate::cli::{CreateArgs, DeleteArgs, RunArgs};
 use crate::store::{Locked, Record};
 use crate::{backends, bundle, log, wait};
 use anyhow::{bail, Context, Result};
-use hako_contract::{hooks, proc, start_gate, Backend, CreateRequest, Sandbox, Status};
+use hako_contract::fault::point;
+use hako_contract::{hooks, orphan, proc, start_gate, Backend, CreateRequest, Sandbox, Status};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -52,8 +53,10 @@ fn create_loaded(
     backend.check(&b.spec, &b.dir)?;
     super::warn_ignored_resources(b.spec.linux().as_ref().and_then(|l| l.resources().as_ref()));
     log::debug(&format!("container {}: backend {name}", args.id));
+    point("create:checked");
 
     let lock = ctx.store.create(&args.id)?;
+    point("create:state-dir");
     let mut made = Made {
         lock: Some(lock),
         backend: &*backend,
@@ -61,8 +64,26 @@ fn create_loaded(
         rec: None,
         ctx,
     };
+    let mut rec = Record {
+        id: args.id.clone(),
+        backend: name,
+        pid: 0,
+        pid_start: None,
+        bundle: b.dir.clone(),
+        created: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
+        // SAFETY: geteuid cannot fail.
+        owner: unsafe { libc::geteuid() },
+        annotations: b.spec.annotations().clone().unwrap_or_default(),
+        spec: b.spec.clone(),
+        data: serde_json::Value::Null,
+    };
+    // Before the backend makes anything: if this process dies from here on, `delete --force`
+    // finds the backend, the spec (its cgroupsPath) and the id in it.
+    made.lock().write_intent(&rec)?;
+    point("create:intent");
     let fifo = made.lock().fifo();
     start_gate::make(&fifo)?;
+    point("create:fifo");
     let req = CreateRequest {
         id: &args.id,
         bundle: &b.dir,
@@ -77,21 +98,13 @@ fn create_loaded(
     };
     let created = backend.create(&req)?;
     made.pid = Some(created.pid);
-    let rec = Record {
-        id: args.id.clone(),
-        backend: name,
-        pid: created.pid,
-        pid_start: proc::start_time(created.pid),
-        bundle: b.dir.clone(),
-        created: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
-        // SAFETY: geteuid cannot fail.
-        owner: unsafe { libc::geteuid() },
-        annotations: b.spec.annotations().clone().unwrap_or_default(),
-        spec: b.spec.clone(),
-        data: created.data,
-    };
-    made.lock().write(&rec)?;
+    point("create:backend");
+    rec.pid = created.pid;
+    rec.pid_start = proc::start_time(created.pid);
+    rec.data = created.data;
     made.rec = Some(rec.clone());
+    made.lock().write(&rec)?;
+    point("create:state");
 
     let state = oci_state(&rec, Status::Created);
     let h = b.spec.hooks().clone().unwrap_or_default();
@@ -104,9 +117,11 @@ fn create_loaded(
             hooks::run(kind, list.as_deref().unwrap_or(&[]), &state)?;
         }
     }
+    point("create:hooks");
     if let Some(p) = &args.pid_file {
         write_pid_file(p, created.pid)?;
     }
+    point("create:pid-file");
     made.keep();
     Ok(CreatedContainer { pid: created.pid })
 }
@@ -136,6 +151,9 @@ impl Drop for Made<'_> {
         let start = self.pid.and_then(proc::start_time);
         if let Some(pid) = self.pid {
             kill_and_wait(pid, start);
+        }
+        if let Some((pid, start)) = orphan::host_pid(&lock.dir) {
+            kill_and_wait(pid, Some(start));
         }
         let empty = serde_json::Value::Null;
         let spec_default;
@@ -186,6 +204,7 @@ pub fn kill_and_wait(pid: i32, start: Option<u64>) {
 pub fn start(ctx: &Ctx, id: &str) -> Result<()> {
     let c = ctx.load(id)?;
     c.require(&ctx.global, &[Status::Created], "start")?;
+    point("start:loaded");
     let h = c.rec.spec.hooks().clone().unwrap_or_default();
     if !c.backend.runs_container_hooks() {
         hooks::run(
@@ -196,6 +215,7 @@ pub fn start(ctx: &Ctx, id: &str) -> Result<()> {
     }
     let (pid, st) = (c.rec.pid, c.rec.pid_start);
     start_gate::release(&c.lock.fifo(), || proc::is_alive(pid, st))?;
+    point("start:released");
     run_hooks_warn(
         "poststart",
         h.poststart().as_ref(),
@@ -268,13 +288,17 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<i32> {
 /// `hako delete`: a stopped or created container goes; a running one only with --force (it is
 /// killed first). The backend removes what it made, then poststop hooks run, then the state.
 pub fn delete(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
-    let c = match ctx.load(&args.id) {
+    let c = match load_for_delete(ctx, args) {
         Ok(c) => c,
         Err(e) => {
             // With --force, as with runc: a container that does not exist is already deleted,
-            // and a directory with no state.json (a create that died half-way) is removed.
+            // and a directory a create left before it wrote its intent (nothing else exists
+            // yet then) is removed, once no create holds it.
             let dir = ctx.store.dir(&args.id);
-            if args.force && crate::store::validate_id(&args.id).is_ok() {
+            if args.force
+                && crate::store::validate_id(&args.id).is_ok()
+                && !e.is::<crate::store::StillCreating>()
+            {
                 if dir.is_dir() {
                     std::fs::remove_dir_all(&dir)
                         .with_context(|| format!("cannot remove {}", dir.display()))?;
@@ -284,6 +308,7 @@ pub fn delete(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
             return Err(e);
         }
     };
+    point("delete:loaded");
     let status = c.status(&ctx.global);
     match status {
         Status::Stopped | Status::Created => {}
@@ -296,6 +321,23 @@ pub fn delete(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
     finish(ctx, c)
 }
 
+/// [`Ctx::load`] for `delete`; with --force it waits (a while) for a create in progress.
+fn load_for_delete(ctx: &Ctx, args: &DeleteArgs) -> Result<Loaded> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match ctx.load(&args.id) {
+            Err(e)
+                if args.force
+                    && e.is::<crate::store::StillCreating>()
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Kill what is left, let the backend clean up, run poststop hooks, drop the state.
 fn finish(ctx: &Ctx, c: Loaded) -> Result<()> {
     let sb = c.sandbox(&ctx.global);
@@ -306,13 +348,28 @@ fn finish(ctx: &Ctx, c: Loaded) -> Result<()> {
         let _ = c.backend.kill(&sb, libc::SIGKILL, true);
         kill_and_wait(c.rec.pid, c.rec.pid_start);
     }
+    point("delete:killed");
     let sb = Sandbox { alive: false, ..sb };
-    c.backend.delete(&sb)?;
-    let h = c.rec.spec.hooks().clone().unwrap_or_default();
-    run_hooks_warn(
-        "poststop",
-        h.poststop().as_ref(),
-        &c.oci_state(Status::Stopped),
-    );
+    if c.lock.orphan {
+        // Its create died before state.json: a host process it forked may be waiting on the
+        // start fifo for ever, and what the backend made is found from the id and the spec.
+        if let Some((pid, start)) = orphan::host_pid(&c.lock.dir) {
+            kill_and_wait(pid, Some(start));
+        }
+        c.backend.delete_orphan(&sb)?;
+    } else {
+        c.backend.delete(&sb)?;
+    }
+    point("delete:backend");
+    // A container whose create died never ran its create hooks: no poststop either.
+    if !c.lock.orphan {
+        let h = c.rec.spec.hooks().clone().unwrap_or_default();
+        run_hooks_warn(
+            "poststop",
+            h.poststop().as_ref(),
+            &c.oci_state(Status::Stopped),
+        );
+    }
+    point("delete:hooks");
     c.lock.remove()
 }

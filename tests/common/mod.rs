@@ -192,11 +192,17 @@ impl Hako {
     /// pipes: a container that `create` leaves running inherits them, and a pipe would keep
     /// the caller waiting for EOF until the container exits.
     pub fn run(&self, args: &[&str]) -> Output {
+        self.run_env(&[], args)
+    }
+
+    /// [`Hako::run`] with these environment variables set (`HAKO_FAULT` for the fault suite).
+    pub fn run_env(&self, env: &[(&str, &str)], args: &[&str]) -> Output {
         use std::os::unix::process::ExitStatusExt;
         let base = std::env::temp_dir().join(unique("hako-out"));
         let (o, e) = (base.with_extension("out"), base.with_extension("err"));
         let status = self
             .cmd()
+            .envs(env.iter().copied())
             .args(args)
             .stdin(std::process::Stdio::null())
             .stdout(std::fs::File::create(&o).unwrap())

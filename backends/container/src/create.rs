@@ -137,6 +137,7 @@ pub fn create(req: &CreateRequest) -> Result<Created> {
     // By the rule every backend follows (hako_contract::cgroup); the resources are written
     // below, with the default device rules.
     let cg = hako_contract::cgroup::make(req, hako_contract::cgroup::Need::Always, None)?;
+    hako_contract::fault::point("create:cgroup");
     let host_mounts_before = plan
         .root_propagation
         .is_some_and(|p| p.contains(MsFlags::MS_SHARED))
@@ -240,6 +241,9 @@ fn spawn(
         got?
     };
     drop(child);
+    // Before the note: the host process must end by itself when nobody noted it.
+    hako_contract::fault::point("create:forked");
+    hako_contract::orphan::note_host_pid(req.state_dir, pid);
     let r = drive(plan, req, cg, &parent, pid);
     if r.is_err() {
         // SAFETY: plain kill of our own child.

@@ -93,6 +93,14 @@ impl Backend for ContainerBackend {
         Ok(())
     }
 
+    fn delete_orphan(&self, sb: &Sandbox) -> Result<()> {
+        // The init dies with its sync socket when `create` dies, or is in the cgroup.
+        match hako_contract::cgroup::orphan(sb) {
+            Some(cg) => cg.destroy(),
+            None => Ok(()),
+        }
+    }
+
     fn features(&self) -> serde_json::Value {
         check::features()
     }

@@ -73,6 +73,19 @@ pub fn make(
     Ok(Some(cg))
 }
 
+/// The cgroup a `create` of this sandbox made, found from the id and the spec alone (for
+/// [`crate::Backend::delete_orphan`]): at `linux.cgroupsPath`, or the default path for the id.
+/// None when the path does not resolve: such a create failed before it made anything.
+pub fn orphan(sb: &Sandbox) -> Option<CgroupManager> {
+    let path = sb
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_ref())
+        .map(|p| p.to_string_lossy().into_owned());
+    CgroupManager::new(path.as_deref(), sb.id, sb.global.systemd_cgroup).ok()
+}
+
 /// The cgroup `create` recorded for `sb`, if any.
 pub fn of(sb: &Sandbox) -> Option<CgroupManager> {
     match sb.data.get("cgroup") {

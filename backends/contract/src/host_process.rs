@@ -112,9 +112,12 @@ impl std::error::Error for Failed {}
 
 /// Fork the host process and wait for its report. In the child, `child` runs (a panic counts
 /// as exit status 1) and the process exits with what it returns; it never returns into the
-/// caller. In the parent: the child's pid and its `Ready` payload; on `Err`, or when the child
-/// ended without a report, the child is reaped first.
+/// caller. In the parent: the child's pid is noted in `state_dir` ([`crate::orphan`], after the
+/// `create:forked` fault point), then the report is read: the pid and its `Ready` payload; on
+/// `Err`, or when the child ended without a report, the child is reaped first. A child whose
+/// `create` died before reading finds no reader: its report fails (EPIPE) and it should end.
 pub fn spawn<T: DeserializeOwned>(
+    state_dir: &Path,
     child: impl FnOnce(Readiness) -> i32,
 ) -> Result<(i32, T), Failed> {
     let mut p = [0i32; 2];
@@ -147,6 +150,9 @@ pub fn spawn<T: DeserializeOwned>(
         unsafe { libc::_exit(code) }
     }
     drop(wr);
+    // Before the note: the host process must end by itself when nobody noted it.
+    crate::fault::point("create:forked");
+    crate::orphan::note_host_pid(state_dir, pid);
     let report = read_frame::<T>(std::fs::File::from(rd));
     if let Ok(Some(Report::Ready(v))) = report {
         return Ok((pid, v));
@@ -182,16 +188,20 @@ mod tests {
 
     #[test]
     fn spawn_reports_ready_error_and_silent_death() {
-        let (pid, v) = spawn::<u32>(|r| {
+        let dir = std::env::temp_dir().join(format!("hako-host-process-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (pid, v) = spawn::<u32>(&dir, |r| {
             r.ready(41u32 + 1).unwrap();
             0
         })
         .unwrap();
         assert_eq!(v, 42);
+        // Noted for delete --force before the report was read (a zombie still has its stat).
+        assert_eq!(crate::orphan::host_pid(&dir).map(|h| h.0), Some(pid));
         // SAFETY: reaping our own child.
         unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
 
-        let e = spawn::<u32>(|r| {
+        let e = spawn::<u32>(&dir, |r| {
             r.fail(&anyhow!("no such file").context("mount /x"));
             1
         })
@@ -201,15 +211,16 @@ mod tests {
             "{e}"
         );
 
-        let e = spawn::<u32>(|_r| 3).unwrap_err();
+        let e = spawn::<u32>(&dir, |_r| 3).unwrap_err();
         assert!(
             matches!(&e, Failed::Died(how) if how == "exited with status 3"),
             "{e}"
         );
-        let e = spawn::<u32>(|_r| panic!("boom")).unwrap_err();
+        let e = spawn::<u32>(&dir, |_r| panic!("boom")).unwrap_err();
         assert!(
             matches!(&e, Failed::Died(how) if how == "exited with status 1"),
             "{e}"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

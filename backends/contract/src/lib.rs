@@ -17,9 +17,11 @@
 
 pub mod cgroup;
 pub mod console;
+pub mod fault;
 pub mod formats;
 pub mod hooks;
 pub mod host_process;
+pub mod orphan;
 pub mod proc;
 pub mod signal;
 pub mod start_gate;
@@ -178,6 +180,17 @@ pub trait Backend {
     /// Remove everything the backend made. Called once the host process is gone (the front end
     /// kills it first on `delete --force`). Must be idempotent: a half-made sandbox is deleted too.
     fn delete(&self, sb: &Sandbox) -> Result<()>;
+
+    /// Remove what a `create` that died before state.json was written may have left: `sb.data`
+    /// is null, `sb.spec` is the spec the front end noted before calling `create` (or an empty
+    /// one), `sb.alive` is false and any host process noted with [`orphan::note_host_pid`] is
+    /// already dead. Everything must be found from the id, the spec and `sb.state_dir` (the
+    /// cgroup at the spec's cgroupsPath or the backend's default path for the id, files below
+    /// the state directory). Idempotent; what is not there is fine. The default is
+    /// [`Backend::delete`], enough for a backend that makes nothing outside its state directory.
+    fn delete_orphan(&self, sb: &Sandbox) -> Result<()> {
+        self.delete(sb)
+    }
 
     /// This backend's part of `hako features` (runtime-spec features.md shape).
     fn features(&self) -> serde_json::Value;

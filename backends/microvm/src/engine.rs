@@ -1,7 +1,7 @@
 //! The one VMM interface both engines implement.
 //!
 //! The backend prepares everything a VM needs (kernel, disks, command line, the agent port) and
-//! hands an engine a [`VmConfig`]; the engine starts the VM as a **child process** of the caller
+//! hands an engine a [`VmSpec`] and the agent port; the engine starts the VM as a **child process** of the caller
 //! (the sandbox's host process) and returns its pid. The VM ending (guest reset or power-off,
 //! or a crash) is that child exiting; the caller reaps it. Everything the guest says goes through
 //! the agent port; the engine only wires it to the guest's first virtio-console port.
@@ -22,18 +22,16 @@ pub struct Disk {
     pub readonly: bool,
 }
 
-/// Everything an engine needs to run one VM.
-#[derive(Debug)]
-pub struct VmConfig {
+/// Everything an engine needs to run one VM, but its agent port (the host process makes that
+/// socket pair and hands the guest's end to [`Engine::spawn`]).
+#[derive(Debug, Clone)]
+pub struct VmSpec {
     /// An uncompressed x86_64 vmlinux with a PVH entry note (see `kernels/`).
     pub kernel: PathBuf,
     pub cmdline: String,
     pub vcpus: u32,
     pub memory_mib: u64,
     pub disks: Vec<Disk>,
-    /// The guest end of a connected `AF_UNIX` stream socket; the engine makes it the backend of
-    /// the guest's first virtio-console port (`/dev/hvc0`). The host end stays with the caller.
-    pub agent_port: OwnedFd,
     /// File that receives the serial port (ttyS0: the kernel log).
     pub serial_log: PathBuf,
     /// File that receives the engine's own diagnostics (its stderr).
@@ -42,39 +40,13 @@ pub struct VmConfig {
     pub kvm: bool,
 }
 
-/// A [`VmConfig`] before its agent port exists (the host process makes the socket pair).
-#[derive(Debug, Clone)]
-pub struct VmSpec {
-    pub kernel: PathBuf,
-    pub cmdline: String,
-    pub vcpus: u32,
-    pub memory_mib: u64,
-    pub disks: Vec<Disk>,
-    pub serial_log: PathBuf,
-    pub engine_log: PathBuf,
-    pub kvm: bool,
-}
-
-impl VmSpec {
-    pub fn with_port(self, agent_port: OwnedFd) -> VmConfig {
-        VmConfig {
-            kernel: self.kernel,
-            cmdline: self.cmdline,
-            vcpus: self.vcpus,
-            memory_mib: self.memory_mib,
-            disks: self.disks,
-            agent_port,
-            serial_log: self.serial_log,
-            engine_log: self.engine_log,
-            kvm: self.kvm,
-        }
-    }
-}
-
 /// Starts VMs.
 pub trait Engine {
     fn name(&self) -> &'static str;
     /// Start the VM as a child process of the caller and return its pid. The child must die with
     /// the caller (PR_SET_PDEATHSIG) so a killed host process never leaves a VM behind.
-    fn spawn(&self, vm: VmConfig) -> Result<libc::pid_t>;
+    /// `agent_port` is the guest end of a connected `AF_UNIX` stream socket; the engine makes it
+    /// the backend of the guest's first virtio-console port (`/dev/hvc0`). The host end stays
+    /// with the caller.
+    fn spawn(&self, vm: VmSpec, agent_port: OwnedFd) -> Result<libc::pid_t>;
 }

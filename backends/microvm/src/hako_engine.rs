@@ -2,12 +2,12 @@
 //! jailed and under its seccomp filters. Chosen only when the KVM probe says this host's KVM runs
 //! an unmodified Linux guest.
 
-use crate::engine::{Engine, VmConfig};
+use crate::engine::{Engine, VmSpec};
 use crate::vmm;
 use anyhow::{bail, Context, Result};
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 pub struct HakoVmm;
 
@@ -27,7 +27,7 @@ impl Engine for HakoVmm {
         "hako"
     }
 
-    fn spawn(&self, vm: VmConfig) -> Result<libc::pid_t> {
+    fn spawn(&self, vm: VmSpec, agent_port: OwnedFd) -> Result<libc::pid_t> {
         if vm.vcpus != 1 {
             bail!(
                 "hako's own VMM runs 1 vCPU for now ({} asked); use io.hako.microvm.vmm=qemu",
@@ -39,8 +39,8 @@ impl Engine for HakoVmm {
             .with_context(|| format!("creating {}", vm.serial_log.display()))?;
         let log = File::create(&vm.engine_log)
             .with_context(|| format!("creating {}", vm.engine_log.display()))?;
-        let port_in = File::from(vm.agent_port.try_clone().context("dup agent port")?);
-        let port_out = File::from(vm.agent_port);
+        let port_in = File::from(agent_port.try_clone().context("dup agent port")?);
+        let port_out = File::from(agent_port);
         let cfg = vmm::VmConfig {
             memory_mib,
             vcpus: 1,

@@ -229,6 +229,7 @@ pub fn mkfs_into(src: &Path, out: &Path, size: u64, inodes: u64, label: &str) ->
         f.set_len(size)
             .with_context(|| format!("sizing {}", tmp.display()))?;
         drop(f);
+        hako_contract::fault::point("create:image");
         let o = Command::new(e2fs_binary("mkfs.ext4")?)
             .args([
                 "-q",
@@ -273,6 +274,23 @@ pub fn mkfs_into(src: &Path, out: &Path, size: u64, inodes: u64, label: &str) ->
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Remove the half-made images in `dir` ([`mkfs_into`]'s `.tmp-<pid>-*`) of processes that are
+/// gone: a `create` killed while it made one. A live pid's file is left alone.
+pub fn sweep_half_made(dir: &Path) {
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix(".tmp-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<i32>().ok());
+        if let Some(pid) = pid {
+            if !hako_contract::proc::is_alive(pid, None) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
 }
 
 /// The cached image of `rootfs`, made when missing. Refuses a tree whose image would be larger

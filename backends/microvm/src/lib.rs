@@ -12,9 +12,12 @@ pub mod exec;
 pub mod guest;
 pub mod hako_engine;
 pub mod host;
+pub mod hub;
 pub mod image;
 pub mod knobs;
+pub mod measure;
 pub mod qemu;
+pub mod relay;
 pub mod timings;
 pub mod vmm;
 
@@ -162,6 +165,7 @@ impl Backend for MicrovmBackend {
         };
         let engine_name = choice.engine.name();
         let cgroup = host_cgroup(req)?;
+        hako_contract::fault::point("create:cgroup");
         let cgroup_json = cgroup
             .as_ref()
             .map(|c| serde_json::to_value(c).unwrap_or_default());
@@ -171,11 +175,13 @@ impl Backend for MicrovmBackend {
             vm,
             start_fifo: req.start_fifo.to_path_buf(),
             vm_pid_file: req.state_dir.join(VM_PID),
-            exec_sock: req.state_dir.join(exec::EXEC_SOCK),
+            exec_sock: req.state_dir.join(hub::EXEC_SOCK),
             tty,
             timings_file: req.state_dir.join(timings::FILE),
         };
-        let pid = match hako_contract::host_process::spawn::<()>(|ready| host::main(plan, ready)) {
+        let pid = match hako_contract::host_process::spawn::<()>(req.state_dir, |ready| {
+            host::main(plan, ready)
+        }) {
             Ok((pid, ())) => pid,
             Err(e) => {
                 if let Some(cg) = &cgroup {
@@ -213,7 +219,7 @@ impl Backend for MicrovmBackend {
         // on the host process itself, and the VM dies with it.
         let r = if all && signal != libc::SIGKILL && signal != libc::SIGSTOP {
             let val = libc::sigval {
-                sival_ptr: host::SIGNAL_ALL_MARK as *mut libc::c_void,
+                sival_ptr: relay::SIGNAL_ALL_MARK as *mut libc::c_void,
             };
             // SAFETY: sigqueue(3).
             unsafe { libc::sigqueue(sb.pid, signal, val) }
@@ -243,7 +249,7 @@ impl Backend for MicrovmBackend {
         if !p.cwd.starts_with('/') {
             bail!("exec: cwd {:?} must be an absolute path", p.cwd);
         }
-        let sock = sb.state_dir.join(exec::EXEC_SOCK);
+        let sock = sb.state_dir.join(hub::EXEC_SOCK);
         if !sock.exists() {
             bail!(
                 "exec: the microvm sandbox {} has not been started (exec needs its workload running)",
@@ -296,7 +302,7 @@ impl Backend for MicrovmBackend {
             SERIAL_LOG,
             ENGINE_LOG,
             VM_PID,
-            exec::EXEC_SOCK,
+            hub::EXEC_SOCK,
             timings::FILE,
             timings::TMP_FILE,
         ] {
@@ -308,6 +314,15 @@ impl Backend for MicrovmBackend {
             }
         }
         Ok(())
+    }
+
+    fn delete_orphan(&self, sb: &Sandbox) -> Result<()> {
+        if let Some(cg) = hako_contract::cgroup::orphan(sb) {
+            cg.destroy()?;
+        }
+        // Its create may have died making the rootfs image.
+        image::sweep_half_made(&sb.global.root.join("microvm-cache"));
+        self.delete(sb)
     }
 
     fn features(&self) -> serde_json::Value {

@@ -5,9 +5,9 @@
 //! agent port, backed by the socket fd we pass in. No ACPI, no option ROMs, no network, no
 //! display; `-no-reboot` makes the guest's reset the end of the qemu process.
 
-use crate::engine::{Engine, VmConfig};
+use crate::engine::{Engine, VmSpec};
 use anyhow::{bail, Context, Result};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -35,7 +35,7 @@ impl Qemu {
     }
 
     /// The full argument list (without the binary).
-    pub fn args(vm: &VmConfig, port_fd: i32) -> Vec<String> {
+    pub fn args(vm: &VmSpec, port_fd: i32) -> Vec<String> {
         let mut a: Vec<String> = vec![];
         let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
         push(&["-M", "microvm,acpi=off,x-option-roms=off"]);
@@ -94,8 +94,8 @@ impl Engine for Qemu {
         "qemu"
     }
 
-    fn spawn(&self, vm: VmConfig) -> Result<libc::pid_t> {
-        let port_fd = vm.agent_port.as_raw_fd();
+    fn spawn(&self, vm: VmSpec, agent_port: OwnedFd) -> Result<libc::pid_t> {
+        let port_fd = agent_port.as_raw_fd();
         let args = Self::args(&vm, port_fd);
         let log = std::fs::File::create(&vm.engine_log)
             .with_context(|| format!("creating {}", vm.engine_log.display()))?;
@@ -134,7 +134,7 @@ impl Engine for Qemu {
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {}", self.binary.display()))?;
-        drop(vm.agent_port);
+        drop(agent_port);
         Ok(child.id() as libc::pid_t)
     }
 }
@@ -146,8 +146,7 @@ mod tests {
 
     #[test]
     fn command_line_has_the_devices_in_order() {
-        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-        let vm = VmConfig {
+        let vm = VmSpec {
             kernel: "/k/vmlinux".into(),
             cmdline: "console=ttyS0".into(),
             vcpus: 2,
@@ -162,7 +161,6 @@ mod tests {
                     readonly: false,
                 },
             ],
-            agent_port: a.into(),
             serial_log: "/s/console.log".into(),
             engine_log: "/s/qemu.log".into(),
             kvm: false,

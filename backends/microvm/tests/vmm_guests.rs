@@ -9,18 +9,8 @@ use std::path::{Path, PathBuf};
 use hako_microvm::vmm::boot::synthetic_elf;
 use hako_microvm::vmm::{BlockDevice, Capture, ExitReason, Input, Output, Stdio, VmConfig, Vmm};
 
-fn kvm_usable() -> bool {
-    if std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_err()
-    {
-        eprintln!("SKIP: /dev/kvm cannot be opened here; hako's VMM tests need KVM");
-        return false;
-    }
-    true
-}
+mod common;
+use common::kvm_usable;
 
 struct TempFile(PathBuf);
 impl Drop for TempFile {

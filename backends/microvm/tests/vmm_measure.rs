@@ -13,6 +13,9 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult};
 
+mod common;
+use common::{kvm_usable, spread_ms};
+
 /// `mov dx, 0xf4 ; mov al, 0 ; out dx, al ; hlt`
 const EXIT_STUB: &[u8] = &[0x66, 0xba, 0xf4, 0x00, 0xb0, 0x00, 0xee, 0xf4];
 /// `mov dx, 0x3f8 ; mov al, 'r' ; out dx, al ; jmp $`
@@ -30,13 +33,7 @@ fn rss_kib(pid: i32) -> (u64, u64) {
 
 #[test]
 fn measure_start_to_first_instruction_and_rss() {
-    if std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_err()
-    {
-        eprintln!("SKIP: /dev/kvm cannot be opened");
+    if !kvm_usable() {
         return;
     }
     let dir = std::env::temp_dir();
@@ -73,15 +70,10 @@ fn measure_start_to_first_instruction_and_rss() {
         first.push(out.to_first_exit.unwrap());
         build.push(out.build_time);
     }
-    first.sort();
-    build.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let (median, min, max) = spread_ms(&mut first);
     eprintln!(
-        "hako VMM: Vmm::new -> first guest exit: median {:.2} ms, min {:.2} ms, max {:.2} ms (build part median {:.2} ms), {} MiB guest",
-        ms(first[first.len() / 2]),
-        ms(first[0]),
-        ms(*first.last().unwrap()),
-        ms(build[build.len() / 2]),
+        "hako VMM: Vmm::new -> first guest exit: median {median:.2} ms, min {min:.2} ms, max {max:.2} ms (build part median {:.2} ms), {} MiB guest",
+        spread_ms(&mut build).0,
         GUEST_MIB
     );
 
@@ -126,4 +118,42 @@ fn measure_start_to_first_instruction_and_rss() {
     }
     std::fs::remove_file(&exit_k).unwrap();
     std::fs::remove_file(&spin_k).unwrap();
+}
+
+/// The measurement `hako bench` takes ([`hako_microvm::measure`]): a synthetic guest in a forked,
+/// jailed, seccomp-filtered VMM process, as the backend's hako engine runs one. Figures printed.
+#[test]
+fn synthetic_guest_measurement_as_the_bench_takes_it() {
+    if !kvm_usable() {
+        return;
+    }
+    // SAFETY: geteuid has no arguments.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP: the jailed VMM needs root (namespaces, pivot_root)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("hako-vmm-measure-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let guest = hako_microvm::measure::SyntheticGuest::new(&dir, u64::from(GUEST_MIB)).unwrap();
+    for _ in 0..3 {
+        let r = guest.measure(Duration::from_secs(60)).unwrap();
+        let start = r.vmm_start.expect("the guest's first exit was timed");
+        let rss = r.rss.expect("a guest-memory mapping in the VMM's smaps");
+        assert!(r.fork_rss_kib > 0 && rss.vmm_kib > 0, "{r:?}");
+        eprintln!(
+            "hako VMM (jailed, seccomp): Vmm::new -> first guest exit {:.2} ms (build {:.2} ms); \
+             {} KiB outside guest memory, {} KiB inherited at fork",
+            start.as_secs_f64() * 1e3,
+            r.vmm_build.as_secs_f64() * 1e3,
+            rss.vmm_kib,
+            r.fork_rss_kib
+        );
+    }
+    drop(guest);
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "the stub ELF is removed"
+    );
+    std::fs::remove_dir(&dir).unwrap();
 }

@@ -261,6 +261,7 @@ impl Backend for SentryBackend {
         .inspect_err(|_| {
             let _ = remove_state(&dir);
         })?;
+        hako_contract::fault::point("create:cgroup");
         let fail = |e: anyhow::Error| {
             if let Some(cg) = &cg {
                 let _ = cg.destroy();
@@ -269,7 +270,7 @@ impl Backend for SentryBackend {
             e
         };
         let stdio = self.stdio;
-        let spawned = host_process::spawn::<Option<u32>>(|ready| {
+        let spawned = host_process::spawn::<Option<u32>>(req.state_dir, |ready| {
             if let Some(io) = stdio {
                 for (i, fd) in io.iter().enumerate() {
                     // SAFETY: dup2 in the forked child.
@@ -380,6 +381,22 @@ impl Backend for SentryBackend {
             identity::forget(Path::new(identity::ID_LOCK_DIR), h as u32, sb.id);
         }
         if let Some(cg) = cgroup::of(sb) {
+            cg.destroy()?;
+        }
+        remove_state(&sentry_dir(sb.state_dir))
+    }
+
+    fn delete_orphan(&self, sb: &Sandbox) -> Result<()> {
+        // The host id reserved for this sandbox is not known: a reservation names its id.
+        let ids = Path::new(identity::ID_LOCK_DIR);
+        for e in std::fs::read_dir(ids).into_iter().flatten().flatten() {
+            let host = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok());
+            let ours = std::fs::read_to_string(e.path()).is_ok_and(|t| t == sb.id);
+            if let (Some(h), true) = (host, ours) {
+                identity::forget(ids, h, sb.id);
+            }
+        }
+        if let Some(cg) = hako_contract::cgroup::orphan(sb) {
             cg.destroy()?;
         }
         remove_state(&sentry_dir(sb.state_dir))

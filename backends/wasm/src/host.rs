@@ -696,8 +696,10 @@ pub fn create(req: &CreateRequest) -> Result<Created> {
         bail!("--preserve-fds is not supported by the wasm backend: a WASI module cannot use inherited file descriptors");
     }
     let cg = crate::cgroup::made(req)?;
-    let spawned =
-        hako_contract::host_process::spawn::<Report>(|ready| child(&plan, req, cg.as_ref(), ready));
+    hako_contract::fault::point("create:cgroup");
+    let spawned = hako_contract::host_process::spawn::<Report>(req.state_dir, |ready| {
+        child(&plan, req, cg.as_ref(), ready)
+    });
     let (pid, report) = match spawned {
         Ok(r) => r,
         Err(e) => {

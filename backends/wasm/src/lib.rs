@@ -116,6 +116,16 @@ impl Backend for WasmBackend {
         Ok(())
     }
 
+    fn delete_orphan(&self, sb: &Sandbox) -> Result<()> {
+        // A cgroup only where create makes one: a cgroupsPath or resources in the spec.
+        let linux = sb.spec.linux().as_ref();
+        let wanted = linux.is_some_and(|l| l.cgroups_path().is_some() || l.resources().is_some());
+        match hako_contract::cgroup::orphan(sb).filter(|_| wanted) {
+            Some(cg) => cg.destroy(),
+            None => Ok(()),
+        }
+    }
+
     fn features(&self) -> serde_json::Value {
         serde_json::json!({
             "wasi": ["preview1", "preview2"],

@@ -19,7 +19,7 @@ use super::cpu::BootProtocol;
 use super::layout::*;
 
 /// Where and how the BSP starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KernelEntry {
     pub protocol: BootProtocol,
     pub entry: u64,

@@ -9,7 +9,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use super::layout::*;
 
 /// How the BSP enters the kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum BootProtocol {
     /// PVH: 32-bit protected mode, paging off, `rbx` = hvm_start_info.
     Pvh,

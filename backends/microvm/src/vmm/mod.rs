@@ -5,7 +5,8 @@
 //! process. Layout: [`layout`] (guest memory map), [`boot`] (vmlinux, PVH / zero page, command
 //! line), [`cpu`] (GDT, page tables, registers, CPUID, MSRs), [`devices`] (8250, i8042, debug
 //! exit port, virtio-mmio block and console), [`jail`] (namespaces, pivot into an empty root),
-//! [`seccomp`] (per-thread filters kept as JSON data), [`probe`] (can this host's KVM run Linux?).
+//! [`seccomp`] (per-thread filters kept as JSON data), [`probe`] (can this host's KVM run Linux?),
+//! [`snapshot`] (pause into a snapshot, [`Vmm::restore`] from one).
 
 pub mod boot;
 pub mod cpu;
@@ -15,6 +16,7 @@ pub mod layout;
 pub mod mptable;
 pub mod probe;
 pub mod seccomp;
+pub mod snapshot;
 
 use std::cell::Cell;
 use std::fs::File;
@@ -33,6 +35,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 pub use jail::JailConfig;
 pub use probe::probe_kvm_runs_linux;
+pub use snapshot::SnapshotTrigger;
 
 use devices::virtio::block::Block;
 use devices::virtio::console::Console;
@@ -140,6 +143,8 @@ pub enum ExitReason {
     FailEntry { reason: u64, cpu: u32 },
     /// An exit the VMM does not handle.
     Unexpected(String),
+    /// The VMM paused the guest and wrote its snapshot ([`SnapshotTrigger`]).
+    Snapshotted,
 }
 
 impl ExitReason {
@@ -252,6 +257,18 @@ pub struct Vmm {
     pub cmdline: String,
     /// Which protocol the BSP boots with.
     pub entry: boot::KernelEntry,
+    snapshot: Arc<snapshot::Request>,
+    /// A [`SnapshotTrigger`] was handed out.
+    snapshot_armed: bool,
+    jailed: bool,
+}
+
+/// What [`Vmm::restore`] needs besides the snapshot.
+pub struct RestoreConfig {
+    /// A directory [`SnapshotTrigger::request`] wrote.
+    pub snapshot: PathBuf,
+    /// The 8250's host side for the restored copy.
+    pub serial: Stdio,
 }
 
 /// The `virtio_mmio.device=` command-line entries for `n` devices.
@@ -293,32 +310,10 @@ impl Vmm {
         let mem_size = u64::from(config.memory_mib) << 20;
 
         let kvm = Kvm::new().context("opening /dev/kvm")?;
-        let vm = kvm.create_vm().context("KVM_CREATE_VM")?;
-        vm.set_tss_address(0xfffb_d000)
-            .context("KVM_SET_TSS_ADDR")?;
-        vm.create_irq_chip().context("KVM_CREATE_IRQCHIP")?;
-        vm.create_pit2(kvm_pit_config {
-            flags: KVM_PIT_SPEAKER_DUMMY,
-            ..Default::default()
-        })
-        .context("KVM_CREATE_PIT2")?;
+        let vm = create_vm(&kvm)?;
 
         let mem = create_guest_memory(mem_size)?;
-        for (slot, region) in mem.iter().enumerate() {
-            let host = mem
-                .get_host_address(region.start_addr())
-                .context("guest memory host address")?;
-            let r = kvm_userspace_memory_region {
-                slot: slot as u32,
-                flags: 0,
-                guest_phys_addr: region.start_addr().0,
-                memory_size: region.len(),
-                userspace_addr: host as u64,
-            };
-            // SAFETY: the region is a live mapping owned by `mem`, which the Vmm keeps alive
-            // for as long as the VM exists.
-            unsafe { vm.set_user_memory_region(r) }.context("KVM_SET_USER_MEMORY_REGION")?;
-        }
+        register_memory(&vm, &mem)?;
 
         let entry = boot::load_kernel(&mem, &config.kernel)?;
         let mut cmdline = config.cmdline.trim().to_string();
@@ -391,7 +386,81 @@ impl Vmm {
             started,
             cmdline,
             entry,
+            snapshot: new_snapshot_request()?,
+            snapshot_armed: false,
+            jailed: config.jail.is_some(),
         })
+    }
+
+    /// Build a VM from a snapshot ([`snapshot`]): guest memory is a private mapping of the
+    /// snapshot's memory file, so this copy's writes stay its own. `run` continues the guest
+    /// where it was paused; its `to_first_exit` counts from the start of `restore`.
+    pub fn restore(config: RestoreConfig) -> Result<Vmm> {
+        let started = Instant::now();
+        let (state, file) = snapshot::read(&config.snapshot)?;
+        let kvm = Kvm::new().context("opening /dev/kvm")?;
+        let vm = create_vm(&kvm)?;
+        let mem = snapshot::map_memory(&state, file)?;
+        register_memory(&vm, &mem)?;
+        snapshot::restore_vm(&vm, &state)?;
+
+        let serial_irq = Arc::new(EventFd::new(libc::EFD_NONBLOCK).context("eventfd")?);
+        vm.register_irqfd(&serial_irq, SERIAL_IRQ)
+            .context("KVM_IRQFD (serial)")?;
+        let mut devices = Devices::new(serial_irq.clone(), Box::new(std::io::sink()));
+        devices.serial = vm_superio::Serial::from_state(
+            snapshot::serial_state(&state),
+            devices::IrqTrigger(serial_irq),
+            vm_superio::serial::NoEvents,
+            writer(config.serial.output)?,
+        )
+        .map_err(|e| anyhow::anyhow!("the snapshot's serial state: {e:?}"))?;
+        let serial_in = reader(config.serial.input)?;
+
+        let count = u8::try_from(state.vcpus.len()).context("vCPU count")?;
+        let mut vcpus = Vec::new();
+        for (id, s) in state.vcpus.iter().enumerate() {
+            let vcpu = vm.create_vcpu(id as u64).context("KVM_CREATE_VCPU")?;
+            let cpuid = cpu::filtered_cpuid(&kvm, id as u8, count)?;
+            vcpu.set_cpuid2(&cpuid).context("KVM_SET_CPUID2")?;
+            snapshot::restore_vcpu(&vcpu, s)?;
+            vcpus.push(vcpu);
+        }
+        Ok(Vmm {
+            _kvm: kvm,
+            _vm: vm,
+            _mem: mem,
+            vcpus,
+            devices: Arc::new(Mutex::new(devices)),
+            serial_in,
+            console_in: None,
+            seccomp: false,
+            started,
+            cmdline: state.cmdline,
+            entry: state.entry,
+            snapshot: new_snapshot_request()?,
+            snapshot_armed: false,
+            jailed: false,
+        })
+    }
+
+    /// A handle that pauses this VM into a snapshot while it runs. Refused for what the
+    /// snapshot cannot hold yet (see [`snapshot`]).
+    pub fn snapshot_trigger(&mut self) -> Result<SnapshotTrigger> {
+        if self.seccomp || self.jailed {
+            bail!("a snapshot of a jailed or seccomp-filtered VMM is not supported yet");
+        }
+        if !self
+            .devices
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .virtio
+            .is_empty()
+        {
+            bail!("a snapshot of a VM with virtio-mmio devices is not supported yet");
+        }
+        self.snapshot_armed = true;
+        Ok(SnapshotTrigger(self.snapshot.clone()))
     }
 
     /// Run the guest until it stops. vCPUs run on their own threads; the calling thread becomes
@@ -410,6 +479,13 @@ impl Vmm {
             stop: AtomicBool::new(false),
             exit_evt: EventFd::new(libc::EFD_NONBLOCK).context("eventfd")?,
             first_exit: OnceLock::new(),
+            pause: AtomicBool::new(false),
+            msr_indices: if self.snapshot_armed {
+                snapshot::msr_indices(&self._kvm)?
+            } else {
+                Vec::new()
+            },
+            vcpu_states: Mutex::new(Vec::new()),
         });
         let mut threads = Vec::new();
         for (i, vcpu) in self.vcpus.drain(..).enumerate() {
@@ -418,7 +494,7 @@ impl Vmm {
             let filter = filters.as_ref().map(|f| f.vcpu.clone());
             let t = std::thread::Builder::new()
                 .name(format!("hako-vcpu{i}"))
-                .spawn(move || vcpu_loop(vcpu, devices, shared, filter))
+                .spawn(move || vcpu_loop(i, vcpu, devices, shared, filter))
                 .context("spawning a vCPU thread")?;
             threads.push(t);
         }
@@ -442,6 +518,9 @@ impl Vmm {
             .unwrap_or_else(|e| e.into_inner())
             .take()
             .unwrap_or_else(|| ExitReason::Unexpected("vCPU thread ended without a reason".into()));
+        if exit == ExitReason::Snapshotted {
+            self.write_snapshot(&shared)?;
+        }
         Ok(RunOutcome {
             exit,
             to_first_exit: shared
@@ -452,17 +531,63 @@ impl Vmm {
         })
     }
 
+    /// Every vCPU has saved its state: write the snapshot where the trigger asked.
+    fn write_snapshot(&mut self, shared: &Shared) -> Result<()> {
+        let dir = self
+            .snapshot
+            .dir
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .context("a snapshot without a directory")?;
+        let mut saved =
+            std::mem::take(&mut *shared.vcpu_states.lock().unwrap_or_else(|e| e.into_inner()));
+        saved.sort_by_key(|(i, _)| *i);
+        let mut vcpus = Vec::new();
+        for (i, s) in saved {
+            vcpus.push(s.with_context(|| format!("saving vCPU {i}"))?);
+        }
+        let serial = self
+            .devices
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .serial
+            .state();
+        snapshot::write(
+            &dir,
+            snapshot::Paused {
+                vm: &self._vm,
+                mem: &self._mem,
+                vcpus,
+                serial,
+                cmdline: self.cmdline.clone(),
+                entry: self.entry,
+            },
+        )
+    }
+
     /// Forward host input until a vCPU reports the VM stopped.
     fn input_loop(&mut self, shared: &Shared) {
         let mut buf = [0u8; 4096];
         let mut serial_in = self.serial_in.take();
         let mut console_in = self.console_in.take();
         loop {
-            let mut fds = vec![libc::pollfd {
-                fd: shared.exit_evt.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            }];
+            let mut fds = vec![
+                libc::pollfd {
+                    fd: shared.exit_evt.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: if self.snapshot_armed {
+                        self.snapshot.evt.as_raw_fd()
+                    } else {
+                        -1
+                    },
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
             for f in [&serial_in, &console_in].into_iter().flatten() {
                 fds.push(libc::pollfd {
                     fd: f.as_raw_fd(),
@@ -481,7 +606,14 @@ impl Vmm {
             if fds[0].revents != 0 || shared.stop.load(Ordering::SeqCst) {
                 return;
             }
-            let mut idx = 1;
+            if fds[1].revents != 0 {
+                // Pause: each vCPU thread saves its state as it leaves; `run` writes the rest.
+                let _ = self.snapshot.evt.read();
+                shared.pause.store(true, Ordering::SeqCst);
+                shared.finish(ExitReason::Snapshotted);
+                return;
+            }
+            let mut idx = 2;
             if let Some(f) = serial_in.as_mut() {
                 if fds[idx].revents != 0 {
                     let room = self
@@ -539,6 +671,51 @@ struct Shared {
     stop: AtomicBool,
     exit_evt: EventFd,
     first_exit: OnceLock<Instant>,
+    /// A snapshot was asked for: vCPU threads save their state before they end.
+    pause: AtomicBool,
+    msr_indices: Vec<u32>,
+    vcpu_states: Mutex<Vec<(usize, Result<snapshot::VcpuState>)>>,
+}
+
+/// A KVM VM with the in-kernel irqchip (PIC, IOAPIC, LAPICs) and PIT.
+fn create_vm(kvm: &Kvm) -> Result<VmFd> {
+    let vm = kvm.create_vm().context("KVM_CREATE_VM")?;
+    vm.set_tss_address(0xfffb_d000)
+        .context("KVM_SET_TSS_ADDR")?;
+    vm.create_irq_chip().context("KVM_CREATE_IRQCHIP")?;
+    vm.create_pit2(kvm_pit_config {
+        flags: KVM_PIT_SPEAKER_DUMMY,
+        ..Default::default()
+    })
+    .context("KVM_CREATE_PIT2")?;
+    Ok(vm)
+}
+
+/// Give the VM guest memory, one slot per region.
+fn register_memory(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<()> {
+    for (slot, region) in mem.iter().enumerate() {
+        let host = mem
+            .get_host_address(region.start_addr())
+            .context("guest memory host address")?;
+        let r = kvm_userspace_memory_region {
+            slot: slot as u32,
+            flags: 0,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: host as u64,
+        };
+        // SAFETY: the region is a live mapping owned by `mem`, which the Vmm keeps alive for as
+        // long as the VM exists.
+        unsafe { vm.set_user_memory_region(r) }.context("KVM_SET_USER_MEMORY_REGION")?;
+    }
+    Ok(())
+}
+
+fn new_snapshot_request() -> Result<Arc<snapshot::Request>> {
+    Ok(Arc::new(snapshot::Request {
+        evt: EventFd::new(libc::EFD_NONBLOCK).context("eventfd")?,
+        dir: Mutex::new(None),
+    }))
 }
 
 impl Shared {
@@ -584,6 +761,7 @@ fn install_kick_handler() -> Result<()> {
 }
 
 fn vcpu_loop(
+    index: usize,
     mut vcpu: VcpuFd,
     devices: Arc<Mutex<Devices>>,
     shared: Arc<Shared>,
@@ -670,6 +848,14 @@ fn vcpu_loop(
             shared.finish(r);
             break;
         }
+    }
+    if shared.pause.load(Ordering::SeqCst) {
+        let s = snapshot::save_vcpu(&mut vcpu, &shared.msr_indices);
+        shared
+            .vcpu_states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((index, s));
     }
     // The kick handler must not touch kvm_run once the vCPU fd (and its mapping) is gone.
     KVM_RUN.with(|c| c.set(std::ptr::null_mut()));

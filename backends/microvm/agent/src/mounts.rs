@@ -1,0 +1,211 @@
+//! The workload's file system view: the spec's mounts, masked and read-only paths and the
+//! default devices, all below the overlay root; and the guest cgroup for `pids.limit`.
+
+use crate::sys::{cpath, errno, mkdir_p, mount, Res};
+use hako_agent::proto::{ConfigDisk, EntryKind, MountKind};
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+pub(crate) const NEWROOT: &str = "/mnt/root";
+
+pub(crate) const WORKLOAD_CGROUP: &str = "/sys/fs/cgroup/workload";
+
+/// `linux.resources.pids.limit`: a guest cgroup v2 the workload joins before exec.
+pub(crate) fn pids_cgroup(limit: i64) -> Res<()> {
+    let root = Path::new("/sys/fs/cgroup");
+    mount(
+        "cgroup2",
+        root,
+        "cgroup2",
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        "",
+    )?;
+    fs::write(root.join("cgroup.subtree_control"), "+pids")
+        .map_err(|e| format!("enable the pids controller: {e}"))?;
+    mkdir_p(Path::new(WORKLOAD_CGROUP))?;
+    fs::write(
+        Path::new(WORKLOAD_CGROUP).join("pids.max"),
+        limit.to_string(),
+    )
+    .map_err(|e| format!("pids.max: {e}"))
+}
+
+/// Resolve `dest` (absolute, in the workload's view) below `root` without following symlinks out
+/// of it: a symlink met on the way is resolved relative to `root`.
+pub(crate) fn resolve_in_root(root: &Path, dest: &str) -> Res<PathBuf> {
+    hako_linux::inroot::join(root, Path::new(dest)).map_err(|e| format!("{dest}: {e}"))
+}
+
+pub(crate) fn setup_mounts(disk: &ConfigDisk, root: &Path, rw: &Path) -> Res<()> {
+    let cfg = &disk.config;
+    let mut dev_is_tmpfs = false;
+    let mut has_dev = false;
+    for (i, m) in cfg.mounts.iter().enumerate() {
+        let target = resolve_in_root(root, &m.destination)?;
+        match &m.kind {
+            MountKind::Kernel {
+                fstype,
+                source,
+                flags,
+                data,
+            } => {
+                mkdir_p(&target)?;
+                if m.destination == "/dev" {
+                    has_dev = true;
+                    dev_is_tmpfs = fstype == "tmpfs";
+                }
+                // Read-only as a property of this mount, not of the file system: proc, sysfs and
+                // cgroup2 have one superblock per guest, which the agent still writes to.
+                mount(source, &target, fstype, *flags & !libc::MS_RDONLY, data)?;
+                if flags & libc::MS_RDONLY != 0 {
+                    let keep = flags & (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC);
+                    mount(
+                        "",
+                        &target,
+                        "",
+                        libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | keep,
+                        "",
+                    )?;
+                }
+            }
+            MountKind::Carried {
+                entries,
+                readonly,
+                flags,
+            } => {
+                let stage = rw.join("carried").join(i.to_string());
+                let is_dir = !matches!(
+                    entries.first().map(|e| &e.kind),
+                    Some(EntryKind::File { .. })
+                );
+                for e in entries {
+                    let p = if e.path.is_empty() {
+                        stage.clone()
+                    } else {
+                        stage.join(&e.path)
+                    };
+                    match &e.kind {
+                        EntryKind::Dir => mkdir_p(&p)?,
+                        EntryKind::File { data } => {
+                            if let Some(parent) = p.parent() {
+                                mkdir_p(parent)?;
+                            }
+                            fs::write(&p, disk.blob(*data)?)
+                                .map_err(|er| format!("{}: {er}", p.display()))?
+                        }
+                        EntryKind::Symlink { target } => {
+                            symlink(target, &p).map_err(|er| format!("{}: {er}", p.display()))?
+                        }
+                    }
+                    if !matches!(e.kind, EntryKind::Symlink { .. }) {
+                        let _ =
+                            fs::set_permissions(&p, fs::Permissions::from_mode(e.mode & 0o7777));
+                    }
+                    let c = cpath(&p)?;
+                    // SAFETY: valid path.
+                    unsafe { libc::lchown(c.as_ptr(), e.uid, e.gid) };
+                }
+                if is_dir {
+                    mkdir_p(&target)?;
+                } else if !target.exists() {
+                    if let Some(parent) = target.parent() {
+                        mkdir_p(parent)?;
+                    }
+                    fs::write(&target, b"").map_err(|e| format!("{}: {e}", target.display()))?;
+                }
+                mount(
+                    &stage.to_string_lossy(),
+                    &target,
+                    "",
+                    libc::MS_BIND | libc::MS_REC,
+                    "",
+                )?;
+                if *readonly || flags & (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) != 0 {
+                    let ro = if *readonly { libc::MS_RDONLY } else { 0 };
+                    mount(
+                        "",
+                        &target,
+                        "",
+                        libc::MS_REMOUNT | libc::MS_BIND | ro | flags,
+                        "",
+                    )?;
+                }
+            }
+        }
+    }
+    let dev = root.join("dev");
+    if !has_dev {
+        // No /dev in the spec: give the workload the guest's devtmpfs.
+        mkdir_p(&dev)?;
+        mount("devtmpfs", &dev, "devtmpfs", libc::MS_NOSUID, "")?;
+    } else if dev_is_tmpfs {
+        default_devices(&dev)?;
+    }
+    for p in &cfg.masked_paths {
+        let t = resolve_in_root(root, p)?;
+        match fs::metadata(&t) {
+            Ok(m) if m.is_dir() => mount("tmpfs", &t, "tmpfs", libc::MS_RDONLY, "size=0")?,
+            Ok(_) => mount("/dev/null", &t, "", libc::MS_BIND, "")?,
+            Err(_) => {}
+        }
+    }
+    for p in &cfg.readonly_paths {
+        let t = resolve_in_root(root, p)?;
+        if t.exists() {
+            mount(
+                &t.to_string_lossy(),
+                &t,
+                "",
+                libc::MS_BIND | libc::MS_REC,
+                "",
+            )?;
+            mount(
+                "",
+                &t,
+                "",
+                libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_REC,
+                "",
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The devices every OCI container gets (runtime-spec "Default Devices"), on a tmpfs /dev.
+pub(crate) fn default_devices(dev: &Path) -> Res<()> {
+    for (name, major, minor) in [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ] {
+        let p = dev.join(name);
+        let c = cpath(&p)?;
+        // SAFETY: valid path; mknod of a char device as root in the guest.
+        let r = unsafe {
+            libc::mknod(
+                c.as_ptr(),
+                libc::S_IFCHR | 0o666,
+                libc::makedev(major, minor),
+            )
+        };
+        if r != 0 && errno().raw_os_error() != Some(libc::EEXIST) {
+            return Err(format!("mknod {}: {}", p.display(), errno()));
+        }
+        // SAFETY: valid path.
+        unsafe { libc::chmod(c.as_ptr(), 0o666) };
+    }
+    for (name, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        let _ = symlink(target, dev.join(name));
+    }
+    Ok(())
+}
