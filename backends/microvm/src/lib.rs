@@ -305,6 +305,7 @@ impl Backend for MicrovmBackend {
             hub::EXEC_SOCK,
             timings::FILE,
             timings::TMP_FILE,
+            hako_contract::orphan::HOST_PID_FILE,
         ] {
             let p = sb.state_dir.join(f);
             match std::fs::remove_file(&p) {
