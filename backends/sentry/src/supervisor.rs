@@ -8,7 +8,7 @@ use crate::kernel::config::Config;
 use crate::kernel::fdtable::FdTable;
 use crate::kernel::Kernel;
 use crate::platform::Platform;
-use crate::setup::{find_program, rlimit_resource, stdio_file, FORWARDED};
+use crate::setup::{find_program, stdio_file};
 use crate::vfs::Vfs;
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::Spec;
@@ -273,17 +273,14 @@ pub struct Prepared {
     pub program: String,
     pub slave: Option<OwnedFd>,
     pub filter: Vec<libc::sock_filter>,
-    pub oci_filter: Option<hako_container::seccomp::Compiled>,
+    pub oci_filter: Option<hako_linux::seccomp::Compiled>,
     pub own_filter: seccompiler::BpfProgram,
     /// The sentry's state directory, by descriptor (for the stats file).
     pub state: OwnedFd,
     pub ids: crate::identity::HostIds,
 }
 
-pub fn prepare(
-    plan: &Plan,
-    oci_filter: Option<hako_container::seccomp::Compiled>,
-) -> Result<Prepared> {
+pub fn prepare(plan: &Plan, oci_filter: Option<hako_linux::seccomp::Compiled>) -> Result<Prepared> {
     let Root { vfs, state, ids } = build_root(plan)?;
     let host = CString::new(plan.cfg.hostname.clone())?;
     // SAFETY: in our own UTS namespace.
@@ -363,8 +360,8 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
         .and_then(|p| p.rlimits().clone())
         .unwrap_or_default()
         .iter()
-        .filter_map(|l| {
-            rlimit_resource(&format!("{:?}", l.typ())).map(|r| {
+        .map(|l| {
+            hako_linux::process::rlimit_resource(l.typ()).map(|r| {
                 (
                     r,
                     libc::rlimit {
@@ -374,7 +371,7 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
                 )
             })
         })
-        .collect();
+        .collect::<Result<_>>()?;
 
     // Signals: SIGCHLD through a signalfd (to wake the loop while tasks are parked), the rest
     // forwarded to the workload's init.
@@ -492,7 +489,7 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
             // The spec's seccomp profile, if any, is stacked under the trap filter: a syscall it
             // refuses fails on the host before the sentry sees it (the stricter action wins).
             let mut oci = || match &prep.oci_filter {
-                Some(f) => hako_container::seccomp::try_apply(f)
+                Some(f) => hako_linux::seccomp::try_apply(f)
                     .map_err(|(i, e)| anyhow::anyhow!("seccomp profile filter {i}: errno {e}")),
                 None => Ok(()),
             };
@@ -525,7 +522,9 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
         eprintln!("hako-sentry: exec will be unavailable: {e:#}");
     }
     INIT_PID.store(pid, Ordering::Relaxed);
-    for &s in FORWARDED {
+    // The one list of forwarded signals (hako_contract::signal): what `hako run` forwards to
+    // the sentry, the sentry forwards to the workload's init.
+    for s in hako_contract::signal::forwarded() {
         // SAFETY: install an async-signal-safe forwarder.
         unsafe { libc::signal(s, forward as *const () as libc::sighandler_t) };
     }

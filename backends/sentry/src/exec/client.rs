@@ -3,19 +3,6 @@
 
 use super::*;
 
-/// Signals the exec client forwards to its process (what `hako exec` forwards to the client).
-const CLIENT_FORWARDS: &[i32] = &[
-    libc::SIGHUP,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGTERM,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGWINCH,
-    libc::SIGALRM,
-    libc::SIGCONT,
-];
-
 /// Ask the sentry listening at `sock_path` to run `process`, with this process's stdio (or a
 /// new pty whose master goes to `console_socket`). Once it runs, fork the exec client, which
 /// forwards signals and exits as the process does. Returns the client's pid.
@@ -62,7 +49,7 @@ pub fn start(sock_path: &Path, process: &Process, console_socket: Option<&Path>)
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for &s in CLIENT_FORWARDS {
+        for s in hako_contract::signal::forwarded() {
             libc::sigaddset(&mut set, s);
         }
         libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
@@ -113,7 +100,7 @@ fn run_client(sock: OwnedFd) -> i32 {
     let sigfd = unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for &s in CLIENT_FORWARDS {
+        for s in hako_contract::signal::forwarded() {
             libc::sigaddset(&mut set, s);
         }
         libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());

@@ -145,11 +145,11 @@ impl Hub {
                             .rlimits()
                             .iter()
                             .flatten()
-                            .filter_map(|l| {
-                                crate::setup::rlimit_resource(&format!("{:?}", l.typ()))
+                            .map(|l| {
+                                hako_linux::process::rlimit_resource(l.typ())
                                     .map(|r| (r, l.soft(), l.hard()))
                             })
-                            .collect();
+                            .collect::<Result<_>>()?;
                         Ok(Request {
                             client: c.id,
                             cfg,

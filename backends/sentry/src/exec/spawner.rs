@@ -37,7 +37,7 @@ pub struct SpawnerPlan<'a, P: Platform> {
     pub switch_ids: bool,
     pub rootless: bool,
     pub plat: &'a P,
-    pub oci_filter: Option<&'a hako_container::seccomp::Compiled>,
+    pub oci_filter: Option<&'a hako_linux::seccomp::Compiled>,
 }
 
 impl Spawner {
@@ -143,14 +143,8 @@ fn spawner_main<P: Platform>(sock: OwnedFd, plan: &SpawnerPlan<P>) -> Result<()>
             lo = k + 1;
         }
         libc::syscall(libc::SYS_close_range, lo, u32::MAX, 0u32);
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        for &s in crate::setup::FORWARDED {
-            libc::signal(s, libc::SIG_DFL);
-        }
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    hako_linux::process::reset_signals();
     let s = sock.as_raw_fd();
     // Armed: the namespaces.
     let Some((msg, fds)) = recv_bytes(s, false)? else {
@@ -286,7 +280,7 @@ fn spawn_child<P: Platform>(
             libc::_exit(126);
         }
         let mut oci = || match plan.oci_filter {
-            Some(f) => hako_container::seccomp::try_apply(f)
+            Some(f) => hako_linux::seccomp::try_apply(f)
                 .map_err(|(i, e)| anyhow::anyhow!("seccomp profile filter {i}: errno {e}")),
             None => Ok(()),
         };
