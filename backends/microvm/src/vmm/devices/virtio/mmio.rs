@@ -126,6 +126,14 @@ impl MmioTransport {
         }
     }
 
+    /// The device's host-side source became readable (a net device's tap): deliver what the
+    /// driver has room for.
+    pub fn input_ready(&mut self) {
+        if self.driver_ok() && self.device.process_input(&self.mem, &mut self.queues) {
+            self.signal_used();
+        }
+    }
+
     /// Room for host input in the device (0 for devices that take none).
     pub fn input_room(&self) -> usize {
         self.device.input_room()
