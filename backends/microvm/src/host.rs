@@ -82,6 +82,8 @@ pub fn main(plan: HostPlan, notify: OwnedFd) -> ! {
     // container directory, say) must not live as long as the sandbox.
     let mut keep = vec![notify.as_raw_fd()];
     keep.extend(plan.tty.as_ref().map(|t| t.as_raw_fd()));
+    // The tap and the network namespace the engine gets (crate::net).
+    keep.extend(plan.vm.net.iter().flat_map(|n| [n.tap_fd, n.netns_fd]));
     close_fds_except(&keep);
     let mut notify = Some(std::fs::File::from(notify));
     let code = match run(plan, &mut notify, entered) {
