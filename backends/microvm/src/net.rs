@@ -26,7 +26,7 @@ use hako_agent::proto::{NetConfig, NetRoute};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use serde::{Deserialize, Serialize};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -180,6 +180,17 @@ fn route_of(r: IpRoute) -> Option<NetRoute> {
 /// whatever was done is undone.
 pub fn plumb(netns: &Path) -> Result<Plumbed> {
     let ns = open_netns(netns)?;
+    // Never the host's own network (or the caller's): its interface would be taken from it.
+    let id = |p: &Path| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+    let this = id(&PathBuf::from(format!("/proc/self/fd/{}", ns.as_raw_fd())));
+    for host in ["/proc/1/ns/net", "/proc/self/ns/net"] {
+        if this.is_some() && this == id(Path::new(host)) {
+            bail!(
+                "{} is the host's network namespace ({host}): a microvm sandbox takes over the namespace's interface, so it must be the engine's own",
+                netns.display()
+            );
+        }
+    }
     let fd = ns.as_raw_fd();
     let links: Vec<IpLink> = serde_json::from_str(&run(fd, "ip", &["-j", "link", "show"])?)
         .context("parsing `ip -j link show`")?;

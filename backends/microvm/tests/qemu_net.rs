@@ -354,4 +354,10 @@ fn a_namespace_without_a_veth_is_refused_with_nothing_changed() {
         hako_microvm::net::plumb(Path::new("/proc/self/ns/uts")).unwrap_err()
     );
     assert!(e.contains("is not a network namespace"), "{e}");
+    // The caller's own (here the host's) network namespace: its interface is never taken.
+    let e = format!(
+        "{:#}",
+        hako_microvm::net::plumb(Path::new("/proc/self/ns/net")).unwrap_err()
+    );
+    assert!(e.contains("is the host's network namespace"), "{e}");
 }
