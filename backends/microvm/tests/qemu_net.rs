@@ -192,7 +192,7 @@ fn guest_serves_and_reaches_the_peer_namespace_but_not_host_loopback() {
     let env = Env::new("net");
     let rootfs = env.dir.join("bundle/rootfs");
     // (busybox wget's own -T crashes in Debian's busybox-static: timeout(1) instead.)
-    for c in ["wget", "httpd", "timeout"] {
+    for c in ["wget", "httpd", "timeout", "ip"] {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(c)).unwrap();
     }
     std::fs::create_dir_all(rootfs.join("www")).unwrap();
@@ -203,6 +203,13 @@ fn guest_serves_and_reaches_the_peer_namespace_but_not_host_loopback() {
 
     let n = Netns::new("a");
     let before = veth_state(&n);
+    let link = n.sb(&["-o", "link", "show", "dev", "eth0"]);
+    let before_mac = link
+        .split("link/ether ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string();
     assert!(
         before.0.contains(SB_V4) && before.1.contains("default via"),
         "{before:?}"
@@ -226,7 +233,8 @@ fn guest_serves_and_reaches_the_peer_namespace_but_not_host_loopback() {
     let lo_port = host_lo.local_addr().unwrap().port();
 
     let script = format!(
-        "timeout 30 wget -q -O - http://{PEER_V4}:8081/p.txt; echo v4=$?; \
+        "ip -4 route show default; ip -o link show eth0; \
+         timeout 30 wget -q -O - http://{PEER_V4}:8081/p.txt; echo v4=$?; \
          timeout 30 wget -q -O - 'http://[{PEER_V6}]:8081/p.txt'; echo v6=$?; \
          timeout 5 wget -q -O - http://127.0.0.1:{lo_port}/ >/dev/null 2>&1; echo lo=$?; \
          exec httpd -f -p 8080 -h /www"
@@ -305,6 +313,16 @@ fn guest_serves_and_reaches_the_peer_namespace_but_not_host_loopback() {
     assert!(
         out.contains("peer says hi\nv4=0\n") && out.contains("peer says hi\nv6=0\n"),
         "the guest's client: {out:?} {err:?}"
+    );
+    // The veth's default route and MTU, and its MAC on the guest's interface.
+    assert!(
+        out.starts_with(&format!("default via {PEER_V4} dev eth0")),
+        "{out:?}"
+    );
+    let mac = &before_mac;
+    assert!(
+        out.contains("mtu 1400 ") && out.contains(&format!("link/ether {mac} ")),
+        "{out:?}"
     );
     assert!(
         out.contains("lo=") && !out.contains("lo=0\n"),
