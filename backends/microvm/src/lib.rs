@@ -393,6 +393,7 @@ impl Backend for MicrovmBackend {
             "terminal": true,
             "exec": true,
             "pause": true,
+            "network": "a network namespace path in the spec: its one veth is joined to a tap by tc mirred redirect and its addresses, routes and MAC move to the guest's virtio-net; otherwise lo only",
             "io.hako.refuses": [
                 "joining a host namespace by path other than the network namespace (whose veth the guest takes over)",
                 "linux.devices beyond the default /dev nodes (no host device passes into a guest)",
