@@ -83,6 +83,8 @@ pub fn main(plan: HostPlan, ready: Readiness) -> ! {
     // container directory, say) must not live as long as the sandbox.
     let mut keep = vec![ready.as_raw_fd()];
     keep.extend(plan.tty.as_ref().map(|t| t.as_raw_fd()));
+    // The tap and the network namespace the engine gets (crate::net).
+    keep.extend(plan.vm.net.iter().flat_map(|n| [n.tap_fd, n.netns_fd]));
     hako_linux::process::close_fds_except(&keep);
     let mut ready = Some(ready);
     let code = match run(plan, &mut ready, entered) {

@@ -16,6 +16,7 @@ pub mod hub;
 pub mod image;
 pub mod knobs;
 pub mod measure;
+pub mod net;
 pub mod qemu;
 pub mod relay;
 pub mod timings;
@@ -27,6 +28,7 @@ use hako_contract::{
     Backend, CreateRequest, Created, ExecRequest, Execed, LinuxResources, Sandbox, Spec,
 };
 use knobs::{Knobs, Vmm};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// The kernel command line both engines boot with. The agent disk is vda (the first disk).
@@ -132,9 +134,23 @@ impl Backend for MicrovmBackend {
         let mut builder = hako_agent::proto::ConfigBuilder::new();
         let mut cfg = guest::translate(req.spec, req.bundle, Some(&mut builder))?;
         cfg.overlay_size_mib = (k.memory_mib / 2).max(8);
+        // The engine's network (a namespace path in the spec) moves into the guest; undone below
+        // if create fails, and by delete.
+        let plumbed = match net::netns_path(req.spec) {
+            Some(p) => Some(net::plumb(&p).context("the sandbox's network")?),
+            None => None,
+        };
+        let undo_net = |e: anyhow::Error| {
+            if let Some(p) = &plumbed {
+                let _ = p.attached.undo();
+            }
+            e
+        };
+        cfg.net = plumbed.as_ref().map(|p| p.attached.net.clone());
         let config_disk = req.state_dir.join(CONFIG_DISK);
         std::fs::write(&config_disk, builder.finish(&cfg))
-            .with_context(|| format!("writing {}", config_disk.display()))?;
+            .with_context(|| format!("writing {}", config_disk.display()))
+            .map_err(undo_net)?;
 
         let vm = VmSpec {
             kernel: kernel.clone(),
@@ -158,13 +174,21 @@ impl Backend for MicrovmBackend {
             serial_log: req.state_dir.join(SERIAL_LOG),
             engine_log: req.state_dir.join(ENGINE_LOG),
             kvm: choice.kvm,
+            net: plumbed.as_ref().map(|p| engine::VmNet {
+                tap_fd: p.tap.as_raw_fd(),
+                netns_fd: p.netns.as_raw_fd(),
+                mac: p.attached.net.mac.clone(),
+                mtu: p.attached.net.mtu,
+            }),
         };
         let tty = match (cfg.process.terminal, req.console_socket) {
-            (true, Some(sock)) => Some(hako_contract::console::send_pty_master(sock)?),
+            (true, Some(sock)) => {
+                Some(hako_contract::console::send_pty_master(sock).map_err(undo_net)?)
+            }
             _ => None,
         };
         let engine_name = choice.engine.name();
-        let cgroup = host_cgroup(req)?;
+        let cgroup = host_cgroup(req).map_err(undo_net)?;
         hako_contract::fault::point("create:cgroup");
         let cgroup_json = cgroup
             .as_ref()
@@ -187,14 +211,21 @@ impl Backend for MicrovmBackend {
                 if let Some(cg) = &cgroup {
                     let _ = cg.destroy();
                 }
-                match e {
+                return Err(undo_net(match e {
                     hako_contract::host_process::Failed::Died(_) => {
-                        bail!("microvm: the microvm host process died while the guest booted")
+                        anyhow::anyhow!(
+                            "microvm: the microvm host process died while the guest booted"
+                        )
                     }
-                    e => bail!("microvm: {e}"),
-                }
+                    e => anyhow::anyhow!("microvm: {e}"),
+                }));
             }
         };
+        let net_json = plumbed
+            .as_ref()
+            .map(|p| serde_json::to_value(&p.attached).unwrap_or_default());
+        // The tap and namespace fds live on in the host process (and the VM); ours close here.
+        drop(plumbed);
         Ok(Created {
             pid,
             data: serde_json::json!({
@@ -206,6 +237,7 @@ impl Backend for MicrovmBackend {
                 "vcpus": k.vcpus,
                 "memory_mib": k.memory_mib,
                 "cgroup": cgroup_json,
+                "net": net_json,
             }),
         })
     }
@@ -297,6 +329,12 @@ impl Backend for MicrovmBackend {
         if let Some(cg) = hako_contract::cgroup::of(sb) {
             cg.destroy()?;
         }
+        if let Some(v) = sb.data.get("net").filter(|v| !v.is_null()) {
+            let a: net::Attached =
+                serde_json::from_value(v.clone()).context("the sandbox's network in state.json")?;
+            a.undo()
+                .context("giving the network namespace back its veth")?;
+        }
         for f in [
             CONFIG_DISK,
             SERIAL_LOG,
@@ -335,8 +373,9 @@ impl Backend for MicrovmBackend {
             "terminal": true,
             "exec": true,
             "pause": true,
+            "network": "a network namespace path in the spec: its one veth is joined to a tap by tc mirred redirect and its addresses, routes and MAC move to the guest's virtio-net; otherwise lo only",
             "io.hako.refuses": [
-                "joining a host namespace by path (the VM has its own)",
+                "joining a host namespace by path other than the network namespace (whose veth the guest takes over)",
                 "linux.devices beyond the default /dev nodes (no host device passes into a guest)",
                 "a writable bind mount of a host directory (read-only ones and files are copied in)",
                 "user namespace id mappings other than the rootless one (container ids onto the caller's own)",
