@@ -320,17 +320,6 @@ fn text(o: &Output) -> String {
     )
 }
 
-fn alive(pid: i32) -> bool {
-    let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = st
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .next();
-    !st.is_empty() && state != Some("Z") && state != Some("X")
-}
-
 /// (pid, target) of every open file of any process under one of `dirs`.
 fn open_files_under(dirs: &[&Path]) -> Vec<(i32, String)> {
     let mut out = Vec::new();
