@@ -8,6 +8,7 @@
 pub mod cgroup;
 pub mod microvm;
 pub mod model;
+pub mod netbench;
 pub mod plot;
 pub mod procs;
 pub mod report;
@@ -77,6 +78,9 @@ pub struct BenchArgs {
     /// Seconds a sandbox sleeps for the CPU-while-idle measurement (0: skip)
     #[arg(long, default_value_t = 10)]
     pub idle_secs: u64,
+    /// Seconds of HTTP requests to a busybox httpd in each sandbox, client outside (0: skip)
+    #[arg(long, default_value_t = 3)]
+    pub net_secs: u64,
     /// Working directory for bundles, state roots and scratch files
     #[arg(long, default_value = "/var/tmp/hako-bench")]
     pub work_dir: PathBuf,
@@ -185,6 +189,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
             .with_context(|| format!("writing {}", a.plot.display()))?;
         print!("{}", report.table());
         print!("{}", trapcost::table(&report.subjects));
+        print!("{}", netbench::table(&report.subjects));
         println!("plot: {}", a.plot.display());
         return Ok(0);
     }
@@ -292,6 +297,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
                 } else {
                     0
                 }
+                + netbench::planned(&active, a.net_secs)
                 + usize::from(synthetic_vmm)) as u64,
     );
 
@@ -379,6 +385,12 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         },
     );
 
+    // Requests per second of an HTTP server in each sandbox, one subject at a time.
+    netbench::measure(&mut active, &ctx, a.net_secs, &|m| {
+        pb.set_message(m);
+        pb.inc(1);
+    });
+
     // Density, one subject at a time (each is a batch of sandboxes alive at once).
     if a.density > 0 {
         for (s, rep) in active.iter_mut() {
@@ -413,6 +425,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
             density_vm: a.density_vm,
             syscall_runs: a.syscall_runs,
             syscall_loops: a.syscall_loops,
+            net_secs: a.net_secs,
         },
         subjects: active.into_iter().map(|(_, r)| r).collect(),
         skipped,
@@ -427,6 +440,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
 
     print!("{}", report.table());
     print!("{}", trapcost::table(&report.subjects));
+    print!("{}", netbench::table(&report.subjects));
     println!(
         "machine: {} cpus ({}), {} MiB, kernel {}; cgroup memory: {}; took {:.0} s",
         report.machine.cpus,
