@@ -105,6 +105,11 @@ struct Cli {
     args: BenchArgs,
 }
 
+/// The report on stdout; a closed pipe ends the process quietly, as it does `hako list`.
+fn out(text: String) -> Result<()> {
+    hako_contract::stdout::text(text)
+}
+
 /// argv-style entry point; `args[0]` is the program name. Returns the exit code.
 pub fn main_with_args(args: Vec<String>) -> Result<i32> {
     let cli = match Cli::try_parse_from(args) {
@@ -187,10 +192,13 @@ pub fn run(a: BenchArgs) -> Result<i32> {
             serde_json::from_slice(&data).with_context(|| format!("parsing {}", j.display()))?;
         std::fs::write(&a.plot, plot::render_svg(&report)?)
             .with_context(|| format!("writing {}", a.plot.display()))?;
-        print!("{}", report.table());
-        print!("{}", trapcost::table(&report.subjects));
-        print!("{}", netbench::table(&report.subjects));
-        println!("plot: {}", a.plot.display());
+        out(format!(
+            "{}{}{}plot: {}\n",
+            report.table(),
+            trapcost::table(&report.subjects),
+            netbench::table(&report.subjects),
+            a.plot.display()
+        ))?;
         return Ok(0);
     }
     let backends = validate(&a.backends, BACKENDS, "backend")?;
@@ -438,22 +446,24 @@ pub fn run(a: BenchArgs) -> Result<i32> {
     report.compute_ratios();
     report.duration_s = began.elapsed().as_secs_f64();
 
-    print!("{}", report.table());
-    print!("{}", trapcost::table(&report.subjects));
-    print!("{}", netbench::table(&report.subjects));
-    println!(
-        "machine: {} cpus ({}), {} MiB, kernel {}; cgroup memory: {}; took {:.0} s",
+    // The files first: a reader that goes away early (`hako bench | head`) loses no data.
+    std::fs::write(&a.json, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("writing {}", a.json.display()))?;
+    std::fs::write(&a.plot, plot::render_svg(&report)?)
+        .with_context(|| format!("writing {}", a.plot.display()))?;
+    out(format!(
+        "{}{}{}machine: {} cpus ({}), {} MiB, kernel {}; cgroup memory: {}; took {:.0} s\nsamples: {}   plot: {}\n",
+        report.table(),
+        trapcost::table(&report.subjects),
+        netbench::table(&report.subjects),
         report.machine.cpus,
         report.machine.cpu,
         report.machine.mem_total_mib,
         report.machine.kernel,
         report.machine.cgroup_memory,
-        report.duration_s
-    );
-    std::fs::write(&a.json, serde_json::to_vec_pretty(&report)?)
-        .with_context(|| format!("writing {}", a.json.display()))?;
-    std::fs::write(&a.plot, plot::render_svg(&report)?)
-        .with_context(|| format!("writing {}", a.plot.display()))?;
-    println!("samples: {}   plot: {}", a.json.display(), a.plot.display());
+        report.duration_s,
+        a.json.display(),
+        a.plot.display()
+    ))?;
     Ok(0)
 }

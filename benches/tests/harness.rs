@@ -244,6 +244,46 @@ fn svg_is_valid_and_matches_the_json() {
     assert!((hc["startup_ratio"].as_f64().unwrap() - 13.5 / 8.5).abs() < 1e-9);
 }
 
+/// `hako-bench | head`: a reader that went away ends the bench by SIGPIPE, quietly (no panic),
+/// as it ends runc; the files are written before the report.
+#[test]
+fn closed_stdout_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let d = tempfile::tempdir().unwrap();
+    let j = d.path().join("r.json");
+    let svg = d.path().join("r.svg");
+    std::fs::write(&j, serde_json::to_vec(&synthetic_report()).unwrap()).unwrap();
+    let mut fds = [0; 2];
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both ends are fresh fds this test owns.
+    let (rd, wr) = unsafe {
+        use std::os::fd::FromRawFd;
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    };
+    drop(rd);
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_hako-bench"))
+        .arg("--replot")
+        .arg(&j)
+        .arg("--plot")
+        .arg(&svg)
+        .stdout(wr)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        o.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?}: {err}",
+        o.status
+    );
+    assert!(err.is_empty(), "{err}");
+    assert!(svg.is_file());
+}
+
 #[test]
 fn replot_from_json_round_trips() {
     let r = synthetic_report();
