@@ -14,6 +14,22 @@ use hako_bench::model::{
 use hako_bench::subjects::{self, Ctx, Plan};
 use hako_bench::{plot, workloads::Workloads};
 
+/// Run the bench with `flags`, `--no-progress`, and its JSON (`b.json`), plot (`b.svg`) and work
+/// dir in `dir`; it must end with 0.
+fn real_run(flags: &[&str], dir: &Path) {
+    let mut args = vec!["hako-bench".to_string(), "--no-progress".into()];
+    args.extend(flags.iter().map(|s| s.to_string()));
+    for (flag, name) in [
+        ("--json", "b.json"),
+        ("--plot", "b.svg"),
+        ("--work-dir", "work"),
+    ] {
+        args.push(flag.into());
+        args.push(dir.join(name).display().to_string());
+    }
+    assert_eq!(hako_bench::main_with_args(args).unwrap(), 0);
+}
+
 /// The real runs make this process a subreaper that reaps every orphan it does not wait for:
 /// two at once would reap each other's sandboxes. They take this lock.
 static REAL_RUN: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -338,40 +354,29 @@ fn short_real_run_against_runc() {
     let d = tempfile::tempdir().unwrap();
     let json = d.path().join("b.json");
     let svg = d.path().join("b.svg");
-    let args: Vec<String> = [
-        "hako-bench",
-        "--backends",
-        "none",
-        "--peers",
-        "runc,wasmtime",
-        "--runs",
-        "3",
-        "--warmup",
-        "1",
-        "--density",
-        "2",
-        "--syscall-runs",
-        "1",
-        "--syscall-loops",
-        "1000",
-        "--idle-secs",
-        "1",
-        "--net-secs",
-        "1",
-        "--no-progress",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([
-        "--json".into(),
-        json.display().to_string(),
-        "--plot".into(),
-        svg.display().to_string(),
-        "--work-dir".into(),
-        d.path().join("work").display().to_string(),
-    ])
-    .collect();
-    assert_eq!(hako_bench::main_with_args(args).unwrap(), 0);
+    real_run(
+        &[
+            "--backends",
+            "none",
+            "--peers",
+            "runc,wasmtime",
+            "--runs",
+            "3",
+            "--warmup",
+            "1",
+            "--density",
+            "2",
+            "--syscall-runs",
+            "1",
+            "--syscall-loops",
+            "1000",
+            "--idle-secs",
+            "1",
+            "--net-secs",
+            "1",
+        ],
+        d.path(),
+    );
     let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let runc = j["subjects"]
         .as_array()
@@ -594,38 +599,27 @@ fn short_real_run_qemu_peer_split_and_synthetic_vmm() {
     let _one_at_a_time = REAL_RUN.lock().unwrap_or_else(|e| e.into_inner());
     let d = tempfile::tempdir().unwrap();
     let json = d.path().join("b.json");
-    let args: Vec<String> = [
-        "hako-bench",
-        "--backends",
-        "microvm",
-        "--peers",
-        "qemu",
-        "--runs",
-        "2",
-        "--warmup",
-        "0",
-        "--density",
-        "0",
-        "--syscall-runs",
-        "0",
-        "--net-secs",
-        "0",
-        "--no-progress",
-        "--hako",
-        "/nonexistent/hako",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([
-        "--json".into(),
-        json.display().to_string(),
-        "--plot".into(),
-        d.path().join("b.svg").display().to_string(),
-        "--work-dir".into(),
-        d.path().join("work").display().to_string(),
-    ])
-    .collect();
-    assert_eq!(hako_bench::main_with_args(args).unwrap(), 0);
+    real_run(
+        &[
+            "--backends",
+            "microvm",
+            "--peers",
+            "qemu",
+            "--runs",
+            "2",
+            "--warmup",
+            "0",
+            "--density",
+            "0",
+            "--syscall-runs",
+            "0",
+            "--net-secs",
+            "0",
+            "--hako",
+            "/nonexistent/hako",
+        ],
+        d.path(),
+    );
     let r: Report = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let q = r
         .subjects
@@ -727,40 +721,30 @@ fn network_workload_container_backend() {
     let _one_at_a_time = REAL_RUN.lock().unwrap_or_else(|e| e.into_inner());
     let d = tempfile::tempdir().unwrap();
     let json = d.path().join("b.json");
-    let args: Vec<String> = [
-        "hako-bench",
-        "--backends",
-        "container,wasm",
-        "--peers",
-        "none",
-        "--runs",
-        "1",
-        "--warmup",
-        "0",
-        "--density",
-        "0",
-        "--syscall-runs",
-        "0",
-        "--idle-secs",
-        "0",
-        "--net-secs",
-        "1",
-        "--no-progress",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([
-        "--hako".into(),
-        hako.display().to_string(),
-        "--json".into(),
-        json.display().to_string(),
-        "--plot".into(),
-        d.path().join("b.svg").display().to_string(),
-        "--work-dir".into(),
-        d.path().join("work").display().to_string(),
-    ])
-    .collect();
-    assert_eq!(hako_bench::main_with_args(args).unwrap(), 0);
+    let hako_s = hako.display().to_string();
+    real_run(
+        &[
+            "--backends",
+            "container,wasm",
+            "--peers",
+            "none",
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--density",
+            "0",
+            "--syscall-runs",
+            "0",
+            "--idle-secs",
+            "0",
+            "--net-secs",
+            "1",
+            "--hako",
+            &hako_s,
+        ],
+        d.path(),
+    );
     let r: Report = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(r.settings.net_secs, 1);
     let c = r
