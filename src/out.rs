@@ -1,32 +1,5 @@
-//! hako's own output on stdout (`state`, `list`, `ps`, `features`), written the way runc's is.
-//!
-//! Rust ignores SIGPIPE, so a write to a pipe whose reader has gone (`hako list | head -1`)
-//! returns EPIPE, and `println!` panics on it. runc (and any C tool) is ended by SIGPIPE
-//! instead, quietly. [`line`] does the same: on EPIPE it puts SIGPIPE's default action back and
-//! raises it. Only at that point: the rest of hako (sync sockets, pipes to children) keeps
-//! getting EPIPE as an error it can handle, and children get SIG_DFL from their own set-up as
-//! before.
+//! hako's own output on stdout (`state`, `list`, `ps`, `features`), written the way runc's is:
+//! quietly ended by SIGPIPE when the reader has gone. The writer lives in
+//! [`hako_contract::stdout`], which `hako bench` shares.
 
-use anyhow::{Context, Result};
-use std::io::Write;
-
-/// Write `text` and a newline to stdout.
-pub fn line(text: impl std::fmt::Display) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    match writeln!(out, "{text}").and_then(|()| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => die_of_sigpipe(),
-        r => r.context("cannot write to stdout"),
-    }
-}
-
-/// End the process as the kernel ends one that writes to a closed pipe.
-fn die_of_sigpipe() -> ! {
-    // SAFETY: signal() with SIG_DFL installs no handler; raise() sends to this thread, and
-    // SIGPIPE is not blocked by hako, so it is delivered (and kills) before raise returns.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        libc::raise(libc::SIGPIPE);
-    }
-    // Only if SIGPIPE was blocked by whoever started us: the shell's code for it.
-    std::process::exit(128 + libc::SIGPIPE)
-}
+pub use hako_contract::stdout::line;

@@ -8,6 +8,7 @@
 pub mod cgroup;
 pub mod microvm;
 pub mod model;
+pub mod netbench;
 pub mod plot;
 pub mod procs;
 pub mod report;
@@ -77,6 +78,9 @@ pub struct BenchArgs {
     /// Seconds a sandbox sleeps for the CPU-while-idle measurement (0: skip)
     #[arg(long, default_value_t = 10)]
     pub idle_secs: u64,
+    /// Seconds of HTTP requests to a busybox httpd in each sandbox, client outside (0: skip)
+    #[arg(long, default_value_t = 3)]
+    pub net_secs: u64,
     /// Working directory for bundles, state roots and scratch files
     #[arg(long, default_value = "/var/tmp/hako-bench")]
     pub work_dir: PathBuf,
@@ -99,6 +103,11 @@ pub struct BenchArgs {
 struct Cli {
     #[command(flatten)]
     args: BenchArgs,
+}
+
+/// The report on stdout; a closed pipe ends the process quietly, as it does `hako list`.
+fn out(text: String) -> Result<()> {
+    hako_contract::stdout::text(text)
 }
 
 /// argv-style entry point; `args[0]` is the program name. Returns the exit code.
@@ -183,9 +192,13 @@ pub fn run(a: BenchArgs) -> Result<i32> {
             serde_json::from_slice(&data).with_context(|| format!("parsing {}", j.display()))?;
         std::fs::write(&a.plot, plot::render_svg(&report)?)
             .with_context(|| format!("writing {}", a.plot.display()))?;
-        print!("{}", report.table());
-        print!("{}", trapcost::table(&report.subjects));
-        println!("plot: {}", a.plot.display());
+        out(format!(
+            "{}{}{}plot: {}\n",
+            report.table(),
+            trapcost::table(&report.subjects),
+            netbench::table(&report.subjects),
+            a.plot.display()
+        ))?;
         return Ok(0);
     }
     let backends = validate(&a.backends, BACKENDS, "backend")?;
@@ -292,6 +305,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
                 } else {
                     0
                 }
+                + netbench::planned(&active, a.net_secs)
                 + usize::from(synthetic_vmm)) as u64,
     );
 
@@ -379,6 +393,12 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         },
     );
 
+    // Requests per second of an HTTP server in each sandbox, one subject at a time.
+    netbench::measure(&mut active, &ctx, a.net_secs, &|m| {
+        pb.set_message(m);
+        pb.inc(1);
+    });
+
     // Density, one subject at a time (each is a batch of sandboxes alive at once).
     if a.density > 0 {
         for (s, rep) in active.iter_mut() {
@@ -413,6 +433,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
             density_vm: a.density_vm,
             syscall_runs: a.syscall_runs,
             syscall_loops: a.syscall_loops,
+            net_secs: a.net_secs,
         },
         subjects: active.into_iter().map(|(_, r)| r).collect(),
         skipped,
@@ -425,21 +446,24 @@ pub fn run(a: BenchArgs) -> Result<i32> {
     report.compute_ratios();
     report.duration_s = began.elapsed().as_secs_f64();
 
-    print!("{}", report.table());
-    print!("{}", trapcost::table(&report.subjects));
-    println!(
-        "machine: {} cpus ({}), {} MiB, kernel {}; cgroup memory: {}; took {:.0} s",
+    // The files first: a reader that goes away early (`hako bench | head`) loses no data.
+    std::fs::write(&a.json, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("writing {}", a.json.display()))?;
+    std::fs::write(&a.plot, plot::render_svg(&report)?)
+        .with_context(|| format!("writing {}", a.plot.display()))?;
+    out(format!(
+        "{}{}{}machine: {} cpus ({}), {} MiB, kernel {}; cgroup memory: {}; took {:.0} s\nsamples: {}   plot: {}\n",
+        report.table(),
+        trapcost::table(&report.subjects),
+        netbench::table(&report.subjects),
         report.machine.cpus,
         report.machine.cpu,
         report.machine.mem_total_mib,
         report.machine.kernel,
         report.machine.cgroup_memory,
-        report.duration_s
-    );
-    std::fs::write(&a.json, serde_json::to_vec_pretty(&report)?)
-        .with_context(|| format!("writing {}", a.json.display()))?;
-    std::fs::write(&a.plot, plot::render_svg(&report)?)
-        .with_context(|| format!("writing {}", a.plot.display()))?;
-    println!("samples: {}   plot: {}", a.json.display(), a.plot.display());
+        report.duration_s,
+        a.json.display(),
+        a.plot.display()
+    ))?;
     Ok(0)
 }

@@ -163,6 +163,8 @@ pub struct Settings {
     pub density_vm: usize,
     pub syscall_runs: usize,
     pub syscall_loops: u64,
+    #[serde(default)]
+    pub net_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -201,6 +203,9 @@ pub struct SubjectReport {
     /// Traps from several threads, and the CPU while idle (see `crate::trapcost`).
     #[serde(default)]
     pub trap: Option<crate::trapcost::TrapReport>,
+    /// Requests per second of an HTTP server in the sandbox (see `crate::netbench`).
+    #[serde(default)]
+    pub net: Option<crate::netbench::NetReport>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

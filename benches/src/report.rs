@@ -36,6 +36,7 @@ impl SubjectReport {
             density_note: None,
             gave_up: None,
             trap: None,
+            net: None,
         }
     }
 

@@ -60,7 +60,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    fn scratch(&self, name: &str) -> PathBuf {
+    pub(crate) fn scratch(&self, name: &str) -> PathBuf {
         self.dir.join("tmp").join(name)
     }
 }
@@ -513,7 +513,7 @@ impl Subject {
         })
     }
 
-    fn oci_cmd(&self, root: &Path, rest: &[&str]) -> Vec<String> {
+    pub(crate) fn oci_cmd(&self, root: &Path, rest: &[&str]) -> Vec<String> {
         let Driver::Oci { bin, globals, .. } = &self.driver else {
             unreachable!()
         };
@@ -525,7 +525,7 @@ impl Subject {
         v
     }
 
-    fn oci_root(&self, ctx: &Ctx, id: &str) -> PathBuf {
+    pub(crate) fn oci_root(&self, ctx: &Ctx, id: &str) -> PathBuf {
         let Driver::Oci { fresh_root, .. } = &self.driver else {
             unreachable!()
         };

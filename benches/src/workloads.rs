@@ -1,6 +1,7 @@
 //! The workloads and bundles the benchmark builds for itself: a busybox-static rootfs with
-//! `/bin/true` and `sleep`, a static C hello, a static getpid/pread loop, a hello and an idle
-//! WASI module (from WAT, through the `wat` crate), and an initramfs for plain qemu.
+//! `/bin/true`, `sleep` and `httpd` (and a page in `/www` for it), a static C hello, a static
+//! getpid/pread loop, a hello and an idle WASI module (from WAT, through the `wat` crate), and an
+//! initramfs for plain qemu.
 
 use std::io::Write;
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -249,12 +250,15 @@ fn make_busybox_rootfs(
         std::fs::create_dir_all(r.join(d))?;
     }
     copy_if_changed(busybox, &r.join("bin/busybox"))?;
-    for applet in ["true", "sh", "sleep", "echo"] {
+    for applet in ["true", "sh", "sleep", "echo", "httpd"] {
         let l = r.join("bin").join(applet);
         if std::fs::symlink_metadata(&l).is_err() {
             symlink("busybox", &l)?;
         }
     }
+    // The page the network workload's busybox httpd serves (see `crate::netbench`).
+    std::fs::create_dir_all(r.join("www"))?;
+    write_if_changed(&r.join("www/index.html"), crate::netbench::PAGE.as_bytes())?;
     for b in [hello, sysbench].into_iter().flatten() {
         copy_if_changed(b, &r.join("bin").join(b.file_name().unwrap()))?;
     }

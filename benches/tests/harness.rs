@@ -14,6 +14,22 @@ use hako_bench::model::{
 use hako_bench::subjects::{self, Ctx, Plan};
 use hako_bench::{plot, workloads::Workloads};
 
+/// Run the bench with `flags`, `--no-progress`, and its JSON (`b.json`), plot (`b.svg`) and work
+/// dir in `dir`; it must end with 0.
+fn real_run(flags: &[&str], dir: &Path) {
+    let mut args = vec!["hako-bench".to_string(), "--no-progress".into()];
+    args.extend(flags.iter().map(|s| s.to_string()));
+    for (flag, name) in [
+        ("--json", "b.json"),
+        ("--plot", "b.svg"),
+        ("--work-dir", "work"),
+    ] {
+        args.push(flag.into());
+        args.push(dir.join(name).display().to_string());
+    }
+    assert_eq!(hako_bench::main_with_args(args).unwrap(), 0);
+}
+
 /// The real runs make this process a subreaper that reaps every orphan it does not wait for:
 /// two at once would reap each other's sandboxes. They take this lock.
 static REAL_RUN: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -244,6 +260,46 @@ fn svg_is_valid_and_matches_the_json() {
     assert!((hc["startup_ratio"].as_f64().unwrap() - 13.5 / 8.5).abs() < 1e-9);
 }
 
+/// `hako-bench | head`: a reader that went away ends the bench by SIGPIPE, quietly (no panic),
+/// as it ends runc; the files are written before the report.
+#[test]
+fn closed_stdout_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let d = tempfile::tempdir().unwrap();
+    let j = d.path().join("r.json");
+    let svg = d.path().join("r.svg");
+    std::fs::write(&j, serde_json::to_vec(&synthetic_report()).unwrap()).unwrap();
+    let mut fds = [0; 2];
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both ends are fresh fds this test owns.
+    let (rd, wr) = unsafe {
+        use std::os::fd::FromRawFd;
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    };
+    drop(rd);
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_hako-bench"))
+        .arg("--replot")
+        .arg(&j)
+        .arg("--plot")
+        .arg(&svg)
+        .stdout(wr)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        o.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?}: {err}",
+        o.status
+    );
+    assert!(err.is_empty(), "{err}");
+    assert!(svg.is_file());
+}
+
 #[test]
 fn replot_from_json_round_trips() {
     let r = synthetic_report();
@@ -298,38 +354,29 @@ fn short_real_run_against_runc() {
     let d = tempfile::tempdir().unwrap();
     let json = d.path().join("b.json");
     let svg = d.path().join("b.svg");
-    let args: Vec<String> = [
-        "hako-bench",
-        "--backends",
-        "none",
-        "--peers",
-        "runc,wasmtime",
-        "--runs",
-        "3",
-        "--warmup",
-        "1",
-        "--density",
-        "2",
-        "--syscall-runs",
-        "1",
-        "--syscall-loops",
-        "1000",
-        "--idle-secs",
-        "1",
-        "--no-progress",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([
-        "--json".into(),
-        json.display().to_string(),
-        "--plot".into(),
-        svg.display().to_string(),
-        "--work-dir".into(),
-        d.path().join("work").display().to_string(),
-    ])
-    .collect();
-    assert_eq!(hako_bench::main_with_args(args).unwrap(), 0);
+    real_run(
+        &[
+            "--backends",
+            "none",
+            "--peers",
+            "runc,wasmtime",
+            "--runs",
+            "3",
+            "--warmup",
+            "1",
+            "--density",
+            "2",
+            "--syscall-runs",
+            "1",
+            "--syscall-loops",
+            "1000",
+            "--idle-secs",
+            "1",
+            "--net-secs",
+            "1",
+        ],
+        d.path(),
+    );
     let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let runc = j["subjects"]
         .as_array()
@@ -363,6 +410,13 @@ fn short_real_run_against_runc() {
         trap["idle"]["lifecycle_cpu_s"].as_f64().unwrap() > 0.0,
         "{trap}"
     );
+    // One second of HTTP requests to busybox httpd in runc, through the bench's own namespace.
+    assert!(
+        runc["net"]["requests"].as_u64().unwrap() > 0,
+        "{}",
+        runc["net"]
+    );
+    assert_eq!(runc["net"]["peer"], "crun");
     if hako_bench::procs::which("wasmtime").is_none() {
         let w = j["skipped"]
             .as_array()
@@ -545,36 +599,27 @@ fn short_real_run_qemu_peer_split_and_synthetic_vmm() {
     let _one_at_a_time = REAL_RUN.lock().unwrap_or_else(|e| e.into_inner());
     let d = tempfile::tempdir().unwrap();
     let json = d.path().join("b.json");
-    let args: Vec<String> = [
-        "hako-bench",
-        "--backends",
-        "microvm",
-        "--peers",
-        "qemu",
-        "--runs",
-        "2",
-        "--warmup",
-        "0",
-        "--density",
-        "0",
-        "--syscall-runs",
-        "0",
-        "--no-progress",
-        "--hako",
-        "/nonexistent/hako",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([
-        "--json".into(),
-        json.display().to_string(),
-        "--plot".into(),
-        d.path().join("b.svg").display().to_string(),
-        "--work-dir".into(),
-        d.path().join("work").display().to_string(),
-    ])
-    .collect();
-    assert_eq!(hako_bench::main_with_args(args).unwrap(), 0);
+    real_run(
+        &[
+            "--backends",
+            "microvm",
+            "--peers",
+            "qemu",
+            "--runs",
+            "2",
+            "--warmup",
+            "0",
+            "--density",
+            "0",
+            "--syscall-runs",
+            "0",
+            "--net-secs",
+            "0",
+            "--hako",
+            "/nonexistent/hako",
+        ],
+        d.path(),
+    );
     let r: Report = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let q = r
         .subjects
@@ -619,4 +664,105 @@ fn short_real_run_qemu_peer_split_and_synthetic_vmm() {
     } else {
         assert!(v.error.as_ref().unwrap().contains("/dev/kvm"), "{v:?}");
     }
+}
+
+/// The hako binary of this workspace's target dir, if one was built.
+fn built_hako() -> Option<std::path::PathBuf> {
+    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
+    ["target/debug/hako", "target/release/hako"]
+        .iter()
+        .map(|p| ws.join(p))
+        .find(|p| p.is_file())
+}
+
+/// The bench's network namespaces and host-side veths of this process (its tag is the pid).
+fn net_leftovers() -> Vec<String> {
+    let pid = std::process::id();
+    let mut left: Vec<String> = std::fs::read_dir("/run/netns")
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&format!("hako-bench-{pid}-")))
+                .collect()
+        })
+        .unwrap_or_default();
+    let (_, host_if, sb_if, _, _) = hako_bench::netbench::names(&pid.to_string(), 0);
+    let prefixes = [
+        host_if.trim_end_matches('0').to_string(),
+        sb_if.trim_end_matches('0').to_string(),
+    ];
+    if let Ok(rd) = std::fs::read_dir("/sys/class/net") {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if prefixes.iter().any(|p| n.starts_with(p.as_str())) {
+                left.push(n);
+            }
+        }
+    }
+    left
+}
+
+/// As root with a built hako and iproute2: the network workload for the container backend
+/// answers requests through the bench's own namespace, and leaves no namespace or veth behind.
+#[test]
+fn network_workload_container_backend() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping: needs root to make network namespaces");
+        return;
+    }
+    if hako_bench::procs::which("ip").is_none() {
+        eprintln!("skipping: ip (iproute2) not installed");
+        return;
+    }
+    let Some(hako) = built_hako() else {
+        eprintln!("skipping: no hako binary in target/ (cargo build -p hako)");
+        return;
+    };
+    let _one_at_a_time = REAL_RUN.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tempfile::tempdir().unwrap();
+    let json = d.path().join("b.json");
+    let hako_s = hako.display().to_string();
+    real_run(
+        &[
+            "--backends",
+            "container,wasm",
+            "--peers",
+            "none",
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--density",
+            "0",
+            "--syscall-runs",
+            "0",
+            "--idle-secs",
+            "0",
+            "--net-secs",
+            "1",
+            "--hako",
+            &hako_s,
+        ],
+        d.path(),
+    );
+    let r: Report = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(r.settings.net_secs, 1);
+    let c = r
+        .subjects
+        .iter()
+        .find(|s| s.name == "hako-container")
+        .expect("hako-container measured");
+    let n = c.net.as_ref().expect("a network run for hako-container");
+    assert!(n.skipped.is_none(), "{n:?}");
+    assert!(n.requests > 0, "{n:?}");
+    assert!(n.rps.unwrap() > 0.0, "{n:?}");
+    assert_eq!(n.latency_ms.unwrap().n as u64, n.requests);
+    // crun was not asked for: no ratio, but the peer is named.
+    assert_eq!(n.peer.as_deref(), Some("crun"));
+    assert_eq!(n.rps_ratio, None);
+    // The wasm subjects say why they have no network run.
+    let w = r.subjects.iter().find(|s| s.name == "hako-wasm").unwrap();
+    let why = w.net.as_ref().unwrap().skipped.as_deref().unwrap();
+    assert!(why.contains("no sockets"), "{why}");
+    assert!(net_leftovers().is_empty(), "{:?}", net_leftovers());
 }

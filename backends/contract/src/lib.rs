@@ -26,6 +26,7 @@ pub mod proc;
 pub mod signal;
 pub mod start_gate;
 pub mod state;
+pub mod stdout;
 
 use std::path::{Path, PathBuf};
 
