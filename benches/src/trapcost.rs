@@ -59,20 +59,6 @@ int main(int argc, char **argv) {
 }
 "#;
 
-/// A WASI module that sleeps once for 10 s (poll_oneoff on the monotonic clock) and returns.
-pub const SLEEP10_WAT: &str = r#"(module
-  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (func (export "_start")
-    (i64.store (i32.const 0) (i64.const 0))
-    (i32.store8 (i32.const 8) (i32.const 0))
-    (i32.store (i32.const 16) (i32.const 1))
-    (i64.store (i32.const 24) (i64.const 10000000000))
-    (i64.store (i32.const 32) (i64.const 0))
-    (i32.store16 (i32.const 40) (i32.const 0))
-    (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))
-"#;
-
 /// The thread counts measured.
 pub const THREADS: [u32; 3] = [1, 2, 4];
 /// Calls of the single-thread timing run (the issue's `200k getppid`); fewer when the loops asked
@@ -86,7 +72,8 @@ pub fn install(w: &Workloads) -> Result<(), String> {
     let r = w.busybox_rootfs.as_ref().map_err(|e| e.clone())?;
     let dst = r.join("bin/threadbench");
     std::fs::copy(&tb, &dst).map_err(|e| format!("copying threadbench: {e}"))?;
-    let wasm = wat::parse_str(SLEEP10_WAT).map_err(|e| format!("assembling sleep10.wat: {e}"))?;
+    let wasm = wat::parse_str(crate::workloads::sleep_wat(10_000_000_000, false))
+        .map_err(|e| format!("assembling sleep10.wat: {e}"))?;
     std::fs::write(w.wasm_rootfs.join("sleep10.wasm"), wasm)
         .map_err(|e| format!("writing sleep10.wasm: {e}"))?;
     Ok(())
@@ -345,7 +332,7 @@ mod tests {
 
     #[test]
     fn the_sleep10_module_assembles() {
-        let m = wat::parse_str(SLEEP10_WAT).unwrap();
+        let m = wat::parse_str(crate::workloads::sleep_wat(10_000_000_000, false)).unwrap();
         assert_eq!(&m[..4], b"\0asm");
     }
 

@@ -75,21 +75,35 @@ pub const HELLO_WAT: &str = r#"(module
     (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))
 "#;
 
-/// Idle module for density: sleeps an hour at a time with poll_oneoff on the monotonic clock.
-pub const SLEEP_WAT: &str = r#"(module
+/// A WASI module that sleeps `nanos` with poll_oneoff on the monotonic clock, once, or again and
+/// again (`forever`: the idle module for density sleeps an hour at a time).
+pub fn sleep_wat(nanos: u64, forever: bool) -> String {
+    let call = "(drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))";
+    let body = if forever {
+        format!("(loop $l\n      {call}\n      (br $l))")
+    } else {
+        call.to_string()
+    };
+    format!(
+        r#"(module
   (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
   (func (export "_start")
     (i64.store (i32.const 0) (i64.const 0))
     (i32.store8 (i32.const 8) (i32.const 0))
     (i32.store (i32.const 16) (i32.const 1))
-    (i64.store (i32.const 24) (i64.const 3600000000000))
+    (i64.store (i32.const 24) (i64.const {nanos}))
     (i64.store (i32.const 32) (i64.const 0))
     (i32.store16 (i32.const 40) (i32.const 0))
-    (loop $l
-      (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))
-      (br $l))))
-"#;
+    {body}))
+"#
+    )
+}
+
+/// Idle module for density: sleeps an hour at a time.
+pub fn sleep_forever_wat() -> String {
+    sleep_wat(3_600_000_000_000, true)
+}
 
 /// Node's built-in WASI (preview 1) as a wasm CLI: `node run-wasi.js module.wasm`.
 pub const NODE_WASI_JS: &str = r#"'use strict';
@@ -141,7 +155,7 @@ impl Workloads {
         )?;
         write_if_changed(
             &wasm_rootfs.join("sleep.wasm"),
-            &wat::parse_str(SLEEP_WAT).context("assembling sleep.wat")?,
+            &wat::parse_str(sleep_forever_wat()).context("assembling sleep.wat")?,
         )?;
 
         let node_wasi_js = dir.join("run-wasi.js");
@@ -447,7 +461,7 @@ mod tests {
 
     #[test]
     fn wat_modules_assemble_to_wasm() {
-        for src in [HELLO_WAT, SLEEP_WAT] {
+        for src in [HELLO_WAT.to_string(), sleep_forever_wat()] {
             let b = wat::parse_str(src).unwrap();
             assert_eq!(&b[..4], b"\0asm");
         }
