@@ -32,6 +32,7 @@ pub mod hostproc;
 pub mod identity;
 pub mod kernel;
 pub mod mounts;
+pub mod namespaces;
 pub mod openat2;
 pub mod platform;
 pub mod setup;
@@ -211,6 +212,7 @@ impl Backend for SentryBackend {
             if !kinds.iter().any(|k| k == "network") && !rootless_here() {
                 bail!("the sentry backend cannot share the host network: config.json must ask for a network namespace (the sandbox has no network)");
             }
+            namespaces::check(spec)?;
             if kinds.iter().any(|k| k == "user") && !maps_only_the_caller(linux) {
                 bail!("the sentry backend takes a user namespace only as a rootless spec has it, each mapping one id, the caller's own (its identities are virtual, and the workload's host id is the sentry's choice)");
             }

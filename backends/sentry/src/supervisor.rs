@@ -132,6 +132,9 @@ pub fn build_root(plan: &Plan) -> Result<Root> {
         // SAFETY: a fresh descriptor.
         unsafe { OwnedFd::from_raw_fd(fd) }
     };
+    // The spec's network/ipc/uts namespaces by path first, while we are in the user namespace
+    // that owns them (see namespaces.rs); the others are made new below.
+    let fresh = crate::namespaces::join(plan.spec)?;
     // Rootless: a user namespace of our own first (root in it, the caller outside), which owns
     // the namespaces below, so the set-up works with no host privilege.
     let ids = if plan.rootless {
@@ -139,19 +142,17 @@ pub fn build_root(plan: &Plan) -> Result<Root> {
     } else {
         crate::identity::reserve(&plan.id).context("reserving the workload's host id")?
     };
-    // A network namespace always: the sandbox never shares the host's network (rootless, the
-    // spec may ask for none; this one is inside our own user namespace).
+    // A network namespace always, the spec's or a new one: the sandbox never shares the host's
+    // network (rootless, the spec may ask for none; this one is inside our own user namespace).
     // SAFETY: unshare in the single-threaded sentry.
-    if unsafe {
-        libc::unshare(
-            libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET,
-        )
-    } != 0
-    {
+    if unsafe { libc::unshare(libc::CLONE_NEWNS | fresh) } != 0 {
         bail!(
             "unshare(mount, uts, ipc, net): {}",
             std::io::Error::last_os_error()
         );
+    }
+    if fresh & libc::CLONE_NEWNET != 0 {
+        crate::namespaces::loopback_up()?;
     }
     mount(
         "none",
