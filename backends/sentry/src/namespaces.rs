@@ -83,9 +83,21 @@ pub fn join(spec: &Spec) -> Result<i32> {
     Ok(fresh)
 }
 
-/// Bring up the loopback interface of a network namespace the sentry just made (a new one has
-/// it down, and the sandbox's 127.0.0.1 would be unreachable).
-pub fn loopback_up() -> Result<()> {
+/// Set up a network namespace the sentry just made: its loopback up (a new one has it down, and
+/// the sandbox's 127.0.0.1 would be unreachable), and every port bindable without a host
+/// capability (`net.ipv4.ip_unprivileged_port_start=0`, as Docker sets it for containers): the
+/// sentry, which makes the sandbox's sockets, holds none once the workload runs, and the
+/// sandbox's own CAP_NET_BIND_SERVICE is checked by the sentry (syscalls/socket.rs). A
+/// namespace joined by path is the engine's: the sentry changes nothing in it.
+pub fn new_netns_setup() -> Result<()> {
+    {
+        use std::io::Write;
+        let f = crate::hostproc::open("sys/net/ipv4/ip_unprivileged_port_start", libc::O_WRONLY)
+            .context("opening net.ipv4.ip_unprivileged_port_start")?;
+        std::fs::File::from(f)
+            .write_all(b"0")
+            .context("setting net.ipv4.ip_unprivileged_port_start")?;
+    }
     // SAFETY: a datagram socket for the interface ioctls.
     let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if s < 0 {

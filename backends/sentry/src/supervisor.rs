@@ -152,7 +152,7 @@ pub fn build_root(plan: &Plan) -> Result<Root> {
         );
     }
     if fresh & libc::CLONE_NEWNET != 0 {
-        crate::namespaces::loopback_up()?;
+        crate::namespaces::new_netns_setup()?;
     }
     mount(
         "none",

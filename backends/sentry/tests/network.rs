@@ -3,7 +3,8 @@
 //!   SCM_CREDENTIALS and netlink route reads, server and client both in the sandbox;
 //! - `attacks`: the host's loopback stays unreached, raw/packet sockets are refused, SCM_RIGHTS
 //!   cannot pass a descriptor the sandbox does not own, a socket path cannot leave the root
-//!   (and the same bundle under runsc, where installed);
+//!   or reach the host's abstract Unix namespace (and the same bundle under runsc, where
+//!   installed);
 //! - `echo_across_a_veth`: a TCP and UDP echo server in the sandbox, reached from the host
 //!   through a network namespace and veth pair the test makes and hands over by path (the
 //!   sentry joins it);
@@ -62,7 +63,7 @@ fn host_traps() -> (
     u16,
     tempfile::TempDir,
     std::net::TcpListener,
-    std::os::unix::net::UnixListener,
+    [std::os::unix::net::UnixListener; 2],
 ) {
     let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     tcp.set_nonblocking(true).unwrap();
@@ -73,25 +74,33 @@ fn host_traps() -> (
         .unwrap();
     let unix = std::os::unix::net::UnixListener::bind(dir.path().join("host.sock")).unwrap();
     unix.set_nonblocking(true).unwrap();
-    (port, dir, tcp, unix)
+    // The same name in the host's abstract namespace as the probe tries ("hako-host-<port>").
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("hako-host-{port}");
+    let abs = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let abstract_ = std::os::unix::net::UnixListener::bind_addr(&abs).unwrap();
+    abstract_.set_nonblocking(true).unwrap();
+    (port, dir, tcp, [unix, abstract_])
 }
 
 fn traps_untouched(
     who: &str,
     dir: &Path,
     tcp: &std::net::TcpListener,
-    unix: &std::os::unix::net::UnixListener,
+    unix: &[std::os::unix::net::UnixListener; 2],
 ) {
     assert_eq!(
         tcp.accept().map(|_| ()).unwrap_err().kind(),
         ErrorKind::WouldBlock,
         "{who}: the host's loopback listener was reached"
     );
-    assert_eq!(
-        unix.accept().map(|_| ()).unwrap_err().kind(),
-        ErrorKind::WouldBlock,
-        "{who}: the host's Unix socket was reached"
-    );
+    for u in unix {
+        assert_eq!(
+            u.accept().map(|_| ()).unwrap_err().kind(),
+            ErrorKind::WouldBlock,
+            "{who}: the host's Unix socket was reached"
+        );
+    }
     let names: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .flatten()
@@ -110,7 +119,19 @@ fn attacks() {
     let (port, dir, tcp, unix) = host_traps();
     let port_s = port.to_string();
     let dir_s = dir.path().to_str().unwrap();
-    let (code, out, err) = b.run(&["/probe", "attack", &port_s, dir_s]);
+    // runc's default capability set without NET_BIND_SERVICE: no NET_RAW either.
+    let caps = json!([
+        "CAP_KILL",
+        "CAP_AUDIT_WRITE",
+        "CAP_CHOWN",
+        "CAP_SETUID",
+        "CAP_SETGID"
+    ]);
+    let spec = b.spec(
+        &["/probe", "attack", &port_s, dir_s],
+        json!({"process": {"capabilities": {"bounding": caps, "effective": caps, "permitted": caps}}}),
+    );
+    let (code, out, err) = b.run_spec(&spec);
     print!("{out}");
     assert_all_ok("net_probe attack", code, &out, &err);
     traps_untouched("sentry", dir.path(), &tcp, &unix);

@@ -29,6 +29,8 @@ use syscalls::Sysno;
 const SIOCATMARK: u64 = 0x8905;
 /// The id a credential the sandbox cannot see shows as (the kernel's overflowuid).
 const OVERFLOW_ID: u32 = 65534;
+/// CAP_NET_BIND_SERVICE.
+const NET_BIND_SERVICE: u32 = 10;
 /// CAP_NET_RAW.
 const NET_RAW: u32 = 13;
 /// The largest socket address (`struct sockaddr_storage`).
@@ -379,6 +381,15 @@ fn or_park(r: isize, h: RawFd, ev: i16, nb: bool, c: &Call) -> Result<isize, Box
 pub fn bind<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     let (_f, h, _) = tri!(sock(k, c.tid, c.a[0]));
     let ha = tri!(host_addr(k, c.tid, h, c.a[1], c.a[2] as usize, Use::Bind));
+    // Ports below 1024 take CAP_NET_BIND_SERVICE in the sandbox's capability model (the host's
+    // check is about the sentry, which holds no capability: see namespaces::new_netns_setup).
+    let fam = u16::from_ne_bytes([ha.bytes[0], ha.bytes[1]]) as i32;
+    if (fam == libc::AF_INET || fam == libc::AF_INET6) && ha.bytes.len() >= 4 {
+        let port = u16::from_be_bytes([ha.bytes[2], ha.bytes[3]]);
+        if port != 0 && port < 1024 && !k.creds(c.tid).capable(NET_BIND_SERVICE) {
+            return err(libc::EACCES);
+        }
+    }
     let r = tri!(with_proc_cwd(|| {
         // SAFETY: bind with an address in our own buffer.
         unsafe { libc::bind(h, ha.bytes.as_ptr().cast(), ha.bytes.len() as u32) }

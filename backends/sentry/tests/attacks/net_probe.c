@@ -85,9 +85,11 @@ static void tcp_local(void) {
     socklen_t el = sizeof err;
     check(getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0, "tcp getsockopt SO_ERROR");
     check(shutdown(s, SHUT_WR) == 0, "tcp shutdown");
-    int bad = 1;
     check(setsockopt(s, SOL_SOCKET, SO_BINDTODEVICE, "lo", 3) < 0 && (errno == ENOPROTOOPT), "tcp SO_BINDTODEVICE refused");
-    (void)bad;
+    int p80 = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a80 = in4("127.0.0.1", 80);
+    check(bind(p80, (void *)&a80, sizeof a80) == 0, "tcp bind port 80 with CAP_NET_BIND_SERVICE");
+    close(p80);
     close(s);
     close(l);
     close(ep);
@@ -263,6 +265,18 @@ static void attack(int hostport, const char *hostdir) {
     errno = 0;
     int r = connect(s, (void *)&a, sizeof a);
     check(r < 0 && errno == ECONNREFUSED, "host loopback listener unreachable (ECONNREFUSED)");
+    close(s);
+    int p80 = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a80 = in4("127.0.0.1", 80);
+    errno = 0;
+    check(bind(p80, (void *)&a80, sizeof a80) < 0 && errno == EACCES, "bind port 80 without CAP_NET_BIND_SERVICE: EACCES");
+    close(p80);
+    /* The host's abstract AF_UNIX namespace: it is per network namespace. */
+    struct sockaddr_un ab = {.sun_family = AF_UNIX};
+    int abl = snprintf(ab.sun_path + 1, sizeof ab.sun_path - 1, "hako-host-%d", hostport) + 1;
+    s = socket(AF_UNIX, SOCK_STREAM, 0);
+    errno = 0;
+    check(connect(s, (void *)&ab, sizeof ab.sun_family + abl) < 0 && errno == ECONNREFUSED, "host abstract socket unreachable (ECONNREFUSED)");
     close(s);
     errno = 0;
     check(socket(AF_INET, SOCK_RAW, IPPROTO_ICMP) < 0 && errno == EPERM, "raw socket refused (EPERM)");
