@@ -528,7 +528,7 @@ impl Backend for SentryBackend {
             "platforms": ["hybrid (seccomp user-notif + ptrace, default)", "ptrace (seccomp RET_TRACE + ptrace)"],
             "kernel": format!("{} {}", kernel::procfs::SYSNAME, kernel::procfs::RELEASE),
             "annotations": ANNOTATIONS,
-            "namespaces": ["mount", "uts", "ipc", "network (empty)", "pid (the workload's)", "user (the workload's; the sentry's own too when rootless)"],
+            "namespaces": ["mount", "uts, ipc, network, cgroup (joined by path, or new; network: hostinet sockets, a new one has loopback only)", "pid (the workload's)", "user (the workload's; the sentry's own too when rootless)"],
             "syscalls": {
                 "implemented": syscalls::table().iter().filter(|r| matches!(r.2, syscalls::Disp::Emulated(_))).count(),
                 "native": syscalls::table().iter().filter(|r| matches!(r.2, syscalls::Disp::Native(_) | syscalls::Disp::NativeWhen(..))).count(),
@@ -540,6 +540,7 @@ impl Backend for SentryBackend {
                 "a mount destination or process.cwd whose symlink leads nowhere inside the root; a mount at /",
                 "a root.readonly that cannot be made read-only",
                 "the host network namespace (a root spec without a network namespace)",
+                "a mount, pid, user or time namespace path (the sentry makes those itself)",
                 "user namespace mappings other than the rootless one (each the caller's own id)",
                 "linux.devices (/dev is synthesized)",
                 "mount types other than bind and tmpfs (proc, sysfs, devpts, mqueue, cgroup and shm only where the sentry synthesizes them)",
