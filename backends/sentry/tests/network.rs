@@ -1,6 +1,7 @@
 //! The sentry's sockets (issue 12): hostinet sockets in the sandbox's own network namespace.
 //! - `local`: TCP, UDP, AF_UNIX (path and abstract; stream, dgram, seqpacket), SCM_RIGHTS,
-//!   SCM_CREDENTIALS and netlink route reads, server and client both in the sandbox;
+//!   SCM_CREDENTIALS, netlink route reads and edge-triggered epoll, server and client both in
+//!   the sandbox;
 //! - `attacks`: the host's loopback stays unreached, raw/packet sockets are refused, SCM_RIGHTS
 //!   cannot pass a descriptor the sandbox does not own, a socket path cannot leave the root
 //!   or reach the host's abstract Unix namespace (and the same bundle under runsc, where
@@ -50,6 +51,9 @@ fn local() {
         "ok SCM_CREDENTIALS received, with no host pid or id in it",
         "ok SCM_CREDENTIALS naming another pid refused",
         "ok netlink RTM_NEWLINK refused",
+        "ok EPOLLET: no second event while still readable",
+        "ok EPOLLET: a new event for more data",
+        "ok EPOLLET: a blocking wait wakes on the next edge",
     ] {
         assert!(out.contains(line), "missing {line:?} in:\n{out}");
     }

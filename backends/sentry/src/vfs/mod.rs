@@ -44,10 +44,14 @@ pub struct EpollItem {
     pub file: std::rc::Weak<std::cell::RefCell<OpenFile>>,
     pub events: u32,
     pub data: u64,
+    /// EPOLLET on a host descriptor: a host epoll instance holding that descriptor alone,
+    /// edge-triggered, so the host kernel keeps the edges (see syscalls/epoll.rs).
+    pub edge: Option<Rc<OwnedFd>>,
 }
 
 pub enum FileKind {
-    /// An epoll instance: the interest list, evaluated (level-triggered) at epoll_wait.
+    /// An epoll instance: the interest list, evaluated at epoll_wait (level-triggered, or
+    /// edge-triggered through a host epoll per EPOLLET item).
     Epoll(std::collections::BTreeMap<i32, EpollItem>),
     Host {
         fd: OwnedFd,

@@ -258,6 +258,34 @@ static void netlink_local(void) {
     close(s);
 }
 
+/* EPOLLET: one event per edge, none while the socket just stays readable. */
+static void epollet_local(void) {
+    int sv[2];
+    socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv);
+    int ep = epoll_create1(0);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.u64 = 7}, got[2];
+    epoll_ctl(ep, EPOLL_CTL_ADD, sv[1], &ev);
+    check(epoll_wait(ep, got, 2, 0) == 0, "EPOLLET: nothing before data");
+    write(sv[0], "a", 1);
+    check(epoll_wait(ep, got, 2, 0) == 1 && got[0].data.u64 == 7, "EPOLLET: one event for new data");
+    check(epoll_wait(ep, got, 2, 0) == 0, "EPOLLET: no second event while still readable");
+    write(sv[0], "b", 1);
+    check(epoll_wait(ep, got, 2, 0) == 1, "EPOLLET: a new event for more data");
+    char b[4];
+    check(read(sv[1], b, sizeof b) == 2, "EPOLLET: both bytes read");
+    pid_t c = fork();
+    if (c == 0) {
+        usleep(1000);
+        write(sv[0], "c", 1);
+        _exit(0);
+    }
+    check(epoll_wait(ep, got, 2, -1) == 1, "EPOLLET: a blocking wait wakes on the next edge");
+    waitpid(c, NULL, 0);
+    close(ep);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 static void attack(int hostport, const char *hostdir) {
     /* The host's loopback: the sandbox has its own network namespace. */
     int s = socket(AF_INET, SOCK_STREAM, 0);
@@ -347,6 +375,7 @@ int main(int argc, char **argv) {
         unix_local();
         scm_local();
         netlink_local();
+        epollet_local();
     } else if (argc > 3 && !strcmp(argv[1], "attack")) {
         attack(atoi(argv[2]), argv[3]);
     } else if (argc > 2 && !strcmp(argv[1], "serve")) {
