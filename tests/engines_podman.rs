@@ -3,7 +3,8 @@
 //! Each test starts podman with `--root/--runroot/--tmpdir` in its own temp dir, a
 //! containers.conf that fits this machine (see docs/engines.md), the vfs storage driver, the
 //! cgroupfs manager and the file events backend, loads a busybox image built from the host's
-//! busybox-static, and runs containers with `--network none` under a per-test cgroup parent.
+//! busybox-static, and runs containers with `--network none` (unless a test names a network)
+//! under a per-test cgroup parent.
 //! The runtime is hako unless `HAKO_E2E_RUNTIME` selects another (runc, crun, a path).
 
 #[macro_use]
@@ -105,7 +106,10 @@ impl Podman {
         if matches!(args.first().map(String::as_str), Some("run" | "create")) {
             // Keep this test's cgroups apart from every other test's.
             args.insert(1, format!("--cgroup-parent={}", self.cgroup_parent));
-            args.insert(1, "--network=none".into());
+            // No network unless the test names one (a published port needs the bridge).
+            if !args.iter().any(|a| a.starts_with("--network")) {
+                args.insert(1, "--network=none".into());
+            }
         }
         c.args(args);
         c
@@ -849,6 +853,84 @@ fn podman_backend_sentry() {
         .collect();
     assert_eq!(rows, [vec!["1", "sleep", "1000"]], "{}", out.describe());
     p.ok(&["rm", "-f", "-t", "0", "stop"]);
+}
+
+/// A server in a sentry container on podman's default bridge network, its port published on the
+/// host's loopback, reached by a client outside (issue 12): the sentry joins the network
+/// namespace podman made and its sockets are host sockets there.
+#[test]
+fn podman_backend_sentry_publishes_a_port() {
+    skip_unless!(PODMAN_BINS);
+    let Some(p) = backend_case("sentry") else {
+        return;
+    };
+    // A free port on the host's loopback (released before podman binds it).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let publish = format!("127.0.0.1:{port}:{port}");
+    let serve = format!(
+        "mkdir -p /tmp/www && echo hello-from-the-sentry > /tmp/www/index.html && exec httpd -f -p {port} -h /tmp/www"
+    );
+    let out = p.cmd(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "bridge",
+        "-p",
+        &publish,
+        "--annotation",
+        "io.hako.backend=sentry",
+        IMAGE,
+        "sh",
+        "-c",
+        &serve,
+    ]);
+    if !out.ok() {
+        if out.stderr.contains("netavark")
+            || out.stderr.contains("CNI")
+            || out.stderr.contains("iptables")
+        {
+            eprintln!(
+                "SKIP: podman's bridge network is not usable here: {}",
+                out.describe()
+            );
+            return;
+        }
+        p.fail("podman run -p with the sentry backend", &out);
+    }
+    // The server comes up when it comes up: retry until it answers (a minute bounds a broken
+    // run; nothing here measures time).
+    let give_up = std::time::Instant::now() + Duration::from_secs(60);
+    let body = loop {
+        use std::io::{Read, Write};
+        let got = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
+            let mut r = String::new();
+            s.read_to_string(&mut r)?;
+            Ok(r)
+        });
+        match got {
+            Ok(r) if r.contains("hello-from-the-sentry") => break r,
+            _ if std::time::Instant::now() < give_up => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            other => {
+                let logs = p.cmd(&["logs", "web"]);
+                panic!(
+                    "no answer from the sentry's server on 127.0.0.1:{port}: {other:?}\n{}",
+                    logs.describe()
+                )
+            }
+        }
+    };
+    assert!(body.starts_with("HTTP/1."), "{body}");
+    p.ok(&["rm", "-f", "-t", "0", "web"]);
 }
 
 /// `podman exec` into a sentry container (issue 13): the process joins the sandbox's kernel
