@@ -170,6 +170,7 @@ struct TestNet {
     name: String,
     host_if: String,
     sandbox_ip: String,
+    host_ip: String,
 }
 
 impl TestNet {
@@ -183,6 +184,7 @@ impl TestNet {
             name: format!("hako-net-{}", std::process::id()),
             host_if: format!("hkh{}", std::process::id() % 100_000),
             sandbox_ip: format!("10.213.{n}.2"),
+            host_ip: format!("10.213.{n}.1"),
         };
         let peer = format!("hks{}", std::process::id() % 100_000);
         ip(&["netns", "add", &t.name]);
@@ -226,8 +228,15 @@ fn echo_across_a_veth() {
     let Some(b) = probe_bundle() else { return };
     let Some(net) = TestNet::new() else { return };
     let port = 7000 + (std::process::id() % 1000) as u16;
+    // A port on the host's side of the veth that is closed (bound, then released).
+    let closed = std::net::TcpListener::bind((net.host_ip.as_str(), 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
     let spec = b.spec(
-        &["/probe", "serve", &port.to_string()],
+        &["/probe", "serve", &port.to_string(), &net.host_ip, &closed],
         json!({"linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"},
             {"type": "network", "path": format!("/run/netns/{}", net.name)}]}}),
     );

@@ -295,11 +295,11 @@ fn host_addr<P: Platform>(
             (pfd, n, true)
         }
         Use::Reach => {
-            k.may_walk(tid, path.trim_start_matches('/'))?;
             let rel = match k.lookup(tid, libc::AT_FDCWD, &path, true)? {
                 Node::Host(rel) => rel,
                 Node::Synth(_) => return Err(libc::ECONNREFUSED),
             };
+            k.may_walk(tid, &rel)?;
             let fd = k.vfs.open(&rel, libc::O_PATH, 0)?;
             let st = fstat_fd(fd.as_raw_fd())?;
             if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
@@ -410,9 +410,18 @@ pub fn connect<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
         // SAFETY: connect with an address in our own buffer.
         unsafe { libc::connect(h, ha.bytes.as_ptr().cast(), ha.bytes.len() as u32) }
     }));
-    if r != 0 && errno() == libc::EISCONN && !nb {
-        // A blocking connect parked on EINPROGRESS and retried: it is done.
-        return Outcome::Ret(0);
+    if r != 0 && !nb {
+        match errno() {
+            // A blocking connect parked on EINPROGRESS and retried: it is done...
+            libc::EISCONN => return Outcome::Ret(0),
+            // ... or it failed: the host keeps saying EALREADY and the error is in SO_ERROR.
+            libc::EALREADY => match sockopt_int(h, libc::SOL_SOCKET, libc::SO_ERROR) {
+                Ok(0) => {}
+                Ok(e) | Err(e) => return err(e),
+            },
+            _ => {}
+        }
+        // (errno is still the connect's: sockopt_int succeeded without setting it)
     }
     match or_park(r as isize, h, libc::POLLOUT, nb, c) {
         Ok(_) => Outcome::Ret(0),

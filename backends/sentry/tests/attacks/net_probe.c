@@ -4,7 +4,7 @@
  *                         SCM_RIGHTS, SCM_CREDENTIALS, netlink reads, all inside the sandbox
  *   attack HOSTPORT DIR   host loopback, raw/packet sockets, SCM_RIGHTS of fds the sandbox
  *                         does not own, socket paths through a symlink to host DIR
- *   serve PORT            TCP echo of one connection, then UDP echo of one datagram, on
+ *   serve PORT [IP PORT2] (a connect to IP:PORT2 must be refused first) TCP echo of one connection, then UDP echo of one datagram, on
  *                         0.0.0.0:PORT (the test's client is outside the sandbox)
  */
 #define _GNU_SOURCE
@@ -350,7 +350,15 @@ static void attack(int hostport, const char *hostdir) {
     check(connect(us, (void *)&u, sizeof u) < 0, "connect to /proc/self/fd/0 refused");
 }
 
-static void serve(int port) {
+static void serve(int port, const char *refuse_ip, int refuse_port) {
+    if (refuse_ip) {
+        /* A blocking connect the peer refuses across the veth: the refusal, not a hang. */
+        int r = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in ra = in4(refuse_ip, refuse_port);
+        errno = 0;
+        check(connect(r, (void *)&ra, sizeof ra) < 0 && errno == ECONNREFUSED, "serve: a refused connect across the veth: ECONNREFUSED");
+        close(r);
+    }
     int l = socket(AF_INET, SOCK_STREAM, 0), u = socket(AF_INET, SOCK_DGRAM, 0);
     int one = 1;
     setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -379,7 +387,7 @@ int main(int argc, char **argv) {
     } else if (argc > 3 && !strcmp(argv[1], "attack")) {
         attack(atoi(argv[2]), argv[3]);
     } else if (argc > 2 && !strcmp(argv[1], "serve")) {
-        serve(atoi(argv[2]));
+        serve(atoi(argv[2]), argc > 4 ? argv[3] : NULL, argc > 4 ? atoi(argv[4]) : 0);
     } else {
         fprintf(stderr, "usage: net_probe local | attack HOSTPORT HOSTDIR | serve PORT\n");
         return 2;
