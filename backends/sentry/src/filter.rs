@@ -53,6 +53,7 @@ pub const SENTRY_ALLOWED: &[Sysno] = {
         pipe2,
         socketpair,
         eventfd2,
+        memfd_create,
         epoll_create1,
         epoll_ctl,
         epoll_wait,

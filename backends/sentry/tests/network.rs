@@ -48,6 +48,7 @@ fn local() {
         "ok unix dgram path: data from a client",
         "ok unix stream abstract: data from a client",
         "ok SCM_RIGHTS recvmsg: a new fd for the same file",
+        "ok received memfd reads the same data",
         "ok SCM_CREDENTIALS received, with no host pid or id in it",
         "ok SCM_CREDENTIALS naming another pid refused",
         "ok netlink RTM_NEWLINK refused",

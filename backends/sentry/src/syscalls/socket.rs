@@ -10,7 +10,7 @@
 //!   parent directory found there, `connect`/`sendto` open the socket file there) and handed to
 //!   the host as a `/proc/self/fd` path of that descriptor, never as a host path;
 //! - control messages: SCM_RIGHTS numbers go through the fd table both ways (only the sandbox's
-//!   own open files leave, only files inside its root or non-path files come in);
+//!   own open files leave; no directory from outside its root comes in);
 //!   SCM_CREDENTIALS must name the sender's own virtual ids;
 //! - options: an allow-list (`sockopt_allowed`); others ENOPROTOOPT.
 
@@ -729,9 +729,8 @@ pub fn sendmsg<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
 }
 
 /// Received control messages for the sandbox: host descriptors become new descriptors of the
-/// receiver, host pids virtual ones. A received path file (regular file or directory) that is
-/// not inside the sandbox's root is closed and the message marked truncated: it would be a way
-/// out of the root.
+/// receiver, host pids virtual ones. A received directory that is not inside the sandbox's root
+/// is closed and the message marked truncated: it would be a way out of the root.
 fn guest_control<P: Platform>(
     k: &Kernel<P>,
     tid: i32,
@@ -803,14 +802,21 @@ fn guest_file<P: Platform>(k: &Kernel<P>, fd: OwnedFd) -> Option<OpenFile> {
     let fl = unsafe { libc::fcntl(h, libc::F_GETFL) };
     let acc = fl & libc::O_ACCMODE;
     let (kind, path) = match st.st_mode & libc::S_IFMT {
-        libc::S_IFREG | libc::S_IFDIR => {
-            let p = k.vfs.virt_path_of(h)?;
-            let kind = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-                HostKind::Dir
-            } else {
-                HostKind::Regular
-            };
-            (kind, p)
+        // A directory outside the root would be a way out of it (*at calls relative to it).
+        libc::S_IFDIR => (HostKind::Dir, k.vfs.virt_path_of(h)?),
+        // A regular file names no other file: one from outside the root (a memfd, a peer's
+        // file) comes in under a name that is not a path of the sandbox.
+        libc::S_IFREG => {
+            let name = k
+                .vfs
+                .virt_path_of(h)
+                .unwrap_or_else(|| match crate::hostproc::fd_path(h) {
+                    Ok(p) if p.to_string_lossy().starts_with("/memfd:") => {
+                        p.to_string_lossy().into_owned()
+                    }
+                    _ => format!("anon_inode:[file {}]", st.st_ino),
+                });
+            (HostKind::Regular, name)
         }
         libc::S_IFSOCK => (HostKind::Stream, format!("socket:[{}]", st.st_ino)),
         libc::S_IFIFO => (HostKind::Stream, format!("pipe:[{}]", st.st_ino)),

@@ -252,6 +252,7 @@ pub fn disposition<P: Platform>(s: Sysno) -> Disp<P> {
         setsockopt => emulated!(socket::setsockopt),
         getsockopt => emulated!(socket::getsockopt),
         eventfd | eventfd2 => emulated!(eventfd::eventfd),
+        memfd_create => emulated!(memfd::memfd_create),
         // --- implemented by the sentry: processes, identity, signals, system ---
         getpid | gettid | getppid | getuid | geteuid | getgid | getegid | setfsuid | setfsgid => {
             emulated!(process::getid)

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -201,6 +202,13 @@ static void scm_local(void) {
     int n = recv_fds(sv[1], fds, &flags);
     char b[16] = {0};
     check(n == 1 && fds[0] != f && pread(fds[0], b, 8, 0) == 8 && !memcmp(b, "original", 8), "SCM_RIGHTS recvmsg: a new fd for the same file");
+    int mf = memfd_create("probe", MFD_CLOEXEC);
+    check(mf >= 0 && write(mf, "in-memfd", 8) == 8 && ftruncate(mf, 4096) == 0, "memfd_create, write, ftruncate");
+    check(send_fds(sv[0], &mf, 1) == 1, "SCM_RIGHTS of a memfd");
+    n = recv_fds(sv[1], fds, &flags);
+    memset(b, 0, sizeof b);
+    struct stat mst;
+    check(n == 1 && pread(fds[0], b, 8, 0) == 8 && !memcmp(b, "in-memfd", 8) && fstat(fds[0], &mst) == 0 && mst.st_size == 4096, "received memfd reads the same data");
     int p[2];
     pipe(p);
     check(send_fds(sv[0], p, 2) == 1, "SCM_RIGHTS of a pipe's two ends");
