@@ -155,6 +155,50 @@ fn attacks() {
     }
 }
 
+/// A peer outside the sandbox, listening on a socket file bind-mounted into the sandbox, sends the workload the
+/// host's `/` (a directory: must not arrive; the workload would `openat` out of its root through
+/// it) and then a regular file (may arrive: it names no other file).
+#[test]
+fn a_host_directory_cannot_come_in_through_scm_rights() {
+    let Some(b) = probe_bundle() else { return };
+    // The socket reaches the sandbox as engines hand one in: a bind mount of a host directory.
+    let peer_dir = b.dir.path().join("peer");
+    std::fs::create_dir_all(&peer_dir).unwrap();
+    std::fs::create_dir_all(b.rootfs().join("mnt/peer")).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(peer_dir.join("peer.sock")).unwrap();
+    let file = b.dir.path().join("peer-file");
+    std::fs::write(&file, "peer-file").unwrap();
+    let peer = std::thread::spawn(move || {
+        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+        use std::os::fd::AsRawFd;
+        let (s, _) = listener.accept().unwrap();
+        let root = std::fs::File::open("/").unwrap();
+        let f = std::fs::File::open(&file).unwrap();
+        for fd in [root.as_raw_fd(), f.as_raw_fd()] {
+            let iov = [std::io::IoSlice::new(b"x")];
+            let fds = [fd];
+            sendmsg::<()>(
+                s.as_raw_fd(),
+                &iov,
+                &[ControlMessage::ScmRights(&fds)],
+                MsgFlags::empty(),
+                None,
+            )
+            .unwrap();
+        }
+        // Hold the connection until the workload has read both.
+        let mut buf = [0u8; 1];
+        let _ = (&s).read(&mut buf);
+    });
+    let spec = b.spec(
+        &["/probe", "recvdir", "/mnt/peer/peer.sock"],
+        json!({"mounts": [{"destination": "/mnt/peer", "type": "bind", "source": peer_dir, "options": ["rbind"]}]}),
+    );
+    let (code, out, err) = b.run_spec(&spec);
+    assert_all_ok("net_probe recvdir", code, &out, &err);
+    peer.join().unwrap();
+}
+
 /// `ip` with these arguments; panics with its error.
 fn ip(args: &[&str]) {
     let o = Command::new("ip").args(args).output().expect("ip");

@@ -4,6 +4,7 @@
  *                         SCM_RIGHTS, SCM_CREDENTIALS, netlink reads, all inside the sandbox
  *   attack HOSTPORT DIR   host loopback, raw/packet sockets, SCM_RIGHTS of fds the sandbox
  *                         does not own, socket paths through a symlink to host DIR
+ *   recvdir PATH          receive fds from a host peer at PATH (see recvdir)
  *   serve PORT [IP PORT2] (a connect to IP:PORT2 must be refused first) TCP echo of one connection, then UDP echo of one datagram, on
  *                         0.0.0.0:PORT (the test's client is outside the sandbox)
  */
@@ -358,6 +359,26 @@ static void attack(int hostport, const char *hostdir) {
     check(connect(us, (void *)&u, sizeof u) < 0, "connect to /proc/self/fd/0 refused");
 }
 
+/* A peer outside the sandbox (the test, through a socket file in the rootfs) sends a host
+ * directory and then a host regular file: the directory must not arrive. */
+static void recvdir(const char *path) {
+    struct sockaddr_un u = {.sun_family = AF_UNIX};
+    strcpy(u.sun_path, path);
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    check(connect(s, (void *)&u, sizeof u) == 0, "recvdir: connect to the host peer");
+    int fds[4], flags = 0;
+    int n = recv_fds(s, fds, &flags);
+    check(n == 0 && (flags & MSG_CTRUNC), "recvdir: a host directory is not received (MSG_CTRUNC)");
+    for (int i = 0; i < n; i++) {
+        char b[64] = {0};
+        int f = openat(fds[i], "etc/hostname", O_RDONLY);
+        if (f >= 0 && read(f, b, sizeof b - 1) > 0) printf("FAIL read the host's etc/hostname: %s\n", b);
+    }
+    n = recv_fds(s, fds, &flags);
+    char b[16] = {0};
+    check(n == 1 && read(fds[0], b, 9) == 9 && !memcmp(b, "peer-file", 9), "recvdir: a regular file from the peer is received");
+}
+
 static void serve(int port, const char *refuse_ip, int refuse_port) {
     if (refuse_ip) {
         /* A blocking connect the peer refuses across the veth: the refusal, not a hang. */
@@ -394,6 +415,8 @@ int main(int argc, char **argv) {
         epollet_local();
     } else if (argc > 3 && !strcmp(argv[1], "attack")) {
         attack(atoi(argv[2]), argv[3]);
+    } else if (argc > 2 && !strcmp(argv[1], "recvdir")) {
+        recvdir(argv[2]);
     } else if (argc > 2 && !strcmp(argv[1], "serve")) {
         serve(atoi(argv[2]), argc > 4 ? argv[3] : NULL, argc > 4 ? atoi(argv[4]) : 0);
     } else {
