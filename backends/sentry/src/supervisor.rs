@@ -105,6 +105,24 @@ pub struct Root {
     pub ids: crate::identity::HostIds,
 }
 
+/// `/dev/shm`: a tmpfs of the sandbox's own (nosuid, nodev, 1777, 64 MiB as Docker's default),
+/// unless the spec mounts something there (an engine's pod-shared shm), which then goes on it.
+fn shm(vfs: &Vfs, spec: &hako_contract::Spec) -> Result<()> {
+    let spec_has = spec.mounts().as_ref().is_some_and(|ms| {
+        ms.iter()
+            .any(|m| crate::vfs::normalize(&m.destination().to_string_lossy()) == crate::vfs::SHM)
+    });
+    if spec_has {
+        return Ok(());
+    }
+    let tree =
+        crate::mounts::new_tmpfs(&[("mode", "1777"), ("size", "64m")], crate::mounts::ALWAYS)
+            .context("tmpfs at /dev/shm")?;
+    let target = crate::mounts::resolve_in_root(vfs, crate::vfs::SHM, true)
+        .context("mount destination /dev/shm")?;
+    crate::mounts::attach(&tree, &target).context("tmpfs at /dev/shm")
+}
+
 /// Private mount namespace + overlay root + the spec's bind and tmpfs mounts (each resolved
 /// inside the root, see `mounts`) + a missing `process.cwd`; then, for `root.readonly`, the root
 /// made read-only.
@@ -194,6 +212,7 @@ pub fn build_root(plan: &Plan) -> Result<Root> {
     )?;
     let vfs = Vfs::new(merged.to_str().context("state dir is not UTF-8")?)
         .context("opening the sandbox root")?;
+    shm(&vfs, plan.spec)?;
     for m in plan
         .spec
         .mounts()
