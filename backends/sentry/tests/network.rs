@@ -349,3 +349,61 @@ fn namespace_paths_it_cannot_join_are_refused() {
         "{e}"
     );
 }
+
+/// Real servers under the sentry (issue 12's targets, inside one sandbox): python3's
+/// `http.server` on 127.0.0.1 fetched with `urllib`, a Unix-socket server and its client
+/// (`socketserver`), and an asyncio TCP echo (epoll readiness on sockets).
+#[test]
+fn python3_http_server_unix_server_and_asyncio() {
+    let Some(b) = common::busybox_bundle() else {
+        return;
+    };
+    let py = "/usr/bin/python3";
+    let stdlib = Path::new("/usr/lib/python3.11");
+    if !Path::new(py).exists() || !stdlib.is_dir() {
+        eprintln!("SKIP: no Debian python3.11");
+        return;
+    }
+    common::copy_dynamic(&b.rootfs(), py);
+    std::fs::write(b.rootfs().join("tmp/index.html"), "hello over http\n").unwrap();
+    let code = r#"
+import asyncio, http.server, functools, os, socketserver, threading, urllib.request
+h = functools.partial(http.server.SimpleHTTPRequestHandler, directory="/tmp")
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), h)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+print(urllib.request.urlopen("http://127.0.0.1:%d/index.html" % srv.server_address[1]).read().decode(), end="")
+srv.shutdown()
+
+class Echo(socketserver.StreamRequestHandler):
+    def handle(self):
+        self.wfile.write(self.rfile.readline().upper())
+u = socketserver.ThreadingUnixStreamServer("/tmp/py.sock", Echo)
+threading.Thread(target=u.serve_forever, daemon=True).start()
+import socket
+c = socket.socket(socket.AF_UNIX)
+c.connect("/tmp/py.sock")
+c.sendall(b"unix ok\n")
+print(c.makefile().readline(), end="")
+u.shutdown()
+
+async def main():
+    async def echo(r, w):
+        w.write(await r.readline()); await w.drain(); w.close()
+    s = await asyncio.start_server(echo, "127.0.0.1", 0)
+    r, w = await asyncio.open_connection("127.0.0.1", s.sockets[0].getsockname()[1])
+    w.write(b"asyncio ok\n"); await w.drain()
+    print((await r.readline()).decode(), end="")
+    s.close()
+asyncio.run(main())
+"#;
+    let spec = b.spec(
+        &[py, "-c", code],
+        json!({"mounts": [{"destination": "/usr/lib/python3.11", "type": "bind", "source": stdlib, "options": ["rbind", "ro"]}]}),
+    );
+    let (code, out, err) = b.run_spec(&spec);
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    assert_eq!(
+        out, "hello over http\nUNIX OK\nasyncio ok\n",
+        "stderr: {err}"
+    );
+}
