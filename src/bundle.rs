@@ -5,7 +5,6 @@ use crate::backends;
 use anyhow::{bail, Context, Result};
 use hako_contract::{ANNOTATION_PREFIX, BACKEND_ANNOTATION};
 use oci_spec::runtime::Spec;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub struct Bundle {
@@ -79,21 +78,20 @@ fn validate(spec: &mut Spec, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Whether a file starts with the wasm magic `\0asm`.
-pub fn is_wasm_file(path: &Path) -> bool {
-    let mut magic = [0u8; 4];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok()
-        && &magic == b"\0asm"
-}
-
-/// Resolve `process.args[0]` to a host path inside the rootfs (PATH lookup for bare names,
-/// symlinks followed inside the rootfs), for sniffing the wasm magic.
-fn entry_path(spec: &Spec) -> Option<PathBuf> {
-    let rootfs = spec.root().as_ref()?.path();
-    let process = spec.process().as_ref()?;
-    let arg0 = process.args().as_ref()?.first()?;
+/// Whether `process.args[0]` is a wasm module or component: looked up through the spec's PATH
+/// for a bare name, opened inside the rootfs (symlinks followed without leaving it), a regular
+/// file that starts with the wasm magic.
+fn entry_is_wasm(spec: &Spec) -> bool {
+    use std::os::fd::AsFd;
+    let Some(rootfs) = spec.root().as_ref().map(|r| r.path()) else {
+        return false;
+    };
+    let Some(process) = spec.process().as_ref() else {
+        return false;
+    };
+    let Some(arg0) = process.args().as_ref().and_then(|a| a.first()) else {
+        return false;
+    };
     let candidates: Vec<String> = if arg0.contains('/') {
         let base = if arg0.starts_with('/') {
             String::new()
@@ -103,42 +101,30 @@ fn entry_path(spec: &Spec) -> Option<PathBuf> {
         vec![format!("{base}{arg0}")]
     } else {
         // The spec's PATH only, as every backend looks the program up (and runc does).
-        let path = process
+        let Some(path) = process
             .env()
             .iter()
             .flatten()
-            .find_map(|kv| kv.strip_prefix("PATH="))?
-            .to_string();
+            .find_map(|kv| kv.strip_prefix("PATH="))
+        else {
+            return false;
+        };
         path.split(':')
             .filter(|d| !d.is_empty())
             .map(|d| format!("{d}/{arg0}"))
             .collect()
     };
-    candidates
-        .into_iter()
-        .find_map(|c| resolve_in_root(rootfs, &c, 0))
-}
-
-fn resolve_in_root(rootfs: &Path, path: &str, depth: u32) -> Option<PathBuf> {
-    if depth > 16 {
-        return None;
-    }
-    let host = rootfs.join(path.trim_start_matches('/'));
-    let meta = std::fs::symlink_metadata(&host).ok()?;
-    if meta.file_type().is_symlink() {
-        let target = std::fs::read_link(&host).ok()?;
-        let t = target.to_string_lossy();
-        let next = if t.starts_with('/') {
-            t.to_string()
-        } else {
-            let parent = Path::new(path).parent().unwrap_or(Path::new("/"));
-            format!("{}/{}", parent.display(), t)
-        };
-        return resolve_in_root(rootfs, &next, depth + 1);
-    }
-    // Refuse anything that climbed out of the rootfs.
-    let canon = std::fs::canonicalize(&host).ok()?;
-    (meta.is_file() && canon.starts_with(std::fs::canonicalize(rootfs).ok()?)).then_some(canon)
+    let Ok(root) = std::fs::File::open(rootfs) else {
+        return false;
+    };
+    let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY;
+    candidates.iter().any(|c| {
+        hako_linux::inroot::open(root.as_fd(), Path::new(c), flags, 0)
+            .map(std::fs::File::from)
+            .is_ok_and(|f| {
+                f.metadata().is_ok_and(|m| m.is_file()) && hako_contract::formats::is_wasm(f)
+            })
+    })
 }
 
 /// Choose the backend for a bundle (brief §2), in this order: `io.hako.backend`; the wasm
@@ -162,7 +148,7 @@ pub fn choose_backend(spec: &Spec, flag: Option<&str>) -> Result<String> {
         Some("compat") => return Ok("wasm".into()),
         // compat-smart: wasm only when the entry point really is a module, as crun does.
         Some("compat-smart") => {
-            let wasm = entry_path(spec).is_some_and(|p| is_wasm_file(&p));
+            let wasm = entry_is_wasm(spec);
             return Ok(if wasm { "wasm" } else { "container" }.into());
         }
         Some(other) => {
@@ -179,7 +165,7 @@ pub fn choose_backend(spec: &Spec, flag: Option<&str>) -> Result<String> {
         }
         return Ok(b.to_string());
     }
-    if entry_path(spec).is_some_and(|p| is_wasm_file(&p)) {
+    if entry_is_wasm(spec) {
         return Ok("wasm".into());
     }
     Ok("container".into())

@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Context, Result};
 use nix::errno::Errno;
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::SigSet;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -25,20 +25,19 @@ fn exit_code(ws: WaitStatus) -> Option<i32> {
     }
 }
 
-/// The signals hako forwards (every catchable one but the synchronous faults).
+/// The signals hako forwards (`hako_contract::signal::forwarded`, the one list), and SIGCHLD,
+/// which wakes the wait to reap.
 fn forwarded() -> SigSet {
-    let mut set = SigSet::all();
-    for s in [
-        Signal::SIGKILL,
-        Signal::SIGSTOP,
-        Signal::SIGSEGV,
-        Signal::SIGBUS,
-        Signal::SIGILL,
-        Signal::SIGFPE,
-    ] {
-        set.remove(s);
+    // SAFETY: sigemptyset/sigaddset on a local set; the numbers are valid signals.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in hako_contract::signal::forwarded() {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        SigSet::from_sigset_t_unchecked(set)
     }
-    set
 }
 
 /// Block the forwarded signals in this thread (and in threads it starts afterwards), so they

@@ -3,8 +3,7 @@
 //! Each test starts podman with `--root/--runroot/--tmpdir` in its own temp dir, a
 //! containers.conf that fits this machine (see docs/engines.md), the vfs storage driver, the
 //! cgroupfs manager and the file events backend, loads a busybox image built from the host's
-//! busybox-static, and runs containers with `--network none` (unless a test names a network)
-//! under a per-test cgroup parent.
+//! busybox-static, and runs containers with `--network none` under a per-test cgroup parent.
 //! The runtime is hako unless `HAKO_E2E_RUNTIME` selects another (runc, crun, a path).
 
 #[macro_use]
@@ -106,8 +105,8 @@ impl Podman {
         if matches!(args.first().map(String::as_str), Some("run" | "create")) {
             // Keep this test's cgroups apart from every other test's.
             args.insert(1, format!("--cgroup-parent={}", self.cgroup_parent));
-            // No network unless the test names one (a published port needs the bridge).
-            if !args.iter().any(|a| a.starts_with("--network")) {
+            // No network unless the test asks for one (`--network=...` or a published port).
+            if !args.iter().any(|a| a.starts_with("--network") || a == "-p") {
                 args.insert(1, "--network=none".into());
             }
         }
@@ -855,84 +854,6 @@ fn podman_backend_sentry() {
     p.ok(&["rm", "-f", "-t", "0", "stop"]);
 }
 
-/// A server in a sentry container on podman's default bridge network, its port published on the
-/// host's loopback, reached by a client outside (issue 12): the sentry joins the network
-/// namespace podman made and its sockets are host sockets there.
-#[test]
-fn podman_backend_sentry_publishes_a_port() {
-    skip_unless!(PODMAN_BINS);
-    let Some(p) = backend_case("sentry") else {
-        return;
-    };
-    // A free port on the host's loopback (released before podman binds it).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let publish = format!("127.0.0.1:{port}:{port}");
-    let serve = format!(
-        "mkdir -p /tmp/www && echo hello-from-the-sentry > /tmp/www/index.html && exec httpd -f -p {port} -h /tmp/www"
-    );
-    let out = p.cmd(&[
-        "run",
-        "-d",
-        "--name",
-        "web",
-        "--network",
-        "bridge",
-        "-p",
-        &publish,
-        "--annotation",
-        "io.hako.backend=sentry",
-        IMAGE,
-        "sh",
-        "-c",
-        &serve,
-    ]);
-    if !out.ok() {
-        if out.stderr.contains("netavark")
-            || out.stderr.contains("CNI")
-            || out.stderr.contains("iptables")
-        {
-            eprintln!(
-                "SKIP: podman's bridge network is not usable here: {}",
-                out.describe()
-            );
-            return;
-        }
-        p.fail("podman run -p with the sentry backend", &out);
-    }
-    // The server comes up when it comes up: retry until it answers (a minute bounds a broken
-    // run; nothing here measures time).
-    let give_up = std::time::Instant::now() + Duration::from_secs(60);
-    let body = loop {
-        use std::io::{Read, Write};
-        let got = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
-            let mut r = String::new();
-            s.read_to_string(&mut r)?;
-            Ok(r)
-        });
-        match got {
-            Ok(r) if r.contains("hello-from-the-sentry") => break r,
-            _ if std::time::Instant::now() < give_up => {
-                std::thread::sleep(Duration::from_millis(100))
-            }
-            other => {
-                let logs = p.cmd(&["logs", "web"]);
-                panic!(
-                    "no answer from the sentry's server on 127.0.0.1:{port}: {other:?}\n{}",
-                    logs.describe()
-                )
-            }
-        }
-    };
-    assert!(body.starts_with("HTTP/1."), "{body}");
-    p.ok(&["rm", "-f", "-t", "0", "web"]);
-}
-
 /// `podman exec` into a sentry container (issue 13): the process joins the sandbox's kernel
 /// (the workload is its pid 1), with exit codes, --user, -e, -w, stdin and a terminal.
 #[test]
@@ -1473,5 +1394,145 @@ fn podman_join_namespaces() {
     let out = p.ok(&["run", "--rm", "--uts", "host", IMAGE, "hostname"]);
     assert_eq!(out.stdout.trim(), host.trim(), "{}", out.describe());
     p.ok(&["rm", "-f", "-t", "0", "first"]);
+    p.assert_no_container_cgroups();
+}
+
+/// `GET path` from the host's 127.0.0.1:`port` (a port published by container `name`), retried
+/// until it answers 200 OK: the server comes up when it comes up (`give_up` only bounds a broken
+/// run; nothing here measures time). The whole response.
+fn fetch_published(p: &Podman, port: u16, path: &str, name: &str, give_up: Duration) -> String {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + give_up;
+    loop {
+        let r = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut c| {
+            c.set_read_timeout(Some(Duration::from_secs(10)))?;
+            c.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())?;
+            let mut s = String::new();
+            c.read_to_string(&mut s)?;
+            Ok(s)
+        });
+        match r {
+            Ok(s) if s.contains("200 OK") => return s,
+            _ if std::time::Instant::now() > deadline => {
+                let logs = p.cmd(&["logs", name]);
+                p.fail(
+                    &format!("no answer from {name} behind -p 127.0.0.1:{port}"),
+                    &logs,
+                );
+            }
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+/// A server in a sentry container on podman's default bridge network, its port published on the
+/// host's loopback, reached by a client outside (issue 12): the sentry joins the network
+/// namespace podman made and its sockets are host sockets there.
+#[test]
+fn podman_backend_sentry_publishes_a_port() {
+    skip_unless!(PODMAN_BINS);
+    let Some(p) = backend_case("sentry") else {
+        return;
+    };
+    // A free port on the host's loopback (released before podman binds it).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let publish = format!("127.0.0.1:{port}:{port}");
+    let serve = format!(
+        "mkdir -p /tmp/www && echo hello-from-the-sentry > /tmp/www/index.html && exec httpd -f -p {port} -h /tmp/www"
+    );
+    p.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        &publish,
+        "--annotation",
+        "io.hako.backend=sentry",
+        IMAGE,
+        "sh",
+        "-c",
+        &serve,
+    ]);
+    let body = fetch_published(&p, port, "/index.html", "web", Duration::from_secs(60));
+    assert!(body.ends_with("hello-from-the-sentry\n"), "{body}");
+    p.ok(&["rm", "-f", "-t", "0", "web"]);
+    p.assert_no_container_cgroups();
+}
+
+/// The microVM on podman's default bridge network (issue 12): a busybox httpd in a microVM,
+/// published on the host's loopback (`-p 127.0.0.1:PORT:8080`), answers a client on the host;
+/// a client in a second microVM reaches it at its bridge address. Traffic stays on loopback and
+/// the test's own containers. Needs a guest kernel with virtio-net (`HAKO_MICROVM_KERNEL`, else
+/// the cached default).
+#[test]
+fn podman_microvm_bridge_network() {
+    skip_unless!(PODMAN_BINS);
+    let Some(p) = backend_case("microvm") else {
+        return;
+    };
+    let kernel = std::env::var("HAKO_MICROVM_KERNEL")
+        .unwrap_or_else(|_| "/var/cache/hako/kernels/vmlinux".into());
+    let cfg = fs::canonicalize(&kernel)
+        .map(|k| format!("{}.config", k.display()))
+        .and_then(fs::read_to_string)
+        .unwrap_or_default();
+    if !cfg.lines().any(|l| l == "CONFIG_VIRTIO_NET=y") {
+        eprintln!(
+            "SKIP: the guest kernel {kernel} has no virtio-net (rebuild with kernels/build.sh)"
+        );
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let kann = format!("io.hako.microvm.kernel={kernel}");
+    let publish = format!("127.0.0.1:{port}:8080");
+    p.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "vweb",
+        "--annotation",
+        "io.hako.backend=microvm",
+        "--annotation",
+        &kann,
+        "-p",
+        &publish,
+        IMAGE,
+        "sh",
+        "-c",
+        "mkdir /www && echo served from a microvm > /www/i && exec httpd -f -p 8080 -h /www",
+    ]);
+    // From the host, through the published port (the guest boots under TCG: retry).
+    let got = fetch_published(&p, port, "/i", "vweb", Duration::from_secs(120));
+    assert!(got.ends_with("served from a microvm\n"), "{got}");
+    // From a second microVM on the same bridge network, at the server's address.
+    let ip = p.inspect("vweb", "{{.NetworkSettings.IPAddress}}");
+    let url = format!("http://{ip}:8080/i");
+    let out = p.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "bridge",
+        "--annotation",
+        "io.hako.backend=microvm",
+        "--annotation",
+        &kann,
+        IMAGE,
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        &url,
+    ]);
+    assert_eq!(out.stdout, "served from a microvm\n", "{}", out.describe());
+    p.ok(&["rm", "--force", "--time", "0", "vweb"]);
     p.assert_no_container_cgroups();
 }

@@ -123,7 +123,7 @@ fn attack_bundle(prog: &Path, args: &[&str]) -> Bundle {
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Rt {
     Container,
-    /// The sentry on its default platform (seccomp user notification + ptrace).
+    /// The sentry on its default platform (`samecpu` where the kernel has it, else `hybrid`).
     Sentry,
     /// The sentry on the ptrace platform (`io.hako.sentry.platform=ptrace`).
     SentryPtrace,

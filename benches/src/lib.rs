@@ -13,6 +13,7 @@ pub mod procs;
 pub mod report;
 pub mod stats;
 pub mod subjects;
+pub mod trapcost;
 pub mod workloads;
 
 use std::path::{Path, PathBuf};
@@ -73,6 +74,9 @@ pub struct BenchArgs {
     /// Iterations of each loop inside one syscall run
     #[arg(long, default_value_t = 20000)]
     pub syscall_loops: u64,
+    /// Seconds a sandbox sleeps for the CPU-while-idle measurement (0: skip)
+    #[arg(long, default_value_t = 10)]
+    pub idle_secs: u64,
     /// Working directory for bundles, state roots and scratch files
     #[arg(long, default_value = "/var/tmp/hako-bench")]
     pub work_dir: PathBuf,
@@ -180,6 +184,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         std::fs::write(&a.plot, plot::render_svg(&report)?)
             .with_context(|| format!("writing {}", a.plot.display()))?;
         print!("{}", report.table());
+        print!("{}", trapcost::table(&report.subjects));
         println!("plot: {}", a.plot.display());
         return Ok(0);
     }
@@ -218,6 +223,9 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         timeout: Duration::from_secs(a.timeout),
     };
     let w = workloads::Workloads::prepare(&dir)?;
+    let trap_ok = trapcost::install(&w)
+        .map_err(|e| eprintln!("skipping the threaded getppid loop and the idle CPU: {e}"))
+        .is_ok();
     let plan = Plan {
         backends,
         peers,
@@ -279,6 +287,11 @@ pub fn run(a: BenchArgs) -> Result<i32> {
             + (iters * active.len()
                 + a.syscall_runs * syscall_subjects
                 + density_subjects
+                + if trap_ok {
+                    trapcost::planned(&active, a.syscall_runs, a.idle_secs)
+                } else {
+                    0
+                }
                 + usize::from(synthetic_vmm)) as u64,
     );
 
@@ -349,6 +362,23 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         }
     }
 
+    // Trapped syscalls from 1, 2 and 4 threads, and the CPU an idle sandbox uses (the /bin/true
+    // lifecycle's CPU, subtracted from it, is summarized here first).
+    for (_, rep) in active.iter_mut() {
+        rep.summarize();
+    }
+    trapcost::measure(
+        &mut active,
+        &ctx,
+        if trap_ok { a.syscall_runs } else { 0 },
+        a.syscall_loops,
+        if trap_ok { a.idle_secs } else { 0 },
+        &|m| {
+            pb.set_message(m);
+            pb.inc(1);
+        },
+    );
+
     // Density, one subject at a time (each is a batch of sandboxes alive at once).
     if a.density > 0 {
         for (s, rep) in active.iter_mut() {
@@ -396,6 +426,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
     report.duration_s = began.elapsed().as_secs_f64();
 
     print!("{}", report.table());
+    print!("{}", trapcost::table(&report.subjects));
     println!(
         "machine: {} cpus ({}), {} MiB, kernel {}; cgroup memory: {}; took {:.0} s",
         report.machine.cpus,

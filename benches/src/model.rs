@@ -198,6 +198,9 @@ pub struct SubjectReport {
     pub density_note: Option<String>,
     /// Set when the subject failed three runs in a row and was not run any more.
     pub gave_up: Option<String>,
+    /// Traps from several threads, and the CPU while idle (see `crate::trapcost`).
+    #[serde(default)]
+    pub trap: Option<crate::trapcost::TrapReport>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -35,6 +35,7 @@ impl SubjectReport {
             density: None,
             density_note: None,
             gave_up: None,
+            trap: None,
         }
     }
 

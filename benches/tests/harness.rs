@@ -314,6 +314,8 @@ fn short_real_run_against_runc() {
         "1",
         "--syscall-loops",
         "1000",
+        "--idle-secs",
+        "1",
         "--no-progress",
     ]
     .iter()
@@ -341,6 +343,26 @@ fn short_real_run_against_runc() {
     assert!(runc["runtime_rss_mib"]["median"].as_f64().unwrap() > 0.0);
     assert_eq!(runc["density"]["started"], 2);
     assert_eq!(runc["syscall"].as_array().unwrap().len(), 1);
+    // Traps from 1, 2 and 4 threads, 10 000 calls from one, and a sandbox idle for 1 s.
+    let trap = &runc["trap"];
+    let threads: Vec<u64> = trap["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["threads"].as_u64().unwrap())
+        .collect();
+    assert_eq!(threads, [1, 2, 4], "{trap}");
+    assert!(
+        trap["threads"][2]["ns_per_call"].as_f64().unwrap() > 0.0,
+        "{trap}"
+    );
+    assert_eq!(trap["long_calls"], 10_000);
+    assert!(trap["long_run_s"].as_f64().unwrap() > 0.0, "{trap}");
+    assert_eq!(trap["idle"]["sleep_s"], 1);
+    assert!(
+        trap["idle"]["lifecycle_cpu_s"].as_f64().unwrap() > 0.0,
+        "{trap}"
+    );
     if hako_bench::procs::which("wasmtime").is_none() {
         let w = j["skipped"]
             .as_array()

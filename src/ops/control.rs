@@ -32,22 +32,13 @@ pub fn resume(ctx: &Ctx, id: &str) -> Result<()> {
     c.backend.resume(&c.sandbox(&ctx.global))
 }
 
-/// Parse a size like `512m`, `1G`, `1048576` or `-1`.
+/// Parse a size like `512m`, `1G`, `1048576` or `-1` (no limit).
 fn parse_size(s: &str) -> Result<i64> {
-    let t = s.trim().to_ascii_lowercase();
-    if t == "-1" {
+    if s.trim() == "-1" {
         return Ok(-1);
     }
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('b') => (&t[..t.len() - 1], 1),
-        _ => (&t[..], 1),
-    };
-    let n: i64 = num.parse().with_context(|| format!("invalid size {s:?}"))?;
-    n.checked_mul(mult)
-        .with_context(|| format!("size {s:?} too large"))
+    let n = hako_contract::formats::parse_size(s, 1)?;
+    i64::try_from(n).with_context(|| format!("{s:?} is too large"))
 }
 
 /// `hako update`: the resources from `--resources FILE|-` (runtime-spec linux.resources JSON),

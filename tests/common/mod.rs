@@ -422,18 +422,23 @@ pub fn read_pid(path: &Path) -> i32 {
         .unwrap()
 }
 
+/// Whether `pid` exists and is neither a zombie nor dead (from /proc/PID/stat's state field).
+pub fn alive(pid: i32) -> bool {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = st
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .next();
+    !st.is_empty() && state != Some("Z") && state != Some("X")
+}
+
 /// Wait until `pid` is gone or a zombie (a detached exec client is reaped by whoever inherits it).
 pub fn wait_gone(pid: i32, what: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = st
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .next();
-        if st.is_empty() || state == Some("Z") {
+        if !alive(pid) {
             return;
         }
         assert!(

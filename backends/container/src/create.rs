@@ -6,6 +6,7 @@ use crate::rootfs::{self, CgroupMounts, MountPlan};
 use crate::sync::{self, Channel, Msg};
 use crate::{sec, CgroupManager, Data};
 use anyhow::{anyhow, bail, Context, Result};
+use hako_contract::host_process::Report;
 use hako_contract::{hooks, CreateRequest, Created, OciState, Status};
 use nix::mount::MsFlags;
 use oci_spec::runtime::{Hook, LinuxDevice};
@@ -133,11 +134,9 @@ pub fn create(req: &CreateRequest) -> Result<Created> {
         bail!("rootless: the container backend needs a user namespace in config.json (linux.namespaces type \"user\" with uid and gid mappings, as `hako spec --rootless` writes)");
     }
     let linux = req.spec.linux().clone().unwrap_or_default();
-    let cg_path = linux
-        .cgroups_path()
-        .as_ref()
-        .map(|p| p.to_string_lossy().to_string());
-    let cg = cgroup_for(req, cg_path.as_deref(), linux.resources().as_ref())?;
+    // By the rule every backend follows (hako_contract::cgroup); the resources are written
+    // below, with the default device rules.
+    let cg = hako_contract::cgroup::make(req, hako_contract::cgroup::Need::Always, None)?;
     hako_contract::fault::point("create:cgroup");
     let host_mounts_before = plan
         .root_propagation
@@ -172,24 +171,6 @@ pub fn create(req: &CreateRequest) -> Result<Created> {
             Err(e)
         }
     }
-}
-
-/// The container's cgroup, made (see [`CgroupManager::make_for_sandbox`]).
-fn cgroup_for(
-    req: &CreateRequest,
-    path: Option<&str>,
-    res: Option<&oci_spec::runtime::LinuxResources>,
-) -> Result<Option<CgroupManager>> {
-    // SAFETY: geteuid cannot fail.
-    let rootless = req.global.rootless || unsafe { libc::geteuid() } != 0;
-    CgroupManager::make_for_sandbox(
-        path,
-        req.id,
-        req.global.systemd_cgroup,
-        rootless,
-        res,
-        req.global.debug,
-    )
 }
 
 /// Clone the init (through an intermediate when namespaces are joined), then drive it until it
@@ -235,8 +216,8 @@ fn spawn(
         })?;
         if pid == 0 {
             drop(parent);
-            process::close_cloexec_fds(&keep);
-            process::reset_signals();
+            hako_linux::process::close_cloexec_fds(&keep);
+            hako_linux::process::reset_signals();
             init_main(plan, &child, init);
         }
         pid
@@ -244,8 +225,8 @@ fn spawn(
         let mid = process::with_oom_score_adj(plan.process.oom_score_adj, || namespaces::clone(0))?;
         if mid == 0 {
             drop(parent);
-            process::close_cloexec_fds(&keep);
-            process::reset_signals();
+            hako_linux::process::close_cloexec_fds(&keep);
+            hako_linux::process::reset_signals();
             intermediate(plan, &child, &joins, init);
         }
         drop(joins);
@@ -333,12 +314,12 @@ fn drive(
     send_or_childs_error(chan, &Msg::HostDone)?;
     loop {
         match chan.recv()? {
-            Some((Msg::Ready, _)) => return Ok(()),
+            Some((Msg::Report(Report::Ready(())), _)) => return Ok(()),
             Some((Msg::PtyMaster, Some(fd))) => {
                 let sock = req.console_socket.context("no console socket")?;
                 hako_contract::console::send_master(sock, &fd)?;
             }
-            Some((Msg::Error(e), _)) => bail!("{e}"),
+            Some((Msg::Report(Report::Err(e)), _)) => bail!("{e}"),
             Some((m, _)) => bail!("unexpected message {m:?} from the container init"),
             None => bail!("the container init exited during set-up"),
         }
@@ -353,7 +334,7 @@ fn send_or_childs_error(chan: &Channel, m: &Msg) -> Result<()> {
     };
     loop {
         match chan.recv() {
-            Ok(Some((Msg::Error(child), _))) => bail!("{child}"),
+            Ok(Some((Msg::Report(Report::Err(child)), _))) => bail!("{child}"),
             Ok(Some(_)) => continue,
             _ => return Err(e),
         }
@@ -366,7 +347,7 @@ fn rootless() -> bool {
 }
 
 fn fail(chan: &Channel, e: anyhow::Error) -> ! {
-    let _ = chan.send(&Msg::Error(format!("{e:#}")));
+    let _ = chan.send(&Msg::Report(Report::Err(format!("{e:#}"))));
     // SAFETY: leave the child without running the parent's destructors.
     unsafe { libc::_exit(1) }
 }
@@ -399,7 +380,7 @@ fn init_main(plan: &InitPlan, chan: &Channel, fds: InitFds) -> ! {
         Ok(r) => r,
         Err(e) => fail(chan, e),
     };
-    if let Err(e) = chan.send(&Msg::Ready) {
+    if let Err(e) = chan.send(&Msg::Report(Report::Ready(()))) {
         fail(chan, e);
     }
     // From here on the parent is gone: errors go to stderr, status 127.
@@ -589,7 +570,7 @@ fn init_setup(plan: &InitPlan, chan: &Channel, fds: InitFds) -> Result<Ready> {
     process::chdir(pp)?;
     let exe = process::find_executable(pp)?;
     process::keep_fds(plan.preserve_fds);
-    process::close_fds_from(3 + plan.preserve_fds as i32)?;
+    hako_linux::process::cloexec_fds_from(3 + plan.preserve_fds as i32);
     Ok(Ready {
         fifo,
         proc,

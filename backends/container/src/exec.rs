@@ -7,6 +7,7 @@ use crate::process::{self, ProcessPlan};
 use crate::sync::{self, Channel, Msg};
 use crate::{sec, Data};
 use anyhow::{anyhow, bail, Context, Result};
+use hako_contract::host_process::Report;
 use hako_contract::{ExecRequest, Execed, Sandbox};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
@@ -55,8 +56,8 @@ pub fn exec(sb: &Sandbox, req: &ExecRequest) -> Result<Execed> {
         keep.push(root.as_raw_fd());
         keep.push(child.raw());
         keep.push(proc.as_raw_fd());
-        process::close_cloexec_fds(&keep);
-        process::reset_signals();
+        hako_linux::process::close_cloexec_fds(&keep);
+        hako_linux::process::reset_signals();
         let way_in = WayIn {
             nss: &nss,
             root: &root,
@@ -75,7 +76,7 @@ pub fn exec(sb: &Sandbox, req: &ExecRequest) -> Result<Execed> {
                     let sock = req.console_socket.context("no console socket")?;
                     hako_contract::console::send_master(sock, &fd)?;
                 }
-                Some((Msg::Error(e), _)) => bail!("{e}"),
+                Some((Msg::Report(Report::Err(e)), _)) => bail!("{e}"),
                 Some((m, _)) => bail!("unexpected message {m:?} from the exec process"),
                 // Both the intermediate and the process (at execve) closed their ends.
                 None => return pid.ok_or_else(|| anyhow!("the exec process exited during set-up")),
@@ -97,7 +98,7 @@ pub fn exec(sb: &Sandbox, req: &ExecRequest) -> Result<Execed> {
 }
 
 fn fail(chan: &Channel, e: anyhow::Error) -> ! {
-    let _ = chan.send(&Msg::Error(format!("{e:#}")));
+    let _ = chan.send(&Msg::Report(Report::Err(format!("{e:#}"))));
     // SAFETY: leave the child without running the parent's destructors.
     unsafe { libc::_exit(1) }
 }
@@ -188,7 +189,7 @@ fn setup(
     process::chdir(plan)?;
     let exe = process::find_executable(plan)?;
     process::keep_fds(req.preserve_fds);
-    process::close_fds_from(3 + req.preserve_fds as i32)?;
+    hako_linux::process::cloexec_fds_from(3 + req.preserve_fds as i32);
     if let (Some(c), true) = (seccomp, late) {
         sec::apply(c).context("loading the seccomp filter")?;
     }

@@ -7,8 +7,6 @@
 //! path go through a short-lived intermediate process that setns()s and then clones the init
 //! with CLONE_PARENT, so the init is still the caller's child.
 
-pub mod caps;
-pub mod cgroups;
 mod check;
 mod create;
 mod exec;
@@ -16,17 +14,15 @@ pub mod namespaces;
 pub mod process;
 pub mod rootfs;
 mod sec;
-pub mod seccomp;
 pub mod sync;
 
 use hako_contract::{
-    bail, Backend, Context, CreateRequest, Created, ExecRequest, Execed, LinuxResources, Result,
-    Sandbox, Spec,
+    Backend, Context, CreateRequest, Created, ExecRequest, Execed, Result, Sandbox, Spec,
 };
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-pub use cgroups::CgroupManager;
+use hako_linux::{caps, CgroupManager};
 
 /// What the backend remembers between invocations (stored in state.json).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,78 +70,11 @@ impl Backend for ContainerBackend {
     }
 
     fn kill(&self, sb: &Sandbox, signal: i32, all: bool) -> Result<()> {
-        let data = Data::from_sandbox(sb)?;
-        if all {
-            let mut pids = match &data.cgroup {
-                Some(cg) => cg.pids().unwrap_or_default(),
-                None => vec![],
-            };
-            if sb.alive && !pids.contains(&sb.pid) {
-                pids.push(sb.pid);
-            }
-            for p in pids {
-                // SAFETY: plain kill; a process that is already gone is fine.
-                unsafe { libc::kill(p, signal) };
-            }
-            // A frozen cgroup holds the signal back: thaw it so SIGKILL is delivered.
-            if signal == libc::SIGKILL {
-                if let Some(cg) = &data.cgroup {
-                    if cg.is_frozen() {
-                        let _ = cg.thaw();
-                    }
-                }
-            }
-            return Ok(());
-        }
-        if !sb.alive {
-            bail!("container {} is not running", sb.id);
-        }
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(sb.pid),
-            nix::sys::signal::Signal::try_from(signal).ok(),
-        )
-        .or_else(|e| {
-            // Real-time signals are not in nix's enum: send them raw.
-            // SAFETY: plain kill.
-            if unsafe { libc::kill(sb.pid, signal) } == 0 {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })
-        .with_context(|| format!("sending signal {signal} to {}", sb.pid))
-    }
-
-    fn pids(&self, sb: &Sandbox) -> Result<Vec<i32>> {
-        let data = Data::from_sandbox(sb)?;
-        match &data.cgroup {
-            Some(cg) => cg.pids(),
-            None => Ok(if sb.alive { vec![sb.pid] } else { vec![] }),
-        }
-    }
-
-    fn pause(&self, sb: &Sandbox) -> Result<()> {
-        if !sb.alive {
-            bail!("container {} is not running", sb.id);
-        }
-        cgroup_of(sb)?.freeze()
-    }
-
-    fn resume(&self, sb: &Sandbox) -> Result<()> {
-        cgroup_of(sb)?.thaw()
-    }
-
-    fn is_paused(&self, sb: &Sandbox) -> bool {
-        sb.alive && cgroup_of(sb).map(|c| c.is_frozen()).unwrap_or(false)
+        hako_contract::cgroup::kill(sb, signal, all)
     }
 
     fn exec(&self, sb: &Sandbox, req: &ExecRequest) -> Result<Execed> {
         exec::exec(sb, req)
-    }
-
-    fn update(&self, sb: &Sandbox, resources: &LinuxResources) -> Result<()> {
-        CgroupManager::check(resources)?;
-        cgroup_of(sb)?.apply(resources)
     }
 
     fn delete(&self, sb: &Sandbox) -> Result<()> {
@@ -166,7 +95,7 @@ impl Backend for ContainerBackend {
 
     fn delete_orphan(&self, sb: &Sandbox) -> Result<()> {
         // The init dies with its sync socket when `create` dies, or is in the cgroup.
-        match orphan_cgroup(sb) {
+        match hako_contract::cgroup::orphan(sb) {
             Some(cg) => cg.destroy(),
             None => Ok(()),
         }
@@ -178,25 +107,5 @@ impl Backend for ContainerBackend {
 
     fn runs_hako_code_inside(&self) -> bool {
         true
-    }
-}
-
-/// The cgroup a `create` of this sandbox made, found from the id and the spec alone (for
-/// [`Backend::delete_orphan`]): at `linux.cgroupsPath`, or the default path for the id. None
-/// when the path does not resolve: such a create failed before it made anything.
-pub fn orphan_cgroup(sb: &Sandbox) -> Option<CgroupManager> {
-    let path = sb
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.cgroups_path().as_ref())
-        .map(|p| p.to_string_lossy().into_owned());
-    CgroupManager::new(path.as_deref(), sb.id, sb.global.systemd_cgroup).ok()
-}
-
-fn cgroup_of(sb: &Sandbox) -> Result<CgroupManager> {
-    match Data::from_sandbox(sb)?.cgroup {
-        Some(c) => Ok(c),
-        None => bail!("container {} has no cgroup", sb.id),
     }
 }

@@ -3,7 +3,8 @@
 
 use crate::caps;
 use anyhow::{bail, Context, Result};
-use oci_spec::runtime::{PosixRlimitType, Process};
+use hako_linux::process::Rlimit;
+use oci_spec::runtime::Process;
 use std::ffi::CString;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
@@ -20,35 +21,13 @@ pub struct ProcessPlan {
     pub gid: u32,
     pub additional_gids: Vec<u32>,
     pub umask: Option<u32>,
-    pub rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
+    pub rlimits: Vec<Rlimit>,
     pub caps: Option<caps::Sets>,
     pub no_new_privileges: bool,
     pub apparmor: Option<String>,
     pub oom_score_adj: Option<i32>,
     pub terminal: bool,
     pub io_priority: Option<(i64, i64)>,
-}
-
-fn rlimit_resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
-    use PosixRlimitType::*;
-    match t {
-        RlimitCpu => libc::RLIMIT_CPU,
-        RlimitFsize => libc::RLIMIT_FSIZE,
-        RlimitData => libc::RLIMIT_DATA,
-        RlimitStack => libc::RLIMIT_STACK,
-        RlimitCore => libc::RLIMIT_CORE,
-        RlimitRss => libc::RLIMIT_RSS,
-        RlimitNproc => libc::RLIMIT_NPROC,
-        RlimitNofile => libc::RLIMIT_NOFILE,
-        RlimitMemlock => libc::RLIMIT_MEMLOCK,
-        RlimitAs => libc::RLIMIT_AS,
-        RlimitLocks => libc::RLIMIT_LOCKS,
-        RlimitSigpending => libc::RLIMIT_SIGPENDING,
-        RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
-        RlimitNice => libc::RLIMIT_NICE,
-        RlimitRtprio => libc::RLIMIT_RTPRIO,
-        RlimitRttime => libc::RLIMIT_RTTIME,
-    }
 }
 
 fn cstr(s: &str, what: &str) -> Result<CString> {
@@ -110,8 +89,8 @@ impl ProcessPlan {
                 .rlimits()
                 .iter()
                 .flatten()
-                .map(|r| (rlimit_resource(r.typ()), r.soft(), r.hard()))
-                .collect(),
+                .map(Rlimit::from_spec)
+                .collect::<Result<_>>()?,
             caps,
             no_new_privileges: p.no_new_privileges().unwrap_or(false),
             apparmor: p.apparmor_profile().clone().filter(|s| !s.is_empty()),
@@ -153,16 +132,13 @@ pub fn with_oom_score_adj(v: Option<i32>, clone: impl FnOnce() -> Result<i32>) -
 }
 
 pub fn set_rlimits(p: &ProcessPlan) -> Result<()> {
-    for (res, soft, hard) in &p.rlimits {
-        let r = libc::rlimit {
-            rlim_cur: *soft,
-            rlim_max: *hard,
-        };
-        // SAFETY: plain setrlimit.
-        if unsafe { libc::setrlimit(*res, &r) } != 0 {
-            return Err(std::io::Error::last_os_error())
-                .with_context(|| format!("setrlimit({res}, soft {soft}, hard {hard})"));
-        }
+    for r in &p.rlimits {
+        r.apply().with_context(|| {
+            format!(
+                "setrlimit({}, soft {}, hard {})",
+                r.resource, r.soft, r.hard
+            )
+        })?;
     }
     Ok(())
 }
@@ -305,42 +281,6 @@ pub fn find_executable(p: &ProcessPlan) -> Result<CString> {
     bail!("exec: {arg0:?}: executable file not found in $PATH")
 }
 
-/// Close (on exec) every fd from `3 + preserve` up. By close_range(2), not by listing
-/// /proc/self/fd: once in the container, /proc is whatever the container's mounts made it.
-pub fn close_fds_from(first: i32) -> Result<()> {
-    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-    // SAFETY: close_range only sets FD_CLOEXEC on our own descriptors.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first as libc::c_uint,
-            libc::c_uint::MAX,
-            CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    if r == 0 {
-        return Ok(());
-    }
-    // Kernels before 5.11: every number up to the fd limit.
-    // SAFETY: getrlimit into a local struct.
-    let mut rl = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) };
-    let top = rl.rlim_cur.clamp(1024, 1 << 20) as i32;
-    for fd in first..top {
-        // SAFETY: setting FD_CLOEXEC on an fd number; a closed one fails harmlessly.
-        unsafe {
-            let f = libc::fcntl(fd, libc::F_GETFD);
-            if f >= 0 {
-                libc::fcntl(fd, libc::F_SETFD, f | libc::FD_CLOEXEC);
-            }
-        }
-    }
-    Ok(())
-}
-
 /// The host's procfs, opened before the init (or an exec'd process) enters the container and
 /// used only through this descriptor afterwards: a workload can shape the /proc it sees (a
 /// bundle's mounts, an image without a proc mount), never this one (runc's CVE-2019-19921
@@ -372,38 +312,18 @@ impl HostProc {
     /// Open `rel` (below /proc) with `flags`, never leaving this procfs on the way (openat2
     /// RESOLVE_BENEATH | RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS).
     pub fn open_file(&self, rel: &str, flags: i32) -> Result<std::os::fd::OwnedFd> {
-        use std::os::fd::FromRawFd;
-        #[repr(C)]
-        struct OpenHow {
-            flags: u64,
-            mode: u64,
-            resolve: u64,
-        }
-        const RESOLVE_NO_XDEV: u64 = 0x01;
-        const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-        const RESOLVE_BENEATH: u64 = 0x08;
-        let how = OpenHow {
-            flags: (flags | libc::O_CLOEXEC) as u64,
-            mode: 0,
-            resolve: RESOLVE_BENEATH | RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS,
+        use hako_linux::inroot::{
+            openat2, RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_XDEV,
         };
-        let c = std::ffi::CString::new(rel)?;
-        // SAFETY: openat2 with a valid open_how of the size passed.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                self.0.as_raw_fd(),
-                c.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            )
-        };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error())
-                .with_context(|| format!("opening /proc/{rel}"));
-        }
-        // SAFETY: a fresh descriptor.
-        Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+        use std::os::fd::AsFd;
+        openat2(
+            self.0.as_fd(),
+            Path::new(rel),
+            flags,
+            0,
+            RESOLVE_BENEATH | RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS,
+        )
+        .with_context(|| format!("opening /proc/{rel}"))
     }
 
     pub fn as_raw_fd(&self) -> i32 {
@@ -436,32 +356,6 @@ impl HostProc {
     }
 }
 
-/// In a freshly cloned child: close every descriptor the caller marked close-on-exec (its
-/// state-directory lock, its log file, ...) except `keep`. A runtime that re-execs itself
-/// would never see them; the container must not hold them while it waits on the start gate.
-pub fn close_cloexec_fds(keep: &[i32]) {
-    let mut fds = vec![];
-    if let Ok(rd) = std::fs::read_dir("/proc/self/fd") {
-        for e in rd.flatten() {
-            if let Some(fd) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) {
-                fds.push(fd);
-            }
-        }
-    }
-    for fd in fds {
-        if fd < 3 || keep.contains(&fd) {
-            continue;
-        }
-        // SAFETY: closing descriptors this process will never use; the read_dir one is gone.
-        unsafe {
-            let f = libc::fcntl(fd, libc::F_GETFD);
-            if f >= 0 && f & libc::FD_CLOEXEC != 0 {
-                libc::close(fd);
-            }
-        }
-    }
-}
-
 /// Make this process non-dumpable (or dumpable again). A process that runs hako's own code
 /// inside (or on its way into) a container must be non-dumpable: otherwise a process in the
 /// container may open `/proc/<pid>/exe` (the host's hako binary), wait for the runtime to exit
@@ -471,44 +365,6 @@ pub fn close_cloexec_fds(keep: &[i32]) {
 pub fn set_dumpable(on: bool) {
     // SAFETY: plain prctl; it cannot fail with these arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, on as libc::c_ulong, 0, 0, 0) };
-}
-
-/// In a freshly cloned child: every signal back to its default action and none blocked. The
-/// caller's dispositions (Rust ignores SIGPIPE; a front end may handle SIGINT/SIGCHLD) must not
-/// leak into the container (ignored signals survive execve).
-pub fn reset_signals() {
-    // SAFETY: plain signal-state calls in a single-threaded child.
-    unsafe {
-        // The raw syscall: glibc's signal() refuses 32 and 33, which it reserves for itself,
-        // yet a caller may have them ignored (seen under cargo) and the workload would inherit.
-        #[repr(C)]
-        struct KernelSigaction {
-            handler: usize,
-            flags: u64,
-            restorer: usize,
-            mask: u64,
-        }
-        let dfl = KernelSigaction {
-            handler: libc::SIG_DFL,
-            flags: 0,
-            restorer: 0,
-            mask: 0,
-        };
-        for sig in 1..=libc::SIGRTMAX() {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::syscall(
-                    libc::SYS_rt_sigaction,
-                    sig,
-                    &dfl as *const KernelSigaction,
-                    0usize,
-                    8usize,
-                );
-            }
-        }
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    }
 }
 
 /// Make sure fds 0..3+preserve stay open across exec.

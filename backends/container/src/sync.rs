@@ -3,6 +3,7 @@
 //! optionally carrying one file descriptor (the pty master) with SCM_RIGHTS.
 
 use anyhow::{anyhow, bail, Context, Result};
+use hako_contract::host_process::Report;
 use nix::sys::socket::{
     recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
     SockFlag, SockType,
@@ -26,10 +27,10 @@ pub enum Msg {
     Pid(i32),
     /// Child → parent: here is the pty master (the fd travels with the message).
     PtyMaster,
-    /// Child → parent: everything is set up; the child now blocks on the start gate.
-    Ready,
-    /// Child → parent: set-up failed; the child exits.
-    Error(String),
+    /// Child → parent: the readiness report every backend's host process sends
+    /// (`hako_contract::host_process::Report`): `Ready` once everything is set up and the child
+    /// blocks on the start gate, or `Err` with the set-up's error text, after which it exits.
+    Report(Report<()>),
 }
 
 pub struct Channel {
@@ -137,7 +138,7 @@ impl Channel {
         f: impl FnOnce(Msg, Option<OwnedFd>) -> Result<T>,
     ) -> Result<T> {
         match self.recv()? {
-            Some((Msg::Error(e), _)) => Err(anyhow!("{e}")),
+            Some((Msg::Report(Report::Err(e)), _)) => Err(anyhow!("{e}")),
             Some((m, fd)) => f(m, fd),
             None => bail!("the container process exited while {what}"),
         }

@@ -15,9 +15,12 @@
 //! 3. The process exits with the workload's status.
 //! 4. `delete` removes what the backend made (cgroups, mounts, images, taps).
 
+pub mod cgroup;
 pub mod console;
 pub mod fault;
+pub mod formats;
 pub mod hooks;
+pub mod host_process;
 pub mod orphan;
 pub mod proc;
 pub mod signal;
@@ -145,30 +148,33 @@ pub trait Backend {
     /// Deliver `signal` to the workload (all of its processes with `all`).
     fn kill(&self, sb: &Sandbox, signal: i32, all: bool) -> Result<()>;
 
-    /// Host pids of the sandbox's processes (for `ps`).
+    /// Host pids of the sandbox's processes (for `ps`): its cgroup's (see [`cgroup`]), else the
+    /// host process while it lives.
     fn pids(&self, sb: &Sandbox) -> Result<Vec<i32>> {
-        Ok(if sb.alive { vec![sb.pid] } else { vec![] })
+        cgroup::pids(sb)
     }
 
-    fn pause(&self, _sb: &Sandbox) -> Result<()> {
-        bail!("pause is not supported by the {} backend", self.name())
+    /// Freeze the sandbox's cgroup (see [`cgroup`]).
+    fn pause(&self, sb: &Sandbox) -> Result<()> {
+        cgroup::pause(self.name(), sb)
     }
 
-    fn resume(&self, _sb: &Sandbox) -> Result<()> {
-        bail!("resume is not supported by the {} backend", self.name())
+    fn resume(&self, sb: &Sandbox) -> Result<()> {
+        cgroup::resume(self.name(), sb)
     }
 
     /// True when the sandbox is frozen by `pause`.
-    fn is_paused(&self, _sb: &Sandbox) -> bool {
-        false
+    fn is_paused(&self, sb: &Sandbox) -> bool {
+        cgroup::is_paused(sb)
     }
 
     fn exec(&self, _sb: &Sandbox, _req: &ExecRequest) -> Result<Execed> {
         bail!("exec is not supported by the {} backend", self.name())
     }
 
-    fn update(&self, _sb: &Sandbox, _resources: &LinuxResources) -> Result<()> {
-        bail!("update is not supported by the {} backend", self.name())
+    /// Write new resources to the sandbox's cgroup (see [`cgroup`]).
+    fn update(&self, sb: &Sandbox, resources: &LinuxResources) -> Result<()> {
+        cgroup::update(self.name(), sb, resources)
     }
 
     /// Remove everything the backend made. Called once the host process is gone (the front end

@@ -38,6 +38,33 @@ const NAMES: &[(&str, i32)] = &[
     ("SYS", libc::SIGSYS),
 ];
 
+/// Signals no forwarder passes on: the two no process can catch, the synchronous faults
+/// (SEGV, BUS, ILL, FPE, TRAP, SYS: a forwarder that gets one has a fault of its own, and the
+/// sentry's tracing uses TRAP and SYS), SIGCHLD (the forwarder's own children) and SIGPIPE (its
+/// own closed output).
+const NOT_FORWARDED: [i32; 10] = [
+    libc::SIGKILL,
+    libc::SIGSTOP,
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGILL,
+    libc::SIGFPE,
+    libc::SIGTRAP,
+    libc::SIGSYS,
+    libc::SIGCHLD,
+    libc::SIGPIPE,
+];
+
+/// The one list of signals forwarded to the workload, by every process that stands between a
+/// caller and it: `hako run` and `hako exec` in the front end, the sentry and its exec clients,
+/// the microvm host process and its exec clients. Every other signal from 1 to SIGRTMAX, the
+/// real-time ones included, except the two glibc keeps for itself (32 and 33, below SIGRTMIN).
+pub fn forwarded() -> Vec<i32> {
+    (1..=libc::SIGRTMAX())
+        .filter(|s| !NOT_FORWARDED.contains(s) && !(32..libc::SIGRTMIN()).contains(s))
+        .collect()
+}
+
 /// Parse a signal given by name or number; real-time signals as `RTMIN+N` or their number.
 pub fn parse(s: &str) -> Result<i32> {
     let t = s.trim();
@@ -94,7 +121,32 @@ pub fn die_like(sig: i32) -> i32 {
 
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use super::{forwarded, parse};
+
+    #[test]
+    fn forwarded_signals() {
+        let f = forwarded();
+        for s in [
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGHUP,
+            libc::SIGWINCH,
+            libc::SIGTSTP,
+        ] {
+            assert!(f.contains(&s), "{s} not forwarded");
+        }
+        assert!(f.contains(&libc::SIGRTMIN()) && f.contains(&libc::SIGRTMAX()));
+        for s in [
+            libc::SIGKILL,
+            libc::SIGSTOP,
+            libc::SIGCHLD,
+            libc::SIGSEGV,
+            32,
+            33,
+        ] {
+            assert!(!f.contains(&s), "{s} forwarded");
+        }
+    }
 
     #[test]
     fn names_and_numbers() {

@@ -38,6 +38,19 @@ pub struct VmSpec {
     pub engine_log: PathBuf,
     /// Use KVM (true) or software emulation (false); only the qemu engine can do the latter.
     pub kvm: bool,
+    /// The guest's network device, when the sandbox has a network ([`crate::net`]).
+    pub net: Option<VmNet>,
+}
+
+/// A virtio-net device backed by a tap: the engine runs the VM in the namespace `netns_fd` names
+/// and hands the tap to the device, whose MAC is `mac`. The fds belong to the host process and
+/// stay open as long as it runs.
+#[derive(Debug, Clone)]
+pub struct VmNet {
+    pub tap_fd: i32,
+    pub netns_fd: i32,
+    pub mac: String,
+    pub mtu: u32,
 }
 
 /// Starts VMs.

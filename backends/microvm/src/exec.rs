@@ -20,8 +20,8 @@
 //! every exec'd process and reports each as killed.
 
 use crate::hub::short_path;
-use crate::relay::{block_signals, close_fds_except, exit_like, make_raw, relay, winsize};
-use crate::relay::{Port, FORWARDED, VM_FAILED};
+use crate::relay::{block_signals, exit_like, make_raw, relay, winsize};
+use crate::relay::{Port, VM_FAILED};
 use anyhow::{bail, Context, Result};
 use hako_agent::proto::{ExitStatus, Frame, FrameReader};
 use std::io::{Read, Write};
@@ -88,7 +88,7 @@ pub fn start(sock_path: &Path, process_json: String, tty: Option<OwnedFd>) -> Re
 pub fn run_exec_client(sock: UnixStream, reader: FrameReader, tty: Option<OwnedFd>) -> i32 {
     let mut keep = vec![sock.as_raw_fd()];
     keep.extend(tty.as_ref().map(|t| t.as_raw_fd()));
-    close_fds_except(&keep);
+    hako_linux::process::close_fds_except(&keep);
     // SAFETY: ignoring SIGPIPE: a closed stdout must not kill the relay.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let run = || -> Result<Option<ExitStatus>> {
@@ -98,7 +98,7 @@ pub fn run_exec_client(sock: UnixStream, reader: FrameReader, tty: Option<OwnedF
             hako_contract::console::adopt_as_stdio(tty)?;
             make_raw(0);
         }
-        let sigfd = block_signals(FORWARDED)?;
+        let sigfd = block_signals(&hako_contract::signal::forwarded())?;
         let mut port = Port {
             sock,
             reader,

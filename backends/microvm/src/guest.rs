@@ -13,69 +13,6 @@ use std::path::{Path, PathBuf};
 /// Total bytes of host files a sandbox may carry in through bind mounts.
 pub const CARRY_BUDGET: u64 = 64 << 20;
 
-const CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
-
-const RLIMITS: &[&str] = &[
-    "RLIMIT_CPU",
-    "RLIMIT_FSIZE",
-    "RLIMIT_DATA",
-    "RLIMIT_STACK",
-    "RLIMIT_CORE",
-    "RLIMIT_RSS",
-    "RLIMIT_NPROC",
-    "RLIMIT_NOFILE",
-    "RLIMIT_MEMLOCK",
-    "RLIMIT_AS",
-    "RLIMIT_LOCKS",
-    "RLIMIT_SIGPENDING",
-    "RLIMIT_MSGQUEUE",
-    "RLIMIT_NICE",
-    "RLIMIT_RTPRIO",
-    "RLIMIT_RTTIME",
-];
-
 /// The devices every container gets; the agent makes them, so listing them is fine.
 const DEFAULT_DEVICES: &[&str] = &[
     "/dev/null",
@@ -88,22 +25,10 @@ const DEFAULT_DEVICES: &[&str] = &[
     "/dev/ptmx",
 ];
 
-fn serde_name<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default()
-}
-
 fn cap_numbers(set: &Option<oci_spec::runtime::Capabilities>) -> Result<Vec<u32>> {
     let mut out = vec![];
     for c in set.iter().flatten() {
-        let name = serde_name(c);
-        let n = CAPS
-            .iter()
-            .position(|k| *k == name)
-            .with_context(|| format!("capability {name} is unknown to the microvm guest"))?;
-        out.push(n as u32);
+        out.push(hako_linux::caps::number(c)?);
     }
     out.sort();
     Ok(out)
@@ -358,15 +283,11 @@ pub fn translate_process(process: &Process) -> Result<ProcessSpec> {
         ..Default::default()
     };
     for r in process.rlimits().iter().flatten() {
-        let name = serde_name(&r.typ());
-        let n = RLIMITS
-            .iter()
-            .position(|k| *k == name)
-            .with_context(|| format!("rlimit {name} is unknown"))?;
+        let rl = hako_linux::process::Rlimit::from_spec(r)?;
         p.rlimits.push(proto::Rlimit {
-            resource: n as u32,
-            soft: r.soft(),
-            hard: r.hard(),
+            resource: rl.resource,
+            soft: rl.soft,
+            hard: rl.hard,
         });
     }
     if let Some(c) = process.capabilities() {
@@ -425,7 +346,13 @@ pub fn translate(
 
     if let Some(linux) = spec.linux() {
         for ns in linux.namespaces().iter().flatten() {
-            if let Some(p) = ns.path() {
+            if let Some(p) = ns
+                .path()
+                .as_ref()
+                .filter(|_| ns.typ() != LinuxNamespaceType::Network)
+            {
+                // A network namespace path is the engine's network, which the backend hands to
+                // the guest (crate::net); other host namespaces cannot be joined from a VM.
                 bail!(
                     "linux.namespaces: a microvm guest cannot join the host's {:?} namespace {} (the VM has its own)",
                     ns.typ(),
@@ -443,9 +370,9 @@ pub fn translate(
             }
         }
         if let Some(sc) = linux.seccomp() {
-            // Compiled on the host with the container backend's compiler (same arch as the
+            // Compiled on the host with the shared compiler, hako_linux::seccomp (same arch as the
             // guest); the agent installs the programs right before exec.
-            let compiled = hako_container::seccomp::compile(sc).context("linux.seccomp")?;
+            let compiled = hako_linux::seccomp::compile(sc).context("linux.seccomp")?;
             let mut programs = vec![];
             for f in &compiled.filters {
                 let bytes: Vec<u8> = f
@@ -637,8 +564,8 @@ mod tests {
         let mut nss = linux.namespaces().clone().unwrap();
         nss.push(
             oci_spec::runtime::LinuxNamespaceBuilder::default()
-                .typ(LinuxNamespaceType::Network)
-                .path("/run/netns/x")
+                .typ(LinuxNamespaceType::Ipc)
+                .path("/run/ipcns/x")
                 .build()
                 .unwrap(),
         );

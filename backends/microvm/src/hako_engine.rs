@@ -7,7 +7,7 @@ use crate::vmm;
 use anyhow::{bail, Context, Result};
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 pub struct HakoVmm;
 
@@ -34,6 +34,32 @@ impl Engine for HakoVmm {
                 vm.vcpus
             );
         }
+        let net = match &vm.net {
+            Some(n) => {
+                let mut mac = [0u8; 6];
+                let parts: Vec<&str> = n.mac.split(':').collect();
+                if parts.len() != 6 {
+                    bail!("bad MAC address {:?}", n.mac);
+                }
+                for (b, p) in mac.iter_mut().zip(parts) {
+                    *b = u8::from_str_radix(p, 16)
+                        .with_context(|| format!("bad MAC address {:?}", n.mac))?;
+                }
+                // SAFETY: dup of the host process's tap fd; the copy is the VMM's.
+                let tap = unsafe { libc::dup(n.tap_fd) };
+                if tap < 0 {
+                    return Err(std::io::Error::last_os_error()).context("dup of the tap");
+                }
+                Some(vmm::NetDevice {
+                    // SAFETY: a fresh fd we own.
+                    tap: unsafe { OwnedFd::from_raw_fd(tap) },
+                    mac,
+                    mtu: u16::try_from(n.mtu).unwrap_or(u16::MAX),
+                })
+            }
+            None => None,
+        };
+        let netns = vm.net.as_ref().map(|n| n.netns_fd);
         let memory_mib = u32::try_from(vm.memory_mib).context("guest memory size")?;
         let serial = File::create(&vm.serial_log)
             .with_context(|| format!("creating {}", vm.serial_log.display()))?;
@@ -64,6 +90,7 @@ impl Engine for HakoVmm {
                 input: vmm::Input::Fd(port_in),
                 output: vmm::Output::Fd(port_out),
             }),
+            net,
             jail: Some(vmm::JailConfig::default()),
             seccomp: true,
         };
@@ -81,6 +108,20 @@ impl Engine for HakoVmm {
         unsafe {
             libc::setpgid(0, 0);
             libc::dup2(log.as_raw_fd(), 2);
+        }
+        // The VMM lives in the sandbox's network namespace (its jail then unshares a new one;
+        // the tap it holds stays in the sandbox's).
+        if let Some(ns) = netns {
+            // SAFETY: setns of this single-threaded child.
+            if unsafe { libc::setns(ns, libc::CLONE_NEWNET) } != 0 {
+                let e = std::io::Error::last_os_error();
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "hako VMM: joining the sandbox's network namespace: {e}"
+                );
+                // SAFETY: leave the child.
+                unsafe { libc::_exit(1) }
+            }
         }
         let code = match vmm::Vmm::new(cfg).and_then(|v| v.run()) {
             Ok(out) if out.exit.is_guest_requested() => 0,

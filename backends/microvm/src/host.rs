@@ -10,11 +10,12 @@
 use crate::engine::{Engine, VmSpec};
 use crate::hub::Hub;
 use crate::relay::{
-    block_signals, close_fds_except, exit_like, make_raw, pfd, poll, read_signals, relay,
-    vm_exited, winsize, Port, FORWARDED, VM_FAILED,
+    block_signals, exit_like, make_raw, pfd, poll, read_signals, relay, vm_exited, winsize, Port,
+    VM_FAILED,
 };
 use anyhow::{bail, Context, Result};
 use hako_agent::proto::{Frame, FrameReader};
+use hako_contract::host_process::Readiness;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -40,7 +41,7 @@ pub struct HostPlan {
     /// The pty slave when process.terminal and a console socket were given.
     pub tty: Option<OwnedFd>,
     /// The host cgroup the host process (and so the VM) joins before the VM starts.
-    pub cgroup: Option<hako_container::cgroups::CgroupManager>,
+    pub cgroup: Option<hako_linux::cgroups::CgroupManager>,
     /// Where the boot/run split and the VM's memory are written ([`crate::timings`]).
     pub timings_file: PathBuf,
 }
@@ -74,26 +75,25 @@ pub fn diagnostics(serial_log: &Path, engine_log: &Path) -> String {
     out
 }
 
-/// Run the host process. `notify` gets "OK" once the guest is ready, or "ERR:<message>". Never
-/// returns.
-pub fn main(plan: HostPlan, notify: OwnedFd) -> ! {
+/// Run the host process. `ready` reports Ready once the guest is, or the set-up's error (see
+/// `hako_contract::host_process`). Never returns.
+pub fn main(plan: HostPlan, ready: Readiness) -> ! {
     let entered = Instant::now();
-    // Keep only stdio, the notify pipe and the pty: an inherited fd (the front end's lock on the
+    // Keep only stdio, the report pipe and the pty: an inherited fd (the front end's lock on the
     // container directory, say) must not live as long as the sandbox.
-    let mut keep = vec![notify.as_raw_fd()];
+    let mut keep = vec![ready.as_raw_fd()];
     keep.extend(plan.tty.as_ref().map(|t| t.as_raw_fd()));
-    close_fds_except(&keep);
-    let mut notify = Some(std::fs::File::from(notify));
-    let code = match run(plan, &mut notify, entered) {
+    // The tap and the network namespace the engine gets (crate::net).
+    keep.extend(plan.vm.net.iter().flat_map(|n| [n.tap_fd, n.netns_fd]));
+    hako_linux::process::close_fds_except(&keep);
+    let mut ready = Some(ready);
+    let code = match run(plan, &mut ready, entered) {
         Ok(code) => code,
         Err(e) => {
-            let msg = format!("{e:#}");
-            match notify.take() {
-                Some(mut n) => {
-                    let _ = n.write_all(format!("ERR:{msg}").as_bytes());
-                }
+            match ready.take() {
+                Some(r) => r.fail(&e),
                 None => {
-                    let _ = writeln!(std::io::stderr(), "hako: microvm: {msg}");
+                    let _ = writeln!(std::io::stderr(), "hako: microvm: {e:#}");
                 }
             }
             VM_FAILED
@@ -103,7 +103,7 @@ pub fn main(plan: HostPlan, notify: OwnedFd) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-fn run(mut plan: HostPlan, notify: &mut Option<std::fs::File>, entered: Instant) -> Result<i32> {
+fn run(mut plan: HostPlan, ready: &mut Option<Readiness>, entered: Instant) -> Result<i32> {
     // SAFETY: ignoring SIGPIPE: a closed stdout must not kill the sandbox.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     if let Some(tty) = plan.tty.take() {
@@ -200,8 +200,8 @@ fn run(mut plan: HostPlan, notify: &mut Option<std::fs::File>, entered: Instant)
         spawned,
         ready: Instant::now(),
     };
-    if let Some(mut n) = notify.take() {
-        n.write_all(b"OK").context("notifying create")?;
+    if let Some(r) = ready.take() {
+        r.ready(())?;
     }
     // After telling create, so the measurement (smaps of the VM) does not delay it.
     let mut timings = crate::timings::Timings::after_ready(
@@ -220,7 +220,8 @@ fn run(mut plan: HostPlan, notify: &mut Option<std::fs::File>, entered: Instant)
         kill_vm(vm_pid);
         return Err(e);
     }
-    let mut sigs = FORWARDED.to_vec();
+    // The one list of forwarded signals (hako_contract::signal), and SIGCHLD for the VM.
+    let mut sigs = hako_contract::signal::forwarded();
     sigs.push(libc::SIGCHLD);
     let sigfd = block_signals(&sigs)?;
     let mut hub = match Hub::bind(&plan.exec_sock) {

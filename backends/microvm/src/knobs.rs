@@ -48,31 +48,6 @@ pub struct Knobs {
     pub image_budget: u64,
 }
 
-/// Parse a size: a plain number is in `unit` bytes; suffixes K, M, G (optionally followed by
-/// `i`/`iB`/`B`) are powers of 1024.
-pub fn parse_size(s: &str, unit: u64) -> Result<u64> {
-    let t = s.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, suffix) = t.split_at(digits);
-    let n: u64 = num
-        .parse()
-        .with_context(|| format!("{s:?} is not a size"))?;
-    let mult = match suffix
-        .trim()
-        .to_ascii_uppercase()
-        .trim_end_matches('B')
-        .trim_end_matches('I')
-    {
-        "" => unit,
-        "K" => 1 << 10,
-        "M" => 1 << 20,
-        "G" => 1 << 30,
-        _ => bail!("{s:?} is not a size (use a number with an optional K, M or G suffix)"),
-    };
-    n.checked_mul(mult)
-        .with_context(|| format!("{s:?} is too large"))
-}
-
 impl Knobs {
     pub fn from_spec(spec: &Spec) -> Result<Knobs> {
         let empty = Default::default();
@@ -102,7 +77,7 @@ impl Knobs {
             .and_then(|l| l.resources().as_ref())
             .and_then(|r| r.memory().as_ref());
         let memory_mib = match (ann.get(MEMORY), limit.and_then(|m| m.limit())) {
-            (Some(v), _) => parse_size(v, 1 << 20)
+            (Some(v), _) => hako_contract::formats::parse_size(v, 1 << 20)
                 .with_context(|| format!("{MEMORY}={v:?}"))?
                 .div_ceil(1 << 20),
             (None, Some(l)) if l > 0 => (l as u64).div_ceil(1 << 20),
@@ -133,7 +108,8 @@ impl Knobs {
             None => 1,
         };
         let image_budget = match ann.get(IMAGE_BUDGET) {
-            Some(v) => parse_size(v, 1).with_context(|| format!("{IMAGE_BUDGET}={v:?}"))?,
+            Some(v) => hako_contract::formats::parse_size(v, 1)
+                .with_context(|| format!("{IMAGE_BUDGET}={v:?}"))?,
             None => DEFAULT_IMAGE_BUDGET,
         };
         Ok(Knobs {

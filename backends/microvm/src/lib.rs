@@ -16,6 +16,7 @@ pub mod hub;
 pub mod image;
 pub mod knobs;
 pub mod measure;
+pub mod net;
 pub mod qemu;
 pub mod relay;
 pub mod timings;
@@ -23,10 +24,11 @@ pub mod vmm;
 
 use anyhow::{bail, Context, Result};
 use engine::{Disk, Engine, VmSpec};
-use hako_contract::{Backend, CreateRequest, Created, ExecRequest, Execed, Sandbox, Spec};
+use hako_contract::{
+    Backend, CreateRequest, Created, ExecRequest, Execed, LinuxResources, Sandbox, Spec,
+};
 use knobs::{Knobs, Vmm};
-use std::io::Read;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// The kernel command line both engines boot with. The agent disk is vda (the first disk).
@@ -87,13 +89,6 @@ fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
     })
 }
 
-fn read_to_end(fd: OwnedFd) -> Vec<u8> {
-    let mut f = std::fs::File::from(fd);
-    let mut v = vec![];
-    let _ = f.read_to_end(&mut v);
-    v
-}
-
 impl Backend for MicrovmBackend {
     fn name(&self) -> &'static str {
         "microvm"
@@ -139,9 +134,23 @@ impl Backend for MicrovmBackend {
         let mut builder = hako_agent::proto::ConfigBuilder::new();
         let mut cfg = guest::translate(req.spec, req.bundle, Some(&mut builder))?;
         cfg.overlay_size_mib = (k.memory_mib / 2).max(8);
+        // The engine's network (a namespace path in the spec) moves into the guest; undone below
+        // if create fails, and by delete.
+        let plumbed = match net::netns_path(req.spec) {
+            Some(p) => Some(net::plumb(&p).context("the sandbox's network")?),
+            None => None,
+        };
+        let undo_net = |e: anyhow::Error| {
+            if let Some(p) = &plumbed {
+                let _ = p.attached.undo();
+            }
+            e
+        };
+        cfg.net = plumbed.as_ref().map(|p| p.attached.net.clone());
         let config_disk = req.state_dir.join(CONFIG_DISK);
         std::fs::write(&config_disk, builder.finish(&cfg))
-            .with_context(|| format!("writing {}", config_disk.display()))?;
+            .with_context(|| format!("writing {}", config_disk.display()))
+            .map_err(undo_net)?;
 
         let vm = VmSpec {
             kernel: kernel.clone(),
@@ -165,21 +174,21 @@ impl Backend for MicrovmBackend {
             serial_log: req.state_dir.join(SERIAL_LOG),
             engine_log: req.state_dir.join(ENGINE_LOG),
             kvm: choice.kvm,
+            net: plumbed.as_ref().map(|p| engine::VmNet {
+                tap_fd: p.tap.as_raw_fd(),
+                netns_fd: p.netns.as_raw_fd(),
+                mac: p.attached.net.mac.clone(),
+                mtu: p.attached.net.mtu,
+            }),
         };
         let tty = match (cfg.process.terminal, req.console_socket) {
-            (true, Some(sock)) => Some(hako_contract::console::send_pty_master(sock)?),
+            (true, Some(sock)) => {
+                Some(hako_contract::console::send_pty_master(sock).map_err(undo_net)?)
+            }
             _ => None,
         };
         let engine_name = choice.engine.name();
-        let mut fds = [0; 2];
-        // SAFETY: pipe2 into a 2-element array.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(std::io::Error::last_os_error()).context("pipe");
-        }
-        // SAFETY: fresh fds we own.
-        let (notify_r, notify_w) =
-            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        let cgroup = host_cgroup(req)?;
+        let cgroup = host_cgroup(req).map_err(undo_net)?;
         hako_contract::fault::point("create:cgroup");
         let cgroup_json = cgroup
             .as_ref()
@@ -194,42 +203,29 @@ impl Backend for MicrovmBackend {
             tty,
             timings_file: req.state_dir.join(timings::FILE),
         };
-
-        // SAFETY: the caller (`hako create`) is single-threaded; the child runs host::main and
-        // never returns into the caller's code.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            let e = std::io::Error::last_os_error();
-            if let Some(cg) = &cgroup {
-                let _ = cg.destroy();
+        let pid = match hako_contract::host_process::spawn::<()>(req.state_dir, |ready| {
+            host::main(plan, ready)
+        }) {
+            Ok((pid, ())) => pid,
+            Err(e) => {
+                if let Some(cg) = &cgroup {
+                    let _ = cg.destroy();
+                }
+                return Err(undo_net(match e {
+                    hako_contract::host_process::Failed::Died(_) => {
+                        anyhow::anyhow!(
+                            "microvm: the microvm host process died while the guest booted"
+                        )
+                    }
+                    e => anyhow::anyhow!("microvm: {e}"),
+                }));
             }
-            return Err(e).context("fork");
-        }
-        if pid == 0 {
-            drop(notify_r);
-            host::main(plan, notify_w);
-        }
-        drop(notify_w);
-        drop(plan);
-        // Before the note: the host process must end by itself when nobody noted it.
-        hako_contract::fault::point("create:forked");
-        hako_contract::orphan::note_host_pid(req.state_dir, pid);
-        let answer = read_to_end(notify_r);
-        if answer != b"OK" {
-            let mut st = 0;
-            // SAFETY: reap our child, which has exited or is about to.
-            unsafe { libc::waitpid(pid, &mut st, 0) };
-            if let Some(cg) = &cgroup {
-                let _ = cg.destroy();
-            }
-            let msg = String::from_utf8_lossy(&answer);
-            let msg = msg.strip_prefix("ERR:").unwrap_or(if msg.is_empty() {
-                "the microvm host process died while the guest booted"
-            } else {
-                &msg
-            });
-            bail!("microvm: {msg}");
-        }
+        };
+        let net_json = plumbed
+            .as_ref()
+            .map(|p| serde_json::to_value(&p.attached).unwrap_or_default());
+        // The tap and namespace fds live on in the host process (and the VM); ours close here.
+        drop(plumbed);
         Ok(Created {
             pid,
             data: serde_json::json!({
@@ -241,6 +237,7 @@ impl Backend for MicrovmBackend {
                 "vcpus": k.vcpus,
                 "memory_mib": k.memory_mib,
                 "cgroup": cgroup_json,
+                "net": net_json,
             }),
         })
     }
@@ -265,6 +262,10 @@ impl Backend for MicrovmBackend {
         if r != 0 {
             return Err(std::io::Error::last_os_error())
                 .with_context(|| format!("kill {} {signal}", sb.pid));
+        }
+        // A paused sandbox's frozen host process dies only once thawed.
+        if signal == libc::SIGKILL {
+            hako_contract::cgroup::thaw_if_frozen(hako_contract::cgroup::of(sb).as_ref());
         }
         Ok(())
     }
@@ -297,20 +298,14 @@ impl Backend for MicrovmBackend {
         Ok(Execed { pid })
     }
 
-    fn pause(&self, sb: &Sandbox) -> Result<()> {
-        sandbox_cgroup(sb)?.freeze()
-    }
-
-    fn resume(&self, sb: &Sandbox) -> Result<()> {
-        sandbox_cgroup(sb)?.thaw()
-    }
-
-    fn is_paused(&self, sb: &Sandbox) -> bool {
-        sandbox_cgroup(sb).map(|c| c.is_frozen()).unwrap_or(false)
+    /// Not through the default: memory and pids limits apply inside the guest, not to the
+    /// host cgroup, and a running guest cannot change them.
+    fn update(&self, _sb: &Sandbox, _resources: &LinuxResources) -> Result<()> {
+        bail!("update is not supported by the microvm backend")
     }
 
     fn pids(&self, sb: &Sandbox) -> Result<Vec<i32>> {
-        if let Ok(cg) = sandbox_cgroup(sb) {
+        if let Some(cg) = hako_contract::cgroup::of(sb) {
             if let Ok(p) = cg.pids() {
                 return Ok(p);
             }
@@ -331,8 +326,14 @@ impl Backend for MicrovmBackend {
             // SAFETY: kill(2) of a process verified by pid and start time.
             unsafe { libc::kill(vm, libc::SIGKILL) };
         }
-        if let Ok(cg) = sandbox_cgroup(sb) {
+        if let Some(cg) = hako_contract::cgroup::of(sb) {
             cg.destroy()?;
+        }
+        if let Some(v) = sb.data.get("net").filter(|v| !v.is_null()) {
+            let a: net::Attached =
+                serde_json::from_value(v.clone()).context("the sandbox's network in state.json")?;
+            a.undo()
+                .context("giving the network namespace back its veth")?;
         }
         for f in [
             CONFIG_DISK,
@@ -342,6 +343,7 @@ impl Backend for MicrovmBackend {
             hub::EXEC_SOCK,
             timings::FILE,
             timings::TMP_FILE,
+            hako_contract::orphan::HOST_PID_FILE,
         ] {
             let p = sb.state_dir.join(f);
             match std::fs::remove_file(&p) {
@@ -354,7 +356,7 @@ impl Backend for MicrovmBackend {
     }
 
     fn delete_orphan(&self, sb: &Sandbox) -> Result<()> {
-        if let Some(cg) = hako_container::orphan_cgroup(sb) {
+        if let Some(cg) = hako_contract::cgroup::orphan(sb) {
             cg.destroy()?;
         }
         // Its create may have died making the rootfs image.
@@ -371,8 +373,9 @@ impl Backend for MicrovmBackend {
             "terminal": true,
             "exec": true,
             "pause": true,
+            "network": "a network namespace path in the spec: its one veth is joined to a tap by tc mirred redirect and its addresses, routes and MAC move to the guest's virtio-net; otherwise lo only",
             "io.hako.refuses": [
-                "joining a host namespace by path (the VM has its own)",
+                "joining a host namespace by path other than the network namespace (whose veth the guest takes over)",
                 "linux.devices beyond the default /dev nodes (no host device passes into a guest)",
                 "a writable bind mount of a host directory (read-only ones and files are copied in)",
                 "user namespace id mappings other than the rootless one (container ids onto the caller's own)",
@@ -383,13 +386,14 @@ impl Backend for MicrovmBackend {
     }
 }
 
-/// The host cgroup of a sandbox: `linux.cgroupsPath` (an error when it cannot be made), else
-/// hako's default path for the id (skipped when it cannot be made, e.g. rootless). It holds the
-/// host process and the VM. CPU and block I/O limits apply to it (the vCPUs and the disk I/O
+/// The host cgroup of a sandbox, by the rule every backend follows (`hako_contract::cgroup`):
+/// `linux.cgroupsPath`, else hako's default path for the id. It holds the host process and the
+/// VM. CPU and block I/O limits apply to it (the vCPUs and the disk I/O
 /// are the VM process's threads); memory and pids apply inside the guest (memory is the VM's
 /// size, pids a guest cgroup), so the VMM's own overhead is not counted against them.
-fn host_cgroup(req: &CreateRequest) -> Result<Option<hako_container::cgroups::CgroupManager>> {
-    let cg = host_cgroup_made(req)?;
+fn host_cgroup(req: &CreateRequest) -> Result<Option<hako_linux::cgroups::CgroupManager>> {
+    let cg = hako_contract::cgroup::make(req, hako_contract::cgroup::Need::Always, None)
+        .context("the sandbox's host cgroup (linux.cgroupsPath)")?;
     let res = req
         .spec
         .linux()
@@ -410,44 +414,6 @@ fn host_cgroup(req: &CreateRequest) -> Result<Option<hako_container::cgroups::Cg
         }
     }
     Ok(cg)
-}
-
-fn host_cgroup_made(req: &CreateRequest) -> Result<Option<hako_container::cgroups::CgroupManager>> {
-    let path = req
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.cgroups_path().as_ref())
-        .map(|p| p.to_string_lossy().into_owned());
-    // Without a cgroupsPath the cgroup is a convenience (skipped when it cannot be made); with
-    // one, the rule every backend follows (rootless: skipped unless the spec sets a limit).
-    // SAFETY: geteuid cannot fail.
-    let rootless = req.global.rootless || unsafe { libc::geteuid() } != 0;
-    let optional = path.is_none() && !req.global.systemd_cgroup;
-    hako_container::cgroups::CgroupManager::make_for_sandbox(
-        path.as_deref(),
-        req.id,
-        req.global.systemd_cgroup,
-        rootless || optional,
-        req.spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.resources().as_ref()),
-        req.global.debug,
-    )
-    .context("the sandbox's host cgroup (linux.cgroupsPath)")
-}
-
-fn sandbox_cgroup(sb: &Sandbox) -> Result<hako_container::cgroups::CgroupManager> {
-    match sb.data.get("cgroup") {
-        Some(v) if !v.is_null() => {
-            serde_json::from_value(v.clone()).context("the sandbox's cgroup in state.json")
-        }
-        _ => bail!(
-            "the microvm sandbox {} has no host cgroup (it could not be made at create)",
-            sb.id
-        ),
-    }
 }
 
 /// The VM's pid, when the host process recorded one and it is still that process.

@@ -2,8 +2,10 @@
 //!
 //! Devices: the serial port (ttyS0, the kernel log) to a file; one virtio-blk-device per disk in
 //! order (vda, vdb, ...); a virtio-serial-device whose console port 0 (the guest's hvc0) is the
-//! agent port, backed by the socket fd we pass in. No ACPI, no option ROMs, no network, no
-//! display; `-no-reboot` makes the guest's reset the end of the qemu process.
+//! agent port, backed by the socket fd we pass in; when the sandbox has a network, a
+//! virtio-net-device on the tap fd we pass in (and qemu runs in the sandbox's network
+//! namespace). No ACPI, no option ROMs, no display; `-no-reboot` makes the guest's reset the
+//! end of the qemu process.
 
 use crate::engine::{Engine, VmSpec};
 use anyhow::{bail, Context, Result};
@@ -80,6 +82,14 @@ impl Qemu {
         push(&["-device", "virtio-serial-device,max_ports=1"]);
         push(&["-chardev", &format!("socket,id=agent,fd={port_fd}")]);
         push(&["-device", "virtconsole,chardev=agent"]);
+        if let Some(n) = &vm.net {
+            push(&[
+                "-netdev",
+                &format!("tap,id=net0,fd={}", n.tap_fd),
+                "-device",
+                &format!("virtio-net-device,netdev=net0,mac={}", qemu_escape(&n.mac)),
+            ]);
+        }
         a
     }
 }
@@ -96,6 +106,7 @@ impl Engine for Qemu {
 
     fn spawn(&self, vm: VmSpec, agent_port: OwnedFd) -> Result<libc::pid_t> {
         let port_fd = agent_port.as_raw_fd();
+        let net = vm.net.as_ref().map(|n| (n.tap_fd, n.netns_fd));
         let args = Self::args(&vm, port_fd);
         let log = std::fs::File::create(&vm.engine_log)
             .with_context(|| format!("creating {}", vm.engine_log.display()))?;
@@ -111,6 +122,13 @@ impl Engine for Qemu {
                 let fl = libc::fcntl(port_fd, libc::F_GETFD);
                 if fl < 0 || libc::fcntl(port_fd, libc::F_SETFD, fl & !libc::FD_CLOEXEC) < 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                // The VM lives in the sandbox's network namespace and owns its tap.
+                if let Some((tap, netns)) = net {
+                    crate::net::inherit(tap)?;
+                    if libc::setns(netns, libc::CLONE_NEWNET) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 // Die with the host process: a killed sandbox leaves no VM behind.
                 if libc::prctl(
@@ -164,8 +182,18 @@ mod tests {
             serial_log: "/s/console.log".into(),
             engine_log: "/s/qemu.log".into(),
             kvm: false,
+            net: Some(crate::engine::VmNet {
+                tap_fd: 9,
+                netns_fd: 10,
+                mac: "02:00:00:00:00:01".into(),
+                mtu: 1500,
+            }),
         };
         let args = Qemu::args(&vm, 7).join(" ");
+        assert!(
+            args.contains("-netdev tap,id=net0,fd=9 -device virtio-net-device,netdev=net0,mac=02:00:00:00:00:01"),
+            "{args}"
+        );
         assert!(args.contains("-accel tcg"), "{args}");
         assert!(args.contains("-m 256 -smp 2"), "{args}");
         assert!(

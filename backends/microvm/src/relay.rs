@@ -15,27 +15,6 @@ use std::time::Duration;
 /// Exit status of the host process when the VM ended without reporting the workload's status.
 pub const VM_FAILED: i32 = 255;
 
-/// Signals the host process forwards to the workload once it runs.
-pub(crate) const FORWARDED: &[i32] = &[
-    libc::SIGHUP,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGTERM,
-    libc::SIGALRM,
-    libc::SIGCONT,
-    libc::SIGTSTP,
-    libc::SIGTTIN,
-    libc::SIGTTOU,
-    libc::SIGURG,
-    libc::SIGVTALRM,
-    libc::SIGPROF,
-    libc::SIGIO,
-    libc::SIGPWR,
-    libc::SIGWINCH,
-];
-
 /// The host end of the agent port as a frame channel.
 pub(crate) struct Port {
     pub(crate) sock: UnixStream,
@@ -134,24 +113,6 @@ pub(crate) fn vm_exited(pid: libc::pid_t) -> Option<i32> {
     // SAFETY: waitpid on our own child.
     let r = unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
     (r == pid).then_some(st)
-}
-
-/// Close every fd from 3 up except `keep`.
-pub(crate) fn close_fds_except(keep: &[RawFd]) {
-    let fds: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
-        Ok(rd) => rd
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .collect(),
-        Err(_) => (3..1024).collect(),
-    };
-    for fd in fds {
-        if fd > 2 && !keep.contains(&fd) {
-            // SAFETY: closing an fd this process no longer uses (the directory iterator's own fd
-            // is gone by now; closing it twice only returns EBADF).
-            unsafe { libc::close(fd) };
-        }
-    }
 }
 
 /// The exit code that ends this process the way the guest process ended; for a signal, it

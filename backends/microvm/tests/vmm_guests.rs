@@ -169,6 +169,68 @@ fn pvh_stub_sees_start_info_and_cmdline() {
     assert_eq!(String::from_utf8_lossy(&cap.contents()), "P3c");
 }
 
+/// A virtio-net device on a tap (in a network namespace this test's thread unshares) takes the
+/// first MMIO window and is named on the command line; the VMM runs its guest to the end with
+/// the tap in its event loop. (The device's queues are tested against a tap in
+/// `devices::virtio::net`; a synthetic guest has no network stack to drive them.)
+#[test]
+fn a_net_device_gets_a_window_and_the_vm_runs_with_its_tap() {
+    if !kvm_usable() {
+        return;
+    }
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: a tap needs root");
+        return;
+    }
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/net/tun")
+                .unwrap();
+            let mut req = [0u8; 40];
+            req[..4].copy_from_slice(b"tap0");
+            let flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as u16;
+            req[16..18].copy_from_slice(&flags.to_ne_bytes());
+            use std::os::fd::AsRawFd;
+            assert_eq!(
+                unsafe { libc::ioctl(f.as_raw_fd(), libc::TUNSETIFF, req.as_mut_ptr()) },
+                0
+            );
+            let k = temp(
+                "pvh-net.elf",
+                &synthetic_elf(
+                    PVH_STUB,
+                    0x100_0000,
+                    0x100_0000,
+                    0x100_0000,
+                    Some(0x100_0000),
+                ),
+            );
+            let cap = Capture::default();
+            let mut cfg = config(&k.0, &cap);
+            cfg.net = Some(hako_microvm::vmm::NetDevice {
+                tap: f.into(),
+                mac: [2, 0, 0, 0, 0, 1],
+                mtu: 1500,
+            });
+            let vmm = Vmm::new(cfg).unwrap();
+            assert!(
+                vmm.cmdline.ends_with("virtio_mmio.device=4K@0xd0000000:5"),
+                "{}",
+                vmm.cmdline
+            );
+            let out = vmm.run().unwrap();
+            assert_eq!(out.exit, ExitReason::DebugExit(0));
+            assert_eq!(String::from_utf8_lossy(&cap.contents()), "P3c");
+        })
+        .join()
+        .unwrap()
+    });
+}
+
 #[test]
 fn guest_drives_virtio_blk_over_mmio() {
     if !kvm_usable() {

@@ -12,18 +12,28 @@ use anyhow::Result;
 use std::cell::RefCell;
 use std::os::fd::RawFd;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The sandbox's kernel and the `hako exec` service, as one loop runs them.
 pub struct EventLoop<P: Platform> {
     pub k: Kernel<P>,
     /// `hako exec`'s socket and clients (see `crate::exec`), once the workload runs.
     pub exec: Option<Hub>,
+    /// When the parked notified tasks were last checked for pending signals.
+    signals_checked: Instant,
 }
+
+/// How often parked notified tasks are checked for a signal to deliver (see
+/// [`EventLoop::interrupt_parked`]).
+const SIGNAL_CHECK: Duration = Duration::from_millis(20);
 
 impl<P: Platform> EventLoop<P> {
     pub fn new(k: Kernel<P>, exec: Option<Hub>) -> Self {
-        EventLoop { k, exec }
+        EventLoop {
+            k,
+            exec,
+            signals_checked: Instant::now(),
+        }
     }
 
     /// Carry out an exec request: the spawner makes the process, stopped; the sentry attaches
@@ -123,6 +133,9 @@ impl<P: Platform> EventLoop<P> {
             let first_parked = pfds.len();
             let mut timeout: i32 = -1;
             let now = Instant::now();
+            if self.k.parked.iter().any(|p| p.notif.is_some()) {
+                timeout = SIGNAL_CHECK.as_millis() as i32;
+            }
             for p in &self.k.parked {
                 for &(fd, ev) in &p.fds {
                     pfds.push(libc::pollfd {
@@ -175,8 +188,34 @@ impl<P: Platform> EventLoop<P> {
             if parked_ready || expired {
                 self.retry_parked()?;
             }
+            if self.signals_checked.elapsed() >= SIGNAL_CHECK {
+                self.interrupt_parked()?;
+            }
         }
         Ok(self.k.init_status.unwrap_or((true, libc::SIGKILL)))
+    }
+
+    /// A task the sentry has taken a notification from waits for the answer killably (see
+    /// `platform::bpf::install`): a signal it handles or ignores does not end that wait. A parked
+    /// call (a read of an empty pipe, a poll) would then hold the signal back until it completes,
+    /// so the sentry looks for one every [`SIGNAL_CHECK`] and ends the call as the kernel's own
+    /// wait would: -ERESTARTSYS, which the kernel turns into a restart or EINTR as the handler's
+    /// SA_RESTART says, once the signal is delivered. Nothing of the call has happened yet.
+    fn interrupt_parked(&mut self) -> Result<()> {
+        self.signals_checked = Instant::now();
+        const ERESTARTSYS: i64 = 512;
+        let mut i = 0;
+        while i < self.k.parked.len() {
+            let p = &self.k.parked[i];
+            match p.notif {
+                Some(id) if crate::kernel::task::signal_pending(p.tid) => {
+                    self.k.parked.remove(i);
+                    self.k.plat.respond(id, -ERESTARTSYS)?;
+                }
+                _ => i += 1,
+            }
+        }
+        Ok(())
     }
 
     fn retry_parked(&mut self) -> Result<()> {

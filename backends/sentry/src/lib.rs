@@ -14,7 +14,7 @@
 //!  lib.rs, supervisor.rs   the backend; the sentry process itself
 //!  event_loop.rs           platform stops and exec clients -> kernel bookkeeping or a handler
 //!  syscalls/               one file per topic; table.rs maps each syscall to its handler
-//!  exec.rs, setup.rs,      hako exec; what the first and exec'd processes share; host ids
+//!  exec/, setup.rs,        hako exec; what the first and exec'd processes share; host ids
 //!  identity.rs             (beside syscalls/: they use kernel/ and below only)
 //!  kernel/                 tasks, creds, fd tables, tracee memory, paths, /proc, config;
 //!                          every `impl Kernel` block is here
@@ -40,13 +40,11 @@ pub mod supervisor;
 pub mod syscalls;
 pub mod vfs;
 
-use hako_container::cgroups::CgroupManager;
 use hako_contract::{
-    anyhow, bail, Backend, Context, CreateRequest, Created, ExecRequest, Execed, LinuxResources,
-    Result, Sandbox, Spec,
+    anyhow, bail, cgroup, host_process, Backend, Context, CreateRequest, Created, ExecRequest,
+    Execed, Result, Sandbox, Spec,
 };
-use std::io::Read;
-use std::os::fd::{FromRawFd, OwnedFd};
+use hako_linux::cgroups::CgroupManager;
 use std::path::{Path, PathBuf};
 
 use kernel::config;
@@ -90,10 +88,6 @@ fn maps_only_the_caller(linux: &oci_spec::runtime::Linux) -> bool {
             .all(|m| m.size() == 1 && m.host_id() == id && m.container_id() == 0)
     };
     ok(linux.uid_mappings(), uid) && ok(linux.gid_mappings(), gid)
-}
-
-fn cgroup_of(sb: &Sandbox) -> Option<CgroupManager> {
-    serde_json::from_value(sb.data.get("cgroup")?.clone()).ok()
 }
 
 fn sentry_dir(state_dir: &Path) -> PathBuf {
@@ -141,25 +135,6 @@ fn descendants(pid: i32) -> Vec<i32> {
         i += 1;
     }
     out
-}
-
-fn close_cloexec_fds_except(keep: &[i32]) {
-    let fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
-        Ok(d) => d
-            .flatten()
-            .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
-            .collect(),
-        Err(_) => return,
-    };
-    for fd in fds {
-        // SAFETY: inspecting and closing descriptors of this (forked, single-threaded) process.
-        unsafe {
-            let fl = libc::fcntl(fd, libc::F_GETFD);
-            if fl >= 0 && fl & libc::FD_CLOEXEC != 0 && !keep.contains(&fd) {
-                libc::close(fd);
-            }
-        }
-    }
 }
 
 impl Backend for SentryBackend {
@@ -221,7 +196,7 @@ impl Backend for SentryBackend {
             }
             if let Some(sc) = linux.seccomp() {
                 // Enforced on the workload's processes on top of the trap filter (the stricter wins).
-                hako_container::seccomp::check(sc).context("seccomp profile")?;
+                hako_linux::seccomp::check(sc).context("seccomp profile")?;
             }
             if let Some(res) = linux.resources() {
                 CgroupManager::check(res)?;
@@ -286,31 +261,22 @@ impl Backend for SentryBackend {
             console_socket: req.console_socket.map(Path::to_path_buf),
         };
         let oci_filter = match req.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-            Some(sc) => Some(hako_container::seccomp::compile(sc).context("seccomp profile")?),
+            Some(sc) => Some(hako_linux::seccomp::compile(sc).context("seccomp profile")?),
             None => None,
         };
-        let linux = req.spec.linux().clone().unwrap_or_default();
-        // Rootless, a cgroup that cannot be made is skipped when the spec sets no limit (the
-        // rule every backend follows); the sandbox then runs in the caller's cgroup.
-        let cg = CgroupManager::make_for_sandbox(
-            linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
-            req.id,
-            req.global.systemd_cgroup,
-            rootless,
-            linux.resources().as_ref(),
-            req.global.debug,
+        // The sandbox's cgroup, by the rule every backend follows (hako_contract::cgroup).
+        let cg = cgroup::make(
+            req,
+            cgroup::Need::Always,
+            req.spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.resources().as_ref()),
         )
         .inspect_err(|_| {
             let _ = remove_state(&dir);
         })?;
         hako_contract::fault::point("create:cgroup");
-        if let (Some(cg), Some(r)) = (&cg, linux.resources()) {
-            if let Err(e) = cg.apply(r) {
-                let _ = cg.destroy();
-                let _ = remove_state(&dir);
-                return Err(e);
-            }
-        }
         let fail = |e: anyhow::Error| {
             if let Some(cg) = &cg {
                 let _ = cg.destroy();
@@ -318,21 +284,9 @@ impl Backend for SentryBackend {
             let _ = remove_state(&dir);
             e
         };
-        let mut p = [0i32; 2];
-        // SAFETY: pipe2 into a local array.
-        if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(fail(anyhow!("pipe2: {}", std::io::Error::last_os_error())));
-        }
-        // SAFETY: fresh fds.
-        let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
-        // SAFETY: `hako create` is single-threaded (contract); the child runs the sentry.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(fail(anyhow!("fork: {}", std::io::Error::last_os_error())));
-        }
-        if pid == 0 {
-            drop(rd);
-            if let Some(io) = self.stdio {
+        let stdio = self.stdio;
+        let spawned = host_process::spawn::<Option<u32>>(req.state_dir, |ready| {
+            if let Some(io) = stdio {
                 for (i, fd) in io.iter().enumerate() {
                     // SAFETY: dup2 in the forked child.
                     unsafe { libc::dup2(*fd, i as i32) };
@@ -345,60 +299,30 @@ impl Backend for SentryBackend {
             unsafe { libc::setsid() };
             // fork keeps close-on-exec descriptors: drop the front end's (its state lock among
             // them) so they do not outlive `hako create` in the sentry.
-            close_cloexec_fds_except(&[std::os::fd::AsRawFd::as_raw_fd(&wr)]);
-            let mut w = std::fs::File::from(wr);
+            hako_linux::process::close_cloexec_fds(&[ready.as_raw_fd()]);
             let prep = match supervisor::prepare(&plan, oci_filter) {
                 Ok(p) => p,
                 Err(e) => {
-                    use std::io::Write;
-                    let _ = write!(w, "{e:#}");
-                    unsafe { libc::_exit(1) };
+                    ready.fail(&e);
+                    return 1;
                 }
             };
+            // Ready, with the host id reserved for the workload (root), for `delete`.
+            if ready
+                .ready_then_wait(prep.ids.reserved(), &plan.start_fifo)
+                .is_err()
             {
-                use std::io::Write;
-                // Success, and the host id reserved for the workload (root), for `delete`.
-                let host = prep
-                    .ids
-                    .reserved()
-                    .map(|h| h.to_string())
-                    .unwrap_or_default();
-                // Nobody to read it (EPIPE): `create` died, and with it anything that could
-                // ever start or find this sentry. End, rather than wait on the gate for ever.
-                if w.write_all(format!("\0{host}").as_bytes()).is_err() {
-                    unsafe { libc::_exit(1) };
-                }
+                return 1;
             }
-            drop(w);
-            if hako_contract::start_gate::wait(&plan.start_fifo).is_err() {
-                unsafe { libc::_exit(1) };
+            supervisor::run(plan, prep)
+        });
+        let (pid, host_id) = match spawned {
+            Ok(r) => r,
+            Err(host_process::Failed::Died(_)) => {
+                return Err(fail(anyhow!("sentry set-up failed: the sentry died")))
             }
-            supervisor::run(plan, prep);
-        }
-        drop(wr);
-        // Before the note: the host process must end by itself when nobody noted it.
-        hako_contract::fault::point("create:forked");
-        hako_contract::orphan::note_host_pid(req.state_dir, pid);
-        let mut msg = Vec::new();
-        let _ = std::fs::File::from(rd).read_to_end(&mut msg);
-        let host_id: Option<u32> = msg
-            .strip_prefix(b"\0")
-            .and_then(|r| std::str::from_utf8(r).ok()?.parse().ok());
-        if msg.first() != Some(&0) {
-            let mut st = 0;
-            // SAFETY: reap our failed child.
-            unsafe { libc::waitpid(pid, &mut st, 0) };
-            let _ = fail(anyhow!("sentry set-up failed"));
-            let text = String::from_utf8_lossy(&msg).trim().to_string();
-            return Err(anyhow!(
-                "sentry set-up failed: {}",
-                if text.is_empty() {
-                    "the sentry died"
-                } else {
-                    &text
-                }
-            ));
-        }
+            Err(e) => return Err(fail(anyhow!("sentry set-up failed: {e}"))),
+        };
         // The sentry (now waiting on the start gate) and everything it forks live in the
         // container's cgroup. Joined after set-up, so the console pty is made outside the
         // device rules, as runc makes it before the container's init applies them.
@@ -420,27 +344,21 @@ impl Backend for SentryBackend {
         if !sb.alive {
             bail!("container {} is not running", sb.id);
         }
-        if all {
-            if let Some(cg) = cgroup_of(sb) {
-                return cg.kill_all(signal);
+        if all && cgroup::of(sb).is_none() {
+            for p in descendants(sb.pid) {
+                // SAFETY: signalling the sandbox's own processes.
+                if unsafe { libc::kill(p, signal) } != 0 && p == sb.pid {
+                    return Err(std::io::Error::last_os_error())
+                        .with_context(|| format!("kill {p}"));
+                }
             }
+            return Ok(());
         }
-        let targets = if all {
-            descendants(sb.pid)
-        } else {
-            vec![sb.pid]
-        };
-        for p in targets {
-            // SAFETY: signalling the sandbox's own processes.
-            if unsafe { libc::kill(p, signal) } != 0 && p == sb.pid {
-                return Err(std::io::Error::last_os_error()).with_context(|| format!("kill {p}"));
-            }
-        }
-        Ok(())
+        cgroup::kill(sb, signal, all)
     }
 
     fn pids(&self, sb: &Sandbox) -> Result<Vec<i32>> {
-        if let Some(cg) = cgroup_of(sb) {
+        if let Some(cg) = cgroup::of(sb) {
             if let Ok(p) = cg.pids() {
                 return Ok(p);
             }
@@ -452,23 +370,7 @@ impl Backend for SentryBackend {
         })
     }
 
-    fn pause(&self, sb: &Sandbox) -> Result<()> {
-        cgroup_of(sb)
-            .context("no cgroup recorded for this sandbox")?
-            .freeze()
-    }
-
-    fn resume(&self, sb: &Sandbox) -> Result<()> {
-        cgroup_of(sb)
-            .context("no cgroup recorded for this sandbox")?
-            .thaw()
-    }
-
-    fn is_paused(&self, sb: &Sandbox) -> bool {
-        cgroup_of(sb).is_some_and(|c| c.is_frozen())
-    }
-
-    /// The sentry creates the process in its kernel (see exec.rs); the pid returned is the exec
+    /// The sentry creates the process in its kernel (see exec/); the pid returned is the exec
     /// client's, which exits as that process does.
     fn exec(&self, sb: &Sandbox, req: &ExecRequest) -> Result<Execed> {
         if !sb.alive {
@@ -485,13 +387,6 @@ impl Backend for SentryBackend {
         Ok(Execed { pid })
     }
 
-    fn update(&self, sb: &Sandbox, resources: &LinuxResources) -> Result<()> {
-        CgroupManager::check(resources)?;
-        cgroup_of(sb)
-            .context("no cgroup recorded for this sandbox")?
-            .apply(resources)
-    }
-
     fn delete(&self, sb: &Sandbox) -> Result<()> {
         if sb.alive {
             // SAFETY: the front end asked for the sandbox to go.
@@ -500,7 +395,7 @@ impl Backend for SentryBackend {
         if let Some(h) = sb.data.get("host_id").and_then(|h| h.as_u64()) {
             identity::forget(Path::new(identity::ID_LOCK_DIR), h as u32, sb.id);
         }
-        if let Some(cg) = cgroup_of(sb) {
+        if let Some(cg) = cgroup::of(sb) {
             cg.destroy()?;
         }
         remove_state(&sentry_dir(sb.state_dir))
@@ -516,7 +411,7 @@ impl Backend for SentryBackend {
                 identity::forget(ids, h, sb.id);
             }
         }
-        if let Some(cg) = hako_container::orphan_cgroup(sb) {
+        if let Some(cg) = hako_contract::cgroup::orphan(sb) {
             cg.destroy()?;
         }
         remove_state(&sentry_dir(sb.state_dir))
@@ -525,7 +420,7 @@ impl Backend for SentryBackend {
     fn features(&self) -> serde_json::Value {
         serde_json::json!({
             "name": "sentry",
-            "platforms": ["hybrid (seccomp user-notif + ptrace, default)", "ptrace (seccomp RET_TRACE + ptrace)"],
+            "platforms": ["samecpu (hybrid, each trap served on the trapping task's CPU; default on Linux 6.6+)", "hybrid (seccomp user-notif + ptrace; default before Linux 6.6)", "ptrace (seccomp RET_TRACE + ptrace)"],
             "kernel": format!("{} {}", kernel::procfs::SYSNAME, kernel::procfs::RELEASE),
             "annotations": ANNOTATIONS,
             "namespaces": ["mount", "uts, ipc, network, cgroup (joined by path, or new; network: hostinet sockets, a new one has loopback only)", "pid (the workload's)", "user (the workload's; the sentry's own too when rootless)"],

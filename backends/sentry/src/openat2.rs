@@ -1,7 +1,13 @@
 //! `openat2(2)`, the one way the sentry opens a path: beneath its /proc handle (`hostproc`) or in
-//! the sandbox root (`vfs`). At the bottom of the sentry's modules: it imports none of them.
+//! the sandbox root (`vfs`). At the bottom of the sentry's modules: it imports none of them. The
+//! call itself is `hako_linux::inroot::openat2`; this adapter gives the errno as the error, as
+//! the syscall handlers need it.
 
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+
+pub use hako_linux::inroot::{
+    RESOLVE_BENEATH, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, RESOLVE_NO_XDEV,
+};
 
 pub fn last_errno() -> i32 {
     std::io::Error::last_os_error()
@@ -9,21 +15,8 @@ pub fn last_errno() -> i32 {
         .unwrap_or(libc::EIO)
 }
 
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-pub const RESOLVE_NO_XDEV: u64 = 0x01;
-pub const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-pub const RESOLVE_NO_SYMLINKS: u64 = 0x04;
-pub const RESOLVE_BENEATH: u64 = 0x08;
-pub const RESOLVE_IN_ROOT: u64 = 0x10;
-
 /// `openat2(dirfd, path, flags, mode, resolve)`, retried on EAGAIN/EINTR. An empty path means
-/// `dirfd` itself (".", resolved under the same rules). Hand-written: libc has the syscall number
-/// but no `open_how`, and nix's wrapper would add a second spelling of the same thing.
+/// `dirfd` itself (".", resolved under the same rules).
 pub fn openat2(
     dirfd: RawFd,
     path: &str,
@@ -31,38 +24,8 @@ pub fn openat2(
     mode: u32,
     resolve: u64,
 ) -> Result<OwnedFd, i32> {
-    let p = if path.trim_start_matches('/').is_empty() {
-        "."
-    } else {
-        path.trim_start_matches('/')
-    };
-    let c = std::ffi::CString::new(p).map_err(|_| libc::EINVAL)?;
-    let how = OpenHow {
-        flags: (flags | libc::O_CLOEXEC) as u64,
-        mode: if flags & (libc::O_CREAT | libc::O_TMPFILE) != 0 {
-            mode as u64 & 0o7777
-        } else {
-            0
-        },
-        resolve,
-    };
-    loop {
-        // SAFETY: openat2 with a valid open_how.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dirfd,
-                c.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            )
-        };
-        if fd >= 0 {
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) });
-        }
-        let e = last_errno();
-        if e != libc::EAGAIN && e != libc::EINTR {
-            return Err(e);
-        }
-    }
+    // SAFETY: the caller's descriptor, borrowed for this call only.
+    let dir = unsafe { BorrowedFd::borrow_raw(dirfd) };
+    hako_linux::inroot::openat2(dir, std::path::Path::new(path), flags, mode, resolve)
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::EINVAL))
 }

@@ -1,24 +1,11 @@
 //! What the workload's first process and `hako exec`'s processes share in their set-up: the
-//! program lookup, the rlimit numbers, the stdio files and the signals the sentry forwards.
+//! program lookup and the stdio files.
 //! Below the event loop, `exec` and the supervisor, which all use it.
 
 use crate::kernel::config::Config;
 use crate::vfs::{FileKind, HostKind, OpenFile, Vfs};
 use anyhow::{bail, Result};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
-
-/// Signals `hako kill` sends to the sentry that it forwards to the workload's init.
-pub const FORWARDED: &[i32] = &[
-    libc::SIGHUP,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGTERM,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGWINCH,
-    libc::SIGALRM,
-    libc::SIGCONT,
-];
 
 /// Resolve `args[0]` like execvp, inside the sandbox root, with the PATH of process.env only: a
 /// bare name with no PATH there is not found (as runc and crun).
@@ -77,27 +64,4 @@ pub fn stdio_file(fd: RawFd, slave: Option<RawFd>) -> Result<OpenFile> {
         &name,
         acc | (fl.max(0) & libc::O_APPEND),
     ))
-}
-
-pub fn rlimit_resource(name: &str) -> Option<u32> {
-    #[allow(clippy::unnecessary_cast)]
-    Some(match name {
-        "RlimitCpu" => libc::RLIMIT_CPU,
-        "RlimitFsize" => libc::RLIMIT_FSIZE,
-        "RlimitData" => libc::RLIMIT_DATA,
-        "RlimitStack" => libc::RLIMIT_STACK,
-        "RlimitCore" => libc::RLIMIT_CORE,
-        "RlimitRss" => libc::RLIMIT_RSS,
-        "RlimitNproc" => libc::RLIMIT_NPROC,
-        "RlimitNofile" => libc::RLIMIT_NOFILE,
-        "RlimitMemlock" => libc::RLIMIT_MEMLOCK,
-        "RlimitAs" => libc::RLIMIT_AS,
-        "RlimitLocks" => libc::RLIMIT_LOCKS,
-        "RlimitSigpending" => libc::RLIMIT_SIGPENDING,
-        "RlimitMsgqueue" => libc::RLIMIT_MSGQUEUE,
-        "RlimitNice" => libc::RLIMIT_NICE,
-        "RlimitRtprio" => libc::RLIMIT_RTPRIO,
-        "RlimitRttime" => libc::RLIMIT_RTTIME,
-        _ => return None,
-    } as u32)
 }

@@ -7,9 +7,8 @@ use crate::event_loop::EventLoop;
 use crate::kernel::config::Config;
 use crate::kernel::fdtable::FdTable;
 use crate::kernel::Kernel;
-use crate::platform::ptrace::SeccompPtrace;
 use crate::platform::Platform;
-use crate::setup::{find_program, rlimit_resource, stdio_file, FORWARDED};
+use crate::setup::{find_program, stdio_file};
 use crate::vfs::Vfs;
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::Spec;
@@ -294,17 +293,14 @@ pub struct Prepared {
     pub program: String,
     pub slave: Option<OwnedFd>,
     pub filter: Vec<libc::sock_filter>,
-    pub oci_filter: Option<hako_container::seccomp::Compiled>,
+    pub oci_filter: Option<hako_linux::seccomp::Compiled>,
     pub own_filter: seccompiler::BpfProgram,
     /// The sentry's state directory, by descriptor (for the stats file).
     pub state: OwnedFd,
     pub ids: crate::identity::HostIds,
 }
 
-pub fn prepare(
-    plan: &Plan,
-    oci_filter: Option<hako_container::seccomp::Compiled>,
-) -> Result<Prepared> {
+pub fn prepare(plan: &Plan, oci_filter: Option<hako_linux::seccomp::Compiled>) -> Result<Prepared> {
     let Root { vfs, state, ids } = build_root(plan)?;
     let host = CString::new(plan.cfg.hostname.clone())?;
     // SAFETY: in our own UTS namespace.
@@ -328,7 +324,7 @@ pub fn prepare(
         vfs,
         program,
         slave,
-        filter: crate::syscalls::trap_filter(plan.cfg.hybrid),
+        filter: crate::syscalls::trap_filter(plan.cfg.platform.hybrid()),
         oci_filter,
         own_filter: crate::filter::sentry_filter()?,
         state,
@@ -384,8 +380,8 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
         .and_then(|p| p.rlimits().clone())
         .unwrap_or_default()
         .iter()
-        .filter_map(|l| {
-            rlimit_resource(&format!("{:?}", l.typ())).map(|r| {
+        .map(|l| {
+            hako_linux::process::rlimit_resource(l.typ()).map(|r| {
                 (
                     r,
                     libc::rlimit {
@@ -395,7 +391,7 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
                 )
             })
         })
-        .collect();
+        .collect::<Result<_>>()?;
 
     // Signals: SIGCHLD through a signalfd (to wake the loop while tasks are parked), the rest
     // forwarded to the workload's init.
@@ -413,7 +409,7 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
         bail!("signalfd: {}", std::io::Error::last_os_error());
     }
 
-    let mut plat = SeccompPtrace::new(prep.filter.clone(), cfg.hybrid);
+    let mut plat = cfg.platform.build(prep.filter.clone());
     let slave_fd = prep.slave.as_ref().map(|s| s.as_raw_fd());
     let rootless = plan.rootless;
     // Root: the workload (and, after set-up, the sentry) take the sandbox's host id. Rootless the
@@ -421,7 +417,7 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
     let outer = prep.ids.outer;
     // SAFETY: geteuid cannot fail.
     let switch_ids = outer != unsafe { libc::geteuid() };
-    // `hako exec`'s spawner (see exec.rs), forked while the sentry still holds what it needs to
+    // `hako exec`'s spawner (see exec/), forked while the sentry still holds what it needs to
     // enter the sandbox's namespaces, and before the sandbox's pid namespace exists.
     let mut spawner = crate::exec::Spawner::fork(&crate::exec::SpawnerPlan {
         root_fd,
@@ -513,7 +509,7 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
             // The spec's seccomp profile, if any, is stacked under the trap filter: a syscall it
             // refuses fails on the host before the sentry sees it (the stricter action wins).
             let mut oci = || match &prep.oci_filter {
-                Some(f) => hako_container::seccomp::try_apply(f)
+                Some(f) => hako_linux::seccomp::try_apply(f)
                     .map_err(|(i, e)| anyhow::anyhow!("seccomp profile filter {i}: errno {e}")),
                 None => Ok(()),
             };
@@ -546,7 +542,9 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
         eprintln!("hako-sentry: exec will be unavailable: {e:#}");
     }
     INIT_PID.store(pid, Ordering::Relaxed);
-    for &s in FORWARDED {
+    // The one list of forwarded signals (hako_contract::signal): what `hako run` forwards to
+    // the sentry, the sentry forwards to the workload's init.
+    for s in hako_contract::signal::forwarded() {
         // SAFETY: install an async-signal-safe forwarder.
         unsafe { libc::signal(s, forward as *const () as libc::sighandler_t) };
     }
@@ -592,6 +590,7 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
             "emulated": k.stats.emulated,
             "refused": k.stats.refused,
             "mmap_emulated": k.stats.mmap_emulated,
+            "platform": cfg.platform.name(),
             "status": {"signaled": status.0, "code": status.1},
         });
         write_stats(

@@ -103,6 +103,14 @@ fn workload_runs_unprivileged_on_the_host_and_in_a_trap_filter() {
                 if root.starts_with(&rootfs_dir) && root.ends_with("merged") {
                     let status =
                         std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                    // The workload once it runs its program: not the sentry's child still
+                    // setting itself up (chrooted already, not yet filtered).
+                    let running = ["busybox", "sh", "sleep", "id"]
+                        .iter()
+                        .any(|n| status.lines().any(|l| l == format!("Name:\t{n}")));
+                    if !running {
+                        continue;
+                    }
                     std::fs::write(&marker, status).unwrap();
                     return;
                 }

@@ -2,10 +2,11 @@
 //! calls, but the host process opens files in the rootfs on its behalf: with the spec's
 //! capabilities (and user) applied, a root-owned 0600 file in the rootfs stays closed to a
 //! module whose spec drops CAP_DAC_OVERRIDE, exactly as for a container. The sets are parsed and
-//! applied by the container backend's code, so both backends read a spec the same way.
+//! applied by the shared code (hako_linux::caps), so the container and wasm backends read a
+//! spec the same way.
 
 use anyhow::Result;
-use hako_container::caps;
+use hako_linux::caps;
 
 pub use caps::Sets as CapSets;
 

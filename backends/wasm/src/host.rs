@@ -6,8 +6,8 @@
 use crate::cache::{self, Cache, Lookup};
 use crate::plan::{self, NsMount, Plan};
 use anyhow::{anyhow, bail, Context, Result};
-use hako_contract::{console, start_gate, CreateRequest, Created};
-use std::io::{Read, Write};
+use hako_contract::{console, CreateRequest, Created};
+use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -408,35 +408,6 @@ fn describe(e: &wasmtime::Error) -> String {
     parts.join("\ncaused by: ")
 }
 
-fn reset_signals() {
-    // SAFETY: plain signal-disposition and mask calls in the freshly forked child.
-    unsafe {
-        for sig in 1..=libc::SIGRTMAX() {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, libc::SIG_DFL);
-            }
-        }
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    }
-}
-
-fn close_inherited_fds(keep: i32) {
-    let fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
-        Ok(d) => d
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .collect(),
-        Err(_) => return,
-    };
-    for fd in fds {
-        if fd > 2 && fd != keep {
-            // SAFETY: closing an fd this fresh child inherited and will not use.
-            unsafe { libc::close(fd) };
-        }
-    }
-}
-
 fn cvt(r: libc::c_int, what: &str) -> Result<()> {
     if r < 0 {
         bail!("{what}: {}", std::io::Error::last_os_error());
@@ -579,17 +550,9 @@ fn enter_own_user_namespace(inner_uid: u32, inner_gid: u32) -> Result<()> {
 /// identity, applied to the host process as the last step of set-up. `own_userns`: in the
 /// namespace of [`enter_own_user_namespace`], where the spec's ids are the only ones there are.
 fn apply_identity(plan: &Plan, own_userns: bool) -> Result<()> {
-    for &(res, soft, hard) in &plan.rlimits {
-        let rl = libc::rlimit {
-            rlim_cur: soft,
-            rlim_max: hard,
-        };
-        // SAFETY: setrlimit with a valid struct.
-        if unsafe { libc::setrlimit(res as _, &rl) } != 0 {
-            bail!(
-                "setrlimit({res}, {soft}:{hard}): {}",
-                std::io::Error::last_os_error()
-            );
+    for r in &plan.rlimits {
+        if let Err(e) = r.apply() {
+            bail!("setrlimit({}, {}:{}): {e}", r.resource, r.soft, r.hard);
         }
     }
     if let Some(adj) = plan.oom_score_adj {
@@ -650,7 +613,7 @@ fn apply_identity(plan: &Plan, own_userns: bool) -> Result<()> {
 fn setup(
     plan: &Plan,
     req: &CreateRequest,
-    cg: Option<&hako_container::cgroups::CgroupManager>,
+    cg: Option<&hako_linux::cgroups::CgroupManager>,
 ) -> Result<(Ready, Engine, Report, OwnedFd)> {
     let t0 = Instant::now();
     let mut marks: Vec<(&str, Instant)> = Vec::new();
@@ -732,94 +695,56 @@ pub fn create(req: &CreateRequest) -> Result<Created> {
     if req.preserve_fds > 0 {
         bail!("--preserve-fds is not supported by the wasm backend: a WASI module cannot use inherited file descriptors");
     }
-    let cg = crate::cgroup::made(req.spec, req.id, req.global)?;
+    let cg = crate::cgroup::made(req)?;
     hako_contract::fault::point("create:cgroup");
-    let cleanup = |cg: &Option<hako_container::cgroups::CgroupManager>| {
-        if let Some(mgr) = cg {
-            let _ = mgr.destroy();
-        }
-    };
-    let (rd, wr) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
-        Ok(p) => p,
+    let spawned = hako_contract::host_process::spawn::<Report>(req.state_dir, |ready| {
+        child(&plan, req, cg.as_ref(), ready)
+    });
+    let (pid, report) = match spawned {
+        Ok(r) => r,
         Err(e) => {
-            cleanup(&cg);
-            bail!("pipe: {e}");
+            if let Some(mgr) = &cg {
+                let _ = mgr.destroy();
+            }
+            match e {
+                hako_contract::host_process::Failed::Died(how) => {
+                    bail!("the wasm host process died during set-up ({how})")
+                }
+                e => bail!("{e}"),
+            }
         }
     };
-    // SAFETY: the caller (`hako create`) is single-threaded; the child only runs this crate's
-    // set-up code and never returns into the caller.
-    let pid = match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Child) => {
-            drop(rd);
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                child(&plan, req, cg.as_ref(), wr)
-            }))
-            .unwrap_or(1);
-            // SAFETY: leave without running the parent's exit handlers.
-            unsafe { libc::_exit(code) }
-        }
-        Ok(nix::unistd::ForkResult::Parent { child }) => child,
-        Err(e) => {
-            cleanup(&cg);
-            bail!("fork: {e}");
-        }
-    };
-    drop(wr);
-    // Before the note: the host process must end by itself when nobody noted it.
-    hako_contract::fault::point("create:forked");
-    hako_contract::orphan::note_host_pid(req.state_dir, pid.as_raw());
-    let mut msg = Vec::new();
-    let _ = std::fs::File::from(rd).read_to_end(&mut msg);
-    if let Some(json) = msg.strip_prefix(b"OK") {
-        let report: Report = serde_json::from_slice(json).context("the wasm host's report")?;
-        let data = serde_json::json!({
-            "kind": report.kind,
-            "cache": report.cache,
-            "cache_note": report.cache_note,
-            "entry": report.entry,
-            "setup_us": report.setup_us,
-            "cgroup": cg,
-        });
-        return Ok(Created {
-            pid: pid.as_raw(),
-            data,
-        });
-    }
-    let status = nix::sys::wait::waitpid(pid, None);
-    cleanup(&cg);
-    match msg.strip_prefix(b"ER") {
-        Some(m) => bail!("{}", String::from_utf8_lossy(m)),
-        None => bail!("the wasm host process died during set-up ({status:?})"),
-    }
+    let data = serde_json::json!({
+        "kind": report.kind,
+        "cache": report.cache,
+        "cache_note": report.cache_note,
+        "entry": report.entry,
+        "setup_us": report.setup_us,
+        "cgroup": cg,
+    });
+    Ok(Created { pid, data })
 }
 
 fn child(
     plan: &Plan,
     req: &CreateRequest,
-    cg: Option<&hako_container::cgroups::CgroupManager>,
-    wr: OwnedFd,
+    cg: Option<&hako_linux::cgroups::CgroupManager>,
+    ready: hako_contract::host_process::Readiness,
 ) -> i32 {
-    reset_signals();
-    close_inherited_fds(wr.as_raw_fd());
-    let mut wr = std::fs::File::from(wr);
-    let (ready, engine, report, fifo) = match setup(plan, req, cg) {
+    hako_linux::process::reset_signals();
+    hako_linux::process::close_fds_except(&[ready.as_raw_fd()]);
+    let (prepared, engine, report, fifo) = match setup(plan, req, cg) {
         Ok(r) => r,
         Err(e) => {
-            let _ = wr.write_all(format!("ER{e:#}").as_bytes());
+            ready.fail(&e);
             return 1;
         }
     };
-    let mut msg = b"OK".to_vec();
-    msg.extend(serde_json::to_vec(&report).unwrap_or_default());
-    if wr.write_all(&msg).is_err() {
-        return 1;
-    }
-    drop(wr);
     let gate = format!("/proc/self/fd/{}", fifo.as_raw_fd());
-    if let Err(e) = start_gate::wait(Path::new(&gate)) {
+    if let Err(e) = ready.ready_then_wait(&report, Path::new(&gate)) {
         eprintln!("hako: wasm host: {e:#}");
         return 1;
     }
     drop(fifo);
-    run(ready, plan, &engine)
+    run(prepared, plan, &engine)
 }

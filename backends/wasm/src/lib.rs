@@ -10,7 +10,6 @@ mod plan;
 
 use anyhow::{bail, Context, Result};
 use hako_contract::{Backend, CreateRequest, Created, Sandbox, Spec};
-use std::io::Read;
 use std::path::Path;
 
 pub use host::TRAP_EXIT;
@@ -19,16 +18,6 @@ pub use knobs::KEYS as ANNOTATIONS;
 /// The wasm backend. Stateless: everything lives in the host process and state.json.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct WasmBackend;
-
-/// True when `path` is a file that starts with the WebAssembly magic `\0asm` (module or
-/// component). The front end uses it to pick this backend from `process.args[0]`.
-pub fn is_wasm_file(path: &Path) -> bool {
-    let mut head = [0u8; 4];
-    match std::fs::File::open(path) {
-        Ok(mut f) => f.read_exact(&mut head).is_ok() && &head == b"\0asm",
-        Err(_) => false,
-    }
-}
 
 fn pid_ok(sb: &Sandbox) -> Result<()> {
     if !sb.alive {
@@ -85,35 +74,15 @@ impl Backend for WasmBackend {
     }
 
     fn kill(&self, sb: &Sandbox, sig: i32, all: bool) -> Result<()> {
-        let cg = cgroup::from_data(sb.data);
-        match (&cg, all) {
-            (Some(mgr), true) => mgr.kill_all(sig)?,
-            _ => {
-                pid_ok(sb)?;
-                signal(sb.pid, sig)?;
-            }
+        if hako_contract::cgroup::of(sb).is_none() || !all {
+            pid_ok(sb)?;
         }
-        // A frozen process only dies once thawed.
-        if sig == libc::SIGKILL {
-            if let Some(mgr) = &cg {
-                if mgr.is_frozen() {
-                    mgr.thaw()?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn pids(&self, sb: &Sandbox) -> Result<Vec<i32>> {
-        if let Some(mgr) = cgroup::from_data(sb.data) {
-            return mgr.pids();
-        }
-        Ok(if sb.alive { vec![sb.pid] } else { vec![] })
+        hako_contract::cgroup::kill(sb, sig, all)
     }
 
     fn pause(&self, sb: &Sandbox) -> Result<()> {
         pid_ok(sb)?;
-        match cgroup::from_data(sb.data) {
+        match hako_contract::cgroup::of(sb) {
             Some(mgr) => mgr.freeze(),
             None => {
                 signal(sb.pid, libc::SIGSTOP)?;
@@ -124,7 +93,7 @@ impl Backend for WasmBackend {
 
     fn resume(&self, sb: &Sandbox) -> Result<()> {
         pid_ok(sb)?;
-        match cgroup::from_data(sb.data) {
+        match hako_contract::cgroup::of(sb) {
             Some(mgr) => mgr.thaw(),
             None => {
                 signal(sb.pid, libc::SIGCONT)?;
@@ -134,21 +103,14 @@ impl Backend for WasmBackend {
     }
 
     fn is_paused(&self, sb: &Sandbox) -> bool {
-        match cgroup::from_data(sb.data) {
+        match hako_contract::cgroup::of(sb) {
             Some(mgr) => mgr.is_frozen(),
             None => sb.alive && matches!(hako_contract::proc::state_letter(sb.pid), Some('T')),
         }
     }
 
-    fn update(&self, sb: &Sandbox, resources: &hako_contract::LinuxResources) -> Result<()> {
-        match cgroup::from_data(sb.data) {
-            Some(mgr) => mgr.apply(resources),
-            None => bail!("update: sandbox {} has no cgroup (its config.json set no linux.cgroupsPath or resources)", sb.id),
-        }
-    }
-
     fn delete(&self, sb: &Sandbox) -> Result<()> {
-        if let Some(mgr) = cgroup::from_data(sb.data) {
+        if let Some(mgr) = hako_contract::cgroup::of(sb) {
             mgr.destroy()?;
         }
         Ok(())
@@ -158,7 +120,7 @@ impl Backend for WasmBackend {
         // A cgroup only where create makes one: a cgroupsPath or resources in the spec.
         let linux = sb.spec.linux().as_ref();
         let wanted = linux.is_some_and(|l| l.cgroups_path().is_some() || l.resources().is_some());
-        match hako_container::orphan_cgroup(sb).filter(|_| wanted) {
+        match hako_contract::cgroup::orphan(sb).filter(|_| wanted) {
             Some(cg) => cg.destroy(),
             None => Ok(()),
         }
@@ -171,7 +133,7 @@ impl Backend for WasmBackend {
             "annotations": knobs::KEYS,
             "mountTypes": ["bind", "tmpfs"],
             "mountTypesNotApplicable": plan::NOT_APPLICABLE_MOUNTS,
-            "resources": ["memory.limit (linear memory and tables, and the cgroup)", "cpu.quota/period (epochs, and the cgroup)", "every cgroup resource via the container backend's cgroup manager"],
+            "resources": ["memory.limit (linear memory and tables, and the cgroup)", "cpu.quota/period (epochs, and the cgroup)", "every cgroup resource via the shared cgroup manager (hako-linux)"],
             "terminal": true,
             "exec": false,
             "io.hako.refuses": [

@@ -67,7 +67,7 @@ pub struct Plan {
     pub gid: u32,
     pub additional_gids: Vec<u32>,
     pub umask: Option<u32>,
-    pub rlimits: Vec<(libc::c_int, u64, u64)>,
+    pub rlimits: Vec<hako_linux::process::Rlimit>,
     pub no_new_privileges: bool,
     pub oom_score_adj: Option<i32>,
     /// Capability sets for the host process, when the spec gives them.
@@ -110,13 +110,12 @@ fn under(path: &str, dir: &str) -> bool {
 
 /// Open `path` (absolute, inside the rootfs) with symlinks resolved as if `rootfs` were `/`.
 pub fn open_in_root(root: &OwnedFd, path: &str, flags: nix::fcntl::OFlag) -> Result<OwnedFd> {
-    use nix::fcntl::{openat2, OpenHow, ResolveFlag};
-    let how = OpenHow::new()
-        .flags(flags | nix::fcntl::OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    let rel = path.trim_start_matches('/');
-    let rel = if rel.is_empty() { "." } else { rel };
-    openat2(root.as_fd(), rel, how).map_err(|e| anyhow::anyhow!("{path}: {}", e.desc()))
+    hako_linux::inroot::open(root.as_fd(), Path::new(path), flags.bits(), 0).map_err(|e| {
+        match e.raw_os_error() {
+            Some(n) => anyhow::anyhow!("{path}: {}", nix::errno::Errno::from_raw(n).desc()),
+            None => anyhow::anyhow!("{path}: {e}"),
+        }
+    })
 }
 
 pub fn open_dir(path: &Path) -> Result<OwnedFd> {
@@ -181,7 +180,7 @@ pub fn read_entry(rootfs: &Path, entry: &str) -> Result<Vec<u8>> {
     let mut bytes = Vec::with_capacity(f.metadata().map(|m| m.len() as usize).unwrap_or(0));
     f.read_to_end(&mut bytes)
         .with_context(|| format!("reading the entry module {entry}"))?;
-    if !bytes.starts_with(b"\0asm") {
+    if !bytes.starts_with(hako_contract::formats::WASM_MAGIC) {
         bail!("{entry} (process.args[0]) is not a WebAssembly module: it does not start with the \\0asm magic");
     }
     Ok(bytes)
@@ -191,35 +190,10 @@ fn check_magic(rootfs: &Path, entry: &str) -> Result<()> {
     let root = open_dir(rootfs)?;
     let fd = open_in_root(&root, entry, nix::fcntl::OFlag::O_RDONLY)
         .context("opening the entry module")?;
-    let mut head = [0u8; 4];
-    let n = File::from(fd).read(&mut head).unwrap_or(0);
-    if n < 4 || &head != b"\0asm" {
+    if !hako_contract::formats::is_wasm(File::from(fd)) {
         bail!("{entry} (process.args[0]) is not a WebAssembly module: it does not start with the \\0asm magic");
     }
     Ok(())
-}
-
-fn rlimit_resource(name: &str) -> Option<libc::c_int> {
-    let r = match name {
-        "RLIMIT_CPU" => libc::RLIMIT_CPU,
-        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
-        "RLIMIT_DATA" => libc::RLIMIT_DATA,
-        "RLIMIT_STACK" => libc::RLIMIT_STACK,
-        "RLIMIT_CORE" => libc::RLIMIT_CORE,
-        "RLIMIT_RSS" => libc::RLIMIT_RSS,
-        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
-        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
-        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
-        "RLIMIT_AS" => libc::RLIMIT_AS,
-        "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
-        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
-        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
-        "RLIMIT_NICE" => libc::RLIMIT_NICE,
-        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
-        "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
-        _ => return None,
-    };
-    Some(r as libc::c_int)
 }
 
 /// Build the plan, refusing whatever the wasm backend cannot honour. Changes nothing on the
@@ -288,13 +262,8 @@ pub fn plan(spec: &Spec, bundle: &Path) -> Result<Plan> {
     }
     let mut rlimits = Vec::new();
     for r in process.rlimits().iter().flatten() {
-        let name = format!(
-            "RLIMIT_{}",
-            r.typ().to_string().trim_start_matches("RLIMIT_")
-        );
-        let Some(res) = rlimit_resource(&name) else {
-            bail!("unknown rlimit {name}")
-        };
+        let rl = hako_linux::process::Rlimit::from_spec(r)?;
+        let name = hako_linux::process::rlimit_name(r.typ());
         if r.soft() > r.hard() {
             bail!(
                 "rlimit {name}: soft limit {} is above the hard limit {}",
@@ -302,7 +271,7 @@ pub fn plan(spec: &Spec, bundle: &Path) -> Result<Plan> {
                 r.hard()
             );
         }
-        rlimits.push((res, r.soft(), r.hard()));
+        rlimits.push(rl);
     }
     let caps = process
         .capabilities()

@@ -5,8 +5,9 @@
 //! around `create` (to capture the module's output) is safe. Run with
 //! `cargo test -p hako-wasm --test backend [-- NAME-FILTER]`.
 
+use hako_contract::formats::is_wasm_file;
 use hako_contract::{start_gate, Backend, CreateRequest, Created, GlobalOptions, Sandbox, Spec};
-use hako_wasm::{is_wasm_file, WasmBackend, TRAP_EXIT};
+use hako_wasm::{WasmBackend, TRAP_EXIT};
 use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;

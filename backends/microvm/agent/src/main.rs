@@ -2,7 +2,8 @@
 //!
 //! 1. Mounts /proc, /sys, /dev and a tmpfs at /mnt on the agent disk (the kernel's root).
 //! 2. Opens the agent port (`/dev/hvc0`, raw mode) and reads the config disk.
-//! 3. Mounts the rootfs image read-only, an overlay on a tmpfs upper over it, the spec's mounts.
+//! 3. Mounts the rootfs image read-only, an overlay on a tmpfs upper over it, the spec's mounts;
+//!    brings `lo` up and configures the virtio-net interface the host described (`net`).
 //! 4. Forks the workload: new mount namespace, pivot_root into the overlay, rlimits, user,
 //!    capabilities, seccomp; it waits for the host's Start frame, then execs.
 //! 5. Relays stdio as frames, forwards signals, reports the exit status as the last frame and
@@ -17,6 +18,7 @@ mod boottime;
 mod child;
 mod disks;
 mod mounts;
+mod net;
 mod pty;
 mod relay;
 mod sys;
@@ -144,9 +146,11 @@ fn run(port_slot: &mut Option<fs::File>) -> Res<()> {
             return Err(format!("sethostname {h:?}: {}", errno()));
         }
     }
-    // The guest kernel has no IP stack (vsock only): a net.<proto>.* sysctl for a protocol the
-    // kernel lacks (docker sends net.ipv4.ip_unprivileged_port_start on every run) governs a
-    // network that does not exist, so whatever it restricts holds already. Anything else must apply.
+    // lo up, and the virtio-net interface (when the host gave the sandbox a network) configured
+    // before the workload's sysctls, which may name it.
+    net::configure(cfg.net.as_ref())?;
+    // A net.<proto>.* sysctl for a protocol the guest kernel lacks governs a network that does
+    // not exist, so whatever it restricts holds already. Anything else must apply.
     for (k, v) in &cfg.sysctl {
         let mut parts = k.split('.');
         if let (Some("net"), Some(proto)) = (parts.next(), parts.next()) {

@@ -34,48 +34,7 @@ pub(crate) fn pids_cgroup(limit: i64) -> Res<()> {
 /// Resolve `dest` (absolute, in the workload's view) below `root` without following symlinks out
 /// of it: a symlink met on the way is resolved relative to `root`.
 pub(crate) fn resolve_in_root(root: &Path, dest: &str) -> Res<PathBuf> {
-    let mut out = root.to_path_buf();
-    let mut todo: Vec<String> = dest
-        .split('/')
-        .filter(|c| !c.is_empty())
-        .map(String::from)
-        .rev()
-        .collect();
-    let mut hops = 0;
-    while let Some(c) = todo.pop() {
-        match c.as_str() {
-            "." => continue,
-            ".." => {
-                if out != root {
-                    out.pop();
-                }
-                continue;
-            }
-            _ => {}
-        }
-        let next = out.join(&c);
-        match fs::symlink_metadata(&next) {
-            Ok(m) if m.file_type().is_symlink() => {
-                hops += 1;
-                if hops > 40 {
-                    return Err(format!("too many symlinks resolving {dest}"));
-                }
-                let target = fs::read_link(&next).map_err(|e| e.to_string())?;
-                let t = target.to_string_lossy().into_owned();
-                if t.starts_with('/') {
-                    out = root.to_path_buf();
-                }
-                todo.extend(
-                    t.split('/')
-                        .filter(|c| !c.is_empty())
-                        .map(String::from)
-                        .rev(),
-                );
-            }
-            _ => out = next,
-        }
-    }
-    Ok(out)
+    hako_linux::inroot::join(root, Path::new(dest)).map_err(|e| format!("{dest}: {e}"))
 }
 
 pub(crate) fn setup_mounts(disk: &ConfigDisk, root: &Path, rw: &Path) -> Res<()> {

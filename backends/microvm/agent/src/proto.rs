@@ -33,6 +33,30 @@ pub struct GuestConfig {
     pub masked_paths: Vec<String>,
     pub readonly_paths: Vec<String>,
     pub sysctl: BTreeMap<String, String>,
+    /// The guest's network, when the spec gave the sandbox a network namespace to join: the
+    /// host moved the engine's veth addresses onto the guest's virtio-net interface. `None`: no
+    /// network device (only `lo`).
+    #[serde(default)]
+    pub net: Option<NetConfig>,
+}
+
+/// One network interface for the agent to configure (the guest's first virtio-net device, whose
+/// MAC the host set to the veth's), with the veth's addresses and routes.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct NetConfig {
+    /// The veth's MAC, `aa:bb:cc:dd:ee:ff`: the agent picks the interface that has it.
+    pub mac: String,
+    pub mtu: u32,
+    /// Addresses as (`address`, prefix length), IPv4 or IPv6.
+    pub addrs: Vec<(String, u8)>,
+    pub routes: Vec<NetRoute>,
+}
+
+/// A route of the veth: `dst` None is the default route.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct NetRoute {
+    pub dst: Option<(String, u8)>,
+    pub gateway: Option<String>,
 }
 
 /// The process part of [`GuestConfig`]: what `hako exec` sends for one more process in the

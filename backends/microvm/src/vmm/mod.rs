@@ -89,6 +89,14 @@ impl Stdio {
     }
 }
 
+/// A virtio-net device: the tap (made with `IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`), the MAC the
+/// guest sees and the MTU it is told.
+pub struct NetDevice {
+    pub tap: std::os::fd::OwnedFd,
+    pub mac: [u8; 6],
+    pub mtu: u16,
+}
+
 /// The resources description of one microVM.
 pub struct VmConfig {
     pub memory_mib: u32,
@@ -103,6 +111,8 @@ pub struct VmConfig {
     pub serial: Stdio,
     /// A virtio-console when set.
     pub console: Option<Stdio>,
+    /// A virtio-net device on a tap when set (after the console in the MMIO windows).
+    pub net: Option<NetDevice>,
     /// Jail the VMM (namespaces + pivot into an empty root) once everything is open.
     pub jail: Option<JailConfig>,
     /// Install the per-thread seccomp filters in `run`.
@@ -119,6 +129,7 @@ impl Default for VmConfig {
             block: Vec::new(),
             serial: Stdio::sink(),
             console: None,
+            net: None,
             jail: None,
             seccomp: false,
         }
@@ -251,6 +262,8 @@ pub struct Vmm {
     devices: Arc<Mutex<Devices>>,
     serial_in: Option<File>,
     console_in: Option<File>,
+    /// The virtio-net device's tap (owned by the device), polled for frames to the guest.
+    net_fd: Option<i32>,
     seccomp: bool,
     started: Instant,
     /// The command line given to the guest (with the virtio-mmio devices appended).
@@ -303,7 +316,9 @@ impl Vmm {
                 config.memory_mib
             );
         }
-        let ndev = config.block.len() + usize::from(config.console.is_some());
+        let ndev = config.block.len()
+            + usize::from(config.console.is_some())
+            + usize::from(config.net.is_some());
         if VIRTIO_IRQ_BASE as usize + ndev > IRQ_MAX as usize + 1 {
             bail!("too many virtio devices ({ndev})");
         }
@@ -341,6 +356,12 @@ impl Vmm {
         if let Some(c) = config.console {
             models.push(Box::new(Console::new(writer(c.output)?)));
             console_in = reader(c.input)?;
+        }
+        let mut net_fd = None;
+        if let Some(n) = config.net {
+            let dev = devices::virtio::net::Net::new(n.tap, n.mac, n.mtu)?;
+            net_fd = Some(dev.tap_fd());
+            models.push(Box::new(dev));
         }
         for (i, model) in models.into_iter().enumerate() {
             let irq = Arc::new(EventFd::new(libc::EFD_NONBLOCK).context("eventfd")?);
@@ -382,6 +403,7 @@ impl Vmm {
             devices: Arc::new(Mutex::new(devices)),
             serial_in,
             console_in,
+            net_fd,
             seccomp: config.seccomp,
             started,
             cmdline,
@@ -434,6 +456,7 @@ impl Vmm {
             devices: Arc::new(Mutex::new(devices)),
             serial_in,
             console_in: None,
+            net_fd: None,
             seccomp: false,
             started,
             cmdline: state.cmdline,
@@ -595,6 +618,13 @@ impl Vmm {
                     revents: 0,
                 });
             }
+            if let Some(fd) = self.net_fd {
+                fds.push(libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
             // SAFETY: fds is a valid array of pollfd for the duration of the call.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
             if n < 0 {
@@ -660,6 +690,18 @@ impl Vmm {
                             .unwrap_or_else(|e| e.into_inner())
                             .console_input(&buf[..n]),
                     }
+                }
+                idx += 1;
+            }
+            if self.net_fd.is_some() && fds[idx].revents != 0 {
+                let delivered = self
+                    .devices
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .net_input();
+                if !delivered {
+                    // The guest has no receive buffer posted: leave the frames in the tap.
+                    std::thread::sleep(Duration::from_millis(2));
                 }
             }
         }

@@ -1,6 +1,8 @@
 //! Helpers the VMM tests share.
 #![allow(dead_code)]
 
+pub mod qemu;
+
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Duration;
 

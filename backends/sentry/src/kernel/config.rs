@@ -28,12 +28,14 @@ pub struct Config {
     pub stats: bool,
     /// HAKO_SENTRY_DEBUG=1 in the environment of `hako create`: log every trapped syscall.
     pub debug: bool,
-    pub hybrid: bool,
+    /// The interception platform (see `crate::platform::kind`).
+    pub platform: crate::platform::kind::Kind,
 }
 
 pub const STATS_ANNOTATION: &str = "io.hako.sentry.stats";
-/// `io.hako.sentry.platform`: `hybrid` (default: seccomp user-notification + ptrace) or `ptrace`
-/// (seccomp RET_TRACE + ptrace only).
+/// `io.hako.sentry.platform`: `samecpu` (default where the kernel has it: hybrid, each trap served
+/// on the trapping task's CPU), `hybrid` (seccomp user-notification + ptrace; the default on
+/// kernels before 6.6) or `ptrace` (seccomp RET_TRACE + ptrace only).
 pub const PLATFORM_ANNOTATION: &str = "io.hako.sentry.platform";
 
 impl Config {
@@ -91,11 +93,13 @@ impl Config {
             nofile: nofile.max(16),
             started: Instant::now(),
             boot_time: now,
-            hybrid: spec
-                .annotations()
-                .as_ref()
-                .and_then(|a| a.get(PLATFORM_ANNOTATION))
-                .is_none_or(|v| v == "hybrid"),
+            platform: crate::platform::kind::Kind::choose(
+                spec.annotations()
+                    .as_ref()
+                    .and_then(|a| a.get(PLATFORM_ANNOTATION))
+                    .map(String::as_str),
+            )
+            .map_err(|e| anyhow::anyhow!("annotation {PLATFORM_ANNOTATION}: {e:#}"))?,
             debug: std::env::var_os("HAKO_SENTRY_DEBUG").is_some(),
             stats: match spec
                 .annotations()

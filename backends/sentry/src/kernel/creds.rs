@@ -72,7 +72,7 @@ pub fn from_spec(c: Option<&LinuxCapabilities>) -> anyhow::Result<Caps> {
             securebits: 0,
         });
     };
-    let s = hako_container::caps::Sets::from_spec(c)?;
+    let s = hako_linux::caps::Sets::from_spec(c)?;
     Ok(Caps {
         eff: s.effective & ALL,
         prm: s.permitted & ALL,

@@ -46,6 +46,20 @@ pub struct Task {
     pub fresh: bool,
 }
 
+/// Whether task `tid` has a signal pending that it does not block (its host /proc status: the
+/// thread's and the process's pending sets).
+pub fn signal_pending(tid: i32) -> bool {
+    let status = crate::hostproc::read_string(&format!("{tid}/status"));
+    let set = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0)
+    };
+    (set("SigPnd:") | set("ShdPnd:")) & !set("SigBlk:") != 0
+}
+
 impl<P: Platform> Kernel<P> {
     /// Register a tracee with no parent in the sandbox (the first process, or one `hako exec`
     /// started), with the identity, cwd and umask of `c`. Returns its virtual pid.

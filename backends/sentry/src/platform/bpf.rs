@@ -83,24 +83,44 @@ pub fn build(rules: &[(u32, Rule)], default: u32) -> Vec<sock_filter> {
     p
 }
 
-/// Install with `SECCOMP_FILTER_FLAG_NEW_LISTENER` when `listener`; returns the listener fd.
+/// `SECCOMP_FILTER_FLAG_NEW_LISTENER`: the filter's user-notification fd.
+const NEW_LISTENER: libc::c_ulong = 1 << 3;
+/// `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV` (Linux 5.19): once the sentry has taken a
+/// notification, only a fatal signal ends the task's wait for the answer. Without it a signal
+/// (a traced task gets even ignored ones: a child's SIGCHLD is enough) can end the wait while the
+/// sentry carries the call out; the kernel then drops the answer, even one it accepted, and
+/// restarts the call, so bytes read from a pipe were lost and bytes written were repeated.
+const WAIT_KILLABLE_RECV: libc::c_ulong = 1 << 5;
+
+/// Install with `SECCOMP_FILTER_FLAG_NEW_LISTENER` (and `WAIT_KILLABLE_RECV` where the kernel
+/// has it) when `listener`; returns the listener fd.
 pub fn install(prog: &[sock_filter], listener: bool) -> std::io::Result<i32> {
     let fprog = libc::sock_fprog {
         len: prog.len() as u16,
         filter: prog.as_ptr() as *mut _,
     };
-    let flags: libc::c_ulong = if listener { 1 << 3 } else { 0 };
-    // SAFETY: seccomp(SECCOMP_SET_MODE_FILTER) with a valid program.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            1 as libc::c_ulong,
-            flags,
-            &fprog as *const libc::sock_fprog,
-        )
+    let seccomp = |flags: libc::c_ulong| {
+        // SAFETY: seccomp(SECCOMP_SET_MODE_FILTER) with a valid program.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                1 as libc::c_ulong,
+                flags,
+                &fprog as *const libc::sock_fprog,
+            )
+        };
+        if rc < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(rc as i32)
+        }
     };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
+    if !listener {
+        return seccomp(0);
     }
-    Ok(rc as i32)
+    match seccomp(NEW_LISTENER | WAIT_KILLABLE_RECV) {
+        // A kernel before 5.19: the wait stays interruptible (see docs/backends/sentry.md).
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => seccomp(NEW_LISTENER),
+        r => r,
+    }
 }

@@ -1,12 +1,16 @@
 //! The Platform: how the sentry intercepts the workload's system calls (gVisor's term).
 //!
 //! The syscall implementations (`crate::syscalls`) never talk to ptrace or seccomp directly: they
-//! see [`Stop`]s, registers and tracee memory through this trait. The one production platform is
-//! [`ptrace::SeccompPtrace`] (seccomp `SECCOMP_RET_TRACE` + ptrace); `examples/platform_bench.rs`
-//! measures it against `PTRACE_SYSEMU` and `SECCOMP_RET_USER_NOTIF` (see docs/backends/sentry.md).
+//! see [`Stop`]s, registers and tracee memory through this trait. The platforms are
+//! [`ptrace::SeccompPtrace`] (seccomp `SECCOMP_RET_TRACE` + ptrace, alone or with seccomp user
+//! notification: `ptrace` and `hybrid`) and [`samecpu::SameCpu`] (hybrid, served on the trapping
+//! task's CPU: the default where the kernel has it); [`kind`] chooses. `examples/platform_bench.rs`
+//! measures the mechanisms against `PTRACE_SYSEMU` (see docs/backends/sentry.md).
 
 pub mod bpf;
+pub mod kind;
 pub mod ptrace;
+pub mod samecpu;
 
 use anyhow::Result;
 

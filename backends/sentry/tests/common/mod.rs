@@ -332,7 +332,15 @@ pub fn copy_dynamic(rootfs: &Path, bin: &str) {
 /// Compile one of tests/attacks/*.c into a static binary at `out` (a workload needs no loader).
 /// None, with the reason printed, when gcc or the static libc is missing.
 pub fn compile_attack(name: &str, out: &Path) -> Option<()> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/attacks/{name}.c"));
+    compile_c(&format!("attacks/{name}.c"), out)
+}
+
+/// Compile `tests/<rel>` (a C file) into a static binary at `out`; None, with the reason
+/// printed, when gcc or the static libc is missing.
+pub fn compile_c(rel: &str, out: &Path) -> Option<()> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(rel);
     match std::process::Command::new("gcc")
         .args(["-static", "-O1", "-pthread", "-o"])
         .arg(out)

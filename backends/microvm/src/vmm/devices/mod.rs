@@ -135,6 +135,19 @@ impl Devices {
             .unwrap_or(0)
     }
 
+    /// The net device's tap is readable: deliver frames to the guest's receive buffers.
+    /// Whether the device took any (false: no receive buffer posted, or no net device).
+    pub fn net_input(&mut self) -> bool {
+        match self
+            .virtio
+            .iter_mut()
+            .find(|(_, t)| t.device_type() == virtio::net::TYPE_NET)
+        {
+            Some((_, t)) => t.input_ready(),
+            None => false,
+        }
+    }
+
     /// Host input for the virtio console.
     pub fn console_input(&mut self, bytes: &[u8]) {
         if let Some((_, t)) = self

@@ -126,6 +126,17 @@ impl MmioTransport {
         }
     }
 
+    /// The device's host-side source became readable (a net device's tap): deliver what the
+    /// driver has room for.
+    /// Whether buffers were used.
+    pub fn input_ready(&mut self) -> bool {
+        let used = self.driver_ok() && self.device.process_input(&self.mem, &mut self.queues);
+        if used {
+            self.signal_used();
+        }
+        used
+    }
+
     /// Room for host input in the device (0 for devices that take none).
     pub fn input_room(&self) -> usize {
         self.device.input_room()

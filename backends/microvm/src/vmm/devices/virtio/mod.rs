@@ -3,6 +3,7 @@
 pub mod block;
 pub mod console;
 pub mod mmio;
+pub mod net;
 pub mod queue;
 
 use vm_memory::GuestMemoryMmap;

@@ -1,7 +1,7 @@
 //! seccomp profiles compiled and loaded for real: each test forks a child that loads the filters
 //! and reports what its system calls returned through its exit status.
 
-use hako_container::seccomp::{self, Compiled};
+use hako_linux::seccomp::{self, Compiled};
 use oci_spec::runtime::LinuxSeccomp;
 use serde_json::{json, Value};
 
@@ -439,7 +439,7 @@ fn first_unconditional_rule_decides_like_libseccomp() {
 }
 
 /// Cost of a cheap syscall under podman's profile (prints figures; no assertion on time).
-/// `cargo test -p hako-container --test seccomp_host -- --ignored --nocapture syscall_cost`
+/// `cargo test -p hako-linux --test seccomp_host -- --ignored --nocapture syscall_cost`
 #[test]
 #[ignore]
 fn syscall_cost_under_podman_profile() {

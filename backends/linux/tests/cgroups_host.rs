@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use hako_container::cgroups::{CgroupManager, Layout, Mounts};
+use hako_linux::cgroups::{CgroupManager, Layout, Mounts};
 use oci_spec::runtime::LinuxResources;
 use serde_json::json;
 
@@ -604,7 +604,7 @@ fn v1_blkio_weight_and_throttle() {
 }
 
 /// Prints what a cgroup costs per container on this host (no assertion on time).
-/// `cargo test -p hako-container --test cgroups_host -- --ignored --nocapture cost`
+/// `cargo test -p hako-linux --test cgroups_host -- --ignored --nocapture cost`
 #[test]
 #[ignore]
 fn cgroup_lifecycle_cost() {

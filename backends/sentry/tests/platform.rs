@@ -1,0 +1,106 @@
+//! The interception platform a sandbox gets: `io.hako.sentry.platform`, else
+//! `HAKO_SENTRY_PLATFORM` (how `scripts/test` runs this suite on each platform), else samecpu
+//! where the kernel has it; the platform in use is in the stats account. And a workload whose
+//! threads and processes trap at once, on every platform.
+//!
+//! Run: `cargo test -p hako-sentry --test platform` (as root; skips with a reason otherwise).
+
+mod common;
+
+use hako_sentry::platform::kind::{Kind, ENV};
+use serde_json::json;
+
+/// The platform the stats account of a run of `sh -c true` names, with these annotations.
+fn platform_of(b: &common::Bundle, annotations: serde_json::Value) -> String {
+    let mut a = annotations;
+    a["io.hako.sentry.stats"] = json!("true");
+    let spec = b.spec(&["sh", "-c", "true"], json!({ "annotations": a }));
+    let mut stats = Vec::new();
+    let (code, _, err) = b.run_spec_with(
+        &spec,
+        |_, _| {},
+        |state| stats = std::fs::read(state.join("sentry/stats.json")).unwrap(),
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&stats).unwrap();
+    v["platform"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn the_annotation_the_environment_and_the_default_choose() {
+    let Some(b) = common::busybox_bundle() else {
+        return;
+    };
+    // The default, or what the environment of this test run asks for.
+    let expected = Kind::choose(None).unwrap();
+    match std::env::var(ENV) {
+        Ok(v) if !v.is_empty() => assert_eq!(expected.name(), v),
+        _ => assert_eq!(expected, Kind::best()),
+    }
+    assert_eq!(platform_of(&b, json!({})), expected.name());
+    // The annotation wins over the environment.
+    for k in ["hybrid", "ptrace"] {
+        assert_eq!(platform_of(&b, json!({"io.hako.sentry.platform": k})), k);
+    }
+    if Kind::best() == Kind::SameCpu {
+        assert_eq!(
+            platform_of(&b, json!({"io.hako.sentry.platform": "samecpu"})),
+            "samecpu"
+        );
+    }
+    // An unknown one is refused at create, not run on some other platform.
+    let e = b.create_error(&b.spec(
+        &["true"],
+        json!({"annotations": {"io.hako.sentry.platform": "systrap"}}),
+    ));
+    assert!(
+        e.contains("io.hako.sentry.platform") && e.contains("unknown sentry platform \"systrap\""),
+        "{e}"
+    );
+}
+
+/// Four processes of four threads each, every thread making trapped calls at once
+/// (`attacks/trap_storm.c`), on each platform: every answer is right.
+#[test]
+fn many_tasks_trapping_at_once_on_each_platform() {
+    let Some(b) = common::busybox_bundle() else {
+        return;
+    };
+    if common::compile_attack("trap_storm", &b.rootfs().join("storm")).is_none() {
+        return;
+    }
+    std::fs::write(b.rootfs().join("etc/word"), "w\n").unwrap();
+    let mut kinds = vec!["hybrid", "ptrace"];
+    if Kind::best() == Kind::SameCpu {
+        kinds.push("samecpu");
+    }
+    for k in kinds {
+        let spec = b.spec(
+            &["/storm"],
+            json!({"annotations": {"io.hako.sentry.platform": k}}),
+        );
+        let (code, out, err) = b.run_spec(&spec);
+        assert_eq!((code, out.as_str()), (0, "storm ok\n"), "{k}: {err}");
+    }
+}
+
+/// A process that SIGKILLs itself ends alone, on every platform: the sentry answering the kill
+/// finds the task gone (on the ptrace platform that once ended the whole sandbox).
+#[test]
+fn a_process_killing_itself_ends_alone_on_each_platform() {
+    let Some(b) = common::busybox_bundle() else {
+        return;
+    };
+    let mut kinds = vec!["hybrid", "ptrace"];
+    if Kind::best() == Kind::SameCpu {
+        kinds.push("samecpu");
+    }
+    for k in kinds {
+        let spec = b.spec(
+            &["sh", "-c", "sh -c 'kill -9 $$'; echo \"alive $?\""],
+            json!({"annotations": {"io.hako.sentry.platform": k}}),
+        );
+        let (code, out, err) = b.run_spec(&spec);
+        assert_eq!((code, out.as_str()), (0, "alive 137\n"), "{k}: {err}");
+    }
+}
