@@ -91,12 +91,15 @@ pub fn join(spec: &Spec) -> Result<i32> {
 /// namespace joined by path is the engine's: the sentry changes nothing in it.
 pub fn new_netns_setup() -> Result<()> {
     {
+        // Best effort: where /proc/sys is read-only (the sentry inside a container, rootless
+        // podman) the sysctl stays as it is, and a bind below it is refused by the host (EACCES)
+        // even with the sandbox's CAP_NET_BIND_SERVICE.
         use std::io::Write;
-        let f = crate::hostproc::open("sys/net/ipv4/ip_unprivileged_port_start", libc::O_WRONLY)
-            .context("opening net.ipv4.ip_unprivileged_port_start")?;
-        std::fs::File::from(f)
-            .write_all(b"0")
-            .context("setting net.ipv4.ip_unprivileged_port_start")?;
+        if let Ok(f) =
+            crate::hostproc::open("sys/net/ipv4/ip_unprivileged_port_start", libc::O_WRONLY)
+        {
+            let _ = std::fs::File::from(f).write_all(b"0");
+        }
     }
     // SAFETY: a datagram socket for the interface ioctls.
     let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };

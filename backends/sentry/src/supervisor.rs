@@ -106,20 +106,24 @@ pub struct Root {
 
 /// `/dev/shm`: a tmpfs of the sandbox's own (nosuid, nodev, 1777, 64 MiB as Docker's default),
 /// unless the spec mounts something there (an engine's pod-shared shm), which then goes on it.
-fn shm(vfs: &Vfs, spec: &hako_contract::Spec) -> Result<()> {
+/// False when there can be no mount point: the image's /dev cannot be written (rootless, a /dev
+/// owned by an id the sentry's namespace does not map: EOVERFLOW on copy-up). The sandbox then
+/// has no /dev/shm, as before there was one, and a spec mount there is skipped as it was then.
+fn shm(vfs: &Vfs, spec: &hako_contract::Spec) -> Result<bool> {
+    let Ok(target) = crate::mounts::resolve_in_root(vfs, crate::vfs::SHM, true) else {
+        return Ok(false);
+    };
     let spec_has = spec.mounts().as_ref().is_some_and(|ms| {
         ms.iter()
             .any(|m| crate::vfs::normalize(&m.destination().to_string_lossy()) == crate::vfs::SHM)
     });
-    if spec_has {
-        return Ok(());
+    if !spec_has {
+        let tree =
+            crate::mounts::new_tmpfs(&[("mode", "1777"), ("size", "64m")], crate::mounts::ALWAYS)
+                .context("tmpfs at /dev/shm")?;
+        crate::mounts::attach(&tree, &target).context("tmpfs at /dev/shm")?;
     }
-    let tree =
-        crate::mounts::new_tmpfs(&[("mode", "1777"), ("size", "64m")], crate::mounts::ALWAYS)
-            .context("tmpfs at /dev/shm")?;
-    let target = crate::mounts::resolve_in_root(vfs, crate::vfs::SHM, true)
-        .context("mount destination /dev/shm")?;
-    crate::mounts::attach(&tree, &target).context("tmpfs at /dev/shm")
+    Ok(true)
 }
 
 /// Private mount namespace + overlay root + the spec's bind and tmpfs mounts (each resolved
@@ -211,7 +215,7 @@ pub fn build_root(plan: &Plan) -> Result<Root> {
     )?;
     let vfs = Vfs::new(merged.to_str().context("state dir is not UTF-8")?)
         .context("opening the sandbox root")?;
-    shm(&vfs, plan.spec)?;
+    let shm_ok = shm(&vfs, plan.spec)?;
     for m in plan
         .spec
         .mounts()
@@ -226,6 +230,9 @@ pub fn build_root(plan: &Plan) -> Result<Root> {
         let is_bind = typ == "bind" || has("bind") || has("rbind");
         if crate::vfs::is_synthetic(&crate::vfs::normalize(&dest)) {
             continue; // /proc, /sys and /dev are the sentry's own (see check())
+        }
+        if !shm_ok && crate::vfs::normalize(&dest) == crate::vfs::SHM {
+            continue; // no mount point can be made (see shm())
         }
         let mut attrs = crate::mounts::ALWAYS;
         if has("ro") {
