@@ -1397,6 +1397,73 @@ fn podman_join_namespaces() {
     p.assert_no_container_cgroups();
 }
 
+/// `GET path` from the host's 127.0.0.1:`port` (a port published by container `name`), retried
+/// until it answers 200 OK: the server comes up when it comes up (`give_up` only bounds a broken
+/// run; nothing here measures time). The whole response.
+fn fetch_published(p: &Podman, port: u16, path: &str, name: &str, give_up: Duration) -> String {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + give_up;
+    loop {
+        let r = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut c| {
+            c.set_read_timeout(Some(Duration::from_secs(10)))?;
+            c.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())?;
+            let mut s = String::new();
+            c.read_to_string(&mut s)?;
+            Ok(s)
+        });
+        match r {
+            Ok(s) if s.contains("200 OK") => return s,
+            _ if std::time::Instant::now() > deadline => {
+                let logs = p.cmd(&["logs", name]);
+                p.fail(
+                    &format!("no answer from {name} behind -p 127.0.0.1:{port}"),
+                    &logs,
+                );
+            }
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+/// A server in a sentry container on podman's default bridge network, its port published on the
+/// host's loopback, reached by a client outside (issue 12): the sentry joins the network
+/// namespace podman made and its sockets are host sockets there.
+#[test]
+fn podman_backend_sentry_publishes_a_port() {
+    skip_unless!(PODMAN_BINS);
+    let Some(p) = backend_case("sentry") else {
+        return;
+    };
+    // A free port on the host's loopback (released before podman binds it).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let publish = format!("127.0.0.1:{port}:{port}");
+    let serve = format!(
+        "mkdir -p /tmp/www && echo hello-from-the-sentry > /tmp/www/index.html && exec httpd -f -p {port} -h /tmp/www"
+    );
+    p.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        &publish,
+        "--annotation",
+        "io.hako.backend=sentry",
+        IMAGE,
+        "sh",
+        "-c",
+        &serve,
+    ]);
+    let body = fetch_published(&p, port, "/index.html", "web", Duration::from_secs(60));
+    assert!(body.ends_with("hello-from-the-sentry\n"), "{body}");
+    p.ok(&["rm", "-f", "-t", "0", "web"]);
+    p.assert_no_container_cgroups();
+}
+
 /// The microVM on podman's default bridge network (issue 12): a busybox httpd in a microVM,
 /// published on the host's loopback (`-p 127.0.0.1:PORT:8080`), answers a client on the host;
 /// a client in a second microVM reaches it at its bridge address. Traffic stays on loopback and
@@ -1444,25 +1511,7 @@ fn podman_microvm_bridge_network() {
         "mkdir /www && echo served from a microvm > /www/i && exec httpd -f -p 8080 -h /www",
     ]);
     // From the host, through the published port (the guest boots under TCG: retry).
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    let got = loop {
-        use std::io::{Read, Write};
-        let r = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut c| {
-            c.set_read_timeout(Some(Duration::from_secs(10)))?;
-            c.write_all(b"GET /i HTTP/1.0\r\n\r\n")?;
-            let mut s = String::new();
-            c.read_to_string(&mut s)?;
-            Ok(s)
-        });
-        match r {
-            Ok(s) if s.contains("200 OK") => break s,
-            _ if std::time::Instant::now() > deadline => {
-                let logs = p.cmd(&["logs", "vweb"]);
-                p.fail("the microVM's server behind -p 127.0.0.1", &logs);
-            }
-            _ => std::thread::sleep(Duration::from_millis(500)),
-        }
-    };
+    let got = fetch_published(&p, port, "/i", "vweb", Duration::from_secs(120));
     assert!(got.ends_with("served from a microvm\n"), "{got}");
     // From a second microVM on the same bridge network, at the server's address.
     let ip = p.inspect("vweb", "{{.NetworkSettings.IPAddress}}");

@@ -1,8 +1,9 @@
 //! The sentry's own seccomp filter (seccompiler), installed once the workload's first process is
 //! forked: the sentry can then only do what implementing the workload's syscalls needs (file I/O
 //! on its own descriptors, ptrace and process_vm_* on its tracees, memory, signals, and messages
-//! on the exec socket it made before). No new socket, mount, exec, clone or namespace call;
-//! anything else fails with EPERM.
+//! on the exec socket it made before, and the sandbox's sockets: `socket` only for the families
+//! `syscalls::socket` serves). No mount, exec, clone or namespace call; anything else fails with
+//! EPERM.
 
 use anyhow::Result;
 use seccompiler::{SeccompAction, SeccompFilter};
@@ -52,6 +53,11 @@ pub const SENTRY_ALLOWED: &[Sysno] = {
         pipe2,
         socketpair,
         eventfd2,
+        memfd_create,
+        epoll_create1,
+        epoll_ctl,
+        epoll_wait,
+        epoll_pwait,
         poll,
         ppoll,
         wait4,
@@ -78,6 +84,8 @@ pub const SENTRY_ALLOWED: &[Sysno] = {
         nanosleep,
         getpid,
         gettid,
+        geteuid,
+        getegid,
         exit,
         exit_group,
         sched_getaffinity,
@@ -94,18 +102,54 @@ pub const SENTRY_ALLOWED: &[Sysno] = {
         pidfd_open,
         pidfd_getfd,
         // `hako exec`: accept on the exec socket, receive the client's stdio, answer it and the
-        // spawner (see exec/). No socket of its own, no connect, no bind.
+        // spawner (see exec/); and the sandbox's sockets (syscalls/socket.rs, which also
+        // changes directory to its own /proc/self/fd for AF_UNIX paths). `socket` itself is
+        // allowed below for the families the sentry serves only.
         accept4,
         recvmsg,
         sendmsg,
+        bind,
+        connect,
+        listen,
+        getsockname,
+        getpeername,
+        shutdown,
+        sendto,
+        recvfrom,
+        setsockopt,
+        getsockopt,
+        fchdir,
     ]
 };
 
+/// The socket families the sentry may open for the sandbox (defence in depth under
+/// `syscalls::socket::socket`, which decides per call).
+const SOCKET_FAMILIES: &[i32] = &[
+    libc::AF_UNIX,
+    libc::AF_INET,
+    libc::AF_INET6,
+    libc::AF_NETLINK,
+    libc::AF_PACKET,
+];
+
 pub fn sentry_filter() -> Result<seccompiler::BpfProgram> {
-    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> = SENTRY_ALLOWED
+    use seccompiler::{SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule};
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = SENTRY_ALLOWED
         .iter()
         .map(|s| (s.id() as i64, vec![]))
         .collect();
+    let families = SOCKET_FAMILIES
+        .iter()
+        .map(|&f| {
+            SeccompRule::new(vec![SeccompCondition::new(
+                0,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::Eq,
+                f as u64,
+            )?])
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    rules.insert(Sysno::socket.id() as i64, families);
     let f = SeccompFilter::new(
         rules,
         SeccompAction::Errno(libc::EPERM as u32),

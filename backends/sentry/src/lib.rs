@@ -32,6 +32,7 @@ pub mod hostproc;
 pub mod identity;
 pub mod kernel;
 pub mod mounts;
+pub mod namespaces;
 pub mod openat2;
 pub mod platform;
 pub mod setup;
@@ -186,6 +187,7 @@ impl Backend for SentryBackend {
             if !kinds.iter().any(|k| k == "network") && !rootless_here() {
                 bail!("the sentry backend cannot share the host network: config.json must ask for a network namespace (the sandbox has no network)");
             }
+            namespaces::check(spec)?;
             if kinds.iter().any(|k| k == "user") && !maps_only_the_caller(linux) {
                 bail!("the sentry backend takes a user namespace only as a rootless spec has it, each mapping one id, the caller's own (its identities are virtual, and the workload's host id is the sentry's choice)");
             }
@@ -421,7 +423,7 @@ impl Backend for SentryBackend {
             "platforms": ["samecpu (hybrid, each trap served on the trapping task's CPU; default on Linux 6.6+)", "hybrid (seccomp user-notif + ptrace; default before Linux 6.6)", "ptrace (seccomp RET_TRACE + ptrace)"],
             "kernel": format!("{} {}", kernel::procfs::SYSNAME, kernel::procfs::RELEASE),
             "annotations": ANNOTATIONS,
-            "namespaces": ["mount", "uts", "ipc", "network (empty)", "pid (the workload's)", "user (the workload's; the sentry's own too when rootless)"],
+            "namespaces": ["mount", "uts, ipc, network, cgroup (joined by path, or new; network: hostinet sockets, a new one has loopback only)", "pid (the workload's)", "user (the workload's; the sentry's own too when rootless)"],
             "syscalls": {
                 "implemented": syscalls::table().iter().filter(|r| matches!(r.2, syscalls::Disp::Emulated(_))).count(),
                 "native": syscalls::table().iter().filter(|r| matches!(r.2, syscalls::Disp::Native(_) | syscalls::Disp::NativeWhen(..))).count(),
@@ -433,6 +435,7 @@ impl Backend for SentryBackend {
                 "a mount destination or process.cwd whose symlink leads nowhere inside the root; a mount at /",
                 "a root.readonly that cannot be made read-only",
                 "the host network namespace (a root spec without a network namespace)",
+                "a mount, pid, user or time namespace path (the sentry makes those itself)",
                 "user namespace mappings other than the rootless one (each the caller's own id)",
                 "linux.devices (/dev is synthesized)",
                 "mount types other than bind and tmpfs (proc, sysfs, devpts, mqueue, cgroup and shm only where the sentry synthesizes them)",

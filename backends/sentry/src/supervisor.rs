@@ -104,6 +104,28 @@ pub struct Root {
     pub ids: crate::identity::HostIds,
 }
 
+/// `/dev/shm`: a tmpfs of the sandbox's own (nosuid, nodev, 1777, 64 MiB as Docker's default),
+/// unless the spec mounts something there (an engine's pod-shared shm), which then goes on it.
+/// False when there can be no mount point: the image's /dev cannot be written (rootless, a /dev
+/// owned by an id the sentry's namespace does not map: EOVERFLOW on copy-up). The sandbox then
+/// has no /dev/shm, as before there was one, and a spec mount there is skipped as it was then.
+fn shm(vfs: &Vfs, spec: &hako_contract::Spec) -> Result<bool> {
+    let Ok(target) = crate::mounts::resolve_in_root(vfs, crate::vfs::SHM, true) else {
+        return Ok(false);
+    };
+    let spec_has = spec.mounts().as_ref().is_some_and(|ms| {
+        ms.iter()
+            .any(|m| crate::vfs::normalize(&m.destination().to_string_lossy()) == crate::vfs::SHM)
+    });
+    if !spec_has {
+        let tree =
+            crate::mounts::new_tmpfs(&[("mode", "1777"), ("size", "64m")], crate::mounts::ALWAYS)
+                .context("tmpfs at /dev/shm")?;
+        crate::mounts::attach(&tree, &target).context("tmpfs at /dev/shm")?;
+    }
+    Ok(true)
+}
+
 /// Private mount namespace + overlay root + the spec's bind and tmpfs mounts (each resolved
 /// inside the root, see `mounts`) + a missing `process.cwd`; then, for `root.readonly`, the root
 /// made read-only.
@@ -131,6 +153,9 @@ pub fn build_root(plan: &Plan) -> Result<Root> {
         // SAFETY: a fresh descriptor.
         unsafe { OwnedFd::from_raw_fd(fd) }
     };
+    // The spec's network/ipc/uts namespaces by path first, while we are in the user namespace
+    // that owns them (see namespaces.rs); the others are made new below.
+    let fresh = crate::namespaces::join(plan.spec)?;
     // Rootless: a user namespace of our own first (root in it, the caller outside), which owns
     // the namespaces below, so the set-up works with no host privilege.
     let ids = if plan.rootless {
@@ -138,19 +163,17 @@ pub fn build_root(plan: &Plan) -> Result<Root> {
     } else {
         crate::identity::reserve(&plan.id).context("reserving the workload's host id")?
     };
-    // A network namespace always: the sandbox never shares the host's network (rootless, the
-    // spec may ask for none; this one is inside our own user namespace).
+    // A network namespace always, the spec's or a new one: the sandbox never shares the host's
+    // network (rootless, the spec may ask for none; this one is inside our own user namespace).
     // SAFETY: unshare in the single-threaded sentry.
-    if unsafe {
-        libc::unshare(
-            libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET,
-        )
-    } != 0
-    {
+    if unsafe { libc::unshare(libc::CLONE_NEWNS | fresh) } != 0 {
         bail!(
             "unshare(mount, uts, ipc, net): {}",
             std::io::Error::last_os_error()
         );
+    }
+    if fresh & libc::CLONE_NEWNET != 0 {
+        crate::namespaces::new_netns_setup()?;
     }
     mount(
         "none",
@@ -192,6 +215,7 @@ pub fn build_root(plan: &Plan) -> Result<Root> {
     )?;
     let vfs = Vfs::new(merged.to_str().context("state dir is not UTF-8")?)
         .context("opening the sandbox root")?;
+    let shm_ok = shm(&vfs, plan.spec)?;
     for m in plan
         .spec
         .mounts()
@@ -206,6 +230,9 @@ pub fn build_root(plan: &Plan) -> Result<Root> {
         let is_bind = typ == "bind" || has("bind") || has("rbind");
         if crate::vfs::is_synthetic(&crate::vfs::normalize(&dest)) {
             continue; // /proc, /sys and /dev are the sentry's own (see check())
+        }
+        if !shm_ok && crate::vfs::normalize(&dest) == crate::vfs::SHM {
+            continue; // no mount point can be made (see shm())
         }
         let mut attrs = crate::mounts::ALWAYS;
         if has("ro") {

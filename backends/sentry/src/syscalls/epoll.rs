@@ -1,12 +1,49 @@
 //! epoll_create, epoll_create1, epoll_ctl, epoll_wait, epoll_pwait: the interest list is kept by
-//! the sentry and evaluated (level-triggered) at each wait.
+//! the sentry and evaluated at each wait. Level-triggered items are polled. An EPOLLET item on a
+//! host descriptor gets a host epoll instance of its own holding that descriptor, edge-triggered:
+//! the host kernel records each edge (new data, a new connection, room to write) as Linux does
+//! for the workload, and the sentry harvests it without waiting; a task waits on that instance's
+//! readiness, so a descriptor that stays ready without a new edge wakes nobody (no spin).
 
 use super::{err, r, Call, Outcome};
 use crate::kernel::Kernel;
 use crate::platform::Platform;
 use crate::vfs::{EpollItem, FileKind, OpenFile};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use syscalls::Sysno;
+
+/// A host epoll instance watching host fd `h` for `events` (EPOLLET among them).
+fn edge_watch(h: RawFd, events: u32) -> Result<Rc<OwnedFd>, i32> {
+    // SAFETY: a new host epoll instance of ours.
+    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if ep < 0 {
+        return Err(super::errno());
+    }
+    // SAFETY: a fresh descriptor.
+    let ep = unsafe { OwnedFd::from_raw_fd(ep) };
+    let mut ev = libc::epoll_event {
+        events: (events & 0xffff) | libc::EPOLLET as u32,
+        u64: 0,
+    };
+    // SAFETY: register our host fd with our epoll instance.
+    if unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, h, &mut ev) } != 0 {
+        return Err(super::errno());
+    }
+    Ok(Rc::new(ep))
+}
+
+/// The edges the host recorded on an EPOLLET item since the last harvest (0: none).
+fn edge_harvest(ep: &OwnedFd) -> i16 {
+    let mut ev = libc::epoll_event { events: 0, u64: 0 };
+    // SAFETY: epoll_wait without waiting into one local event.
+    let n = unsafe { libc::epoll_wait(ep.as_raw_fd(), &mut ev, 1, 0) };
+    if n == 1 {
+        ev.events as u16 as i16
+    } else {
+        0
+    }
+}
 
 /// epoll_create, epoll_create1.
 pub fn epoll_create<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
@@ -69,17 +106,28 @@ pub fn epoll_ctl<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
             if set.contains_key(&fd) {
                 return err(libc::EEXIST);
             }
+            let edge = match edge_for(&target, events) {
+                Ok(e) => e,
+                Err(e) => return err(e),
+            };
             set.insert(
                 fd,
                 EpollItem {
                     file: Rc::downgrade(&target),
                     events,
                     data,
+                    edge,
                 },
             );
         }
         (libc::EPOLL_CTL_MOD, Some((events, data))) => match set.get_mut(&fd) {
             Some(it) => {
+                // A new registration: the host re-arms it and checks readiness afresh, as
+                // Linux does on EPOLL_CTL_MOD.
+                it.edge = match edge_for(&target, events) {
+                    Ok(e) => e,
+                    Err(e) => return err(e),
+                };
                 it.events = events;
                 it.data = data;
             }
@@ -93,6 +141,14 @@ pub fn epoll_ctl<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
         _ => return err(libc::EINVAL),
     }
     Outcome::Ret(0)
+}
+
+/// The host edge watch an item needs: EPOLLET on a host descriptor.
+fn edge_for(target: &crate::kernel::FileRef, events: u32) -> Result<Option<Rc<OwnedFd>>, i32> {
+    match target.borrow().host_fd() {
+        Some(h) if events & libc::EPOLLET as u32 != 0 => edge_watch(h, events).map(Some),
+        _ => Ok(None),
+    }
 }
 
 /// epoll_wait, epoll_pwait (the signal mask of epoll_pwait is not applied).
@@ -123,8 +179,12 @@ pub fn epoll_wait<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
             }
             let Some(f) = it.file.upgrade() else { continue };
             let want = (it.events & 0xffff) as i16 | libc::POLLERR | libc::POLLHUP;
-            let got = match f.borrow().host_fd() {
-                Some(h) => {
+            let got = match (f.borrow().host_fd(), &it.edge) {
+                (Some(_), Some(ep)) => {
+                    host.push((ep.as_raw_fd(), libc::POLLIN));
+                    edge_harvest(ep) & want
+                }
+                (Some(h), None) => {
                     host.push((h, want));
                     let mut p = libc::pollfd {
                         fd: h,
@@ -135,7 +195,7 @@ pub fn epoll_wait<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
                     unsafe { libc::poll(&mut p, 1, 0) };
                     p.revents
                 }
-                None => want & (libc::POLLIN | libc::POLLOUT),
+                (None, _) => want & (libc::POLLIN | libc::POLLOUT),
             };
             if got != 0 {
                 out.extend_from_slice(&(got as u16 as u32).to_ne_bytes());

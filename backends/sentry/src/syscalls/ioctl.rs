@@ -1,6 +1,6 @@
 //! ioctl: FIOCLEX, FIONCLEX and FIONBIO on any descriptor; terminal queries and settings
 //! (TCGETS/TCSETS*, TIOCGWINSZ/TIOCSWINSZ, TIOCGPGRP) and FIONREAD on the sandbox's own
-//! streams. Everything else is ENOTTY.
+//! streams; on sockets, the reads `syscalls::socket::ioctl` allows. Everything else is ENOTTY.
 
 use super::{err, errno, Call, Outcome};
 use crate::kernel::Kernel;
@@ -42,6 +42,11 @@ pub fn ioctl<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     let Some(h) = fb.host_fd().filter(|_| fb.is_stream()) else {
         return err(libc::ENOTTY);
     };
+    if fb.path.starts_with("socket:") {
+        if let Some(out) = super::socket::ioctl(k, c, h) {
+            return out;
+        }
+    }
     // Only terminal queries and settings, on the sandbox's own stdio or pipes.
     let size = match req {
         x if x == libc::TCGETS => KERNEL_TERMIOS,

@@ -19,6 +19,7 @@ pub mod epoll;
 pub mod eventfd;
 pub mod fd;
 pub mod ioctl;
+pub mod memfd;
 pub mod mm;
 pub mod open;
 pub mod pipe;

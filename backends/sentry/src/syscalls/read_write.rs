@@ -274,6 +274,10 @@ pub fn do_write<P: Platform>(
             let h = fd.as_raw_fd();
             let mut len = data.len();
             if *kind == HostKind::Stream {
+                // A netlink socket's writes are requests: only sendto/sendmsg filter them.
+                if fb.path.starts_with("socket:") && super::socket::is_netlink(h) {
+                    return err(libc::EOPNOTSUPP);
+                }
                 if !ready(h, libc::POLLOUT) {
                     if fb.flags & libc::O_NONBLOCK != 0 {
                         return err(libc::EAGAIN);
@@ -317,7 +321,7 @@ pub fn do_write<P: Platform>(
         FileKind::Epoll(_) => err(libc::EINVAL),
     }
 }
-fn iovecs<P: Platform>(
+pub(crate) fn iovecs<P: Platform>(
     k: &Kernel<P>,
     tid: i32,
     addr: u64,

@@ -136,15 +136,33 @@ pub fn statfs<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     use Sysno::*;
     let (a, tid, s) = (c.a, c.tid, c.s);
     let mut sf: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: statfs of the sandbox root (one filesystem as far as the workload sees).
-    let rc = unsafe { libc::fstatfs(k.vfs.root.as_raw_fd(), &mut sf) };
+    // The file system of a host-backed file (the root's overlay, a bind mount, the /dev/shm
+    // tmpfs); a synthesized file reports the root's.
+    let mut opened = None;
+    let h = if s == fstatfs {
+        match k.file(tid, a[0]) {
+            Ok(f) => f.borrow().host_fd(),
+            Err(e) => return err(e),
+        }
+    } else {
+        let p = match k.read_path(tid, a[0]) {
+            Ok(p) => p,
+            Err(e) => return err(e),
+        };
+        match k.lookup(tid, libc::AT_FDCWD, &p, true) {
+            Ok(Node::Host(rel)) => match k.vfs.open(&rel, libc::O_PATH, 0) {
+                Ok(fd) => Some(opened.insert(fd).as_raw_fd()),
+                Err(e) => return err(e),
+            },
+            Ok(Node::Synth(_)) => None,
+            Err(e) => return err(e),
+        }
+    };
+    let h = h.unwrap_or(k.vfs.root.as_raw_fd());
+    // SAFETY: fstatfs of one of our descriptors into a local struct.
+    let rc = unsafe { libc::fstatfs(h, &mut sf) };
     if rc < 0 {
         return err(errno());
-    }
-    if s == fstatfs {
-        if let Err(e) = k.file(tid, a[0]) {
-            return err(e);
-        }
     }
     match k.write_val(tid, a[1], &sf) {
         Ok(()) => Outcome::Ret(0),

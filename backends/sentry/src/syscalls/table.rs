@@ -239,7 +239,20 @@ pub fn disposition<P: Platform>(s: Sysno) -> Disp<P> {
         epoll_wait | epoll_pwait => emulated!(epoll::epoll_wait),
         socketpair => emulated!(socket::socketpair),
         socket => emulated!(socket::socket),
+        bind => emulated!(socket::bind),
+        connect => emulated!(socket::connect),
+        listen => emulated!(socket::listen),
+        accept | accept4 => emulated!(socket::accept),
+        getsockname | getpeername => emulated!(socket::getname),
+        shutdown => emulated!(socket::shutdown),
+        sendto => emulated!(socket::sendto),
+        recvfrom => emulated!(socket::recvfrom),
+        sendmsg => emulated!(socket::sendmsg),
+        recvmsg => emulated!(socket::recvmsg),
+        setsockopt => emulated!(socket::setsockopt),
+        getsockopt => emulated!(socket::getsockopt),
         eventfd | eventfd2 => emulated!(eventfd::eventfd),
+        memfd_create => emulated!(memfd::memfd_create),
         // --- implemented by the sentry: processes, identity, signals, system ---
         getpid | gettid | getppid | getuid | geteuid | getgid | getegid | setfsuid | setfsgid => {
             emulated!(process::getid)

@@ -6,7 +6,8 @@
 //!   `RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS` against a descriptor of that root, so `..` and
 //!   absolute or relative symlinks cannot leave it.
 //! - `/proc`, `/sys` and `/dev` are synthesized by the sentry (`kernel/procfs.rs`); the host's are never
-//!   reachable (so `/proc/self/root` is "/" of the sandbox).
+//!   reachable (so `/proc/self/root` is "/" of the sandbox). `/dev/shm` alone is a real tmpfs in
+//!   the root.
 
 use crate::openat2::{last_errno, openat2, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS};
 use std::cell::RefCell;
@@ -44,10 +45,14 @@ pub struct EpollItem {
     pub file: std::rc::Weak<std::cell::RefCell<OpenFile>>,
     pub events: u32,
     pub data: u64,
+    /// EPOLLET on a host descriptor: a host epoll instance holding that descriptor alone,
+    /// edge-triggered, so the host kernel keeps the edges (see syscalls/epoll.rs).
+    pub edge: Option<Rc<OwnedFd>>,
 }
 
 pub enum FileKind {
-    /// An epoll instance: the interest list, evaluated (level-triggered) at epoll_wait.
+    /// An epoll instance: the interest list, evaluated at epoll_wait (level-triggered, or
+    /// edge-triggered through a host epoll per EPOLLET item).
     Epoll(std::collections::BTreeMap<i32, EpollItem>),
     Host {
         fd: OwnedFd,
@@ -192,7 +197,14 @@ pub fn synth_ino(path: &str) -> u64 {
     h | 1
 }
 
+/// `/dev/shm`: under the synthesized /dev, but a real tmpfs in the root (see
+/// `supervisor::build_root`), so POSIX shared memory files are ordinary files there.
+pub const SHM: &str = "/dev/shm";
+
 pub fn is_synthetic(norm: &str) -> bool {
+    if norm == SHM || norm.starts_with("/dev/shm/") {
+        return false;
+    }
     ["/proc", "/sys", "/dev"]
         .iter()
         .any(|p| norm == *p || norm.starts_with(&format!("{p}/")))
