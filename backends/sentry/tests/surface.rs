@@ -1,0 +1,123 @@
+//! The Linux surface servers use (issue 12): pid 1's signals, epoll, eventfd, timerfd,
+//! signalfd, memfd, /dev/shm, ptys. Static C programs in tests/programs, each compared with
+//! runc where runc is installed and can run here.
+//!
+//! Run: `cargo test -p hako-sentry --test surface` (as root; skips with a reason otherwise).
+
+mod common;
+
+use serde_json::json;
+use std::io::BufRead;
+
+/// A busybox bundle with the static C program `programs/<name>.c` at /bin/<name>.
+fn bundle_with(name: &str) -> Option<common::Bundle> {
+    let b = common::busybox_bundle()?;
+    common::compile_c(
+        &format!("programs/{name}.c"),
+        &b.rootfs().join("bin").join(name),
+    )?;
+    Some(b)
+}
+
+/// `args` in the sentry gives exit code 0 and `want` on stdout, and so does runc.
+fn same_as_runc(b: &common::Bundle, args: &[&str], want: &str) {
+    let (code, out, err) = b.run(args);
+    assert_eq!((code, out.as_str()), (0, want), "sentry, stderr: {err}");
+    match common::run_peer("runc", &b.rootfs(), args, json!({})) {
+        Ok((code, out, err)) => assert_eq!((code, out.as_str()), (0, want), "runc, stderr: {err}"),
+        Err(why) => eprintln!("SKIP the runc comparison: {why}"),
+    }
+}
+
+/// Signals from inside the sandbox: SIGKILL and SIGSTOP to pid 1 by kill, tkill, tgkill and a
+/// group kill are ignored; SIGTERM reaches pid 1 only when it has a handler.
+#[test]
+fn pid_1_gets_from_inside_only_the_signals_it_handles() {
+    let Some(b) = bundle_with("pid1_signals") else {
+        return;
+    };
+    same_as_runc(&b, &["/bin/pid1_signals", "none"], "alive handled=0\n");
+    same_as_runc(&b, &["/bin/pid1_signals", "handler"], "alive handled=1\n");
+}
+
+/// Signals from outside (`hako kill` signals the sentry, which forwards them; `runc kill`
+/// signals the init): SIGTERM then SIGWINCH. Without a SIGTERM handler only SIGWINCH (handled)
+/// ends pid 1, as under runc, where `podman stop` then waits its timeout and kills.
+#[test]
+fn pid_1_gets_from_outside_only_the_signals_it_handles() {
+    let Some(b) = bundle_with("pid1_signals") else {
+        return;
+    };
+    for (mode, want) in [
+        ("none", (3, "alive handled=0\nready\nwinch\n")),
+        ("handler", (7, "alive handled=1\nready\nterm\n")),
+    ] {
+        let args = ["/bin/pid1_signals", mode, "wait"];
+        let r = b.start(&b.spec(&args, json!({}))).unwrap();
+        let out = r.state.path().join("stdout");
+        // A safety net against a hang, not a timing assertion.
+        let limit = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !std::fs::read_to_string(&out).unwrap().contains("ready\n") {
+            assert!(
+                std::time::Instant::now() < limit,
+                "the sandbox never got ready"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        for sig in [libc::SIGTERM, libc::SIGWINCH] {
+            // SAFETY: signal our own child, the sentry (what `hako kill` does).
+            assert_eq!(unsafe { libc::kill(r.pid, sig) }, 0);
+        }
+        let (code, out, err) = r.wait_and_delete(|_| {});
+        assert_eq!((code, out.as_str()), want, "sentry {mode}, stderr: {err}");
+
+        match runc_outside(&b, &args) {
+            Ok(got) => assert_eq!((got.0, got.1.as_str()), want, "runc {mode}"),
+            Err(why) => eprintln!("SKIP the runc comparison: {why}"),
+        }
+    }
+}
+
+/// The same under runc: run, wait for "ready", `runc kill` TERM then WINCH.
+fn runc_outside(b: &common::Bundle, args: &[&str]) -> Result<(i32, String), String> {
+    let peer = common::Peer::new("runc", &b.rootfs(), args, json!({}))?;
+    let mut child = peer
+        .command(&["run", "--bundle"])
+        .arg(peer.bundle())
+        .arg(&peer.id)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut out = String::new();
+    loop {
+        match lines.next() {
+            Some(Ok(l)) => {
+                out += &l;
+                out.push('\n');
+                if l == "ready" {
+                    break;
+                }
+            }
+            _ => {
+                let _ = child.wait();
+                return Err("runc cannot run here (no output)".into());
+            }
+        }
+    }
+    for sig in ["TERM", "WINCH"] {
+        // The second finds no container when the first ended it: runc says so, and that is fine.
+        let _ = peer
+            .command(&["kill", &peer.id, sig])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+    for l in lines {
+        out += &l.map_err(|e| e.to_string())?;
+        out.push('\n');
+    }
+    let st = child.wait().map_err(|e| e.to_string())?;
+    Ok((st.code().unwrap_or(-1), out))
+}
