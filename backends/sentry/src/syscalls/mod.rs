@@ -19,6 +19,7 @@ pub mod epoll;
 pub mod eventfd;
 pub mod fd;
 pub mod ioctl;
+pub mod memfd;
 pub mod mm;
 pub mod open;
 pub mod pipe;
@@ -29,6 +30,7 @@ pub mod signal;
 pub mod socket;
 pub mod stat;
 mod table;
+pub mod timerfd;
 
 pub use table::{
     disposition, table, table_markdown, trap_filter, Cond, Disp, Handler, Imp, NEEDS_REGS,

@@ -236,10 +236,14 @@ pub fn disposition<P: Platform>(s: Sysno) -> Disp<P> {
         select | pselect6 => emulated!(poll::select),
         epoll_create | epoll_create1 => emulated!(epoll::epoll_create),
         epoll_ctl => emulated!(epoll::epoll_ctl),
-        epoll_wait | epoll_pwait => emulated!(epoll::epoll_wait),
+        epoll_wait | epoll_pwait | epoll_pwait2 => emulated!(epoll::epoll_wait),
         socketpair => emulated!(socket::socketpair),
         socket => emulated!(socket::socket),
         eventfd | eventfd2 => emulated!(eventfd::eventfd),
+        timerfd_create => emulated!(timerfd::timerfd_create),
+        timerfd_settime => emulated!(timerfd::timerfd_settime),
+        timerfd_gettime => emulated!(timerfd::timerfd_gettime),
+        memfd_create => emulated!(memfd::memfd_create),
         // --- implemented by the sentry: processes, identity, signals, system ---
         getpid | gettid | getppid | getuid | geteuid | getgid | getegid | setfsuid | setfsgid => {
             emulated!(process::getid)

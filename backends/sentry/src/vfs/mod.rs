@@ -38,17 +38,33 @@ pub struct DirEnt {
 }
 
 /// One registration in an epoll set.
-#[derive(Clone)]
 pub struct EpollItem {
     /// Weak: like Linux, the registration goes away with the last reference to the file.
     pub file: std::rc::Weak<std::cell::RefCell<OpenFile>>,
     pub events: u32,
     pub data: u64,
+    /// The host fd registered in the set's host epoll instance (a file with no host fd, such as
+    /// /dev/null, is always ready and evaluated by the sentry: None).
+    pub host: Option<RawFd>,
+    /// A duplicate of the file's host fd, made when that host fd is already registered in this
+    /// set (the same file under two of the sandbox's fds, which Linux allows and a host epoll
+    /// instance refuses for one host fd). It keeps the file open while registered.
+    pub dup: Option<OwnedFd>,
+    /// An edge-triggered or one-shot item without a host fd has reported its readiness.
+    pub fired: bool,
+}
+
+/// An epoll instance: the sandbox's interest list, keyed by its fd, and the host epoll instance
+/// that watches the host fds behind it (so edge-triggered and one-shot registrations behave as
+/// the host kernel's do; the host's event data is the sandbox's fd).
+pub struct EpollSet {
+    pub host: OwnedFd,
+    pub items: std::collections::BTreeMap<i32, EpollItem>,
 }
 
 pub enum FileKind {
-    /// An epoll instance: the interest list, evaluated (level-triggered) at epoll_wait.
-    Epoll(std::collections::BTreeMap<i32, EpollItem>),
+    /// An epoll instance: the interest list and its host epoll instance.
+    Epoll(EpollSet),
     Host {
         fd: OwnedFd,
         kind: HostKind,

@@ -57,7 +57,8 @@ int main(int argc, char **argv) {
     printf("alive handled=%d\n", handled > 0);
     if (argc > 2 && strcmp(argv[2], "wait") == 0) {
         /* Then from outside: the test sends SIGTERM, then SIGWINCH (which pid 1 always
-         * handles). Without a SIGTERM handler only the second ends it. */
+         * handles). Without a SIGTERM handler only the second ends it; with one the test
+         * sends SIGTERM alone. */
         if (handled)
             signal(SIGTERM, exit_term);
         signal(SIGWINCH, exit_winch);
