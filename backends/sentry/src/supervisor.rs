@@ -243,6 +243,22 @@ pub fn build_root(plan: &Plan) -> Result<Root> {
             crate::mounts::attach(&tree, &target).with_context(|| format!("tmpfs at {dest}"))?;
         }
     }
+    // /dev/shm: the spec's mount there (podman binds the pod's), else a tmpfs of the sandbox's
+    // own, with the size and options runc's default spec gives it.
+    let shm_in_spec = plan.spec.mounts().as_ref().is_some_and(|v| {
+        v.iter()
+            .any(|m| crate::vfs::normalize(&m.destination().to_string_lossy()) == crate::vfs::SHM)
+    });
+    if !shm_in_spec {
+        let tree = crate::mounts::new_tmpfs(
+            &[("mode", "1777"), ("size", "65536k")],
+            crate::mounts::ALWAYS | libc::MOUNT_ATTR_NOEXEC,
+        )
+        .context("tmpfs at /dev/shm")?;
+        let target = crate::mounts::resolve_in_root(&vfs, crate::vfs::SHM, true)
+            .context("mount destination /dev/shm")?;
+        crate::mounts::attach(&tree, &target).context("tmpfs at /dev/shm")?;
+    }
     // runc creates a missing cwd; so do we (in the upper layer), inside the root.
     let cwd = crate::vfs::normalize(&plan.cfg.cwd);
     if !crate::vfs::is_synthetic(&cwd) {

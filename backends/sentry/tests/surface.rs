@@ -170,3 +170,106 @@ fn memfd_is_a_file_of_the_sandbox() {
     };
     same_as_runc(&b, &["/bin/memfd"], "ok memfd\n");
 }
+
+/// Writable shared mappings (a file in /dev/shm, the sandbox's own tmpfs, and in /tmp; a memfd;
+/// /dev/zero) shared between processes with a process-shared semaphore in them, on the
+/// platforms with seccomp notifications; ENODEV on the ptrace platform, which cannot hand the
+/// task the file.
+#[test]
+fn writable_shared_mappings_are_shared() {
+    let Some(b) = bundle_with("shared_map") else {
+        return;
+    };
+    let want = "ok file\nok memfd\nok /dev/zero\n";
+    for dir in ["/dev/shm", "/tmp"] {
+        let args = ["/bin/shared_map", dir];
+        match common::run_peer("runc", &b.rootfs(), &args, json!({})) {
+            Ok((code, out, err)) => assert_eq!((code, out.as_str()), (0, want), "runc: {err}"),
+            Err(why) => eprintln!("SKIP the runc comparison: {why}"),
+        }
+        for name in ["samecpu", "hybrid"] {
+            if hako_sentry::platform::kind::Kind::parse(name).is_err() {
+                eprintln!("SKIP the {name} platform: this kernel cannot run it");
+                continue;
+            }
+            let spec = b.spec(
+                &args,
+                json!({"annotations": {hako_sentry::PLATFORM_ANNOTATION: name}}),
+            );
+            let (code, out, err) = b.run_spec(&spec);
+            assert_eq!((code, out.as_str()), (0, want), "{name} {dir}: {err}");
+        }
+    }
+    let spec = b.spec(
+        &["/bin/shared_map", "/tmp"],
+        json!({"annotations": {hako_sentry::PLATFORM_ANNOTATION: "ptrace"}}),
+    );
+    let (code, out, _) = b.run_spec(&spec);
+    assert_eq!(code, 1);
+    assert!(
+        out.starts_with("FAIL mmap MAP_SHARED of a file") && out.contains("errno 19"),
+        "{out}"
+    );
+}
+
+/// Python's multiprocessing: a pool of forked workers (pipes, a semaphore in /dev/shm mapped
+/// shared), a shared Value with its lock, and shared_memory (shm_open in /dev/shm). Debian's
+/// python3.11 from the host, its standard library bound in read-only.
+#[test]
+fn python3_multiprocessing() {
+    let Some(b) = common::busybox_bundle() else {
+        return;
+    };
+    let py = "/usr/bin/python3";
+    let stdlib = std::path::Path::new("/usr/lib/python3.11");
+    if !std::path::Path::new(py).exists() || !stdlib.is_dir() {
+        eprintln!("SKIP: no Debian python3.11");
+        return;
+    }
+    if hako_sentry::platform::kind::Kind::choose(None).is_ok_and(|k| !k.hybrid()) {
+        eprintln!("SKIP: the ptrace platform has no writable shared file mappings");
+        return;
+    }
+    common::copy_dynamic(&b.rootfs(), py);
+    // multiprocessing.Value uses ctypes, whose module needs libffi.
+    let ctypes = stdlib.join("lib-dynload/_ctypes.cpython-311-x86_64-linux-gnu.so");
+    if ctypes.exists() {
+        common::copy_dynamic(&b.rootfs(), ctypes.to_str().unwrap());
+    }
+    let script = "\
+import multiprocessing as mp
+from multiprocessing import shared_memory
+def sq(x):
+    return x * x
+def poke(name):
+    s = shared_memory.SharedMemory(name)
+    s.buf[0] = 42
+    s.close()
+def add(v):
+    for _ in range(100):
+        with v.get_lock():
+            v.value += 1
+if __name__ == '__main__':
+    mp.set_start_method('fork')
+    with mp.Pool(2) as p:
+        print(sum(p.map(sq, range(10))))
+    v = mp.Value('i', 0)
+    ps = [mp.Process(target=add, args=(v,)) for _ in range(3)]
+    [p.start() for p in ps]
+    [p.join() for p in ps]
+    print(v.value)
+    m = shared_memory.SharedMemory(create=True, size=16)
+    c = mp.Process(target=poke, args=(m.name,))
+    c.start()
+    c.join()
+    print(m.buf[0])
+    m.close()
+    m.unlink()
+";
+    let spec = b.spec(
+        &[py, "-c", script],
+        json!({"mounts": [{"destination": "/usr/lib/python3.11", "type": "bind", "source": stdlib, "options": ["rbind", "ro"]}]}),
+    );
+    let (code, out, err) = b.run_spec(&spec);
+    assert_eq!((code, out.as_str()), (0, "285\n300\n42\n"), "stderr: {err}");
+}

@@ -79,6 +79,7 @@ impl<P: Platform> Kernel<P> {
                     ("stdout", DT_LNK),
                     ("stderr", DT_LNK),
                     ("fd", DT_LNK),
+                    ("shm", DT_DIR),
                 ],
             ))),
             ["dev", "null"] => Ok(Node::Synth(Synth::Dev(DevKind::Null))),

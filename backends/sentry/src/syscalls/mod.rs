@@ -100,6 +100,9 @@ pub struct Call<'a> {
     pub regs: &'a mut Regs,
     pub a: [u64; 6],
     pub deadline: Option<Instant>,
+    /// The seccomp notification the call came through (hybrid platforms), or None at a ptrace
+    /// stop.
+    pub notif: Option<u64>,
 }
 
 /// Dispatch one trapped syscall to the handler its table entry names.
@@ -109,6 +112,7 @@ pub fn handle<P: Platform>(
     nr: i64,
     regs: &mut Regs,
     deadline: Option<Instant>,
+    notif: Option<u64>,
 ) -> Outcome {
     let Some(s) = Sysno::new(nr as usize) else {
         return err(libc::ENOSYS);
@@ -120,6 +124,7 @@ pub fn handle<P: Platform>(
         regs,
         a,
         deadline,
+        notif,
     };
     let out = match disposition::<P>(s) {
         Disp::Refused(e, _) => {

@@ -335,6 +335,27 @@ pub fn trap_filter(hybrid: bool) -> Vec<libc::sock_filter> {
     let mut rules = Vec::new();
     for s in Sysno::iter() {
         let nr = s.id() as u32;
+        if hybrid && s == Sysno::mmap {
+            // Writable shared file mappings come as notifications: the sentry puts the file in
+            // the task's own table and lets the mapping run natively (syscalls/mm.rs).
+            let anon = MAP_ANON.iter().map(|c| (c.arg, c.mask, c.value)).collect();
+            let w = libc::PROT_WRITE as u64;
+            rules.push((
+                nr,
+                Rule::Tiers {
+                    tiers: vec![
+                        (anon, RET_ALLOW),
+                        (
+                            vec![(3, 0x3, libc::MAP_SHARED as u64), (2, w, w)],
+                            RET_USER_NOTIF,
+                        ),
+                        (vec![(3, 0x3, 0x3), (2, w, w)], RET_USER_NOTIF), // MAP_SHARED_VALIDATE
+                    ],
+                    otherwise: RET_TRACE,
+                },
+            ));
+            continue;
+        }
         match disposition::<Any>(s) {
             Disp::Native(_) => rules.push((nr, Rule::Action(RET_ALLOW))),
             Disp::NativeWhen(conds, ..) => rules.push((

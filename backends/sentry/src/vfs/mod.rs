@@ -209,10 +209,13 @@ pub fn synth_ino(path: &str) -> u64 {
 }
 
 pub fn is_synthetic(norm: &str) -> bool {
-    ["/proc", "/sys", "/dev"]
-        .iter()
-        .any(|p| norm == *p || norm.starts_with(&format!("{p}/")))
+    let under = |p: &str| norm == p || norm.starts_with(&format!("{p}/"));
+    // /dev/shm is a tmpfs in the root (a mount of the spec's, else the sentry's own).
+    ["/proc", "/sys", "/dev"].iter().any(|p| under(p)) && !under(SHM)
 }
+
+/// The sandbox's shared-memory directory: a real tmpfs, not a synthesized node.
+pub const SHM: &str = "/dev/shm";
 
 pub fn cstr(s: &str) -> Result<CString, i32> {
     CString::new(s).map_err(|_| libc::EINVAL)
