@@ -190,7 +190,7 @@ pub fn build_root(plan: &Plan) -> Result<Root> {
         libc::MS_NOSUID | libc::MS_NODEV,
         Some(&opts),
     )?;
-    let vfs = Vfs::new(merged.to_str().context("state dir is not UTF-8")?)
+    let mut vfs = Vfs::new(merged.to_str().context("state dir is not UTF-8")?)
         .context("opening the sandbox root")?;
     for m in plan
         .spec
@@ -259,6 +259,16 @@ pub fn build_root(plan: &Plan) -> Result<Root> {
             .context("mount destination /dev/shm")?;
         crate::mounts::attach(&tree, &target).context("tmpfs at /dev/shm")?;
     }
+    // A devpts instance of the sandbox's own, never attached anywhere: /dev/ptmx and /dev/pts
+    // open its nodes through the mount's descriptor. Without one (a kernel or user namespace
+    // that refuses it) the sandbox has no ptys: /dev/ptmx is ENOENT.
+    vfs.pts = crate::mounts::new_fs(
+        "devpts",
+        &[("ptmxmode", "0666"), ("mode", "0620")],
+        // Not nodev: its nodes are devices (the workload never reaches the mount itself).
+        libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NOEXEC,
+    )
+    .ok();
     // runc creates a missing cwd; so do we (in the upper layer), inside the root.
     let cwd = crate::vfs::normalize(&plan.cfg.cwd);
     if !crate::vfs::is_synthetic(&cwd) {

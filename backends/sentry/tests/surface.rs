@@ -273,3 +273,14 @@ if __name__ == '__main__':
     let (code, out, err) = b.run_spec(&spec);
     assert_eq!((code, out.as_str()), (0, "285\n300\n42\n"), "stderr: {err}");
 }
+
+/// Ptys of the sandbox's own devpts instance: posix_openpt, grantpt, unlockpt, ptsname and the
+/// slave opened by name; openpty (TIOCGPTPEER); data both ways through the line discipline;
+/// termios on the slave; ttyname.
+#[test]
+fn ptys_from_dev_ptmx() {
+    let Some(b) = bundle_with("pty") else {
+        return;
+    };
+    same_as_runc(&b, &["/bin/pty"], "ok posix_openpt\nok openpty\n");
+}

@@ -62,6 +62,23 @@ pub fn ncpus() -> usize {
 }
 
 impl<P: Platform> Kernel<P> {
+    /// Whether pty `n` exists in the sandbox's devpts instance.
+    fn pty_exists(&self, n: &str) -> bool {
+        let (Some(pts), Ok(c)) = (&self.vfs.pts, std::ffi::CString::new(n)) else {
+            return false;
+        };
+        // SAFETY: fstatat on our own descriptor into a local, never following a link.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        unsafe {
+            libc::fstatat(
+                std::os::fd::AsRawFd::as_raw_fd(pts),
+                c.as_ptr(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            ) == 0
+        }
+    }
+
     /// The synthetic node at exactly these components (no following).
     pub(super) fn synth_at(&self, tid: i32, c: &[&str]) -> Result<Node, i32> {
         let me = self.proc_of(tid);
@@ -80,6 +97,8 @@ impl<P: Platform> Kernel<P> {
                     ("stderr", DT_LNK),
                     ("fd", DT_LNK),
                     ("shm", DT_DIR),
+                    ("ptmx", DT_CHR),
+                    ("pts", DT_DIR),
                 ],
             ))),
             ["dev", "null"] => Ok(Node::Synth(Synth::Dev(DevKind::Null))),
@@ -93,12 +112,18 @@ impl<P: Platform> Kernel<P> {
             ["dev", "tty"] => Err(libc::ENXIO),
             // The terminal the sandbox was given (console socket): reachable by its name, so
             // ttyname() works; nothing else of the host's /dev/pts is.
-            ["dev", "pts"] => Ok(Node::Synth(dir("/dev/pts", &[]))),
+            // and the sandbox's own devpts instance (ptmx, and the ptys opened through it).
+            ["dev", "ptmx"] | ["dev", "pts", "ptmx"] if self.vfs.pts.is_some() => Ok(Node::Synth(Synth::Pty("ptmx".into()))),
+            ["dev", "pts"] => Ok(Node::Synth(dir("/dev/pts", &[("ptmx", DT_CHR)]))),
             ["dev", "pts", n] => {
                 let want = format!("/dev/pts/{n}");
                 let p = me.borrow();
                 let found = p.fds.borrow().map.values().find(|e| e.file.borrow().path == want).map(|e| e.file.clone());
-                found.map(|f| Node::Synth(Synth::Fd(f))).ok_or(libc::ENOENT)
+                match found {
+                    Some(f) => Ok(Node::Synth(Synth::Fd(f))),
+                    None if n.bytes().all(|b| b.is_ascii_digit()) && self.pty_exists(n) => Ok(Node::Synth(Synth::Pty(n.to_string()))),
+                    None => Err(libc::ENOENT),
+                }
             }
             ["dev", ..] => Err(libc::ENOENT),
             ["sys"] => Ok(Node::Synth(dir("/sys", &[("devices", DT_DIR), ("fs", DT_DIR), ("kernel", DT_DIR)]))),

@@ -182,6 +182,9 @@ pub enum Synth {
     Dev(DevKind),
     /// /proc/<pid>/fd/<n> opened through: the same open file.
     Fd(Rc<RefCell<OpenFile>>),
+    /// A node of the sandbox's own devpts instance (`ptmx`, or a pty's number): each open of
+    /// it opens the host node anew.
+    Pty(String),
 }
 
 /// Where a path leads.
@@ -196,6 +199,9 @@ pub struct Vfs {
     pub root: OwnedFd,
     /// Host path of the merged root (only to turn host fd paths back into virtual ones).
     pub root_path: String,
+    /// The root of the sandbox's own devpts instance (a detached mount the sentry holds),
+    /// behind /dev/ptmx and /dev/pts; None where it could not be made.
+    pub pts: Option<OwnedFd>,
 }
 
 pub fn synth_ino(path: &str) -> u64 {
@@ -237,6 +243,7 @@ impl Vfs {
         Ok(Vfs {
             root: unsafe { OwnedFd::from_raw_fd(fd) },
             root_path: root_path.trim_end_matches('/').to_string(),
+            pts: None,
         })
     }
 
