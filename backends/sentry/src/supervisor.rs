@@ -563,8 +563,16 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
         fds.set(i, Rc::new(RefCell::new(f)), false)
             .map_err(std::io::Error::from_raw_os_error)?;
     }
+    let console = match slave_fd {
+        Some(s) => Some(stdio_file(0, Some(s))?),
+        None => None,
+    };
     drop(prep.slave);
     let mut k = Kernel::new(plat, cfg.clone(), prep.vfs, sigfd);
+    k.vfs.console = console.map(|mut f| {
+        f.path = "/dev/tty".into();
+        Rc::new(RefCell::new(f))
+    });
     k.add_init(pid, fds);
     let hub = crate::exec::Hub::new(
         listener,

@@ -276,11 +276,15 @@ if __name__ == '__main__':
 
 /// Ptys of the sandbox's own devpts instance: posix_openpt, grantpt, unlockpt, ptsname and the
 /// slave opened by name; openpty (TIOCGPTPEER); data both ways through the line discipline;
-/// termios on the slave; ttyname.
+/// termios on the slave; ttyname; /dev/tty with no controlling terminal (ENXIO).
 #[test]
 fn ptys_from_dev_ptmx() {
     let Some(b) = bundle_with("pty") else {
         return;
     };
-    same_as_runc(&b, &["/bin/pty"], "ok posix_openpt\nok openpty\n");
+    same_as_runc(
+        &b,
+        &["/bin/pty"],
+        "ok posix_openpt\nok openpty\nok /dev/tty\n",
+    );
 }

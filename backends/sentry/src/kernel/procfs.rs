@@ -61,6 +61,18 @@ pub fn ncpus() -> usize {
     1
 }
 
+/// Whether host task `tid` has a controlling terminal (its stat's tty_nr).
+fn has_ctty(tid: i32) -> bool {
+    let stat = crate::hostproc::read_string(&format!("{tid}/stat"));
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    // state ppid pgrp session tty_nr
+    after
+        .split_whitespace()
+        .nth(4)
+        .and_then(|v| v.parse::<i32>().ok())
+        .is_some_and(|t| t != 0)
+}
+
 impl<P: Platform> Kernel<P> {
     /// Whether pty `n` exists in the sandbox's devpts instance.
     fn pty_exists(&self, n: &str) -> bool {
@@ -99,6 +111,7 @@ impl<P: Platform> Kernel<P> {
                     ("shm", DT_DIR),
                     ("ptmx", DT_CHR),
                     ("pts", DT_DIR),
+                    ("tty", DT_CHR),
                 ],
             ))),
             ["dev", "null"] => Ok(Node::Synth(Synth::Dev(DevKind::Null))),
@@ -109,7 +122,11 @@ impl<P: Platform> Kernel<P> {
             ["dev", "stdout"] => Ok(Node::Synth(Synth::Link("/proc/self/fd/1".into()))),
             ["dev", "stderr"] => Ok(Node::Synth(Synth::Link("/proc/self/fd/2".into()))),
             ["dev", "fd"] => Ok(Node::Synth(Synth::Link("/proc/self/fd".into()))),
-            ["dev", "tty"] => Err(libc::ENXIO),
+            // The caller's controlling terminal: the console, the only terminal that can be one.
+            ["dev", "tty"] => match &self.vfs.console {
+                Some(f) if has_ctty(tid) => Ok(Node::Synth(Synth::Fd(f.clone()))),
+                _ => Err(libc::ENXIO),
+            },
             // The terminal the sandbox was given (console socket): reachable by its name, so
             // ttyname() works; nothing else of the host's /dev/pts is.
             // and the sandbox's own devpts instance (ptmx, and the ptys opened through it).

@@ -202,6 +202,9 @@ pub struct Vfs {
     /// The root of the sandbox's own devpts instance (a detached mount the sentry holds),
     /// behind /dev/ptmx and /dev/pts; None where it could not be made.
     pub pts: Option<OwnedFd>,
+    /// The console (the pty slave the spec's terminal gave), which /dev/tty opens for a task
+    /// whose controlling terminal it is.
+    pub console: Option<Rc<RefCell<OpenFile>>>,
 }
 
 pub fn synth_ino(path: &str) -> u64 {
@@ -244,6 +247,7 @@ impl Vfs {
             root: unsafe { OwnedFd::from_raw_fd(fd) },
             root_path: root_path.trim_end_matches('/').to_string(),
             pts: None,
+            console: None,
         })
     }
 

@@ -1,6 +1,7 @@
 /* Ptys (issue 12): posix_openpt/grantpt/unlockpt/ptsname and an open of the slave by name,
  * openpty (TIOCGPTPEER), data both ways with the line discipline in between, termios on the
- * slave, and /dev/ptmx and /dev/pts/N as character devices. One "ok" line per check group. */
+ * slave, /dev/ptmx and /dev/pts/N as character devices, and /dev/tty without a controlling
+ * terminal. One "ok" line per check group. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -60,5 +61,8 @@ int main(void) {
     char *tn = ttyname(as);
     CHECK(tn && strncmp(tn, "/dev/pts/", 9) == 0, "ttyname");
     printf("ok openpty\n");
+    /* No controlling terminal (the spec asks for none): /dev/tty is ENXIO. */
+    CHECK(open("/dev/tty", O_RDWR) < 0 && errno == ENXIO, "/dev/tty without a terminal");
+    printf("ok /dev/tty\n");
     return 0;
 }
