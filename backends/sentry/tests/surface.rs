@@ -288,3 +288,13 @@ fn ptys_from_dev_ptmx() {
         "ok posix_openpt\nok openpty\nok /dev/tty\n",
     );
 }
+
+/// inotify: directory and file watches (create, modify, delete), epoll readiness, EAGAIN when
+/// empty, IN_IGNORED after inotify_rm_watch, ENOENT and EINVAL.
+#[test]
+fn inotify_watches_the_sandbox_files() {
+    let Some(b) = bundle_with("inotify") else {
+        return;
+    };
+    same_as_runc(&b, &["/bin/inotify"], "ok inotify\n");
+}

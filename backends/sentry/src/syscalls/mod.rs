@@ -18,6 +18,7 @@ pub mod dir;
 pub mod epoll;
 pub mod eventfd;
 pub mod fd;
+pub mod inotify;
 pub mod ioctl;
 pub mod memfd;
 pub mod mm;

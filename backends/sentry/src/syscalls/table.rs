@@ -244,6 +244,9 @@ pub fn disposition<P: Platform>(s: Sysno) -> Disp<P> {
         timerfd_settime => emulated!(timerfd::timerfd_settime),
         timerfd_gettime => emulated!(timerfd::timerfd_gettime),
         memfd_create => emulated!(memfd::memfd_create),
+        inotify_init | inotify_init1 => emulated!(inotify::inotify_init),
+        inotify_add_watch => emulated!(inotify::inotify_add_watch),
+        inotify_rm_watch => emulated!(inotify::inotify_rm_watch),
         // --- implemented by the sentry: processes, identity, signals, system ---
         getpid | gettid | getppid | getuid | geteuid | getgid | getegid | setfsuid | setfsgid => {
             emulated!(process::getid)
