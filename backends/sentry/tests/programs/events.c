@@ -14,13 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CHECK(c, what)                                                      \
-    do {                                                                    \
-        if (!(c)) {                                                         \
-            printf("FAIL %s (line %d, errno %d)\n", what, __LINE__, errno); \
-            exit(1);                                                        \
-        }                                                                   \
-    } while (0)
+#include "check.h"
 
 static int wait0(int ep) {
     struct epoll_event ev[8];

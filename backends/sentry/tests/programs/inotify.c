@@ -12,13 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CHECK(c, what)                                                      \
-    do {                                                                    \
-        if (!(c)) {                                                         \
-            printf("FAIL %s (line %d, errno %d)\n", what, __LINE__, errno); \
-            exit(1);                                                        \
-        }                                                                   \
-    } while (0)
+#include "check.h"
 
 static char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
 

@@ -11,13 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define CHECK(c, what)                                                      \
-    do {                                                                    \
-        if (!(c)) {                                                         \
-            printf("FAIL %s (line %d, errno %d)\n", what, __LINE__, errno); \
-            exit(1);                                                        \
-        }                                                                   \
-    } while (0)
+#include "check.h"
 
 int main(void) {
     int m = memfd_create("test", MFD_CLOEXEC | MFD_ALLOW_SEALING);

@@ -13,13 +13,7 @@
 #include <termios.h>
 #include <unistd.h>
 
-#define CHECK(c, what)                                                      \
-    do {                                                                    \
-        if (!(c)) {                                                         \
-            printf("FAIL %s (line %d, errno %d)\n", what, __LINE__, errno); \
-            exit(1);                                                        \
-        }                                                                   \
-    } while (0)
+#include "check.h"
 
 /* Read from fd until `want` has arrived (the master side sees the line discipline's output). */
 static void expect(int fd, const char *want, const char *what) {

@@ -14,13 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define CHECK(c, what)                                                      \
-    do {                                                                    \
-        if (!(c)) {                                                         \
-            printf("FAIL %s (line %d, errno %d)\n", what, __LINE__, errno); \
-            exit(1);                                                        \
-        }                                                                   \
-    } while (0)
+#include "check.h"
 
 /* A child writes through the mapping and posts a semaphore that lives in it. */
 static void share(char *p, const char *what) {
