@@ -195,7 +195,7 @@ fn sentry_console_socket_gets_the_pty() {
     let mut b = sentry_bundle(&[
         "sh",
         "-c",
-        "tty >/dev/null && echo is-a-tty; stty size >/dev/null 2>&1; echo done",
+        "tty >/dev/null && echo is-a-tty; echo via-dev-tty >/dev/tty; stty size >/dev/null 2>&1; echo done",
     ]);
     b.edit(|c| c["process"]["terminal"] = json!(true));
     let sock_path = b.dir.join("console.sock");
@@ -211,7 +211,11 @@ fn sentry_console_socket_gets_the_pty() {
     ]);
     let master = receiver.join().unwrap();
     h.ok(&["start", &id]);
-    assert_eq!(read_until(&master, "done\n"), "is-a-tty\ndone\n");
+    // /dev/tty is the controlling terminal: the console (the line discipline adds \r).
+    assert_eq!(
+        read_until(&master, "done\n").replace("\r\n", "\n"),
+        "is-a-tty\nvia-dev-tty\ndone\n"
+    );
     h.wait_status(&id, "stopped");
     h.ok(&["delete", &id]);
 }
@@ -609,7 +613,11 @@ fn sentry_exec_signals_tty_and_teardown() {
         .spawn()
         .unwrap();
     let master = receiver.join().unwrap();
-    assert_eq!(read_until(&master, "done\n"), "is-a-tty\ndone\n");
+    // /dev/tty is the controlling terminal: the console (the line discipline adds \r).
+    assert_eq!(
+        read_until(&master, "done\n").replace("\r\n", "\n"),
+        "is-a-tty\nvia-dev-tty\ndone\n"
+    );
     assert_eq!(child.wait().unwrap().code(), Some(9));
     drop(master);
 

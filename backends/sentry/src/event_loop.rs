@@ -384,7 +384,7 @@ impl<P: Platform> EventLoop<P> {
         notif: Option<u64>,
     ) -> Result<()> {
         let nr = platform::sysno(regs);
-        let out = syscalls::handle(&mut self.k, tid, nr, regs, deadline);
+        let out = syscalls::handle(&mut self.k, tid, nr, regs, deadline, notif);
         if self.k.cfg.debug {
             let name = syscalls_name(nr);
             let a = platform::args(regs);
@@ -411,6 +411,8 @@ impl<P: Platform> EventLoop<P> {
                     });
                     Ok(())
                 }
+                // A shared writable mapping: the file is in the task's own table now (mm.rs).
+                Outcome::Native if nr == libc::SYS_mmap => self.k.plat.respond_continue(id),
                 // Register rewriting is only possible at a ptrace stop (NEEDS_REGS routes those).
                 _ => self.k.plat.respond(id, -(libc::ENOSYS as i64)),
             };

@@ -53,11 +53,18 @@ pub fn clone_tree(src: &str, recursive: bool) -> Result<OwnedFd> {
 
 /// A new, detached tmpfs mount with the given `key=value` parameters (mode, size, nr_inodes).
 pub fn new_tmpfs(params: &[(&str, &str)], attrs: u64) -> Result<OwnedFd> {
+    new_fs("tmpfs", params, attrs)
+}
+
+/// A new, detached mount of a file system of type `fstype` that needs no source (tmpfs, a new
+/// devpts instance), with the given `key=value` parameters.
+pub fn new_fs(fstype: &str, params: &[(&str, &str)], attrs: u64) -> Result<OwnedFd> {
+    let t = CString::new(fstype)?;
     // SAFETY: fsopen/fsconfig/fsmount with valid C strings and descriptors we own.
     unsafe {
         let fs = fd_ret(
-            libc::syscall(libc::SYS_fsopen, c"tmpfs".as_ptr(), libc::FSOPEN_CLOEXEC),
-            "fsopen(tmpfs)",
+            libc::syscall(libc::SYS_fsopen, t.as_ptr(), libc::FSOPEN_CLOEXEC),
+            &format!("fsopen({fstype})"),
         )?;
         for (k, v) in params {
             let (ck, cv) = (CString::new(*k)?, CString::new(*v)?);
@@ -70,7 +77,7 @@ pub fn new_tmpfs(params: &[(&str, &str)], attrs: u64) -> Result<OwnedFd> {
                     cv.as_ptr(),
                     0,
                 ),
-                &format!("tmpfs option {k}={v}"),
+                &format!("{fstype} option {k}={v}"),
             )?;
         }
         rc(
@@ -82,7 +89,7 @@ pub fn new_tmpfs(params: &[(&str, &str)], attrs: u64) -> Result<OwnedFd> {
                 std::ptr::null::<libc::c_char>(),
                 0,
             ),
-            "creating a tmpfs",
+            &format!("creating a {fstype}"),
         )?;
         fd_ret(
             libc::syscall(
@@ -91,7 +98,7 @@ pub fn new_tmpfs(params: &[(&str, &str)], attrs: u64) -> Result<OwnedFd> {
                 libc::FSMOUNT_CLOEXEC,
                 attrs,
             ),
-            "fsmount(tmpfs)",
+            &format!("fsmount({fstype})"),
         )
     }
 }

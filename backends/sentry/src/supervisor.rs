@@ -104,7 +104,8 @@ pub struct Root {
     pub ids: crate::identity::HostIds,
 }
 
-/// `/dev/shm`: a tmpfs of the sandbox's own (nosuid, nodev, 1777, 64 MiB as Docker's default),
+/// `/dev/shm`: a tmpfs of the sandbox's own (nosuid, nodev, noexec, 1777, 64 MiB as runc's
+/// default spec and Docker give it),
 /// unless the spec mounts something there (an engine's pod-shared shm), which then goes on it.
 /// False when there can be no mount point: the image's /dev cannot be written (rootless, a /dev
 /// owned by an id the sentry's namespace does not map: EOVERFLOW on copy-up). The sandbox then
@@ -118,9 +119,11 @@ fn shm(vfs: &Vfs, spec: &hako_contract::Spec) -> Result<bool> {
             .any(|m| crate::vfs::normalize(&m.destination().to_string_lossy()) == crate::vfs::SHM)
     });
     if !spec_has {
-        let tree =
-            crate::mounts::new_tmpfs(&[("mode", "1777"), ("size", "64m")], crate::mounts::ALWAYS)
-                .context("tmpfs at /dev/shm")?;
+        let tree = crate::mounts::new_tmpfs(
+            &[("mode", "1777"), ("size", "64m")],
+            crate::mounts::ALWAYS | libc::MOUNT_ATTR_NOEXEC,
+        )
+        .context("tmpfs at /dev/shm")?;
         crate::mounts::attach(&tree, &target).context("tmpfs at /dev/shm")?;
     }
     Ok(true)
@@ -213,7 +216,7 @@ pub fn build_root(plan: &Plan) -> Result<Root> {
         libc::MS_NOSUID | libc::MS_NODEV,
         Some(&opts),
     )?;
-    let vfs = Vfs::new(merged.to_str().context("state dir is not UTF-8")?)
+    let mut vfs = Vfs::new(merged.to_str().context("state dir is not UTF-8")?)
         .context("opening the sandbox root")?;
     let shm_ok = shm(&vfs, plan.spec)?;
     for m in plan
@@ -270,6 +273,16 @@ pub fn build_root(plan: &Plan) -> Result<Root> {
             crate::mounts::attach(&tree, &target).with_context(|| format!("tmpfs at {dest}"))?;
         }
     }
+    // A devpts instance of the sandbox's own, never attached anywhere: /dev/ptmx and /dev/pts
+    // open its nodes through the mount's descriptor. Without one (a kernel or user namespace
+    // that refuses it) the sandbox has no ptys: /dev/ptmx is ENOENT.
+    vfs.pts = crate::mounts::new_fs(
+        "devpts",
+        &[("ptmxmode", "0666"), ("mode", "0620")],
+        // Not nodev: its nodes are devices (the workload never reaches the mount itself).
+        libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NOEXEC,
+    )
+    .ok();
     // runc creates a missing cwd; so do we (in the upper layer), inside the root.
     let cwd = crate::vfs::normalize(&plan.cfg.cwd);
     if !crate::vfs::is_synthetic(&cwd) {
@@ -563,8 +576,16 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
         fds.set(i, Rc::new(RefCell::new(f)), false)
             .map_err(std::io::Error::from_raw_os_error)?;
     }
+    let console = match slave_fd {
+        Some(s) => Some(stdio_file(0, Some(s))?),
+        None => None,
+    };
     drop(prep.slave);
     let mut k = Kernel::new(plat, cfg.clone(), prep.vfs, sigfd);
+    k.vfs.console = console.map(|mut f| {
+        f.path = "/dev/tty".into();
+        Rc::new(RefCell::new(f))
+    });
     k.add_init(pid, fds);
     let hub = crate::exec::Hub::new(
         listener,

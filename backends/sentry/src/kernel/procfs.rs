@@ -61,7 +61,36 @@ pub fn ncpus() -> usize {
     1
 }
 
+/// Whether host task `tid` has a controlling terminal (its stat's tty_nr).
+fn has_ctty(tid: i32) -> bool {
+    let stat = crate::hostproc::read_string(&format!("{tid}/stat"));
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    // state ppid pgrp session tty_nr
+    after
+        .split_whitespace()
+        .nth(4)
+        .and_then(|v| v.parse::<i32>().ok())
+        .is_some_and(|t| t != 0)
+}
+
 impl<P: Platform> Kernel<P> {
+    /// Whether pty `n` exists in the sandbox's devpts instance.
+    fn pty_exists(&self, n: &str) -> bool {
+        let (Some(pts), Ok(c)) = (&self.vfs.pts, std::ffi::CString::new(n)) else {
+            return false;
+        };
+        // SAFETY: fstatat on our own descriptor into a local, never following a link.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        unsafe {
+            libc::fstatat(
+                std::os::fd::AsRawFd::as_raw_fd(pts),
+                c.as_ptr(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            ) == 0
+        }
+    }
+
     /// The synthetic node at exactly these components (no following).
     pub(super) fn synth_at(&self, tid: i32, c: &[&str]) -> Result<Node, i32> {
         let me = self.proc_of(tid);
@@ -80,6 +109,9 @@ impl<P: Platform> Kernel<P> {
                     ("stderr", DT_LNK),
                     ("fd", DT_LNK),
                     ("shm", DT_DIR),
+                    ("ptmx", DT_CHR),
+                    ("pts", DT_DIR),
+                    ("tty", DT_CHR),
                 ],
             ))),
             ["dev", "null"] => Ok(Node::Synth(Synth::Dev(DevKind::Null))),
@@ -90,15 +122,25 @@ impl<P: Platform> Kernel<P> {
             ["dev", "stdout"] => Ok(Node::Synth(Synth::Link("/proc/self/fd/1".into()))),
             ["dev", "stderr"] => Ok(Node::Synth(Synth::Link("/proc/self/fd/2".into()))),
             ["dev", "fd"] => Ok(Node::Synth(Synth::Link("/proc/self/fd".into()))),
-            ["dev", "tty"] => Err(libc::ENXIO),
+            // The caller's controlling terminal: the console, the only terminal that can be one.
+            ["dev", "tty"] => match &self.vfs.console {
+                Some(f) if has_ctty(tid) => Ok(Node::Synth(Synth::Fd(f.clone()))),
+                _ => Err(libc::ENXIO),
+            },
             // The terminal the sandbox was given (console socket): reachable by its name, so
             // ttyname() works; nothing else of the host's /dev/pts is.
-            ["dev", "pts"] => Ok(Node::Synth(dir("/dev/pts", &[]))),
+            // and the sandbox's own devpts instance (ptmx, and the ptys opened through it).
+            ["dev", "ptmx"] | ["dev", "pts", "ptmx"] if self.vfs.pts.is_some() => Ok(Node::Synth(Synth::Pty("ptmx".into()))),
+            ["dev", "pts"] => Ok(Node::Synth(dir("/dev/pts", &[("ptmx", DT_CHR)]))),
             ["dev", "pts", n] => {
                 let want = format!("/dev/pts/{n}");
                 let p = me.borrow();
                 let found = p.fds.borrow().map.values().find(|e| e.file.borrow().path == want).map(|e| e.file.clone());
-                found.map(|f| Node::Synth(Synth::Fd(f))).ok_or(libc::ENOENT)
+                match found {
+                    Some(f) => Ok(Node::Synth(Synth::Fd(f))),
+                    None if n.bytes().all(|b| b.is_ascii_digit()) && self.pty_exists(n) => Ok(Node::Synth(Synth::Pty(n.to_string()))),
+                    None => Err(libc::ENOENT),
+                }
             }
             ["dev", ..] => Err(libc::ENOENT),
             ["sys"] => Ok(Node::Synth(dir("/sys", &[("devices", DT_DIR), ("fs", DT_DIR), ("kernel", DT_DIR)]))),

@@ -11,6 +11,9 @@ pub const RET_ERRNO: u32 = 0x0005_0000;
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 
 /// What the filter does with one syscall number.
+/// `(argument index, mask, value)`: holds when `(arg & mask) == value`.
+pub type ArgCond = (u8, u64, u64);
+
 #[derive(Debug, Clone)]
 pub enum Rule {
     Action(u32),
@@ -18,6 +21,12 @@ pub enum Rule {
     Cond {
         conds: Vec<(u8, u64, u64)>,
         action_if: u32,
+        otherwise: u32,
+    },
+    /// Tiers tried in order: the first whose conditions all hold (`(arg & mask) == value`)
+    /// gives the action; none: `otherwise`.
+    Tiers {
+        tiers: Vec<(Vec<ArgCond>, u32)>,
         otherwise: u32,
     },
 }
@@ -75,6 +84,27 @@ pub fn build(rules: &[(u32, Rule)], default: u32) -> Vec<sock_filter> {
                     p.push(stmt(RET_K, *action_if));
                 }
                 // The block always returns, so the accumulator (nr) is intact when it is skipped.
+                p.push(stmt(RET_K, *otherwise));
+            }
+            Rule::Tiers { tiers, otherwise } => {
+                let body: usize = tiers.iter().map(|(c, _)| c.len() * 6 + 1).sum::<usize>() + 1;
+                p.push(jump(JEQ_K, *nr, 0, body as u8));
+                for (conds, action) in tiers {
+                    let len = conds.len() * 6 + 1;
+                    let start = p.len();
+                    for &(arg, mask, value) in conds {
+                        let off = 16 + 8 * arg as u32;
+                        // A failed comparison skips to the next tier.
+                        let next = |p: &Vec<sock_filter>| (start + len - p.len() - 1) as u8;
+                        p.push(stmt(LD_W_ABS, off));
+                        p.push(stmt(AND_K, mask as u32));
+                        p.push(jump(JEQ_K, value as u32, 0, next(&p)));
+                        p.push(stmt(LD_W_ABS, off + 4));
+                        p.push(stmt(AND_K, (mask >> 32) as u32));
+                        p.push(jump(JEQ_K, (value >> 32) as u32, 0, next(&p)));
+                    }
+                    p.push(stmt(RET_K, *action));
+                }
                 p.push(stmt(RET_K, *otherwise));
             }
         }

@@ -118,6 +118,12 @@ impl<T: Platform + ?Sized> Platform for Box<T> {
     fn notif_valid(&self, id: u64) -> bool {
         (**self).notif_valid(id)
     }
+    fn add_fd(&mut self, id: u64, fd: RawFd, target: i32) -> Result<(), i32> {
+        (**self).add_fd(id, fd, target)
+    }
+    fn respond_continue(&mut self, id: u64) -> Result<()> {
+        (**self).respond_continue(id)
+    }
     fn read_mem(&self, tid: i32, addr: u64, buf: &mut [u8]) -> Result<usize, i32> {
         (**self).read_mem(tid, addr, buf)
     }

@@ -105,6 +105,17 @@ pub trait Platform {
     fn respond(&mut self, _id: u64, _ret: i64) -> Result<()> {
         Ok(())
     }
+    /// Put the sentry's `fd` into the notifying task's own descriptor table at `target`
+    /// (replacing what is there, close-on-exec), for the call to run natively on it
+    /// (`SECCOMP_IOCTL_NOTIF_ADDFD`). Err: an errno (ENOSYS where the platform has no
+    /// notifications).
+    fn add_fd(&mut self, _id: u64, _fd: std::os::fd::RawFd, _target: i32) -> Result<(), i32> {
+        Err(libc::ENOSYS)
+    }
+    /// Answer a notification by letting the call run natively, as the task made it.
+    fn respond_continue(&mut self, _id: u64) -> Result<()> {
+        Ok(())
+    }
     /// Whether the task behind a notification is still waiting for it.
     fn notif_valid(&self, _id: u64) -> bool {
         false

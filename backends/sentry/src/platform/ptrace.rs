@@ -96,6 +96,21 @@ struct SeccompNotifResp {
 const NOTIF_RECV: libc::c_ulong = 0xc050_2100;
 const NOTIF_SEND: libc::c_ulong = 0xc018_2101;
 const NOTIF_ID_VALID: libc::c_ulong = 0x4008_2102;
+/// `SECCOMP_IOCTL_NOTIF_ADDFD` (`SECCOMP_IOW(3, struct seccomp_notif_addfd)`), its
+/// `SECCOMP_ADDFD_FLAG_SETFD`, and the response flag `SECCOMP_USER_NOTIF_FLAG_CONTINUE`: not in
+/// the libc crate.
+const NOTIF_ADDFD: libc::c_ulong = 0x4018_2103;
+const ADDFD_FLAG_SETFD: u32 = 1;
+const FLAG_CONTINUE: u32 = 1;
+
+#[repr(C)]
+struct SeccompNotifAddfd {
+    id: u64,
+    flags: u32,
+    srcfd: u32,
+    newfd: u32,
+    newfd_flags: u32,
+}
 
 fn errno() -> i32 {
     std::io::Error::last_os_error()
@@ -341,6 +356,39 @@ impl Platform for SeccompPtrace {
                 error: 0,
                 flags: 0,
             }
+        };
+        // SAFETY: ioctl with the right struct size. ENOENT (the task was interrupted) is fine.
+        unsafe { libc::ioctl(l, NOTIF_SEND, &mut r as *mut SeccompNotifResp) };
+        Ok(())
+    }
+
+    fn add_fd(&mut self, id: u64, fd: RawFd, target: i32) -> Result<(), i32> {
+        let Some(&l) = self.pending.get(&id) else {
+            return Err(libc::ENOSYS);
+        };
+        let mut a = SeccompNotifAddfd {
+            id,
+            flags: ADDFD_FLAG_SETFD,
+            srcfd: fd as u32,
+            newfd: target as u32,
+            newfd_flags: libc::O_CLOEXEC as u32,
+        };
+        // SAFETY: ioctl with the right struct size.
+        if unsafe { libc::ioctl(l, NOTIF_ADDFD, &mut a as *mut SeccompNotifAddfd) } < 0 {
+            return Err(errno());
+        }
+        Ok(())
+    }
+
+    fn respond_continue(&mut self, id: u64) -> Result<()> {
+        let Some(l) = self.pending.remove(&id) else {
+            return Ok(());
+        };
+        let mut r = SeccompNotifResp {
+            id,
+            val: 0,
+            error: 0,
+            flags: FLAG_CONTINUE,
         };
         // SAFETY: ioctl with the right struct size. ENOENT (the task was interrupted) is fine.
         unsafe { libc::ioctl(l, NOTIF_SEND, &mut r as *mut SeccompNotifResp) };

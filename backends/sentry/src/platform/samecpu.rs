@@ -154,6 +154,12 @@ impl Platform for SameCpu {
     fn notif_valid(&self, id: u64) -> bool {
         self.inner.notif_valid(id)
     }
+    fn add_fd(&mut self, id: u64, fd: RawFd, target: i32) -> Result<(), i32> {
+        self.inner.add_fd(id, fd, target)
+    }
+    fn respond_continue(&mut self, id: u64) -> Result<()> {
+        self.inner.respond_continue(id)
+    }
     fn read_mem(&self, tid: i32, addr: u64, buf: &mut [u8]) -> Result<usize, i32> {
         self.inner.read_mem(tid, addr, buf)
     }

@@ -1,49 +1,39 @@
-//! epoll_create, epoll_create1, epoll_ctl, epoll_wait, epoll_pwait: the interest list is kept by
-//! the sentry and evaluated at each wait. Level-triggered items are polled. An EPOLLET item on a
-//! host descriptor gets a host epoll instance of its own holding that descriptor, edge-triggered:
-//! the host kernel records each edge (new data, a new connection, room to write) as Linux does
-//! for the workload, and the sentry harvests it without waiting; a task waits on that instance's
-//! readiness, so a descriptor that stays ready without a new edge wakes nobody (no spin).
+//! epoll_create, epoll_create1, epoll_ctl, epoll_wait, epoll_pwait, epoll_pwait2.
+//!
+//! Each of the sandbox's epoll instances is backed by a host epoll instance the sentry owns:
+//! the host fds behind the registered files are registered there with the sandbox's events
+//! (EPOLLET, EPOLLONESHOT, EPOLLRDHUP... as given) and the sandbox's fd as the event data, so
+//! edge-triggered and one-shot registrations report exactly what the host kernel reports. A
+//! waiting task parks on the host epoll fd. Files with no host fd (/dev/null and its kin) are
+//! always ready; the sentry evaluates them itself.
 
-use super::{err, r, Call, Outcome};
+use super::{err, errno, r, Call, Outcome};
 use crate::kernel::Kernel;
 use crate::platform::Platform;
-use crate::vfs::{EpollItem, FileKind, OpenFile};
+use crate::vfs::{EpollItem, EpollSet, FileKind, OpenFile};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 use syscalls::Sysno;
 
-/// A host epoll instance watching host fd `h` for `events` (EPOLLET among them).
-fn edge_watch(h: RawFd, events: u32) -> Result<Rc<OwnedFd>, i32> {
-    // SAFETY: a new host epoll instance of ours.
-    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-    if ep < 0 {
-        return Err(super::errno());
-    }
-    // SAFETY: a fresh descriptor.
-    let ep = unsafe { OwnedFd::from_raw_fd(ep) };
-    let mut ev = libc::epoll_event {
-        events: (events & 0xffff) | libc::EPOLLET as u32,
-        u64: 0,
-    };
-    // SAFETY: register our host fd with our epoll instance.
-    if unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, h, &mut ev) } != 0 {
-        return Err(super::errno());
-    }
-    Ok(Rc::new(ep))
-}
-
-/// The edges the host recorded on an EPOLLET item since the last harvest (0: none).
-fn edge_harvest(ep: &OwnedFd) -> i16 {
-    let mut ev = libc::epoll_event { events: 0, u64: 0 };
-    // SAFETY: epoll_wait without waiting into one local event.
-    let n = unsafe { libc::epoll_wait(ep.as_raw_fd(), &mut ev, 1, 0) };
-    if n == 1 {
-        ev.events as u16 as i16
-    } else {
-        0
-    }
-}
+const ET: u32 = libc::EPOLLET as u32;
+const ONESHOT: u32 = libc::EPOLLONESHOT as u32;
+/// Events a registration may ask for. EPOLLWAKEUP (needs CAP_BLOCK_SUSPEND, and means nothing
+/// in the sandbox) is dropped, as Linux drops it for a caller without the capability.
+const ALLOWED: u32 = libc::EPOLLIN as u32
+    | libc::EPOLLOUT as u32
+    | libc::EPOLLPRI as u32
+    | libc::EPOLLERR as u32
+    | libc::EPOLLHUP as u32
+    | libc::EPOLLRDHUP as u32
+    | libc::EPOLLRDNORM as u32
+    | libc::EPOLLRDBAND as u32
+    | libc::EPOLLWRNORM as u32
+    | libc::EPOLLWRBAND as u32
+    | libc::EPOLLMSG as u32
+    | libc::EPOLLEXCLUSIVE as u32
+    | ET
+    | ONESHOT;
 
 /// epoll_create, epoll_create1.
 pub fn epoll_create<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
@@ -51,170 +41,230 @@ pub fn epoll_create<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     if s == Sysno::epoll_create && (a[0] as i32) <= 0 {
         return err(libc::EINVAL);
     }
+    if s == Sysno::epoll_create1 && a[0] as i32 & !libc::EPOLL_CLOEXEC != 0 {
+        return err(libc::EINVAL);
+    }
     let cloexec = s == Sysno::epoll_create1 && a[0] as i32 & libc::EPOLL_CLOEXEC != 0;
+    // SAFETY: a new epoll instance owned by the sentry.
+    let h = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if h < 0 {
+        return err(errno());
+    }
+    let set = EpollSet {
+        // SAFETY: just made, owned here.
+        host: unsafe { OwnedFd::from_raw_fd(h) },
+        items: Default::default(),
+    };
     r(k.install(
         c.tid,
-        OpenFile::new(
-            FileKind::Epoll(Default::default()),
-            "anon_inode:[eventpoll]",
-            libc::O_RDWR,
-        ),
+        OpenFile::new(FileKind::Epoll(set), "anon_inode:[eventpoll]", libc::O_RDWR),
         cloexec,
     ))
 }
 
+/// The host fd an epoll instance watches for this file: a stream's (pipe, eventfd, timerfd,
+/// socket, tty) or a nested epoll instance's host epoll fd. None: always ready.
+fn watched_fd(f: &OpenFile) -> Option<RawFd> {
+    match &f.kind {
+        FileKind::Epoll(set) => Some(set.host.as_raw_fd()),
+        _ if f.is_stream() => f.host_fd(),
+        _ => None,
+    }
+}
+
+fn host_ctl(epfd: RawFd, op: i32, fd: RawFd, events: u32, key: i32) -> Result<(), i32> {
+    let mut ev = libc::epoll_event {
+        events,
+        u64: key as u32 as u64,
+    };
+    // SAFETY: our own epoll instance and fd; ev outlives the call.
+    if unsafe { libc::epoll_ctl(epfd, op, fd, &mut ev) } != 0 {
+        return Err(errno());
+    }
+    Ok(())
+}
+
 pub fn epoll_ctl<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     let a = c.a;
-    let ep = match k.file(c.tid, a[0]) {
-        Ok(f) => f,
-        Err(e) => return err(e),
-    };
-    let target = match k.file(c.tid, a[2]) {
-        Ok(f) => f,
-        Err(e) => return err(e),
-    };
+    let ep = tri!(k.file(c.tid, a[0]));
+    let target = tri!(k.file(c.tid, a[2]));
     if Rc::ptr_eq(&ep, &target) {
         return err(libc::EINVAL);
     }
-    {
+    let watched = {
         let t = target.borrow();
         let pollable = t.is_stream() || matches!(t.kind, FileKind::Dev(_) | FileKind::Epoll(_));
         if !pollable {
             return err(libc::EPERM);
         }
-    }
+        watched_fd(&t)
+    };
     let op = a[1] as i32;
     let ev = if op == libc::EPOLL_CTL_DEL {
         None
     } else {
-        match k.read_bytes(c.tid, a[3], 12) {
-            Ok(b) => Some((
-                u32::from_ne_bytes(b[..4].try_into().unwrap()),
-                u64::from_ne_bytes(b[4..].try_into().unwrap()),
-            )),
-            Err(e) => return err(e),
-        }
+        let b = tri!(k.read_bytes(c.tid, a[3], 12));
+        Some((
+            u32::from_ne_bytes(b[..4].try_into().unwrap()) & ALLOWED,
+            u64::from_ne_bytes(b[4..].try_into().unwrap()),
+        ))
     };
     let mut epb = ep.borrow_mut();
     let FileKind::Epoll(set) = &mut epb.kind else {
         return err(libc::EINVAL);
     };
-    set.retain(|_, it| it.file.strong_count() > 0);
+    // Registrations of files that are gone (their host fds left the host set with them).
+    set.items.retain(|_, it| it.file.strong_count() > 0);
+    let epfd = set.host.as_raw_fd();
     let fd = a[2] as i32;
     match (op, ev) {
         (libc::EPOLL_CTL_ADD, Some((events, data))) => {
-            if set.contains_key(&fd) {
+            if set.items.contains_key(&fd) {
                 return err(libc::EEXIST);
             }
-            let edge = match edge_for(&target, events) {
-                Ok(e) => e,
-                Err(e) => return err(e),
-            };
-            set.insert(
+            let (mut host, mut dup) = (watched, None);
+            if let Some(h) = watched {
+                match host_ctl(epfd, libc::EPOLL_CTL_ADD, h, events, fd) {
+                    Ok(()) => {}
+                    Err(libc::EEXIST) => {
+                        // SAFETY: duplicate our own fd.
+                        let d = unsafe { libc::fcntl(h, libc::F_DUPFD_CLOEXEC, 0) };
+                        if d < 0 {
+                            return err(errno());
+                        }
+                        // SAFETY: just made, owned by the registration.
+                        let d = unsafe { OwnedFd::from_raw_fd(d) };
+                        tri!(host_ctl(
+                            epfd,
+                            libc::EPOLL_CTL_ADD,
+                            d.as_raw_fd(),
+                            events,
+                            fd
+                        ));
+                        host = Some(d.as_raw_fd());
+                        dup = Some(d);
+                    }
+                    Err(e) => return err(e),
+                }
+            }
+            set.items.insert(
                 fd,
                 EpollItem {
                     file: Rc::downgrade(&target),
                     events,
                     data,
-                    edge,
+                    host,
+                    dup,
+                    fired: false,
                 },
             );
         }
-        (libc::EPOLL_CTL_MOD, Some((events, data))) => match set.get_mut(&fd) {
+        (libc::EPOLL_CTL_MOD, Some((events, data))) => match set.items.get_mut(&fd) {
             Some(it) => {
-                // A new registration: the host re-arms it and checks readiness afresh, as
-                // Linux does on EPOLL_CTL_MOD.
-                it.edge = match edge_for(&target, events) {
-                    Ok(e) => e,
-                    Err(e) => return err(e),
-                };
+                if events & libc::EPOLLEXCLUSIVE as u32 != 0
+                    || it.events & libc::EPOLLEXCLUSIVE as u32 != 0
+                {
+                    return err(libc::EINVAL);
+                }
+                if let Some(h) = it.host {
+                    tri!(host_ctl(epfd, libc::EPOLL_CTL_MOD, h, events, fd));
+                }
                 it.events = events;
                 it.data = data;
+                it.fired = false;
             }
             None => return err(libc::ENOENT),
         },
-        (libc::EPOLL_CTL_DEL, _) => {
-            if set.remove(&fd).is_none() {
-                return err(libc::ENOENT);
+        (libc::EPOLL_CTL_DEL, _) => match set.items.remove(&fd) {
+            Some(it) => {
+                if let Some(h) = it.host {
+                    // ENOENT/EBADF: the host fd already left with its file.
+                    let _ = host_ctl(epfd, libc::EPOLL_CTL_DEL, h, 0, fd);
+                }
             }
-        }
+            None => return err(libc::ENOENT),
+        },
         _ => return err(libc::EINVAL),
     }
     Outcome::Ret(0)
 }
 
-/// The host edge watch an item needs: EPOLLET on a host descriptor.
-fn edge_for(target: &crate::kernel::FileRef, events: u32) -> Result<Option<Rc<OwnedFd>>, i32> {
-    match target.borrow().host_fd() {
-        Some(h) if events & libc::EPOLLET as u32 != 0 => edge_watch(h, events).map(Some),
-        _ => Ok(None),
-    }
-}
-
-/// epoll_wait, epoll_pwait (the signal mask of epoll_pwait is not applied).
+/// epoll_wait, epoll_pwait, epoll_pwait2 (the signal mask of the pwait calls is not applied).
 pub fn epoll_wait<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     let a = c.a;
-    // epoll_wait / epoll_pwait (the signal mask of epoll_pwait is not applied).
-    let ep = match k.file(c.tid, a[0]) {
-        Ok(f) => f,
-        Err(e) => return err(e),
-    };
+    let ep = tri!(k.file(c.tid, a[0]));
     let max = a[2] as i32;
-    if max <= 0 {
+    if max <= 0 || max as usize > (i32::MAX as usize) / 12 {
         return err(libc::EINVAL);
     }
-    let timeout = a[3] as i32;
+    // Milliseconds, negative: forever. epoll_pwait2 takes a timespec (NULL: forever).
+    let timeout: i64 = if c.s == Sysno::epoll_pwait2 {
+        if a[3] == 0 {
+            -1
+        } else {
+            let b = tri!(k.read_bytes(c.tid, a[3], 16));
+            let sec = i64::from_ne_bytes(b[..8].try_into().unwrap());
+            let nsec = i64::from_ne_bytes(b[8..].try_into().unwrap());
+            if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
+                return err(libc::EINVAL);
+            }
+            sec.saturating_mul(1000)
+                .saturating_add((nsec + 999_999) / 1_000_000)
+        }
+    } else {
+        a[3] as i32 as i64
+    };
     let mut out: Vec<u8> = Vec::new();
-    let mut host = Vec::new();
     let mut n = 0;
+    let epfd;
     {
         let mut epb = ep.borrow_mut();
         let FileKind::Epoll(set) = &mut epb.kind else {
             return err(libc::EINVAL);
         };
-        set.retain(|_, it| it.file.strong_count() > 0);
-        for it in set.values_mut() {
-            if n >= max || it.events & !(libc::EPOLLET as u32 | libc::EPOLLONESHOT as u32) == 0 {
+        set.items.retain(|_, it| it.file.strong_count() > 0);
+        epfd = set.host.as_raw_fd();
+        // Files without a host fd: always ready for reading and writing.
+        for it in set.items.values_mut() {
+            if n >= max || it.host.is_some() || it.fired {
                 continue;
             }
-            let Some(f) = it.file.upgrade() else { continue };
-            let want = (it.events & 0xffff) as i16 | libc::POLLERR | libc::POLLHUP;
-            let got = match (f.borrow().host_fd(), &it.edge) {
-                (Some(_), Some(ep)) => {
-                    host.push((ep.as_raw_fd(), libc::POLLIN));
-                    edge_harvest(ep) & want
-                }
-                (Some(h), None) => {
-                    host.push((h, want));
-                    let mut p = libc::pollfd {
-                        fd: h,
-                        events: want,
-                        revents: 0,
-                    };
-                    // SAFETY: poll our fd without waiting.
-                    unsafe { libc::poll(&mut p, 1, 0) };
-                    p.revents
-                }
-                (None, _) => want & (libc::POLLIN | libc::POLLOUT),
-            };
-            if got != 0 {
-                out.extend_from_slice(&(got as u16 as u32).to_ne_bytes());
+            let got = it.events & (libc::EPOLLIN | libc::EPOLLOUT) as u32;
+            if got == 0 {
+                continue;
+            }
+            out.extend_from_slice(&got.to_ne_bytes());
+            out.extend_from_slice(&it.data.to_ne_bytes());
+            n += 1;
+            it.fired = it.events & (ET | ONESHOT) != 0;
+        }
+        if n < max {
+            // At most 1024 at a time: fewer than asked is a valid answer.
+            let room = ((max - n) as usize).min(1024);
+            let mut evs = vec![libc::epoll_event { events: 0, u64: 0 }; room];
+            // SAFETY: our own epoll instance, into our buffer, without waiting.
+            let got = unsafe { libc::epoll_wait(epfd, evs.as_mut_ptr(), room as i32, 0) };
+            if got < 0 {
+                return err(errno());
+            }
+            for e in &evs[..got as usize] {
+                let (events, key) = (e.events, e.u64 as u32 as i32);
+                // The sandbox's fd names the registration (and its data).
+                let Some(it) = set.items.get(&key) else {
+                    continue;
+                };
+                out.extend_from_slice(&events.to_ne_bytes());
                 out.extend_from_slice(&it.data.to_ne_bytes());
                 n += 1;
-                if it.events & libc::EPOLLONESHOT as u32 != 0 {
-                    it.events = 0;
-                }
             }
         }
     }
-    let expired = c.deadline.is_some_and(|d| std::time::Instant::now() >= d);
+    let expired = c.deadline.is_some_and(|d| Instant::now() >= d);
     if n == 0 && timeout != 0 && !expired {
         let dl = c.deadline.or_else(|| {
-            (timeout > 0).then(|| {
-                std::time::Instant::now() + std::time::Duration::from_millis(timeout as u64)
-            })
+            (timeout > 0).then(|| Instant::now() + Duration::from_millis(timeout as u64))
         });
-        return Outcome::Park(host, dl);
+        return Outcome::Park(vec![(epfd, libc::POLLIN)], dl);
     }
     match k.write_bytes(c.tid, a[1], &out) {
         Ok(()) => Outcome::Ret(n as i64),

@@ -125,6 +125,18 @@ pub fn fcntl<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
             }
             Outcome::Ret(0)
         }
+        libc::F_ADD_SEALS | libc::F_GET_SEALS => {
+            // Seals live on the sentry's own file (a memfd; any other file: EINVAL from the host).
+            let Some(h) = e.file.borrow().host_fd() else {
+                return err(libc::EINVAL);
+            };
+            // SAFETY: fcntl on our fd with an integer argument.
+            let v = unsafe { libc::fcntl(h, c.a[1] as i32, c.a[2] as libc::c_int) };
+            if v < 0 {
+                return err(super::errno());
+            }
+            Outcome::Ret(v as i64)
+        }
         libc::F_GETPIPE_SZ => Outcome::Ret(65536),
         libc::F_SETPIPE_SZ => Outcome::Ret(c.a[2] as i64),
         _ => err(libc::EINVAL),

@@ -1,6 +1,7 @@
 //! ioctl: FIOCLEX, FIONCLEX and FIONBIO on any descriptor; terminal queries and settings
-//! (TCGETS/TCSETS*, TIOCGWINSZ/TIOCSWINSZ, TIOCGPGRP) and FIONREAD on the sandbox's own
-//! streams; on sockets, the reads `syscalls::socket::ioctl` allows. Everything else is ENOTTY.
+//! (TCGETS/TCSETS*, TIOCGWINSZ/TIOCSWINSZ, TIOCGPGRP), FIONREAD, and the pty master's
+//! TIOCGPTN, TIOCSPTLCK and TIOCGPTPEER on the sandbox's own streams; on sockets, the reads
+//! `syscalls::socket::ioctl` allows. Everything else is ENOTTY.
 
 use super::{err, errno, Call, Outcome};
 use crate::kernel::Kernel;
@@ -53,6 +54,39 @@ pub fn ioctl<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
         x if x == libc::TCSETS || x == libc::TCSETSW || x == libc::TCSETSF => KERNEL_TERMIOS,
         x if x == libc::TIOCGWINSZ || x == libc::TIOCSWINSZ => std::mem::size_of::<libc::winsize>(),
         x if x == libc::FIONREAD => 4,
+        // A pty master of the sandbox's own devpts: its number, and (un)locking its peer.
+        x if x == libc::TIOCGPTN || x == libc::TIOCSPTLCK => 4,
+        x if x == libc::TIOCGPTPEER => {
+            // Open the peer of this master: a new file of the sandbox's.
+            let flags = c.a[2] as i32
+                & (libc::O_ACCMODE | libc::O_NOCTTY | libc::O_CLOEXEC | libc::O_NONBLOCK);
+            // SAFETY: ioctl on our own fd; the peer is opened non-blocking and close-on-exec
+            // on the host side, never as the sentry's controlling terminal.
+            let d = unsafe {
+                libc::ioctl(
+                    h,
+                    libc::TIOCGPTPEER,
+                    (flags & libc::O_ACCMODE) | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC,
+                )
+            };
+            if d < 0 {
+                return err(errno());
+            }
+            let mut n: u32 = 0;
+            // SAFETY: ioctl into a local.
+            unsafe { libc::ioctl(h, libc::TIOCGPTN, &mut n) };
+            let f = crate::vfs::OpenFile::new(
+                crate::vfs::FileKind::Host {
+                    // SAFETY: just made, owned here.
+                    fd: unsafe { std::os::fd::FromRawFd::from_raw_fd(d) },
+                    kind: crate::vfs::HostKind::Stream,
+                },
+                &format!("/dev/pts/{n}"),
+                flags & !libc::O_CLOEXEC,
+            );
+            drop(fb);
+            return super::r(k.install(c.tid, f, flags & libc::O_CLOEXEC != 0));
+        }
         x if x == libc::TIOCGPGRP => {
             let mut pg: i32 = 0;
             // SAFETY: ioctl into a local.
@@ -67,7 +101,7 @@ pub fn ioctl<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
         }
         _ => return err(libc::ENOTTY),
     };
-    let setting = matches!(req, x if x == libc::TCSETS || x == libc::TCSETSW || x == libc::TCSETSF || x == libc::TIOCSWINSZ);
+    let setting = matches!(req, x if x == libc::TCSETS || x == libc::TCSETSW || x == libc::TCSETSF || x == libc::TIOCSWINSZ || x == libc::TIOCSPTLCK);
     let mut buf = if setting {
         match k.read_bytes(c.tid, c.a[2], size) {
             Ok(b) => b,

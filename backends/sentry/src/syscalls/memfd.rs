@@ -1,41 +1,38 @@
-//! memfd_create: an anonymous host file the sentry owns (a host memfd), given to the workload as
-//! a regular file. Reads, writes, `ftruncate`, `fstat`, private mappings (copies, as for every
-//! file mapping) and passing it over SCM_RIGHTS work; a writable shared mapping is ENODEV as for
-//! any file (see docs/backends/sentry.md).
+//! memfd_create: an anonymous file the sentry owns (a host memfd), which the sandbox reads,
+//! writes, truncates, seals and maps like any regular file of its own (private and read-only
+//! shared mappings are copies; see `mm.rs`).
 
-use super::{err, errno, Call, Outcome};
+use super::{err, errno, r, Call, Outcome};
 use crate::kernel::Kernel;
 use crate::platform::Platform;
 use crate::vfs::{FileKind, HostKind, OpenFile};
 use std::os::fd::{FromRawFd, OwnedFd};
 
-/// The flags the sentry passes on (MFD_HUGETLB and its size bits need a host hugetlbfs pool:
-/// refused with EINVAL, which callers treat as "no huge pages").
-const FLAGS: u32 = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+/// Flags passed on to the host: sealing and the exec/noexec choice (Linux 6.3). Huge pages
+/// (MFD_HUGETLB, a host-wide pool) are refused with EINVAL, as a kernel without them says.
+const HOST_FLAGS: u32 = libc::MFD_ALLOW_SEALING | 0x8 /* MFD_NOEXEC_SEAL */ | 0x10 /* MFD_EXEC */;
 
 pub fn memfd_create<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     let flags = c.a[1] as u32;
-    if flags & !FLAGS != 0 {
+    if flags & !(HOST_FLAGS | libc::MFD_CLOEXEC) != 0 {
         return err(libc::EINVAL);
     }
-    // The kernel's limit: 249 bytes of name.
+    // The name (at most 249 bytes, as Linux allows) only labels the file.
     let name = match k.read_cstr(c.tid, c.a[0], 250) {
-        Ok(n) if n.len() <= 249 => n,
-        Ok(_) | Err(libc::ENAMETOOLONG) => return err(libc::EINVAL),
+        Ok(n) => n,
+        Err(libc::ENAMETOOLONG) => return err(libc::EINVAL),
         Err(e) => return err(e),
     };
-    let cname = match std::ffi::CString::new(name.clone()) {
-        Ok(n) => n,
-        Err(_) => return err(libc::EINVAL),
-    };
-    // SAFETY: memfd_create with a name in our own buffer; close-on-exec in the sentry.
-    let h = unsafe { libc::memfd_create(cname.as_ptr(), (flags & FLAGS) | libc::MFD_CLOEXEC) };
-    if h < 0 {
+    let cname = tri!(crate::vfs::cstr(&name));
+    // SAFETY: a memfd owned by the sentry.
+    let fd =
+        unsafe { libc::memfd_create(cname.as_ptr(), (flags & HOST_FLAGS) | libc::MFD_CLOEXEC) };
+    if fd < 0 {
         return err(errno());
     }
-    // SAFETY: a fresh descriptor of ours.
-    let fd = unsafe { OwnedFd::from_raw_fd(h) };
-    super::r(k.install(
+    // SAFETY: just made, owned here.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    r(k.install(
         c.tid,
         OpenFile::new(
             FileKind::Host {
@@ -43,7 +40,7 @@ pub fn memfd_create<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
                 kind: HostKind::Regular,
             },
             &format!("/memfd:{name} (deleted)"),
-            libc::O_RDWR,
+            libc::O_RDWR | libc::O_LARGEFILE,
         ),
         flags & libc::MFD_CLOEXEC != 0,
     ))

@@ -18,6 +18,7 @@ pub mod dir;
 pub mod epoll;
 pub mod eventfd;
 pub mod fd;
+pub mod inotify;
 pub mod ioctl;
 pub mod memfd;
 pub mod mm;
@@ -30,6 +31,7 @@ pub mod signal;
 pub mod socket;
 pub mod stat;
 mod table;
+pub mod timerfd;
 
 pub use table::{
     disposition, table, table_markdown, trap_filter, Cond, Disp, Handler, Imp, NEEDS_REGS,
@@ -99,6 +101,9 @@ pub struct Call<'a> {
     pub regs: &'a mut Regs,
     pub a: [u64; 6],
     pub deadline: Option<Instant>,
+    /// The seccomp notification the call came through (hybrid platforms), or None at a ptrace
+    /// stop.
+    pub notif: Option<u64>,
 }
 
 /// Dispatch one trapped syscall to the handler its table entry names.
@@ -108,6 +113,7 @@ pub fn handle<P: Platform>(
     nr: i64,
     regs: &mut Regs,
     deadline: Option<Instant>,
+    notif: Option<u64>,
 ) -> Outcome {
     let Some(s) = Sysno::new(nr as usize) else {
         return err(libc::ENOSYS);
@@ -119,6 +125,7 @@ pub fn handle<P: Platform>(
         regs,
         a,
         deadline,
+        notif,
     };
     let out = match disposition::<P>(s) {
         Disp::Refused(e, _) => {

@@ -98,6 +98,41 @@ pub fn open_path<P: Platform>(
                     ))
                 }
                 Synth::Dev(k) => Ok(OpenFile::new(FileKind::Dev(k), &vpath, flags)),
+                Synth::Pty(name) => {
+                    // A new open of the host node (ptmx: a new pty). Never the sentry's
+                    // controlling terminal; non-blocking on the host side, like every stream.
+                    let pts = k.vfs.pts.as_ref().ok_or(libc::ENOENT)?;
+                    let c = crate::vfs::cstr(&name)?;
+                    // SAFETY: openat on our own devpts descriptor, a plain name.
+                    let fd = unsafe {
+                        libc::openat(
+                            pts.as_raw_fd(),
+                            c.as_ptr(),
+                            (flags & libc::O_ACCMODE)
+                                | libc::O_NOCTTY
+                                | libc::O_NONBLOCK
+                                | libc::O_CLOEXEC
+                                | libc::O_NOFOLLOW,
+                        )
+                    };
+                    if fd < 0 {
+                        return Err(errno());
+                    }
+                    let path = if name == "ptmx" {
+                        "/dev/ptmx".to_string()
+                    } else {
+                        format!("/dev/pts/{name}")
+                    };
+                    Ok(OpenFile::new(
+                        FileKind::Host {
+                            // SAFETY: just opened, owned here.
+                            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+                            kind: HostKind::Stream,
+                        },
+                        &path,
+                        flags,
+                    ))
+                }
                 Synth::Link(_) => Err(libc::ELOOP),
                 Synth::Fd(f) => {
                     // Re-open through /proc/self/fd: share the description (as a dup).

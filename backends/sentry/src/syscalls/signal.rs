@@ -1,5 +1,6 @@
 //! Signals between the sandbox's processes: kill, tkill, tgkill, rt_sigqueueinfo and
-//! rt_tgsigqueueinfo, translated from virtual pids and checked against the virtual creds.
+//! rt_tgsigqueueinfo, translated from virtual pids and checked against the virtual creds; the
+//! init (virtual pid 1) gets from inside the sandbox only the signals it handles, as on Linux.
 
 use super::{err, errno, Call, Outcome};
 use crate::kernel::{Creds, Kernel};
@@ -23,6 +24,9 @@ pub fn kill<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
         return err(libc::EPERM);
     }
     for h in targets {
+        if init_ignores(k, h, a[1] as i32) {
+            continue;
+        }
         // SAFETY: signal a process of this sandbox.
         if unsafe { libc::kill(h, a[1] as i32) } != 0 {
             return err(errno());
@@ -56,6 +60,9 @@ pub fn tkill<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
         .may_signal(&k.tasks[&ht].proc.borrow().creds)
     {
         return err(libc::EPERM);
+    }
+    if init_ignores(k, htg, sig) {
+        return Outcome::Ret(0);
     }
     // SAFETY: signal a thread of this sandbox.
     if unsafe { libc::syscall(libc::SYS_tgkill, htg, ht, sig) } != 0 {
@@ -100,6 +107,15 @@ pub fn sigqueueinfo<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     }
     // The caller's own pid namespace reads the (virtual) ids as they are.
     Outcome::Native
+}
+
+/// SIGKILL or SIGSTOP from inside the sandbox to its init (pid 1 of the sandbox's pid
+/// namespace), which Linux ignores: the init of a pid namespace gets from its own namespace only
+/// the signals it has a handler for. The host kernel applies that rule to every other signal by
+/// itself, also when the sentry sends it, but lets these two through from the sentry, which is
+/// in the parent namespace (`hako kill KILL` is meant to work). The call still succeeds.
+fn init_ignores<P: Platform>(k: &Kernel<P>, host_pid: i32, sig: i32) -> bool {
+    host_pid == k.init_host && (sig == libc::SIGKILL || sig == libc::SIGSTOP)
 }
 
 /// Host pids for a kill(2)-style target. Empty: ESRCH.

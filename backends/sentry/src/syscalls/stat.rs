@@ -222,6 +222,14 @@ fn synth_stat(s: &Synth, path: &str) -> libc::stat {
             st.st_rdev = libc::makedev(1, minor);
         }
         Synth::Fd(f) => return file_stat(&f.borrow()).unwrap_or(st),
+        Synth::Pty(n) => {
+            // ptmx is (5, 2); pty N is (136, N) — the numbers Linux gives them.
+            st.st_mode = libc::S_IFCHR | if n == "ptmx" { 0o666 } else { 0o620 };
+            st.st_rdev = match n.parse::<u32>() {
+                Ok(n) => libc::makedev(136, n),
+                Err(_) => libc::makedev(5, 2),
+            };
+        }
     }
     st
 }

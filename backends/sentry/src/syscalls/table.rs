@@ -236,7 +236,7 @@ pub fn disposition<P: Platform>(s: Sysno) -> Disp<P> {
         select | pselect6 => emulated!(poll::select),
         epoll_create | epoll_create1 => emulated!(epoll::epoll_create),
         epoll_ctl => emulated!(epoll::epoll_ctl),
-        epoll_wait | epoll_pwait => emulated!(epoll::epoll_wait),
+        epoll_wait | epoll_pwait | epoll_pwait2 => emulated!(epoll::epoll_wait),
         socketpair => emulated!(socket::socketpair),
         socket => emulated!(socket::socket),
         bind => emulated!(socket::bind),
@@ -252,7 +252,13 @@ pub fn disposition<P: Platform>(s: Sysno) -> Disp<P> {
         setsockopt => emulated!(socket::setsockopt),
         getsockopt => emulated!(socket::getsockopt),
         eventfd | eventfd2 => emulated!(eventfd::eventfd),
+        timerfd_create => emulated!(timerfd::timerfd_create),
+        timerfd_settime => emulated!(timerfd::timerfd_settime),
+        timerfd_gettime => emulated!(timerfd::timerfd_gettime),
         memfd_create => emulated!(memfd::memfd_create),
+        inotify_init | inotify_init1 => emulated!(inotify::inotify_init),
+        inotify_add_watch => emulated!(inotify::inotify_add_watch),
+        inotify_rm_watch => emulated!(inotify::inotify_rm_watch),
         // --- implemented by the sentry: processes, identity, signals, system ---
         getpid | gettid | getppid | getuid | geteuid | getgid | getegid | setfsuid | setfsgid => {
             emulated!(process::getid)
@@ -344,6 +350,27 @@ pub fn trap_filter(hybrid: bool) -> Vec<libc::sock_filter> {
     let mut rules = Vec::new();
     for s in Sysno::iter() {
         let nr = s.id() as u32;
+        if hybrid && s == Sysno::mmap {
+            // Writable shared file mappings come as notifications: the sentry puts the file in
+            // the task's own table and lets the mapping run natively (syscalls/mm.rs).
+            let anon = MAP_ANON.iter().map(|c| (c.arg, c.mask, c.value)).collect();
+            let w = libc::PROT_WRITE as u64;
+            rules.push((
+                nr,
+                Rule::Tiers {
+                    tiers: vec![
+                        (anon, RET_ALLOW),
+                        (
+                            vec![(3, 0x3, libc::MAP_SHARED as u64), (2, w, w)],
+                            RET_USER_NOTIF,
+                        ),
+                        (vec![(3, 0x3, 0x3), (2, w, w)], RET_USER_NOTIF), // MAP_SHARED_VALIDATE
+                    ],
+                    otherwise: RET_TRACE,
+                },
+            ));
+            continue;
+        }
         match disposition::<Any>(s) {
             Disp::Native(_) => rules.push((nr, Rule::Action(RET_ALLOW))),
             Disp::NativeWhen(conds, ..) => rules.push((

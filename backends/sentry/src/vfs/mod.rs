@@ -39,21 +39,33 @@ pub struct DirEnt {
 }
 
 /// One registration in an epoll set.
-#[derive(Clone)]
 pub struct EpollItem {
     /// Weak: like Linux, the registration goes away with the last reference to the file.
     pub file: std::rc::Weak<std::cell::RefCell<OpenFile>>,
     pub events: u32,
     pub data: u64,
-    /// EPOLLET on a host descriptor: a host epoll instance holding that descriptor alone,
-    /// edge-triggered, so the host kernel keeps the edges (see syscalls/epoll.rs).
-    pub edge: Option<Rc<OwnedFd>>,
+    /// The host fd registered in the set's host epoll instance (a file with no host fd, such as
+    /// /dev/null, is always ready and evaluated by the sentry: None).
+    pub host: Option<RawFd>,
+    /// A duplicate of the file's host fd, made when that host fd is already registered in this
+    /// set (the same file under two of the sandbox's fds, which Linux allows and a host epoll
+    /// instance refuses for one host fd). It keeps the file open while registered.
+    pub dup: Option<OwnedFd>,
+    /// An edge-triggered or one-shot item without a host fd has reported its readiness.
+    pub fired: bool,
+}
+
+/// An epoll instance: the sandbox's interest list, keyed by its fd, and the host epoll instance
+/// that watches the host fds behind it (so edge-triggered and one-shot registrations behave as
+/// the host kernel's do; the host's event data is the sandbox's fd).
+pub struct EpollSet {
+    pub host: OwnedFd,
+    pub items: std::collections::BTreeMap<i32, EpollItem>,
 }
 
 pub enum FileKind {
-    /// An epoll instance: the interest list, evaluated at epoll_wait (level-triggered, or
-    /// edge-triggered through a host epoll per EPOLLET item).
-    Epoll(std::collections::BTreeMap<i32, EpollItem>),
+    /// An epoll instance: the interest list and its host epoll instance.
+    Epoll(EpollSet),
     Host {
         fd: OwnedFd,
         kind: HostKind,
@@ -171,6 +183,9 @@ pub enum Synth {
     Dev(DevKind),
     /// /proc/<pid>/fd/<n> opened through: the same open file.
     Fd(Rc<RefCell<OpenFile>>),
+    /// A node of the sandbox's own devpts instance (`ptmx`, or a pty's number): each open of
+    /// it opens the host node anew.
+    Pty(String),
 }
 
 /// Where a path leads.
@@ -185,6 +200,12 @@ pub struct Vfs {
     pub root: OwnedFd,
     /// Host path of the merged root (only to turn host fd paths back into virtual ones).
     pub root_path: String,
+    /// The root of the sandbox's own devpts instance (a detached mount the sentry holds),
+    /// behind /dev/ptmx and /dev/pts; None where it could not be made.
+    pub pts: Option<OwnedFd>,
+    /// The console (the pty slave the spec's terminal gave), which /dev/tty opens for a task
+    /// whose controlling terminal it is.
+    pub console: Option<Rc<RefCell<OpenFile>>>,
 }
 
 pub fn synth_ino(path: &str) -> u64 {
@@ -197,18 +218,14 @@ pub fn synth_ino(path: &str) -> u64 {
     h | 1
 }
 
-/// `/dev/shm`: under the synthesized /dev, but a real tmpfs in the root (see
-/// `supervisor::build_root`), so POSIX shared memory files are ordinary files there.
-pub const SHM: &str = "/dev/shm";
-
 pub fn is_synthetic(norm: &str) -> bool {
-    if norm == SHM || norm.starts_with("/dev/shm/") {
-        return false;
-    }
-    ["/proc", "/sys", "/dev"]
-        .iter()
-        .any(|p| norm == *p || norm.starts_with(&format!("{p}/")))
+    let under = |p: &str| norm == p || norm.starts_with(&format!("{p}/"));
+    // /dev/shm is a tmpfs in the root (a mount of the spec's, else the sentry's own).
+    ["/proc", "/sys", "/dev"].iter().any(|p| under(p)) && !under(SHM)
 }
+
+/// The sandbox's shared-memory directory: a real tmpfs, not a synthesized node.
+pub const SHM: &str = "/dev/shm";
 
 pub fn cstr(s: &str) -> Result<CString, i32> {
     CString::new(s).map_err(|_| libc::EINVAL)
@@ -230,6 +247,8 @@ impl Vfs {
         Ok(Vfs {
             root: unsafe { OwnedFd::from_raw_fd(fd) },
             root_path: root_path.trim_end_matches('/').to_string(),
+            pts: None,
+            console: None,
         })
     }
 

@@ -370,49 +370,11 @@ pub fn run_peer(
     args: &[&str],
     process: serde_json::Value,
 ) -> Result<(i32, String, String), String> {
-    let dir = tempfile::Builder::new()
-        .prefix("hako-peer-")
-        .tempdir()
-        .map_err(|e| e.to_string())?;
-    let bundle = dir.path().join("bundle");
-    std::fs::create_dir_all(&bundle).map_err(|e| e.to_string())?;
-    let spec = std::process::Command::new(runtime)
-        .args(["spec", "--bundle"])
-        .arg(&bundle)
-        .output()
-        .map_err(|e| format!("{runtime} not installed ({e})"))?;
-    if !spec.status.success() {
-        return Err(format!("{runtime} spec failed"));
-    }
-    let copy = bundle.join("rootfs");
-    let cp = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(rootfs)
-        .arg(&copy)
-        .status()
-        .map_err(|e| e.to_string())?;
-    if !cp.success() {
-        return Err("cp -a rootfs failed".into());
-    }
-    let cfg_path = bundle.join("config.json");
-    let mut cfg: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&cfg_path).map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
-    cfg["root"] = serde_json::json!({"path": copy, "readonly": false});
-    cfg["process"]["terminal"] = false.into();
-    cfg["process"]["args"] = serde_json::json!(args);
-    merge(&mut cfg["process"], process);
-    std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).map_err(|e| e.to_string())?;
-    let id = format!("hako-peer-{}", std::process::id());
-    let mut cmd = std::process::Command::new(runtime);
-    cmd.arg("--root").arg(dir.path().join("state"));
-    if runtime == "runsc" {
-        cmd.args(["--network=none"]);
-    }
-    let out = cmd
-        .args(["run", "--bundle"])
-        .arg(&bundle)
-        .arg(&id)
+    let peer = Peer::new(runtime, rootfs, args, process)?;
+    let out = peer
+        .command(&["run", "--bundle"])
+        .arg(peer.bundle())
+        .arg(&peer.id)
         .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| e.to_string())?;
@@ -426,4 +388,81 @@ pub fn run_peer(
         ));
     }
     Ok((out.status.code().unwrap_or(-1), stdout, stderr))
+}
+
+/// A bundle for a peer OCI runtime: a copy of `rootfs` and the peer's own spec with the same
+/// `process` fields, its state in the same temporary directory.
+pub struct Peer {
+    pub runtime: String,
+    pub id: String,
+    dir: tempfile::TempDir,
+}
+
+impl Peer {
+    pub fn new(
+        runtime: &str,
+        rootfs: &Path,
+        args: &[&str],
+        process: serde_json::Value,
+    ) -> Result<Peer, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("hako-peer-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let bundle = dir.path().join("bundle");
+        std::fs::create_dir_all(&bundle).map_err(|e| e.to_string())?;
+        let spec = std::process::Command::new(runtime)
+            .args(["spec", "--bundle"])
+            .arg(&bundle)
+            .output()
+            .map_err(|e| format!("{runtime} not installed ({e})"))?;
+        if !spec.status.success() {
+            return Err(format!("{runtime} spec failed"));
+        }
+        let copy = bundle.join("rootfs");
+        let cp = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(rootfs)
+            .arg(&copy)
+            .status()
+            .map_err(|e| e.to_string())?;
+        if !cp.success() {
+            return Err("cp -a rootfs failed".into());
+        }
+        let cfg_path = bundle.join("config.json");
+        let mut cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&cfg_path).map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+        cfg["root"] = serde_json::json!({"path": copy, "readonly": false});
+        cfg["process"]["terminal"] = false.into();
+        cfg["process"]["args"] = serde_json::json!(args);
+        merge(&mut cfg["process"], process);
+        std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).map_err(|e| e.to_string())?;
+        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let id = format!(
+            "hako-peer-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+        Ok(Peer {
+            runtime: runtime.to_string(),
+            id,
+            dir,
+        })
+    }
+
+    pub fn bundle(&self) -> PathBuf {
+        self.dir.path().join("bundle")
+    }
+
+    /// The peer runtime with its state root (and runsc's --network=none), then `args`.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(&self.runtime);
+        cmd.arg("--root").arg(self.dir.path().join("state"));
+        if self.runtime == "runsc" {
+            cmd.args(["--network=none"]);
+        }
+        cmd.args(args);
+        cmd
+    }
 }
