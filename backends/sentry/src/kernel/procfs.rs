@@ -61,16 +61,21 @@ pub fn ncpus() -> usize {
     1
 }
 
-/// Whether host task `tid` has a controlling terminal (its stat's tty_nr).
-fn has_ctty(tid: i32) -> bool {
+/// Whether host task `tid`'s controlling terminal is the device `rdev` (its stat's tty_nr,
+/// which encodes major and minor as the kernel's new_encode_dev does).
+fn ctty_is(tid: i32, rdev: libc::dev_t) -> bool {
     let stat = crate::hostproc::read_string(&format!("{tid}/stat"));
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     // state ppid pgrp session tty_nr
-    after
+    let Some(t) = after
         .split_whitespace()
         .nth(4)
-        .and_then(|v| v.parse::<i32>().ok())
-        .is_some_and(|t| t != 0)
+        .and_then(|v| v.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    let (major, minor) = ((t >> 8) & 0xfff, (t & 0xff) | ((t >> 12) & 0xfff00));
+    t != 0 && major == libc::major(rdev) && minor == libc::minor(rdev)
 }
 
 impl<P: Platform> Kernel<P> {
@@ -123,10 +128,14 @@ impl<P: Platform> Kernel<P> {
             ["dev", "stderr"] => Ok(Node::Synth(Synth::Link("/proc/self/fd/2".into()))),
             ["dev", "fd"] => Ok(Node::Synth(Synth::Link("/proc/self/fd".into()))),
             // The caller's controlling terminal: the console, the only terminal that can be one.
-            ["dev", "tty"] => match &self.vfs.console {
-                Some(f) if has_ctty(tid) => Ok(Node::Synth(Synth::Fd(f.clone()))),
-                _ => Err(libc::ENXIO),
-            },
+            ["dev", "tty"] => {
+                let console = self.vfs.console.as_ref();
+                let rdev = console.and_then(|f| f.borrow().host_fd()).and_then(|h| crate::vfs::fstat_fd(h).ok()).map(|st| st.st_rdev);
+                match (console, rdev) {
+                    (Some(f), Some(rdev)) if ctty_is(tid, rdev) => Ok(Node::Synth(Synth::Fd(f.clone()))),
+                    _ => Err(libc::ENXIO),
+                }
+            }
             // The terminal the sandbox was given (console socket): reachable by its name, so
             // ttyname() works; nothing else of the host's /dev/pts is.
             // and the sandbox's own devpts instance (ptmx, and the ptys opened through it).
