@@ -390,38 +390,8 @@ fn sentry_exec_joins_the_workloads_kernel() {
     assert_eq!(String::from_utf8_lossy(&o.stderr), "to-stderr\n");
     assert_eq!(o.status.code(), Some(5));
 
-    // --user, --env, --cwd (the sentry's virtual identity).
-    let out = h.ok(&[
-        "exec",
-        "--user",
-        "1000:1000",
-        "--env",
-        "GREETING=hi",
-        "--cwd",
-        "/tmp",
-        &id,
-        "sh",
-        "-c",
-        "echo $(id -u):$(id -g) $GREETING $(pwd)",
-    ]);
-    assert_eq!(out, "1000:1000 hi /tmp\n");
-
-    // Stdin reaches the process, and its EOF ends it.
-    let mut child = h
-        .cmd()
-        .args(["exec", &id, "sh", "-c", "tr a-z A-Z"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"through the sentry\n").unwrap();
-    }
-    let o = child.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "THROUGH THE SENTRY\n");
-    assert!(o.status.success());
+    // --user, --env, --cwd; stdin reaches the process, and its EOF ends it.
+    exec_identity_and_stdin(&h, &id, "1000:1000", "through the sentry");
 
     // A program that is not there, a cwd that is not there: one error line, exit 1.
     let err = h.fails(&["exec", &id, "/no/such/program"]);

@@ -388,6 +388,44 @@ pub fn read_until(master: &std::os::fd::OwnedFd, end: &str) -> String {
 
 // `hako exec` helpers shared by the exec tests of the backends (microvm, sentry).
 
+/// `hako exec` into a running sandbox as `ids` ("uid:gid") with `--env` and `--cwd`, then with
+/// stdin piped: the process sees the identity, variable and directory, reads `text` and ends at
+/// its EOF. Shared by the backends whose exec runs in a world of its own (sentry, microvm).
+pub fn exec_identity_and_stdin(h: &Hako, id: &str, ids: &str, text: &str) {
+    let out = h.ok(&[
+        "exec",
+        "--user",
+        ids,
+        "--env",
+        "GREETING=hi",
+        "--cwd",
+        "/tmp",
+        id,
+        "sh",
+        "-c",
+        "echo $(id -u):$(id -g) $GREETING $(pwd)",
+    ]);
+    assert_eq!(out, format!("{ids} hi /tmp\n"));
+    let mut child = h
+        .cmd()
+        .args(["exec", id, "sh", "-c", "tr a-z A-Z"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(format!("{text}\n").as_bytes()).unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("{}\n", text.to_uppercase())
+    );
+    assert!(o.status.success());
+}
+
 /// Poll until `hako exec ID args` succeeds (`want` true) or fails (`want` false).
 pub fn exec_until(h: &Hako, id: &str, args: &[&str], want: bool, what: &str) {
     let mut argv = vec!["exec", id];
