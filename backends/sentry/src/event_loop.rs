@@ -413,6 +413,10 @@ impl<P: Platform> EventLoop<P> {
                 }
                 // A shared writable mapping: the file is in the task's own table now (mm.rs).
                 Outcome::Native if nr == libc::SYS_mmap => self.k.plat.respond_continue(id),
+                // System V IPC checked by the sentry, run natively (syscalls/ipc.rs).
+                Outcome::Native if syscalls::ipc::CONTINUED.contains(&nr) => {
+                    self.k.plat.respond_continue(id)
+                }
                 // Register rewriting is only possible at a ptrace stop (NEEDS_REGS routes those).
                 _ => self.k.plat.respond(id, -(libc::ENOSYS as i64)),
             };

@@ -126,6 +126,12 @@ pub const SENTRY_ALLOWED: &[Sysno] = {
         setsockopt,
         getsockopt,
         fchdir,
+        shmget,
+        shmctl,
+        semget,
+        semctl,
+        msgget,
+        msgctl,
     ]
 };
 

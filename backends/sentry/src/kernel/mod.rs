@@ -11,6 +11,7 @@
 pub mod config;
 pub mod creds;
 pub mod fdtable;
+pub mod ipc;
 pub mod mm;
 pub mod path;
 pub mod procfs;
@@ -71,6 +72,8 @@ pub struct Kernel<P: Platform> {
     pub init_status: Option<(bool, i32)>,
     pub stats: Stats,
     pub sigchld_fd: RawFd,
+    /// The virtual owners of the sandbox's System V IPC objects.
+    pub ipc: ipc::IpcTable,
 }
 
 impl<P: Platform> Kernel<P> {
@@ -91,6 +94,7 @@ impl<P: Platform> Kernel<P> {
             init_status: None,
             stats: Stats::default(),
             sigchld_fd,
+            ipc: ipc::IpcTable::default(),
         }
     }
 

@@ -20,6 +20,7 @@ pub mod eventfd;
 pub mod fd;
 pub mod inotify;
 pub mod ioctl;
+pub mod ipc;
 pub mod memfd;
 pub mod mm;
 pub mod open;

@@ -259,6 +259,13 @@ pub fn disposition<P: Platform>(s: Sysno) -> Disp<P> {
         inotify_init | inotify_init1 => emulated!(inotify::inotify_init),
         inotify_add_watch => emulated!(inotify::inotify_add_watch),
         inotify_rm_watch => emulated!(inotify::inotify_rm_watch),
+        shmget | semget | msgget => emulated!(ipc::get),
+        shmat => emulated!(ipc::shmat),
+        shmdt => Native("detaches a segment from the caller's own address space"),
+        semop | semtimedop => emulated!(ipc::semop),
+        msgsnd => emulated!(ipc::msgsnd),
+        msgrcv => emulated!(ipc::msgrcv),
+        shmctl | semctl | msgctl => emulated!(ipc::ctl),
         // --- implemented by the sentry: processes, identity, signals, system ---
         getpid | gettid | getppid | getuid | geteuid | getgid | getegid | setfsuid | setfsgid => {
             emulated!(process::getid)
