@@ -132,6 +132,12 @@ pub const SENTRY_ALLOWED: &[Sysno] = {
         semctl,
         msgget,
         msgctl,
+        mq_open,
+        mq_unlink,
+        mq_timedsend,
+        mq_timedreceive,
+        mq_notify,
+        mq_getsetattr,
     ]
 };
 

@@ -218,6 +218,7 @@ impl Backend for SentryBackend {
             }
             match typ.as_str() {
                 "proc" | "sysfs" | "devpts" | "mqueue" | "cgroup" | "cgroup2" if synthetic => {}
+                "mqueue" if dest == vfs::MQUEUE => {}
                 "tmpfs" | "shm" if synthetic => {}
                 "tmpfs" => {}
                 _ if bind && !synthetic => {

@@ -129,6 +129,24 @@ fn shm(vfs: &Vfs, spec: &hako_contract::Spec) -> Result<bool> {
     Ok(true)
 }
 
+/// `/dev/mqueue`: the mqueue file system of the sandbox's IPC namespace (the queues `mq_open`
+/// reaches: `syscalls/mqueue.rs`), nosuid, nodev, noexec; a spec's mqueue mount there is this
+/// same one. None where no mount point can be made (see `shm`). Rootless, an IPC namespace the
+/// spec names by path belongs to a user namespace above the sentry's, where it may not mount
+/// that namespace's mqueue: then there is no /dev/mqueue (the queues still work through
+/// `mq_open`).
+fn mqueue(vfs: &Vfs, rootless: bool) -> Result<()> {
+    let Ok(target) = crate::mounts::resolve_in_root(vfs, crate::vfs::MQUEUE, true) else {
+        return Ok(());
+    };
+    let attrs = crate::mounts::ALWAYS | libc::MOUNT_ATTR_NOEXEC;
+    match crate::mounts::new_fs("mqueue", &[], attrs) {
+        Ok(tree) => crate::mounts::attach(&tree, &target).context("mqueue at /dev/mqueue"),
+        Err(_) if rootless => Ok(()),
+        Err(e) => Err(e.context("mqueue at /dev/mqueue")),
+    }
+}
+
 /// Private mount namespace + overlay root + the spec's bind and tmpfs mounts (each resolved
 /// inside the root, see `mounts`) + a missing `process.cwd`; then, for `root.readonly`, the root
 /// made read-only.
@@ -219,6 +237,7 @@ pub fn build_root(plan: &Plan) -> Result<Root> {
     let mut vfs = Vfs::new(merged.to_str().context("state dir is not UTF-8")?)
         .context("opening the sandbox root")?;
     let shm_ok = shm(&vfs, plan.spec)?;
+    mqueue(&vfs, plan.rootless)?;
     for m in plan
         .spec
         .mounts()
@@ -231,8 +250,10 @@ pub fn build_root(plan: &Plan) -> Result<Root> {
         let opts = m.options().clone().unwrap_or_default();
         let has = |o: &str| opts.iter().any(|x| x == o);
         let is_bind = typ == "bind" || has("bind") || has("rbind");
-        if crate::vfs::is_synthetic(&crate::vfs::normalize(&dest)) {
-            continue; // /proc, /sys and /dev are the sentry's own (see check())
+        if crate::vfs::is_synthetic(&crate::vfs::normalize(&dest))
+            || crate::vfs::normalize(&dest) == crate::vfs::MQUEUE
+        {
+            continue; // /proc, /sys, /dev and /dev/mqueue are the sentry's own (see check())
         }
         if !shm_ok && crate::vfs::normalize(&dest) == crate::vfs::SHM {
             continue; // no mount point can be made (see shm())

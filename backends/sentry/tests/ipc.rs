@@ -1,5 +1,5 @@
-//! System V IPC in the sentry (issue 12): shared memory, semaphores and message queues across
-//! fork on every platform, against runc; the sandbox's own IPC namespace (a host object is not
+//! System V IPC and POSIX message queues in the sentry (issue 12): shared memory, semaphores
+//! and message queues across fork on every platform, against runc; the sandbox's own IPC namespace (a host object is not
 //! reachable), a pod's namespace joined by path (its objects are shared), and an IPC_SET that
 //! cannot hand an object to a host id.
 //!
@@ -9,10 +9,13 @@ mod common;
 
 use serde_json::json;
 
-/// A busybox bundle with tests/programs/sysv_ipc.c at /bin/sysv_ipc.
-fn bundle() -> Option<common::Bundle> {
+/// A busybox bundle with tests/programs/<name>.c at /bin/<name>.
+fn bundle(name: &str) -> Option<common::Bundle> {
     let b = common::busybox_bundle()?;
-    common::compile_c("programs/sysv_ipc.c", &b.rootfs().join("bin/sysv_ipc"))?;
+    common::compile_c(
+        &format!("programs/{name}.c"),
+        &b.rootfs().join("bin").join(name),
+    )?;
     Some(b)
 }
 
@@ -41,28 +44,43 @@ fn on(
     b.run_spec(&b.spec(args, extra))
 }
 
-/// shm, sem and msg made by a parent and used by its child; IPC_STAT's virtual ids, mode and
-/// pids; IPC_SET; a child that became a stranger (uid 2000) refused as Linux refuses it.
-#[test]
-fn sysv_ipc_across_fork() {
-    let Some(b) = bundle() else {
-        return;
-    };
-    let want = "ok shm\nok sem\nok msg\n";
+/// `args` gives `want` under runc (root with CAP_SETUID and CAP_SETGID, where runc can run
+/// here) and in the sentry on every platform.
+fn same_everywhere(b: &common::Bundle, args: &[&str], want: &str) {
     let caps = ["CAP_SETUID", "CAP_SETGID"];
     match common::run_peer(
         "runc",
         &b.rootfs(),
-        &["/bin/sysv_ipc"],
+        args,
         json!({"capabilities": {"bounding": caps, "effective": caps, "permitted": caps}}),
     ) {
         Ok((code, out, err)) => assert_eq!((code, out.as_str()), (0, want), "runc: {err}"),
         Err(why) => eprintln!("SKIP the runc comparison: {why}"),
     }
     for p in platforms() {
-        let (code, out, err) = on(&b, p, &["/bin/sysv_ipc"], json!({}));
+        let (code, out, err) = on(b, p, args, json!({}));
         assert_eq!((code, out.as_str()), (0, want), "{p}: {err}");
     }
+}
+
+/// shm, sem and msg made by a parent and used by its child; IPC_STAT's virtual ids, mode and
+/// pids; IPC_SET; a child that became a stranger (uid 2000) refused as Linux refuses it.
+#[test]
+fn sysv_ipc_across_fork() {
+    let Some(b) = bundle("sysv_ipc") else {
+        return;
+    };
+    same_everywhere(&b, &["/bin/sysv_ipc"], "ok shm\nok sem\nok msg\n");
+}
+
+/// POSIX message queues across fork (a blocked receive, priorities, attributes, timeouts,
+/// EAGAIN, poll), the queues as files of /dev/mqueue, a stranger refused.
+#[test]
+fn posix_message_queues_across_fork() {
+    let Some(b) = bundle("posix_mq") else {
+        return;
+    };
+    same_everywhere(&b, &["/bin/posix_mq"], "ok mqueue\n");
 }
 
 /// A thread of this test in an IPC namespace of its own (a pod's, as podman `--ipc
@@ -121,7 +139,7 @@ fn make_segment(key: i32, text: &str) -> i32 {
 /// An object of the host's IPC namespace is not reachable from the sandbox, whatever its key.
 #[test]
 fn a_host_ipc_object_is_not_reachable() {
-    let Some(b) = bundle() else {
+    let Some(b) = bundle("sysv_ipc") else {
         return;
     };
     let key = 0x4841_0000 | (std::process::id() as i32 & 0xffff);
@@ -146,7 +164,7 @@ fn a_host_ipc_object_is_not_reachable() {
 /// id's on the host (virtual root is not the host's root), with the mode asked.
 #[test]
 fn a_pods_ipc_namespace_is_shared() {
-    let Some(b) = bundle() else {
+    let Some(b) = bundle("sysv_ipc") else {
         return;
     };
     let pod = PodIpc::new();

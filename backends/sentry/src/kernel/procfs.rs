@@ -114,6 +114,7 @@ impl<P: Platform> Kernel<P> {
                     ("stderr", DT_LNK),
                     ("fd", DT_LNK),
                     ("shm", DT_DIR),
+                    ("mqueue", DT_DIR),
                     ("ptmx", DT_CHR),
                     ("pts", DT_DIR),
                     ("tty", DT_CHR),

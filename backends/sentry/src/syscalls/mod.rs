@@ -23,6 +23,7 @@ pub mod ioctl;
 pub mod ipc;
 pub mod memfd;
 pub mod mm;
+pub mod mqueue;
 pub mod open;
 pub mod pipe;
 pub mod poll;

@@ -266,6 +266,12 @@ pub fn disposition<P: Platform>(s: Sysno) -> Disp<P> {
         msgsnd => emulated!(ipc::msgsnd),
         msgrcv => emulated!(ipc::msgrcv),
         shmctl | semctl | msgctl => emulated!(ipc::ctl),
+        mq_open => emulated!(mqueue::mq_open),
+        mq_unlink => emulated!(mqueue::mq_unlink),
+        mq_timedsend => emulated!(mqueue::mq_timedsend),
+        mq_timedreceive => emulated!(mqueue::mq_timedreceive),
+        mq_notify => emulated!(mqueue::mq_notify),
+        mq_getsetattr => emulated!(mqueue::mq_getsetattr),
         // --- implemented by the sentry: processes, identity, signals, system ---
         getpid | gettid | getppid | getuid | geteuid | getgid | getegid | setfsuid | setfsgid => {
             emulated!(process::getid)

@@ -220,12 +220,16 @@ pub fn synth_ino(path: &str) -> u64 {
 
 pub fn is_synthetic(norm: &str) -> bool {
     let under = |p: &str| norm == p || norm.starts_with(&format!("{p}/"));
-    // /dev/shm is a tmpfs in the root (a mount of the spec's, else the sentry's own).
-    ["/proc", "/sys", "/dev"].iter().any(|p| under(p)) && !under(SHM)
+    // /dev/shm is a tmpfs in the root (a mount of the spec's, else the sentry's own);
+    // /dev/mqueue the sandbox's IPC namespace's mqueue file system.
+    ["/proc", "/sys", "/dev"].iter().any(|p| under(p)) && !under(SHM) && !under(MQUEUE)
 }
 
 /// The sandbox's shared-memory directory: a real tmpfs, not a synthesized node.
 pub const SHM: &str = "/dev/shm";
+
+/// The sandbox's POSIX message queues: a real mqueue mount, not a synthesized node.
+pub const MQUEUE: &str = "/dev/mqueue";
 
 pub fn cstr(s: &str) -> Result<CString, i32> {
     CString::new(s).map_err(|_| libc::EINVAL)
