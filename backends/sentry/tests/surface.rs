@@ -213,7 +213,7 @@ fn writable_shared_mappings_are_shared() {
 }
 
 /// Python's multiprocessing: a pool of forked workers (pipes, a semaphore in /dev/shm mapped
-/// shared), a shared Value with its lock, and shared_memory (shm_open in /dev/shm). Debian's
+/// shared), a shared Value with its lock, a Queue and a Lock (sem_open), and shared_memory (shm_open in /dev/shm). Debian's
 /// python3.11 from the host, its standard library bound in read-only.
 #[test]
 fn python3_multiprocessing() {
@@ -249,6 +249,9 @@ def add(v):
     for _ in range(100):
         with v.get_lock():
             v.value += 1
+def put(q, lock, i):
+    with lock:
+        q.put(i * 10)
 if __name__ == '__main__':
     mp.set_start_method('fork')
     with mp.Pool(2) as p:
@@ -258,6 +261,11 @@ if __name__ == '__main__':
     [p.start() for p in ps]
     [p.join() for p in ps]
     print(v.value)
+    q, lock = mp.Queue(), mp.Lock()
+    ps = [mp.Process(target=put, args=(q, lock, i)) for i in range(3)]
+    [p.start() for p in ps]
+    print(sorted(q.get(timeout=30) for _ in ps))
+    [p.join() for p in ps]
     m = shared_memory.SharedMemory(create=True, size=16)
     c = mp.Process(target=poke, args=(m.name,))
     c.start()
@@ -271,7 +279,11 @@ if __name__ == '__main__':
         json!({"mounts": [{"destination": "/usr/lib/python3.11", "type": "bind", "source": stdlib, "options": ["rbind", "ro"]}]}),
     );
     let (code, out, err) = b.run_spec(&spec);
-    assert_eq!((code, out.as_str()), (0, "285\n300\n42\n"), "stderr: {err}");
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "285\n300\n[0, 10, 20]\n42\n"),
+        "stderr: {err}"
+    );
 }
 
 /// Ptys of the sandbox's own devpts instance: posix_openpt, grantpt, unlockpt, ptsname and the
