@@ -209,27 +209,11 @@ fn a_pods_ipc_namespace_is_shared() {
 }
 
 /// POSIX named semaphores (sem_open: a file of /dev/shm mapped shared) and shm_open segments
-/// across fork: 4 processes count to 2000 under the semaphore. The ptrace platform cannot hand
-/// the task a file to map shared: ENODEV there.
+/// across fork: 4 processes count to 2000 under the semaphore.
 #[test]
 fn posix_semaphores_and_shared_memory_across_fork() {
     let Some(b) = bundle("posix_sem") else {
         return;
     };
-    let want = "ok sem_open\nok shm_open\n";
-    match common::run_peer("runc", &b.rootfs(), &["/bin/posix_sem"], json!({})) {
-        Ok((code, out, err)) => assert_eq!((code, out.as_str()), (0, want), "runc: {err}"),
-        Err(why) => eprintln!("SKIP the runc comparison: {why}"),
-    }
-    for p in platforms() {
-        let (code, out, err) = on(&b, p, &["/bin/posix_sem"], json!({}));
-        if p == "ptrace" {
-            assert_eq!(
-                (code, out.as_str()),
-                (1, "FAIL sem_open (line 28, errno 19)\n")
-            );
-        } else {
-            assert_eq!((code, out.as_str()), (0, want), "{p}: {err}");
-        }
-    }
+    same_everywhere(&b, &["/bin/posix_sem"], "ok sem_open\nok shm_open\n");
 }

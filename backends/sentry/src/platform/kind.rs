@@ -74,8 +74,8 @@ impl Kind {
     pub fn build(self, filter: Vec<libc::sock_filter>) -> Box<dyn Platform> {
         match self {
             Kind::SameCpu => Box::new(super::samecpu::SameCpu::new(filter)),
-            Kind::Hybrid => Box::new(super::ptrace::SeccompPtrace::new(filter, true)),
-            Kind::Ptrace => Box::new(super::ptrace::SeccompPtrace::new(filter, false)),
+            Kind::Hybrid => Box::new(super::ptrace::SeccompPtrace::new(filter)),
+            Kind::Ptrace => Box::new(super::ptrace::SeccompPtrace::new(filter)),
         }
     }
 }

@@ -12,13 +12,14 @@ use super::{Platform, Regs, Resume, Stop};
 use anyhow::{bail, Context, Result};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-/// seccomp + ptrace. With `hybrid`, the filter sends the syscalls the sentry answers from its own
-/// state (read, write, stat, getpid...) to a `SECCOMP_RET_USER_NOTIF` listener, and keeps
-/// `SECCOMP_RET_TRACE` for the few whose registers the sentry must rewrite (execve, clone, wait4,
-/// file mmap...). Fork, exec and signal events still come through ptrace.
+/// seccomp + ptrace. The hybrid filter (`crate::syscalls::trap_filter(true)`) sends the syscalls
+/// the sentry answers from its own state (read, write, stat, getpid...) to a
+/// `SECCOMP_RET_USER_NOTIF` listener, and keeps `SECCOMP_RET_TRACE` for the few whose registers
+/// the sentry must rewrite (execve, clone, wait4, file mmap...); the ptrace one traps everything
+/// with `RET_TRACE` but writable shared file mappings, which need the listener's
+/// `SECCOMP_IOCTL_NOTIF_ADDFD`. Fork, exec and signal events always come through ptrace.
 pub struct SeccompPtrace {
     filter: Vec<libc::sock_filter>,
-    hybrid: bool,
     /// One listener per installed trap filter: the workload's first process's, and one for each
     /// process `hako exec` started (a filter and its listener are inherited by fork, never shared
     /// across separately installed filters).
@@ -30,10 +31,9 @@ pub struct SeccompPtrace {
 }
 
 impl SeccompPtrace {
-    pub fn new(filter: Vec<libc::sock_filter>, hybrid: bool) -> Self {
+    pub fn new(filter: Vec<libc::sock_filter>) -> Self {
         SeccompPtrace {
             filter,
-            hybrid,
             listeners: Vec::new(),
             want: Vec::new(),
             pending: std::collections::HashMap::new(),
@@ -140,7 +140,9 @@ impl Platform for SeccompPtrace {
             }
         }
         before_filter()?;
-        super::bpf::install(&self.filter, self.hybrid).context("installing the trap filter")?;
+        // Both modes make a listener: the ptrace mode's filter sends only writable shared file
+        // mappings there, for the sentry to hand the task the file (`syscalls/mm.rs`).
+        super::bpf::install(&self.filter, true).context("installing the trap filter")?;
         Ok(())
     }
 
@@ -164,9 +166,7 @@ impl Platform for SeccompPtrace {
                 bail!("PTRACE_CONT: {}", std::io::Error::last_os_error());
             }
         }
-        if self.hybrid {
-            self.want.push(pid);
-        }
+        self.want.push(pid);
         Ok(())
     }
 
@@ -262,7 +262,16 @@ impl Platform for SeccompPtrace {
     fn set_regs(&self, tid: i32, regs: &Regs) -> Result<()> {
         // SAFETY: ptrace with a valid regs buffer.
         if unsafe { libc::ptrace(libc::PTRACE_SETREGS, tid, 0, regs as *const Regs) } != 0 {
-            bail!("PTRACE_SETREGS {tid}: {}", std::io::Error::last_os_error());
+            let e = errno();
+            if e == libc::ESRCH {
+                // Killed meanwhile (another thread's exit_group, a SIGKILL): its exit is
+                // reported by wait(), and resuming it is a no-op; the sandbox goes on.
+                return Ok(());
+            }
+            bail!(
+                "PTRACE_SETREGS {tid}: {}",
+                std::io::Error::from_raw_os_error(e)
+            );
         }
         Ok(())
     }

@@ -90,7 +90,7 @@ impl SameCpu {
     /// `filter` is the hybrid trap filter (`crate::syscalls::trap_filter(true)`).
     pub fn new(filter: Vec<libc::sock_filter>) -> Self {
         SameCpu {
-            inner: SeccompPtrace::new(filter, true),
+            inner: SeccompPtrace::new(filter),
             flagged: Vec::new(),
         }
     }

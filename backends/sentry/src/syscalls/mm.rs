@@ -8,7 +8,9 @@
 //! fd stays in the task's table (until it is replaced by the next such mapping of the same
 //! number, or the task execs or exits): no syscall the workload may run natively takes an fd,
 //! so it reaches nothing but the mapping's file, which the sandbox opened read-write itself.
-//! The ptrace platform has no such call: ENODEV there.
+//! The ptrace platform's trap filter also makes a listener and sends it these mappings alone
+//! (every other trap is a ptrace stop there), so they work the same on every platform. A
+//! writable shared mapping that still reaches a ptrace stop (none should) gets ENODEV.
 
 use super::{err, errno, Call, Outcome};
 use crate::kernel::{Fixup, Kernel};

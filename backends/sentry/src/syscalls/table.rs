@@ -363,9 +363,10 @@ pub fn trap_filter(hybrid: bool) -> Vec<libc::sock_filter> {
     let mut rules = Vec::new();
     for s in Sysno::iter() {
         let nr = s.id() as u32;
-        if hybrid && s == Sysno::mmap {
-            // Writable shared file mappings come as notifications: the sentry puts the file in
-            // the task's own table and lets the mapping run natively (syscalls/mm.rs).
+        if s == Sysno::mmap {
+            // Writable shared file mappings come as notifications, on every platform: the
+            // sentry puts the file in the task's own table and lets the mapping run natively
+            // (syscalls/mm.rs).
             let anon = MAP_ANON.iter().map(|c| (c.arg, c.mask, c.value)).collect();
             let w = libc::PROT_WRITE as u64;
             rules.push((
