@@ -2,7 +2,7 @@
 //! into an anonymous mapping, copies the file's bytes in, then restores the protections.
 //!
 //! A writable shared mapping must stay coherent with the file and with other processes' maps
-//! of it, so a copy will not do. On the platforms with seccomp notifications the sentry puts its
+//! of it, so a copy will not do. The trap filter sends such an mmap as a notification; the sentry puts its
 //! own host fd of the file into the task's descriptor table, at the very number the task passed
 //! (`SECCOMP_IOCTL_NOTIF_ADDFD`, close-on-exec), and lets the mmap run natively on it. That host
 //! fd stays in the task's table (until it is replaced by the next such mapping of the same
