@@ -1464,6 +1464,74 @@ fn podman_backend_sentry_publishes_a_port() {
     p.assert_no_container_cgroups();
 }
 
+/// `podman run --ipc container:X` with a sentry container (issue 12): the sentry joins X's IPC
+/// namespace by the path podman gives, so a System V segment X made is found by its key; a
+/// sentry container with an IPC namespace of its own does not find it. The program is
+/// `backends/sentry/tests/programs/sysv_ipc.c`, compiled static and bound in read-only.
+#[test]
+fn podman_backend_sentry_joins_a_containers_ipc_namespace() {
+    skip_unless!(PODMAN_BINS);
+    let Some(p) = backend_case("sentry") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("sysv_ipc");
+    let src =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("backends/sentry/tests/programs/sysv_ipc.c");
+    let gcc = Command::new("gcc")
+        .args(["-static", "-O1", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output();
+    if !gcc.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIP: gcc -static cannot build the test program: {gcc:?}");
+        return;
+    }
+    let vol = format!("{}:/sysv_ipc:ro", bin.display());
+    p.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ipc-peer",
+        "-v",
+        &vol,
+        IMAGE,
+        "sh",
+        "-c",
+        "/sysv_ipc give 0x4841 && exec sleep 1000",
+    ]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !p.ok(&["logs", "ipc-peer"]).stdout.contains("given") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the peer never made its segment"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ann = "io.hako.backend=sentry";
+    let find = ["/sysv_ipc", "find", "0x4841"];
+    let mut args = vec![
+        "run",
+        "--rm",
+        "--ipc",
+        "container:ipc-peer",
+        "-v",
+        &vol,
+        "--annotation",
+        ann,
+        IMAGE,
+    ];
+    args.extend(find);
+    let out = p.ok(&args);
+    assert_eq!(out.stdout, "found: \n", "{}", out.describe());
+    let mut args = vec!["run", "--rm", "-v", &vol, "--annotation", ann, IMAGE];
+    args.extend(find);
+    let out = p.ok(&args);
+    assert_eq!(out.stdout, "shmget: errno 2\n", "{}", out.describe());
+    p.ok(&["rm", "-f", "-t", "0", "ipc-peer"]);
+    p.assert_no_container_cgroups();
+}
+
 /// The microVM on podman's default bridge network (issue 12): a busybox httpd in a microVM,
 /// published on the host's loopback (`-p 127.0.0.1:PORT:8080`), answers a client on the host;
 /// a client in a second microVM reaches it at its bridge address. Traffic stays on loopback and
