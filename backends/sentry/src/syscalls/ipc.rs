@@ -27,6 +27,11 @@
 //! with the sandbox a stranger (another uid, no capability), and `IPC_STAT` shows their ids as
 //! the overflow id 65534, as Linux shows ids its namespace cannot map.
 //!
+//! The sentry forgets an object when the sandbox removes it (a segment still attached, once a
+//! later `IPC_RMID` or a new object with its id says it is gone). One a pod's other container
+//! removes is forgotten when its id comes back; meanwhile the host's own check still applies to
+//! whatever holds the id.
+//!
 //! Known gap: `semop` reads its operations from the caller's memory, so another thread of the
 //! caller could turn a read-only wait into an alteration between the sentry's check and the
 //! native run: a virtual user could alter a semaphore of another virtual user of the same
@@ -215,11 +220,24 @@ pub fn ctl<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
         (_, libc::IPC_RMID) => match mine {
             Some(o) if !o.may_control(&creds) => err(libc::EPERM),
             Some(_) => {
-                if kd != IpcKind::Shm {
-                    // A segment lives on until its last detach (IPC_STAT still names it).
+                // The sentry removes it itself (the host owner is the sandbox's host id, its
+                // own), then forgets it once the host has: a segment still attached lives on
+                // (IPC_STAT still names it) until its last detach.
+                // SAFETY: IPC_RMID takes no pointer.
+                let r = unsafe {
+                    match kd {
+                        IpcKind::Shm => libc::syscall(libc::SYS_shmctl, id, libc::IPC_RMID, 0),
+                        IpcKind::Msg => libc::syscall(libc::SYS_msgctl, id, libc::IPC_RMID, 0),
+                        IpcKind::Sem => libc::syscall(libc::SYS_semctl, id, 0, libc::IPC_RMID, 0),
+                    }
+                };
+                if r < 0 {
+                    return err(errno());
+                }
+                if host_stat(kd, id, libc::IPC_STAT).is_err() {
                     k.ipc.remove(kd, id as i32);
                 }
-                Outcome::Native
+                Outcome::Ret(0)
             }
             None => Outcome::Native,
         },
