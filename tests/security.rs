@@ -1109,10 +1109,11 @@ fn no_host_fd_leaks_into_the_sandbox() {
             Rt::Sentry,
             Rt::SentryPtrace,
             Rt::Runsc,
+            Rt::Microvm,
         ],
         |r| {
             let b = attack_bundle(&prog, &[]);
-            let preserve = !r.rt.is_sentry() && r.rt != Rt::Runsc;
+            let preserve = preserves_fds(r.rt);
             let id = unique("sec");
             r.ids.push(id.clone());
             let mut c = r.base();
@@ -1129,7 +1130,7 @@ fn no_host_fd_leaks_into_the_sandbox() {
             let d = describe(rt, o);
             assert!(!out.contains("HOST-SECRET"), "{d}");
             assert!(!out.contains(canary.path()), "{d}");
-            let preserve = !rt.is_sentry() && rt != Rt::Runsc;
+            let preserve = preserves_fds(rt);
             let mut fds: Vec<&str> = out.lines().filter(|l| l.starts_with("open fd ")).collect();
             fds.sort();
             let want: Vec<&str> = if preserve { vec!["open fd 3"] } else { vec![] };
@@ -1162,6 +1163,12 @@ fn no_host_fd_leaks_into_the_sandbox() {
         "exec: {out}"
     );
     assert!(!out.contains("open fd"), "exec leaked an fd: {out}");
+}
+
+/// Whether the fd-leak case passes `--preserve-fds 1` to `rt` (the sandboxes that run the
+/// workload on the host kernel; a sentry or a guest has no host fds to hand on).
+fn preserves_fds(rt: Rt) -> bool {
+    matches!(rt, Rt::Container | Rt::Runc)
 }
 
 /// A hostile bundle: rootfs symlinks that point out of the rootfs (absolute, "/../..", relative),
