@@ -7,36 +7,7 @@
 
 mod common;
 use common::*;
-use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn need_microvm() -> Option<String> {
-    if let Some(why) = need_root() {
-        return Some(why);
-    }
-    let k = hako_microvm::assets::default_kernel();
-    if let Err(e) = hako_microvm::assets::check_kernel(&k) {
-        return Some(format!("no guest kernel: {e:#}"));
-    }
-    if let Err(e) = hako_microvm::qemu::Qemu::find() {
-        return Some(format!("{e:#}"));
-    }
-    None
-}
-
-/// Build the static guest agent and point hako at it.
-fn agent() -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("backends/microvm/agent/build.sh");
-    let out = std::process::Command::new(script)
-        .output()
-        .expect("agent/build.sh");
-    assert!(
-        out.status.success(),
-        "agent build: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
 
 fn microvm_bundle(args: &[&str]) -> Bundle {
     let mut b = Bundle::busybox(args);
@@ -104,7 +75,7 @@ fn detached(h: &Hako, args: &[&str]) {
 #[test]
 fn microvm_run_prints_output_exit_code_and_guest_kernel() {
     skip_unless!(need_microvm());
-    let h = hako(&agent());
+    let h = hako(&microvm_agent());
     let b = microvm_bundle(&[
         "sh",
         "-c",
@@ -134,7 +105,7 @@ fn microvm_run_prints_output_exit_code_and_guest_kernel() {
 #[test]
 fn microvm_root_is_exactly_the_bundles_rootfs() {
     skip_unless!(need_microvm());
-    let h = hako(&agent());
+    let h = hako(&microvm_agent());
     let b = microvm_bundle(&["ls", "-a", "/"]);
     let mut want: Vec<String> = std::fs::read_dir(b.rootfs())
         .unwrap()
@@ -161,7 +132,7 @@ fn microvm_root_is_exactly_the_bundles_rootfs() {
 #[test]
 fn microvm_create_start_kill_delete() {
     skip_unless!(need_microvm());
-    let h = hako(&agent());
+    let h = hako(&microvm_agent());
     let b = microvm_bundle(&[
         "sh",
         "-c",
@@ -209,7 +180,7 @@ fn microvm_create_start_kill_delete() {
 #[test]
 fn microvm_delete_force_stops_the_vm() {
     skip_unless!(need_microvm());
-    let h = hako(&agent());
+    let h = hako(&microvm_agent());
     let b = microvm_bundle(&["sleep", "600"]);
     let id = unique("mvm-force");
     detached(
@@ -230,7 +201,7 @@ fn microvm_delete_force_stops_the_vm() {
 #[test]
 fn microvm_bad_input_is_one_error_and_leaves_nothing() {
     skip_unless!(need_microvm());
-    let h = hako(&agent());
+    let h = hako(&microvm_agent());
     let cases: Vec<(&str, serde_json::Value, &str)> = vec![
         (
             "io.hako.microvm.kernel",
@@ -312,7 +283,7 @@ fn running_vm(h: &Hako, prefix: &str) -> (Bundle, String) {
 #[test]
 fn microvm_exec_runs_in_the_workloads_root() {
     skip_unless!(need_microvm());
-    let h = hako(&agent());
+    let h = hako(&microvm_agent());
     let (_b, id) = running_vm(&h, "mvm-exec");
 
     // Output, stderr and exit code; the workload's file (same root and mount namespace) and the
@@ -362,7 +333,7 @@ fn microvm_exec_signals_tty_and_teardown() {
     skip_unless!(need_microvm());
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
-    let h = hako(&agent());
+    let h = hako(&microvm_agent());
     let (b, id) = running_vm(&h, "mvm-exec2");
 
     // A signal to `hako exec` reaches the process, which exits as its trap says.
@@ -479,7 +450,7 @@ fn without_kvm(h: &Hako, args: &[&str]) -> std::process::Output {
 #[test]
 fn microvm_without_dev_kvm() {
     skip_unless!(need_microvm());
-    let h = hako(&agent());
+    let h = hako(&microvm_agent());
     // vmm=hako needs KVM: one clear error, nothing left.
     let mut b = microvm_bundle(&["true"]);
     b.edit(|c| c["annotations"]["io.hako.microvm.vmm"] = "hako".into());
@@ -519,7 +490,7 @@ fn microvm_without_dev_kvm() {
 #[test]
 fn microvm_finds_its_agent_after_the_sealed_reexec() {
     skip_unless!(need_microvm());
-    agent();
+    microvm_agent();
     let h = Hako::new();
     let b = microvm_bundle(&["sh", "-c", "exit 4"]);
     let id = unique("mvm-agent");

@@ -5,6 +5,8 @@
 //! untouched (a host canary process alive and unmodified, host files and directories unchanged,
 //! no input injected into the caller's terminal). Where runc (container cases) or runsc (sentry
 //! cases) is installed, the same attack runs against it in the same test and must hold there too.
+//! The microvm backend joins the cases that apply to a guest (signals, terminals, /proc and /sys,
+//! mounts, the network) where its kernel and qemu are there.
 //! `docs/security.md` lists these tests and the threat model behind them.
 //!
 //! Every test skips with a printed reason when a facility is missing (not root, no gcc, no
@@ -36,6 +38,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("fdleak", include_str!("security/fdleak.c")),
     ("procsys", include_str!("security/procsys.c")),
     ("canary", include_str!("security/canary.c")),
+    ("netattack", include_str!("security/netattack.c")),
 ];
 
 type Built = Result<PathBuf, String>;
@@ -127,6 +130,9 @@ enum Rt {
     Sentry,
     /// The sentry on the ptrace platform (`io.hako.sentry.platform=ptrace`).
     SentryPtrace,
+    /// The microvm backend (its default engine: hako's VMM where KVM can run the guest, else
+    /// qemu), with the default guest kernel.
+    Microvm,
     Runc,
     Runsc,
 }
@@ -137,6 +143,7 @@ impl Rt {
             Rt::Container => "hako container",
             Rt::Sentry => "hako sentry",
             Rt::SentryPtrace => "hako sentry (ptrace platform)",
+            Rt::Microvm => "hako microvm",
             Rt::Runc => "runc",
             Rt::Runsc => "runsc",
         }
@@ -155,6 +162,7 @@ impl Rt {
         let bin = match self {
             Rt::Runc => "runc",
             Rt::Runsc => "runsc",
+            Rt::Microvm => return need_microvm(),
             _ => return None,
         };
         match Command::new(bin).arg("--version").output() {
@@ -182,7 +190,7 @@ impl Runner {
 
     fn base(&self) -> Command {
         let mut c = match self.rt {
-            Rt::Container | Rt::Sentry | Rt::SentryPtrace => Command::new(HAKO),
+            Rt::Container | Rt::Sentry | Rt::SentryPtrace | Rt::Microvm => Command::new(HAKO),
             Rt::Runc => Command::new("runc"),
             Rt::Runsc => Command::new("runsc"),
         };
@@ -190,6 +198,11 @@ impl Runner {
         match self.rt {
             Rt::Sentry | Rt::SentryPtrace => {
                 c.args(["--backend", "sentry"]);
+            }
+            Rt::Microvm => {
+                static AGENT: OnceLock<String> = OnceLock::new();
+                c.args(["--backend", "microvm"])
+                    .env("HAKO_AGENT", AGENT.get_or_init(microvm_agent));
             }
             Rt::Runsc => {
                 c.args(["--platform=ptrace", "--network=none"]);
@@ -815,6 +828,7 @@ fn kill_minus_one_spares_host_processes() {
                 Rt::Sentry,
                 Rt::SentryPtrace,
                 Rt::Runsc,
+                Rt::Microvm,
             ]
         } else {
             std::mem::take(&mut held)
@@ -846,12 +860,110 @@ fn kill_minus_one_spares_host_processes() {
     }
 }
 
+/// Network attacks (issue 12), from a sandbox with its own network namespace and without
+/// CAP_NET_RAW or CAP_NET_ADMIN (tests/security/netattack.c): a TCP listener the test holds on
+/// the host's 127.0.0.1 and one in the host's abstract AF_UNIX namespace must stay unreached;
+/// raw and packet sockets, route netlink changes (an address on lo, lo down) and SCM_RIGHTS of
+/// fd numbers the sandbox does not own must fail. The sentry, whose sockets are host sockets
+/// it opens on the sandbox's behalf, must also refuse every netlink protocol but route (the
+/// kernel-backed runtimes leave those to the host kernel, in the sandbox's namespace). The
+/// host's interfaces and addresses read the same afterwards.
+#[test]
+fn network_attacks_stay_in_the_sandbox() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixListener};
+    let (prog,) = ready!("netattack");
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    let port = tcp.local_addr().unwrap().port().to_string();
+    let name = format!("hako-sec-{port}");
+    let abs =
+        UnixListener::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap()).unwrap();
+    abs.set_nonblocking(true).unwrap();
+    let host_net = || {
+        let o = Command::new("ip").args(["-o", "addr"]).output();
+        o.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let before = host_net();
+    against(
+        &[
+            Rt::Container,
+            Rt::Runc,
+            Rt::Sentry,
+            Rt::SentryPtrace,
+            Rt::Runsc,
+            Rt::Microvm,
+        ],
+        |r| r.run(&attack_bundle(&prog, &[&port])),
+        |rt, o| {
+            let out = text(o);
+            let d = describe(rt, o);
+            assert!(out.contains("still here\n"), "{d}");
+            for step in [
+                "connect host loopback",
+                "connect host abstract",
+                "raw socket",
+                "packet socket",
+                "scm_rights unowned",
+                "netlink newaddr",
+                "netlink setlink",
+            ] {
+                assert!(
+                    !out.contains(&format!("{step}: ok")),
+                    "{}: {step} got through\n{d}",
+                    rt.name()
+                );
+                if !rt.is_peer() {
+                    assert!(out.contains(&format!("{step}: errno")), "{d}");
+                }
+            }
+            if rt.is_sentry() {
+                for proto in ["audit", "uevent", "netfilter", "generic"] {
+                    let line = format!("netlink {proto} socket: errno");
+                    assert!(out.contains(&line), "{d}");
+                }
+                assert!(out.contains("netlink route read: ok"), "{d}");
+            }
+            for (what, r) in [
+                ("the host's loopback listener", tcp.accept().map(|_| ())),
+                (
+                    "the host's abstract Unix listener",
+                    abs.accept().map(|_| ()),
+                ),
+            ] {
+                assert_eq!(
+                    r.unwrap_err().kind(),
+                    std::io::ErrorKind::WouldBlock,
+                    "{}: {what} was reached\n{d}",
+                    rt.name()
+                );
+            }
+            assert_eq!(
+                host_net(),
+                before,
+                "{}: the host's addresses changed",
+                rt.name()
+            );
+        },
+    );
+}
+
 /// TIOCSTI: the caller's terminal is the sandbox's stdio (terminal: false, as `hako run` in a
 /// shell), and the sandbox tries to push "echo INJECTED" into its input queue. Nothing may
 /// arrive there. The sentry (and runsc) answer ENOTTY; runc relays stdio through pipes.
 #[test]
 fn tiocsti_cannot_inject_into_the_callers_terminal() {
-    tiocsti_attack(&[Rt::Sentry, Rt::SentryPtrace, Rt::Runsc, Rt::Runc], false);
+    tiocsti_attack(
+        &[
+            Rt::Sentry,
+            Rt::SentryPtrace,
+            Rt::Runsc,
+            Rt::Runc,
+            Rt::Microvm,
+        ],
+        false,
+    );
 }
 
 /// The same attack on the container backend. Today the workload stays in the caller's session
@@ -997,10 +1109,11 @@ fn no_host_fd_leaks_into_the_sandbox() {
             Rt::Sentry,
             Rt::SentryPtrace,
             Rt::Runsc,
+            Rt::Microvm,
         ],
         |r| {
             let b = attack_bundle(&prog, &[]);
-            let preserve = !r.rt.is_sentry() && r.rt != Rt::Runsc;
+            let preserve = preserves_fds(r.rt);
             let id = unique("sec");
             r.ids.push(id.clone());
             let mut c = r.base();
@@ -1017,7 +1130,7 @@ fn no_host_fd_leaks_into_the_sandbox() {
             let d = describe(rt, o);
             assert!(!out.contains("HOST-SECRET"), "{d}");
             assert!(!out.contains(canary.path()), "{d}");
-            let preserve = !rt.is_sentry() && rt != Rt::Runsc;
+            let preserve = preserves_fds(rt);
             let mut fds: Vec<&str> = out.lines().filter(|l| l.starts_with("open fd ")).collect();
             fds.sort();
             let want: Vec<&str> = if preserve { vec!["open fd 3"] } else { vec![] };
@@ -1050,6 +1163,12 @@ fn no_host_fd_leaks_into_the_sandbox() {
         "exec: {out}"
     );
     assert!(!out.contains("open fd"), "exec leaked an fd: {out}");
+}
+
+/// Whether the fd-leak case passes `--preserve-fds 1` to `rt` (the sandboxes that run the
+/// workload on the host kernel; a sentry or a guest has no host fds to hand on).
+fn preserves_fds(rt: Rt) -> bool {
+    matches!(rt, Rt::Container | Rt::Runc)
 }
 
 /// A hostile bundle: rootfs symlinks that point out of the rootfs (absolute, "/../..", relative),
@@ -1087,14 +1206,15 @@ fn symlinked_mount_destinations_stay_in_the_container_root() {
 /// root, never on the host paths the symlinks name (issue 10, escape 2).
 ///
 /// The sentry (like runsc) refuses a destination whose symlink leads nowhere inside the root,
-/// with one error line; runc and the container backend make it inside the rootfs. Either is
-/// safe: what matters is that the host directory stays untouched.
+/// with one error line; runc and the container backend make it inside the rootfs. The microvm
+/// refuses the bundle's writable bind mount (a guest cannot share one), also with one line.
+/// Either is safe: what matters is that the host directory stays untouched.
 #[test]
 fn symlinked_mount_destinations_stay_in_the_sentry_root() {
     skip_unless!(need_root());
     let canary = CanaryDir::new();
     against(
-        &[Rt::Sentry, Rt::SentryPtrace, Rt::Runsc],
+        &[Rt::Sentry, Rt::SentryPtrace, Rt::Runsc, Rt::Microvm],
         |r| {
             let o = r.run(&symlinked_mounts_bundle(&canary));
             canary.assert_untouched(r.rt.name());
@@ -1108,6 +1228,13 @@ fn symlinked_mount_destinations_stay_in_the_sentry_root() {
                 let err = String::from_utf8_lossy(&o.stderr);
                 assert_eq!(err.lines().count(), 1, "{d}");
                 assert!(err.contains("leads nowhere inside the root"), "{d}");
+            } else if rt == Rt::Microvm {
+                let err = String::from_utf8_lossy(&o.stderr);
+                assert_eq!(err.lines().count(), 1, "{d}");
+                assert!(
+                    err.contains("cannot share a writable host directory"),
+                    "{d}"
+                );
             }
             canary.assert_untouched(rt.name());
         },
@@ -1224,6 +1351,7 @@ fn proc_and_sys_writes_fail_with_the_default_spec() {
             Rt::Sentry,
             Rt::SentryPtrace,
             Rt::Runsc,
+            Rt::Microvm,
         ],
         |r| r.run(&attack_bundle(&prog, &[])),
         |rt, o| {

@@ -486,3 +486,37 @@ pub fn wait_gone(pid: i32, what: &str) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// Build the static microvm guest agent (backends/microvm/agent/build.sh; cargo makes this quick
+/// once built) and return its path, for `HAKO_AGENT`.
+pub fn microvm_agent() -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("backends/microvm/agent/build.sh");
+    let out = Command::new(script).output().expect("agent/build.sh");
+    assert!(
+        out.status.success(),
+        "agent build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Why the microvm backend cannot run here (not root, hako built without it, no guest kernel,
+/// no qemu), if it cannot.
+pub fn need_microvm() -> Option<String> {
+    if let Some(why) = need_root() {
+        return Some(why);
+    }
+    #[cfg(feature = "microvm")]
+    {
+        let k = hako_microvm::assets::default_kernel();
+        if let Err(e) = hako_microvm::assets::check_kernel(&k) {
+            return Some(format!("no guest kernel: {e:#}"));
+        }
+        if let Err(e) = hako_microvm::qemu::Qemu::find() {
+            return Some(format!("{e:#}"));
+        }
+        None
+    }
+    #[cfg(not(feature = "microvm"))]
+    Some("hako is built without the microvm backend".into())
+}

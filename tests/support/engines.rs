@@ -680,6 +680,11 @@ pub const IMAGE: &str = "localhost/busybox:latest";
 /// tagged `localhost/busybox:latest`. podman load, docker load and ctr images import all take it.
 /// `extra` files (path in image, contents, mode) are added to the layer.
 pub fn build_busybox_archive(dir: &Path, extra: &[(&str, Vec<u8>, u32)]) -> PathBuf {
+    build_image_archive(dir, IMAGE, extra)
+}
+
+/// [`build_busybox_archive`] tagged `tag` (an image that adds `extra` to busybox, e.g. python3).
+pub fn build_image_archive(dir: &Path, tag: &str, extra: &[(&str, Vec<u8>, u32)]) -> PathBuf {
     let busybox = ["/usr/bin/busybox", "/bin/busybox"]
         .iter()
         .map(PathBuf::from)
@@ -770,7 +775,7 @@ pub fn build_busybox_archive(dir: &Path, extra: &[(&str, Vec<u8>, u32)]) -> Path
     fs::rename(&cfg_path, arch.join(format!("{cfg_hex}.json"))).unwrap();
     let manifest = serde_json::json!([{
         "Config": format!("{cfg_hex}.json"),
-        "RepoTags": [IMAGE],
+        "RepoTags": [tag],
         "Layers": [format!("{layer_hex}/layer.tar")],
     }]);
     fs::write(
