@@ -226,3 +226,117 @@ fn self_rss_kib() -> u64 {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }
+
+/// One mapping of a file in a process, from its smaps (KiB): how much of it is resident, and
+/// how much of that is shared with other mappings of the same pages (a restored VM's guest
+/// memory against its template's file and the other copies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMappingUse {
+    /// `rw-p` for a private (copy-on-write) read-write mapping.
+    pub perms: String,
+    pub size_kib: u64,
+    pub rss_kib: u64,
+    /// Rss with each page divided by the number of mappings that share it.
+    pub pss_kib: u64,
+    pub shared_clean_kib: u64,
+    /// This mapping's own copies of the pages it wrote.
+    pub private_dirty_kib: u64,
+}
+
+/// The mappings of `file` (an absolute, canonical path) in `smaps` text.
+pub fn file_mappings(smaps: &str, file: &Path) -> Vec<FileMappingUse> {
+    let want = file.to_string_lossy();
+    let mut out = Vec::new();
+    let mut cur: Option<FileMappingUse> = None;
+    for line in smaps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(first), Some(second)) = (f.next(), f.next()) else {
+            continue;
+        };
+        if first.contains('-') && second.len() == 4 && !first.ends_with(':') {
+            // A mapping's header: range perms offset dev inode [path].
+            out.extend(cur.take());
+            let path = line.split_whitespace().nth(5).unwrap_or("");
+            if path == want {
+                cur = Some(FileMappingUse {
+                    perms: second.to_string(),
+                    size_kib: 0,
+                    rss_kib: 0,
+                    pss_kib: 0,
+                    shared_clean_kib: 0,
+                    private_dirty_kib: 0,
+                });
+            }
+            continue;
+        }
+        let Some(m) = cur.as_mut() else { continue };
+        let v: u64 = second.parse().unwrap_or(0);
+        match first {
+            "Size:" => m.size_kib = v,
+            "Rss:" => m.rss_kib = v,
+            "Pss:" => m.pss_kib = v,
+            "Shared_Clean:" => m.shared_clean_kib = v,
+            "Private_Dirty:" => m.private_dirty_kib = v,
+            _ => {}
+        }
+    }
+    out.extend(cur);
+    out
+}
+
+/// The mappings of a snapshot's memory file in process `pid` (one per restored VM in it).
+pub fn snapshot_memory_use(pid: i32, memory_file: &Path) -> Result<Vec<FileMappingUse>> {
+    let file = memory_file
+        .canonicalize()
+        .with_context(|| format!("resolving {}", memory_file.display()))?;
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps"))
+        .with_context(|| format!("reading /proc/{pid}/smaps"))?;
+    Ok(file_mappings(&smaps, &file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_mappings_reads_each_mapping_of_the_file() {
+        let smaps = "\
+7f0000000000-7f0008000000 rw-p 00000000 fd:01 1234                       /s/snap/memory
+Size:             131072 kB
+Rss:                  64 kB
+Pss:                  44 kB
+Shared_Clean:         40 kB
+Shared_Dirty:          0 kB
+Private_Clean:         0 kB
+Private_Dirty:        24 kB
+7f0008000000-7f0008001000 r--p 00000000 fd:01 99                         /usr/lib/libc.so.6
+Size:                  4 kB
+Rss:                   4 kB
+Pss:                   1 kB
+7f0010000000-7f0018000000 rw-p 00000000 fd:01 1234                       /s/snap/memory
+Size:             131072 kB
+Rss:                  48 kB
+Pss:                  28 kB
+Shared_Clean:         40 kB
+Private_Dirty:         8 kB
+";
+        let m = file_mappings(smaps, Path::new("/s/snap/memory"));
+        assert_eq!(m.len(), 2);
+        assert_eq!(
+            m[0],
+            FileMappingUse {
+                perms: "rw-p".into(),
+                size_kib: 131072,
+                rss_kib: 64,
+                pss_kib: 44,
+                shared_clean_kib: 40,
+                private_dirty_kib: 24,
+            }
+        );
+        assert_eq!(
+            (m[1].rss_kib, m[1].pss_kib, m[1].private_dirty_kib),
+            (48, 28, 8)
+        );
+        assert!(file_mappings(smaps, Path::new("/s/snap/other")).is_empty());
+    }
+}

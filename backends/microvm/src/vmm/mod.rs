@@ -258,6 +258,8 @@ pub struct Vmm {
     _kvm: Kvm,
     _vm: VmFd,
     _mem: GuestMemoryMmap,
+    /// Guest memory maps a snapshot's file (a restored VM) rather than anonymous memory.
+    mem_file_backed: bool,
     vcpus: Vec<VcpuFd>,
     devices: Arc<Mutex<Devices>>,
     serial_in: Option<File>,
@@ -276,12 +278,141 @@ pub struct Vmm {
     jailed: bool,
 }
 
-/// What [`Vmm::restore`] needs besides the snapshot.
+/// What [`Vmm::restore`] needs besides the snapshot: this copy's own host side of every
+/// device. The device layout (how many disks, whether a console and a net device) must be the
+/// snapshot's; the images, ports and tap are this copy's.
 pub struct RestoreConfig {
     /// A directory [`SnapshotTrigger::request`] wrote.
     pub snapshot: PathBuf,
     /// The 8250's host side for the restored copy.
     pub serial: Stdio,
+    /// The disks, in the snapshot's order (same count and read-only flags).
+    pub block: Vec<BlockDevice>,
+    /// The virtio-console's host side (the agent port), when the snapshot has one.
+    pub console: Option<Stdio>,
+    /// The virtio-net device's tap and MAC, when the snapshot has one.
+    pub net: Option<NetDevice>,
+    /// Jail the VMM once the VM is loaded.
+    pub jail: Option<JailConfig>,
+    /// Install the per-thread seccomp filters in `run`.
+    pub seccomp: bool,
+}
+
+impl RestoreConfig {
+    /// A restore of `snapshot` with only an 8250 (and no jail, no filters).
+    pub fn new(snapshot: PathBuf, serial: Stdio) -> Self {
+        RestoreConfig {
+            snapshot,
+            serial,
+            block: Vec::new(),
+            console: None,
+            net: None,
+            jail: None,
+            seccomp: false,
+        }
+    }
+}
+
+/// The virtio device types, in MMIO-window order, of a VM with these devices.
+fn device_layout(block: &[BlockDevice], console: bool, net: bool) -> Vec<u32> {
+    let mut v = vec![devices::virtio::TYPE_BLOCK; block.len()];
+    if console {
+        v.push(devices::virtio::TYPE_CONSOLE);
+    }
+    if net {
+        v.push(devices::virtio::net::TYPE_NET);
+    }
+    v
+}
+
+fn device_names(types: &[u32]) -> String {
+    types
+        .iter()
+        .map(|t| match *t {
+            devices::virtio::TYPE_BLOCK => "block".to_string(),
+            devices::virtio::TYPE_CONSOLE => "console".to_string(),
+            devices::virtio::net::TYPE_NET => "net".to_string(),
+            t => format!("type {t}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The 8250's host side, and for a restored VM its saved registers.
+enum SerialSetup<'a> {
+    Fresh(Stdio),
+    Restored(Stdio, &'a vm_superio::serial::SerialState),
+}
+
+struct BuiltDevices {
+    devices: Devices,
+    serial_in: Option<File>,
+    console_in: Option<File>,
+    net_fd: Option<i32>,
+}
+
+/// The legacy devices and one virtio-mmio transport per device (blocks, console, net, in this
+/// order), each with its irqfd registered on its line.
+fn build_devices(
+    vm: &VmFd,
+    mem: &GuestMemoryMmap,
+    serial: SerialSetup,
+    block: &[BlockDevice],
+    console: Option<Stdio>,
+    net: Option<NetDevice>,
+) -> Result<BuiltDevices> {
+    let serial_irq = Arc::new(EventFd::new(libc::EFD_NONBLOCK).context("eventfd")?);
+    vm.register_irqfd(&serial_irq, SERIAL_IRQ)
+        .context("KVM_IRQFD (serial)")?;
+    let (stdio, saved) = match serial {
+        SerialSetup::Fresh(s) => (s, None),
+        SerialSetup::Restored(s, st) => (s, Some(st)),
+    };
+    let mut devices = match saved {
+        None => Devices::new(serial_irq, writer(stdio.output)?),
+        Some(st) => {
+            let mut d = Devices::new(serial_irq.clone(), Box::new(std::io::sink()));
+            d.serial = vm_superio::Serial::from_state(
+                st,
+                devices::IrqTrigger(serial_irq),
+                vm_superio::serial::NoEvents,
+                writer(stdio.output)?,
+            )
+            .map_err(|e| anyhow::anyhow!("the snapshot's serial state: {e:?}"))?;
+            d
+        }
+    };
+    let serial_in = reader(stdio.input)?;
+    let mut console_in = None;
+    let mut models: Vec<Box<dyn devices::virtio::VirtioDevice>> = Vec::new();
+    for b in block {
+        models.push(Box::new(Block::open(&b.path, b.read_only, &b.id)?));
+    }
+    if let Some(c) = console {
+        models.push(Box::new(Console::new(writer(c.output)?)));
+        console_in = reader(c.input)?;
+    }
+    let mut net_fd = None;
+    if let Some(n) = net {
+        let dev = devices::virtio::net::Net::new(n.tap, n.mac, n.mtu)?;
+        net_fd = Some(dev.tap_fd());
+        models.push(Box::new(dev));
+    }
+    for (i, model) in models.into_iter().enumerate() {
+        let irq = Arc::new(EventFd::new(libc::EFD_NONBLOCK).context("eventfd")?);
+        vm.register_irqfd(&irq, VIRTIO_IRQ_BASE + i as u32)
+            .context("KVM_IRQFD (virtio)")?;
+        let base = VIRTIO_MMIO_BASE + i as u64 * VIRTIO_MMIO_SIZE;
+        devices
+            .virtio
+            .push((base, MmioTransport::new(model, mem.clone(), irq)));
+    }
+    Ok(BuiltDevices {
+        devices,
+        serial_in,
+        console_in,
+        net_fd,
+    })
 }
 
 /// The `virtio_mmio.device=` command-line entries for `n` devices.
@@ -342,36 +473,8 @@ impl Vmm {
         boot::load_command_line(&mem, &cmdline)?;
         boot::write_boot_info(&mem, entry.protocol, mem_size, cmdline.len() + 1)?;
 
-        // Devices.
-        let serial_irq = Arc::new(EventFd::new(libc::EFD_NONBLOCK).context("eventfd")?);
-        vm.register_irqfd(&serial_irq, SERIAL_IRQ)
-            .context("KVM_IRQFD (serial)")?;
-        let mut devices = Devices::new(serial_irq, writer(config.serial.output)?);
-        let serial_in = reader(config.serial.input)?;
-        let mut console_in = None;
-        let mut models: Vec<Box<dyn devices::virtio::VirtioDevice>> = Vec::new();
-        for b in &config.block {
-            models.push(Box::new(Block::open(&b.path, b.read_only, &b.id)?));
-        }
-        if let Some(c) = config.console {
-            models.push(Box::new(Console::new(writer(c.output)?)));
-            console_in = reader(c.input)?;
-        }
-        let mut net_fd = None;
-        if let Some(n) = config.net {
-            let dev = devices::virtio::net::Net::new(n.tap, n.mac, n.mtu)?;
-            net_fd = Some(dev.tap_fd());
-            models.push(Box::new(dev));
-        }
-        for (i, model) in models.into_iter().enumerate() {
-            let irq = Arc::new(EventFd::new(libc::EFD_NONBLOCK).context("eventfd")?);
-            vm.register_irqfd(&irq, VIRTIO_IRQ_BASE + i as u32)
-                .context("KVM_IRQFD (virtio)")?;
-            let base = VIRTIO_MMIO_BASE + i as u64 * VIRTIO_MMIO_SIZE;
-            devices
-                .virtio
-                .push((base, MmioTransport::new(model, mem.clone(), irq)));
-        }
+        let serial = SerialSetup::Fresh(config.serial);
+        let built = build_devices(&vm, &mem, serial, &config.block, config.console, config.net)?;
 
         // vCPUs: the BSP gets the boot registers; APs wait in KVM for INIT/SIPI from the
         // guest, which finds them in the MP table.
@@ -399,11 +502,12 @@ impl Vmm {
             _kvm: kvm,
             _vm: vm,
             _mem: mem,
+            mem_file_backed: false,
             vcpus,
-            devices: Arc::new(Mutex::new(devices)),
-            serial_in,
-            console_in,
-            net_fd,
+            devices: Arc::new(Mutex::new(built.devices)),
+            serial_in: built.serial_in,
+            console_in: built.console_in,
+            net_fd: built.net_fd,
             seccomp: config.seccomp,
             started,
             cmdline,
@@ -415,29 +519,59 @@ impl Vmm {
     }
 
     /// Build a VM from a snapshot ([`snapshot`]): guest memory is a private mapping of the
-    /// snapshot's memory file, so this copy's writes stay its own. `run` continues the guest
-    /// where it was paused; its `to_first_exit` counts from the start of `restore`.
+    /// snapshot's memory file, so this copy's writes stay its own. The devices get the host
+    /// sides `config` names (the sandbox's disks, agent port, tap), which must match the
+    /// snapshot's device layout. `run` continues the guest where it was paused; its
+    /// `to_first_exit` counts from the start of `restore`.
     pub fn restore(config: RestoreConfig) -> Result<Vmm> {
         let started = Instant::now();
         let (state, file) = snapshot::read(&config.snapshot)?;
+        let want = device_layout(
+            &config.block,
+            config.console.is_some(),
+            config.net.is_some(),
+        );
+        let have: Vec<u32> = state.devices.iter().map(|d| d.device_type).collect();
+        if want != have {
+            bail!(
+                "{}: the snapshot was taken with devices [{}], this restore asks for [{}]",
+                config.snapshot.display(),
+                device_names(&have),
+                device_names(&want)
+            );
+        }
         let kvm = Kvm::new().context("opening /dev/kvm")?;
         let vm = create_vm(&kvm)?;
         let mem = snapshot::map_memory(&state, file)?;
         register_memory(&vm, &mem)?;
         snapshot::restore_vm(&vm, &state)?;
 
-        let serial_irq = Arc::new(EventFd::new(libc::EFD_NONBLOCK).context("eventfd")?);
-        vm.register_irqfd(&serial_irq, SERIAL_IRQ)
-            .context("KVM_IRQFD (serial)")?;
-        let mut devices = Devices::new(serial_irq.clone(), Box::new(std::io::sink()));
-        devices.serial = vm_superio::Serial::from_state(
-            snapshot::serial_state(&state),
-            devices::IrqTrigger(serial_irq),
-            vm_superio::serial::NoEvents,
-            writer(config.serial.output)?,
-        )
-        .map_err(|e| anyhow::anyhow!("the snapshot's serial state: {e:?}"))?;
-        let serial_in = reader(config.serial.input)?;
+        let mut built = build_devices(
+            &vm,
+            &mem,
+            SerialSetup::Restored(config.serial, snapshot::serial_state(&state)),
+            &config.block,
+            config.console,
+            config.net,
+        )?;
+        let mut config_changed = Vec::new();
+        for (i, ((_, t), s)) in built
+            .devices
+            .virtio
+            .iter_mut()
+            .zip(&state.devices)
+            .enumerate()
+        {
+            if t.restore(s).with_context(|| {
+                format!(
+                    "{}: virtio device {i} ({})",
+                    config.snapshot.display(),
+                    device_names(&[s.device_type])
+                )
+            })? {
+                config_changed.push(i);
+            }
+        }
 
         let count = u8::try_from(state.vcpus.len()).context("vCPU count")?;
         let mut vcpus = Vec::new();
@@ -448,22 +582,30 @@ impl Vmm {
             snapshot::restore_vcpu(&vcpu, s)?;
             vcpus.push(vcpu);
         }
+        // Only now, with the interrupt controllers loaded, may a device raise its line.
+        for i in config_changed {
+            built.devices.virtio[i].1.signal_config_change();
+        }
+        if let Some(j) = &config.jail {
+            jail::enter(j)?;
+        }
         Ok(Vmm {
             _kvm: kvm,
             _vm: vm,
             _mem: mem,
+            mem_file_backed: true,
             vcpus,
-            devices: Arc::new(Mutex::new(devices)),
-            serial_in,
-            console_in: None,
-            net_fd: None,
-            seccomp: false,
+            devices: Arc::new(Mutex::new(built.devices)),
+            serial_in: built.serial_in,
+            console_in: built.console_in,
+            net_fd: built.net_fd,
+            seccomp: config.seccomp,
             started,
             cmdline: state.cmdline,
             entry: state.entry,
             snapshot: new_snapshot_request()?,
             snapshot_armed: false,
-            jailed: false,
+            jailed: config.jail.is_some(),
         })
     }
 
@@ -472,15 +614,6 @@ impl Vmm {
     pub fn snapshot_trigger(&mut self) -> Result<SnapshotTrigger> {
         if self.seccomp || self.jailed {
             bail!("a snapshot of a jailed or seccomp-filtered VMM is not supported yet");
-        }
-        if !self
-            .devices
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .virtio
-            .is_empty()
-        {
-            bail!("a snapshot of a VM with virtio-mmio devices is not supported yet");
         }
         self.snapshot_armed = true;
         Ok(SnapshotTrigger(self.snapshot.clone()))
@@ -570,19 +703,22 @@ impl Vmm {
         for (i, s) in saved {
             vcpus.push(s.with_context(|| format!("saving vCPU {i}"))?);
         }
-        let serial = self
-            .devices
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .serial
-            .state();
+        let (serial, devices) = {
+            let d = self.devices.lock().unwrap_or_else(|e| e.into_inner());
+            (
+                d.serial.state(),
+                d.virtio.iter().map(|(_, t)| t.state()).collect(),
+            )
+        };
         snapshot::write(
             &dir,
             snapshot::Paused {
                 vm: &self._vm,
                 mem: &self._mem,
+                mem_file_backed: self.mem_file_backed,
                 vcpus,
                 serial,
+                devices,
                 cmdline: self.cmdline.clone(),
                 entry: self.entry,
             },
