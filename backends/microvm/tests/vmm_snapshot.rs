@@ -160,6 +160,7 @@ fn counting_guest_is_snapshotted_restored_twice_and_each_copy_counts_on_its_own(
         let o = c.finish();
         assert_eq!(o.exit, ExitReason::DebugExit(2));
         first.push(o.to_first_exit.expect("the restored guest ran"));
+        eprintln!("  restore: {}", o.phases.describe());
     }
     let (median, min, max) = spread_ms(&mut first);
     eprintln!(

@@ -11,7 +11,7 @@
 //!   and [`VmState`] as JSON. Written last, under a temporary name then renamed: a directory
 //!   with a state file holds a complete snapshot.
 //!
-//! Saved per vCPU: registers, special registers, the XSAVE area (x87 FPU, SSE, AVX), XCRs,
+//! Saved per vCPU: its CPUID, registers, special registers, the XSAVE area (x87 FPU, SSE, AVX), XCRs,
 //! local APIC, MP state, pending events, and every MSR KVM lists that reads back. Per VM: both
 //! PICs and the IOAPIC, the PIT, the kvm clock, the 8250's registers and receive FIFO, and each
 //! virtio-mmio transport ([`TransportState`]: status, features, selectors, interrupt status,
@@ -43,9 +43,9 @@ use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 use kvm_bindings::{
-    kvm_clock_data, kvm_irqchip, kvm_lapic_state, kvm_mp_state, kvm_msr_entry, kvm_pit_state2,
-    kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave, Msrs, KVM_IRQCHIP_IOAPIC,
-    KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE,
+    kvm_clock_data, kvm_cpuid_entry2, kvm_irqchip, kvm_lapic_state, kvm_mp_state, kvm_msr_entry,
+    kvm_pit_state2, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave, CpuId, Msrs,
+    KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_MAX_CPUID_ENTRIES,
 };
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use serde::{Deserialize, Serialize};
@@ -66,7 +66,7 @@ pub const MEMORY_FILE: &str = "memory";
 /// A header and [`VmState`] as JSON.
 pub const STATE_FILE: &str = "state";
 /// Bumped whenever [`VmState`] changes meaning.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 /// The state file's header: magic, format (u32 LE), 4 reserved bytes, the JSON body's length
 /// (u64 LE), its SHA-256; then the body.
 const STATE_MAGIC: &[u8; 8] = b"HAKOSNAP";
@@ -79,6 +79,8 @@ const TRAILER_LEN: u64 = 4096;
 /// One vCPU's state.
 #[derive(Serialize, Deserialize)]
 pub struct VcpuState {
+    /// The CPUID the guest booted with: a restored guest must see the same CPU.
+    cpuid: Vec<kvm_cpuid_entry2>,
     regs: kvm_regs,
     sregs: kvm_sregs,
     xsave: kvm_xsave,
@@ -187,6 +189,11 @@ pub(super) fn save_vcpu(vcpu: &mut VcpuFd, msr_indices: &[u32]) -> Result<VcpuSt
     let _ = vcpu.run();
     vcpu.set_kvm_immediate_exit(0);
     Ok(VcpuState {
+        cpuid: vcpu
+            .get_cpuid2(KVM_MAX_CPUID_ENTRIES)
+            .context("KVM_GET_CPUID2")?
+            .as_slice()
+            .to_vec(),
         mp_state: vcpu.get_mp_state().context("KVM_GET_MP_STATE")?,
         regs: vcpu.get_regs().context("KVM_GET_REGS")?,
         sregs: vcpu.get_sregs().context("KVM_GET_SREGS")?,
@@ -198,9 +205,11 @@ pub(super) fn save_vcpu(vcpu: &mut VcpuFd, msr_indices: &[u32]) -> Result<VcpuSt
     })
 }
 
-/// Load a saved vCPU into a fresh one (its CPUID already set), in the order KVM needs: the
-/// APIC base (in sregs) before the LAPIC, the MSRs after both.
+/// Load a saved vCPU into a fresh one, in the order KVM needs: CPUID first, the APIC base (in
+/// sregs) before the LAPIC, the MSRs after both.
 pub(super) fn restore_vcpu(vcpu: &VcpuFd, s: &VcpuState) -> Result<()> {
+    let cpuid = CpuId::from_entries(&s.cpuid).context("the snapshot's CPUID")?;
+    vcpu.set_cpuid2(&cpuid).context("KVM_SET_CPUID2")?;
     vcpu.set_mp_state(s.mp_state).context("KVM_SET_MP_STATE")?;
     vcpu.set_regs(&s.regs).context("KVM_SET_REGS")?;
     vcpu.set_sregs(&s.sregs).context("KVM_SET_SREGS")?;
