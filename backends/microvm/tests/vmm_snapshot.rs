@@ -13,9 +13,10 @@ mod common;
 use common::{kvm_usable, pipe, spread_ms};
 use hako_microvm::measure::snapshot_memory_use;
 use hako_microvm::vmm::boot::synthetic_elf;
-use hako_microvm::vmm::snapshot::{verify, MEMORY_FILE, STATE_FILE};
+use hako_microvm::vmm::snapshot::{commit, verify, MEMORY_FILE, STATE_FILE};
 use hako_microvm::vmm::{
-    BlockDevice, ExitReason, Input, Output, RestoreConfig, RunOutcome, Stdio, VmConfig, Vmm,
+    BlockDevice, ExitReason, Input, Output, RestoreConfig, RunOutcome, SnapshotTo, Stdio, VmConfig,
+    Vmm,
 };
 
 /// 64-bit stub: count in guest memory, print the count, wait for a byte on the 8250; go on
@@ -531,4 +532,134 @@ fn guest_in_the_middle_of_virtio_io_continues_in_two_restored_copies_each_on_its
     f.write_all_at(&[1], 100 << 20).unwrap();
     let err = format!("{:#}", verify(&bad).unwrap_err());
     assert!(err.contains("outside what the snapshot wrote"), "{err}");
+}
+
+/// The template flow the backend's hako engine can use: a forked, jailed VMM runs the virtio
+/// counter as a template; the caller waits for its "ready" (the first count on the console, as
+/// the agent port's Ready frame would be), triggers the snapshot through a pipe, commits the
+/// directory once the VMM has ended, and restores a copy with its own disk and console.
+#[test]
+fn jailed_template_vmm_snapshots_on_the_callers_trigger() {
+    if !kvm_usable() {
+        return;
+    }
+    // SAFETY: geteuid has no arguments.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP: the jailed VMM needs root (namespaces, pivot_root)");
+        return;
+    }
+    let dir = TempDir(std::env::temp_dir().join(format!("hako-vmm-tmpl-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let kernel = dir.0.join("vcounter.elf");
+    std::fs::write(
+        &kernel,
+        synthetic_elf(VIRTIO_COUNTER, 0x100_0000, 0x100_0000, 0x100_0000, None),
+    )
+    .unwrap();
+    let snap = dir.0.join("template");
+    std::fs::create_dir(&snap).unwrap();
+    let template_disk = disk(&dir.0, "template.img", 4096);
+    let config = |console: Stdio, seccomp: bool| {
+        let (serial, _, _) = serial();
+        VmConfig {
+            memory_mib: 128,
+            kernel: kernel.clone(),
+            serial,
+            block: vec![BlockDevice {
+                path: template_disk.clone(),
+                read_only: false,
+                id: "disk0".into(),
+            }],
+            console: Some(console),
+            jail: Some(hako_microvm::vmm::JailConfig::default()),
+            seccomp,
+            ..Default::default()
+        }
+    };
+
+    // A template under the seccomp filters is refused: it could not save itself.
+    let (trigger_r, _trigger_w) = pipe();
+    let (_, console_w) = pipe();
+    let err = Vmm::new_template(
+        config(
+            Stdio {
+                input: Input::None,
+                output: Output::Fd(console_w),
+            },
+            true,
+        ),
+        SnapshotTo {
+            dir: snap.clone(),
+            trigger: trigger_r.into(),
+        },
+    )
+    .err()
+    .expect("a seccomp-filtered template is refused");
+    assert!(format!("{err:#}").contains("seccomp"), "{err:#}");
+
+    let (trigger_r, mut trigger_w) = pipe();
+    let (mut console_r, console_w) = pipe();
+    let cfg = config(
+        Stdio {
+            input: Input::None,
+            output: Output::Fd(console_w),
+        },
+        false,
+    );
+    let to = SnapshotTo {
+        dir: snap.clone(),
+        trigger: trigger_r.into(),
+    };
+    // SAFETY: the child only builds and runs the VM, then leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        // SAFETY: plain syscalls in the forked child.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        let code = match Vmm::new_template(cfg, to).and_then(|v| v.run()) {
+            Ok(o) if o.exit == ExitReason::Snapshotted => 0,
+            Ok(o) => {
+                eprintln!("template VMM: {}", o.exit.describe());
+                1
+            }
+            Err(e) => {
+                eprintln!("template VMM: {e:#}");
+                2
+            }
+        };
+        // SAFETY: leave the child without running the test harness's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    drop(cfg);
+    // "Ready": the guest's first count on its console.
+    let mut b = [0u8; 1];
+    console_r.read_exact(&mut b).unwrap();
+    assert_eq!(b[0], b'1');
+    // Before the trigger, the directory is no snapshot yet.
+    assert!(!snap.join(STATE_FILE).exists());
+    trigger_w.write_all(b"s").unwrap();
+    let mut st = 0;
+    // SAFETY: reap our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut st, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0,
+        "the template VMM ended with wait status {st:#x}"
+    );
+    assert!(
+        !snap.join(STATE_FILE).exists(),
+        "written, not yet committed"
+    );
+    let (stdio, _, _) = serial();
+    assert!(Vmm::restore(RestoreConfig::new(snap.clone(), stdio)).is_err());
+    commit(&snap).unwrap();
+    verify(&snap).unwrap();
+
+    // A sandbox's copy: its own disk and console, counting on from 1.
+    let own_disk = disk(&dir.0, "sandbox.img", 4096);
+    let mut c = restore_virtio(&snap, &own_disk).unwrap();
+    c.count(b'2');
+    c.vm.send(b'q');
+    assert_eq!(c.vm.finish().exit, ExitReason::DebugExit(2));
+    assert_eq!(first_byte(&own_disk), 2);
+    assert_eq!(first_byte(&template_disk), 1);
 }

@@ -97,6 +97,16 @@ pub struct NetDevice {
     pub mtu: u16,
 }
 
+/// Where a template VM ([`Vmm::new_template`]) writes its snapshot, and when.
+pub struct SnapshotTo {
+    /// An existing directory (say, the template cache's entry being made).
+    pub dir: PathBuf,
+    /// Readable with at least one byte (the read end of a pipe, an eventfd) when the caller
+    /// wants the snapshot, say once the agent port said "ready". End of file (the caller went
+    /// away) is no request.
+    pub trigger: std::os::fd::OwnedFd,
+}
+
 /// The resources description of one microVM.
 pub struct VmConfig {
     pub memory_mib: u32,
@@ -469,6 +479,20 @@ impl Vmm {
     /// Build the VM: KVM VM and irqchip, guest memory, kernel and boot information, devices,
     /// the BSP's registers; then enter the jail when configured. Every error names what failed.
     pub fn new(config: VmConfig) -> Result<Vmm> {
+        Self::build(config, None)
+    }
+
+    /// As [`Vmm::new`], for a template: the VM writes its snapshot into `to.dir` when
+    /// `to.trigger` becomes readable, and `run` returns [`ExitReason::Snapshotted`]; the caller
+    /// then makes the directory a snapshot with [`snapshot::commit`]. The snapshot's files are
+    /// opened here, before the jail. Refused with `seccomp` (saving the VM takes KVM ioctls and
+    /// writes the filters refuse; a template's guest is hako's own kernel and agent before any
+    /// bundle).
+    pub fn new_template(config: VmConfig, to: SnapshotTo) -> Result<Vmm> {
+        Self::build(config, Some(to))
+    }
+
+    fn build(config: VmConfig, snapshot_to: Option<SnapshotTo>) -> Result<Vmm> {
         let started = Instant::now();
         if config.vcpus == 0 || config.vcpus > mptable::MAX_VCPUS {
             bail!(
@@ -490,6 +514,22 @@ impl Vmm {
             bail!("too many virtio devices ({ndev})");
         }
         let mem_size = u64::from(config.memory_mib) << 20;
+        if snapshot_to.is_some() && config.seccomp {
+            // Saving the vCPUs and the VM takes KVM ioctls and file writes the filters refuse.
+            // A template's guest is hako's own kernel and agent before any bundle, so it runs
+            // jailed but unfiltered.
+            bail!("a template VM cannot run under the seccomp filters");
+        }
+        let snapshot = match snapshot_to {
+            Some(t) => Arc::new(snapshot::Request {
+                evt: EventFd::new(libc::EFD_NONBLOCK).context("eventfd")?,
+                dir: Mutex::new(None),
+                files: Mutex::new(Some(snapshot::create_files(&t.dir)?)),
+                trigger: Some(t.trigger),
+            }),
+            None => new_snapshot_request()?,
+        };
+        let snapshot_armed = snapshot.trigger.is_some();
 
         let kvm = Kvm::new().context("opening /dev/kvm")?;
         let mem = create_guest_memory(mem_size)?;
@@ -550,8 +590,8 @@ impl Vmm {
             phases,
             cmdline,
             entry,
-            snapshot: new_snapshot_request()?,
-            snapshot_armed: false,
+            snapshot,
+            snapshot_armed,
             jailed: config.jail.is_some(),
         })
     }
@@ -656,7 +696,13 @@ impl Vmm {
     /// snapshot cannot hold yet (see [`snapshot`]).
     pub fn snapshot_trigger(&mut self) -> Result<SnapshotTrigger> {
         if self.seccomp || self.jailed {
-            bail!("a snapshot of a jailed or seccomp-filtered VMM is not supported yet");
+            bail!(
+                "a jailed or seccomp-filtered VMM cannot write a snapshot where asked; a template \
+                 VM opens its files before the jail (VmConfig.snapshot_to)"
+            );
+        }
+        if self.snapshot.trigger.is_some() {
+            bail!("this VM snapshots on its VmConfig.snapshot_to trigger");
         }
         self.snapshot_armed = true;
         Ok(SnapshotTrigger(self.snapshot.clone()))
@@ -742,13 +788,27 @@ impl Vmm {
 
     /// Every vCPU has saved its state: write the snapshot where the trigger asked.
     fn write_snapshot(&mut self, shared: &Shared) -> Result<()> {
-        let dir = self
+        // A template's files were opened before the jail (the caller commits them); an
+        // in-process trigger names a directory, and the snapshot is finished here.
+        let opened = self
             .snapshot
-            .dir
+            .files
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .context("a snapshot without a directory")?;
+            .take();
+        let (files, dir) = match opened {
+            Some(f) => (f, None),
+            None => {
+                let dir = self
+                    .snapshot
+                    .dir
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take()
+                    .context("a snapshot without a directory")?;
+                (snapshot::create_files(&dir)?, Some(dir))
+            }
+        };
         let mut saved =
             std::mem::take(&mut *shared.vcpu_states.lock().unwrap_or_else(|e| e.into_inner()));
         saved.sort_by_key(|(i, _)| *i);
@@ -763,8 +823,8 @@ impl Vmm {
                 d.virtio.iter().map(|(_, t)| t.state()).collect(),
             )
         };
-        snapshot::write(
-            &dir,
+        snapshot::write_files(
+            &files,
             snapshot::Paused {
                 vm: &self._vm,
                 mem: &self._mem,
@@ -775,7 +835,11 @@ impl Vmm {
                 cmdline: self.cmdline.clone(),
                 entry: self.entry,
             },
-        )
+        )?;
+        match dir {
+            Some(d) => snapshot::commit(&d),
+            None => Ok(()),
+        }
     }
 
     /// Forward host input until a vCPU reports the VM stopped.
@@ -791,10 +855,10 @@ impl Vmm {
                     revents: 0,
                 },
                 libc::pollfd {
-                    fd: if self.snapshot_armed {
-                        self.snapshot.evt.as_raw_fd()
-                    } else {
-                        -1
+                    fd: match (&self.snapshot.trigger, self.snapshot_armed) {
+                        (Some(t), true) => t.as_raw_fd(),
+                        (None, true) => self.snapshot.evt.as_raw_fd(),
+                        _ => -1,
                     },
                     events: libc::POLLIN,
                     revents: 0,
@@ -826,11 +890,28 @@ impl Vmm {
                 return;
             }
             if fds[1].revents != 0 {
-                // Pause: each vCPU thread saves its state as it leaves; `run` writes the rest.
-                let _ = self.snapshot.evt.read();
-                shared.pause.store(true, Ordering::SeqCst);
-                shared.finish(ExitReason::Snapshotted);
-                return;
+                let asked = match &self.snapshot.trigger {
+                    Some(t) => {
+                        let mut b = [0u8; 8];
+                        // SAFETY: read into a buffer we own from the trigger fd.
+                        let n =
+                            unsafe { libc::read(t.as_raw_fd(), b.as_mut_ptr().cast(), b.len()) };
+                        if n <= 0 {
+                            // The caller went away (or nothing to read): no snapshot from it.
+                            self.snapshot_armed = false;
+                        }
+                        n > 0
+                    }
+                    None => self.snapshot.evt.read().is_ok(),
+                };
+                if asked {
+                    // Pause: each vCPU thread saves its state as it leaves; `run` writes the
+                    // rest.
+                    shared.pause.store(true, Ordering::SeqCst);
+                    shared.finish(ExitReason::Snapshotted);
+                    return;
+                }
+                continue;
             }
             let mut idx = 2;
             if let Some(f) = serial_in.as_mut() {
@@ -952,6 +1033,8 @@ fn new_snapshot_request() -> Result<Arc<snapshot::Request>> {
     Ok(Arc::new(snapshot::Request {
         evt: EventFd::new(libc::EFD_NONBLOCK).context("eventfd")?,
         dir: Mutex::new(None),
+        files: Mutex::new(None),
+        trigger: None,
     }))
 }
 

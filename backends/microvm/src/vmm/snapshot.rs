@@ -140,6 +140,60 @@ pub struct SnapshotTrigger(pub(super) std::sync::Arc<Request>);
 pub(super) struct Request {
     pub(super) evt: EventFd,
     pub(super) dir: Mutex<Option<PathBuf>>,
+    /// A template VMM's files, opened before its jail ([`super::SnapshotTo`]).
+    pub(super) files: Mutex<Option<SnapshotFiles>>,
+    /// A template VMM's trigger: readable when the caller wants the snapshot.
+    pub(super) trigger: Option<std::os::fd::OwnedFd>,
+}
+
+/// A snapshot's two files, open for writing: guest memory, and the state under its temporary
+/// name (until [`commit`]).
+pub struct SnapshotFiles {
+    memory: File,
+    state: File,
+}
+
+/// The state's name until [`commit`].
+const STATE_TMP: &str = ".state.tmp";
+
+/// Start a snapshot in `dir` (an existing directory): remove a previous `state` (so the
+/// directory is no snapshot until [`commit`]) and create the memory file and the temporary
+/// state file.
+pub fn create_files(dir: &Path) -> Result<SnapshotFiles> {
+    match std::fs::remove_file(dir.join(STATE_FILE)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e)
+                .with_context(|| format!("removing the old {STATE_FILE} in {}", dir.display()))
+        }
+        _ => {}
+    }
+    let create = |name: &str| {
+        let p = dir.join(name);
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&p)
+            .with_context(|| format!("creating {}", p.display()))
+    };
+    Ok(SnapshotFiles {
+        memory: create(MEMORY_FILE)?,
+        state: create(STATE_TMP)?,
+    })
+}
+
+/// Finish a snapshot the VMM wrote into `dir`: check the temporary state against the memory
+/// file as a restore would, then rename it to [`STATE_FILE`]. The caller of a jailed template
+/// VMM does this once `run` has returned [`super::ExitReason::Snapshotted`] (the jailed VMM
+/// sees no paths).
+pub fn commit(dir: &Path) -> Result<()> {
+    let tmp = dir.join(STATE_TMP);
+    let data = std::fs::read(&tmp).with_context(|| format!("reading {}", tmp.display()))?;
+    let state = parse_state(&data).map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))?;
+    check_memory_file(dir, &state)?;
+    let spath = dir.join(STATE_FILE);
+    std::fs::rename(&tmp, &spath).with_context(|| format!("renaming to {}", spath.display()))
 }
 
 impl SnapshotTrigger {
@@ -295,22 +349,19 @@ fn random_id() -> Result<[u8; 16]> {
     Ok(id)
 }
 
-/// Write the snapshot of a paused VM into `dir`: the memory file (sparse: pages that read as
-/// zero are holes; then its trailer), then the state file, written to a temporary name and
-/// renamed, so a directory without a state file is no snapshot and one with it is complete.
-pub(super) fn write(dir: &Path, p: Paused) -> Result<()> {
+/// Write the snapshot of a paused VM into `files` ([`create_files`]): the memory file (sparse:
+/// pages that read as zero are holes; then its trailer), then the state under its temporary
+/// name; [`commit`] makes it a snapshot. Only descriptors are used, so a jailed VMM can do it.
+pub(super) fn write_files(files: &SnapshotFiles, p: Paused) -> Result<()> {
     let mut clock = p.vm.get_clock().context("KVM_GET_CLOCK")?;
     // Only the value is restored; the flags describe this host's clock.
     clock.flags = 0;
-    let spath = dir.join(STATE_FILE);
-    // A snapshot being replaced stops being one first.
-    let _ = std::fs::remove_file(&spath);
     let id = random_id()?;
     let total: u64 = p.mem.iter().map(|r| r.len()).sum();
-    let mpath = dir.join(MEMORY_FILE);
-    let f = File::create(&mpath).with_context(|| format!("creating {}", mpath.display()))?;
-    f.set_len(total + TRAILER_LEN)
-        .with_context(|| format!("sizing {}", mpath.display()))?;
+    let f = &files.memory;
+    f.set_len(0)
+        .and_then(|_| f.set_len(total + TRAILER_LEN))
+        .context("sizing the snapshot's memory file")?;
     let mut extents: Vec<(u64, u64)> = Vec::new();
     let mut digest = Sha256::new();
     let mut file_off = 0u64;
@@ -338,16 +389,15 @@ pub(super) fn write(dir: &Path, p: Paused) -> Result<()> {
             let chunk = &bytes[start * PAGE..(i * PAGE).min(len)];
             let off = file_off + (start * PAGE) as u64;
             f.write_all_at(chunk, off)
-                .with_context(|| format!("writing {}", mpath.display()))?;
+                .context("writing the snapshot's memory file")?;
             hash_extent(&mut digest, off, chunk);
             extents.push((off, chunk.len() as u64));
         }
         file_off += r.len();
     }
     f.write_all_at(&trailer(&id, total), total)
-        .with_context(|| format!("writing {}", mpath.display()))?;
-    f.sync_all()
-        .with_context(|| format!("syncing {}", mpath.display()))?;
+        .context("writing the snapshot's memory file")?;
+    f.sync_all().context("syncing the snapshot's memory file")?;
     let state = VmState {
         regions: p.mem.iter().map(|r| (r.start_addr().0, r.len())).collect(),
         memory_id: hex(&id),
@@ -372,12 +422,11 @@ pub(super) fn write(dir: &Path, p: Paused) -> Result<()> {
     out.extend_from_slice(&(body.len() as u64).to_le_bytes());
     out.extend_from_slice(&Sha256::digest(&body));
     out.extend_from_slice(&body);
-    let tmp = dir.join(format!(".{STATE_FILE}.tmp"));
-    let mut sf = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    sf.write_all(&out)
+    let mut sf = &files.state;
+    sf.set_len(0)
+        .and_then(|_| sf.write_all(&out))
         .and_then(|_| sf.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &spath).with_context(|| format!("renaming to {}", spath.display()))?;
+        .context("writing the snapshot's state")?;
     Ok(())
 }
 
@@ -400,6 +449,12 @@ pub(super) fn read(dir: &Path) -> Result<(VmState, File)> {
     let spath = dir.join(STATE_FILE);
     let data = std::fs::read(&spath).with_context(|| format!("reading {}", spath.display()))?;
     let state = parse_state(&data).map_err(|e| anyhow::anyhow!("{}: {e}", spath.display()))?;
+    let mem = check_memory_file(dir, &state)?;
+    Ok((state, mem))
+}
+
+/// Open `dir`'s memory file and check it is `state`'s: its length and its trailer's id.
+fn check_memory_file(dir: &Path, state: &VmState) -> Result<File> {
     let mpath = dir.join(MEMORY_FILE);
     let mem = File::open(&mpath).with_context(|| format!("opening {}", mpath.display()))?;
     let want: u64 = state.regions.iter().map(|r| r.1).sum();
@@ -423,7 +478,7 @@ pub(super) fn read(dir: &Path) -> Result<(VmState, File)> {
             mpath.display()
         );
     }
-    Ok((state, mem))
+    Ok(mem)
 }
 
 fn parse_state(data: &[u8]) -> Result<VmState> {
