@@ -7,6 +7,25 @@
 //! exit port, virtio-mmio block and console), [`jail`] (namespaces, pivot into an empty root),
 //! [`seccomp`] (per-thread filters kept as JSON data), [`probe`] (can this host's KVM run Linux?),
 //! [`snapshot`] (pause into a snapshot, [`Vmm::restore`] from one).
+//!
+//! Templates (issue 15), for the backend's hako engine:
+//!
+//! ```text
+//! // Make one: the guest boots as usual; the snapshot's files are opened before the jail.
+//! let (trigger_r, trigger_w) = pipe();
+//! let vmm = Vmm::new_template(config, SnapshotTo { dir, trigger: trigger_r })?;
+//! fork: vmm.run() == Ok(RunOutcome { exit: ExitReason::Snapshotted, .. })
+//! caller: on the agent port's Ready, write a byte to trigger_w; once the VMM has ended,
+//!         snapshot::commit(dir) (optionally snapshot::verify(dir) when adopting it)
+//! // Use it, once per sandbox: its own disks, agent port and tap; jailed and filtered.
+//! let vmm = Vmm::restore(RestoreConfig { snapshot: dir, serial, block, console, net,
+//!                                        jail: Some(..), seccomp: true })?;
+//! vmm.run()  // the guest continues where the template stopped
+//! ```
+//!
+//! A restore whose devices do not match the snapshot's (types, order, features) and a damaged
+//! or foreign snapshot are refused before any VM exists; a disk of another size than the
+//! template's reaches the guest as a config change. See [`snapshot`] for what is saved.
 
 pub mod boot;
 pub mod cpu;

@@ -503,7 +503,7 @@ fn parse_state(data: &[u8]) -> Result<VmState> {
     serde_json::from_slice(body).context("the state does not parse")
 }
 
-/// Check a snapshot completely: its state as [`read`] does, then every byte of guest memory
+/// Check a snapshot completely: its state as a restore does, then every byte of guest memory
 /// against the digest taken when it was written (the data extents hash to it; the rest of the
 /// file reads as zero). Reads the whole memory file, so it is for a template cache adopting a
 /// snapshot, not for each restore.
