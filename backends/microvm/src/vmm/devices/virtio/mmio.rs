@@ -156,6 +156,12 @@ impl MmioTransport {
                 self.offered_features()
             );
         }
+        if s.driver_features & !s.offered_features != 0 {
+            bail!(
+                "the driver acknowledged features {:#x} the device never offered",
+                s.driver_features & !s.offered_features
+            );
+        }
         if s.queues.len() != self.queues.len() {
             bail!(
                 "{} queues in the snapshot, the device has {}",
@@ -630,6 +636,9 @@ pub mod tests {
         other.device_type = 2;
         let mut d = MmioTransport::new(Box::new(Null), mem.clone(), irq.clone());
         assert!(format!("{:#}", d.restore(&other).unwrap_err()).contains("device type 2"));
+        let mut unoffered = saved.clone();
+        unoffered.driver_features |= 1 << 28; // indirect descriptors, never offered
+        assert!(format!("{:#}", d.restore(&unoffered).unwrap_err()).contains("never offered"));
         // A live queue whose rings lie outside guest memory: refused.
         let mut far = saved.clone();
         far.queues[0].used_ring = 1 << 40;
