@@ -189,7 +189,7 @@ pub fn create_files(dir: &Path) -> Result<SnapshotFiles> {
 /// sees no paths).
 pub fn commit(dir: &Path) -> Result<()> {
     let tmp = dir.join(STATE_TMP);
-    let data = std::fs::read(&tmp).with_context(|| format!("reading {}", tmp.display()))?;
+    let data = read_bounded(&tmp)?;
     let state = parse_state(&data).map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))?;
     check_memory_file(dir, &state)?;
     let spath = dir.join(STATE_FILE);
@@ -447,10 +447,25 @@ fn trailer(id: &[u8; 16], total: u64) -> Vec<u8> {
 /// trailer). Cheap: guest memory itself is not read ([`verify`] does that).
 pub(super) fn read(dir: &Path) -> Result<(VmState, File)> {
     let spath = dir.join(STATE_FILE);
-    let data = std::fs::read(&spath).with_context(|| format!("reading {}", spath.display()))?;
+    let data = read_bounded(&spath)?;
     let state = parse_state(&data).map_err(|e| anyhow::anyhow!("{}: {e}", spath.display()))?;
     let mem = check_memory_file(dir, &state)?;
     Ok((state, mem))
+}
+
+/// A state file is tens of KiB per vCPU; anything past this is no state of ours.
+const MAX_STATE: u64 = 16 << 20;
+
+fn read_bounded(p: &Path) -> Result<Vec<u8>> {
+    let f = File::open(p).with_context(|| format!("reading {}", p.display()))?;
+    let len = f.metadata()?.len();
+    if len > MAX_STATE {
+        bail!("{}: {len} bytes, not a snapshot state", p.display());
+    }
+    let mut data = Vec::with_capacity(len as usize);
+    std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_STATE + 1), &mut data)
+        .with_context(|| format!("reading {}", p.display()))?;
+    Ok(data)
 }
 
 /// Open `dir`'s memory file and check it is `state`'s: its length and its trailer's id.
