@@ -187,10 +187,14 @@ fn inner() {
     snapshot_and_restore_linux();
 }
 
-/// The guest's /init on the root image: count to 8, a second apart, then reboot.
+/// The guest's /init on the root image: count to 8, a second apart, each tick printed by a
+/// process pinned to CPU 0 or 1 in turn (a vCPU that did not come back from the snapshot would
+/// leave its ticks unprinted), then reboot.
 const TICK_INIT: &str = "#!/bin/busybox sh\n\
     i=1\n\
-    while [ $i -le 8 ]; do echo \"hako-tick $i\"; i=$((i+1)); /bin/busybox sleep 1; done\n\
+    while [ $i -le 8 ]; do\n\
+    /bin/busybox taskset -c $((i % 2)) /bin/busybox echo \"hako-tick $i on cpu $((i % 2))\"\n\
+    i=$((i+1)); /bin/busybox sleep 1; done\n\
     /bin/busybox reboot -f\n";
 
 fn tick_vm_stdio(cap: &Capture) -> Stdio {
@@ -208,14 +212,16 @@ fn tick_disk() -> Vec<BlockDevice> {
     }]
 }
 
-/// Level 1, last stage: Linux running a shell loop from its root disk is paused into a
-/// snapshot after its third tick, and restored twice, one copy after the other: each goes on
-/// from there (ticks 4 to 8, none of the first ones again) and reboots at the end.
+/// Level 1, last stage: Linux on 2 vCPUs running a shell loop from its root disk is paused
+/// into a snapshot after its third tick, and restored twice, one copy after the other: each
+/// goes on from there on both vCPUs (ticks 4 to 8, none of the first ones again) and reboots
+/// at the end.
 fn snapshot_and_restore_linux() {
     let cap = Capture::default();
     watch_capture("Linux to its third tick", &cap);
     let mut vmm = Vmm::new(VmConfig {
         memory_mib: 128,
+        vcpus: 2,
         kernel: PathBuf::from("/vmlinux"),
         cmdline:
             "console=ttyS0 reboot=k panic=-1 quiet root=/dev/vda rootfstype=ext4 ro init=/init"
@@ -227,7 +233,7 @@ fn snapshot_and_restore_linux() {
     .unwrap();
     let trigger = vmm.snapshot_trigger().unwrap();
     let vm = std::thread::spawn(move || vmm.run());
-    while !String::from_utf8_lossy(&cap.contents()).contains("hako-tick 3") {
+    while !String::from_utf8_lossy(&cap.contents()).contains("hako-tick 3 on cpu 1") {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     std::fs::create_dir_all("/tmp/snap").unwrap();
@@ -255,7 +261,10 @@ fn snapshot_and_restore_linux() {
              not a performance figure)",
             out.exit, out.to_first_exit
         );
-        assert!(text.contains("hako-tick 8"), "copy {copy} did not count on");
+        assert!(
+            text.contains("hako-tick 7 on cpu 1") && text.contains("hako-tick 8 on cpu 0"),
+            "copy {copy} did not count on, on both vCPUs"
+        );
         assert!(
             !text.contains("hako-tick 2"),
             "copy {copy} started over instead of going on"
