@@ -464,6 +464,8 @@ pub struct FileMappingUse {
     /// Rss with each page divided by the number of mappings that share it.
     pub pss_kib: u64,
     pub shared_clean_kib: u64,
+    /// Shared pages the page cache holds dirty (a memory file on tmpfs, or not yet written back).
+    pub shared_dirty_kib: u64,
     /// This mapping's own copies of the pages it wrote.
     pub private_dirty_kib: u64,
 }
@@ -489,6 +491,7 @@ pub fn file_mappings(smaps: &str, file: &Path) -> Vec<FileMappingUse> {
                     rss_kib: 0,
                     pss_kib: 0,
                     shared_clean_kib: 0,
+                    shared_dirty_kib: 0,
                     private_dirty_kib: 0,
                 });
             }
@@ -501,6 +504,7 @@ pub fn file_mappings(smaps: &str, file: &Path) -> Vec<FileMappingUse> {
             "Rss:" => m.rss_kib = v,
             "Pss:" => m.pss_kib = v,
             "Shared_Clean:" => m.shared_clean_kib = v,
+            "Shared_Dirty:" => m.shared_dirty_kib = v,
             "Private_Dirty:" => m.private_dirty_kib = v,
             _ => {}
         }
@@ -542,7 +546,8 @@ Pss:                   1 kB
 Size:             131072 kB
 Rss:                  48 kB
 Pss:                  28 kB
-Shared_Clean:         40 kB
+Shared_Clean:         32 kB
+Shared_Dirty:          8 kB
 Private_Dirty:         8 kB
 ";
         let m = file_mappings(smaps, Path::new("/s/snap/memory"));
@@ -555,6 +560,7 @@ Private_Dirty:         8 kB
                 rss_kib: 64,
                 pss_kib: 44,
                 shared_clean_kib: 40,
+                shared_dirty_kib: 0,
                 private_dirty_kib: 24,
             }
         );

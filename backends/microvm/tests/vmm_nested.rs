@@ -15,6 +15,7 @@ use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use hako_microvm::measure::snapshot_memory_use;
 use hako_microvm::vmm::probe::probe_cached;
 use hako_microvm::vmm::snapshot::verify;
 use hako_microvm::vmm::{
@@ -67,9 +68,16 @@ fn watchdog(
 /// A watchdog for an L2 run in this thread: past [`INNER_STAGE_LIMIT`] it prints what the guest
 /// said so far and ends the run.
 fn watch_capture(stage: &'static str, cap: &Capture) {
-    let cap = cap.clone();
+    watch_captures(stage, std::slice::from_ref(cap));
+}
+
+/// As [`watch_capture`], for several L2 runs at once.
+fn watch_captures(stage: &'static str, caps: &[Capture]) {
+    let caps = caps.to_vec();
     watchdog(stage, INNER_STAGE_LIMIT, move || {
-        println!("{}", String::from_utf8_lossy(&cap.contents()));
+        for cap in &caps {
+            println!("{}", String::from_utf8_lossy(&cap.contents()));
+        }
         // SAFETY: leaving the process from the watchdog.
         unsafe { libc::_exit(3) }
     });
@@ -213,9 +221,9 @@ fn tick_disk() -> Vec<BlockDevice> {
 }
 
 /// Level 1, last stage: Linux on 2 vCPUs running a shell loop from its root disk is paused
-/// into a snapshot after its third tick, and restored twice, one copy after the other: each
+/// into a snapshot after its third tick, and restored twice, both copies running at once: each
 /// goes on from there on both vCPUs (ticks 4 to 8, none of the first ones again) and reboots
-/// at the end.
+/// at the end; while both run, their guest memory shows what they share (Pss against Rss).
 fn snapshot_and_restore_linux() {
     let cap = Capture::default();
     watch_capture("Linux to its third tick", &cap);
@@ -247,13 +255,46 @@ fn snapshot_and_restore_linux() {
         .map_or(0, |m| std::os::unix::fs::MetadataExt::blocks(&m) * 512);
     println!("L2 snapshot: {} KiB of guest memory written", used >> 10);
 
-    for copy in ["A", "B"] {
-        let cap = Capture::default();
-        watch_capture("restored Linux", &cap);
-        let mut cfg = RestoreConfig::new(PathBuf::from("/tmp/snap"), tick_vm_stdio(&cap));
-        cfg.block = tick_disk();
-        let out = Vmm::restore(cfg).unwrap().run().unwrap();
-        disarm();
+    // Two copies at once, each with its own console capture; their guest memory is measured
+    // while both run.
+    let caps = [Capture::default(), Capture::default()];
+    watch_captures("restored Linux copies", &caps);
+    let copies: Vec<_> = caps
+        .iter()
+        .map(|cap| {
+            let mut cfg = RestoreConfig::new(PathBuf::from("/tmp/snap"), tick_vm_stdio(cap));
+            cfg.block = tick_disk();
+            let vmm = Vmm::restore(cfg).unwrap();
+            std::thread::spawn(move || vmm.run())
+        })
+        .collect();
+    while !caps
+        .iter()
+        .all(|c| String::from_utf8_lossy(&c.contents()).contains("hako-tick 5"))
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let maps =
+        snapshot_memory_use(std::process::id() as i32, Path::new("/tmp/snap/memory")).unwrap();
+    let (rss, pss) = maps
+        .iter()
+        .fold((0, 0), |(r, p), m| (r + m.rss_kib, p + m.pss_kib));
+    println!(
+        "two restored Linux copies, both running: guest memory Rss {rss} KiB, Pss {pss} KiB; \
+         per copy (Rss, shared clean, shared dirty, private dirty): {:?}",
+        maps.iter()
+            .map(|m| (
+                m.rss_kib,
+                m.shared_clean_kib,
+                m.shared_dirty_kib,
+                m.private_dirty_kib
+            ))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(maps.len(), 2, "{maps:?}");
+    assert!(pss < rss, "the copies share the snapshot's pages: {maps:?}");
+    for (copy, (cap, vm)) in ["A", "B"].into_iter().zip(caps.iter().zip(copies)) {
+        let out = vm.join().unwrap().unwrap();
         let text = String::from_utf8_lossy(&cap.contents()).into_owned();
         println!("restored copy {copy}:\n{text}");
         println!(
@@ -271,6 +312,7 @@ fn snapshot_and_restore_linux() {
         );
         assert_eq!(out.exit, ExitReason::Reset);
     }
+    disarm();
 }
 
 #[test]
