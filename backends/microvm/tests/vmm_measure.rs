@@ -157,3 +157,63 @@ fn synthetic_guest_measurement_as_the_bench_takes_it() {
     );
     std::fs::remove_dir(&dir).unwrap();
 }
+
+/// The restore measurement `hako bench` can take ([`hako_microvm::measure`]): the stub is
+/// snapshotted once, then restored into two forked, jailed, seccomp-filtered VMM processes at
+/// once. Figures printed: restore → first guest exit, and the guest memory the copies share.
+#[test]
+fn restored_synthetic_guest_measurement_as_the_bench_takes_it() {
+    if !kvm_usable() {
+        return;
+    }
+    // SAFETY: geteuid has no arguments.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP: the jailed VMM needs root (namespaces, pivot_root)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("hako-vmm-restore-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let guest = hako_microvm::measure::SyntheticGuest::new(&dir, u64::from(GUEST_MIB)).unwrap();
+    let mut firsts = Vec::new();
+    for _ in 0..3 {
+        let runs = guest.measure_restore(2, Duration::from_secs(60)).unwrap();
+        assert_eq!(runs.len(), 2);
+        let (mut rss, mut pss) = (0, 0);
+        for r in &runs {
+            let m = r
+                .memory
+                .as_ref()
+                .expect("the copy maps the snapshot's memory file");
+            assert_eq!(m.perms, "rw-p", "a private (copy-on-write) mapping: {m:?}");
+            assert_eq!(m.size_kib, u64::from(GUEST_MIB) << 10, "{m:?}");
+            rss += m.rss_kib;
+            pss += m.pss_kib;
+            let first = r.to_first_exit.expect("the restored guest ran");
+            firsts.push(first);
+            eprintln!(
+                "hako VMM (jailed, seccomp): Vmm::restore -> first guest exit {:.2} ms \
+                 (restore {:.2} ms); {} KiB outside guest memory",
+                first.as_secs_f64() * 1e3,
+                r.restore.as_secs_f64() * 1e3,
+                r.rss.map_or(0, |v| v.vmm_kib)
+            );
+            eprintln!("  {}", r.phases);
+        }
+        assert!(
+            pss < rss,
+            "the two copies share pages of the snapshot: {runs:?}"
+        );
+        eprintln!("  guest memory of the two copies: Rss {rss} KiB, Pss {pss} KiB");
+    }
+    let (median, min, max) = common::spread_ms(&mut firsts);
+    eprintln!(
+        "hako VMM: restore -> first guest exit: median {median:.2} ms, min {min:.2}, max {max:.2}"
+    );
+    drop(guest);
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "the stub ELF and its snapshot are removed"
+    );
+    std::fs::remove_dir(&dir).unwrap();
+}

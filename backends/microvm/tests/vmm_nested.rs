@@ -1,20 +1,26 @@
 //! A real Linux boot on hako's VMM, on a machine whose own KVM cannot run Linux: qemu (TCG,
 //! `-cpu max`, which emulates AMD SVM with NPT) boots a Debian kernel as level 1 with `kvm_amd`
 //! loaded, and this very test binary runs inside it, where the KVM probe says yes, and boots
-//! the guest kernel on hako's VMM with a virtio disk and the serial console.
+//! the guest kernel on hako's VMM with a virtio disk and the serial console. Last, a guest
+//! counting in a shell loop from its root disk is snapshotted and restored twice, and each
+//! copy counts on.
 //!
 //! Needs: qemu-system-x86_64, busybox (static), cpio, gzip, dpkg-deb, the microvm guest kernel
 //! (`kernels/build.sh`, or `HAKO_TEST_KERNEL`), and a Debian kernel package for level 1 in
 //! `/var/cache/hako/nested/` (or `HAKO_NESTED_DIR`), fetched once with
 //! `cd /var/cache/hako/nested && apt-get download linux-image-$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-6/{print $2}' | sed 's/linux-image-//')`.
-//! Without them the test prints what is missing and does not run. It takes about a minute.
+//! Without them the test prints what is missing and does not run. It takes one to two minutes.
 
 use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use hako_microvm::measure::snapshot_memory_use;
 use hako_microvm::vmm::probe::probe_cached;
-use hako_microvm::vmm::{BlockDevice, Capture, ExitReason, Input, Output, Stdio, VmConfig, Vmm};
+use hako_microvm::vmm::snapshot::verify;
+use hako_microvm::vmm::{
+    BlockDevice, Capture, ExitReason, Input, Output, RestoreConfig, Stdio, VmConfig, Vmm,
+};
 
 const INNER_ENV: &str = "HAKO_NESTED_INNER";
 
@@ -59,6 +65,24 @@ fn watchdog(
     });
 }
 
+/// A watchdog for an L2 run in this thread: past [`INNER_STAGE_LIMIT`] it prints what the guest
+/// said so far and ends the run.
+fn watch_capture(stage: &'static str, cap: &Capture) {
+    watch_captures(stage, std::slice::from_ref(cap));
+}
+
+/// As [`watch_capture`], for several L2 runs at once.
+fn watch_captures(stage: &'static str, caps: &[Capture]) {
+    let caps = caps.to_vec();
+    watchdog(stage, INNER_STAGE_LIMIT, move || {
+        for cap in &caps {
+            println!("{}", String::from_utf8_lossy(&cap.contents()));
+        }
+        // SAFETY: leaving the process from the watchdog.
+        unsafe { libc::_exit(3) }
+    });
+}
+
 /// Level 1: the probe must say yes here, and Linux must boot on hako's VMM.
 fn inner() {
     let probe = probe_cached(Path::new("/tmp/probe")).unwrap();
@@ -68,14 +92,7 @@ fn inner() {
     let cap = Capture::default();
     // A boot that stops making progress ends the run with what the guest printed so far,
     // instead of running into the outer timeout with nothing to show.
-    watchdog("1 vCPU", INNER_STAGE_LIMIT, {
-        let cap = cap.clone();
-        move || {
-            println!("{}", String::from_utf8_lossy(&cap.contents()));
-            // SAFETY: leaving the process from the watchdog.
-            unsafe { libc::_exit(3) }
-        }
-    });
+    watch_capture("1 vCPU", &cap);
     let vmm = Vmm::new(VmConfig {
         memory_mib: 128,
         kernel: PathBuf::from("/vmlinux"),
@@ -174,6 +191,128 @@ fn inner() {
         "second vCPU not brought up"
     );
     assert!(text.contains("[vda]"));
+
+    snapshot_and_restore_linux();
+}
+
+/// The guest's /init on the root image: count to 8, a second apart, each tick printed by a
+/// process pinned to CPU 0 or 1 in turn (a vCPU that did not come back from the snapshot would
+/// leave its ticks unprinted), then reboot.
+const TICK_INIT: &str = "#!/bin/busybox sh\n\
+    i=1\n\
+    while [ $i -le 8 ]; do\n\
+    /bin/busybox taskset -c $((i % 2)) /bin/busybox echo \"hako-tick $i on cpu $((i % 2))\"\n\
+    i=$((i+1)); /bin/busybox sleep 1; done\n\
+    /bin/busybox reboot -f\n";
+
+fn tick_vm_stdio(cap: &Capture) -> Stdio {
+    Stdio {
+        input: Input::None,
+        output: Output::Capture(cap.clone()),
+    }
+}
+
+fn tick_disk() -> Vec<BlockDevice> {
+    vec![BlockDevice {
+        path: "/rootfs.img".into(),
+        read_only: true,
+        id: "root".into(),
+    }]
+}
+
+/// Level 1, last stage: Linux on 2 vCPUs running a shell loop from its root disk is paused
+/// into a snapshot after its third tick, and restored twice, both copies running at once: each
+/// goes on from there on both vCPUs (ticks 4 to 8, none of the first ones again) and reboots
+/// at the end; while both run, their guest memory shows what they share (Pss against Rss).
+fn snapshot_and_restore_linux() {
+    let cap = Capture::default();
+    watch_capture("Linux to its third tick", &cap);
+    let mut vmm = Vmm::new(VmConfig {
+        memory_mib: 128,
+        vcpus: 2,
+        kernel: PathBuf::from("/vmlinux"),
+        cmdline:
+            "console=ttyS0 reboot=k panic=-1 quiet root=/dev/vda rootfstype=ext4 ro init=/init"
+                .into(),
+        block: tick_disk(),
+        serial: tick_vm_stdio(&cap),
+        ..Default::default()
+    })
+    .unwrap();
+    let trigger = vmm.snapshot_trigger().unwrap();
+    let vm = std::thread::spawn(move || vmm.run());
+    while !String::from_utf8_lossy(&cap.contents()).contains("hako-tick 3 on cpu 1") {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::fs::create_dir_all("/tmp/snap").unwrap();
+    trigger.request(Path::new("/tmp/snap")).unwrap();
+    let out = vm.join().unwrap().unwrap();
+    disarm();
+    println!("{}", String::from_utf8_lossy(&cap.contents()));
+    assert_eq!(out.exit, ExitReason::Snapshotted);
+    verify(Path::new("/tmp/snap")).unwrap();
+    let used: u64 = std::fs::metadata("/tmp/snap/memory")
+        .map_or(0, |m| std::os::unix::fs::MetadataExt::blocks(&m) * 512);
+    println!("L2 snapshot: {} KiB of guest memory written", used >> 10);
+
+    // Two copies at once, each with its own console capture; their guest memory is measured
+    // while both run.
+    let caps = [Capture::default(), Capture::default()];
+    watch_captures("restored Linux copies", &caps);
+    let copies: Vec<_> = caps
+        .iter()
+        .map(|cap| {
+            let mut cfg = RestoreConfig::new(PathBuf::from("/tmp/snap"), tick_vm_stdio(cap));
+            cfg.block = tick_disk();
+            let vmm = Vmm::restore(cfg).unwrap();
+            std::thread::spawn(move || vmm.run())
+        })
+        .collect();
+    while !caps
+        .iter()
+        .all(|c| String::from_utf8_lossy(&c.contents()).contains("hako-tick 5"))
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let maps =
+        snapshot_memory_use(std::process::id() as i32, Path::new("/tmp/snap/memory")).unwrap();
+    let (rss, pss) = maps
+        .iter()
+        .fold((0, 0), |(r, p), m| (r + m.rss_kib, p + m.pss_kib));
+    println!(
+        "two restored Linux copies, both running: guest memory Rss {rss} KiB, Pss {pss} KiB; \
+         per copy (Rss, shared clean, shared dirty, private dirty): {:?}",
+        maps.iter()
+            .map(|m| (
+                m.rss_kib,
+                m.shared_clean_kib,
+                m.shared_dirty_kib,
+                m.private_dirty_kib
+            ))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(maps.len(), 2, "{maps:?}");
+    assert!(pss < rss, "the copies share the snapshot's pages: {maps:?}");
+    for (copy, (cap, vm)) in ["A", "B"].into_iter().zip(caps.iter().zip(copies)) {
+        let out = vm.join().unwrap().unwrap();
+        let text = String::from_utf8_lossy(&cap.contents()).into_owned();
+        println!("restored copy {copy}:\n{text}");
+        println!(
+            "restored copy {copy}: exit {:?}; first exit {:?} after Vmm::restore (nested under TCG: \
+             not a performance figure)",
+            out.exit, out.to_first_exit
+        );
+        assert!(
+            text.contains("hako-tick 7 on cpu 1") && text.contains("hako-tick 8 on cpu 0"),
+            "copy {copy} did not count on, on both vCPUs"
+        );
+        assert!(
+            !text.contains("hako-tick 2"),
+            "copy {copy} started over instead of going on"
+        );
+        assert_eq!(out.exit, ExitReason::Reset);
+    }
+    disarm();
 }
 
 #[test]
@@ -197,6 +336,7 @@ fn linux_boots_on_hako_vmm_under_nested_kvm() {
         ("gzip", which("gzip")),
         ("dpkg-deb", which("dpkg-deb")),
         ("ldd", which("ldd")),
+        ("mkfs.ext4", which("mkfs.ext4")),
     ]
     .into_iter()
     .filter(|(_, p)| p.is_none())
@@ -263,6 +403,19 @@ fn linux_boots_on_hako_vmm_under_nested_kvm() {
     }
     std::fs::copy(which("busybox").unwrap(), root.join("bin/busybox")).unwrap();
     std::fs::copy(guest_kernel(), root.join("vmlinux")).unwrap();
+    // The L2 guest's root image for the snapshot stage: busybox and a counting /init.
+    let l2 = work.join("l2root");
+    for d in ["bin", "dev", "proc", "sys"] {
+        std::fs::create_dir_all(l2.join(d)).unwrap();
+    }
+    std::fs::copy(which("busybox").unwrap(), l2.join("bin/busybox")).unwrap();
+    std::fs::write(l2.join("init"), TICK_INIT).unwrap();
+    run(Command::new("chmod").arg("+x").arg(l2.join("init")));
+    run(Command::new(which("mkfs.ext4").unwrap())
+        .args(["-q", "-F", "-d"])
+        .arg(&l2)
+        .arg(root.join("rootfs.img"))
+        .arg("16M"));
     // This test binary and the shared libraries it needs.
     let me = std::env::current_exe().unwrap();
     std::fs::copy(&me, root.join("t")).unwrap();

@@ -3,6 +3,7 @@
 use std::sync::atomic::{fence, Ordering};
 
 use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 pub const VIRTQ_DESC_F_NEXT: u16 = 1;
@@ -44,7 +45,62 @@ pub struct Queue {
     next_used: u16,
 }
 
+/// A queue as a snapshot holds it: what the driver set up and where the device is in the rings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueState {
+    pub max_size: u16,
+    pub size: u16,
+    pub ready: bool,
+    pub desc_table: u64,
+    pub avail_ring: u64,
+    pub used_ring: u64,
+    pub next_avail: u16,
+    pub next_used: u16,
+}
+
 impl Queue {
+    /// The queue's state for a snapshot.
+    pub fn state(&self) -> QueueState {
+        QueueState {
+            max_size: self.max_size,
+            size: self.size,
+            ready: self.ready,
+            desc_table: self.desc_table.raw_value(),
+            avail_ring: self.avail_ring.raw_value(),
+            used_ring: self.used_ring.raw_value(),
+            next_avail: self.next_avail,
+            next_used: self.next_used,
+        }
+    }
+
+    /// Load a saved state into a queue of the same maximum size. With `live` (the driver is
+    /// done), a ready queue must pass the checks DRIVER_OK makes, so a restored device never
+    /// walks rings outside guest memory.
+    pub fn restore(&mut self, s: &QueueState, mem: &GuestMemoryMmap, live: bool) -> Result<()> {
+        if s.max_size != self.max_size {
+            bail!(
+                "queue of {} entries in the snapshot, the device has {}",
+                s.max_size,
+                self.max_size
+            );
+        }
+        let q = Queue {
+            max_size: s.max_size,
+            size: s.size,
+            ready: s.ready,
+            desc_table: GuestAddress(s.desc_table),
+            avail_ring: GuestAddress(s.avail_ring),
+            used_ring: GuestAddress(s.used_ring),
+            next_avail: s.next_avail,
+            next_used: s.next_used,
+        };
+        if live && q.ready && !q.is_valid(mem) {
+            bail!("a ready queue in the snapshot lies outside guest memory or is malformed");
+        }
+        *self = q;
+        Ok(())
+    }
+
     pub fn new(max_size: u16) -> Self {
         Queue {
             max_size,
