@@ -253,21 +253,24 @@ fn main() {
         med(seccomp_trace)
     );
     println!("seccomp RET_USER_NOTIF          {:>8.0}", med(user_notif));
-    for (spin_us, yield_) in [
-        (0u64, false),
-        (5, false),
-        (20, false),
-        (5, true),
-        (20, true),
+    use systrap::Mode::*;
+    for (spin_us, mode) in [
+        (0u64, Spin),
+        (5, Spin),
+        (20, Spin),
+        (5, Yield),
+        (20, Yield),
+        (5, Adaptive),
+        (20, Adaptive),
     ] {
         for threads in [1usize, 2, 4] {
             let mut v: Vec<(f64, f64)> = (0..5)
-                .map(|_| systrap::run(n / threads as u64, threads, spin_us, yield_))
+                .map(|_| systrap::run(n / threads as u64, threads, spin_us, mode))
                 .collect();
             v.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
             println!(
-                "RET_TRAP + shm, {} {spin_us:>2} µs, {threads} thr {:>8.0}   (server CPU {:.0}% of wall)",
-                if yield_ { "yield" } else { "spin " },
+                "RET_TRAP + shm, {:<8} {spin_us:>2} µs, {threads} thr {:>8.0}   (server CPU {:.0}% of wall)",
+                format!("{mode:?}"),
                 v[2].0,
                 v[2].1 * 100.0
             );
@@ -304,8 +307,9 @@ mod systrap {
         doorbell: AtomicU32,
         server_sleeps: AtomicU32,
         spin_ns: AtomicU64,
-        /// Spin with sched_yield instead of the pause instruction.
-        yield_: AtomicU32,
+        mode: AtomicU32,
+        /// Stubs spinning right now (the adaptive mode).
+        spinners: AtomicU32,
         /// ns/call each thread measured.
         out: [AtomicU64; SLOTS],
         slots: [Slot; SLOTS],
@@ -341,12 +345,31 @@ mod systrap {
                 p.doorbell.fetch_add(1, SeqCst);
                 futex(&p.doorbell, libc::FUTEX_WAKE, 1);
             }
-            let budget = Duration::from_nanos(p.spin_ns.load(SeqCst));
+            let mode = Mode::from(p.mode.load(SeqCst));
+            let mut budget = Duration::from_nanos(p.spin_ns.load(SeqCst));
+            // Adaptive: spin only while the server is awake and a CPU is left for it (the
+            // server and the spinning stubs together no more than the CPUs).
+            let mut counted = false;
+            if mode == Mode::Adaptive {
+                let cpus = libc::sysconf(libc::_SC_NPROCESSORS_ONLN).max(1) as u32;
+                if p.server_sleeps.load(SeqCst) != 0 {
+                    budget = Duration::ZERO;
+                } else {
+                    counted = true;
+                    if p.spinners.fetch_add(1, SeqCst) + 2 > cpus {
+                        budget = Duration::ZERO;
+                    }
+                }
+            }
             let t = Instant::now();
             while s.state.load(SeqCst) != DONE {
                 if t.elapsed() < budget {
-                    relax(p.yield_.load(SeqCst) != 0);
+                    relax(mode == Mode::Yield);
                     continue;
+                }
+                if counted {
+                    p.spinners.fetch_sub(1, SeqCst);
+                    counted = false;
                 }
                 s.client_sleeps.store(1, SeqCst);
                 if s.state.load(SeqCst) != DONE {
@@ -354,13 +377,36 @@ mod systrap {
                 }
                 s.client_sleeps.store(0, SeqCst);
             }
+            if counted {
+                p.spinners.fetch_sub(1, SeqCst);
+            }
             g[libc::REG_RAX as usize] = s.ret.load(SeqCst) as i64;
             s.state.store(IDLE, SeqCst);
         }
     }
 
     /// (median ns per call the threads saw, server CPU time / wall time).
-    pub fn run(calls: u64, threads: usize, spin_us: u64, yield_: bool) -> (f64, f64) {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Mode {
+        /// Spin with the pause instruction up to the budget.
+        Spin,
+        /// Spin with sched_yield up to the budget.
+        Yield,
+        /// Spin (pause) only while the server is awake and a CPU is free for it.
+        Adaptive,
+    }
+
+    impl From<u32> for Mode {
+        fn from(v: u32) -> Mode {
+            match v {
+                1 => Mode::Yield,
+                2 => Mode::Adaptive,
+                _ => Mode::Spin,
+            }
+        }
+    }
+
+    pub fn run(calls: u64, threads: usize, spin_us: u64, mode: Mode) -> (f64, f64) {
         // SAFETY: an anonymous shared mapping, zeroed, shared with the child across fork.
         let page = unsafe {
             libc::mmap(
@@ -374,7 +420,7 @@ mod systrap {
         };
         let p = unsafe { &*page };
         p.spin_ns.store(spin_us * 1000, SeqCst);
-        p.yield_.store(u32::from(yield_), SeqCst);
+        p.mode.store(mode as u32, SeqCst);
         // SAFETY: fork; the child only installs its handler and filter and runs the loops.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
@@ -438,7 +484,7 @@ mod systrap {
                 continue;
             }
             if last.elapsed() < budget {
-                relax(yield_);
+                relax(mode == Mode::Yield);
                 continue;
             }
             let bell = p.doorbell.load(SeqCst);
