@@ -298,6 +298,8 @@ mod systrap {
     struct Slot {
         state: AtomicU32,
         client_sleeps: AtomicU32,
+        /// The CPU the stub trapped on.
+        cpu: AtomicU32,
         nr: AtomicU64,
         ret: AtomicU64,
     }
@@ -310,6 +312,10 @@ mod systrap {
         mode: AtomicU32,
         /// Stubs spinning right now (the adaptive mode).
         spinners: AtomicU32,
+        /// Online CPUs, read once before the run (sysconf reads a file: no syscall in the stub).
+        cpus: AtomicU32,
+        /// The CPU the server last ran on.
+        server_cpu: AtomicU32,
         /// ns/call each thread measured.
         out: [AtomicU64; SLOTS],
         slots: [Slot; SLOTS],
@@ -340,6 +346,8 @@ mod systrap {
             let s = &p.slots[SLOT.with(|c| c.get())];
             // seccomp rolled RAX back to the syscall number.
             s.nr.store(g[libc::REG_RAX as usize] as u64, SeqCst);
+            let me = libc::sched_getcpu() as u32;
+            s.cpu.store(me, SeqCst);
             s.state.store(REQ, SeqCst);
             if p.server_sleeps.load(SeqCst) != 0 {
                 p.doorbell.fetch_add(1, SeqCst);
@@ -347,12 +355,12 @@ mod systrap {
             }
             let mode = Mode::from(p.mode.load(SeqCst));
             let mut budget = Duration::from_nanos(p.spin_ns.load(SeqCst));
-            // Adaptive: spin only while the server is awake and a CPU is left for it (the
-            // server and the spinning stubs together no more than the CPUs).
+            // Adaptive: spin only while the server is awake on another CPU and a CPU is left
+            // for it (the server and the spinning stubs together no more than the CPUs).
             let mut counted = false;
             if mode == Mode::Adaptive {
-                let cpus = libc::sysconf(libc::_SC_NPROCESSORS_ONLN).max(1) as u32;
-                if p.server_sleeps.load(SeqCst) != 0 {
+                let cpus = p.cpus.load(SeqCst);
+                if p.server_sleeps.load(SeqCst) != 0 || p.server_cpu.load(SeqCst) == me {
                     budget = Duration::ZERO;
                 } else {
                     counted = true;
@@ -392,7 +400,8 @@ mod systrap {
         Spin,
         /// Spin with sched_yield up to the budget.
         Yield,
-        /// Spin (pause) only while the server is awake and a CPU is free for it.
+        /// Spin (pause) only while the other side is awake on another CPU and a CPU is free
+        /// for it.
         Adaptive,
     }
 
@@ -421,6 +430,9 @@ mod systrap {
         let p = unsafe { &*page };
         p.spin_ns.store(spin_us * 1000, SeqCst);
         p.mode.store(mode as u32, SeqCst);
+        // SAFETY: sysconf has no side effects.
+        let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1);
+        p.cpus.store(cpus as u32, SeqCst);
         // SAFETY: fork; the child only installs its handler and filter and runs the loops.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
@@ -458,10 +470,16 @@ mod systrap {
         let budget = Duration::from_nanos(spin_us * 1000);
         let mut served = 0u64;
         let mut last = Instant::now();
+        // The CPU of the last stub served (adaptive: the server does not spin on that CPU).
+        let mut last_cpu = u32::MAX;
         while served < calls * threads as u64 {
             let mut any = false;
+            // SAFETY: no arguments (vDSO or rseq, no trap).
+            let here = unsafe { libc::sched_getcpu() } as u32;
+            p.server_cpu.store(here, SeqCst);
             for s in &p.slots[..threads] {
                 if s.state.load(SeqCst) == REQ {
+                    last_cpu = s.cpu.load(SeqCst);
                     let nr = s.nr.load(SeqCst);
                     s.ret.store(
                         if nr == libc::SYS_getpid as u64 {
@@ -483,7 +501,8 @@ mod systrap {
                 last = Instant::now();
                 continue;
             }
-            if last.elapsed() < budget {
+            let spin = mode != Mode::Adaptive || last_cpu != here;
+            if spin && last.elapsed() < budget {
                 relax(mode == Mode::Yield);
                 continue;
             }
