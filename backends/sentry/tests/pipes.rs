@@ -65,3 +65,23 @@ fn a_large_write_into_a_pipe_arrives_whole() {
     assert_eq!(code, 0, "stderr: {err}");
     assert_eq!(out, "same\n", "stderr: {err}");
 }
+
+/// The same for writev: 20 rounds of three large iovecs into a pipe, resumed after short
+/// writes, read back byte for byte (tests/programs/writev_pipe.c).
+#[test]
+fn large_writev_calls_into_a_pipe_arrive_whole() {
+    let Some(b) = common::busybox_bundle() else {
+        return;
+    };
+    if common::compile_c(
+        "programs/writev_pipe.c",
+        &b.rootfs().join("bin/writev_pipe"),
+    )
+    .is_none()
+    {
+        return;
+    }
+    let (code, out, err) = b.run(&["/bin/writev_pipe"]);
+    assert_eq!(code, 0, "stdout: {out} stderr: {err}");
+    assert_eq!(out, "ok 22000000\n", "stderr: {err}");
+}

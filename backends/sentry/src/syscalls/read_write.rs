@@ -108,13 +108,19 @@ pub fn writev<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
         Err(e) => return err(e),
     };
     let mut data = Vec::new();
+    let total = iov.iter().fold(0usize, |t, v| t.saturating_add(v.1));
+    let cap = pipe_room_cap(&f, total.min(CHUNK));
     for (base, len) in iov {
         if data.len() + len > CHUNK {
             break;
         }
+        let len = len.min(cap - data.len());
         match k.read_bytes(tid, base, len) {
             Ok(d) => data.extend_from_slice(&d),
             Err(e) => return err(e),
+        }
+        if data.len() >= cap {
+            break;
         }
     }
     let off = if s == writev || a[3] as i64 == -1 {
