@@ -12,6 +12,7 @@ pub mod netbench;
 pub mod plot;
 pub mod procs;
 pub mod report;
+pub mod shellwork;
 pub mod stats;
 pub mod subjects;
 pub mod trapcost;
@@ -75,6 +76,10 @@ pub struct BenchArgs {
     /// Iterations of each loop inside one syscall run
     #[arg(long, default_value_t = 20000)]
     pub syscall_loops: u64,
+    /// Runs of the fork- and I/O-heavy shell work per subject and sentry platform, best one
+    /// reported (0: skip)
+    #[arg(long, default_value_t = 3)]
+    pub shell_runs: usize,
     /// Seconds a sandbox sleeps for the CPU-while-idle measurement (0: skip)
     #[arg(long, default_value_t = 10)]
     pub idle_secs: u64,
@@ -193,9 +198,10 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         std::fs::write(&a.plot, plot::render_svg(&report)?)
             .with_context(|| format!("writing {}", a.plot.display()))?;
         out(format!(
-            "{}{}{}plot: {}\n",
+            "{}{}{}{}plot: {}\n",
             report.table(),
             trapcost::table(&report.subjects),
+            shellwork::table(&report.subjects),
             netbench::table(&report.subjects),
             a.plot.display()
         ))?;
@@ -239,6 +245,14 @@ pub fn run(a: BenchArgs) -> Result<i32> {
     let trap_ok = trapcost::install(&w)
         .map_err(|e| eprintln!("skipping the threaded getppid loop and the idle CPU: {e}"))
         .is_ok();
+    let shell_expect = shellwork::install(&w)
+        .map_err(|e| eprintln!("skipping the shell work: {e}"))
+        .ok();
+    let shell_runs = if shell_expect.is_some() {
+        a.shell_runs
+    } else {
+        0
+    };
     let plan = Plan {
         backends,
         peers,
@@ -305,6 +319,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
                 } else {
                     0
                 }
+                + shellwork::planned(&active, shell_runs)
                 + netbench::planned(&active, a.net_secs)
                 + usize::from(synthetic_vmm)) as u64,
     );
@@ -393,6 +408,14 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         },
     );
 
+    // find | xargs cat and dd | sha256sum, every sentry platform as its own row.
+    if let Some(expect) = &shell_expect {
+        shellwork::measure(&mut active, &ctx, shell_runs, expect, &|m| {
+            pb.set_message(m);
+            pb.inc(1);
+        });
+    }
+
     // Requests per second of an HTTP server in each sandbox, one subject at a time.
     netbench::measure(&mut active, &ctx, a.net_secs, &|m| {
         pb.set_message(m);
@@ -452,9 +475,10 @@ pub fn run(a: BenchArgs) -> Result<i32> {
     std::fs::write(&a.plot, plot::render_svg(&report)?)
         .with_context(|| format!("writing {}", a.plot.display()))?;
     out(format!(
-        "{}{}{}machine: {} cpus ({}), {} MiB, kernel {}; cgroup memory: {}; took {:.0} s\nsamples: {}   plot: {}\n",
+        "{}{}{}{}machine: {} cpus ({}), {} MiB, kernel {}; cgroup memory: {}; took {:.0} s\nsamples: {}   plot: {}\n",
         report.table(),
         trapcost::table(&report.subjects),
+        shellwork::table(&report.subjects),
         netbench::table(&report.subjects),
         report.machine.cpus,
         report.machine.cpu,

@@ -206,6 +206,9 @@ pub struct SubjectReport {
     /// Requests per second of an HTTP server in the sandbox (see `crate::netbench`).
     #[serde(default)]
     pub net: Option<crate::netbench::NetReport>,
+    /// find | xargs cat and dd | sha256sum (see `crate::shellwork`).
+    #[serde(default)]
+    pub shell: Option<crate::shellwork::ShellReport>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

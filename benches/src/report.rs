@@ -37,6 +37,7 @@ impl SubjectReport {
             gave_up: None,
             trap: None,
             net: None,
+            shell: None,
         }
     }
 

@@ -569,6 +569,19 @@ impl Subject {
         label: &str,
         args: &[String],
     ) -> Result<(Sample, String)> {
+        self.oci_lifecycle_keeping(ctx, label, args, None)
+    }
+
+    /// [`Subject::oci_lifecycle`], copying the sentry's account (`sentry/stats.json` in the
+    /// container's state directory, left there with `io.hako.sentry.stats=true`) to `stats`
+    /// before the delete removes it.
+    pub fn oci_lifecycle_keeping(
+        &self,
+        ctx: &Ctx,
+        label: &str,
+        args: &[String],
+        stats: Option<&Path>,
+    ) -> Result<(Sample, String)> {
         let id = format!("hb{}-{}-{label}", ctx.tag, self.slug());
         let root = self.oci_root(ctx, &id);
         std::fs::create_dir_all(&root)?;
@@ -632,6 +645,9 @@ impl Subject {
             let waited =
                 procs::wait_pid(pid, ctx.timeout).context("waiting for the sandbox to exit")?;
             let t3 = Instant::now();
+            if let Some(to) = stats {
+                let _ = std::fs::copy(root.join(&id).join("sentry/stats.json"), to);
+            }
             // The microvm backend's host process left its boot/run split in the state dir.
             let split = (self.category == Category::Microvm)
                 .then(|| microvm::read_timings(&root.join(&id)).ok())

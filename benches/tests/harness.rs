@@ -374,6 +374,8 @@ fn short_real_run_against_runc() {
             "1",
             "--net-secs",
             "1",
+            "--shell-runs",
+            "1",
         ],
         d.path(),
     );
@@ -417,6 +419,19 @@ fn short_real_run_against_runc() {
         runc["net"]
     );
     assert_eq!(runc["net"]["peer"], "crun");
+    // The shell work: find | xargs cat and dd | sha256sum, each run once and checked (the
+    // workload's output is the tree's line count, the digest of 200 MiB of zeros).
+    let rows = runc["shell"]["rows"].as_array().expect("shell rows");
+    let work: Vec<&str> = rows
+        .iter()
+        .map(|r| r["workload"].as_str().unwrap())
+        .collect();
+    assert_eq!(work, ["find", "dd"], "{}", runc["shell"]);
+    for r in rows {
+        assert_eq!(r["variant"], "runc");
+        assert!(r["best_s"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["errors"].as_array().unwrap().is_empty(), "{r}");
+    }
     if hako_bench::procs::which("wasmtime").is_none() {
         let w = j["skipped"]
             .as_array()
@@ -740,6 +755,8 @@ fn network_workload_container_backend() {
             "0",
             "--net-secs",
             "1",
+            "--shell-runs",
+            "0",
             "--hako",
             &hako_s,
         ],

@@ -54,7 +54,7 @@ pub fn write<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     use Sysno::*;
     let (a, tid, s) = (c.a, c.tid, c.s);
     let f = tri!(k.file(tid, a[0]));
-    let len = (a[2] as usize).min(CHUNK);
+    let len = pipe_room_cap(&f, (a[2] as usize).min(CHUNK));
     let data = match k.read_bytes(tid, a[1], len) {
         Ok(d) => d,
         Err(e) => return err(e),
@@ -67,6 +67,37 @@ pub fn write<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     do_write(k, c, &f, &data, off)
 }
 
+/// How many bytes of a `count`-byte write to copy from the tracee. Into a pipe with less free
+/// room than that, a write of more than `PIPE_BUF` (which may be partial) copies only what fits,
+/// and never less than `PIPE_BUF`: otherwise `dd bs=1M` into a pipe whose reader takes 4 KiB at a
+/// time had the whole MiB copied for each 4 KiB written (issue 17, docs/benchmarks.md). Writes of
+/// `PIPE_BUF` or less are left whole, so they stay atomic. Anything but a pipe: `count`.
+fn pipe_room_cap(f: &FileRef, count: usize) -> usize {
+    if count <= libc::PIPE_BUF {
+        return count;
+    }
+    let fb = f.borrow();
+    let FileKind::Host {
+        fd,
+        kind: HostKind::Stream,
+    } = &fb.kind
+    else {
+        return count;
+    };
+    let h = fd.as_raw_fd();
+    // SAFETY: fcntl and ioctl queries on our own descriptor, into a local integer.
+    let (size, queued) = unsafe {
+        let size = libc::fcntl(h, libc::F_GETPIPE_SZ);
+        let mut queued: libc::c_int = 0;
+        if size <= 0 || libc::ioctl(h, libc::FIONREAD, &mut queued) != 0 {
+            return count;
+        }
+        (size, queued)
+    };
+    let room = (size - queued).max(0) as usize;
+    count.min(room.max(libc::PIPE_BUF))
+}
+
 /// writev, pwritev, pwritev2.
 pub fn writev<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     use Sysno::*;
@@ -77,13 +108,19 @@ pub fn writev<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
         Err(e) => return err(e),
     };
     let mut data = Vec::new();
+    let total = iov.iter().fold(0usize, |t, v| t.saturating_add(v.1));
+    let cap = pipe_room_cap(&f, total.min(CHUNK));
     for (base, len) in iov {
         if data.len() + len > CHUNK {
             break;
         }
+        let len = len.min(cap - data.len());
         match k.read_bytes(tid, base, len) {
             Ok(d) => data.extend_from_slice(&d),
             Err(e) => return err(e),
+        }
+        if data.len() >= cap {
+            break;
         }
     }
     let off = if s == writev || a[3] as i64 == -1 {
