@@ -144,7 +144,13 @@ impl<P: Platform> EventLoop<P> {
             let first_parked = pfds.len();
             let mut timeout: i32 = -1;
             let now = Instant::now();
-            if self.k.parked.iter().any(|p| p.notif.is_some()) {
+            let waiters = &self.k.signal_waiters;
+            if self
+                .k
+                .parked
+                .iter()
+                .any(|p| p.notif.is_some() || waiters.contains(&p.tid))
+            {
                 timeout = SIGNAL_CHECK.as_millis() as i32;
             }
             for p in &self.k.parked {
@@ -201,6 +207,14 @@ impl<P: Platform> EventLoop<P> {
             }
             if self.signals_checked.elapsed() >= SIGNAL_CHECK {
                 self.interrupt_parked()?;
+                // Tasks waiting on a signalfd: look again (a retry that is still not ready parks
+                // again and says so).
+                let waiters = std::mem::take(&mut self.k.signal_waiters);
+                let (again, rest) = std::mem::take(&mut self.k.parked)
+                    .into_iter()
+                    .partition(|p| waiters.contains(&p.tid));
+                self.k.parked = rest;
+                self.retry(again)?;
             }
         }
         Ok(self.k.init_status.unwrap_or((true, libc::SIGKILL)))
@@ -268,6 +282,11 @@ impl<P: Platform> EventLoop<P> {
 
     fn retry_parked(&mut self) -> Result<()> {
         let parked = std::mem::take(&mut self.k.parked);
+        self.retry(parked)
+    }
+
+    /// Dispatch parked calls again.
+    fn retry(&mut self, parked: Vec<Parked>) -> Result<()> {
         for p in parked {
             if !self.k.tasks.contains_key(&p.tid) {
                 continue;
@@ -410,6 +429,10 @@ impl<P: Platform> EventLoop<P> {
                     return self.k.plat.resume(tid, Resume::ToSyscallExit);
                 }
             }
+            Fixup::SignalfdRead { saved, bytes } => {
+                let out = syscalls::signalfd::read_done(&mut self.k, tid, &regs, &saved, &bytes);
+                self.k.plat.set_regs(tid, &out)?;
+            }
             Fixup::Injected { saved, entry_seen } => {
                 if !entry_seen {
                     self.k.tasks.get_mut(&tid).unwrap().fixup = Some(Fixup::Injected {
@@ -461,7 +484,10 @@ impl<P: Platform> EventLoop<P> {
                     Ok(())
                 }
                 // A shared writable mapping: the file is in the task's own table now (mm.rs).
-                Outcome::Native if nr == libc::SYS_mmap => self.k.plat.respond_continue(id),
+                // The same for a signalfd read (signalfd.rs).
+                Outcome::Native if nr == libc::SYS_mmap || nr == libc::SYS_read => {
+                    self.k.plat.respond_continue(id)
+                }
                 // Register rewriting is only possible at a ptrace stop (NEEDS_REGS routes those).
                 _ => self.k.plat.respond(id, -(libc::ENOSYS as i64)),
             };
@@ -493,6 +519,7 @@ impl<P: Platform> EventLoop<P> {
     /// A task is gone: `hako exec`'s client of it learns its status, then the kernel forgets it.
     fn task_gone(&mut self, tid: i32, status: (bool, i32)) {
         self.sentry_restarted.remove(&tid);
+        self.k.signal_waiters.remove(&tid);
         if let Some(h) = self.exec.as_mut() {
             h.exited(tid, status);
         }

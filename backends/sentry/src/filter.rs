@@ -53,6 +53,7 @@ pub const SENTRY_ALLOWED: &[Sysno] = {
         pipe2,
         socketpair,
         eventfd2,
+        signalfd4,
         epoll_create1,
         epoll_ctl,
         epoll_wait,

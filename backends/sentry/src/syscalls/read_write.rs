@@ -16,6 +16,9 @@ const STDIO_CHUNK: usize = 4096;
 pub fn read<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     let (a, tid) = (c.a, c.tid);
     let f = tri!(k.file(tid, a[0]));
+    if matches!(f.borrow().kind, FileKind::Signal { .. }) {
+        return super::signalfd::read(k, c, &f);
+    }
     do_read(k, c, &f, a[1], a[2] as usize, None)
 }
 
@@ -99,6 +102,7 @@ pub fn lseek<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     let f = tri!(k.file(tid, a[0]));
     let mut fb = f.borrow_mut();
     match &mut fb.kind {
+        FileKind::Signal { .. } => err(libc::ESPIPE),
         FileKind::Host { fd, kind } => {
             if *kind == HostKind::Stream {
                 return err(libc::ESPIPE);
@@ -242,7 +246,8 @@ pub fn do_read<P: Platform>(
             data[start..end].to_vec()
         }
         FileKind::Dir { .. } => return err(libc::EISDIR),
-        FileKind::Epoll(_) => return err(libc::EINVAL),
+        // read(2) of a signalfd is the task's own (signalfd.rs); the other forms: EINVAL.
+        FileKind::Epoll(_) | FileKind::Signal { .. } => return err(libc::EINVAL),
         FileKind::Dev(DevKind::Null) => Vec::new(),
         FileKind::Dev(DevKind::Zero | DevKind::Full) => vec![0u8; count],
         FileKind::Dev(DevKind::Random) => {
@@ -318,7 +323,7 @@ pub fn do_write<P: Platform>(
         FileKind::Dev(DevKind::Full) => err(libc::ENOSPC),
         FileKind::Dev(_) => Outcome::Ret(data.len() as i64),
         FileKind::Synth { .. } | FileKind::Dir { .. } => err(libc::EBADF),
-        FileKind::Epoll(_) => err(libc::EINVAL),
+        FileKind::Epoll(_) | FileKind::Signal { .. } => err(libc::EINVAL),
     }
 }
 pub(crate) fn iovecs<P: Platform>(
