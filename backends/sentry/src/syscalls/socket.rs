@@ -12,11 +12,15 @@
 //! - control messages: SCM_RIGHTS numbers go through the fd table both ways (only the sandbox's
 //!   own open files leave; no directory from outside its root comes in);
 //!   SCM_CREDENTIALS must name the sender's own virtual ids;
-//! - options: an allow-list (`sockopt_allowed`); others ENOPROTOOPT.
+//! - options: an allow-list (`sockopt_allowed`); others ENOPROTOOPT;
+//! - credentials: the host knows every socket of the sandbox as the sentry's, so SO_PEERCRED and
+//!   received SCM_CREDENTIALS name the sandbox task that made the peer socket (found through the
+//!   kernel's socket diagnostics), and a peer outside the sandbox as pid 0 with the overflow ids.
 
 use super::read_write::iovecs;
 use super::{err, errno, Call, Outcome, CHUNK};
 use crate::kernel::creds::{may, SETGID, SETUID};
+use crate::kernel::Creds;
 use crate::kernel::{FileRef, Kernel};
 use crate::platform::Platform;
 use crate::vfs::{fstat_fd, FileKind, HostKind, Node, OpenFile};
@@ -43,6 +47,135 @@ thread_local! {
     /// the sandbox's path, to give addresses back as the sandbox named them. A later bind
     /// through the same descriptor number and name replaces an entry: names only, never access.
     static NAMES: RefCell<HashMap<Vec<u8>, Vec<u8>>> = RefCell::new(HashMap::new());
+    /// Socket inode -> the sandbox task that made the socket (socket, socketpair, accept; listen
+    /// updates it): its virtual pid and credentials then. The host records the sentry as every
+    /// socket's owner; this is what the sandbox's peers learn instead.
+    static OWNERS: RefCell<HashMap<u64, (u32, Creds)>> = RefCell::new(HashMap::new());
+}
+
+/// Record task `tid` as the maker of host socket `h` (see `OWNERS`).
+fn record_owner<P: Platform>(k: &Kernel<P>, tid: i32, h: RawFd) {
+    if let Ok(st) = fstat_fd(h) {
+        let vpid = k.proc_of(tid).borrow().vpid as u32;
+        OWNERS.with(|o| o.borrow_mut().insert(st.st_ino, (vpid, k.creds(tid))));
+    }
+}
+
+/// The inode of the AF_UNIX socket connected to the socket with inode `ino`, from the kernel's
+/// socket diagnostics (`NETLINK_SOCK_DIAG`, `UDIAG_SHOW_PEER`) in the sentry's, that is the
+/// sandbox's, network namespace. Hand-written: no crate the project uses speaks sock_diag.
+fn unix_peer(ino: u64) -> Option<u64> {
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const UDIAG_SHOW_PEER: u32 = 4;
+    const UNIX_DIAG_PEER: u16 = 2;
+    // SAFETY: a netlink socket of our own.
+    let s = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            libc::NETLINK_SOCK_DIAG,
+        )
+    };
+    if s < 0 {
+        return None;
+    }
+    // SAFETY: just made, ours.
+    let s = unsafe { OwnedFd::from_raw_fd(s) };
+    // nlmsghdr (16 bytes) + unix_diag_req (24 bytes).
+    let mut req = Vec::with_capacity(40);
+    req.extend_from_slice(&40u32.to_ne_bytes());
+    req.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    req.extend_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    req.extend_from_slice(&[0u8; 8]); // seq, port id
+    req.extend_from_slice(&[libc::AF_UNIX as u8, 0, 0, 0]); // family, protocol, pad
+    req.extend_from_slice(&u32::MAX.to_ne_bytes()); // every state
+    req.extend_from_slice(&u32::try_from(ino).ok()?.to_ne_bytes());
+    req.extend_from_slice(&UDIAG_SHOW_PEER.to_ne_bytes());
+    req.extend_from_slice(&[0xff; 8]); // no cookie
+                                       // SAFETY: send/recv on our socket with our buffers (the kernel is the only peer).
+    unsafe {
+        if libc::send(s.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) != req.len() as isize {
+            return None;
+        }
+        let mut b = [0u8; 1024];
+        let n = libc::recv(s.as_raw_fd(), b.as_mut_ptr().cast(), b.len(), 0);
+        let b = &b[..usize::try_from(n).ok()?];
+        let u16_at = |o: usize| Some(u16::from_ne_bytes(b.get(o..o + 2)?.try_into().ok()?));
+        let u32_at = |o: usize| Some(u32::from_ne_bytes(b.get(o..o + 4)?.try_into().ok()?));
+        if u16_at(4)? != SOCK_DIAG_BY_FAMILY {
+            return None; // NLMSG_ERROR: no such socket
+        }
+        let end = (u32_at(0)? as usize).min(b.len());
+        // After the header and unix_diag_msg (16 bytes): attributes {len, type, value}.
+        let mut off = 32;
+        while off + 4 <= end {
+            let (len, ty) = (u16_at(off)? as usize, u16_at(off + 2)?);
+            if len < 4 {
+                break;
+            }
+            if ty == UNIX_DIAG_PEER {
+                return u32_at(off + 4).filter(|&p| p != 0).map(u64::from);
+            }
+            off += (len + 3) & !3;
+        }
+        None
+    }
+}
+
+/// The sandbox task that made the socket connected to `h` (an AF_UNIX peer made by the
+/// sentry for the sandbox), as `(vpid, creds)`.
+fn peer_owner(h: RawFd) -> Option<(u32, Creds)> {
+    let peer = unix_peer(fstat_fd(h).ok()?.st_ino)?;
+    OWNERS.with(|o| o.borrow().get(&peer).cloned())
+}
+
+/// Credentials (pid, uid, gid) the host reports for the peer of `h` (`pid` the host's), as the
+/// sandbox must see them: a peer the sentry made names the sandbox task behind it (`effective`:
+/// its effective ids, as SO_PEERCRED; else its real ones, as SCM_CREDENTIALS); anyone else is
+/// outside the sandbox's view: pid 0 and the overflow ids (no credentials at all: as the host).
+fn guest_creds(h: RawFd, pid: i32, uid: u32, gid: u32, effective: bool) -> [u32; 3] {
+    // SAFETY: getpid cannot fail.
+    if pid == unsafe { libc::getpid() } {
+        return match peer_owner(h) {
+            Some((vpid, c)) if effective => [vpid, c.euid, c.egid],
+            Some((vpid, c)) => [vpid, c.ruid, c.rgid],
+            None => [0, OVERFLOW_ID, OVERFLOW_ID],
+        };
+    }
+    let map = |id: u32| if id == u32::MAX { id } else { OVERFLOW_ID };
+    [0, map(uid), map(gid)]
+}
+
+/// getsockopt(SO_PEERCRED).
+fn peercred<P: Platform>(k: &Kernel<P>, c: &Call, h: RawFd) -> Outcome {
+    let room = tri!(k.read_val::<u32>(c.tid, c.a[4])) as usize;
+    let mut uc = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut l = std::mem::size_of::<libc::ucred>() as u32;
+    // SAFETY: getsockopt into our own struct.
+    if unsafe {
+        libc::getsockopt(
+            h,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut uc as *mut libc::ucred).cast(),
+            &mut l,
+        )
+    } != 0
+    {
+        return err(errno());
+    }
+    let v: Vec<u8> = guest_creds(h, uc.pid, uc.uid, uc.gid, true)
+        .iter()
+        .flat_map(|x| x.to_ne_bytes())
+        .collect();
+    let n = v.len().min(room);
+    tri!(k.write_bytes(c.tid, c.a[3], &v[..n]));
+    tri!(k.write_val(c.tid, c.a[4], &(n as u32)));
+    Outcome::Ret(0)
 }
 
 fn sockopt_int(h: RawFd, level: i32, opt: i32) -> Result<i32, i32> {
@@ -99,6 +232,7 @@ fn install_socket<P: Platform>(
     cloexec: bool,
 ) -> Result<i64, i32> {
     let ino = fstat_fd(fd.as_raw_fd()).map(|s| s.st_ino).unwrap_or(0);
+    record_owner(k, tid, fd.as_raw_fd());
     let flags = libc::O_RDWR | if nonblock { libc::O_NONBLOCK } else { 0 };
     k.install(
         tid,
@@ -398,9 +532,61 @@ pub fn bind<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
         return err(errno());
     }
     if let Some((host, virt)) = ha.name {
+        if let Some(d) = ha._keep.first() {
+            own_socket_file(k, c.tid, d.as_raw_fd(), &host);
+        }
         NAMES.with(|m| m.borrow_mut().insert(host, virt));
     }
     Outcome::Ret(0)
+}
+
+/// The socket file bind just made (`host`: "<dirfd>/<name>") gets the mode and owner Linux
+/// gives it: 0777 less the caller's umask, the caller's virtual ids (the sentry made it). It
+/// is reached through an O_PATH descriptor that does not follow a symlink, and only if it is a
+/// socket: the sandbox may have replaced the name meanwhile.
+fn own_socket_file<P: Platform>(k: &Kernel<P>, tid: i32, dir: RawFd, host: &[u8]) {
+    let Some(slash) = host.iter().position(|&b| b == b'/') else {
+        return;
+    };
+    let Ok(name) = std::ffi::CString::new(&host[slash + 1..]) else {
+        return;
+    };
+    let (um, cr) = (k.proc_of(tid).borrow().umask, k.creds(tid));
+    // SAFETY: openat on our directory fd; the result is ours.
+    let fd = unsafe {
+        libc::openat(
+            dir,
+            name.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: just opened, ours.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    if !fstat_fd(fd.as_raw_fd()).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFSOCK) {
+        return;
+    }
+    // SAFETY: attribute changes on our O_PATH descriptor itself (AT_EMPTY_PATH).
+    unsafe {
+        libc::syscall(
+            libc::SYS_fchmodat2,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            0o777 & !um,
+            libc::AT_EMPTY_PATH,
+        );
+        if cr.euid != 0 {
+            libc::fchownat(
+                fd.as_raw_fd(),
+                c"".as_ptr(),
+                cr.euid,
+                cr.egid,
+                libc::AT_EMPTY_PATH,
+            );
+        }
+    }
 }
 
 pub fn connect<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
@@ -435,6 +621,8 @@ pub fn listen<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     if unsafe { libc::listen(h, c.a[1] as i32) } != 0 {
         return err(errno());
     }
+    // Linux gives a listener's connecting peers the credentials of the task that called listen.
+    record_owner(k, c.tid, h);
     Outcome::Ret(0)
 }
 
@@ -734,6 +922,7 @@ pub fn sendmsg<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
 fn guest_control<P: Platform>(
     k: &Kernel<P>,
     tid: i32,
+    h: RawFd,
     b: &[u8],
     cloexec: bool,
     trunc: &mut bool,
@@ -769,17 +958,15 @@ fn guest_control<P: Platform>(
                 }
             }
             (libc::SOL_SOCKET, libc::SCM_CREDENTIALS) if data.len() >= 12 => {
-                // A sender in the sandbox reaches the host as the sentry itself, so its task is
-                // not known here: pid 0 and the overflow ids, never the sentry's host ids. A
-                // task of the sandbox by host pid (none today) would get its virtual pid.
+                // A sender in the sandbox reaches the host as the sentry itself: the message
+                // names the task that made the sending socket (never the sentry's host ids);
+                // a sender outside, pid 0 and the overflow ids.
                 let pid = i32::from_ne_bytes(data[0..4].try_into().unwrap());
                 let uid = u32::from_ne_bytes(data[4..8].try_into().unwrap());
                 let gid = u32::from_ne_bytes(data[8..12].try_into().unwrap());
-                // SAFETY: geteuid/getegid cannot fail.
-                let (su, sg) = unsafe { (libc::geteuid(), libc::getegid()) };
-                body.extend_from_slice(&k.virt_of(pid).to_ne_bytes());
-                body.extend_from_slice(&(if uid == su { OVERFLOW_ID } else { uid }).to_ne_bytes());
-                body.extend_from_slice(&(if gid == sg { OVERFLOW_ID } else { gid }).to_ne_bytes());
+                for v in guest_creds(h, pid, uid, gid, false) {
+                    body.extend_from_slice(&v.to_ne_bytes());
+                }
             }
             _ => body.extend_from_slice(data),
         }
@@ -930,6 +1117,7 @@ pub fn recvmsg<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     let g = guest_control(
         k,
         c.tid,
+        h,
         &ctl,
         flags & libc::MSG_CMSG_CLOEXEC != 0,
         &mut trunc,
@@ -1000,6 +1188,9 @@ pub fn setsockopt<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
 pub fn getsockopt<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     let (_f, h, _) = tri!(sock(k, c.tid, c.a[0]));
     let (level, opt) = (c.a[1] as i32, c.a[2] as i32);
+    if (level, opt) == (libc::SOL_SOCKET, libc::SO_PEERCRED) {
+        return peercred(k, c, h);
+    }
     let Some(max) = sockopt_allowed(level, opt, false) else {
         return err(libc::ENOPROTOOPT);
     };
