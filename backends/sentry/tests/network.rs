@@ -10,6 +10,7 @@
 //!   through a network namespace and veth pair the test makes and hands over by path (the
 //!   sentry joins it);
 //! - `socket_credentials_are_virtual`: SO_PEERCRED and SCM_CREDENTIALS name virtual tasks;
+//! - `socket_timeouts_end_blocking_calls`: SO_RCVTIMEO/SO_SNDTIMEO give EAGAIN;
 //! - a namespace path the sentry cannot honour is refused.
 //!
 //! Run: `cargo test -p hako-sentry --test network` (as root; skips with a reason otherwise).
@@ -225,6 +226,43 @@ fn socket_credentials_are_virtual() {
             "{name}: {err}"
         );
         server.join().unwrap();
+    }
+}
+
+/// SO_RCVTIMEO and SO_SNDTIMEO end parked socket calls with EAGAIN (programs/sock_timeout.c:
+/// recv, read, recvmsg, recvfrom, accept, send and write), as runc runs it and on each platform.
+/// They used to park for ever: each run is bounded so that fails instead of hanging.
+#[test]
+fn socket_timeouts_end_blocking_calls() {
+    let Some(b) = common::busybox_bundle() else {
+        return;
+    };
+    if common::compile_c(
+        "programs/sock_timeout.c",
+        &b.rootfs().join("bin/sock_timeout"),
+    )
+    .is_none()
+    {
+        return;
+    }
+    let want = "ok timeouts\n";
+    match common::run_peer("runc", &b.rootfs(), &["/bin/sock_timeout"], json!({})) {
+        Ok((code, out, err)) => assert_eq!((code, out.as_str()), (0, want), "runc: {err}"),
+        Err(why) => eprintln!("SKIP the runc comparison: {why}"),
+    }
+    for name in ["samecpu", "hybrid", "ptrace"] {
+        if hako_sentry::platform::kind::Kind::parse(name).is_err() {
+            eprintln!("SKIP the {name} platform: this kernel cannot run it");
+            continue;
+        }
+        let spec = b.spec(
+            &["/bin/sock_timeout"],
+            json!({"annotations": {hako_sentry::PLATFORM_ANNOTATION: name}}),
+        );
+        let (code, out, err) = b
+            .run_spec_within(&spec, Duration::from_secs(300))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!((code, out.as_str()), (0, want), "{name}: {err}");
     }
 }
 

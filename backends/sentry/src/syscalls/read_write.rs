@@ -217,7 +217,7 @@ pub fn do_read<P: Platform>(
                 if fb.flags & libc::O_NONBLOCK != 0 {
                     return err(libc::EAGAIN);
                 }
-                return Outcome::Park(vec![(h, libc::POLLIN)], c.deadline);
+                return super::socket::park(h, libc::POLLIN, c, libc::EAGAIN);
             }
             let mut buf = vec![0u8; count];
             // SAFETY: read into our buffer.
@@ -230,7 +230,7 @@ pub fn do_read<P: Platform>(
             if n < 0 {
                 let e = errno();
                 if e == libc::EAGAIN && fb.flags & libc::O_NONBLOCK == 0 {
-                    return Outcome::Park(vec![(h, libc::POLLIN)], c.deadline);
+                    return super::socket::park(h, libc::POLLIN, c, libc::EAGAIN);
                 }
                 return err(e);
             }
@@ -287,7 +287,7 @@ pub fn do_write<P: Platform>(
                     if fb.flags & libc::O_NONBLOCK != 0 {
                         return err(libc::EAGAIN);
                     }
-                    return Outcome::Park(vec![(h, libc::POLLOUT)], c.deadline);
+                    return super::socket::park(h, libc::POLLOUT, c, libc::EAGAIN);
                 }
                 // Our own pipes are non-blocking; inherited stdio may not be: never block.
                 // SAFETY: fcntl query.
@@ -309,7 +309,7 @@ pub fn do_write<P: Platform>(
             if n < 0 {
                 let e = errno();
                 if e == libc::EAGAIN && fb.flags & libc::O_NONBLOCK == 0 {
-                    return Outcome::Park(vec![(h, libc::POLLOUT)], c.deadline);
+                    return super::socket::park(h, libc::POLLOUT, c, libc::EAGAIN);
                 }
                 if e == libc::EPIPE {
                     let tg = k.proc_of(c.tid).borrow().host_pid;

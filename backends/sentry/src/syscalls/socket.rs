@@ -27,6 +27,7 @@ use crate::vfs::{fstat_fd, FileKind, HostKind, Node, OpenFile};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
 use syscalls::Sysno;
 
 /// SIOCATMARK (asm-generic sockios.h; not in libc).
@@ -507,9 +508,53 @@ fn or_park(r: isize, h: RawFd, ev: i16, nb: bool, c: &Call) -> Result<isize, Box
     }
     let e = errno();
     if (e == libc::EAGAIN || e == libc::EINPROGRESS || e == libc::EALREADY) && !nb {
-        return Err(Box::new(Outcome::Park(vec![(h, ev)], c.deadline)));
+        // A blocking connect that runs out of SO_SNDTIMEO says it is still in progress.
+        let late = if e == libc::EAGAIN {
+            libc::EAGAIN
+        } else {
+            libc::EINPROGRESS
+        };
+        return Err(Box::new(park(h, ev, c, late)));
     }
     Err(Box::new(err(e)))
+}
+
+/// Park a blocking call on `h` until it is ready for `ev`, or, for a socket with SO_RCVTIMEO
+/// (reading, accepting) or SO_SNDTIMEO (writing, connecting), until that much time has passed:
+/// then the call fails with `late` (EAGAIN; EINPROGRESS for connect), as Linux's does. The
+/// deadline is taken when the call first parks and kept across its retries (`Call::deadline`).
+/// Anything that is not a socket (a pipe) waits for its descriptor alone.
+pub(crate) fn park(h: RawFd, ev: i16, c: &Call, late: i32) -> Outcome {
+    if let Some(d) = c.deadline {
+        if Instant::now() >= d {
+            return err(late);
+        }
+        return Outcome::Park(vec![(h, ev)], Some(d));
+    }
+    let opt = if ev & libc::POLLOUT != 0 {
+        libc::SO_SNDTIMEO
+    } else {
+        libc::SO_RCVTIMEO
+    };
+    let mut tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 0,
+    };
+    let mut l = std::mem::size_of::<libc::timeval>() as u32;
+    // SAFETY: getsockopt into our own struct (ENOTSOCK for a pipe: no timeout).
+    let ok = unsafe {
+        libc::getsockopt(
+            h,
+            libc::SOL_SOCKET,
+            opt,
+            (&mut tv as *mut libc::timeval).cast(),
+            &mut l,
+        )
+    } == 0;
+    let limit = Duration::from_secs(tv.tv_sec.max(0) as u64)
+        + Duration::from_micros(tv.tv_usec.max(0) as u64);
+    let deadline = (ok && !limit.is_zero()).then(|| Instant::now() + limit);
+    Outcome::Park(vec![(h, ev)], deadline)
 }
 
 pub fn bind<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
@@ -1073,7 +1118,7 @@ pub fn recvfrom<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
         Err(e) => {
             let block = !nb && flags & libc::MSG_DONTWAIT == 0;
             if e == libc::EAGAIN && block {
-                return Outcome::Park(vec![(h, libc::POLLIN)], c.deadline);
+                return park(h, libc::POLLIN, c, libc::EAGAIN);
             }
             return err(e);
         }
@@ -1098,7 +1143,7 @@ pub fn recvmsg<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
         Ok(v) => v,
         Err(e) => {
             if e == libc::EAGAIN && !nb && flags & libc::MSG_DONTWAIT == 0 {
-                return Outcome::Park(vec![(h, libc::POLLIN)], c.deadline);
+                return park(h, libc::POLLIN, c, libc::EAGAIN);
             }
             return err(e);
         }
