@@ -12,10 +12,13 @@
 //! - control messages: SCM_RIGHTS numbers go through the fd table both ways (only the sandbox's
 //!   own open files leave; no directory from outside its root comes in);
 //!   SCM_CREDENTIALS must name the sender's own virtual ids;
-//! - options: an allow-list (`sockopt_allowed`); others ENOPROTOOPT;
+//! - options: an allow-list (`opts::sockopt_allowed`); others ENOPROTOOPT;
 //! - credentials: the host knows every socket of the sandbox as the sentry's, so SO_PEERCRED and
 //!   received SCM_CREDENTIALS name the sandbox task that made the peer socket (found through the
 //!   kernel's socket diagnostics), and a peer outside the sandbox as pid 0 with the overflow ids.
+//!
+//! This file has the calls; `addr` the addresses, `control` the control messages, `creds` the
+//! credentials, `opts` the options and ioctls.
 
 use super::read_write::iovecs;
 use super::{err, errno, Call, Outcome, CHUNK};
@@ -30,6 +33,16 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 use syscalls::Sysno;
 
+mod addr;
+mod control;
+mod creds;
+mod opts;
+
+use addr::*;
+use control::*;
+use creds::*;
+pub use opts::{getsockopt, ioctl, setsockopt};
+
 /// SIOCATMARK (asm-generic sockios.h; not in libc).
 const SIOCATMARK: u64 = 0x8905;
 /// The id a credential the sandbox cannot see shows as (the kernel's overflowuid).
@@ -42,142 +55,6 @@ const NET_RAW: u32 = 13;
 const ADDR_MAX: usize = 128;
 /// The largest control buffer the sentry copies.
 const CONTROL_MAX: usize = 4096;
-
-thread_local! {
-    /// Host name of a bound AF_UNIX socket ("<fd>/<name>" under the sentry's /proc/self/fd) ->
-    /// the sandbox's path, to give addresses back as the sandbox named them. A later bind
-    /// through the same descriptor number and name replaces an entry: names only, never access.
-    static NAMES: RefCell<HashMap<Vec<u8>, Vec<u8>>> = RefCell::new(HashMap::new());
-    /// Socket inode -> the sandbox task that made the socket (socket, socketpair, accept; listen
-    /// updates it): its virtual pid and credentials then. The host records the sentry as every
-    /// socket's owner; this is what the sandbox's peers learn instead.
-    static OWNERS: RefCell<HashMap<u64, (u32, Creds)>> = RefCell::new(HashMap::new());
-}
-
-/// Record task `tid` as the maker of host socket `h` (see `OWNERS`).
-fn record_owner<P: Platform>(k: &Kernel<P>, tid: i32, h: RawFd) {
-    if let Ok(st) = fstat_fd(h) {
-        let vpid = k.proc_of(tid).borrow().vpid as u32;
-        OWNERS.with(|o| o.borrow_mut().insert(st.st_ino, (vpid, k.creds(tid))));
-    }
-}
-
-/// The inode of the AF_UNIX socket connected to the socket with inode `ino`, from the kernel's
-/// socket diagnostics (`NETLINK_SOCK_DIAG`, `UDIAG_SHOW_PEER`) in the sentry's, that is the
-/// sandbox's, network namespace. Hand-written: no crate the project uses speaks sock_diag.
-fn unix_peer(ino: u64) -> Option<u64> {
-    const SOCK_DIAG_BY_FAMILY: u16 = 20;
-    const UDIAG_SHOW_PEER: u32 = 4;
-    const UNIX_DIAG_PEER: u16 = 2;
-    // SAFETY: a netlink socket of our own.
-    let s = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-            libc::NETLINK_SOCK_DIAG,
-        )
-    };
-    if s < 0 {
-        return None;
-    }
-    // SAFETY: just made, ours.
-    let s = unsafe { OwnedFd::from_raw_fd(s) };
-    // nlmsghdr (16 bytes) + unix_diag_req (24 bytes).
-    let mut req = Vec::with_capacity(40);
-    req.extend_from_slice(&40u32.to_ne_bytes());
-    req.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    req.extend_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
-    req.extend_from_slice(&[0u8; 8]); // seq, port id
-    req.extend_from_slice(&[libc::AF_UNIX as u8, 0, 0, 0]); // family, protocol, pad
-    req.extend_from_slice(&u32::MAX.to_ne_bytes()); // every state
-    req.extend_from_slice(&u32::try_from(ino).ok()?.to_ne_bytes());
-    req.extend_from_slice(&UDIAG_SHOW_PEER.to_ne_bytes());
-    req.extend_from_slice(&[0xff; 8]); // no cookie
-                                       // SAFETY: send/recv on our socket with our buffers (the kernel is the only peer).
-    unsafe {
-        if libc::send(s.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) != req.len() as isize {
-            return None;
-        }
-        let mut b = [0u8; 1024];
-        let n = libc::recv(s.as_raw_fd(), b.as_mut_ptr().cast(), b.len(), 0);
-        let b = &b[..usize::try_from(n).ok()?];
-        let u16_at = |o: usize| Some(u16::from_ne_bytes(b.get(o..o + 2)?.try_into().ok()?));
-        let u32_at = |o: usize| Some(u32::from_ne_bytes(b.get(o..o + 4)?.try_into().ok()?));
-        if u16_at(4)? != SOCK_DIAG_BY_FAMILY {
-            return None; // NLMSG_ERROR: no such socket
-        }
-        let end = (u32_at(0)? as usize).min(b.len());
-        // After the header and unix_diag_msg (16 bytes): attributes {len, type, value}.
-        let mut off = 32;
-        while off + 4 <= end {
-            let (len, ty) = (u16_at(off)? as usize, u16_at(off + 2)?);
-            if len < 4 {
-                break;
-            }
-            if ty == UNIX_DIAG_PEER {
-                return u32_at(off + 4).filter(|&p| p != 0).map(u64::from);
-            }
-            off += (len + 3) & !3;
-        }
-        None
-    }
-}
-
-/// The sandbox task that made the socket connected to `h` (an AF_UNIX peer made by the
-/// sentry for the sandbox), as `(vpid, creds)`.
-fn peer_owner(h: RawFd) -> Option<(u32, Creds)> {
-    let peer = unix_peer(fstat_fd(h).ok()?.st_ino)?;
-    OWNERS.with(|o| o.borrow().get(&peer).cloned())
-}
-
-/// Credentials (pid, uid, gid) the host reports for the peer of `h` (`pid` the host's), as the
-/// sandbox must see them: a peer the sentry made names the sandbox task behind it (`effective`:
-/// its effective ids, as SO_PEERCRED; else its real ones, as SCM_CREDENTIALS); anyone else is
-/// outside the sandbox's view: pid 0 and the overflow ids (no credentials at all: as the host).
-fn guest_creds(h: RawFd, pid: i32, uid: u32, gid: u32, effective: bool) -> [u32; 3] {
-    // SAFETY: getpid cannot fail.
-    if pid == unsafe { libc::getpid() } {
-        return match peer_owner(h) {
-            Some((vpid, c)) if effective => [vpid, c.euid, c.egid],
-            Some((vpid, c)) => [vpid, c.ruid, c.rgid],
-            None => [0, OVERFLOW_ID, OVERFLOW_ID],
-        };
-    }
-    let map = |id: u32| if id == u32::MAX { id } else { OVERFLOW_ID };
-    [0, map(uid), map(gid)]
-}
-
-/// getsockopt(SO_PEERCRED).
-fn peercred<P: Platform>(k: &Kernel<P>, c: &Call, h: RawFd) -> Outcome {
-    let room = tri!(k.read_val::<u32>(c.tid, c.a[4])) as usize;
-    let mut uc = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut l = std::mem::size_of::<libc::ucred>() as u32;
-    // SAFETY: getsockopt into our own struct.
-    if unsafe {
-        libc::getsockopt(
-            h,
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut uc as *mut libc::ucred).cast(),
-            &mut l,
-        )
-    } != 0
-    {
-        return err(errno());
-    }
-    let v: Vec<u8> = guest_creds(h, uc.pid, uc.uid, uc.gid, true)
-        .iter()
-        .flat_map(|x| x.to_ne_bytes())
-        .collect();
-    let n = v.len().min(room);
-    tri!(k.write_bytes(c.tid, c.a[3], &v[..n]));
-    tri!(k.write_val(c.tid, c.a[4], &(n as u32)));
-    Outcome::Ret(0)
-}
 
 fn sockopt_int(h: RawFd, level: i32, opt: i32) -> Result<i32, i32> {
     let mut v: i32 = 0;
@@ -340,166 +217,6 @@ pub fn socketpair<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     }
 }
 
-/// What a socket address is used for: a path is created by bind, opened by the others.
-#[derive(PartialEq, Clone, Copy)]
-enum Use {
-    Bind,
-    Reach,
-}
-
-/// A socket address ready for the host, with the descriptors its path form needs alive.
-struct HostAddr {
-    bytes: Vec<u8>,
-    /// An AF_UNIX path, relative to the sentry's /proc/self/fd (see `with_proc_cwd`).
-    path: bool,
-    _keep: Vec<OwnedFd>,
-    /// For bind: (host name, the sandbox's path).
-    name: Option<(Vec<u8>, Vec<u8>)>,
-}
-
-/// Run `f` with the sentry's working directory at its own `/proc/self/fd` (opened beneath the
-/// verified host procfs descriptor: `/proc` in the sentry's mount namespace is the sandbox's,
-/// see hostproc), so that an AF_UNIX path "<fd>" or "<fd>/<name>" names, through the kernel's
-/// link for descriptor <fd>, a socket file or directory the sentry resolved inside the root.
-/// No host path is involved, and the workload cannot swap a component: the link is the
-/// descriptor itself. The sentry is single-threaded, so nothing else sees the changed cwd.
-fn with_proc_cwd<R>(f: impl FnOnce() -> R) -> Result<R, i32> {
-    let dir = crate::hostproc::open("self/fd", libc::O_PATH | libc::O_DIRECTORY)
-        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
-    // SAFETY: open the current directory as an O_PATH descriptor.
-    let cwd = unsafe { libc::open(c".".as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
-    if cwd < 0 {
-        return Err(errno());
-    }
-    // SAFETY: a fresh descriptor.
-    let cwd = unsafe { OwnedFd::from_raw_fd(cwd) };
-    // SAFETY: fchdir to our own directory descriptor; the sentry is single-threaded.
-    if unsafe { libc::fchdir(dir.as_raw_fd()) } != 0 {
-        return Err(errno());
-    }
-    let r = f();
-    // SAFETY: back to where we were.
-    unsafe { libc::fchdir(cwd.as_raw_fd()) };
-    Ok(r)
-}
-
-/// The workload's socket address at `addr` (`len` bytes), checked and rewritten for the host.
-fn host_addr<P: Platform>(
-    k: &Kernel<P>,
-    tid: i32,
-    h: RawFd,
-    addr: u64,
-    len: usize,
-    what: Use,
-) -> Result<HostAddr, i32> {
-    if !(2..=ADDR_MAX).contains(&len) {
-        return Err(libc::EINVAL);
-    }
-    let b = k.read_bytes(tid, addr, len)?;
-    let fam = u16::from_ne_bytes([b[0], b[1]]) as i32;
-    let dom = sockopt_int(h, libc::SOL_SOCKET, libc::SO_DOMAIN)?;
-    if fam != dom && !(fam == libc::AF_UNSPEC && what == Use::Reach) {
-        return Err(libc::EAFNOSUPPORT);
-    }
-    if fam != libc::AF_UNIX || len <= 2 || b[2] == 0 {
-        // Inet addresses, unnamed and abstract AF_UNIX names: as given (the abstract namespace
-        // is the network namespace's, which is the sandbox's).
-        return Ok(HostAddr {
-            bytes: b,
-            path: false,
-            _keep: Vec::new(),
-            name: None,
-        });
-    }
-    let raw = &b[2..];
-    let path = &raw[..raw.iter().position(|&x| x == 0).unwrap_or(raw.len())];
-    let path = std::str::from_utf8(path)
-        .map_err(|_| libc::EINVAL)?
-        .to_string();
-    let creds = k.creds(tid);
-    let (dirfd, tail, keep_name) = match what {
-        Use::Bind => {
-            let (pfd, name) = k.host_parent(tid, libc::AT_FDCWD, &path)?;
-            crate::kernel::creds::may_entry(
-                pfd.as_raw_fd(),
-                &name,
-                &creds,
-                crate::kernel::creds::Entry::Create,
-            )?;
-            let n = name.to_bytes().to_vec();
-            (pfd, n, true)
-        }
-        Use::Reach => {
-            let rel = match k.lookup(tid, libc::AT_FDCWD, &path, true)? {
-                Node::Host(rel) => rel,
-                Node::Synth(_) => return Err(libc::ECONNREFUSED),
-            };
-            k.may_walk(tid, &rel)?;
-            let fd = k.vfs.open(&rel, libc::O_PATH, 0)?;
-            let st = fstat_fd(fd.as_raw_fd())?;
-            if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
-                return Err(libc::ECONNREFUSED);
-            }
-            if !may(&st, &creds, 2) {
-                return Err(libc::EACCES);
-            }
-            (fd, Vec::new(), false)
-        }
-    };
-    let mut host = format!("{}", dirfd.as_raw_fd()).into_bytes();
-    if !tail.is_empty() {
-        host.push(b'/');
-        host.extend_from_slice(&tail);
-    }
-    if host.len() >= 108 {
-        return Err(libc::ENAMETOOLONG);
-    }
-    let mut bytes = (libc::AF_UNIX as u16).to_ne_bytes().to_vec();
-    bytes.extend_from_slice(&host);
-    bytes.push(0);
-    Ok(HostAddr {
-        bytes,
-        path: true,
-        _keep: vec![dirfd],
-        // Linux gives a bound name back as bind was given it (relative or not).
-        name: keep_name.then(|| (host, path.into_bytes())),
-    })
-}
-
-/// A host socket address as the sandbox should see it (AF_UNIX names the sentry bound for the
-/// sandbox are given back as the sandbox's paths).
-fn guest_addr(b: &[u8]) -> Vec<u8> {
-    if b.len() > 2 && u16::from_ne_bytes([b[0], b[1]]) as i32 == libc::AF_UNIX && b[2] != 0 {
-        let raw = &b[2..];
-        let p = &raw[..raw.iter().position(|&x| x == 0).unwrap_or(raw.len())];
-        if let Some(v) = NAMES.with(|m| m.borrow().get(p).cloned()) {
-            let mut out = b[..2].to_vec();
-            out.extend_from_slice(&v);
-            out.push(0);
-            return out;
-        }
-    }
-    b.to_vec()
-}
-
-/// Give the workload a socket address: at most `*lenp` bytes at `addr`, the full length in
-/// `*lenp`. Nothing when `addr` is null.
-fn put_addr<P: Platform>(
-    k: &Kernel<P>,
-    tid: i32,
-    addr: u64,
-    lenp: u64,
-    host: &[u8],
-) -> Result<(), i32> {
-    if addr == 0 || lenp == 0 {
-        return Ok(());
-    }
-    let g = guest_addr(host);
-    let room = k.read_val::<u32>(tid, lenp)? as usize;
-    k.write_bytes(tid, addr, &g[..g.len().min(room)])?;
-    k.write_val(tid, lenp, &(g.len() as u32))
-}
-
 /// The host call's result, or park the task until `h` is ready for `ev` when the call would
 /// block and the workload's socket blocks.
 fn or_park(r: isize, h: RawFd, ev: i16, nb: bool, c: &Call) -> Result<isize, Box<Outcome>> {
@@ -583,55 +300,6 @@ pub fn bind<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
         NAMES.with(|m| m.borrow_mut().insert(host, virt));
     }
     Outcome::Ret(0)
-}
-
-/// The socket file bind just made (`host`: "<dirfd>/<name>") gets the mode and owner Linux
-/// gives it: 0777 less the caller's umask, the caller's virtual ids (the sentry made it). It
-/// is reached through an O_PATH descriptor that does not follow a symlink, and only if it is a
-/// socket: the sandbox may have replaced the name meanwhile.
-fn own_socket_file<P: Platform>(k: &Kernel<P>, tid: i32, dir: RawFd, host: &[u8]) {
-    let Some(slash) = host.iter().position(|&b| b == b'/') else {
-        return;
-    };
-    let Ok(name) = std::ffi::CString::new(&host[slash + 1..]) else {
-        return;
-    };
-    let (um, cr) = (k.proc_of(tid).borrow().umask, k.creds(tid));
-    // SAFETY: openat on our directory fd; the result is ours.
-    let fd = unsafe {
-        libc::openat(
-            dir,
-            name.as_ptr(),
-            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return;
-    }
-    // SAFETY: just opened, ours.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    if !fstat_fd(fd.as_raw_fd()).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFSOCK) {
-        return;
-    }
-    // SAFETY: attribute changes on our O_PATH descriptor itself (AT_EMPTY_PATH).
-    unsafe {
-        libc::syscall(
-            libc::SYS_fchmodat2,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            0o777 & !um,
-            libc::AT_EMPTY_PATH,
-        );
-        if cr.euid != 0 {
-            libc::fchownat(
-                fd.as_raw_fd(),
-                c"".as_ptr(),
-                cr.euid,
-                cr.egid,
-                libc::AT_EMPTY_PATH,
-            );
-        }
-    }
 }
 
 pub fn connect<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
@@ -855,77 +523,6 @@ fn read_msghdr<P: Platform>(k: &Kernel<P>, tid: i32, addr: u64) -> Result<[u64; 
     ])
 }
 
-fn cmsg_align(n: usize) -> usize {
-    (n + 7) & !7
-}
-
-/// Rewrite the workload's control messages for the host: SCM_RIGHTS numbers become the host
-/// descriptors of the sandbox's own open files (kept alive in `keep`), SCM_CREDENTIALS must be
-/// the sender's own (virtual) ids and carry its host pid.
-fn host_control<P: Platform>(
-    k: &Kernel<P>,
-    tid: i32,
-    b: &[u8],
-    keep: &mut Vec<FileRef>,
-) -> Result<Vec<u8>, i32> {
-    let mut out = Vec::new();
-    let mut off = 0;
-    while off + 16 <= b.len() {
-        let len = u64::from_ne_bytes(b[off..off + 8].try_into().unwrap()) as usize;
-        let level = i32::from_ne_bytes(b[off + 8..off + 12].try_into().unwrap());
-        let ty = i32::from_ne_bytes(b[off + 12..off + 16].try_into().unwrap());
-        if len < 16 || off + len > b.len() {
-            return Err(libc::EINVAL);
-        }
-        let data = &b[off + 16..off + len];
-        let mut body = Vec::new();
-        match (level, ty) {
-            (libc::SOL_SOCKET, libc::SCM_RIGHTS) => {
-                for ch in data.chunks_exact(4) {
-                    let v = i32::from_ne_bytes(ch.try_into().unwrap());
-                    let f = k.file(tid, v as u64)?;
-                    // Only files the host can carry: a synthesized one has no host descriptor.
-                    let h = f.borrow().host_fd().ok_or(libc::EBADF)?;
-                    body.extend_from_slice(&h.to_ne_bytes());
-                    keep.push(f);
-                }
-            }
-            (libc::SOL_SOCKET, libc::SCM_CREDENTIALS) => {
-                if data.len() < 12 {
-                    return Err(libc::EINVAL);
-                }
-                let pid = i32::from_ne_bytes(data[0..4].try_into().unwrap());
-                let uid = u32::from_ne_bytes(data[4..8].try_into().unwrap());
-                let gid = u32::from_ne_bytes(data[8..12].try_into().unwrap());
-                let cr = k.creds(tid);
-                let p = k.proc_of(tid);
-                let vpid = p.borrow().vpid;
-                let uid_ok = [cr.ruid, cr.euid, cr.suid].contains(&uid) || cr.capable(SETUID);
-                let gid_ok = [cr.rgid, cr.egid, cr.sgid].contains(&gid) || cr.capable(SETGID);
-                if pid != vpid || !uid_ok || !gid_ok {
-                    return Err(libc::EPERM);
-                }
-                // The host checks credentials against the sender, the sentry, which holds no
-                // capability: what it can carry is its own (see `guest_control`).
-                // SAFETY: getpid/geteuid/getegid cannot fail.
-                let own = unsafe { [libc::getpid() as u32, libc::geteuid(), libc::getegid()] };
-                for v in own {
-                    body.extend_from_slice(&v.to_ne_bytes());
-                }
-            }
-            _ => return Err(libc::EINVAL),
-        }
-        let start = out.len();
-        out.extend_from_slice(&((16 + body.len()) as u64).to_ne_bytes());
-        out.extend_from_slice(&level.to_ne_bytes());
-        out.extend_from_slice(&ty.to_ne_bytes());
-        out.extend_from_slice(&body);
-        out.resize(start + cmsg_align(16 + body.len()), 0);
-        off += cmsg_align(len);
-    }
-    Ok(out)
-}
-
 pub fn sendmsg<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     let (_f, h, nb) = tri!(sock(k, c.tid, c.a[0]));
     let m = tri!(read_msghdr(k, c.tid, c.a[1]));
@@ -959,111 +556,6 @@ pub fn sendmsg<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
         Vec::new()
     };
     do_send(k, c, h, nb, &data, to.as_ref(), &control, c.a[2] as i32)
-}
-
-/// Received control messages for the sandbox: host descriptors become new descriptors of the
-/// receiver, host pids virtual ones. A received directory that is not inside the sandbox's root
-/// is closed and the message marked truncated: it would be a way out of the root.
-fn guest_control<P: Platform>(
-    k: &Kernel<P>,
-    tid: i32,
-    h: RawFd,
-    b: &[u8],
-    cloexec: bool,
-    trunc: &mut bool,
-) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut off = 0;
-    while off + 16 <= b.len() {
-        let len = u64::from_ne_bytes(b[off..off + 8].try_into().unwrap()) as usize;
-        let level = i32::from_ne_bytes(b[off + 8..off + 12].try_into().unwrap());
-        let ty = i32::from_ne_bytes(b[off + 12..off + 16].try_into().unwrap());
-        if len < 16 || off + len > b.len() {
-            break;
-        }
-        let data = &b[off + 16..off + len];
-        let mut body = Vec::new();
-        match (level, ty) {
-            (libc::SOL_SOCKET, libc::SCM_RIGHTS) => {
-                for ch in data.chunks_exact(4) {
-                    // SAFETY: the kernel just installed this descriptor in the sentry for us.
-                    let fd =
-                        unsafe { OwnedFd::from_raw_fd(i32::from_ne_bytes(ch.try_into().unwrap())) };
-                    match guest_file(k, fd) {
-                        Some(f) => match k.install(tid, f, cloexec) {
-                            Ok(v) => body.extend_from_slice(&(v as i32).to_ne_bytes()),
-                            Err(_) => *trunc = true,
-                        },
-                        None => *trunc = true,
-                    }
-                }
-                if body.is_empty() {
-                    off += cmsg_align(len);
-                    continue;
-                }
-            }
-            (libc::SOL_SOCKET, libc::SCM_CREDENTIALS) if data.len() >= 12 => {
-                // A sender in the sandbox reaches the host as the sentry itself: the message
-                // names the task that made the sending socket (never the sentry's host ids);
-                // a sender outside, pid 0 and the overflow ids.
-                let pid = i32::from_ne_bytes(data[0..4].try_into().unwrap());
-                let uid = u32::from_ne_bytes(data[4..8].try_into().unwrap());
-                let gid = u32::from_ne_bytes(data[8..12].try_into().unwrap());
-                for v in guest_creds(h, pid, uid, gid, false) {
-                    body.extend_from_slice(&v.to_ne_bytes());
-                }
-            }
-            _ => body.extend_from_slice(data),
-        }
-        let start = out.len();
-        out.extend_from_slice(&((16 + body.len()) as u64).to_ne_bytes());
-        out.extend_from_slice(&level.to_ne_bytes());
-        out.extend_from_slice(&ty.to_ne_bytes());
-        out.extend_from_slice(&body);
-        out.resize(start + cmsg_align(16 + body.len()), 0);
-        off += cmsg_align(len);
-    }
-    out
-}
-
-/// An open file for a descriptor received from the host, or None if it must not come in.
-fn guest_file<P: Platform>(k: &Kernel<P>, fd: OwnedFd) -> Option<OpenFile> {
-    let h = fd.as_raw_fd();
-    let st = fstat_fd(h).ok()?;
-    // SAFETY: F_GETFL on our descriptor.
-    let fl = unsafe { libc::fcntl(h, libc::F_GETFL) };
-    let acc = fl & libc::O_ACCMODE;
-    let (kind, path) = match st.st_mode & libc::S_IFMT {
-        // A directory outside the root would be a way out of it (*at calls relative to it).
-        libc::S_IFDIR => (HostKind::Dir, k.vfs.virt_path_of(h)?),
-        // A regular file names no other file: one from outside the root (a memfd, a peer's
-        // file) comes in under a name that is not a path of the sandbox.
-        libc::S_IFREG => {
-            let name = k
-                .vfs
-                .virt_path_of(h)
-                .unwrap_or_else(|| match crate::hostproc::fd_path(h) {
-                    Ok(p) if p.to_string_lossy().starts_with("/memfd:") => {
-                        p.to_string_lossy().into_owned()
-                    }
-                    _ => format!("anon_inode:[file {}]", st.st_ino),
-                });
-            (HostKind::Regular, name)
-        }
-        libc::S_IFSOCK => (HostKind::Stream, format!("socket:[{}]", st.st_ino)),
-        libc::S_IFIFO => (HostKind::Stream, format!("pipe:[{}]", st.st_ino)),
-        _ => return None,
-    };
-    if kind == HostKind::Stream {
-        // The sentry never blocks in a stream: make the description non-blocking.
-        // SAFETY: F_SETFL on our descriptor.
-        unsafe { libc::fcntl(h, libc::F_SETFL, fl | libc::O_NONBLOCK) };
-    }
-    Some(OpenFile::new(
-        FileKind::Host { fd, kind },
-        &path,
-        acc | (fl & libc::O_APPEND),
-    ))
 }
 
 /// What one receive got: (length, data, address, control, msg flags).
@@ -1187,107 +679,6 @@ pub fn recvmsg<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     Outcome::Ret(n as i64)
 }
 
-/// The options a workload may get or set, with the largest value length each takes.
-fn sockopt_allowed(level: i32, opt: i32, set: bool) -> Option<usize> {
-    use libc::*;
-    let int = Some(4);
-    match (level, opt) {
-        (SOL_SOCKET, SO_REUSEADDR | SO_REUSEPORT | SO_KEEPALIVE | SO_BROADCAST | SO_RCVBUF)
-        | (SOL_SOCKET, SO_SNDBUF | SO_OOBINLINE | SO_RCVLOWAT | SO_PASSCRED | SO_TIMESTAMP)
-        | (SOL_SOCKET, SO_DONTROUTE | SO_PRIORITY) => int,
-        (SOL_SOCKET, SO_LINGER) => Some(8),
-        (SOL_SOCKET, SO_RCVTIMEO | SO_SNDTIMEO) => Some(16),
-        (SOL_SOCKET, SO_ERROR | SO_TYPE | SO_DOMAIN | SO_PROTOCOL | SO_ACCEPTCONN) if !set => int,
-        (IPPROTO_TCP, TCP_NODELAY | TCP_MAXSEG | TCP_KEEPIDLE | TCP_KEEPINTVL | TCP_KEEPCNT)
-        | (IPPROTO_TCP, TCP_CORK | TCP_QUICKACK | TCP_DEFER_ACCEPT | TCP_FASTOPEN)
-        | (IPPROTO_TCP, TCP_USER_TIMEOUT | TCP_SYNCNT | TCP_LINGER2 | TCP_WINDOW_CLAMP) => int,
-        (IPPROTO_TCP, TCP_INFO) if !set => Some(256),
-        (IPPROTO_TCP, TCP_CONGESTION) => Some(16),
-        (IPPROTO_IP, IP_TOS | IP_TTL | IP_MULTICAST_TTL | IP_MULTICAST_LOOP | IP_RECVERR)
-        | (IPPROTO_IP, IP_PKTINFO | IP_MTU_DISCOVER | IP_RECVTOS | IP_RECVTTL | IP_FREEBIND) => int,
-        (IPPROTO_IP, IP_HDRINCL) => int,
-        (IPPROTO_IP, IP_MTU) if !set => int,
-        (IPPROTO_IP, IP_ADD_MEMBERSHIP | IP_DROP_MEMBERSHIP) if set => Some(12),
-        (IPPROTO_IPV6, IPV6_V6ONLY | IPV6_UNICAST_HOPS | IPV6_MULTICAST_HOPS)
-        | (IPPROTO_IPV6, IPV6_MULTICAST_LOOP | IPV6_RECVPKTINFO | IPV6_TCLASS | IPV6_RECVERR)
-        | (IPPROTO_IPV6, IPV6_MTU_DISCOVER | IPV6_RECVTCLASS) => int,
-        (IPPROTO_IPV6, IPV6_ADD_MEMBERSHIP | IPV6_DROP_MEMBERSHIP) if set => Some(20),
-        _ => None,
-    }
-}
-
-pub fn setsockopt<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
-    let (_f, h, _) = tri!(sock(k, c.tid, c.a[0]));
-    let (level, opt, len) = (c.a[1] as i32, c.a[2] as i32, c.a[4] as usize);
-    let Some(max) = sockopt_allowed(level, opt, true) else {
-        return err(libc::ENOPROTOOPT);
-    };
-    let v = tri!(k.read_bytes(c.tid, c.a[3], len.min(max)));
-    // SAFETY: setsockopt with a value in our own buffer.
-    if unsafe { libc::setsockopt(h, level, opt, v.as_ptr().cast(), v.len() as u32) } != 0 {
-        return err(errno());
-    }
-    Outcome::Ret(0)
-}
-
-pub fn getsockopt<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
-    let (_f, h, _) = tri!(sock(k, c.tid, c.a[0]));
-    let (level, opt) = (c.a[1] as i32, c.a[2] as i32);
-    if (level, opt) == (libc::SOL_SOCKET, libc::SO_PEERCRED) {
-        return peercred(k, c, h);
-    }
-    let Some(max) = sockopt_allowed(level, opt, false) else {
-        return err(libc::ENOPROTOOPT);
-    };
-    let room = tri!(k.read_val::<u32>(c.tid, c.a[4])) as usize;
-    let mut v = vec![0u8; max];
-    let mut l = max as u32;
-    // SAFETY: getsockopt into our own buffer.
-    if unsafe { libc::getsockopt(h, level, opt, v.as_mut_ptr().cast(), &mut l) } != 0 {
-        return err(errno());
-    }
-    let n = (l as usize).min(room);
-    tri!(k.write_bytes(c.tid, c.a[3], &v[..n]));
-    tri!(k.write_val(c.tid, c.a[4], &(n as u32)));
-    Outcome::Ret(0)
-}
-
-/// Socket ioctls the sandbox may make: reads of its own socket's queue state and of the
-/// network namespace's interfaces (struct ifreq by name or index); nothing that changes an
-/// interface. None: not a socket request (the caller goes on).
-pub fn ioctl<P: Platform>(k: &Kernel<P>, c: &Call, h: RawFd) -> Option<Outcome> {
-    let req = c.a[1];
-    let size = match req {
-        SIOCATMARK | libc::TIOCOUTQ => 4,
-        libc::SIOCGIFNAME
-        | libc::SIOCGIFINDEX
-        | libc::SIOCGIFFLAGS
-        | libc::SIOCGIFADDR
-        | libc::SIOCGIFNETMASK
-        | libc::SIOCGIFMTU
-        | libc::SIOCGIFHWADDR
-        | libc::SIOCGIFBRDADDR => 40,
-        _ => return None,
-    };
-    let ifreq = size == 40;
-    let mut buf = if ifreq {
-        match k.read_bytes(c.tid, c.a[2], size) {
-            Ok(b) => b,
-            Err(e) => return Some(err(e)),
-        }
-    } else {
-        vec![0u8; size]
-    };
-    // SAFETY: ioctl with a buffer of the size the request needs.
-    if unsafe { libc::ioctl(h, req as _, buf.as_mut_ptr()) } != 0 {
-        return Some(err(errno()));
-    }
-    Some(match k.write_bytes(c.tid, c.a[2], &buf) {
-        Ok(()) => Outcome::Ret(0),
-        Err(e) => err(e),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1312,22 +703,5 @@ mod tests {
         mixed.extend(nlmsg(libc::RTM_SETLINK));
         assert!(!netlink_reads_only(&mixed));
         assert!(!netlink_reads_only(&[1, 2, 3]));
-    }
-
-    #[test]
-    fn options_allow_list() {
-        assert!(sockopt_allowed(libc::SOL_SOCKET, libc::SO_REUSEADDR, true).is_some());
-        assert!(sockopt_allowed(libc::SOL_SOCKET, libc::SO_ERROR, true).is_none());
-        assert!(sockopt_allowed(libc::SOL_SOCKET, libc::SO_ERROR, false).is_some());
-        for (l, o) in [
-            (libc::SOL_SOCKET, libc::SO_BINDTODEVICE),
-            (libc::SOL_SOCKET, libc::SO_ATTACH_FILTER),
-            (libc::SOL_SOCKET, libc::SO_MARK),
-            (libc::SOL_SOCKET, libc::SO_RCVBUFFORCE),
-            (libc::SOL_SOCKET, libc::SO_PEERCRED),
-        ] {
-            assert!(sockopt_allowed(l, o, true).is_none());
-            assert!(sockopt_allowed(l, o, false).is_none());
-        }
     }
 }
