@@ -276,6 +276,16 @@ impl<P: Platform> EventLoop<P> {
         if regs.rax as i64 != -ERESTARTSYS || !notified::<P>(nr) {
             return Ok(());
         }
+        // A signalfd read runs natively in the task (syscalls/signalfd.rs): its -ERESTARTSYS is
+        // the host's, for a signal that ended a real wait.
+        if nr == libc::SYS_read
+            && self
+                .k
+                .file(tid, regs.rdi)
+                .is_ok_and(|f| matches!(f.borrow().kind, crate::vfs::FileKind::Signal { .. }))
+        {
+            return Ok(());
+        }
         regs.rax = -ERESTARTNOINTR as u64;
         self.k.plat.set_regs(tid, &regs)
     }

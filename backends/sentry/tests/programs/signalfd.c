@@ -1,6 +1,7 @@
 /* signalfd as Linux has it: reads of the mask's pending signals (non-blocking: EAGAIN; blocking:
  * until a child signals), the mask (SIGKILL left out, an update through the same fd), the
- * siginfo of kill and of a child's exit, poll and epoll readiness, SFD_CLOEXEC, and EINVAL for a
+ * siginfo of kill and of a child's exit, poll and epoll readiness, SFD_CLOEXEC, a blocking read
+ * a handled signal interrupts (EINTR), and EINVAL for a
  * short buffer, unknown flags and a descriptor that is no signalfd. Prints "ok signalfd".
  * (The sender's pid of a kill(2) is not checked: the sentry sends those signals, from outside
  * the sandbox's pid namespace, so the receiver sees 0; docs/backends/sentry.md.) */
@@ -15,6 +16,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "check.h"
+
+static volatile sig_atomic_t alarms;
+static void on_alarm(int sig) { (void)sig; alarms++; }
 
 static int pending(int fd) {
     struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -91,6 +95,12 @@ int main(void) {
     CHECK(si.ssi_signo == SIGCHLD && si.ssi_code == CLD_EXITED, "SIGCHLD siginfo");
     CHECK(si.ssi_pid == (unsigned)c && si.ssi_status == 3, "the child's pid and status");
     CHECK(waitpid(c, NULL, 0) == c, "waitpid 2");
+
+    /* A blocking read still ends for a handled signal outside the mask (no SA_RESTART). */
+    struct sigaction sa = {.sa_handler = on_alarm};
+    CHECK(sigaction(SIGALRM, &sa, NULL) == 0, "sigaction");
+    alarm(1);
+    CHECK(read(sfd, &si, sizeof si) < 0 && errno == EINTR && alarms == 1, "EINTR for SIGALRM");
 
     CHECK(signalfd(-1, &m, 0x4000) < 0 && errno == EINVAL, "unknown flag: EINVAL");
     CHECK(signalfd(ep, &m, 0) < 0 && errno == EINVAL, "not a signalfd: EINVAL");
