@@ -153,11 +153,12 @@ fn poll_fds<P: Platform>(
         let ev = i16::from_ne_bytes(raw[i * 8 + 4..i * 8 + 6].try_into().unwrap());
         let mut rev: i16 = 0;
         if fd >= 0 {
-            let signalfd = k
-                .file(c.tid, fd as u64)
+            let file = k.file(c.tid, fd as u64);
+            let signalfd = file
+                .as_ref()
                 .ok()
                 .and_then(|f| super::signalfd::readable(c.tid, &f.borrow()));
-            match k.file(c.tid, fd as u64) {
+            match file {
                 Err(_) => rev = libc::POLLNVAL,
                 Ok(_) if signalfd.is_some() => {
                     if signalfd == Some(true) {
