@@ -10,6 +10,7 @@ use crate::platform::{self, Platform, Regs, Resume, Stop};
 use crate::syscalls::{self, Outcome};
 use anyhow::Result;
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -21,11 +22,20 @@ pub struct EventLoop<P: Platform> {
     pub exec: Option<Hub>,
     /// When the parked notified tasks were last checked for pending signals.
     signals_checked: Instant,
+    /// Tasks whose parked call the sentry itself ended with -ERESTARTSYS for a signal (see
+    /// [`EventLoop::interrupt_parked`]): their signal stop keeps that code.
+    sentry_restarted: HashSet<i32>,
 }
 
 /// How often parked notified tasks are checked for a signal to deliver (see
 /// [`EventLoop::interrupt_parked`]).
 const SIGNAL_CHECK: Duration = Duration::from_millis(20);
+
+/// The kernel's internal restart codes a syscall can hold when a signal stops its task:
+/// -ERESTARTSYS restarts after a handler only with `SA_RESTART` (EINTR without),
+/// -ERESTARTNOINTR always restarts.
+const ERESTARTSYS: i64 = 512;
+const ERESTARTNOINTR: i64 = 513;
 
 impl<P: Platform> EventLoop<P> {
     pub fn new(k: Kernel<P>, exec: Option<Hub>) -> Self {
@@ -33,6 +43,7 @@ impl<P: Platform> EventLoop<P> {
             k,
             exec,
             signals_checked: Instant::now(),
+            sentry_restarted: HashSet::new(),
         }
     }
 
@@ -133,7 +144,13 @@ impl<P: Platform> EventLoop<P> {
             let first_parked = pfds.len();
             let mut timeout: i32 = -1;
             let now = Instant::now();
-            if self.k.parked.iter().any(|p| p.notif.is_some()) {
+            let waiters = &self.k.signal_waiters;
+            if self
+                .k
+                .parked
+                .iter()
+                .any(|p| p.notif.is_some() || waiters.contains(&p.tid))
+            {
                 timeout = SIGNAL_CHECK.as_millis() as i32;
             }
             for p in &self.k.parked {
@@ -190,6 +207,14 @@ impl<P: Platform> EventLoop<P> {
             }
             if self.signals_checked.elapsed() >= SIGNAL_CHECK {
                 self.interrupt_parked()?;
+                // Tasks waiting on a signalfd: look again (a retry that is still not ready parks
+                // again and says so).
+                let waiters = std::mem::take(&mut self.k.signal_waiters);
+                let (again, rest) = std::mem::take(&mut self.k.parked)
+                    .into_iter()
+                    .partition(|p| waiters.contains(&p.tid));
+                self.k.parked = rest;
+                self.retry(again)?;
             }
         }
         Ok(self.k.init_status.unwrap_or((true, libc::SIGKILL)))
@@ -203,13 +228,14 @@ impl<P: Platform> EventLoop<P> {
     /// SA_RESTART says, once the signal is delivered. Nothing of the call has happened yet.
     fn interrupt_parked(&mut self) -> Result<()> {
         self.signals_checked = Instant::now();
-        const ERESTARTSYS: i64 = 512;
         let mut i = 0;
         while i < self.k.parked.len() {
             let p = &self.k.parked[i];
             match p.notif {
                 Some(id) if crate::kernel::task::signal_pending(p.tid) => {
+                    let tid = p.tid;
                     self.k.parked.remove(i);
+                    self.sentry_restarted.insert(tid);
                     self.k.plat.respond(id, -ERESTARTSYS)?;
                 }
                 _ => i += 1,
@@ -218,8 +244,59 @@ impl<P: Platform> EventLoop<P> {
         Ok(())
     }
 
+    /// A signal stop of a task whose trapped call the sentry never received. On the notification
+    /// platforms a task waits for the sentry interruptibly until the sentry has taken its
+    /// notification (`SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV` only covers the wait after that):
+    /// a signal arriving in between (a child's SIGCHLD) ends the wait, and the kernel leaves
+    /// -ERESTARTSYS in the call, which a handler without `SA_RESTART` turns into EINTR. Nothing
+    /// of the call has happened, so to the workload that is a signal delivered just before the
+    /// syscall instruction; but it saw EINTR from calls Linux never interrupts (close, dup2,
+    /// pipe2, a write to a file), which programs do not retry: busybox `sh` lost the `close` of a
+    /// pipe's write end that way, and the pipe's reader waited forever. The call is made to
+    /// restart after the handler instead (-ERESTARTNOINTR), as if the signal had come first.
+    /// The sentry's own -ERESTARTSYS (a parked call ended for a signal, `interrupt_parked`) and
+    /// the host's (calls that run natively: wait4, futex...) are left as they are.
+    fn restart_unseen_call(&mut self, tid: i32) -> Result<()> {
+        if self.sentry_restarted.remove(&tid) || self.k.plat.notify_fds().is_empty() {
+            return Ok(());
+        }
+        if self
+            .k
+            .parked
+            .iter()
+            .any(|p| p.tid == tid && p.notif.is_some())
+        {
+            // Received and parked (a kernel without WAIT_KILLABLE_RECV let the signal in).
+            return Ok(());
+        }
+        let Ok(mut regs) = self.k.plat.get_regs(tid) else {
+            return Ok(()); // gone meanwhile: its exit is reported by wait()
+        };
+        let nr = regs.orig_rax as i64;
+        if regs.rax as i64 != -ERESTARTSYS || !notified::<P>(nr) {
+            return Ok(());
+        }
+        // A signalfd read runs natively in the task (syscalls/signalfd.rs): its -ERESTARTSYS is
+        // the host's, for a signal that ended a real wait.
+        if nr == libc::SYS_read
+            && self
+                .k
+                .file(tid, regs.rdi)
+                .is_ok_and(|f| matches!(f.borrow().kind, crate::vfs::FileKind::Signal { .. }))
+        {
+            return Ok(());
+        }
+        regs.rax = -ERESTARTNOINTR as u64;
+        self.k.plat.set_regs(tid, &regs)
+    }
+
     fn retry_parked(&mut self) -> Result<()> {
         let parked = std::mem::take(&mut self.k.parked);
+        self.retry(parked)
+    }
+
+    /// Dispatch parked calls again.
+    fn retry(&mut self, parked: Vec<Parked>) -> Result<()> {
         for p in parked {
             if !self.k.tasks.contains_key(&p.tid) {
                 continue;
@@ -291,6 +368,7 @@ impl<P: Platform> EventLoop<P> {
                     // Group stops are not modelled: let the task go on.
                     return self.k.plat.resume(tid, how);
                 }
+                self.restart_unseen_call(tid)?;
                 match how {
                     Resume::ToSyscallExit => self.k.plat.resume(tid, how),
                     _ => self.k.plat.resume(tid, Resume::Continue(sig)),
@@ -361,6 +439,10 @@ impl<P: Platform> EventLoop<P> {
                     return self.k.plat.resume(tid, Resume::ToSyscallExit);
                 }
             }
+            Fixup::SignalfdRead { saved, bytes } => {
+                let out = syscalls::signalfd::read_done(&mut self.k, tid, &regs, &saved, &bytes);
+                self.k.plat.set_regs(tid, &out)?;
+            }
             Fixup::Injected { saved, entry_seen } => {
                 if !entry_seen {
                     self.k.tasks.get_mut(&tid).unwrap().fixup = Some(Fixup::Injected {
@@ -412,7 +494,10 @@ impl<P: Platform> EventLoop<P> {
                     Ok(())
                 }
                 // A shared writable mapping: the file is in the task's own table now (mm.rs).
-                Outcome::Native if nr == libc::SYS_mmap => self.k.plat.respond_continue(id),
+                // The same for a signalfd read (signalfd.rs).
+                Outcome::Native if nr == libc::SYS_mmap || nr == libc::SYS_read => {
+                    self.k.plat.respond_continue(id)
+                }
                 // System V IPC checked by the sentry, run natively (syscalls/ipc.rs).
                 Outcome::Native if syscalls::ipc::CONTINUED.contains(&nr) => {
                     self.k.plat.respond_continue(id)
@@ -447,11 +532,29 @@ impl<P: Platform> EventLoop<P> {
 
     /// A task is gone: `hako exec`'s client of it learns its status, then the kernel forgets it.
     fn task_gone(&mut self, tid: i32, status: (bool, i32)) {
+        self.sentry_restarted.remove(&tid);
+        self.k.signal_waiters.remove(&tid);
         if let Some(h) = self.exec.as_mut() {
             h.exited(tid, status);
         }
         self.k.task_gone(tid, status);
     }
+}
+
+/// Whether syscall `nr` reaches the sentry as a seccomp notification on the notification
+/// platforms, and only that way: trapped (implemented or refused), not one of the calls that stop
+/// under ptrace (`NEEDS_REGS`) and not one that runs natively under a condition (their -ERESTARTSYS
+/// may be the host's).
+fn notified<P: Platform>(nr: i64) -> bool {
+    use syscalls::Disp;
+    let Some(s) = ::syscalls::Sysno::new(nr as usize).filter(|_| nr >= 0) else {
+        return false;
+    };
+    !syscalls::NEEDS_REGS.contains(&s)
+        && matches!(
+            syscalls::disposition::<P>(s),
+            Disp::Emulated(_) | Disp::Refused(..)
+        )
 }
 
 fn syscalls_name(nr: i64) -> &'static str {

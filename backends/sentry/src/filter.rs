@@ -53,6 +53,7 @@ pub const SENTRY_ALLOWED: &[Sysno] = {
         pipe2,
         socketpair,
         eventfd2,
+        signalfd4,
         epoll_create1,
         epoll_ctl,
         epoll_wait,
@@ -109,7 +110,7 @@ pub const SENTRY_ALLOWED: &[Sysno] = {
         pidfd_open,
         pidfd_getfd,
         // `hako exec`: accept on the exec socket, receive the client's stdio, answer it and the
-        // spawner (see exec/); and the sandbox's sockets (syscalls/socket.rs, which also
+        // spawner (see exec/); and the sandbox's sockets (syscalls/socket/, which also
         // changes directory to its own /proc/self/fd for AF_UNIX paths). `socket` itself is
         // allowed below for the families the sentry serves only.
         accept4,

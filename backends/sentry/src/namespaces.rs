@@ -1,5 +1,5 @@
 //! The namespaces the sentry takes from the spec. The sandbox's sockets are the sentry's own host
-//! sockets (syscalls/socket.rs), so the network namespace the sentry sits in *is* the sandbox's
+//! sockets (syscalls/socket/), so the network namespace the sentry sits in *is* the sandbox's
 //! network: when `linux.namespaces` names one by path (an engine's pod, a netns the caller
 //! made), the sentry joins it before it builds anything; when it asks for a new one, the sentry
 //! makes one with its loopback up. The same holds for the IPC, UTS and cgroup namespaces. A path
@@ -87,7 +87,7 @@ pub fn join(spec: &Spec) -> Result<i32> {
 /// the sandbox's 127.0.0.1 would be unreachable), and every port bindable without a host
 /// capability (`net.ipv4.ip_unprivileged_port_start=0`, as Docker sets it for containers): the
 /// sentry, which makes the sandbox's sockets, holds none once the workload runs, and the
-/// sandbox's own CAP_NET_BIND_SERVICE is checked by the sentry (syscalls/socket.rs). A
+/// sandbox's own CAP_NET_BIND_SERVICE is checked by the sentry (syscalls/socket/). A
 /// namespace joined by path is the engine's: the sentry changes nothing in it.
 pub fn new_netns_setup() -> Result<()> {
     {

@@ -9,6 +9,8 @@
 //! - `echo_across_a_veth`: a TCP and UDP echo server in the sandbox, reached from the host
 //!   through a network namespace and veth pair the test makes and hands over by path (the
 //!   sentry joins it);
+//! - `socket_credentials_are_virtual`: SO_PEERCRED and SCM_CREDENTIALS name virtual tasks;
+//! - `socket_timeouts_end_blocking_calls`: SO_RCVTIMEO/SO_SNDTIMEO give EAGAIN;
 //! - a namespace path the sentry cannot honour is refused.
 //!
 //! Run: `cargo test -p hako-sentry --test network` (as root; skips with a reason otherwise).
@@ -49,7 +51,7 @@ fn local() {
         "ok unix stream abstract: data from a client",
         "ok SCM_RIGHTS recvmsg: a new fd for the same file",
         "ok received memfd reads the same data",
-        "ok SCM_CREDENTIALS received, with no host pid or id in it",
+        "ok SCM_CREDENTIALS received with the sender's virtual pid and ids",
         "ok SCM_CREDENTIALS naming another pid refused",
         "ok netlink RTM_NEWLINK refused",
         "ok EPOLLET: no second event while still readable",
@@ -158,6 +160,112 @@ fn attacks() {
 /// A peer outside the sandbox, listening on a socket file bind-mounted into the sandbox, sends the workload the
 /// host's `/` (a directory: must not arrive; the workload would `openat` out of its root through
 /// it) and then a regular file (may arrive: it names no other file).
+/// SO_PEERCRED and SCM_CREDENTIALS name the sandbox's tasks by their virtual pids and ids
+/// (programs/peercred.c: a socketpair, a server and a client in two processes, as runc runs it
+/// and with a non-root user), and a peer outside the sandbox (a host server on a bind-mounted
+/// socket) as pid 0 with the overflow ids, on each platform this kernel has.
+#[test]
+fn socket_credentials_are_virtual() {
+    let Some(b) = common::busybox_bundle() else {
+        return;
+    };
+    if common::compile_c("programs/peercred.c", &b.rootfs().join("bin/peercred")).is_none() {
+        return;
+    }
+    match common::run_peer("runc", &b.rootfs(), &["/bin/peercred"], json!({})) {
+        Ok((code, out, err)) => {
+            assert_eq!((code, out.as_str()), (0, "ok peercred\n"), "runc: {err}")
+        }
+        Err(why) => eprintln!("SKIP the runc comparison: {why}"),
+    }
+    let ext = b.dir.path().join("ext");
+    std::fs::create_dir_all(&ext).unwrap();
+    std::fs::create_dir_all(b.rootfs().join("ext")).unwrap();
+    for name in ["samecpu", "hybrid", "ptrace"] {
+        if hako_sentry::platform::kind::Kind::parse(name).is_err() {
+            eprintln!("SKIP the {name} platform: this kernel cannot run it");
+            continue;
+        }
+        let platform = json!({hako_sentry::PLATFORM_ANNOTATION: name});
+        for user in [
+            json!({"uid": 0, "gid": 0}),
+            json!({"uid": 1000, "gid": 1000}),
+        ] {
+            let spec = b.spec(
+                &["/bin/peercred"],
+                json!({"annotations": platform, "process": {"user": user}}),
+            );
+            let (code, out, err) = b.run_spec(&spec);
+            assert_eq!(
+                (code, out.as_str()),
+                (0, "ok peercred\n"),
+                "{name} {user}: {err}"
+            );
+        }
+        let _ = std::fs::remove_file(ext.join("s"));
+        let listener = std::os::unix::net::UnixListener::bind(ext.join("s")).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut go = [0u8; 1];
+            s.read_exact(&mut go).unwrap();
+            s.write_all(b"h").unwrap();
+            let _ = s.read(&mut go); // until the workload is done
+        });
+        let spec = b.spec(
+            &["/bin/peercred", "/ext/s"],
+            json!({"annotations": platform,
+                   "mounts": [{"destination": "/ext", "type": "bind", "source": ext, "options": ["rbind"]}]}),
+        );
+        let (code, out, err) = b.run_spec(&spec);
+        assert_eq!(
+            (code, out.as_str()),
+            (
+                0,
+                "outside pid=0 uid=65534 gid=65534, message pid=0 uid=65534 gid=65534\n"
+            ),
+            "{name}: {err}"
+        );
+        server.join().unwrap();
+    }
+}
+
+/// SO_RCVTIMEO and SO_SNDTIMEO end parked socket calls with EAGAIN (programs/sock_timeout.c:
+/// recv, read, recvmsg, recvfrom, accept, send and write), as runc runs it and on each platform.
+/// They used to park for ever: each run is bounded so that fails instead of hanging.
+#[test]
+fn socket_timeouts_end_blocking_calls() {
+    let Some(b) = common::busybox_bundle() else {
+        return;
+    };
+    if common::compile_c(
+        "programs/sock_timeout.c",
+        &b.rootfs().join("bin/sock_timeout"),
+    )
+    .is_none()
+    {
+        return;
+    }
+    let want = "ok timeouts\n";
+    match common::run_peer("runc", &b.rootfs(), &["/bin/sock_timeout"], json!({})) {
+        Ok((code, out, err)) => assert_eq!((code, out.as_str()), (0, want), "runc: {err}"),
+        Err(why) => eprintln!("SKIP the runc comparison: {why}"),
+    }
+    for name in ["samecpu", "hybrid", "ptrace"] {
+        if hako_sentry::platform::kind::Kind::parse(name).is_err() {
+            eprintln!("SKIP the {name} platform: this kernel cannot run it");
+            continue;
+        }
+        let spec = b.spec(
+            &["/bin/sock_timeout"],
+            json!({"annotations": {hako_sentry::PLATFORM_ANNOTATION: name}}),
+        );
+        let (code, out, err) = b
+            .run_spec_within(&spec, Duration::from_secs(300))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!((code, out.as_str()), (0, want), "{name}: {err}");
+    }
+}
+
 #[test]
 fn a_host_directory_cannot_come_in_through_scm_rights() {
     let Some(b) = probe_bundle() else { return };

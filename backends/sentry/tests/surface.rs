@@ -161,6 +161,36 @@ fn eventfd_epoll_and_timerfd_behave_as_on_linux() {
     }
 }
 
+/// signalfd: reads of the mask's pending signals (non-blocking and blocking), the mask and its
+/// update, a child's exit, poll and epoll readiness, the flags and errors (programs/signalfd.c),
+/// as runc runs it and on each platform this kernel has.
+#[test]
+fn signalfd_reads_the_readers_own_signals() {
+    let Some(b) = bundle_with("signalfd") else {
+        return;
+    };
+    let want = "ok signalfd\n";
+    match common::run_peer("runc", &b.rootfs(), &["/bin/signalfd"], json!({})) {
+        Ok((code, out, err)) => assert_eq!((code, out.as_str()), (0, want), "runc: {err}"),
+        Err(why) => eprintln!("SKIP the runc comparison: {why}"),
+    }
+    for name in ["samecpu", "hybrid", "ptrace"] {
+        if hako_sentry::platform::kind::Kind::parse(name).is_err() {
+            eprintln!("SKIP the {name} platform: this kernel cannot run it");
+            continue;
+        }
+        let spec = b.spec(
+            &["/bin/signalfd"],
+            json!({"annotations": {hako_sentry::PLATFORM_ANNOTATION: name}}),
+        );
+        // Bounded: a signalfd wait that never ends must fail the test, not hang it.
+        let (code, out, err) = b
+            .run_spec_within(&spec, std::time::Duration::from_secs(300))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!((code, out.as_str()), (0, want), "{name}: {err}");
+    }
+}
+
 /// memfd_create: a file of the sandbox's own (write, truncate, a private mapping, fstat, its
 /// /proc/self/fd name, inherited by a child, seals).
 #[test]

@@ -23,7 +23,7 @@ use config::Config;
 pub use creds::{Caps, Creds};
 use fdtable::FdTable;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::Instant;
@@ -66,6 +66,9 @@ pub struct Kernel<P: Platform> {
     /// looked): above any pid the kernel hands out (pid_max is at most 2^22), so never a clash.
     pub spare_vpid: i32,
     pub parked: Vec<Parked>,
+    /// Parked tasks whose wait includes a signalfd (poll, select, epoll): no host descriptor
+    /// says when a signal reaches them, so the event loop retries them every signal check.
+    pub signal_waiters: HashSet<i32>,
     /// Children that stopped before their parent's fork event named them.
     pub early: Vec<i32>,
     pub init_host: i32,
@@ -89,6 +92,7 @@ impl<P: Platform> Kernel<P> {
             forks: 0,
             spare_vpid: 1 << 22,
             parked: Vec::new(),
+            signal_waiters: HashSet::new(),
             early: Vec::new(),
             init_host: 0,
             init_status: None,

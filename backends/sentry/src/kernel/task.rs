@@ -32,6 +32,9 @@ pub enum Fixup {
     },
     /// An injected syscall: restore these registers once it has run.
     Injected { saved: Regs, entry_seen: bool },
+    /// A signalfd read run as `rt_sigtimedwait` on the task's own buffer (ptrace platform,
+    /// `syscalls/signalfd.rs`): turn its siginfo into a `signalfd_siginfo`, restore `saved`.
+    SignalfdRead { saved: Regs, bytes: Vec<u8> },
 }
 
 pub struct Task {
@@ -49,6 +52,13 @@ pub struct Task {
 /// Whether task `tid` has a signal pending that it does not block (its host /proc status: the
 /// thread's and the process's pending sets).
 pub fn signal_pending(tid: i32) -> bool {
+    let (pending, blocked) = signals_of(tid);
+    pending & !blocked != 0
+}
+
+/// Task `tid`'s pending signals (its own and its process's) and its blocked set, as bit masks
+/// (bit `n - 1` for signal `n`), from its host /proc status.
+pub fn signals_of(tid: i32) -> (u64, u64) {
     let status = crate::hostproc::read_string(&format!("{tid}/status"));
     let set = |key: &str| {
         status
@@ -57,7 +67,7 @@ pub fn signal_pending(tid: i32) -> bool {
             .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
             .unwrap_or(0)
     };
-    (set("SigPnd:") | set("ShdPnd:")) & !set("SigBlk:") != 0
+    (set("SigPnd:") | set("ShdPnd:"), set("SigBlk:"))
 }
 
 impl<P: Platform> Kernel<P> {

@@ -93,7 +93,11 @@ pub fn epoll_ctl<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     }
     let watched = {
         let t = target.borrow();
-        let pollable = t.is_stream() || matches!(t.kind, FileKind::Dev(_) | FileKind::Epoll(_));
+        let pollable = t.is_stream()
+            || matches!(
+                t.kind,
+                FileKind::Dev(_) | FileKind::Epoll(_) | FileKind::Signal { .. }
+            );
         if !pollable {
             return err(libc::EPERM);
         }
@@ -224,12 +228,35 @@ pub fn epoll_wait<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
         };
         set.items.retain(|_, it| it.file.strong_count() > 0);
         epfd = set.host.as_raw_fd();
-        // Files without a host fd: always ready for reading and writing.
+        // Files without a host fd: always ready for reading and writing; a signalfd when the
+        // waiting task has a signal of its mask pending (an edge-triggered one fires again once
+        // none was pending).
         for it in set.items.values_mut() {
-            if n >= max || it.host.is_some() || it.fired {
+            if n >= max || it.host.is_some() {
                 continue;
             }
-            let got = it.events & (libc::EPOLLIN | libc::EPOLLOUT) as u32;
+            let signalfd = it
+                .file
+                .upgrade()
+                .and_then(|f| super::signalfd::readable(c.tid, &f.borrow()));
+            if let Some(ready) = signalfd {
+                k.signal_waiters.insert(c.tid);
+                if !ready && it.events & ET != 0 {
+                    it.fired = false;
+                }
+                if !ready {
+                    continue;
+                }
+            }
+            if it.fired {
+                continue;
+            }
+            let mask = if signalfd.is_some() {
+                libc::EPOLLIN
+            } else {
+                libc::EPOLLIN | libc::EPOLLOUT
+            };
+            let got = it.events & mask as u32;
             if got == 0 {
                 continue;
             }

@@ -43,7 +43,9 @@ pub fn mmap<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
                 c.regs.r9 = 0;
                 return Outcome::Native;
             }
-            FileKind::Dir { .. } | FileKind::Epoll(_) => return err(libc::ENODEV),
+            FileKind::Dir { .. } | FileKind::Epoll(_) | FileKind::Signal { .. } => {
+                return err(libc::ENODEV)
+            }
         }
         let shared = flags & (libc::MAP_SHARED as u64 | 0x03) == libc::MAP_SHARED as u64
             || flags & 0x03 == 0x03;

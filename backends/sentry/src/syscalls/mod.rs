@@ -30,6 +30,7 @@ pub mod poll;
 pub mod process;
 pub mod read_write;
 pub mod signal;
+pub mod signalfd;
 pub mod socket;
 pub mod stat;
 mod table;

@@ -159,7 +159,7 @@ pub fn open_path<P: Platform>(
                             pos: 0,
                         },
                         FileKind::Dev(k) => FileKind::Dev(*k),
-                        FileKind::Epoll(_) => return Err(libc::ENXIO),
+                        FileKind::Epoll(_) | FileKind::Signal { .. } => return Err(libc::ENXIO),
                     };
                     Ok(OpenFile::new(kind, &fb.path, flags))
                 }

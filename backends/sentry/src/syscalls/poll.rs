@@ -71,7 +71,12 @@ pub fn select<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
             Err(e) => return err(e),
         };
         let fb = f.borrow();
+        let signalfd = super::signalfd::readable(c.tid, &fb);
         let (rr, wr) = match fb.host_fd() {
+            _ if signalfd.is_some() => {
+                k.signal_waiters.insert(c.tid);
+                (signalfd == Some(true), false)
+            }
             Some(h) if fb.is_stream() => {
                 let mut ev = 0;
                 if want_r {
@@ -148,8 +153,19 @@ fn poll_fds<P: Platform>(
         let ev = i16::from_ne_bytes(raw[i * 8 + 4..i * 8 + 6].try_into().unwrap());
         let mut rev: i16 = 0;
         if fd >= 0 {
-            match k.file(c.tid, fd as u64) {
+            let file = k.file(c.tid, fd as u64);
+            let signalfd = file
+                .as_ref()
+                .ok()
+                .and_then(|f| super::signalfd::readable(c.tid, &f.borrow()));
+            match file {
                 Err(_) => rev = libc::POLLNVAL,
+                Ok(_) if signalfd.is_some() => {
+                    if signalfd == Some(true) {
+                        rev = ev & (libc::POLLIN | libc::POLLRDNORM);
+                    }
+                    k.signal_waiters.insert(c.tid);
+                }
                 Ok(f) => match f.borrow().host_fd() {
                     Some(h) if f.borrow().is_stream() => {
                         let mut p = libc::pollfd {

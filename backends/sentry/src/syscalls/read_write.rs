@@ -16,6 +16,9 @@ const STDIO_CHUNK: usize = 4096;
 pub fn read<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     let (a, tid) = (c.a, c.tid);
     let f = tri!(k.file(tid, a[0]));
+    if matches!(f.borrow().kind, FileKind::Signal { .. }) {
+        return super::signalfd::read(k, c, &f);
+    }
     do_read(k, c, &f, a[1], a[2] as usize, None)
 }
 
@@ -136,6 +139,7 @@ pub fn lseek<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     let f = tri!(k.file(tid, a[0]));
     let mut fb = f.borrow_mut();
     match &mut fb.kind {
+        FileKind::Signal { .. } => err(libc::ESPIPE),
         FileKind::Host { fd, kind } => {
             if *kind == HostKind::Stream {
                 return err(libc::ESPIPE);
@@ -250,7 +254,7 @@ pub fn do_read<P: Platform>(
                 if fb.flags & libc::O_NONBLOCK != 0 {
                     return err(libc::EAGAIN);
                 }
-                return Outcome::Park(vec![(h, libc::POLLIN)], c.deadline);
+                return super::socket::park(h, libc::POLLIN, c, libc::EAGAIN);
             }
             let mut buf = vec![0u8; count];
             // SAFETY: read into our buffer.
@@ -263,7 +267,7 @@ pub fn do_read<P: Platform>(
             if n < 0 {
                 let e = errno();
                 if e == libc::EAGAIN && fb.flags & libc::O_NONBLOCK == 0 {
-                    return Outcome::Park(vec![(h, libc::POLLIN)], c.deadline);
+                    return super::socket::park(h, libc::POLLIN, c, libc::EAGAIN);
                 }
                 return err(e);
             }
@@ -279,7 +283,8 @@ pub fn do_read<P: Platform>(
             data[start..end].to_vec()
         }
         FileKind::Dir { .. } => return err(libc::EISDIR),
-        FileKind::Epoll(_) => return err(libc::EINVAL),
+        // read(2) of a signalfd is the task's own (signalfd.rs); the other forms: EINVAL.
+        FileKind::Epoll(_) | FileKind::Signal { .. } => return err(libc::EINVAL),
         FileKind::Dev(DevKind::Null) => Vec::new(),
         FileKind::Dev(DevKind::Zero | DevKind::Full) => vec![0u8; count],
         FileKind::Dev(DevKind::Random) => {
@@ -319,7 +324,7 @@ pub fn do_write<P: Platform>(
                     if fb.flags & libc::O_NONBLOCK != 0 {
                         return err(libc::EAGAIN);
                     }
-                    return Outcome::Park(vec![(h, libc::POLLOUT)], c.deadline);
+                    return super::socket::park(h, libc::POLLOUT, c, libc::EAGAIN);
                 }
                 // Our own pipes are non-blocking; inherited stdio may not be: never block.
                 // SAFETY: fcntl query.
@@ -341,7 +346,7 @@ pub fn do_write<P: Platform>(
             if n < 0 {
                 let e = errno();
                 if e == libc::EAGAIN && fb.flags & libc::O_NONBLOCK == 0 {
-                    return Outcome::Park(vec![(h, libc::POLLOUT)], c.deadline);
+                    return super::socket::park(h, libc::POLLOUT, c, libc::EAGAIN);
                 }
                 if e == libc::EPIPE {
                     let tg = k.proc_of(c.tid).borrow().host_pid;
@@ -355,7 +360,7 @@ pub fn do_write<P: Platform>(
         FileKind::Dev(DevKind::Full) => err(libc::ENOSPC),
         FileKind::Dev(_) => Outcome::Ret(data.len() as i64),
         FileKind::Synth { .. } | FileKind::Dir { .. } => err(libc::EBADF),
-        FileKind::Epoll(_) => err(libc::EINVAL),
+        FileKind::Epoll(_) | FileKind::Signal { .. } => err(libc::EINVAL),
     }
 }
 pub(crate) fn iovecs<P: Platform>(

@@ -241,6 +241,7 @@ pub fn file_stat(f: &OpenFile) -> Result<libc::stat, i32> {
         FileKind::Dir { .. } => Ok(synth_stat(&Synth::Dir(vec![]), &f.path)),
         FileKind::Dev(k) => Ok(synth_stat(&Synth::Dev(*k), &f.path)),
         FileKind::Epoll(_) => Ok(synth_stat(&Synth::File(vec![]), "anon_inode:[eventpoll]")),
+        FileKind::Signal { .. } => Ok(synth_stat(&Synth::File(vec![]), "anon_inode:[signalfd]")),
     }
 }
 

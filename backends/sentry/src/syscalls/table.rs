@@ -252,6 +252,7 @@ pub fn disposition<P: Platform>(s: Sysno) -> Disp<P> {
         setsockopt => emulated!(socket::setsockopt),
         getsockopt => emulated!(socket::getsockopt),
         eventfd | eventfd2 => emulated!(eventfd::eventfd),
+        signalfd | signalfd4 => emulated!(signalfd::signalfd),
         timerfd_create => emulated!(timerfd::timerfd_create),
         timerfd_settime => emulated!(timerfd::timerfd_settime),
         timerfd_gettime => emulated!(timerfd::timerfd_gettime),

@@ -79,6 +79,13 @@ pub enum FileKind {
         pos: usize,
     },
     Dev(DevKind),
+    /// A signalfd: the signals it reads (never SIGKILL or SIGSTOP) and a host signalfd with that
+    /// mask. A signalfd reads the signals of the task that reads it, so only the workload's task
+    /// itself may read it; the sentry never does (`syscalls/signalfd.rs`).
+    Signal {
+        fd: OwnedFd,
+        mask: u64,
+    },
 }
 
 pub struct OpenFile {

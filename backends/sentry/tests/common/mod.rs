@@ -103,6 +103,45 @@ impl Bundle {
         self.run_spec_with(spec, |_, _| {}, |_| {})
     }
 
+    /// Like `run_spec`, but a sandbox still running after `limit` is killed and the call says
+    /// so (with its output so far) instead of hanging the test run: for tests of hangs.
+    pub fn run_spec_within(
+        &self,
+        spec: &oci_spec::runtime::Spec,
+        limit: std::time::Duration,
+    ) -> Result<(i32, String, String), String> {
+        let r = self.start(spec).map_err(|e| format!("create: {e}"))?;
+        // A pidfd names this sentry even once it is reaped: the watchdog can never signal a
+        // process that took its pid afterwards.
+        // SAFETY: pidfd_open of our own child.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, r.pid, 0) } as i32;
+        assert!(
+            pidfd >= 0,
+            "pidfd_open: {}",
+            std::io::Error::last_os_error()
+        );
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            // SAFETY: pidfd_send_signal on our own pidfd (ESRCH: it ended at the last moment).
+            let hung = finished.recv_timeout(limit).is_err()
+                && unsafe {
+                    libc::syscall(libc::SYS_pidfd_send_signal, pidfd, libc::SIGKILL, 0, 0)
+                } == 0;
+            // SAFETY: our own descriptor, used by this thread alone.
+            unsafe { libc::close(pidfd) };
+            hung
+        });
+        let out = r.wait_and_delete(|_| {});
+        let _ = done.send(());
+        if watchdog.join().unwrap() {
+            return Err(format!(
+                "still running after {limit:?}, killed; stdout so far: {:?}, stderr: {:?}",
+                out.1, out.2
+            ));
+        }
+        Ok(out)
+    }
+
     /// `create` alone, expected to fail: its error (all causes, one line).
     pub fn create_error(&self, spec: &oci_spec::runtime::Spec) -> String {
         match self.run_spec_hooks(spec, |_, _| {}, |_| {}) {

@@ -12,18 +12,36 @@
 //! - control messages: SCM_RIGHTS numbers go through the fd table both ways (only the sandbox's
 //!   own open files leave; no directory from outside its root comes in);
 //!   SCM_CREDENTIALS must name the sender's own virtual ids;
-//! - options: an allow-list (`sockopt_allowed`); others ENOPROTOOPT.
+//! - options: an allow-list (`opts::sockopt_allowed`); others ENOPROTOOPT;
+//! - credentials: the host knows every socket of the sandbox as the sentry's, so SO_PEERCRED and
+//!   received SCM_CREDENTIALS name the sandbox task that made the peer socket (found through the
+//!   kernel's socket diagnostics), and a peer outside the sandbox as pid 0 with the overflow ids.
+//!
+//! This file has the calls; `addr` the addresses, `control` the control messages, `creds` the
+//! credentials, `opts` the options and ioctls.
 
 use super::read_write::iovecs;
 use super::{err, errno, Call, Outcome, CHUNK};
 use crate::kernel::creds::{may, SETGID, SETUID};
+use crate::kernel::Creds;
 use crate::kernel::{FileRef, Kernel};
 use crate::platform::Platform;
 use crate::vfs::{fstat_fd, FileKind, HostKind, Node, OpenFile};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
 use syscalls::Sysno;
+
+mod addr;
+mod control;
+mod creds;
+mod opts;
+
+use addr::*;
+use control::*;
+use creds::*;
+pub use opts::{getsockopt, ioctl, setsockopt};
 
 /// SIOCATMARK (asm-generic sockios.h; not in libc).
 const SIOCATMARK: u64 = 0x8905;
@@ -37,13 +55,6 @@ const NET_RAW: u32 = 13;
 const ADDR_MAX: usize = 128;
 /// The largest control buffer the sentry copies.
 const CONTROL_MAX: usize = 4096;
-
-thread_local! {
-    /// Host name of a bound AF_UNIX socket ("<fd>/<name>" under the sentry's /proc/self/fd) ->
-    /// the sandbox's path, to give addresses back as the sandbox named them. A later bind
-    /// through the same descriptor number and name replaces an entry: names only, never access.
-    static NAMES: RefCell<HashMap<Vec<u8>, Vec<u8>>> = RefCell::new(HashMap::new());
-}
 
 fn sockopt_int(h: RawFd, level: i32, opt: i32) -> Result<i32, i32> {
     let mut v: i32 = 0;
@@ -99,6 +110,7 @@ fn install_socket<P: Platform>(
     cloexec: bool,
 ) -> Result<i64, i32> {
     let ino = fstat_fd(fd.as_raw_fd()).map(|s| s.st_ino).unwrap_or(0);
+    record_owner(k, tid, fd.as_raw_fd());
     let flags = libc::O_RDWR | if nonblock { libc::O_NONBLOCK } else { 0 };
     k.install(
         tid,
@@ -205,166 +217,6 @@ pub fn socketpair<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     }
 }
 
-/// What a socket address is used for: a path is created by bind, opened by the others.
-#[derive(PartialEq, Clone, Copy)]
-enum Use {
-    Bind,
-    Reach,
-}
-
-/// A socket address ready for the host, with the descriptors its path form needs alive.
-struct HostAddr {
-    bytes: Vec<u8>,
-    /// An AF_UNIX path, relative to the sentry's /proc/self/fd (see `with_proc_cwd`).
-    path: bool,
-    _keep: Vec<OwnedFd>,
-    /// For bind: (host name, the sandbox's path).
-    name: Option<(Vec<u8>, Vec<u8>)>,
-}
-
-/// Run `f` with the sentry's working directory at its own `/proc/self/fd` (opened beneath the
-/// verified host procfs descriptor: `/proc` in the sentry's mount namespace is the sandbox's,
-/// see hostproc), so that an AF_UNIX path "<fd>" or "<fd>/<name>" names, through the kernel's
-/// link for descriptor <fd>, a socket file or directory the sentry resolved inside the root.
-/// No host path is involved, and the workload cannot swap a component: the link is the
-/// descriptor itself. The sentry is single-threaded, so nothing else sees the changed cwd.
-fn with_proc_cwd<R>(f: impl FnOnce() -> R) -> Result<R, i32> {
-    let dir = crate::hostproc::open("self/fd", libc::O_PATH | libc::O_DIRECTORY)
-        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
-    // SAFETY: open the current directory as an O_PATH descriptor.
-    let cwd = unsafe { libc::open(c".".as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
-    if cwd < 0 {
-        return Err(errno());
-    }
-    // SAFETY: a fresh descriptor.
-    let cwd = unsafe { OwnedFd::from_raw_fd(cwd) };
-    // SAFETY: fchdir to our own directory descriptor; the sentry is single-threaded.
-    if unsafe { libc::fchdir(dir.as_raw_fd()) } != 0 {
-        return Err(errno());
-    }
-    let r = f();
-    // SAFETY: back to where we were.
-    unsafe { libc::fchdir(cwd.as_raw_fd()) };
-    Ok(r)
-}
-
-/// The workload's socket address at `addr` (`len` bytes), checked and rewritten for the host.
-fn host_addr<P: Platform>(
-    k: &Kernel<P>,
-    tid: i32,
-    h: RawFd,
-    addr: u64,
-    len: usize,
-    what: Use,
-) -> Result<HostAddr, i32> {
-    if !(2..=ADDR_MAX).contains(&len) {
-        return Err(libc::EINVAL);
-    }
-    let b = k.read_bytes(tid, addr, len)?;
-    let fam = u16::from_ne_bytes([b[0], b[1]]) as i32;
-    let dom = sockopt_int(h, libc::SOL_SOCKET, libc::SO_DOMAIN)?;
-    if fam != dom && !(fam == libc::AF_UNSPEC && what == Use::Reach) {
-        return Err(libc::EAFNOSUPPORT);
-    }
-    if fam != libc::AF_UNIX || len <= 2 || b[2] == 0 {
-        // Inet addresses, unnamed and abstract AF_UNIX names: as given (the abstract namespace
-        // is the network namespace's, which is the sandbox's).
-        return Ok(HostAddr {
-            bytes: b,
-            path: false,
-            _keep: Vec::new(),
-            name: None,
-        });
-    }
-    let raw = &b[2..];
-    let path = &raw[..raw.iter().position(|&x| x == 0).unwrap_or(raw.len())];
-    let path = std::str::from_utf8(path)
-        .map_err(|_| libc::EINVAL)?
-        .to_string();
-    let creds = k.creds(tid);
-    let (dirfd, tail, keep_name) = match what {
-        Use::Bind => {
-            let (pfd, name) = k.host_parent(tid, libc::AT_FDCWD, &path)?;
-            crate::kernel::creds::may_entry(
-                pfd.as_raw_fd(),
-                &name,
-                &creds,
-                crate::kernel::creds::Entry::Create,
-            )?;
-            let n = name.to_bytes().to_vec();
-            (pfd, n, true)
-        }
-        Use::Reach => {
-            let rel = match k.lookup(tid, libc::AT_FDCWD, &path, true)? {
-                Node::Host(rel) => rel,
-                Node::Synth(_) => return Err(libc::ECONNREFUSED),
-            };
-            k.may_walk(tid, &rel)?;
-            let fd = k.vfs.open(&rel, libc::O_PATH, 0)?;
-            let st = fstat_fd(fd.as_raw_fd())?;
-            if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
-                return Err(libc::ECONNREFUSED);
-            }
-            if !may(&st, &creds, 2) {
-                return Err(libc::EACCES);
-            }
-            (fd, Vec::new(), false)
-        }
-    };
-    let mut host = format!("{}", dirfd.as_raw_fd()).into_bytes();
-    if !tail.is_empty() {
-        host.push(b'/');
-        host.extend_from_slice(&tail);
-    }
-    if host.len() >= 108 {
-        return Err(libc::ENAMETOOLONG);
-    }
-    let mut bytes = (libc::AF_UNIX as u16).to_ne_bytes().to_vec();
-    bytes.extend_from_slice(&host);
-    bytes.push(0);
-    Ok(HostAddr {
-        bytes,
-        path: true,
-        _keep: vec![dirfd],
-        // Linux gives a bound name back as bind was given it (relative or not).
-        name: keep_name.then(|| (host, path.into_bytes())),
-    })
-}
-
-/// A host socket address as the sandbox should see it (AF_UNIX names the sentry bound for the
-/// sandbox are given back as the sandbox's paths).
-fn guest_addr(b: &[u8]) -> Vec<u8> {
-    if b.len() > 2 && u16::from_ne_bytes([b[0], b[1]]) as i32 == libc::AF_UNIX && b[2] != 0 {
-        let raw = &b[2..];
-        let p = &raw[..raw.iter().position(|&x| x == 0).unwrap_or(raw.len())];
-        if let Some(v) = NAMES.with(|m| m.borrow().get(p).cloned()) {
-            let mut out = b[..2].to_vec();
-            out.extend_from_slice(&v);
-            out.push(0);
-            return out;
-        }
-    }
-    b.to_vec()
-}
-
-/// Give the workload a socket address: at most `*lenp` bytes at `addr`, the full length in
-/// `*lenp`. Nothing when `addr` is null.
-fn put_addr<P: Platform>(
-    k: &Kernel<P>,
-    tid: i32,
-    addr: u64,
-    lenp: u64,
-    host: &[u8],
-) -> Result<(), i32> {
-    if addr == 0 || lenp == 0 {
-        return Ok(());
-    }
-    let g = guest_addr(host);
-    let room = k.read_val::<u32>(tid, lenp)? as usize;
-    k.write_bytes(tid, addr, &g[..g.len().min(room)])?;
-    k.write_val(tid, lenp, &(g.len() as u32))
-}
-
 /// The host call's result, or park the task until `h` is ready for `ev` when the call would
 /// block and the workload's socket blocks.
 fn or_park(r: isize, h: RawFd, ev: i16, nb: bool, c: &Call) -> Result<isize, Box<Outcome>> {
@@ -373,9 +225,53 @@ fn or_park(r: isize, h: RawFd, ev: i16, nb: bool, c: &Call) -> Result<isize, Box
     }
     let e = errno();
     if (e == libc::EAGAIN || e == libc::EINPROGRESS || e == libc::EALREADY) && !nb {
-        return Err(Box::new(Outcome::Park(vec![(h, ev)], c.deadline)));
+        // A blocking connect that runs out of SO_SNDTIMEO says it is still in progress.
+        let late = if e == libc::EAGAIN {
+            libc::EAGAIN
+        } else {
+            libc::EINPROGRESS
+        };
+        return Err(Box::new(park(h, ev, c, late)));
     }
     Err(Box::new(err(e)))
+}
+
+/// Park a blocking call on `h` until it is ready for `ev`, or, for a socket with SO_RCVTIMEO
+/// (reading, accepting) or SO_SNDTIMEO (writing, connecting), until that much time has passed:
+/// then the call fails with `late` (EAGAIN; EINPROGRESS for connect), as Linux's does. The
+/// deadline is taken when the call first parks and kept across its retries (`Call::deadline`).
+/// Anything that is not a socket (a pipe) waits for its descriptor alone.
+pub(crate) fn park(h: RawFd, ev: i16, c: &Call, late: i32) -> Outcome {
+    if let Some(d) = c.deadline {
+        if Instant::now() >= d {
+            return err(late);
+        }
+        return Outcome::Park(vec![(h, ev)], Some(d));
+    }
+    let opt = if ev & libc::POLLOUT != 0 {
+        libc::SO_SNDTIMEO
+    } else {
+        libc::SO_RCVTIMEO
+    };
+    let mut tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 0,
+    };
+    let mut l = std::mem::size_of::<libc::timeval>() as u32;
+    // SAFETY: getsockopt into our own struct (ENOTSOCK for a pipe: no timeout).
+    let ok = unsafe {
+        libc::getsockopt(
+            h,
+            libc::SOL_SOCKET,
+            opt,
+            (&mut tv as *mut libc::timeval).cast(),
+            &mut l,
+        )
+    } == 0;
+    let limit = Duration::from_secs(tv.tv_sec.max(0) as u64)
+        + Duration::from_micros(tv.tv_usec.max(0) as u64);
+    let deadline = (ok && !limit.is_zero()).then(|| Instant::now() + limit);
+    Outcome::Park(vec![(h, ev)], deadline)
 }
 
 pub fn bind<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
@@ -398,6 +294,9 @@ pub fn bind<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
         return err(errno());
     }
     if let Some((host, virt)) = ha.name {
+        if let Some(d) = ha._keep.first() {
+            own_socket_file(k, c.tid, d.as_raw_fd(), &host);
+        }
         NAMES.with(|m| m.borrow_mut().insert(host, virt));
     }
     Outcome::Ret(0)
@@ -435,6 +334,8 @@ pub fn listen<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     if unsafe { libc::listen(h, c.a[1] as i32) } != 0 {
         return err(errno());
     }
+    // Linux gives a listener's connecting peers the credentials of the task that called listen.
+    record_owner(k, c.tid, h);
     Outcome::Ret(0)
 }
 
@@ -622,77 +523,6 @@ fn read_msghdr<P: Platform>(k: &Kernel<P>, tid: i32, addr: u64) -> Result<[u64; 
     ])
 }
 
-fn cmsg_align(n: usize) -> usize {
-    (n + 7) & !7
-}
-
-/// Rewrite the workload's control messages for the host: SCM_RIGHTS numbers become the host
-/// descriptors of the sandbox's own open files (kept alive in `keep`), SCM_CREDENTIALS must be
-/// the sender's own (virtual) ids and carry its host pid.
-fn host_control<P: Platform>(
-    k: &Kernel<P>,
-    tid: i32,
-    b: &[u8],
-    keep: &mut Vec<FileRef>,
-) -> Result<Vec<u8>, i32> {
-    let mut out = Vec::new();
-    let mut off = 0;
-    while off + 16 <= b.len() {
-        let len = u64::from_ne_bytes(b[off..off + 8].try_into().unwrap()) as usize;
-        let level = i32::from_ne_bytes(b[off + 8..off + 12].try_into().unwrap());
-        let ty = i32::from_ne_bytes(b[off + 12..off + 16].try_into().unwrap());
-        if len < 16 || off + len > b.len() {
-            return Err(libc::EINVAL);
-        }
-        let data = &b[off + 16..off + len];
-        let mut body = Vec::new();
-        match (level, ty) {
-            (libc::SOL_SOCKET, libc::SCM_RIGHTS) => {
-                for ch in data.chunks_exact(4) {
-                    let v = i32::from_ne_bytes(ch.try_into().unwrap());
-                    let f = k.file(tid, v as u64)?;
-                    // Only files the host can carry: a synthesized one has no host descriptor.
-                    let h = f.borrow().host_fd().ok_or(libc::EBADF)?;
-                    body.extend_from_slice(&h.to_ne_bytes());
-                    keep.push(f);
-                }
-            }
-            (libc::SOL_SOCKET, libc::SCM_CREDENTIALS) => {
-                if data.len() < 12 {
-                    return Err(libc::EINVAL);
-                }
-                let pid = i32::from_ne_bytes(data[0..4].try_into().unwrap());
-                let uid = u32::from_ne_bytes(data[4..8].try_into().unwrap());
-                let gid = u32::from_ne_bytes(data[8..12].try_into().unwrap());
-                let cr = k.creds(tid);
-                let p = k.proc_of(tid);
-                let vpid = p.borrow().vpid;
-                let uid_ok = [cr.ruid, cr.euid, cr.suid].contains(&uid) || cr.capable(SETUID);
-                let gid_ok = [cr.rgid, cr.egid, cr.sgid].contains(&gid) || cr.capable(SETGID);
-                if pid != vpid || !uid_ok || !gid_ok {
-                    return Err(libc::EPERM);
-                }
-                // The host checks credentials against the sender, the sentry, which holds no
-                // capability: what it can carry is its own (see `guest_control`).
-                // SAFETY: getpid/geteuid/getegid cannot fail.
-                let own = unsafe { [libc::getpid() as u32, libc::geteuid(), libc::getegid()] };
-                for v in own {
-                    body.extend_from_slice(&v.to_ne_bytes());
-                }
-            }
-            _ => return Err(libc::EINVAL),
-        }
-        let start = out.len();
-        out.extend_from_slice(&((16 + body.len()) as u64).to_ne_bytes());
-        out.extend_from_slice(&level.to_ne_bytes());
-        out.extend_from_slice(&ty.to_ne_bytes());
-        out.extend_from_slice(&body);
-        out.resize(start + cmsg_align(16 + body.len()), 0);
-        off += cmsg_align(len);
-    }
-    Ok(out)
-}
-
 pub fn sendmsg<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     let (_f, h, nb) = tri!(sock(k, c.tid, c.a[0]));
     let m = tri!(read_msghdr(k, c.tid, c.a[1]));
@@ -726,112 +556,6 @@ pub fn sendmsg<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
         Vec::new()
     };
     do_send(k, c, h, nb, &data, to.as_ref(), &control, c.a[2] as i32)
-}
-
-/// Received control messages for the sandbox: host descriptors become new descriptors of the
-/// receiver, host pids virtual ones. A received directory that is not inside the sandbox's root
-/// is closed and the message marked truncated: it would be a way out of the root.
-fn guest_control<P: Platform>(
-    k: &Kernel<P>,
-    tid: i32,
-    b: &[u8],
-    cloexec: bool,
-    trunc: &mut bool,
-) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut off = 0;
-    while off + 16 <= b.len() {
-        let len = u64::from_ne_bytes(b[off..off + 8].try_into().unwrap()) as usize;
-        let level = i32::from_ne_bytes(b[off + 8..off + 12].try_into().unwrap());
-        let ty = i32::from_ne_bytes(b[off + 12..off + 16].try_into().unwrap());
-        if len < 16 || off + len > b.len() {
-            break;
-        }
-        let data = &b[off + 16..off + len];
-        let mut body = Vec::new();
-        match (level, ty) {
-            (libc::SOL_SOCKET, libc::SCM_RIGHTS) => {
-                for ch in data.chunks_exact(4) {
-                    // SAFETY: the kernel just installed this descriptor in the sentry for us.
-                    let fd =
-                        unsafe { OwnedFd::from_raw_fd(i32::from_ne_bytes(ch.try_into().unwrap())) };
-                    match guest_file(k, fd) {
-                        Some(f) => match k.install(tid, f, cloexec) {
-                            Ok(v) => body.extend_from_slice(&(v as i32).to_ne_bytes()),
-                            Err(_) => *trunc = true,
-                        },
-                        None => *trunc = true,
-                    }
-                }
-                if body.is_empty() {
-                    off += cmsg_align(len);
-                    continue;
-                }
-            }
-            (libc::SOL_SOCKET, libc::SCM_CREDENTIALS) if data.len() >= 12 => {
-                // A sender in the sandbox reaches the host as the sentry itself, so its task is
-                // not known here: pid 0 and the overflow ids, never the sentry's host ids. A
-                // task of the sandbox by host pid (none today) would get its virtual pid.
-                let pid = i32::from_ne_bytes(data[0..4].try_into().unwrap());
-                let uid = u32::from_ne_bytes(data[4..8].try_into().unwrap());
-                let gid = u32::from_ne_bytes(data[8..12].try_into().unwrap());
-                // SAFETY: geteuid/getegid cannot fail.
-                let (su, sg) = unsafe { (libc::geteuid(), libc::getegid()) };
-                body.extend_from_slice(&k.virt_of(pid).to_ne_bytes());
-                body.extend_from_slice(&(if uid == su { OVERFLOW_ID } else { uid }).to_ne_bytes());
-                body.extend_from_slice(&(if gid == sg { OVERFLOW_ID } else { gid }).to_ne_bytes());
-            }
-            _ => body.extend_from_slice(data),
-        }
-        let start = out.len();
-        out.extend_from_slice(&((16 + body.len()) as u64).to_ne_bytes());
-        out.extend_from_slice(&level.to_ne_bytes());
-        out.extend_from_slice(&ty.to_ne_bytes());
-        out.extend_from_slice(&body);
-        out.resize(start + cmsg_align(16 + body.len()), 0);
-        off += cmsg_align(len);
-    }
-    out
-}
-
-/// An open file for a descriptor received from the host, or None if it must not come in.
-fn guest_file<P: Platform>(k: &Kernel<P>, fd: OwnedFd) -> Option<OpenFile> {
-    let h = fd.as_raw_fd();
-    let st = fstat_fd(h).ok()?;
-    // SAFETY: F_GETFL on our descriptor.
-    let fl = unsafe { libc::fcntl(h, libc::F_GETFL) };
-    let acc = fl & libc::O_ACCMODE;
-    let (kind, path) = match st.st_mode & libc::S_IFMT {
-        // A directory outside the root would be a way out of it (*at calls relative to it).
-        libc::S_IFDIR => (HostKind::Dir, k.vfs.virt_path_of(h)?),
-        // A regular file names no other file: one from outside the root (a memfd, a peer's
-        // file) comes in under a name that is not a path of the sandbox.
-        libc::S_IFREG => {
-            let name = k
-                .vfs
-                .virt_path_of(h)
-                .unwrap_or_else(|| match crate::hostproc::fd_path(h) {
-                    Ok(p) if p.to_string_lossy().starts_with("/memfd:") => {
-                        p.to_string_lossy().into_owned()
-                    }
-                    _ => format!("anon_inode:[file {}]", st.st_ino),
-                });
-            (HostKind::Regular, name)
-        }
-        libc::S_IFSOCK => (HostKind::Stream, format!("socket:[{}]", st.st_ino)),
-        libc::S_IFIFO => (HostKind::Stream, format!("pipe:[{}]", st.st_ino)),
-        _ => return None,
-    };
-    if kind == HostKind::Stream {
-        // The sentry never blocks in a stream: make the description non-blocking.
-        // SAFETY: F_SETFL on our descriptor.
-        unsafe { libc::fcntl(h, libc::F_SETFL, fl | libc::O_NONBLOCK) };
-    }
-    Some(OpenFile::new(
-        FileKind::Host { fd, kind },
-        &path,
-        acc | (fl & libc::O_APPEND),
-    ))
 }
 
 /// What one receive got: (length, data, address, control, msg flags).
@@ -886,7 +610,7 @@ pub fn recvfrom<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
         Err(e) => {
             let block = !nb && flags & libc::MSG_DONTWAIT == 0;
             if e == libc::EAGAIN && block {
-                return Outcome::Park(vec![(h, libc::POLLIN)], c.deadline);
+                return park(h, libc::POLLIN, c, libc::EAGAIN);
             }
             return err(e);
         }
@@ -911,7 +635,7 @@ pub fn recvmsg<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
         Ok(v) => v,
         Err(e) => {
             if e == libc::EAGAIN && !nb && flags & libc::MSG_DONTWAIT == 0 {
-                return Outcome::Park(vec![(h, libc::POLLIN)], c.deadline);
+                return park(h, libc::POLLIN, c, libc::EAGAIN);
             }
             return err(e);
         }
@@ -930,6 +654,7 @@ pub fn recvmsg<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     let g = guest_control(
         k,
         c.tid,
+        h,
         &ctl,
         flags & libc::MSG_CMSG_CLOEXEC != 0,
         &mut trunc,
@@ -952,104 +677,6 @@ pub fn recvmsg<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     tri!(k.write_val(c.tid, c.a[1] + 40, &(g.len() as u64)));
     tri!(k.write_val(c.tid, c.a[1] + 48, &mflags));
     Outcome::Ret(n as i64)
-}
-
-/// The options a workload may get or set, with the largest value length each takes.
-fn sockopt_allowed(level: i32, opt: i32, set: bool) -> Option<usize> {
-    use libc::*;
-    let int = Some(4);
-    match (level, opt) {
-        (SOL_SOCKET, SO_REUSEADDR | SO_REUSEPORT | SO_KEEPALIVE | SO_BROADCAST | SO_RCVBUF)
-        | (SOL_SOCKET, SO_SNDBUF | SO_OOBINLINE | SO_RCVLOWAT | SO_PASSCRED | SO_TIMESTAMP)
-        | (SOL_SOCKET, SO_DONTROUTE | SO_PRIORITY) => int,
-        (SOL_SOCKET, SO_LINGER) => Some(8),
-        (SOL_SOCKET, SO_RCVTIMEO | SO_SNDTIMEO) => Some(16),
-        (SOL_SOCKET, SO_ERROR | SO_TYPE | SO_DOMAIN | SO_PROTOCOL | SO_ACCEPTCONN) if !set => int,
-        (IPPROTO_TCP, TCP_NODELAY | TCP_MAXSEG | TCP_KEEPIDLE | TCP_KEEPINTVL | TCP_KEEPCNT)
-        | (IPPROTO_TCP, TCP_CORK | TCP_QUICKACK | TCP_DEFER_ACCEPT | TCP_FASTOPEN)
-        | (IPPROTO_TCP, TCP_USER_TIMEOUT | TCP_SYNCNT | TCP_LINGER2 | TCP_WINDOW_CLAMP) => int,
-        (IPPROTO_TCP, TCP_INFO) if !set => Some(256),
-        (IPPROTO_TCP, TCP_CONGESTION) => Some(16),
-        (IPPROTO_IP, IP_TOS | IP_TTL | IP_MULTICAST_TTL | IP_MULTICAST_LOOP | IP_RECVERR)
-        | (IPPROTO_IP, IP_PKTINFO | IP_MTU_DISCOVER | IP_RECVTOS | IP_RECVTTL | IP_FREEBIND) => int,
-        (IPPROTO_IP, IP_HDRINCL) => int,
-        (IPPROTO_IP, IP_MTU) if !set => int,
-        (IPPROTO_IP, IP_ADD_MEMBERSHIP | IP_DROP_MEMBERSHIP) if set => Some(12),
-        (IPPROTO_IPV6, IPV6_V6ONLY | IPV6_UNICAST_HOPS | IPV6_MULTICAST_HOPS)
-        | (IPPROTO_IPV6, IPV6_MULTICAST_LOOP | IPV6_RECVPKTINFO | IPV6_TCLASS | IPV6_RECVERR)
-        | (IPPROTO_IPV6, IPV6_MTU_DISCOVER | IPV6_RECVTCLASS) => int,
-        (IPPROTO_IPV6, IPV6_ADD_MEMBERSHIP | IPV6_DROP_MEMBERSHIP) if set => Some(20),
-        _ => None,
-    }
-}
-
-pub fn setsockopt<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
-    let (_f, h, _) = tri!(sock(k, c.tid, c.a[0]));
-    let (level, opt, len) = (c.a[1] as i32, c.a[2] as i32, c.a[4] as usize);
-    let Some(max) = sockopt_allowed(level, opt, true) else {
-        return err(libc::ENOPROTOOPT);
-    };
-    let v = tri!(k.read_bytes(c.tid, c.a[3], len.min(max)));
-    // SAFETY: setsockopt with a value in our own buffer.
-    if unsafe { libc::setsockopt(h, level, opt, v.as_ptr().cast(), v.len() as u32) } != 0 {
-        return err(errno());
-    }
-    Outcome::Ret(0)
-}
-
-pub fn getsockopt<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
-    let (_f, h, _) = tri!(sock(k, c.tid, c.a[0]));
-    let (level, opt) = (c.a[1] as i32, c.a[2] as i32);
-    let Some(max) = sockopt_allowed(level, opt, false) else {
-        return err(libc::ENOPROTOOPT);
-    };
-    let room = tri!(k.read_val::<u32>(c.tid, c.a[4])) as usize;
-    let mut v = vec![0u8; max];
-    let mut l = max as u32;
-    // SAFETY: getsockopt into our own buffer.
-    if unsafe { libc::getsockopt(h, level, opt, v.as_mut_ptr().cast(), &mut l) } != 0 {
-        return err(errno());
-    }
-    let n = (l as usize).min(room);
-    tri!(k.write_bytes(c.tid, c.a[3], &v[..n]));
-    tri!(k.write_val(c.tid, c.a[4], &(n as u32)));
-    Outcome::Ret(0)
-}
-
-/// Socket ioctls the sandbox may make: reads of its own socket's queue state and of the
-/// network namespace's interfaces (struct ifreq by name or index); nothing that changes an
-/// interface. None: not a socket request (the caller goes on).
-pub fn ioctl<P: Platform>(k: &Kernel<P>, c: &Call, h: RawFd) -> Option<Outcome> {
-    let req = c.a[1];
-    let size = match req {
-        SIOCATMARK | libc::TIOCOUTQ => 4,
-        libc::SIOCGIFNAME
-        | libc::SIOCGIFINDEX
-        | libc::SIOCGIFFLAGS
-        | libc::SIOCGIFADDR
-        | libc::SIOCGIFNETMASK
-        | libc::SIOCGIFMTU
-        | libc::SIOCGIFHWADDR
-        | libc::SIOCGIFBRDADDR => 40,
-        _ => return None,
-    };
-    let ifreq = size == 40;
-    let mut buf = if ifreq {
-        match k.read_bytes(c.tid, c.a[2], size) {
-            Ok(b) => b,
-            Err(e) => return Some(err(e)),
-        }
-    } else {
-        vec![0u8; size]
-    };
-    // SAFETY: ioctl with a buffer of the size the request needs.
-    if unsafe { libc::ioctl(h, req as _, buf.as_mut_ptr()) } != 0 {
-        return Some(err(errno()));
-    }
-    Some(match k.write_bytes(c.tid, c.a[2], &buf) {
-        Ok(()) => Outcome::Ret(0),
-        Err(e) => err(e),
-    })
 }
 
 #[cfg(test)]
@@ -1076,22 +703,5 @@ mod tests {
         mixed.extend(nlmsg(libc::RTM_SETLINK));
         assert!(!netlink_reads_only(&mixed));
         assert!(!netlink_reads_only(&[1, 2, 3]));
-    }
-
-    #[test]
-    fn options_allow_list() {
-        assert!(sockopt_allowed(libc::SOL_SOCKET, libc::SO_REUSEADDR, true).is_some());
-        assert!(sockopt_allowed(libc::SOL_SOCKET, libc::SO_ERROR, true).is_none());
-        assert!(sockopt_allowed(libc::SOL_SOCKET, libc::SO_ERROR, false).is_some());
-        for (l, o) in [
-            (libc::SOL_SOCKET, libc::SO_BINDTODEVICE),
-            (libc::SOL_SOCKET, libc::SO_ATTACH_FILTER),
-            (libc::SOL_SOCKET, libc::SO_MARK),
-            (libc::SOL_SOCKET, libc::SO_RCVBUFFORCE),
-            (libc::SOL_SOCKET, libc::SO_PEERCRED),
-        ] {
-            assert!(sockopt_allowed(l, o, true).is_none());
-            assert!(sockopt_allowed(l, o, false).is_none());
-        }
     }
 }
