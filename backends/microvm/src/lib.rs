@@ -436,7 +436,7 @@ impl Backend for MicrovmBackend {
                 "default": "snapshot",
                 "snapshot": {
                     "qemu": qemu,
-                    "hako": "unavailable: hako's VMM cannot restore a template yet (sandboxes boot cold)",
+                    "hako": "available where the hako engine runs (its KVM probe says this host's KVM runs Linux; elsewhere the engine is not chosen): a booted template per kernel, agent, hako binary, host CPU and kernel, and memory, restored copy-on-write in a jailed, filtered VMM process; a sandbox with a network boots cold",
                 },
             },
             "annotations": knobs::ANNOTATIONS,
