@@ -501,6 +501,7 @@ fn microvm_report() -> Report {
             })
             .collect(),
         error: None,
+        restore: None,
     };
     test_report(4, subjects, Some(synthetic))
 }
