@@ -238,7 +238,7 @@ mod tests {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
-        let r = measure(dir.path(), 2, 3, Duration::from_secs(30));
+        let r = measure(dir.path(), 3, 10, Duration::from_secs(30));
         if let Some(e) = &r.error {
             if e.starts_with("not measured") {
                 eprintln!("SKIP: {e}");
@@ -246,9 +246,9 @@ mod tests {
             }
             panic!("{e}");
         }
-        assert_eq!(r.new_ms.len(), 2, "{r:?}");
-        assert_eq!(r.restore_ms.len(), 2, "{r:?}");
-        assert_eq!(r.copies.len(), 3, "{r:?}");
+        assert_eq!(r.new_ms.len(), 3, "{r:?}");
+        assert_eq!(r.restore_ms.len(), 3, "{r:?}");
+        assert_eq!(r.copies.len(), 10, "{r:?}");
         let rss: u64 = r.copies.iter().filter_map(|c| c.guest_rss_kib).sum();
         let pss: u64 = r.copies.iter().filter_map(|c| c.guest_pss_kib).sum();
         assert!(pss < rss, "the copies share the snapshot's pages: {r:?}");

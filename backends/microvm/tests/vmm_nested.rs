@@ -12,7 +12,7 @@
 //! (`kernels/build.sh`, or `HAKO_TEST_KERNEL`), and a Debian kernel package for level 1 in
 //! `/var/cache/hako/nested/` (or `HAKO_NESTED_DIR`), fetched once with
 //! `cd /var/cache/hako/nested && apt-get download linux-image-$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-6/{print $2}' | sed 's/linux-image-//')`.
-//! Without them the test prints what is missing and does not run. It takes one to two minutes.
+//! Without them the test prints what is missing and does not run. It takes five to eight minutes.
 
 use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
