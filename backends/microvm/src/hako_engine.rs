@@ -297,25 +297,37 @@ impl Engine for HakoVmm {
             let mut tx = File::from(ready_tx);
             match vmm::Vmm::restore(cfg) {
                 Ok(v) => {
-                    let _ = tx.write_all(b"ok");
+                    let _ = tx.write_all(b"k");
                     drop(tx);
                     run_to_end(Ok(v), false)
                 }
                 Err(e) => {
-                    let _ = write!(tx, "{e:#}");
+                    let _ = write!(tx, "e{e:#}");
                     1
                 }
             }
         })?;
-        let mut verdict = String::new();
-        let read = std::io::Read::read_to_string(&mut File::from(ready_rx), &mut verdict);
-        if read.is_ok() && verdict == "ok" {
+        // 'k' (restored) needs no end of file: a VMM forked meanwhile by another thread of a
+        // test binary may hold a copy of the write end. 'e' is followed by the error, to the end.
+        let mut rx = File::from(ready_rx);
+        let mut first = [0u8; 1];
+        let got = loop {
+            match std::io::Read::read(&mut rx, &mut first) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => break r,
+            }
+        };
+        if matches!(got, Ok(1)) && first[0] == b'k' {
             return Ok(pid);
         }
+        let mut verdict = String::new();
+        if matches!(got, Ok(1)) {
+            let _ = std::io::Read::read_to_string(&mut rx, &mut verdict);
+        }
         kill_and_reap(pid);
-        match read {
+        match got {
             Err(e) => Err(e).context("reading the restore's verdict"),
-            Ok(_) if verdict.is_empty() => bail!(
+            Ok(0) => bail!(
                 "the restoring VMM died before it said whether the restore worked{}",
                 crate::host::diagnostics(&vm.serial_log, &vm.engine_log)
             ),
