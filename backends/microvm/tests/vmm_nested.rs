@@ -683,7 +683,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 /// Boot level 1 under qemu (TCG) with its console in a file; kill it when it has used under
 /// 2 s of CPU in the last 90 s (TCG keeps a core busy while anything runs) or after 15 minutes
-/// (a run with the hako engine's template stage took 5.5 minutes inside level 1 at load 8-10).
+/// (a run with the hako engine's template stage took 5.3 minutes inside level 1 at load 8-10).
 fn boot_level1(work: &Path, vmlinuz: &Path) -> Level1 {
     let log = work.join("l1-console.log");
     let _ = std::fs::remove_file(&log);
