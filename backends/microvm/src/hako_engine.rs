@@ -24,7 +24,8 @@ pub fn probe(cache: &std::path::Path) -> (bool, String) {
 }
 
 /// What the three ways of running a VM share: the VMM's devices built from a [`VmSpec`] (files
-/// opened, the tap duplicated), opened in the host process before it forks.
+/// opened, the tap duplicated) in the caller (the host process, or `create` making a template)
+/// before it forks.
 struct Prepared {
     block: Vec<vmm::BlockDevice>,
     serial: vmm::Stdio,
