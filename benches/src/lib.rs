@@ -16,6 +16,7 @@ pub mod shellwork;
 pub mod stats;
 pub mod subjects;
 pub mod trapcost;
+pub mod vmmrestore;
 pub mod workloads;
 
 use std::path::{Path, PathBuf};
@@ -358,13 +359,21 @@ pub fn run(a: BenchArgs) -> Result<i32> {
     // it where KVM cannot boot Linux).
     let vmm_synthetic = if synthetic_vmm && !procs::interrupted() {
         pb.set_message("hako VMM, synthetic guest");
-        let v = microvm::measure_synthetic(
+        let mut v = microvm::measure_synthetic(
             &dir.join("tmp"),
             &dir.join("roots").join("hako-microvm").join("microvm-cache"),
             a.runs,
             a.warmup.min(1),
             Duration::from_secs(a.timeout),
         );
+        // The same guest restored from a snapshot, beside Vmm::new, and 10 copies at once.
+        pb.set_message("hako VMM, synthetic guest restored");
+        v.restore = Some(vmmrestore::measure(
+            &dir.join("tmp").join("vmm-restore"),
+            a.runs,
+            10,
+            Duration::from_secs(a.timeout),
+        ));
         pb.inc(1);
         Some(v)
     } else {

@@ -338,6 +338,7 @@ mod tests {
             vmm_kib: 2048,
             guest_kib: 512,
             guest_mapping_kib: 131072,
+            guest_pss_kib: 512,
         };
         let s = qemu_peer_split(
             Duration::from_millis(1500),

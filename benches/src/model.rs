@@ -282,6 +282,8 @@ pub struct SyntheticVmm {
     pub samples: Vec<MicrovmSplit>,
     /// Why nothing (or not everything) was measured.
     pub error: Option<String>,
+    /// The same guest restored from a snapshot (see `crate::vmmrestore`).
+    pub restore: Option<crate::vmmrestore::VmmRestore>,
 }
 
 impl SyntheticVmm {

@@ -200,6 +200,9 @@ impl Report {
             }
         }
         o.push_str(&crate::microvm::split_table(self));
+        if let Some(v) = self.vmm_synthetic.as_ref().and_then(|v| v.restore.as_ref()) {
+            o.push_str(&crate::vmmrestore::table(v));
+        }
         if self.subjects.iter().any(|s| !s.syscall.is_empty()) {
             let _ = writeln!(
                 o,

@@ -516,6 +516,7 @@ fn microvm_report() -> Report {
             })
             .collect(),
         error: None,
+        restore: None,
     };
     test_report(4, subjects, Some(synthetic))
 }

@@ -54,6 +54,10 @@ pub struct VmRss {
     pub guest_kib: u64,
     /// Size of the mapping taken as guest RAM.
     pub guest_mapping_kib: u64,
+    /// Pss of the guest-RAM mapping: its resident pages, each divided by the number of
+    /// processes mapping it (a microVM restored from a template shares its unwritten pages
+    /// with every other copy through the page cache of the template's RAM file).
+    pub guest_pss_kib: u64,
 }
 
 /// Allowance above the guest's size for the guest-RAM mapping (alignment, a merged neighbour).
@@ -67,10 +71,17 @@ pub const GUEST_MAPPING_SLACK: u64 = 4 << 20;
 /// (1 GiB here) is `rwxp` and so never taken for it. None when no mapping qualifies (a guest
 /// of 3 GiB or more on hako's VMM, which splits its RAM around the MMIO hole).
 pub fn split_vm_rss(smaps: &str, guest_bytes: u64) -> Option<VmRss> {
+    split_vm_rss_file(smaps, guest_bytes, None)
+}
+
+/// [`split_vm_rss`], where a private read-write mapping of `ram_file` (the RAM file of a
+/// microVM template, mapped copy-on-write by a restored VM) also qualifies as the guest RAM.
+pub fn split_vm_rss_file(smaps: &str, guest_bytes: u64, ram_file: Option<&str>) -> Option<VmRss> {
     struct Map {
         size: u64,
         candidate: bool,
         rss: u64,
+        pss: u64,
     }
     let mut maps: Vec<Map> = Vec::new();
     for line in smaps.lines() {
@@ -84,9 +95,11 @@ pub fn split_vm_rss(smaps: &str, guest_bytes: u64) -> Option<VmRss> {
                 let path = path.join(" ");
                 let size = b.saturating_sub(a);
                 let anon = inode == "0" && (path.is_empty() || path.starts_with("[anon:"));
+                let ram = ram_file.is_some_and(|r| r == path);
                 maps.push(Map {
                     size,
-                    candidate: anon
+                    pss: 0,
+                    candidate: (anon || ram)
                         && perms == "rw-p"
                         && size >= guest_bytes
                         && size <= guest_bytes + GUEST_MAPPING_SLACK,
@@ -98,6 +111,10 @@ pub fn split_vm_rss(smaps: &str, guest_bytes: u64) -> Option<VmRss> {
         if first == "Rss:" {
             let kib = f.next().and_then(|v| v.parse::<u64>().ok())?;
             maps.last_mut()?.rss += kib;
+        }
+        if first == "Pss:" {
+            let kib = f.next().and_then(|v| v.parse::<u64>().ok())?;
+            maps.last_mut()?.pss += kib;
         }
     }
     let guest = maps
@@ -111,14 +128,26 @@ pub fn split_vm_rss(smaps: &str, guest_bytes: u64) -> Option<VmRss> {
         vmm_kib: total - maps[guest].rss,
         guest_kib: maps[guest].rss,
         guest_mapping_kib: maps[guest].size / 1024,
+        guest_pss_kib: maps[guest].pss,
     })
 }
 
 /// [`split_vm_rss`] of a live process.
 pub fn vm_rss(pid: i32, guest_bytes: u64) -> Option<VmRss> {
-    split_vm_rss(
+    vm_rss_file(pid, guest_bytes, None)
+}
+
+/// [`split_vm_rss_file`] of a live process.
+pub fn vm_rss_file(
+    pid: i32,
+    guest_bytes: u64,
+    ram_file: Option<&std::path::Path>,
+) -> Option<VmRss> {
+    let ram = ram_file.map(|p| p.to_string_lossy().into_owned());
+    split_vm_rss_file(
         &fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?,
         guest_bytes,
+        ram.as_deref(),
     )
 }
 

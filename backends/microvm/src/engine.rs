@@ -10,10 +10,14 @@
 //! - `qemu` ([`crate::qemu::Qemu`]): `qemu-system-x86_64 -M microvm`, KVM when the host's KVM can
 //!   run an unmodified Linux guest, TCG otherwise.
 //! - `hako`: hako's own VMM (`crate::vmm`), for hosts whose KVM runs Linux.
+//!
+//! Snapshot boot is three default methods ([`Engine::snapshot_id`], [`Engine::make_template`],
+//! [`Engine::spawn_restored`]) that say "unsupported" unless an engine implements them; the
+//! template cache ([`crate::template`]) is engine-generic.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A virtio-blk device; the guest sees them as vda, vdb, ... in this order.
 #[derive(Debug, Clone)]
@@ -62,4 +66,35 @@ pub trait Engine {
     /// the backend of the guest's first virtio-console port (`/dev/hvc0`). The host end stays
     /// with the caller.
     fn spawn(&self, vm: VmSpec, agent_port: OwnedFd) -> Result<libc::pid_t>;
+
+    /// Snapshot boot (see [`crate::template`]): this engine's name and version, which go into a
+    /// template's key. `memo` is a directory where the engine may cache what it learnt about
+    /// its binary. An error means the engine cannot make templates: sandboxes boot cold.
+    fn snapshot_id(&self, memo: &Path) -> Result<String> {
+        let _ = memo;
+        bail!("the {} engine cannot make snapshots yet", self.name())
+    }
+
+    /// Boot `vm` (a template guest: [`hako_agent::proto::TEMPLATE_ARG`] on its command line) as a
+    /// child process, call `until_ready` with its pid (it returns once the agent said Template,
+    /// or why not), save the VM into `dir`, and end it. Returns the names of the files it wrote
+    /// in `dir`, which the template's manifest then checksums.
+    fn make_template(
+        &self,
+        vm: &VmSpec,
+        dir: &Path,
+        agent_port: OwnedFd,
+        until_ready: &mut dyn FnMut(libc::pid_t) -> Result<()>,
+    ) -> Result<Vec<String>> {
+        let _ = (vm, dir, agent_port, until_ready);
+        bail!("the {} engine cannot make snapshots yet", self.name())
+    }
+
+    /// Like [`Engine::spawn`], but the VM resumes the template in `dir` instead of booting:
+    /// `vm` has the template's shape and device layout, with the sandbox's own disks, logs and
+    /// agent port. Returns once the restored VM runs (its agent waits for Go).
+    fn spawn_restored(&self, vm: VmSpec, dir: &Path, agent_port: OwnedFd) -> Result<libc::pid_t> {
+        let _ = (vm, dir, agent_port);
+        bail!("the {} engine cannot restore snapshots yet", self.name())
+    }
 }

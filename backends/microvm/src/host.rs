@@ -13,8 +13,8 @@ use crate::relay::{
     block_signals, exit_like, make_raw, pfd, poll, read_signals, relay, vm_exited, winsize, Port,
     VM_FAILED,
 };
-use anyhow::{bail, Context, Result};
-use hako_agent::proto::{Frame, FrameReader};
+use anyhow::{Context, Result};
+use hako_agent::proto::Frame;
 use hako_contract::host_process::Readiness;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -44,6 +44,210 @@ pub struct HostPlan {
     pub cgroup: Option<hako_linux::cgroups::CgroupManager>,
     /// Where the boot/run split and the VM's memory are written ([`crate::timings`]).
     pub timings_file: PathBuf,
+    /// Restore this template instead of booting (cold boot when that fails).
+    pub restore: Option<Restore>,
+}
+
+/// A template to restore ([`crate::template`]): its directory and the command line it booted
+/// with.
+pub struct Restore {
+    pub template: PathBuf,
+    pub cmdline: String,
+}
+
+/// What the host process tells `create` with Ready: whether the guest was restored from a
+/// template, and why not when one was asked for.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct BootReport {
+    pub snapshot: bool,
+    pub fallback: Option<String>,
+}
+
+/// A VM whose agent said Ready.
+struct Booted {
+    port: Port,
+    vm_pid: libc::pid_t,
+    boot_times: Option<(u64, u64)>,
+    spawn: Instant,
+    spawned: Instant,
+    snapshot: bool,
+    fallback: Option<String>,
+}
+
+/// Why a boot did not reach Ready.
+enum BootErr {
+    /// The agent reported the sandbox's own error (a missing program, a bad mount): booting
+    /// again would end the same way.
+    Agent(anyhow::Error),
+    /// The VM did not come up (it died, hung or the restore broke); it is gone now.
+    Vm(anyhow::Error),
+}
+
+/// Restore the plan's template when it has one, and boot cold when there is none or the
+/// restored VM does not come up.
+fn boot(plan: &HostPlan, sigfd: &OwnedFd) -> Result<Booted> {
+    let mut fallback = None;
+    if let Some(r) = &plan.restore {
+        let mut vm = plan.vm.clone();
+        vm.cmdline = r.cmdline.clone();
+        let (host_end, guest_end) = UnixStream::pair().context("socketpair for the agent port")?;
+        let spawn = Instant::now();
+        match plan
+            .engine
+            .spawn_restored(vm, &r.template, guest_end.into())
+        {
+            Ok(vm_pid) => {
+                let spawned = Instant::now();
+                record_vm_pid(plan, vm_pid);
+                let mut port = Port::new(host_end);
+                let went = port
+                    .send(&go_frame()?)
+                    .context("sending Go to the restored guest");
+                let res = match went {
+                    Ok(()) => wait_ready(&mut port, sigfd, vm_pid, &plan.vm, spawn),
+                    Err(e) => {
+                        kill_vm(vm_pid);
+                        Err(BootErr::Vm(e))
+                    }
+                };
+                match res {
+                    Ok(boot_times) => {
+                        return Ok(Booted {
+                            port,
+                            vm_pid,
+                            boot_times,
+                            spawn,
+                            spawned,
+                            snapshot: true,
+                            fallback: None,
+                        })
+                    }
+                    Err(BootErr::Agent(e)) => return Err(e),
+                    Err(BootErr::Vm(e)) => fallback = Some(format!("{e:#}")),
+                }
+            }
+            Err(e) => fallback = Some(format!("{e:#}")),
+        }
+    }
+    let (host_end, guest_end) = UnixStream::pair().context("socketpair for the agent port")?;
+    let spawn = Instant::now();
+    let vm_pid = plan.engine.spawn(plan.vm.clone(), guest_end.into())?;
+    let spawned = Instant::now();
+    record_vm_pid(plan, vm_pid);
+    let mut port = Port::new(host_end);
+    match wait_ready(&mut port, sigfd, vm_pid, &plan.vm, spawn) {
+        Ok(boot_times) => Ok(Booted {
+            port,
+            vm_pid,
+            boot_times,
+            spawn,
+            spawned,
+            snapshot: false,
+            fallback,
+        }),
+        Err(BootErr::Agent(e) | BootErr::Vm(e)) => Err(e),
+    }
+}
+
+fn record_vm_pid(plan: &HostPlan, vm_pid: libc::pid_t) {
+    let _ = std::fs::write(
+        &plan.vm_pid_file,
+        format!(
+            "{vm_pid} {}",
+            hako_contract::proc::start_time(vm_pid).unwrap_or(0)
+        ),
+    );
+}
+
+/// The first frame a restored guest gets: the wall clock and 64 fresh random bytes.
+fn go_frame() -> Result<Frame> {
+    let mut entropy = vec![0u8; 64];
+    // SAFETY: getrandom into a buffer of that length.
+    let n = unsafe { libc::getrandom(entropy.as_mut_ptr().cast(), entropy.len(), 0) };
+    if n != entropy.len() as isize {
+        return Err(std::io::Error::last_os_error()).context("getrandom for the guest's entropy");
+    }
+    let realtime_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the host clock is before 1970")?
+        .as_nanos() as u64;
+    Ok(Frame::Go {
+        realtime_ns,
+        entropy,
+    })
+}
+
+/// Read the agent port until the agent says Ready; its BootTimes when it sent them.
+fn wait_ready(
+    port: &mut Port,
+    sigfd: &OwnedFd,
+    vm_pid: libc::pid_t,
+    vm: &VmSpec,
+    boot_start: Instant,
+) -> std::result::Result<Option<(u64, u64)>, BootErr> {
+    let (serial_log, engine_log) = (&vm.serial_log, &vm.engine_log);
+    let vm_err = |e: anyhow::Error| BootErr::Vm(e);
+    let mut errors = vec![];
+    let mut boot_times = None;
+    loop {
+        let left = BOOT_TIMEOUT.saturating_sub(boot_start.elapsed());
+        if left.is_zero() {
+            kill_vm(vm_pid);
+            return Err(BootErr::Vm(anyhow::anyhow!(
+                "the guest did not come up within {} s{}",
+                BOOT_TIMEOUT.as_secs(),
+                diagnostics(serial_log, engine_log)
+            )));
+        }
+        let mut fds = [
+            pfd(port.sock.as_raw_fd(), libc::POLLIN),
+            pfd(sigfd.as_raw_fd(), libc::POLLIN),
+        ];
+        poll(&mut fds, Some(left)).map_err(vm_err)?;
+        let mut eof = false;
+        if fds[0].revents != 0 {
+            eof = !port.fill().map_err(vm_err)?;
+        }
+        let mut ready = false;
+        while let Some(f) = port
+            .reader
+            .next_frame()
+            .map_err(|e| vm_err(anyhow::Error::msg(e)))?
+        {
+            match f {
+                Frame::Ready => ready = true,
+                Frame::Error(m) => errors.push(m),
+                Frame::BootTimes {
+                    agent_start_ns,
+                    ready_ns,
+                } => boot_times = Some((agent_start_ns, ready_ns)),
+                _ => {}
+            }
+        }
+        if ready {
+            return Ok(boot_times);
+        }
+        let _ = read_signals(sigfd);
+        if eof || !errors.is_empty() {
+            // The agent gave up (it resets the guest after an Error) or the VM died.
+            let st = wait_vm(vm_pid, SHUTDOWN_GRACE);
+            if !errors.is_empty() {
+                return Err(BootErr::Agent(anyhow::anyhow!("{}", errors.join("; "))));
+            }
+            return Err(BootErr::Vm(anyhow::anyhow!(
+                "the VM stopped before the guest agent was ready ({}){}",
+                describe_wait(st),
+                diagnostics(serial_log, engine_log)
+            )));
+        }
+        if let Some(st) = vm_exited(vm_pid) {
+            return Err(BootErr::Vm(anyhow::anyhow!(
+                "the VM stopped before the guest agent was ready ({}){}",
+                describe_wait(Some(st)),
+                diagnostics(serial_log, engine_log)
+            )));
+        }
+    }
 }
 
 fn kill_vm(pid: libc::pid_t) {
@@ -118,82 +322,16 @@ fn run(mut plan: HostPlan, ready: &mut Option<Readiness>, entered: Instant) -> R
         cg.add_pid(std::process::id() as i32)
             .context("joining the sandbox's cgroup")?;
     }
-    let (host_end, guest_end) = UnixStream::pair().context("socketpair for the agent port")?;
     let sigfd = block_signals(&[libc::SIGCHLD])?;
-    let boot_start = Instant::now();
-    let vm_pid = plan.engine.spawn(plan.vm.clone(), guest_end.into())?;
-    let spawned = Instant::now();
-    let _ = std::fs::write(
-        &plan.vm_pid_file,
-        format!(
-            "{vm_pid} {}",
-            hako_contract::proc::start_time(vm_pid).unwrap_or(0)
-        ),
-    );
-    let mut port = Port {
-        sock: host_end,
-        reader: FrameReader::new(),
-        buf: vec![0u8; 64 * 1024],
-    };
-
-    // Boot: wait for Ready.
-    let mut errors = vec![];
-    let mut boot_times = None;
-    loop {
-        let left = BOOT_TIMEOUT.saturating_sub(boot_start.elapsed());
-        if left.is_zero() {
-            kill_vm(vm_pid);
-            bail!(
-                "the guest did not come up within {} s{}",
-                BOOT_TIMEOUT.as_secs(),
-                diagnostics(&serial_log, &engine_log)
-            );
-        }
-        let mut fds = [
-            pfd(port.sock.as_raw_fd(), libc::POLLIN),
-            pfd(sigfd.as_raw_fd(), libc::POLLIN),
-        ];
-        poll(&mut fds, Some(left))?;
-        let mut eof = false;
-        if fds[0].revents != 0 {
-            eof = !port.fill()?;
-        }
-        let mut ready = false;
-        while let Some(f) = port.reader.next_frame().map_err(anyhow::Error::msg)? {
-            match f {
-                Frame::Ready => ready = true,
-                Frame::Error(m) => errors.push(m),
-                Frame::BootTimes {
-                    agent_start_ns,
-                    ready_ns,
-                } => boot_times = Some((agent_start_ns, ready_ns)),
-                _ => {}
-            }
-        }
-        if ready {
-            break;
-        }
-        let _ = read_signals(&sigfd);
-        if eof || !errors.is_empty() {
-            // The agent gave up (it resets the guest after an Error) or the VM died.
-            let st = wait_vm(vm_pid, SHUTDOWN_GRACE);
-            if !errors.is_empty() {
-                bail!("{}", errors.join("; "));
-            }
-            bail!(
-                "the VM stopped before the guest agent was ready ({}){}",
-                describe_wait(st),
-                diagnostics(&serial_log, &engine_log)
-            );
-        }
-        if let Some(st) = vm_exited(vm_pid) {
-            bail!(
-                "the VM stopped before the guest agent was ready ({}){}",
-                describe_wait(Some(st)),
-                diagnostics(&serial_log, &engine_log)
-            );
-        }
-    }
+    let Booted {
+        mut port,
+        vm_pid,
+        boot_times,
+        spawn: boot_start,
+        spawned,
+        snapshot,
+        fallback,
+    } = boot(&plan, &sigfd)?;
     let points = crate::timings::BootPoints {
         entered,
         spawn: boot_start,
@@ -201,7 +339,7 @@ fn run(mut plan: HostPlan, ready: &mut Option<Readiness>, entered: Instant) -> R
         ready: Instant::now(),
     };
     if let Some(r) = ready.take() {
-        r.ready(())?;
+        r.ready(BootReport { snapshot, fallback })?;
     }
     // After telling create, so the measurement (smaps of the VM) does not delay it.
     let mut timings = crate::timings::Timings::after_ready(
@@ -211,6 +349,13 @@ fn run(mut plan: HostPlan, ready: &mut Option<Readiness>, entered: Instant) -> R
         &points,
         boot_times,
         vm_pid,
+        snapshot
+            .then(|| {
+                plan.restore
+                    .as_ref()
+                    .map(|r| r.template.join(crate::qemu::RAM_FILE))
+            })
+            .flatten(),
     );
     let _ = timings.write(&plan.timings_file);
 

@@ -9,8 +9,9 @@ pub const KERNEL: &str = "io.hako.microvm.kernel";
 pub const VCPUS: &str = "io.hako.microvm.vcpus";
 pub const MEMORY: &str = "io.hako.microvm.memory";
 pub const IMAGE_BUDGET: &str = "io.hako.microvm.image-budget";
+pub const BOOT: &str = "io.hako.microvm.boot";
 
-pub const ANNOTATIONS: &[&str] = &[VMM, KERNEL, VCPUS, MEMORY, IMAGE_BUDGET];
+pub const ANNOTATIONS: &[&str] = &[VMM, KERNEL, VCPUS, MEMORY, IMAGE_BUDGET, BOOT];
 
 pub const DEFAULT_MEMORY_MIB: u64 = 128;
 /// Below this the guest does not come up. Measured with the kernels/ guest under qemu microvm:
@@ -38,8 +39,17 @@ impl Vmm {
     }
 }
 
+/// How the guest starts: restored from a booted template, or booted from scratch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boot {
+    /// Restore a template when one can be made (the default), else boot cold.
+    Snapshot,
+    Cold,
+}
+
 #[derive(Debug, Clone)]
 pub struct Knobs {
+    pub boot: Boot,
     pub vmm: Vmm,
     /// An explicit kernel; None means the default (see `kernel::default_path`).
     pub kernel: Option<PathBuf>,
@@ -65,6 +75,11 @@ impl Knobs {
             Some("qemu") => Vmm::Qemu,
             Some("hako") => Vmm::Hako,
             Some(v) => bail!("{VMM}={v:?}: use hako, qemu or auto"),
+        };
+        let boot = match ann.get(BOOT).map(|s| s.trim()) {
+            None | Some("snapshot") => Boot::Snapshot,
+            Some("cold") => Boot::Cold,
+            Some(v) => bail!("{BOOT}={v:?}: use snapshot or cold"),
         };
         let kernel = match ann.get(KERNEL) {
             None => None,
@@ -113,6 +128,7 @@ impl Knobs {
             None => DEFAULT_IMAGE_BUDGET,
         };
         Ok(Knobs {
+            boot,
             vmm,
             kernel,
             vcpus,
@@ -140,9 +156,11 @@ mod tests {
     fn defaults_and_values() {
         let k = Knobs::from_spec(&spec(&[])).unwrap();
         assert_eq!(
-            (k.vmm, k.vcpus, k.memory_mib),
-            (Vmm::Auto, 1, DEFAULT_MEMORY_MIB)
+            (k.vmm, k.vcpus, k.memory_mib, k.boot),
+            (Vmm::Auto, 1, DEFAULT_MEMORY_MIB, Boot::Snapshot)
         );
+        let k = Knobs::from_spec(&spec(&[(BOOT, "cold")])).unwrap();
+        assert_eq!(k.boot, Boot::Cold);
         let k = Knobs::from_spec(&spec(&[
             (VMM, "qemu"),
             (VCPUS, "2"),
@@ -172,6 +190,7 @@ mod tests {
     fn bad_values_are_errors() {
         for (k, v, want) in [
             (VMM, "firecracker", "use hako, qemu or auto"),
+            (BOOT, "warm", "use snapshot or cold"),
             (VCPUS, "0", "between 1 and"),
             (VCPUS, "lots", "not a number"),
             (MEMORY, "16M", "below the"),

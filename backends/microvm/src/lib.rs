@@ -19,6 +19,7 @@ pub mod measure;
 pub mod net;
 pub mod qemu;
 pub mod relay;
+pub mod template;
 pub mod timings;
 pub mod vmm;
 
@@ -130,7 +131,6 @@ impl Backend for MicrovmBackend {
         let agent_disk = assets::agent_disk(&cache, &agent)?;
         let rootfs = rootfs_path(req.spec, req.bundle)?;
         let image = image::rootfs_image(&cache, &rootfs, k.image_budget)?;
-
         let mut builder = hako_agent::proto::ConfigBuilder::new();
         let mut cfg = guest::translate(req.spec, req.bundle, Some(&mut builder))?;
         cfg.overlay_size_mib = (k.memory_mib / 2).max(8);
@@ -181,6 +181,57 @@ impl Backend for MicrovmBackend {
                 mtu: p.attached.net.mtu,
             }),
         };
+        let debug = |m: &str| {
+            if req.global.debug {
+                eprintln!("hako: debug: microvm: {m}");
+            }
+        };
+        // Snapshot boot: the template for this shape (made now when there is none or it is
+        // damaged). Anything in the way means a cold boot, said in a debug line.
+        let restore = match k.boot {
+            knobs::Boot::Cold => None,
+            knobs::Boot::Snapshot if vm.net.is_some() => {
+                debug("cold boot: a sandbox with a network boots cold (templates have no network device)");
+                None
+            }
+            knobs::Boot::Snapshot => {
+                let t = template::Inputs::new(
+                    &*choice.engine,
+                    &req.global.root,
+                    &kernel,
+                    &agent_disk,
+                    k.vcpus,
+                    k.memory_mib,
+                    choice.kvm,
+                )
+                .and_then(|i| {
+                    template::ensure(
+                        &*choice.engine,
+                        &req.global.root,
+                        &i,
+                        &kernel,
+                        &agent_disk,
+                        template::Check::Fast,
+                    )
+                });
+                match t {
+                    Ok(t) => {
+                        if let Some(why) = &t.built {
+                            debug(&format!("made the template {} ({why})", t.dir.display()));
+                        }
+                        Some(host::Restore {
+                            template: t.dir,
+                            cmdline: t.inputs.cmdline,
+                        })
+                    }
+                    Err(e) => {
+                        debug(&format!("cold boot: {e:#}"));
+                        None
+                    }
+                }
+            }
+        };
+
         let tty = match (cfg.process.terminal, req.console_socket) {
             (true, Some(sock)) => {
                 Some(hako_contract::console::send_pty_master(sock).map_err(undo_net)?)
@@ -202,25 +253,32 @@ impl Backend for MicrovmBackend {
             exec_sock: req.state_dir.join(hub::EXEC_SOCK),
             tty,
             timings_file: req.state_dir.join(timings::FILE),
+            restore,
         };
-        let pid = match hako_contract::host_process::spawn::<()>(req.state_dir, |ready| {
-            host::main(plan, ready)
-        }) {
-            Ok((pid, ())) => pid,
-            Err(e) => {
-                if let Some(cg) = &cgroup {
-                    let _ = cg.destroy();
-                }
-                return Err(undo_net(match e {
-                    hako_contract::host_process::Failed::Died(_) => {
-                        anyhow::anyhow!(
-                            "microvm: the microvm host process died while the guest booted"
-                        )
+        let (pid, boot) =
+            match hako_contract::host_process::spawn::<host::BootReport>(req.state_dir, |ready| {
+                host::main(plan, ready)
+            }) {
+                Ok((pid, report)) => {
+                    if let Some(why) = &report.fallback {
+                        debug(&format!("the template did not restore, booted cold: {why}"));
                     }
-                    e => anyhow::anyhow!("microvm: {e}"),
-                }));
-            }
-        };
+                    (pid, if report.snapshot { "snapshot" } else { "cold" })
+                }
+                Err(e) => {
+                    if let Some(cg) = &cgroup {
+                        let _ = cg.destroy();
+                    }
+                    return Err(undo_net(match e {
+                        hako_contract::host_process::Failed::Died(_) => {
+                            anyhow::anyhow!(
+                                "microvm: the microvm host process died while the guest booted"
+                            )
+                        }
+                        e => anyhow::anyhow!("microvm: {e}"),
+                    }));
+                }
+            };
         let net_json = plumbed
             .as_ref()
             .map(|p| serde_json::to_value(&p.attached).unwrap_or_default());
@@ -230,6 +288,7 @@ impl Backend for MicrovmBackend {
             pid,
             data: serde_json::json!({
                 "engine": engine_name,
+                "boot": boot,
                 "accel": if choice.kvm { "kvm" } else { "tcg" },
                 "kernel": kernel,
                 "rootfs_image": image,
@@ -365,8 +424,21 @@ impl Backend for MicrovmBackend {
     }
 
     fn features(&self) -> serde_json::Value {
+        let qemu = match qemu::Qemu::find() {
+            Ok(_) => "available (the default): a booted template per kernel, agent, qemu version, vCPUs and memory, restored copy-on-write; a sandbox with a network boots cold".to_string(),
+            Err(e) => format!("unavailable: {e:#}"),
+        };
         serde_json::json!({
             "engines": ["hako", "qemu"],
+            "boot": {
+                "annotation": knobs::BOOT,
+                "values": ["snapshot", "cold"],
+                "default": "snapshot",
+                "snapshot": {
+                    "qemu": qemu,
+                    "hako": "available where the hako engine runs (its KVM probe says this host's KVM runs Linux; elsewhere the engine is not chosen): a booted template per kernel, agent, hako binary, host CPU and kernel, and memory, restored copy-on-write in a jailed, filtered VMM process; a sandbox with a network boots cold",
+                },
+            },
             "annotations": knobs::ANNOTATIONS,
             "mountTypes": ["proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "bind (files, and read-only directories, copied in)"],
             "seccomp": {"enabled": false},
@@ -384,6 +456,52 @@ impl Backend for MicrovmBackend {
             "io.hako.rootless": "the qemu engine runs as the user (KVM when /dev/kvm is the user's to open, else TCG); the rootless spec's /sys bind becomes the guest's own sysfs; cgroup only where delegated",
         })
     }
+}
+
+/// `hako microvm warm`: make (or check, checksums included, and remake when damaged) the
+/// template sandboxes of this shape restore, before any create needs it. The engine is chosen
+/// as `create` chooses it (`vmm`, the KVM probe).
+pub fn warm(
+    root: &Path,
+    kernel: Option<PathBuf>,
+    vcpus: u32,
+    memory_mib: u64,
+    vmm: Vmm,
+) -> Result<template::Template> {
+    let mut spec = Spec::default();
+    let mut ann = std::collections::HashMap::from([
+        (knobs::VCPUS.to_string(), vcpus.to_string()),
+        (knobs::MEMORY.to_string(), format!("{memory_mib}M")),
+        (knobs::VMM.to_string(), vmm.as_str().to_string()),
+    ]);
+    if let Some(k) = &kernel {
+        ann.insert(knobs::KERNEL.to_string(), k.to_string_lossy().into_owned());
+    }
+    spec.set_annotations(Some(ann));
+    let k = Knobs::from_spec(&spec)?;
+    let kernel = kernel_path(&k);
+    assets::check_kernel(&kernel)?;
+    let cache = root.join("microvm-cache");
+    let choice = choose_engine(&k, &cache)?;
+    let agent = assets::find_agent()?;
+    let agent_disk = assets::agent_disk(&cache, &agent)?;
+    let inputs = template::Inputs::new(
+        &*choice.engine,
+        root,
+        &kernel,
+        &agent_disk,
+        k.vcpus,
+        k.memory_mib,
+        choice.kvm,
+    )?;
+    template::ensure(
+        &*choice.engine,
+        root,
+        &inputs,
+        &kernel,
+        &agent_disk,
+        template::Check::Full,
+    )
 }
 
 /// The host cgroup of a sandbox, by the rule every backend follows (`hako_contract::cgroup`):

@@ -262,6 +262,7 @@ fn restored_memory(
     let rss = (total > 0).then(|| hako_contract::proc::VmRss {
         vmm_kib: total.saturating_sub(m.rss_kib),
         guest_kib: m.rss_kib,
+        guest_pss_kib: m.pss_kib,
         guest_mapping_kib: guest_mib << 10,
     });
     (rss, Some(m))

@@ -23,6 +23,14 @@ pub(crate) struct Port {
 }
 
 impl Port {
+    pub(crate) fn new(sock: UnixStream) -> Port {
+        Port {
+            sock,
+            reader: FrameReader::new(),
+            buf: vec![0u8; 64 * 1024],
+        }
+    }
+
     pub(crate) fn send(&mut self, f: &Frame) -> std::io::Result<()> {
         self.sock.write_all(&f.encode())
     }

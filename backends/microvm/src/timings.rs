@@ -38,6 +38,9 @@ pub const TMP_FILE: &str = "microvm-timings.json.tmp";
 pub struct Timings {
     /// `qemu` or `hako`.
     pub engine: String,
+    /// `snapshot` (restored from a template) or `cold` (booted from scratch).
+    #[serde(default)]
+    pub boot: String,
     /// `kvm` or `tcg`.
     pub accel: String,
     pub guest_mib: u64,
@@ -62,6 +65,10 @@ pub struct Timings {
     pub vmm_rss_kib: Option<u64>,
     /// Rss of the guest-RAM mapping at the same moment (guest memory touched by then).
     pub guest_rss_kib: Option<u64>,
+    /// Pss of the guest-RAM mapping: below its Rss when pages are shared (a restored VM's
+    /// unwritten pages are the template file's page cache, shared by every copy).
+    #[serde(default)]
+    pub guest_pss_kib: Option<u64>,
     /// Start frame sent → the workload's Exit frame received.
     pub run_ms: Option<f64>,
     /// Exit frame received → the VM process ended (the guest's reset) and was reaped.
@@ -106,7 +113,10 @@ pub struct BootPoints {
 
 impl Timings {
     /// The boot part: the host's time points, the guest's BootTimes (when the agent sent them)
-    /// and the VM process's memory, read now from its smaps.
+    /// and the VM process's memory, read now from its smaps. `restored_ram` is the template's
+    /// RAM file when the VM was restored from one: then there is no kernel boot, "VMM start"
+    /// is the restore (the engine's spawn call, which returns once the VM runs), and the
+    /// agent's setup runs from the Go frame to Ready.
     pub fn after_ready(
         engine: &str,
         kvm: bool,
@@ -114,9 +124,16 @@ impl Timings {
         p: &BootPoints,
         boot_times: Option<(u64, u64)>,
         vm_pid: libc::pid_t,
+        restored_ram: Option<std::path::PathBuf>,
     ) -> Timings {
         let mut t = Timings {
             engine: engine.to_string(),
+            boot: if restored_ram.is_some() {
+                "snapshot"
+            } else {
+                "cold"
+            }
+            .to_string(),
             accel: if kvm { "kvm" } else { "tcg" }.to_string(),
             guest_mib,
             host_setup_ms: ms_between(p.entered, p.spawn),
@@ -124,7 +141,13 @@ impl Timings {
             ready_ms: ms_between(p.spawn, p.ready),
             ..Default::default()
         };
-        if let Some((start, ready)) = boot_times {
+        if let (Some((start, ready)), true) = (boot_times, restored_ram.is_some()) {
+            t.agent_start_ns = Some(start);
+            t.ready_ns = Some(ready);
+            t.vmm_start_ms = Some(t.spawn_ms);
+            t.kernel_boot_ms = Some(0.0);
+            t.agent_setup_ms = ready.checked_sub(start).map(|d| d as f64 / 1e6);
+        } else if let Some((start, ready)) = boot_times {
             t.agent_start_ns = Some(start);
             t.ready_ns = Some(ready);
             if let Some(s) = split(p.ready.saturating_duration_since(p.spawn), start, ready) {
@@ -133,9 +156,12 @@ impl Timings {
                 t.agent_setup_ms = Some(s.agent_setup_ms);
             }
         }
-        if let Some(r) = hako_contract::proc::vm_rss(vm_pid, guest_mib << 20) {
+        if let Some(r) =
+            hako_contract::proc::vm_rss_file(vm_pid, guest_mib << 20, restored_ram.as_deref())
+        {
             t.vmm_rss_kib = Some(r.vmm_kib);
             t.guest_rss_kib = Some(r.guest_kib);
+            t.guest_pss_kib = Some(r.guest_pss_kib);
         }
         t
     }
@@ -197,8 +223,10 @@ mod tests {
             &p,
             Some((600_000_000, 900_000_000)),
             std::process::id() as i32,
+            None,
         );
         assert_eq!((t.engine.as_str(), t.accel.as_str()), ("qemu", "tcg"));
+        assert_eq!(t.boot, "cold");
         assert!((t.host_setup_ms - 3.0).abs() < 1e-6);
         assert!((t.spawn_ms - 2.0).abs() < 1e-6);
         assert!((t.ready_ms - 1000.0).abs() < 1e-6);
@@ -207,10 +235,25 @@ mod tests {
         assert!((t.vmm_start_ms.unwrap() - 100.0).abs() < 1e-6);
         assert_eq!(t.vmm_rss_kib, None);
         // Without BootTimes (an older agent) the split stays empty, the rest is there.
-        let t = Timings::after_ready("hako", true, 128, &p, None, 0);
+        let t = Timings::after_ready("hako", true, 128, &p, None, 0, None);
         assert_eq!(t.accel, "kvm");
         assert_eq!((t.kernel_boot_ms, t.vmm_start_ms), (None, None));
         assert!(t.ready_ms > 0.0);
+        // Restored from a template: no kernel boot, the restore is the spawn call, the agent's
+        // setup runs from Go (guest 5.000 s) to Ready (5.030 s).
+        let t = Timings::after_ready(
+            "qemu",
+            false,
+            128,
+            &p,
+            Some((5_000_000_000, 5_030_000_000)),
+            0,
+            Some("/t/ram".into()),
+        );
+        assert_eq!(t.boot, "snapshot");
+        assert_eq!(t.kernel_boot_ms, Some(0.0));
+        assert!((t.vmm_start_ms.unwrap() - 2.0).abs() < 1e-6);
+        assert!((t.agent_setup_ms.unwrap() - 30.0).abs() < 1e-6);
     }
 
     #[test]

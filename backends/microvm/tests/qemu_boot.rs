@@ -42,7 +42,8 @@ fn boots_runs_and_is_killed() {
             "-c",
             "echo $GREETING from $(uname -r); echo oops >&2; exit 7",
         ],
-        &[],
+        // A cold boot: the split below is the kernel's boot (qemu_snapshot.rs has the restore).
+        &[(hako_microvm::knobs::BOOT, "cold")],
     );
     b.check(&spec, &env.dir.join("bundle")).unwrap();
     let (state, fifo) = env.sandbox_dir("c1");

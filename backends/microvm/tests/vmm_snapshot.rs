@@ -663,3 +663,112 @@ fn jailed_template_vmm_snapshots_on_the_callers_trigger() {
     assert_eq!(first_byte(&own_disk), 2);
     assert_eq!(first_byte(&template_disk), 1);
 }
+
+/// The backend's hako engine as a template engine (`HakoVmm::{make_template, spawn_restored}`,
+/// each VM in its own forked, jailed VMM process) with the virtio counter in place of Linux
+/// and its agent: the template's "ready" is its first count on the agent port; its files are
+/// committed and verify; a sandbox's copy with the same layout is restored (its own disk and
+/// agent port; the VMM maps the template's memory copy-on-write), and copies whose layout
+/// differs (a read-only disk, one disk more) are refused with the restore's own reason, which
+/// the host process would log as it boots cold.
+#[test]
+fn hako_engine_makes_a_template_and_restores_a_sandbox_from_it() {
+    use hako_microvm::engine::{Disk, Engine, VmSpec};
+    use hako_microvm::hako_engine::HakoVmm;
+    use std::os::unix::net::UnixStream;
+    if !kvm_usable() {
+        return;
+    }
+    // SAFETY: geteuid has no arguments.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP: the jailed VMM needs root (namespaces, pivot_root)");
+        return;
+    }
+    let dir = TempDir(std::env::temp_dir().join(format!("hako-eng-tmpl-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let kernel = dir.0.join("vcounter.elf");
+    std::fs::write(
+        &kernel,
+        synthetic_elf(VIRTIO_COUNTER, 0x100_0000, 0x100_0000, 0x100_0000, None),
+    )
+    .unwrap();
+    let spec = |disks: Vec<Disk>, name: &str| VmSpec {
+        kernel: kernel.clone(),
+        cmdline: String::new(),
+        vcpus: 1,
+        memory_mib: 128,
+        disks,
+        serial_log: dir.0.join(format!("{name}-serial.log")),
+        engine_log: dir.0.join(format!("{name}-engine.log")),
+        kvm: true,
+        net: None,
+    };
+    let rw = |p: PathBuf| Disk {
+        path: p,
+        readonly: false,
+    };
+    let engine = HakoVmm;
+    let id = engine.snapshot_id(&dir.0.join("memo")).unwrap();
+    assert!(id.contains("snapshot format"), "{id}");
+
+    let snap = dir.0.join("template");
+    std::fs::create_dir(&snap).unwrap();
+    let template_disk = disk(&dir.0, "template.img", 4096);
+    let vm = spec(vec![rw(template_disk.clone())], "template");
+    let (mut host_end, guest_end) = UnixStream::pair().unwrap();
+    let mut waited_for = None;
+    let files = engine
+        .make_template(&vm, &snap, guest_end.into(), &mut |pid| {
+            waited_for = Some(pid);
+            let mut b = [0u8; 1];
+            host_end.read_exact(&mut b)?;
+            anyhow::ensure!(b[0] == b'1', "the template printed {:?}", b[0] as char);
+            Ok(())
+        })
+        .unwrap();
+    assert!(waited_for.is_some());
+    assert_eq!(files, vec![MEMORY_FILE.to_string(), STATE_FILE.to_string()]);
+    verify(&snap).unwrap();
+    assert_eq!(first_byte(&template_disk), 1);
+
+    // Layouts unlike the template's: refused before the VM runs, with the reason.
+    let (_h, g) = UnixStream::pair().unwrap();
+    let ro = Disk {
+        path: disk(&dir.0, "ro.img", 4096),
+        readonly: true,
+    };
+    let err = engine
+        .spawn_restored(spec(vec![ro], "ro"), &snap, g.into())
+        .expect_err("a read-only disk in place of a writable one is refused");
+    assert!(format!("{err:#}").contains("read-only"), "{err:#}");
+    let (_h, g) = UnixStream::pair().unwrap();
+    let two = vec![
+        rw(disk(&dir.0, "a.img", 4096)),
+        rw(disk(&dir.0, "b.img", 4096)),
+    ];
+    let err = engine
+        .spawn_restored(spec(two, "two"), &snap, g.into())
+        .expect_err("one disk more is refused");
+    assert!(
+        format!("{err:#}").contains("this restore asks for [block, block, console]"),
+        "{err:#}"
+    );
+
+    // The sandbox's copy: restored, jailed and filtered in its own process, its guest memory a
+    // private mapping of the template's file.
+    let own_disk = disk(&dir.0, "sandbox.img", 4096);
+    let (_host, g) = UnixStream::pair().unwrap();
+    let pid = engine
+        .spawn_restored(spec(vec![rw(own_disk)], "sandbox"), &snap, g.into())
+        .unwrap();
+    let maps = snapshot_memory_use(pid, &snap.join(MEMORY_FILE));
+    // SAFETY: our own child, by pid; reaped right after.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+    }
+    let maps = maps.unwrap();
+    assert_eq!(maps.len(), 1, "{maps:?}");
+    assert_eq!(maps[0].perms, "rw-p", "{maps:?}");
+    assert_eq!(first_byte(&template_disk), 1);
+}

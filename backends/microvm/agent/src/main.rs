@@ -1,7 +1,9 @@
 //! hako-agent: the guest's `/init` in a hako microvm.
 //!
 //! 1. Mounts /proc, /sys, /dev and a tmpfs at /mnt on the agent disk (the kernel's root).
-//! 2. Opens the agent port (`/dev/hvc0`, raw mode) and reads the config disk.
+//! 2. Opens the agent port (`/dev/hvc0`, raw mode); in a template guest, says Template and waits
+//!    for Go (`restore`: a restored copy resumes there, reseeds, sets the clock, re-probes its
+//!    disks); reads the config disk.
 //! 3. Mounts the rootfs image read-only, an overlay on a tmpfs upper over it, the spec's mounts;
 //!    brings `lo` up and configures the virtio-net interface the host described (`net`).
 //! 4. Forks the workload: new mount namespace, pivot_root into the overlay, rlimits, user,
@@ -21,6 +23,7 @@ mod mounts;
 mod net;
 mod pty;
 mod relay;
+mod restore;
 mod sys;
 mod workload;
 
@@ -89,7 +92,7 @@ fn run(port_slot: &mut Option<fs::File>) -> Res<()> {
     }
     mount("tmpfs", Path::new("/mnt"), "tmpfs", 0, "mode=0755")?;
 
-    let port = fs::OpenOptions::new()
+    let mut port = fs::OpenOptions::new()
         .read(true)
         .write(true)
         .custom_flags_noctty()
@@ -97,6 +100,10 @@ fn run(port_slot: &mut Option<fs::File>) -> Res<()> {
         .map_err(|e| format!("open agent port {PORT}: {e}"))?;
     make_raw(port.as_raw_fd())?;
     *port_slot = Some(port.try_clone().map_err(|e| e.to_string())?);
+    // A template guest stops here until a restored copy of it gets Go (restore.rs).
+    if restore::template_mode() {
+        restore::wait_for_go(&mut port)?;
+    }
 
     let (disk, rootfs_dev) = find_disks()?;
     let cfg = &disk.config;

@@ -244,6 +244,10 @@ impl ConfigDisk {
     }
 }
 
+/// On the kernel command line of a template guest: the agent waits for [`Frame::Go`] before
+/// it reads its config and rootfs disks.
+pub const TEMPLATE_ARG: &str = "hako.template=1";
+
 // Frame kinds, guest to host.
 pub const G_READY: u8 = 0x01;
 pub const G_STDOUT: u8 = 0x02;
@@ -252,6 +256,7 @@ pub const G_EXIT: u8 = 0x04;
 pub const G_ERROR: u8 = 0x05;
 /// Kinds 0x06-0x0d are reserved for `exec`.
 pub const G_BOOT_TIMES: u8 = 0x0e;
+pub const G_TEMPLATE: u8 = 0x0f;
 // Frame kinds, host to guest.
 pub const H_START: u8 = 0x81;
 pub const H_STDIN: u8 = 0x82;
@@ -260,6 +265,7 @@ pub const H_SIGNAL: u8 = 0x84;
 pub const H_WINSIZE: u8 = 0x85;
 pub const H_SIGNAL_ALL: u8 = 0x86;
 pub const H_EXEC: u8 = 0x87;
+pub const H_GO: u8 = 0x88;
 // Either direction: a frame about one exec'd process (see [`Frame::Tagged`]).
 pub const TAGGED: u8 = 0x10;
 
@@ -289,6 +295,16 @@ pub enum Frame {
     BootTimes {
         agent_start_ns: u64,
         ready_ns: u64,
+    },
+    /// A template guest (kernel command line [`TEMPLATE_ARG`]): the agent is up, has read no
+    /// disk but its own, and blocks for [`Frame::Go`]. The host saves the VM at this point.
+    Template,
+    /// The first frame a restored template guest gets: the host's wall clock (ns since the
+    /// epoch) and fresh entropy, applied before the agent reads its disks or anything reads the
+    /// kernel's random state.
+    Go {
+        realtime_ns: u64,
+        entropy: Vec<u8>,
     },
     Start,
     Stdin(Vec<u8>),
@@ -326,6 +342,11 @@ impl Frame {
                 G_BOOT_TIMES,
                 [agent_start_ns.to_le_bytes(), ready_ns.to_le_bytes()].concat(),
             ),
+            Frame::Template => (G_TEMPLATE, vec![]),
+            Frame::Go {
+                realtime_ns,
+                entropy,
+            } => (H_GO, [&realtime_ns.to_le_bytes()[..], entropy].concat()),
             Frame::Start => (H_START, vec![]),
             Frame::Stdin(d) => (H_STDIN, d.clone()),
             Frame::StdinEof => (H_STDIN_EOF, vec![]),
@@ -361,6 +382,11 @@ impl Frame {
             G_BOOT_TIMES if p.len() == 16 => Frame::BootTimes {
                 agent_start_ns: u64::from_le_bytes(p[..8].try_into().unwrap()),
                 ready_ns: u64::from_le_bytes(p[8..].try_into().unwrap()),
+            },
+            G_TEMPLATE => Frame::Template,
+            H_GO if p.len() >= 8 => Frame::Go {
+                realtime_ns: u64::from_le_bytes(p[..8].try_into().unwrap()),
+                entropy: p[8..].to_vec(),
             },
             H_START => Frame::Start,
             H_STDIN => Frame::Stdin(p.to_vec()),
@@ -443,6 +469,11 @@ mod tests {
             Frame::BootTimes {
                 agent_start_ns: 1_234_567_890,
                 ready_ns: u64::MAX - 1,
+            },
+            Frame::Template,
+            Frame::Go {
+                realtime_ns: 1_700_000_000_000_000_000,
+                entropy: vec![7; 64],
             },
             Frame::Start,
             Frame::Stdin(b"x".to_vec()),

@@ -1,0 +1,477 @@
+//! The template cache of snapshot boot (docs/backends/microvm.md, "Snapshot boot").
+//!
+//! A template is a guest booted to the point where its agent waits for its sandbox
+//! ([`hako_agent::proto::Frame::Template`]), saved by the engine
+//! ([`Engine::make_template`]). It lives in `<root>/microvm-cache/templates/<key>/`, where `key` is a
+//! hash of everything that went into it ([`Inputs`]: the kernel's and the agent disk's contents,
+//! the engine and its version, vCPUs, memory, the command line, the device layout). Its
+//! `manifest.json` records the inputs and, for each file the engine wrote, its SHA-256 and its
+//! identity (inode, size, mtime, ctime).
+//!
+//! - **Use** ([`ensure`] with [`Check::Fast`], every create): the manifest's inputs must be the
+//!   wanted ones and every file's identity unchanged. A write to a template file changes its
+//!   ctime, which nobody can set back, so a modified file is never used. A missing file, a
+//!   missing or unreadable manifest, anything else: the template is rebuilt.
+//! - **Full check** ([`Check::Full`], `hako microvm warm`): the checksums too.
+//! - **Build**: under an exclusive `flock` on `<key>.lock` (concurrent creates that need the
+//!   same template build it once; the others wait, then find it made), in a temporary directory
+//!   renamed to `<key>` when complete. A damaged template is first renamed away, so a sandbox
+//!   restoring from it at that moment keeps its open files, then removed.
+
+use crate::engine::{Disk, Engine, VmSpec};
+use crate::relay::{pfd, poll};
+use anyhow::{bail, Context, Result};
+use hako_agent::proto::{Frame, FrameReader};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Below the state root (in the backend's cache, which `delete` leaves for the next sandbox).
+pub const DIR: &str = "microvm-cache/templates";
+const MANIFEST: &str = "manifest.json";
+/// Bumped when what a template holds or how it is used changes.
+const FORMAT: u32 = 1;
+
+/// Everything that goes into a template; its hash is the template's key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inputs {
+    pub format: u32,
+    /// [`Engine::snapshot_id`]: engine and version.
+    pub engine: String,
+    pub kvm: bool,
+    /// SHA-256 of the vmlinux.
+    pub kernel_sha256: String,
+    /// SHA-256 of the agent disk (which holds the agent binary as `/init`).
+    pub agent_disk_sha256: String,
+    pub cmdline: String,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    /// The device layout the restored VM must repeat.
+    pub layout: String,
+}
+
+/// The device layout of every template: what [`crate::MicrovmBackend`] gives a sandbox without a
+/// network. A sandbox with a network boots cold (see the docs).
+pub const LAYOUT: &str =
+    "serial; vda agent disk ro, vdb rootfs ro, vdc config ro; hvc0 agent port; no net";
+
+impl Inputs {
+    /// The inputs for a VM of this shape on `engine`. `memo` caches file digests and engine
+    /// versions by file identity, so an unchanged kernel is not hashed on every create.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        engine: &dyn Engine,
+        root: &Path,
+        kernel: &Path,
+        agent_disk: &Path,
+        vcpus: u32,
+        memory_mib: u64,
+        kvm: bool,
+    ) -> Result<Inputs> {
+        let memo_dir = root.join(DIR).join("memo");
+        Ok(Inputs {
+            format: FORMAT,
+            engine: engine.snapshot_id(&memo_dir)?,
+            kvm,
+            kernel_sha256: memo(&memo_dir, kernel, "sha256", || sha256_file(kernel))?,
+            agent_disk_sha256: memo(&memo_dir, agent_disk, "sha256", || sha256_file(agent_disk))?,
+            cmdline: format!("{} {}", crate::CMDLINE, hako_agent::proto::TEMPLATE_ARG),
+            vcpus,
+            memory_mib,
+            layout: LAYOUT.into(),
+        })
+    }
+
+    pub fn key(&self) -> String {
+        let json = serde_json::to_vec(self).expect("inputs serialize");
+        crate::image::hex_digest(&[&json])[..32].to_string()
+    }
+}
+
+/// One file of a template, as recorded when it was made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct FileSum {
+    sha256: String,
+    size: u64,
+    ino: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    inputs: Inputs,
+    files: BTreeMap<String, FileSum>,
+}
+
+/// How thoroughly [`ensure`] checks an existing template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Inputs and file identities (every create).
+    Fast,
+    /// Also every file's checksum (`hako microvm warm`).
+    Full,
+}
+
+/// A usable template.
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub dir: PathBuf,
+    pub inputs: Inputs,
+    /// Why it was (re)built now, when it was: "none yet", or what was wrong with the old one.
+    pub built: Option<String>,
+}
+
+/// The template for `inputs`: the cached one when it checks out, else a new one built with
+/// `engine` (kernel and agent disk at the given paths, whose digests `inputs` holds).
+pub fn ensure(
+    engine: &dyn Engine,
+    root: &Path,
+    inputs: &Inputs,
+    kernel: &Path,
+    agent_disk: &Path,
+    check: Check,
+) -> Result<Template> {
+    let base = root.join(DIR);
+    let key = inputs.key();
+    let dir = base.join(&key);
+    let found = |built| Template {
+        dir: dir.clone(),
+        inputs: inputs.clone(),
+        built,
+    };
+    if verify(&dir, inputs, check).is_ok() {
+        return Ok(found(None));
+    }
+    fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
+    let lock_path = base.join(format!("{key}.lock"));
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    // SAFETY: flock on our fd; blocks while another create builds this template.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("locking {}", lock_path.display()));
+    }
+    // Whoever held the lock may have built it.
+    let why = match verify(&dir, inputs, check) {
+        Ok(()) => return Ok(found(None)),
+        Err(why) => why,
+    };
+    if dir.exists() {
+        let trash = crate::assets::tempdir_in(&base, &format!("{key}-stale"))?;
+        let _ = fs::remove_dir(&trash);
+        fs::rename(&dir, &trash).with_context(|| format!("moving {} away", dir.display()))?;
+        let _ = fs::remove_dir_all(&trash);
+    }
+    let tmp = crate::assets::tempdir_in(&base, &format!("{key}-build"))?;
+    match build(engine, inputs, kernel, agent_disk, &tmp) {
+        Ok(()) => {}
+        Err(e) => {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e.context("making the microvm template"));
+        }
+    }
+    fs::rename(&tmp, &dir)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), dir.display()))?;
+    Ok(found(Some(format!("{why:#}"))))
+}
+
+/// Ok when the template in `dir` was made from `inputs` and its files are as recorded.
+pub fn verify(dir: &Path, inputs: &Inputs, check: Check) -> Result<()> {
+    let mpath = dir.join(MANIFEST);
+    let data = match fs::read(&mpath) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!("no template yet"),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", mpath.display())),
+    };
+    let m: Manifest =
+        serde_json::from_slice(&data).with_context(|| format!("{} is damaged", mpath.display()))?;
+    if m.inputs != *inputs {
+        bail!("{} was made from other inputs", mpath.display());
+    }
+    if m.files.is_empty() {
+        bail!("{} lists no files", mpath.display());
+    }
+    for (name, want) in &m.files {
+        let p = dir.join(name);
+        let have = file_sum(&p, check == Check::Full)
+            .with_context(|| format!("template file {}", p.display()))?;
+        let same = match check {
+            Check::Fast => {
+                (have.size, have.ino, have.mtime_ns, have.ctime_ns)
+                    == (want.size, want.ino, want.mtime_ns, want.ctime_ns)
+            }
+            Check::Full => have.sha256 == want.sha256 && have.size == want.size,
+        };
+        if !same {
+            bail!(
+                "template file {} changed since the template was made",
+                p.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn build(
+    engine: &dyn Engine,
+    inputs: &Inputs,
+    kernel: &Path,
+    agent_disk: &Path,
+    dir: &Path,
+) -> Result<()> {
+    // The template's rootfs and config disks are placeholders: its agent reads neither, and a
+    // restored copy re-probes the devices once the sandbox's own files are behind them.
+    let placeholders = [
+        dir.join("placeholder-rootfs"),
+        dir.join("placeholder-config"),
+    ];
+    for p in &placeholders {
+        fs::write(p, vec![0u8; 4096]).with_context(|| format!("writing {}", p.display()))?;
+    }
+    let vm = VmSpec {
+        kernel: kernel.to_path_buf(),
+        cmdline: inputs.cmdline.clone(),
+        vcpus: inputs.vcpus,
+        memory_mib: inputs.memory_mib,
+        disks: std::iter::once(agent_disk.to_path_buf())
+            .chain(placeholders.iter().cloned())
+            .map(|path| Disk {
+                path,
+                readonly: true,
+            })
+            .collect(),
+        serial_log: dir.join("console.log"),
+        engine_log: dir.join("engine.log"),
+        kvm: inputs.kvm,
+        net: None,
+    };
+    let (host_end, guest_end) = UnixStream::pair().context("socketpair for the agent port")?;
+    let files = engine.make_template(&vm, dir, guest_end.into(), &mut |pid| {
+        wait_template(&host_end, pid, &vm)
+    })?;
+    for p in &placeholders {
+        let _ = fs::remove_file(p);
+    }
+    let mut sums = BTreeMap::new();
+    for f in files {
+        let s = file_sum(&dir.join(&f), true)?;
+        sums.insert(f, s);
+    }
+    let m = Manifest {
+        inputs: inputs.clone(),
+        files: sums,
+    };
+    fs::write(dir.join(MANIFEST), serde_json::to_vec_pretty(&m)?)
+        .with_context(|| format!("writing {}", dir.join(MANIFEST).display()))
+}
+
+/// Read the template guest's agent port until it says Template (or why it cannot).
+fn wait_template(port: &UnixStream, vm_pid: libc::pid_t, vm: &VmSpec) -> Result<()> {
+    let deadline = Instant::now() + crate::host::BOOT_TIMEOUT;
+    let mut reader = FrameReader::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let diag = || crate::host::diagnostics(&vm.serial_log, &vm.engine_log);
+    loop {
+        while let Some(f) = reader.next_frame().map_err(anyhow::Error::msg)? {
+            match f {
+                Frame::Template => return Ok(()),
+                Frame::Error(m) => bail!("the template guest failed: {m}"),
+                _ => {}
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            bail!(
+                "the template guest did not come up within {} s{}",
+                crate::host::BOOT_TIMEOUT.as_secs(),
+                diag()
+            );
+        }
+        let mut fds = [pfd(port.as_raw_fd(), libc::POLLIN)];
+        poll(&mut fds, Some(left.min(Duration::from_millis(100))))?;
+        if fds[0].revents != 0 {
+            let n = (&*port)
+                .read(&mut buf)
+                .context("the template's agent port")?;
+            if n == 0 {
+                bail!("the template VM stopped before its agent was up{}", diag());
+            }
+            reader.push(&buf[..n]);
+        } else if has_exited(vm_pid) {
+            bail!("the template VM stopped before its agent was up{}", diag());
+        }
+    }
+}
+
+/// Whether our child `pid` has ended, leaving it to be reaped by its owner.
+fn has_exited(pid: libc::pid_t) -> bool {
+    // SAFETY: waitid into a zeroed siginfo.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        ) == 0
+            && info.si_pid() != 0
+    }
+}
+
+fn file_sum(p: &Path, hash: bool) -> Result<FileSum> {
+    let md = fs::metadata(p).with_context(|| format!("{}", p.display()))?;
+    Ok(FileSum {
+        sha256: if hash { sha256_file(p)? } else { String::new() },
+        size: md.size(),
+        ino: md.ino(),
+        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+        ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
+    })
+}
+
+/// SHA-256 of a file's contents, hex.
+pub fn sha256_file(p: &Path) -> Result<String> {
+    let mut f = fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", p.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// `compute()`'s answer about `file`, cached in `dir` by the file's identity (its canonical
+/// path, device, inode, size, mtime and ctime): any change to the file makes a new entry.
+pub fn memo(
+    dir: &Path,
+    file: &Path,
+    what: &str,
+    compute: impl FnOnce() -> Result<String>,
+) -> Result<String> {
+    let canon = fs::canonicalize(file).with_context(|| format!("{}", file.display()))?;
+    let md = fs::metadata(&canon).with_context(|| format!("{}", canon.display()))?;
+    let id = format!(
+        "{}\0{}\0{}\0{}\0{}.{}\0{}.{}",
+        canon.display(),
+        md.dev(),
+        md.ino(),
+        md.size(),
+        md.mtime(),
+        md.mtime_nsec(),
+        md.ctime(),
+        md.ctime_nsec()
+    );
+    let entry = dir.join(format!(
+        "{what}-{}",
+        &crate::image::hex_digest(&[id.as_bytes()])[..32]
+    ));
+    if let Ok(v) = fs::read_to_string(&entry) {
+        return Ok(v);
+    }
+    let v = compute()?;
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = crate::assets::tempdir_in(dir, "memo")?;
+    let t = tmp.join("v");
+    fs::write(&t, &v)?;
+    fs::rename(&t, &entry)?;
+    let _ = fs::remove_dir(&tmp);
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs() -> Inputs {
+        Inputs {
+            format: FORMAT,
+            engine: "test 1".into(),
+            kvm: false,
+            kernel_sha256: "k".into(),
+            agent_disk_sha256: "a".into(),
+            cmdline: "c".into(),
+            vcpus: 1,
+            memory_mib: 128,
+            layout: LAYOUT.into(),
+        }
+    }
+
+    #[test]
+    fn key_follows_every_input() {
+        let a = inputs();
+        let mut b = a.clone();
+        b.memory_mib = 256;
+        let mut c = a.clone();
+        c.kernel_sha256 = "k2".into();
+        assert_ne!(a.key(), b.key());
+        assert_ne!(a.key(), c.key());
+        assert_eq!(a.key(), inputs().key());
+    }
+
+    #[test]
+    fn verify_catches_changed_missing_and_foreign_templates() {
+        let dir = std::env::temp_dir().join(format!("hako-tmpl-verify-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let e = verify(&dir, &inputs(), Check::Fast).unwrap_err();
+        assert!(format!("{e:#}").contains("no template"), "{e:#}");
+        fs::write(dir.join("ram"), b"guest memory").unwrap();
+        let mut files = BTreeMap::new();
+        files.insert("ram".to_string(), file_sum(&dir.join("ram"), true).unwrap());
+        let m = Manifest {
+            inputs: inputs(),
+            files,
+        };
+        fs::write(dir.join(MANIFEST), serde_json::to_vec(&m).unwrap()).unwrap();
+        verify(&dir, &inputs(), Check::Fast).unwrap();
+        verify(&dir, &inputs(), Check::Full).unwrap();
+        let mut other = inputs();
+        other.agent_disk_sha256 = "a2".into();
+        assert!(verify(&dir, &other, Check::Fast).is_err());
+        // Same size, other bytes: the fast check sees the new ctime, the full one the checksum.
+        std::thread::sleep(Duration::from_millis(20));
+        fs::write(dir.join("ram"), b"guest MEMORY").unwrap();
+        assert!(verify(&dir, &inputs(), Check::Fast).is_err());
+        assert!(verify(&dir, &inputs(), Check::Full).is_err());
+        fs::remove_file(dir.join("ram")).unwrap();
+        assert!(verify(&dir, &inputs(), Check::Fast).is_err());
+        fs::write(dir.join(MANIFEST), b"{not json").unwrap();
+        assert!(verify(&dir, &inputs(), Check::Fast).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn memo_recomputes_when_the_file_changes() {
+        let dir = std::env::temp_dir().join(format!("hako-tmpl-memo-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("f");
+        fs::write(&f, b"one").unwrap();
+        let h1 = memo(&dir.join("m"), &f, "sha256", || sha256_file(&f)).unwrap();
+        let again = memo(&dir.join("m"), &f, "sha256", || bail!("not recomputed")).unwrap();
+        assert_eq!(h1, again);
+        std::thread::sleep(Duration::from_millis(20));
+        fs::write(&f, b"two").unwrap();
+        let h2 = memo(&dir.join("m"), &f, "sha256", || sha256_file(&f)).unwrap();
+        assert_ne!(h1, h2);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,302 @@
+//! Snapshot boot through the qemu engine (TCG here): sandboxes restored from a template run
+//! their bundles, each with its own boot id, entropy, hostname and memory; a damaged template
+//! or a changed kernel means a new template, never a broken sandbox; concurrent builds of one
+//! template happen once; a bad `io.hako.microvm.boot` leaves nothing behind.
+//! Needs what qemu_boot.rs needs (kernel, qemu, busybox-static, root); skips otherwise.
+
+mod common;
+
+use common::qemu::{
+    build_agent, create_captured, procs_mentioning, read_all, skip_reason, wait, Env,
+};
+use hako_contract::{Backend, Sandbox};
+use hako_microvm::knobs::BOOT;
+use hako_microvm::template::{self, Check, Inputs};
+use hako_microvm::timings::{Timings, FILE as TIMINGS};
+use hako_microvm::MicrovmBackend;
+use std::path::{Path, PathBuf};
+
+/// One test: the harness writes its progress to fd 1, which create_captured points at the host
+/// process's pipe while a create runs, so no other test of this file may run meanwhile.
+#[test]
+fn snapshot_boot() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    build_agent();
+    bad_boot_annotation_fails_create_and_leaves_nothing();
+    restored_sandboxes_run_isolated_from_each_other();
+    damaged_template_or_changed_kernel_means_a_new_template();
+    concurrent_builds_of_one_template_happen_once();
+}
+
+const MARK: &str = "--- workload output ---";
+
+/// What one sandbox printed, its timings, and the template directories after it ran.
+struct Ran {
+    out: String,
+    timings: Timings,
+}
+
+/// Create, start and wait for sandbox `id` with hostname `host` running `script`; delete it.
+fn run(env: &Env, id: &str, host: &str, script: &str, ann: &[(&str, &str)]) -> Ran {
+    let b = MicrovmBackend::new();
+    // The harness may write to fd 1 while create_captured has it ("has been running for over
+    // 60 seconds"): the workload's output starts after a marker line.
+    let script = format!("echo {MARK}; {script}");
+    let mut spec = env.spec(&["/bin/sh", "-c", &script], ann);
+    spec.set_hostname(Some(host.into()));
+    let mut root = spec.root().clone().unwrap();
+    root.set_readonly(Some(false));
+    spec.set_root(Some(root));
+    let (state, fifo) = env.sandbox_dir(id);
+    let req = env.request(id, &spec, &state, &fifo);
+    let (res, out, err) = create_captured(&b, &req);
+    let created = res.unwrap_or_else(|e| panic!("create {id}: {e:#}"));
+    hako_contract::start_gate::release(&fifo, || hako_contract::proc::is_alive(created.pid, None))
+        .unwrap();
+    let st = wait(created.pid);
+    let (out, err) = (read_all(out), read_all(err));
+    assert!(
+        libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0,
+        "{id}: status {st:#x}, stdout {out:?}, stderr {err:?}"
+    );
+    let out = match out.split_once(&format!("{MARK}\n")) {
+        Some((_, o)) => o.to_string(),
+        None => panic!("{id}: no marker in {out:?}"),
+    };
+    let timings = Timings::read(&state.join(TIMINGS)).unwrap();
+    assert_eq!(
+        created.data["boot"].as_str(),
+        Some(timings.boot.as_str()),
+        "{:?}",
+        created.data
+    );
+    let sb = Sandbox {
+        id,
+        bundle: &env.bundle,
+        spec: &spec,
+        state_dir: &state,
+        pid: created.pid,
+        alive: false,
+        data: &created.data,
+        global: &env.global,
+    };
+    b.delete(&sb).unwrap();
+    assert!(
+        procs_mentioning(&state.to_string_lossy()).is_empty(),
+        "a VM was left behind"
+    );
+    Ran { out, timings }
+}
+
+/// The template directories (not locks, memo, or half-made ones).
+fn templates(root: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root.join(template::DIR))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.is_dir() && p.join("manifest.json").exists());
+    v.sort();
+    v
+}
+
+const PROBE: &str = "cat /proc/sys/kernel/random/boot_id; \
+    head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo; hostname; date +%s; \
+    echo x > /tmp/mark-$(hostname); ls /tmp | tr '\\n' ' '; echo";
+
+fn restored_sandboxes_run_isolated_from_each_other() {
+    let env = Env::new("snap-iso");
+    let a = run(&env, "a", "sandbox-a", PROBE, &[]);
+    let made = templates(&env.global.root);
+    assert_eq!(
+        made.len(),
+        1,
+        "one template made by the first create: {made:?}"
+    );
+    let b = run(&env, "b", "sandbox-b", PROBE, &[]);
+    assert_eq!(
+        templates(&env.global.root),
+        made,
+        "the second create reused the template"
+    );
+    eprintln!(
+        "a: {:?}\nb: {:?}\n{:?}\n{:?}",
+        a.timings, b.timings, a.out, b.out
+    );
+    for r in [&a, &b] {
+        assert_eq!(r.timings.boot, "snapshot", "{:?}", r.timings);
+        assert_eq!(r.timings.kernel_boot_ms, Some(0.0));
+    }
+    let la: Vec<&str> = a.out.lines().collect();
+    let lb: Vec<&str> = b.out.lines().collect();
+    assert_eq!(
+        (la.len(), lb.len()),
+        (5, 5),
+        "a: {:?} b: {:?}",
+        a.out,
+        b.out
+    );
+    assert_eq!(la[0].len(), 36, "a boot id: {:?}", la[0]);
+    assert_ne!(la[0], lb[0], "boot ids");
+    assert_eq!(la[1].len(), 32, "{:?}", la[1]);
+    assert_ne!(la[1], lb[1], "random bytes");
+    assert_eq!((la[2], lb[2]), ("sandbox-a", "sandbox-b"));
+    // The wall clock is the host's, not the template's (a correctness bound, not a timing one).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for l in [&la, &lb] {
+        let t: i64 = l[3].parse().unwrap();
+        assert!((now - t).abs() < 600, "guest clock {t}, host {now}");
+    }
+    // Each sandbox sees its own write only.
+    assert_eq!(la[4].trim(), "mark-sandbox-a");
+    assert_eq!(lb[4].trim(), "mark-sandbox-b");
+    // The copies never wrote to the template: its checksums still hold.
+    let i = inputs_of(&made[0]);
+    template::verify(&made[0], &i, Check::Full).unwrap();
+
+    // Cold boot on request, from the same bundle.
+    let c = run(&env, "c", "sandbox-c", "true", &[(BOOT, "cold")]);
+    assert_eq!(c.timings.boot, "cold");
+    assert!(c.timings.kernel_boot_ms.unwrap() > 0.0);
+    let _ = std::fs::remove_dir_all(&env.dir);
+}
+
+fn inputs_of(dir: &Path) -> Inputs {
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    serde_json::from_value(m["inputs"].clone()).unwrap()
+}
+
+fn damaged_template_or_changed_kernel_means_a_new_template() {
+    let env = Env::new("snap-damage");
+    // A kernel of our own, to change it later.
+    let kernel = env.dir.join("vmlinux");
+    std::fs::copy(
+        std::fs::canonicalize(hako_microvm::assets::default_kernel()).unwrap(),
+        &kernel,
+    )
+    .unwrap();
+    let k = kernel.to_string_lossy().into_owned();
+    let ann = [(hako_microvm::knobs::KERNEL, k.as_str())];
+    let first = run(&env, "d1", "d1", "echo ok", &ann);
+    assert_eq!(
+        (first.out.as_str(), first.timings.boot.as_str()),
+        ("ok\n", "snapshot")
+    );
+    let made = templates(&env.global.root);
+    assert_eq!(made.len(), 1);
+
+    // Damage the template's guest memory (same size, other bytes).
+    let ram = made[0].join("ram");
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&ram).unwrap();
+        f.write_all_at(&[0xcc; 4096], 1 << 20).unwrap();
+    }
+    assert!(template::verify(&made[0], &inputs_of(&made[0]), Check::Fast).is_err());
+    let second = run(&env, "d2", "d2", "echo ok", &ann);
+    assert_eq!(
+        (second.out.as_str(), second.timings.boot.as_str()),
+        ("ok\n", "snapshot")
+    );
+    assert_eq!(
+        templates(&env.global.root),
+        made,
+        "rebuilt in the same place"
+    );
+    template::verify(&made[0], &inputs_of(&made[0]), Check::Full)
+        .expect("the rebuilt template checks out");
+
+    // A missing template file: rebuilt too.
+    std::fs::remove_file(made[0].join("state")).unwrap();
+    let third = run(&env, "d3", "d3", "echo ok", &ann);
+    assert_eq!(
+        (third.out.as_str(), third.timings.boot.as_str()),
+        ("ok\n", "snapshot")
+    );
+
+    // A changed kernel (one byte appended: still a bootable ELF) is another template.
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&kernel)
+            .unwrap();
+        f.write_all(&[0]).unwrap();
+    }
+    let fourth = run(&env, "d4", "d4", "echo ok", &ann);
+    assert_eq!(
+        (fourth.out.as_str(), fourth.timings.boot.as_str()),
+        ("ok\n", "snapshot")
+    );
+    let now = templates(&env.global.root);
+    assert_eq!(now.len(), 2, "{now:?}");
+    let i_old = inputs_of(&made[0]);
+    let new = now.iter().find(|p| **p != made[0]).unwrap();
+    assert_ne!(inputs_of(new).kernel_sha256, i_old.kernel_sha256);
+    let _ = std::fs::remove_dir_all(&env.dir);
+}
+
+fn concurrent_builds_of_one_template_happen_once() {
+    let env = Env::new("snap-conc");
+    let root = env.global.root.clone();
+    let kernel = hako_microvm::assets::default_kernel();
+    let cache = root.join("microvm-cache");
+    let agent_disk =
+        hako_microvm::assets::agent_disk(&cache, &hako_microvm::assets::find_agent().unwrap())
+            .unwrap();
+    let engine = hako_microvm::qemu::Qemu::find().unwrap();
+    let inputs = Inputs::new(&engine, &root, &kernel, &agent_disk, 1, 96, false).unwrap();
+    let built: Vec<Option<String>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..3)
+            .map(|_| {
+                s.spawn(|| {
+                    let e = hako_microvm::qemu::Qemu::find().unwrap();
+                    template::ensure(&e, &root, &inputs, &kernel, &agent_disk, Check::Fast)
+                        .unwrap()
+                        .built
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(built.iter().filter(|b| b.is_some()).count(), 1, "{built:?}");
+    assert_eq!(templates(&root).len(), 1);
+    let leftovers: Vec<_> = std::fs::read_dir(root.join(template::DIR))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "half-made templates left: {leftovers:?}"
+    );
+    let _ = std::fs::remove_dir_all(&env.dir);
+}
+
+fn bad_boot_annotation_fails_create_and_leaves_nothing() {
+    let env = Env::new("snap-bad");
+    let b = MicrovmBackend::new();
+    let spec = env.spec(&["/bin/true"], &[(BOOT, "warm")]);
+    let e = format!("{:#}", b.check(&spec, &env.bundle).unwrap_err());
+    assert_eq!(e, "io.hako.microvm.boot=\"warm\": use snapshot or cold");
+    let (state, fifo) = env.sandbox_dir("bad");
+    let req = env.request("bad", &spec, &state, &fifo);
+    let e = format!("{:#}", b.create(&req).unwrap_err());
+    assert!(e.contains("use snapshot or cold"), "{e}");
+    let left: Vec<_> = std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n != "start")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(!env.global.root.join(template::DIR).exists());
+    assert!(procs_mentioning(&state.to_string_lossy()).is_empty());
+    let _ = std::fs::remove_dir_all(&env.dir);
+}
