@@ -86,8 +86,9 @@ impl HostIds {
 }
 
 /// `delete`: remove the lock file of host id `host` that container `id` held, once its sentry
-/// (just killed) has let it go. Waits a little for the sentry to die; leaves the file when it
-/// cannot take the lock or the file names another container.
+/// (just killed) has let it go. Waits up to 10 s for the sentry to die (a SIGKILLed sentry on a
+/// loaded 2-CPU machine took over 2 s to let go, and the file stayed behind); leaves the file
+/// when it cannot take the lock or the file names another container.
 pub fn forget(dir: &std::path::Path, host: u32, id: &str) {
     use std::io::Read;
     let path = dir.join(host.to_string());
@@ -99,7 +100,7 @@ pub fn forget(dir: &std::path::Path, host: u32, id: &str) {
         return;
     };
     let mut locked = false;
-    for _ in 0..200 {
+    for _ in 0..1000 {
         // SAFETY: flock on our own descriptor.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
             locked = true;
