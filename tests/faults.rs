@@ -194,7 +194,18 @@ impl Sb {
 
     /// `state` and `list` agree, and a live status goes with a live pid.
     fn truthful(&self, id: &str, what: &str) -> Option<String> {
-        let o = self.h.run(&["state", id]);
+        // A child forked just before the fault may hold the state lock (inherited) until its
+        // parent-death signal lands: `state` says "still being created" for that moment, which
+        // took over a second at load 8. Wait it out, bounded.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let o = loop {
+            let o = self.h.run(&["state", id]);
+            let creating = String::from_utf8_lossy(&o.stderr).contains("still being created");
+            if !creating || Instant::now() > deadline {
+                break o;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
         let listed: Vec<Value> =
             serde_json::from_str(&self.h.ok(&["list", "--format", "json"])).unwrap();
         let row = listed.iter().find(|r| r["id"] == id);
