@@ -239,6 +239,7 @@ impl Backend for MicrovmBackend {
             _ => None,
         };
         let engine_name = choice.engine.name();
+        let template_dir = restore.as_ref().map(|r| r.template.clone());
         let cgroup = host_cgroup(req).map_err(undo_net)?;
         hako_contract::fault::point("create:cgroup");
         let cgroup_json = cgroup
@@ -262,6 +263,11 @@ impl Backend for MicrovmBackend {
                 Ok((pid, report)) => {
                     if let Some(why) = &report.fallback {
                         debug(&format!("the template did not restore, booted cold: {why}"));
+                        // It passed the checks but did not restore: the next create makes it
+                        // again.
+                        if let Some(d) = &template_dir {
+                            template::discard(d);
+                        }
                     }
                     (pid, if report.snapshot { "snapshot" } else { "cold" })
                 }

@@ -17,6 +17,8 @@
 //!   same template build it once; the others wait, then find it made), in a temporary directory
 //!   renamed to `<key>` when complete. A damaged template is first renamed away, so a sandbox
 //!   restoring from it at that moment keeps its open files, then removed.
+//! - **A failed restore** of a template that passed the checks: [`discard`] removes its manifest,
+//!   so the next create makes it again.
 
 use crate::engine::{Disk, Engine, VmSpec};
 use crate::relay::{pfd, poll};
@@ -185,6 +187,12 @@ pub fn ensure(
     fs::rename(&tmp, &dir)
         .with_context(|| format!("renaming {} to {}", tmp.display(), dir.display()))?;
     Ok(found(Some(format!("{why:#}"))))
+}
+
+/// Mark the template in `dir` unusable (a restore from it failed although it passed the checks):
+/// without its manifest the next [`ensure`] makes it again.
+pub fn discard(dir: &Path) {
+    let _ = fs::remove_file(dir.join(MANIFEST));
 }
 
 /// Ok when the template in `dir` was made from `inputs` and its files are as recorded.
