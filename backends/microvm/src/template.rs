@@ -177,6 +177,12 @@ pub fn ensure(
         let _ = fs::remove_dir_all(&trash);
     }
     let tmp = crate::assets::tempdir_in(&base, &format!("{key}-build"))?;
+    // The owner's only: a template's RAM holds the kernel's random state before the reseed.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("chmod {}", tmp.display()))?;
+    }
     match build(engine, inputs, kernel, agent_disk, &tmp) {
         Ok(()) => {}
         Err(e) => {
