@@ -70,12 +70,39 @@ pub enum Command {
     Spec(SpecArgs),
     /// Print what this runtime and each backend supports (runtime-spec features.md)
     Features,
+    /// microvm backend tools
+    #[command(subcommand)]
+    Microvm(MicrovmCommand),
     /// Compare the backends and the peer runtimes (startup, memory, density)
     #[command(disable_help_flag = true)]
     Bench {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MicrovmCommand {
+    /// Make (or check and remake) the booted template microVM sandboxes of this shape restore
+    /// (io.hako.microvm.boot=snapshot), ahead of the first create
+    Warm(WarmArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct WarmArgs {
+    /// Guest kernel (vmlinux with a PVH note) [default: as create: $HAKO_MICROVM_KERNEL or
+    /// /var/cache/hako/kernels/vmlinux]
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+    /// vCPUs, as io.hako.microvm.vcpus
+    #[arg(long, default_value_t = 1)]
+    pub vcpus: u32,
+    /// Guest memory, as io.hako.microvm.memory (MiB, or with K/M/G)
+    #[arg(long, default_value = "128M")]
+    pub memory: String,
+    /// Engine, as io.hako.microvm.vmm: auto, qemu or hako
+    #[arg(long, default_value = "auto")]
+    pub vmm: String,
 }
 
 #[derive(Args, Debug)]

@@ -83,6 +83,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Update(a) => ops::control::update(&ctx, &a).map(|_| 0),
         Command::Spec(a) => ops::info::spec(&a, explicit_rootless).map(|_| 0),
         Command::Features => ops::info::features().map(|_| 0),
+        Command::Microvm(cli::MicrovmCommand::Warm(a)) => {
+            ops::info::microvm_warm(&ctx, &a).map(|_| 0)
+        }
         Command::Bench { args } => bench(args),
     }
 }

@@ -956,6 +956,17 @@ fn podman_backend_microvm() {
         return;
     };
     annotated_busybox_cases(&p, "microvm");
+    // podman's containers have no network here (--network=none), so they boot from a template
+    // (io.hako.microvm.boot defaults to snapshot): the runtime's cache holds one.
+    let root = PathBuf::from(std::env::var("HAKO_ROOT").unwrap_or("/run/hako".into()));
+    let templates: Vec<PathBuf> = fs::read_dir(root.join("microvm-cache/templates"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(
+        templates.iter().any(|t| t.join("manifest.json").is_file()),
+        "no microvm template in {}",
+        root.display()
+    );
 }
 
 /// The guest kernel's release, from the `.config` kept next to the cached vmlinux.

@@ -177,6 +177,63 @@ fn microvm_create_start_kill_delete() {
     assert!(vm_processes(&h).is_empty(), "a VM was left behind");
 }
 
+/// Snapshot boot through the CLI: `hako microvm warm` makes the template, a create with the
+/// default annotations restores it (its timings say so, and no debug line says "cold"), the
+/// bundle's workload runs; `hako features` reports the boot modes.
+#[test]
+fn microvm_warm_then_create_restores_the_template() {
+    skip_unless!(need_microvm());
+    let h = hako(&agent());
+    let dir = h.ok(&["microvm", "warm"]);
+    let dir = Path::new(dir.trim());
+    assert!(dir.join("manifest.json").is_file(), "{}", dir.display());
+    assert!(dir.starts_with(h.root.join("microvm-cache/templates")));
+    // A second warm checks it (checksums included) and keeps it.
+    assert_eq!(h.ok(&["microvm", "warm"]).trim(), dir.to_str().unwrap());
+    let b = microvm_bundle(&["sh", "-c", "echo restored $(hostname)"]);
+    let id = unique("mvm-snap");
+    // The host process inherits create's stdout and stderr: the workload's output lands there.
+    let (out, err) = (b.dir.join("out"), b.dir.join("err"));
+    let st = h
+        .cmd()
+        .args([
+            "--debug",
+            "create",
+            "--bundle",
+            b.dir.to_str().unwrap(),
+            &id,
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .status()
+        .unwrap();
+    let created_err = std::fs::read_to_string(&err).unwrap();
+    assert!(st.success(), "{created_err}");
+    assert!(!created_err.contains("cold"), "{created_err}");
+    h.ok(&["start", &id]);
+    h.wait_status(&id, "stopped");
+    let t: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(h.root.join(&id).join("microvm-timings.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(t["boot"], "snapshot", "{t}");
+    h.ok(&["delete", &id]);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "restored hako\n");
+    assert!(containers_left(&h).is_empty(), "{:?}", containers_left(&h));
+    assert!(vm_processes(&h).is_empty(), "a VM was left behind");
+    let f: serde_json::Value = serde_json::from_str(&h.ok(&["features"])).unwrap();
+    let boot = &f["io.hako.backends"]["microvm"]["boot"];
+    assert_eq!(boot["default"], "snapshot", "{boot}");
+    assert!(
+        boot["snapshot"]["qemu"]
+            .as_str()
+            .unwrap()
+            .starts_with("available"),
+        "{boot}"
+    );
+}
+
 #[test]
 fn microvm_delete_force_stops_the_vm() {
     skip_unless!(need_microvm());
@@ -219,6 +276,11 @@ fn microvm_bad_input_is_one_error_and_leaves_nothing() {
             "io.hako.microvm.vmm",
             "firecracker".into(),
             "use hako, qemu or auto",
+        ),
+        (
+            "io.hako.microvm.boot",
+            "warm".into(),
+            "use snapshot or cold",
         ),
     ];
     for (key, value, want) in cases {

@@ -25,6 +25,12 @@ pub const BOOT_MARK: &str = "hako-bench-boot";
 /// /sbin/init and ≤ 5 MiB).
 pub const GOAL_BOOT_TO_EXIT_MS: f64 = 100.0;
 pub const GOAL_VMM_MIB: f64 = 5.0;
+/// The microvm subject pinned to a cold boot (`io.hako.microvm.boot=cold`), measured in the same
+/// run as `hako-microvm` (snapshot boot, the default).
+pub const COLD_NAME: &str = "hako-microvm-cold";
+/// The target for snapshot create→exit against cold create→exit (qemu engine).
+pub const GOAL_SNAPSHOT_RATIO: f64 = 0.25;
+
 /// Name of the synthetic hako VMM row.
 pub const SYNTHETIC_NAME: &str = "hako-vmm-synthetic";
 
@@ -37,6 +43,7 @@ pub fn read_timings(state_dir: &Path) -> Result<MicrovmSplit, String> {
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(MicrovmSplit {
         engine: t.engine,
+        boot: t.boot,
         accel: t.accel,
         guest_mib: t.guest_mib,
         vmm_start_ms: t.vmm_start_ms,
@@ -226,6 +233,9 @@ pub fn split_table(r: &Report) -> String {
         o,
         "  vmm-start = VM spawn → ready minus the guest's uptime then (VMM start, firmware, the kernel before its clock starts); kernel = guest CLOCK_BOOTTIME at agent/init start; agent = agent start → Ready (guest clock); boot→exit = VM spawn → workload exit (host clock). Under TCG the guest clock is emulated time."
     );
+    if let Some(line) = snapshot_vs_cold(r) {
+        let _ = writeln!(o, "{line}");
+    }
     if let Some(v) = synthetic {
         if !v.samples.is_empty() {
             let _ = writeln!(
@@ -246,6 +256,50 @@ pub fn split_table(r: &Report) -> String {
         }
     }
     o
+}
+
+/// Median create → start → exit (the CLI's create, start and wait, host clock) of a subject's
+/// counted samples.
+fn create_to_exit_ms(r: &Report, subject: &str) -> Option<f64> {
+    let s = r.subjects.iter().find(|s| s.name == subject)?;
+    median(
+        s.samples
+            .iter()
+            .filter(|x| !x.warmup && x.error.is_none())
+            .filter_map(|x| Some(x.create_ms? + x.start_ms? + x.wait_ms?)),
+    )
+}
+
+/// "snapshot vs cold": hako-microvm (snapshot boot) against hako-microvm-cold, same run.
+pub fn snapshot_vs_cold(r: &Report) -> Option<String> {
+    let snap = create_to_exit_ms(r, "hako-microvm")?;
+    let cold = create_to_exit_ms(r, COLD_NAME)?;
+    let ratio = snap / cold;
+    Some(format!(
+        "  snapshot vs cold boot (same run, CLI create → start → exit, medians): {snap:.1} ms vs {cold:.1} ms = {ratio:.2}x (target ≤ {GOAL_SNAPSHOT_RATIO:.2}x{})",
+        if ratio <= GOAL_SNAPSHOT_RATIO { ": met" } else { ": not met" }
+    ))
+}
+
+/// The guest-RAM Rss and Pss (KiB) of a microVM sandbox's VM process, found through the pid its
+/// host process recorded in the state directory. The guest RAM of a restored VM is its private
+/// mapping of the template's RAM file.
+#[cfg(feature = "vmm")]
+pub fn guest_memory(state_dir: &Path) -> Option<(u64, u64)> {
+    let s = std::fs::read_to_string(state_dir.join("microvm-vm.pid")).ok()?;
+    let pid: i32 = s.split_whitespace().next()?.parse().ok()?;
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    let ram = smaps.lines().find_map(|l| {
+        let path = l.split_whitespace().nth(5)?;
+        (path.contains(hako_microvm::template::DIR) && path.ends_with("/ram")).then_some(path)
+    });
+    let r = hako_contract::proc::split_vm_rss_file(&smaps, GUEST_MIB << 20, ram)?;
+    Some((r.guest_kib, r.guest_pss_kib))
+}
+
+#[cfg(not(feature = "vmm"))]
+pub fn guest_memory(_state_dir: &Path) -> Option<(u64, u64)> {
+    None
 }
 
 /// Run `warmup + runs` synthetic VMs one after another (warm-up ones not kept), through

@@ -101,6 +101,12 @@ pub struct Density {
     pub total_ms: f64,
     /// Memory charged to the cgroup holding all of them once they are all idle, KiB.
     pub cgroup_usage_kb: Option<u64>,
+    /// microVMs: the guest-RAM mappings of all their VM processes once idle, Rss and Pss
+    /// summed, KiB (Pss below Rss: pages shared, as a template's RAM file is by its copies).
+    #[serde(default)]
+    pub guest_rss_kb: Option<u64>,
+    #[serde(default)]
+    pub guest_pss_kb: Option<u64>,
     /// Killing, waiting for and deleting all of them.
     pub cleanup_ms: f64,
     pub error: Option<String>,
@@ -236,6 +242,9 @@ pub struct Report {
 pub struct MicrovmSplit {
     /// `qemu` or `hako`.
     pub engine: String,
+    /// `snapshot` (restored from a template) or `cold`; empty for the peer and older reports.
+    #[serde(default)]
+    pub boot: String,
     /// `tcg` or `kvm`.
     pub accel: String,
     pub guest_mib: u64,
@@ -268,7 +277,10 @@ impl MicrovmSplit {
     }
 
     pub fn engine_label(&self) -> String {
-        format!("{}/{}", self.engine, self.accel)
+        match self.boot.as_str() {
+            "snapshot" => format!("{}/{}+snap", self.engine, self.accel),
+            _ => format!("{}/{}", self.engine, self.accel),
+        }
     }
 }
 

@@ -238,12 +238,12 @@ impl Report {
         if !dens.is_empty() {
             let _ = writeln!(
                 o,
-                "\ndensity: idle sandboxes started one after another, then all killed and deleted"
+                "\ndensity: idle sandboxes started one after another, then all killed and deleted (guest Rss/Pss: microVM guest RAM of all of them, MiB; Pss below Rss = shared with the template)"
             );
             let _ = writeln!(
                 o,
-                "{:<21} {:>9} {:>10} {:>10} {:>12}  note",
-                "subject", "started", "total ms", "ms each", "MiB each"
+                "{:<21} {:>9} {:>10} {:>10} {:>12} {:>12} {:>12}  note",
+                "subject", "started", "total ms", "ms each", "MiB each", "guest Rss", "guest Pss"
             );
             for s in dens {
                 let d = s.density.as_ref().unwrap();
@@ -256,12 +256,14 @@ impl Report {
                 };
                 let _ = writeln!(
                     o,
-                    "{:<21} {:>9} {:>10} {:>10} {:>12}  {}",
+                    "{:<21} {:>9} {:>10} {:>10} {:>12} {:>12} {:>12}  {}",
                     s.name,
                     format!("{}/{}", d.started, d.requested),
                     f1(Some(d.total_ms)),
                     f1(each(d.total_ms)),
                     f2(d.cgroup_usage_kb.and_then(|k| each(k as f64 / MIB))),
+                    f2(d.guest_rss_kb.map(|k| k as f64 / MIB)),
+                    f2(d.guest_pss_kb.map(|k| k as f64 / MIB)),
                     d.error.clone().unwrap_or_default()
                 );
             }

@@ -251,12 +251,36 @@ pub fn plan(p: &Plan, w: &Workloads) -> (Vec<Subject>, Vec<Skipped>) {
             kind: Kind::Backend,
             category: cat,
             workload: "/bin/true (busybox-static rootfs)".into(),
-            driver: oci(h.clone(), globals, r, true_args.clone(), sleep_args.clone()),
+            driver: oci(
+                h.clone(),
+                globals,
+                r.clone(),
+                true_args.clone(),
+                sleep_args.clone(),
+            ),
             expect: None,
             version: hako_version.clone(),
             syscall_bench: cat != Category::Microvm && w.sysbench.is_ok(),
             density,
         });
+        if cat == Category::Microvm {
+            // The cold boot next to the snapshot boot (the default), in the same run.
+            let mut d = oci(h.clone(), vec!["--backend", b], r, true_args.clone(), None);
+            if let Driver::Oci { annotations, .. } = &mut d {
+                *annotations = vec![("io.hako.microvm.boot".into(), "cold".into())];
+            }
+            subjects.push(Subject {
+                name: microvm::COLD_NAME.into(),
+                kind: Kind::Backend,
+                category: cat,
+                workload: "/bin/true (busybox-static rootfs), io.hako.microvm.boot=cold".into(),
+                driver: d,
+                expect: None,
+                version: hako_version.clone(),
+                syscall_bench: false,
+                density: Err("see hako-microvm (restored from its template)".into()),
+            });
+        }
     }
 
     // Peers.
@@ -744,6 +768,8 @@ impl Subject {
                 started: 0,
                 total_ms: 0.0,
                 cgroup_usage_kb: None,
+                guest_rss_kb: None,
+                guest_pss_kb: None,
                 cleanup_ms: 0.0,
                 error: Some("no idle workload".into()),
             };
@@ -842,6 +868,22 @@ impl Subject {
             error = Some(format!("{dead} of the idle sandboxes exited early"));
         }
         let usage = cg.as_ref().and_then(|c| c.usage_bytes()).map(|b| b / 1024);
+        let guest: Vec<(u64, u64)> = if self.category == Category::Microvm {
+            started
+                .iter()
+                .filter_map(|(id, _, _)| microvm::guest_memory(&root.join(id)))
+                .collect()
+        } else {
+            vec![]
+        };
+        let (guest_rss_kb, guest_pss_kb) = if guest.is_empty() {
+            (None, None)
+        } else {
+            (
+                Some(guest.iter().map(|g| g.0).sum()),
+                Some(guest.iter().map(|g| g.1).sum()),
+            )
+        };
         let tc = Instant::now();
         for (id, _, _) in &started {
             let _ = procs::run(
@@ -872,6 +914,8 @@ impl Subject {
             started: started.len() - dead.min(started.len()),
             total_ms,
             cgroup_usage_kb: usage,
+            guest_rss_kb,
+            guest_pss_kb,
             cleanup_ms,
             error,
         }

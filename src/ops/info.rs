@@ -88,6 +88,30 @@ const IGNORED: &[&str] = &[
 
 /// `hako features` (runtime-spec features.md): the container backend's answer at the top level
 /// (what engines read), every built-in backend's own under `io.hako.backends`.
+/// `hako microvm warm`: the microvm backend makes or checks the template (hako_microvm::warm)
+/// and prints its directory.
+#[cfg(feature = "microvm")]
+pub fn microvm_warm(ctx: &Ctx, a: &crate::cli::WarmArgs) -> Result<()> {
+    let t = hako_microvm::warm(
+        &ctx.global.root,
+        a.kernel.clone(),
+        &a.vcpus.to_string(),
+        &a.memory,
+        &a.vmm,
+    )?;
+    match &t.built {
+        Some(why) => crate::log::debug(&format!("microvm template made ({why})")),
+        None => crate::log::debug("microvm template checked: unchanged"),
+    }
+    println!("{}", t.dir.display());
+    Ok(())
+}
+
+#[cfg(not(feature = "microvm"))]
+pub fn microvm_warm(_ctx: &Ctx, _a: &crate::cli::WarmArgs) -> Result<()> {
+    bail!("this hako was built without the microvm backend")
+}
+
 pub fn features() -> Result<()> {
     let mut per = serde_json::Map::new();
     for b in backends::built_in() {

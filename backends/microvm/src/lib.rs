@@ -239,6 +239,7 @@ impl Backend for MicrovmBackend {
             _ => None,
         };
         let engine_name = choice.engine.name();
+        let template_dir = restore.as_ref().map(|r| r.template.clone());
         let cgroup = host_cgroup(req).map_err(undo_net)?;
         hako_contract::fault::point("create:cgroup");
         let cgroup_json = cgroup
@@ -262,6 +263,11 @@ impl Backend for MicrovmBackend {
                 Ok((pid, report)) => {
                     if let Some(why) = &report.fallback {
                         debug(&format!("the template did not restore, booted cold: {why}"));
+                        // It passed the checks but did not restore: the next create makes it
+                        // again.
+                        if let Some(d) = &template_dir {
+                            template::discard(d);
+                        }
                     }
                     (pid, if report.snapshot { "snapshot" } else { "cold" })
                 }
@@ -461,18 +467,19 @@ impl Backend for MicrovmBackend {
 /// `hako microvm warm`: make (or check, checksums included, and remake when damaged) the
 /// template sandboxes of this shape restore, before any create needs it. The engine is chosen
 /// as `create` chooses it (`vmm`, the KVM probe).
+/// The values are read as the annotations of the same names are.
 pub fn warm(
     root: &Path,
     kernel: Option<PathBuf>,
-    vcpus: u32,
-    memory_mib: u64,
-    vmm: Vmm,
+    vcpus: &str,
+    memory: &str,
+    vmm: &str,
 ) -> Result<template::Template> {
     let mut spec = Spec::default();
     let mut ann = std::collections::HashMap::from([
         (knobs::VCPUS.to_string(), vcpus.to_string()),
-        (knobs::MEMORY.to_string(), format!("{memory_mib}M")),
-        (knobs::VMM.to_string(), vmm.as_str().to_string()),
+        (knobs::MEMORY.to_string(), memory.to_string()),
+        (knobs::VMM.to_string(), vmm.to_string()),
     ]);
     if let Some(k) = &kernel {
         ann.insert(knobs::KERNEL.to_string(), k.to_string_lossy().into_owned());

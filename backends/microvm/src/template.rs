@@ -17,6 +17,8 @@
 //!   same template build it once; the others wait, then find it made), in a temporary directory
 //!   renamed to `<key>` when complete. A damaged template is first renamed away, so a sandbox
 //!   restoring from it at that moment keeps its open files, then removed.
+//! - **A failed restore** of a template that passed the checks: [`discard`] removes its manifest,
+//!   so the next create makes it again.
 
 use crate::engine::{Disk, Engine, VmSpec};
 use crate::relay::{pfd, poll};
@@ -175,6 +177,12 @@ pub fn ensure(
         let _ = fs::remove_dir_all(&trash);
     }
     let tmp = crate::assets::tempdir_in(&base, &format!("{key}-build"))?;
+    // The owner's only: a template's RAM holds the kernel's random state before the reseed.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("chmod {}", tmp.display()))?;
+    }
     match build(engine, inputs, kernel, agent_disk, &tmp) {
         Ok(()) => {}
         Err(e) => {
@@ -185,6 +193,12 @@ pub fn ensure(
     fs::rename(&tmp, &dir)
         .with_context(|| format!("renaming {} to {}", tmp.display(), dir.display()))?;
     Ok(found(Some(format!("{why:#}"))))
+}
+
+/// Mark the template in `dir` unusable (a restore from it failed although it passed the checks):
+/// without its manifest the next [`ensure`] makes it again.
+pub fn discard(dir: &Path) {
+    let _ = fs::remove_file(dir.join(MANIFEST));
 }
 
 /// Ok when the template in `dir` was made from `inputs` and its files are as recorded.

@@ -219,6 +219,40 @@ fn damaged_template_or_changed_kernel_means_a_new_template() {
         ("ok\n", "snapshot")
     );
 
+    // Damage the checks cannot see (the manifest rewritten to the damaged file's identity):
+    // qemu refuses the device state, and the host process boots the same sandbox cold.
+    let state_file = made[0].join("state");
+    let len = std::fs::metadata(&state_file).unwrap().len() as usize;
+    std::fs::write(&state_file, vec![0x5a; len]).unwrap();
+    let mpath = made[0].join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    {
+        use std::os::unix::fs::MetadataExt;
+        let md = std::fs::metadata(&state_file).unwrap();
+        let f = &mut m["files"]["state"];
+        f["ino"] = md.ino().into();
+        f["size"] = md.size().into();
+        f["mtime_ns"] = (md.mtime() * 1_000_000_000 + md.mtime_nsec()).into();
+        f["ctime_ns"] = (md.ctime() * 1_000_000_000 + md.ctime_nsec()).into();
+    }
+    std::fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();
+    template::verify(&made[0], &inputs_of(&made[0]), Check::Fast).unwrap();
+    let fallback = run(&env, "d5", "d5", "echo ok", &ann);
+    assert_eq!(
+        (fallback.out.as_str(), fallback.timings.boot.as_str()),
+        ("ok\n", "cold")
+    );
+    assert!(
+        !mpath.exists(),
+        "the template that failed to restore is discarded"
+    );
+    let again = run(&env, "d6", "d6", "echo ok", &ann);
+    assert_eq!(
+        (again.out.as_str(), again.timings.boot.as_str()),
+        ("ok\n", "snapshot")
+    );
+    assert!(mpath.exists(), "made again by the next create");
+
     // A changed kernel (one byte appended: still a bootable ELF) is another template.
     {
         use std::io::Write;

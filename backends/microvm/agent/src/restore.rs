@@ -9,10 +9,10 @@
 //!    the template read `/proc/sys/kernel/random/boot_id`, which the kernel makes at first read,
 //!    so each sandbox's boot id comes from its own reseeded state);
 //! 2. sets the wall clock to the host's (the template's clock stopped when it was saved);
-//! 3. re-probes the virtio disks but its own: the template's placeholders were probed at boot,
-//!    and the sandbox's rootfs and config disks sit behind the same devices now. Unbinding and
-//!    binding the driver makes the kernel forget the old disks (size, cached blocks) and read
-//!    the new ones.
+//! 3. probes the virtio disks but its own: the template's agent unbound the driver from its
+//!    placeholder disks before the save (the kernel forgot their size and cached blocks), and
+//!    the sandbox's rootfs and config disks sit behind the same devices now; binding the
+//!    driver reads them afresh.
 
 use crate::boottime::{boottime_ns, AGENT_START_NS};
 use crate::sys::{errno, Res};
@@ -37,6 +37,10 @@ pub(crate) fn template_mode() -> bool {
 /// Say Template, block until Go (in the template this is where the VM is saved; in each
 /// restored copy it returns), then apply Go.
 pub(crate) fn wait_for_go(port: &mut fs::File) -> Res<()> {
+    // The placeholder disks leave the kernel before the save (so the restored copy only probes
+    // the sandbox's disks, and no block of a placeholder stays cached).
+    let disks = other_disks()?;
+    driver("unbind", &disks)?;
     port.write_all(&Frame::Template.encode())
         .map_err(|e| format!("agent port: {e}"))?;
     let mut reader = FrameReader::new();
@@ -65,7 +69,7 @@ pub(crate) fn wait_for_go(port: &mut fs::File) -> Res<()> {
     }
     reseed(&entropy)?;
     set_clock(realtime_ns)?;
-    rebind_disks()
+    driver("bind", &disks)
 }
 
 fn reseed(entropy: &[u8]) -> Res<()> {
@@ -109,8 +113,8 @@ fn set_clock(realtime_ns: u64) -> Res<()> {
     Ok(())
 }
 
-/// Unbind every virtio-blk device but the one holding our own root (vda), then bind them again.
-fn rebind_disks() -> Res<()> {
+/// The virtio-blk devices but the one holding our own root (vda).
+fn other_disks() -> Res<Vec<String>> {
     let own = fs::read_link("/sys/block/vda/device")
         .map_err(|e| format!("/sys/block/vda/device: {e}"))?;
     let own = own
@@ -126,11 +130,14 @@ fn rebind_disks() -> Res<()> {
         .filter(|n| n.starts_with("virtio"))
         .collect();
     devs.sort();
-    for (what, list) in [("unbind", devs.iter()), ("bind", devs.iter())] {
-        for d in list {
-            fs::write(format!("{VIRTIO_BLK}/{what}"), d)
-                .map_err(|e| format!("virtio_blk {what} {d}: {e}"))?;
-        }
+    Ok(devs)
+}
+
+/// Write each device's name to the driver's `bind` or `unbind` file.
+fn driver(what: &str, devs: &[String]) -> Res<()> {
+    for d in devs {
+        fs::write(format!("{VIRTIO_BLK}/{what}"), d)
+            .map_err(|e| format!("virtio_blk {what} {d}: {e}"))?;
     }
     Ok(())
 }
