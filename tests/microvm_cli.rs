@@ -183,9 +183,9 @@ fn microvm_create_start_kill_delete() {
 #[test]
 fn microvm_warm_then_create_restores_the_template() {
     skip_unless!(need_microvm());
-    let h = hako(&agent());
+    let h = hako(&microvm_agent());
     let dir = h.ok(&["microvm", "warm"]);
-    let dir = Path::new(dir.trim());
+    let dir = std::path::Path::new(dir.trim());
     assert!(dir.join("manifest.json").is_file(), "{}", dir.display());
     assert!(dir.starts_with(h.root.join("microvm-cache/templates")));
     // A second warm checks it (checksums included) and keeps it.
