@@ -200,17 +200,26 @@ impl<P: Platform> EventLoop<P> {
     /// call (a read of an empty pipe, a poll) would then hold the signal back until it completes,
     /// so the sentry looks for one every [`SIGNAL_CHECK`] and ends the call as the kernel's own
     /// wait would: -ERESTARTSYS, which the kernel turns into a restart or EINTR as the handler's
-    /// SA_RESTART says, once the signal is delivered. Nothing of the call has happened yet.
+    /// SA_RESTART says, once the signal is delivered, when nothing of the call has happened yet.
+    /// A write that has written part of its bytes returns that count instead, as Linux's
+    /// `pipe_write` does, and only for a signal that acts (not an ignored one: Linux would not
+    /// have queued it, see `signal_acts`), since that return is not restarted.
     fn interrupt_parked(&mut self) -> Result<()> {
+        use crate::kernel::task::{signal_acts, signal_pending};
         self.signals_checked = Instant::now();
         const ERESTARTSYS: i64 = 512;
         let mut i = 0;
         while i < self.k.parked.len() {
             let p = &self.k.parked[i];
             match p.notif {
-                Some(id) if crate::kernel::task::signal_pending(p.tid) => {
+                Some(id) if p.done == 0 && signal_pending(p.tid) => {
                     self.k.parked.remove(i);
                     self.k.plat.respond(id, -ERESTARTSYS)?;
+                }
+                Some(id) if p.done > 0 && signal_acts(p.tid) => {
+                    let done = p.done as i64;
+                    self.k.parked.remove(i);
+                    self.k.plat.respond(id, done)?;
                 }
                 _ => i += 1,
             }
@@ -230,7 +239,7 @@ impl<P: Platform> EventLoop<P> {
                 }
             }
             let mut regs = p.regs;
-            self.dispatch(p.tid, &mut regs, p.deadline, p.notif)?;
+            self.dispatch(p.tid, &mut regs, p.deadline, p.notif, p.done)?;
         }
         Ok(())
     }
@@ -245,7 +254,7 @@ impl<P: Platform> EventLoop<P> {
                     return self.k.plat.complete(tid, &mut regs, -(libc::ENOSYS as i64));
                 }
                 let mut regs = self.k.plat.get_regs(tid)?;
-                self.dispatch(tid, &mut regs, None, None)
+                self.dispatch(tid, &mut regs, None, None, 0)
             }
             Stop::Notif { tid, id, mut regs } => {
                 if !self.k.tasks.contains_key(&tid) {
@@ -255,7 +264,7 @@ impl<P: Platform> EventLoop<P> {
                 self.k
                     .parked
                     .retain(|p| !(p.tid == tid && p.notif.is_some()));
-                self.dispatch(tid, &mut regs, None, Some(id))
+                self.dispatch(tid, &mut regs, None, Some(id), 0)
             }
             Stop::SyscallExit { tid } => self.syscall_exit(tid),
             Stop::NewChild { parent, child } => {
@@ -375,16 +384,18 @@ impl<P: Platform> EventLoop<P> {
         self.k.plat.resume(tid, Resume::Continue(0))
     }
 
-    /// Run the implementation of the trapped syscall in `regs` for `tid`.
+    /// Run the implementation of the trapped syscall in `regs` for `tid`; `done`: what a parked
+    /// call being retried had moved so far (`Parked::done`), else 0.
     pub fn dispatch(
         &mut self,
         tid: i32,
         regs: &mut Regs,
         deadline: Option<Instant>,
         notif: Option<u64>,
+        mut done: u64,
     ) -> Result<()> {
         let nr = platform::sysno(regs);
-        let out = syscalls::handle(&mut self.k, tid, nr, regs, deadline, notif);
+        let out = syscalls::handle(&mut self.k, tid, nr, regs, deadline, notif, &mut done);
         if self.k.cfg.debug {
             let name = syscalls_name(nr);
             let a = platform::args(regs);
@@ -408,6 +419,7 @@ impl<P: Platform> EventLoop<P> {
                         fds,
                         deadline: dl,
                         notif,
+                        done,
                     });
                     Ok(())
                 }
@@ -439,6 +451,7 @@ impl<P: Platform> EventLoop<P> {
                     fds,
                     deadline: dl,
                     notif: None,
+                    done,
                 });
                 Ok(())
             }

@@ -49,6 +49,24 @@ pub struct Task {
 /// Whether task `tid` has a signal pending that it does not block (its host /proc status: the
 /// thread's and the process's pending sets).
 pub fn signal_pending(tid: i32) -> bool {
+    let [pnd, shd, blk, _, _] = signal_sets(tid);
+    (pnd | shd) & !blk != 0
+}
+
+/// Whether task `tid` has a signal pending that it does not block and that does something when
+/// delivered: not one it ignores, nor one whose default action is to ignore it (SIGCHLD, SIGURG,
+/// SIGWINCH) and that it has no handler for. Linux does not queue those for an untraced task, so
+/// they end no wait there; the sentry's tasks are traced, and the kernel queues them anyway.
+pub fn signal_acts(tid: i32) -> bool {
+    let [pnd, shd, blk, ign, cgt] = signal_sets(tid);
+    let bit = |s: i32| 1u64 << (s - 1);
+    let default_ignored = bit(libc::SIGCHLD) | bit(libc::SIGURG) | bit(libc::SIGWINCH);
+    (pnd | shd) & !blk & !ign & !(default_ignored & !cgt) != 0
+}
+
+/// The pending (thread, shared), blocked, ignored and caught signal sets of task `tid`, from its
+/// host /proc status.
+fn signal_sets(tid: i32) -> [u64; 5] {
     let status = crate::hostproc::read_string(&format!("{tid}/status"));
     let set = |key: &str| {
         status
@@ -57,7 +75,7 @@ pub fn signal_pending(tid: i32) -> bool {
             .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
             .unwrap_or(0)
     };
-    (set("SigPnd:") | set("ShdPnd:")) & !set("SigBlk:") != 0
+    ["SigPnd:", "ShdPnd:", "SigBlk:", "SigIgn:", "SigCgt:"].map(set)
 }
 
 impl<P: Platform> Kernel<P> {

@@ -106,9 +106,14 @@ pub struct Call<'a> {
     /// The seccomp notification the call came through (hybrid platforms), or None at a ptrace
     /// stop.
     pub notif: Option<u64>,
+    /// How many bytes the call had already moved when it last parked (a blocking write into a
+    /// full pipe: see `read_write::write_iov`); 0 for a new call. A handler that parks after
+    /// moving some sets it, and gets it back when the call is retried.
+    pub done: u64,
 }
 
-/// Dispatch one trapped syscall to the handler its table entry names.
+/// Dispatch one trapped syscall to the handler its table entry names. `done`: the progress of a
+/// parked call being retried (0 for a new one), updated when the call parks again.
 pub fn handle<P: Platform>(
     k: &mut Kernel<P>,
     tid: i32,
@@ -116,6 +121,7 @@ pub fn handle<P: Platform>(
     regs: &mut Regs,
     deadline: Option<Instant>,
     notif: Option<u64>,
+    done: &mut u64,
 ) -> Outcome {
     let Some(s) = Sysno::new(nr as usize) else {
         return err(libc::ENOSYS);
@@ -128,6 +134,7 @@ pub fn handle<P: Platform>(
         a,
         deadline,
         notif,
+        done: *done,
     };
     let out = match disposition::<P>(s) {
         Disp::Refused(e, _) => {
@@ -137,6 +144,7 @@ pub fn handle<P: Platform>(
         Disp::Native(_) => Outcome::Native, // only reachable if another filter traps it
         Disp::NativeWhen(_, imp, _) | Disp::Emulated(imp) => (imp.run)(k, &mut c),
     };
+    *done = c.done;
     *k.stats.emulated.entry(s.name().to_string()).or_default() += 1;
     out
 }
