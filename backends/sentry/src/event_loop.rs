@@ -239,7 +239,7 @@ impl<P: Platform> EventLoop<P> {
                 }
             }
             let mut regs = p.regs;
-            self.dispatch(p.tid, &mut regs, p.deadline, p.notif, p.done)?;
+            self.dispatch(p.tid, &mut regs, p.deadline, p.notif, Some(p.done))?;
         }
         Ok(())
     }
@@ -254,7 +254,7 @@ impl<P: Platform> EventLoop<P> {
                     return self.k.plat.complete(tid, &mut regs, -(libc::ENOSYS as i64));
                 }
                 let mut regs = self.k.plat.get_regs(tid)?;
-                self.dispatch(tid, &mut regs, None, None, 0)
+                self.dispatch(tid, &mut regs, None, None, None)
             }
             Stop::Notif { tid, id, mut regs } => {
                 if !self.k.tasks.contains_key(&tid) {
@@ -264,7 +264,7 @@ impl<P: Platform> EventLoop<P> {
                 self.k
                     .parked
                     .retain(|p| !(p.tid == tid && p.notif.is_some()));
-                self.dispatch(tid, &mut regs, None, Some(id), 0)
+                self.dispatch(tid, &mut regs, None, Some(id), None)
             }
             Stop::SyscallExit { tid } => self.syscall_exit(tid),
             Stop::NewChild { parent, child } => {
@@ -384,18 +384,28 @@ impl<P: Platform> EventLoop<P> {
         self.k.plat.resume(tid, Resume::Continue(0))
     }
 
-    /// Run the implementation of the trapped syscall in `regs` for `tid`; `done`: what a parked
-    /// call being retried had moved so far (`Parked::done`), else 0.
+    /// Run the implementation of the trapped syscall in `regs` for `tid`; `retry`: for a parked
+    /// call being tried again, what it had moved so far (`Parked::done`); None for a new trap.
     pub fn dispatch(
         &mut self,
         tid: i32,
         regs: &mut Regs,
         deadline: Option<Instant>,
         notif: Option<u64>,
-        mut done: u64,
+        retry: Option<u64>,
     ) -> Result<()> {
         let nr = platform::sysno(regs);
-        let out = syscalls::handle(&mut self.k, tid, nr, regs, deadline, notif, &mut done);
+        let mut done = retry.unwrap_or(0);
+        let out = syscalls::handle(
+            &mut self.k,
+            tid,
+            nr,
+            regs,
+            deadline,
+            notif,
+            retry.is_some(),
+            &mut done,
+        );
         if self.k.cfg.debug {
             let name = syscalls_name(nr);
             let a = platform::args(regs);

@@ -50,6 +50,9 @@ pub struct Stats {
     pub emulated: BTreeMap<String, u64>,
     pub refused: BTreeMap<String, u64>,
     pub mmap_emulated: u64,
+    /// Parked calls tried again when their descriptor became ready (not traps: the task
+    /// stayed blocked in its one call).
+    pub retries: u64,
 }
 
 pub struct Kernel<P: Platform> {

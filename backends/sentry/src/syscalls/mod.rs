@@ -112,8 +112,10 @@ pub struct Call<'a> {
     pub done: u64,
 }
 
-/// Dispatch one trapped syscall to the handler its table entry names. `done`: the progress of a
-/// parked call being retried (0 for a new one), updated when the call parks again.
+/// Dispatch one trapped syscall to the handler its table entry names. `retry`: the call is a
+/// parked one being tried again (counted in `Stats::retries`, not as a trap); `done`: its
+/// progress (0 for a new one), updated when the call parks again.
+#[allow(clippy::too_many_arguments)]
 pub fn handle<P: Platform>(
     k: &mut Kernel<P>,
     tid: i32,
@@ -121,6 +123,7 @@ pub fn handle<P: Platform>(
     regs: &mut Regs,
     deadline: Option<Instant>,
     notif: Option<u64>,
+    retry: bool,
     done: &mut u64,
 ) -> Outcome {
     let Some(s) = Sysno::new(nr as usize) else {
@@ -145,6 +148,10 @@ pub fn handle<P: Platform>(
         Disp::NativeWhen(_, imp, _) | Disp::Emulated(imp) => (imp.run)(k, &mut c),
     };
     *done = c.done;
-    *k.stats.emulated.entry(s.name().to_string()).or_default() += 1;
+    if retry {
+        k.stats.retries += 1;
+    } else {
+        *k.stats.emulated.entry(s.name().to_string()).or_default() += 1;
+    }
     out
 }
