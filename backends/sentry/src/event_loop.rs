@@ -225,18 +225,27 @@ impl<P: Platform> EventLoop<P> {
     /// call (a read of an empty pipe, a poll) would then hold the signal back until it completes,
     /// so the sentry looks for one every [`SIGNAL_CHECK`] and ends the call as the kernel's own
     /// wait would: -ERESTARTSYS, which the kernel turns into a restart or EINTR as the handler's
-    /// SA_RESTART says, once the signal is delivered. Nothing of the call has happened yet.
+    /// SA_RESTART says, once the signal is delivered, when nothing of the call has happened yet.
+    /// A write that has written part of its bytes returns that count instead, as Linux's
+    /// `pipe_write` does, and only for a signal that acts (not an ignored one: Linux would not
+    /// have queued it, see `signal_acts`), since that return is not restarted.
     fn interrupt_parked(&mut self) -> Result<()> {
+        use crate::kernel::task::{signal_acts, signal_pending};
         self.signals_checked = Instant::now();
         let mut i = 0;
         while i < self.k.parked.len() {
             let p = &self.k.parked[i];
             match p.notif {
-                Some(id) if crate::kernel::task::signal_pending(p.tid) => {
+                Some(id) if p.done == 0 && signal_pending(p.tid) => {
                     let tid = p.tid;
                     self.k.parked.remove(i);
                     self.sentry_restarted.insert(tid);
                     self.k.plat.respond(id, -ERESTARTSYS)?;
+                }
+                Some(id) if p.done > 0 && signal_acts(p.tid) => {
+                    let done = p.done as i64;
+                    self.k.parked.remove(i);
+                    self.k.plat.respond(id, done)?;
                 }
                 _ => i += 1,
             }
@@ -307,7 +316,7 @@ impl<P: Platform> EventLoop<P> {
                 }
             }
             let mut regs = p.regs;
-            self.dispatch(p.tid, &mut regs, p.deadline, p.notif)?;
+            self.dispatch(p.tid, &mut regs, p.deadline, p.notif, Some(p.done))?;
         }
         Ok(())
     }
@@ -322,7 +331,7 @@ impl<P: Platform> EventLoop<P> {
                     return self.k.plat.complete(tid, &mut regs, -(libc::ENOSYS as i64));
                 }
                 let mut regs = self.k.plat.get_regs(tid)?;
-                self.dispatch(tid, &mut regs, None, None)
+                self.dispatch(tid, &mut regs, None, None, None)
             }
             Stop::Notif { tid, id, mut regs } => {
                 if !self.k.tasks.contains_key(&tid) {
@@ -332,7 +341,7 @@ impl<P: Platform> EventLoop<P> {
                 self.k
                     .parked
                     .retain(|p| !(p.tid == tid && p.notif.is_some()));
-                self.dispatch(tid, &mut regs, None, Some(id))
+                self.dispatch(tid, &mut regs, None, Some(id), None)
             }
             Stop::SyscallExit { tid } => self.syscall_exit(tid),
             Stop::NewChild { parent, child } => {
@@ -457,16 +466,28 @@ impl<P: Platform> EventLoop<P> {
         self.k.plat.resume(tid, Resume::Continue(0))
     }
 
-    /// Run the implementation of the trapped syscall in `regs` for `tid`.
+    /// Run the implementation of the trapped syscall in `regs` for `tid`; `retry`: for a parked
+    /// call being tried again, what it had moved so far (`Parked::done`); None for a new trap.
     pub fn dispatch(
         &mut self,
         tid: i32,
         regs: &mut Regs,
         deadline: Option<Instant>,
         notif: Option<u64>,
+        retry: Option<u64>,
     ) -> Result<()> {
         let nr = platform::sysno(regs);
-        let out = syscalls::handle(&mut self.k, tid, nr, regs, deadline, notif);
+        let mut done = retry.unwrap_or(0);
+        let out = syscalls::handle(
+            &mut self.k,
+            tid,
+            nr,
+            regs,
+            deadline,
+            notif,
+            retry.is_some(),
+            &mut done,
+        );
         if self.k.cfg.debug {
             let name = syscalls_name(nr);
             let a = platform::args(regs);
@@ -490,6 +511,7 @@ impl<P: Platform> EventLoop<P> {
                         fds,
                         deadline: dl,
                         notif,
+                        done,
                     });
                     Ok(())
                 }
@@ -524,6 +546,7 @@ impl<P: Platform> EventLoop<P> {
                     fds,
                     deadline: dl,
                     notif: None,
+                    done,
                 });
                 Ok(())
             }

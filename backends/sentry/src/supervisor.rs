@@ -639,6 +639,7 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
             "emulated": k.stats.emulated,
             "refused": k.stats.refused,
             "mmap_emulated": k.stats.mmap_emulated,
+            "parked_retries": k.stats.retries,
             "platform": cfg.platform.name(),
             "status": {"signaled": status.0, "code": status.1},
         });

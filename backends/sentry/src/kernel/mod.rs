@@ -40,6 +40,9 @@ pub struct Parked {
     pub deadline: Option<Instant>,
     /// The seccomp notification the task waits on (hybrid platform), or None for a ptrace stop.
     pub notif: Option<u64>,
+    /// How many bytes the call has moved so far (a blocking write that filled a pipe): what it
+    /// returns if a signal ends the wait (`Call::done`).
+    pub done: u64,
 }
 
 #[derive(Default)]
@@ -47,6 +50,9 @@ pub struct Stats {
     pub emulated: BTreeMap<String, u64>,
     pub refused: BTreeMap<String, u64>,
     pub mmap_emulated: u64,
+    /// Parked calls tried again when their descriptor became ready (not traps: the task
+    /// stayed blocked in its one call).
+    pub retries: u64,
 }
 
 pub struct Kernel<P: Platform> {

@@ -59,6 +59,24 @@ pub fn signal_pending(tid: i32) -> bool {
 /// Task `tid`'s pending signals (its own and its process's) and its blocked set, as bit masks
 /// (bit `n - 1` for signal `n`), from its host /proc status.
 pub fn signals_of(tid: i32) -> (u64, u64) {
+    let [pnd, shd, blk, _, _] = signal_sets(tid);
+    (pnd | shd, blk)
+}
+
+/// Whether task `tid` has a signal pending that it does not block and that does something when
+/// delivered: not one it ignores, nor one whose default action is to ignore it (SIGCHLD, SIGURG,
+/// SIGWINCH) and that it has no handler for. Linux does not queue those for an untraced task, so
+/// they end no wait there; the sentry's tasks are traced, and the kernel queues them anyway.
+pub fn signal_acts(tid: i32) -> bool {
+    let [pnd, shd, blk, ign, cgt] = signal_sets(tid);
+    let bit = |s: i32| 1u64 << (s - 1);
+    let default_ignored = bit(libc::SIGCHLD) | bit(libc::SIGURG) | bit(libc::SIGWINCH);
+    (pnd | shd) & !blk & !ign & !(default_ignored & !cgt) != 0
+}
+
+/// The pending (thread, shared), blocked, ignored and caught signal sets of task `tid`, from its
+/// host /proc status.
+fn signal_sets(tid: i32) -> [u64; 5] {
     let status = crate::hostproc::read_string(&format!("{tid}/status"));
     let set = |key: &str| {
         status
@@ -67,7 +85,7 @@ pub fn signals_of(tid: i32) -> (u64, u64) {
             .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
             .unwrap_or(0)
     };
-    (set("SigPnd:") | set("ShdPnd:"), set("SigBlk:"))
+    ["SigPnd:", "ShdPnd:", "SigBlk:", "SigIgn:", "SigCgt:"].map(set)
 }
 
 impl<P: Platform> Kernel<P> {

@@ -107,9 +107,16 @@ pub struct Call<'a> {
     /// The seccomp notification the call came through (hybrid platforms), or None at a ptrace
     /// stop.
     pub notif: Option<u64>,
+    /// How many bytes the call had already moved when it last parked (a blocking write into a
+    /// full pipe: see `read_write::write_iov`); 0 for a new call. A handler that parks after
+    /// moving some sets it, and gets it back when the call is retried.
+    pub done: u64,
 }
 
-/// Dispatch one trapped syscall to the handler its table entry names.
+/// Dispatch one trapped syscall to the handler its table entry names. `retry`: the call is a
+/// parked one being tried again (counted in `Stats::retries`, not as a trap); `done`: its
+/// progress (0 for a new one), updated when the call parks again.
+#[allow(clippy::too_many_arguments)]
 pub fn handle<P: Platform>(
     k: &mut Kernel<P>,
     tid: i32,
@@ -117,6 +124,8 @@ pub fn handle<P: Platform>(
     regs: &mut Regs,
     deadline: Option<Instant>,
     notif: Option<u64>,
+    retry: bool,
+    done: &mut u64,
 ) -> Outcome {
     let Some(s) = Sysno::new(nr as usize) else {
         return err(libc::ENOSYS);
@@ -129,6 +138,7 @@ pub fn handle<P: Platform>(
         a,
         deadline,
         notif,
+        done: *done,
     };
     let out = match disposition::<P>(s) {
         Disp::Refused(e, _) => {
@@ -138,6 +148,11 @@ pub fn handle<P: Platform>(
         Disp::Native(_) => Outcome::Native, // only reachable if another filter traps it
         Disp::NativeWhen(_, imp, _) | Disp::Emulated(imp) => (imp.run)(k, &mut c),
     };
-    *k.stats.emulated.entry(s.name().to_string()).or_default() += 1;
+    *done = c.done;
+    if retry {
+        k.stats.retries += 1;
+    } else {
+        *k.stats.emulated.entry(s.name().to_string()).or_default() += 1;
+    }
     out
 }

@@ -57,17 +57,108 @@ pub fn write<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     use Sysno::*;
     let (a, tid, s) = (c.a, c.tid, c.s);
     let f = tri!(k.file(tid, a[0]));
-    let len = pipe_room_cap(&f, (a[2] as usize).min(CHUNK));
-    let data = match k.read_bytes(tid, a[1], len) {
-        Ok(d) => d,
-        Err(e) => return err(e),
-    };
     let off = if s == pwrite64 {
         Some(a[3] as i64)
     } else {
         None
     };
-    do_write(k, c, &f, &data, off)
+    write_iov(k, c, &f, &[(a[1], a[2] as usize)], off)
+}
+
+/// writev, pwritev, pwritev2.
+pub fn writev<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
+    use Sysno::*;
+    let (a, tid, s) = (c.a, c.tid, c.s);
+    let f = tri!(k.file(tid, a[0]));
+    let iov = match iovecs(k, tid, a[1], a[2]) {
+        Ok(v) => v,
+        Err(e) => return err(e),
+    };
+    let off = if s == writev || a[3] as i64 == -1 {
+        None
+    } else {
+        Some(a[3] as i64)
+    };
+    write_iov(k, c, &f, &iov, off)
+}
+
+/// Write the tracee's buffers `iov` to `f`. Into a stream (a pipe, a socket) the workload has
+/// not made non-blocking, the call ends only when every byte is written, as Linux's: when the
+/// pipe is full it parks, keeping in `c.done` how many bytes it has written, and goes on from
+/// there when retried. A signal ends that wait with the count (`EventLoop::interrupt_parked`),
+/// a reader closing it with the count then EPIPE on the next write. Each round copies from the
+/// tracee only what the pipe can take (`pipe_room_cap`), and at most [`CHUNK`] per retry, so
+/// one huge write does not hold the sentry from its other tasks. Any other file: one write of
+/// at most [`CHUNK`], which may be short.
+fn write_iov<P: Platform>(
+    k: &mut Kernel<P>,
+    c: &mut Call,
+    f: &FileRef,
+    iov: &[(u64, usize)],
+    off: Option<i64>,
+) -> Outcome {
+    let total = iov.iter().fold(0usize, |t, v| t.saturating_add(v.1));
+    let blocking_stream = off.is_none() && {
+        let fb = f.borrow();
+        fb.is_stream() && fb.flags & libc::O_NONBLOCK == 0
+    };
+    let mut done = c.done as usize;
+    let start = done;
+    loop {
+        let want = pipe_room_cap(f, (total - done).min(CHUNK));
+        let data = match gather(k, c.tid, iov, done, want) {
+            Ok(d) => d,
+            Err(_) if done > 0 => return Outcome::Ret(done as i64),
+            Err(e) => return err(e),
+        };
+        match do_write(k, c, f, &data, off) {
+            Outcome::Ret(n) if n >= 0 => {
+                done += n as usize;
+                if !blocking_stream || done >= total || n == 0 {
+                    return Outcome::Ret(done as i64);
+                }
+                if done - start >= CHUNK {
+                    // Let the sentry serve its other tasks; the pipe is still writable, so the
+                    // retry comes at once.
+                    let h = f.borrow().host_fd().unwrap_or(-1);
+                    c.done = done as u64;
+                    return Outcome::Park(vec![(h, libc::POLLOUT)], c.deadline);
+                }
+            }
+            // EPIPE (a reader closed mid-write; do_write has sent SIGPIPE, as Linux does even
+            // then), or EAGAIN on a non-blocking file: what was written counts.
+            Outcome::Ret(_) if done > 0 => return Outcome::Ret(done as i64),
+            Outcome::Park(fds, dl) => {
+                c.done = done as u64;
+                return Outcome::Park(fds, dl);
+            }
+            out => return out,
+        }
+    }
+}
+
+/// Up to `max` bytes of the tracee's buffers `iov`, from byte `skip` of their concatenation.
+fn gather<P: Platform>(
+    k: &Kernel<P>,
+    tid: i32,
+    iov: &[(u64, usize)],
+    mut skip: usize,
+    max: usize,
+) -> Result<Vec<u8>, i32> {
+    let mut data = Vec::with_capacity(max);
+    for &(base, len) in iov {
+        if data.len() >= max {
+            break;
+        }
+        if skip >= len {
+            skip -= len;
+            continue;
+        }
+        let n = (len - skip).min(max - data.len());
+        data.extend_from_slice(&k.read_bytes(tid, base + skip as u64, n)?);
+        skip = 0;
+    }
+    Ok(data)
 }
 
 /// How many bytes of a `count`-byte write to copy from the tracee. Into a pipe with less free
@@ -99,39 +190,6 @@ fn pipe_room_cap(f: &FileRef, count: usize) -> usize {
     };
     let room = (size - queued).max(0) as usize;
     count.min(room.max(libc::PIPE_BUF))
-}
-
-/// writev, pwritev, pwritev2.
-pub fn writev<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
-    use Sysno::*;
-    let (a, tid, s) = (c.a, c.tid, c.s);
-    let f = tri!(k.file(tid, a[0]));
-    let iov = match iovecs(k, tid, a[1], a[2]) {
-        Ok(v) => v,
-        Err(e) => return err(e),
-    };
-    let mut data = Vec::new();
-    let total = iov.iter().fold(0usize, |t, v| t.saturating_add(v.1));
-    let cap = pipe_room_cap(&f, total.min(CHUNK));
-    for (base, len) in iov {
-        if data.len() + len > CHUNK {
-            break;
-        }
-        let len = len.min(cap - data.len());
-        match k.read_bytes(tid, base, len) {
-            Ok(d) => data.extend_from_slice(&d),
-            Err(e) => return err(e),
-        }
-        if data.len() >= cap {
-            break;
-        }
-    }
-    let off = if s == writev || a[3] as i64 == -1 {
-        None
-    } else {
-        Some(a[3] as i64)
-    };
-    do_write(k, c, &f, &data, off)
 }
 
 pub fn lseek<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
