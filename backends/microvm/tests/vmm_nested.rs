@@ -228,7 +228,7 @@ fn engine_template_restores_a_sandbox() {
         // SAFETY: leaving the process from the watchdog.
         unsafe { libc::_exit(3) }
     });
-    let inputs = template::Inputs::new(&HakoVmm, root, kernel, agent, 1, 128, true).unwrap();
+    let inputs = template::Inputs::new(&HakoVmm, root, kernel, agent, 1, 128, true, None).unwrap();
     let made = std::time::Instant::now();
     let t = template::ensure(
         &HakoVmm,

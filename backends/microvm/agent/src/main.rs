@@ -101,7 +101,8 @@ fn run(port_slot: &mut Option<fs::File>) -> Res<()> {
     make_raw(port.as_raw_fd())?;
     *port_slot = Some(port.try_clone().map_err(|e| e.to_string())?);
     // A template guest stops here until a restored copy of it gets Go (restore.rs).
-    if restore::template_mode() {
+    let restored = restore::template_mode();
+    if restored {
         restore::wait_for_go(&mut port)?;
     }
 
@@ -155,7 +156,7 @@ fn run(port_slot: &mut Option<fs::File>) -> Res<()> {
     }
     // lo up, and the virtio-net interface (when the host gave the sandbox a network) configured
     // before the workload's sysctls, which may name it.
-    net::configure(cfg.net.as_ref())?;
+    net::configure(cfg.net.as_ref(), restored)?;
     // A net.<proto>.* sysctl for a protocol the guest kernel lacks governs a network that does
     // not exist, so whatever it restricts holds already. Anything else must apply.
     for (k, v) in &cfg.sysctl {
