@@ -148,7 +148,8 @@ impl Backend for MicrovmBackend {
         };
         cfg.net = plumbed.as_ref().map(|p| p.attached.net.clone());
         let config_disk = req.state_dir.join(CONFIG_DISK);
-        std::fs::write(&config_disk, builder.finish(&cfg))
+        let config_image = builder.finish(&cfg);
+        std::fs::write(&config_disk, &config_image)
             .with_context(|| format!("writing {}", config_disk.display()))
             .map_err(undo_net)?;
 
@@ -230,6 +231,9 @@ impl Backend for MicrovmBackend {
                         Some(host::Restore {
                             template: t.dir,
                             cmdline: t.inputs.cmdline,
+                            // The agent disk and the rootfs image; the config goes after Go.
+                            disks: vm.disks[..2].to_vec(),
+                            config: config_image,
                         })
                     }
                     Err(e) => {

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 pub const DIR: &str = "microvm-cache/templates";
 const MANIFEST: &str = "manifest.json";
 /// Bumped when what a template holds or how it is used changes.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 
 /// Everything that goes into a template; its hash is the template's key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,12 +65,11 @@ pub struct Inputs {
 
 /// The device layout of a template for a sandbox without a network: what
 /// [`crate::MicrovmBackend`] gives such a sandbox.
-pub const LAYOUT: &str =
-    "serial; vda agent disk ro, vdb rootfs ro, vdc config ro; hvc0 agent port; no net";
+pub const LAYOUT: &str = "serial; vda agent disk ro, vdb rootfs ro; hvc0 agent port; no net";
 /// The same with a network: a virtio-net device on a tap (the template's is a placeholder in
 /// a namespace of its own; a restored copy's is the sandbox's).
 pub const LAYOUT_NET: &str =
-    "serial; vda agent disk ro, vdb rootfs ro, vdc config ro; hvc0 agent port; virtio-net on a tap";
+    "serial; vda agent disk ro, vdb rootfs ro; hvc0 agent port; virtio-net on a tap";
 
 impl Inputs {
     /// The inputs for a VM of this shape on `engine`. `memo` caches file digests and engine
@@ -261,12 +260,10 @@ fn build(
     agent_disk: &Path,
     dir: &Path,
 ) -> Result<()> {
-    // The template's rootfs and config disks are placeholders: its agent reads neither, and a
-    // restored copy re-probes the devices once the sandbox's own files are behind them.
-    let placeholders = [
-        dir.join("placeholder-rootfs"),
-        dir.join("placeholder-config"),
-    ];
+    // The template's rootfs disk is a placeholder: its agent does not read it, and a restored
+    // copy re-probes the device once the sandbox's image is behind it. There is no config disk:
+    // a restored copy gets the config over the agent port.
+    let placeholders = [dir.join("placeholder-rootfs")];
     for p in &placeholders {
         fs::write(p, vec![0u8; 4096]).with_context(|| format!("writing {}", p.display()))?;
     }

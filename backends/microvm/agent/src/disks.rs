@@ -1,13 +1,14 @@
-//! The agent's two disks among the guest's virtio disks: the config disk and the rootfs image.
+//! The agent's two disks among the guest's virtio disks: the config disk and the rootfs image
+//! (a restored guest got its config from the host instead, and has the rootfs image only).
 
 use crate::sys::Res;
 use hako_agent::proto::{self, ConfigDisk};
 use std::fs;
 use std::io::Read;
 
-/// Find the config disk (by its magic) and the rootfs disk (by its ext4 label).
-pub(crate) fn find_disks() -> Res<(ConfigDisk, String)> {
-    let mut config = None;
+/// Find the config disk (by its magic; unless `given`) and the rootfs disk (by its ext4 label).
+pub(crate) fn find_disks(given: Option<ConfigDisk>) -> Res<(ConfigDisk, String)> {
+    let mut config = given;
     let mut rootfs = None;
     let mut seen = vec![];
     let entries = fs::read_dir("/sys/block").map_err(|e| format!("/sys/block: {e}"))?;

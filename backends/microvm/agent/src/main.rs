@@ -29,7 +29,7 @@ mod workload;
 
 use boottime::{boottime_ns, AGENT_START_NS};
 use disks::find_disks;
-use hako_agent::proto::Frame;
+use hako_agent::proto::{ConfigDisk, Frame};
 use mounts::{pids_cgroup, setup_mounts, NEWROOT};
 use pty::make_raw;
 use std::fs;
@@ -102,11 +102,14 @@ fn run(port_slot: &mut Option<fs::File>) -> Res<()> {
     *port_slot = Some(port.try_clone().map_err(|e| e.to_string())?);
     // A template guest stops here until a restored copy of it gets Go (restore.rs).
     let restored = restore::template_mode();
-    if restored {
-        restore::wait_for_go(&mut port)?;
-    }
+    let given = if restored {
+        let image = restore::wait_for_go(&mut port)?;
+        Some(ConfigDisk::parse(&image).map_err(|e| format!("the config from the host: {e}"))?)
+    } else {
+        None
+    };
 
-    let (disk, rootfs_dev) = find_disks()?;
+    let (disk, rootfs_dev) = find_disks(given)?;
     let cfg = &disk.config;
 
     // The workload's root: the read-only image, an overlay with its upper on a tmpfs.
