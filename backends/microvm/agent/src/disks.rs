@@ -8,6 +8,7 @@ use std::io::Read;
 
 /// Find the config disk (by its magic; unless `given`) and the rootfs disk (by its ext4 label).
 pub(crate) fn find_disks(given: Option<ConfigDisk>) -> Res<(ConfigDisk, String)> {
+    let skip_own = given.is_some();
     let mut config = given;
     let mut rootfs = None;
     let mut seen = vec![];
@@ -18,7 +19,9 @@ pub(crate) fn find_disks(given: Option<ConfigDisk>) -> Res<(ConfigDisk, String)>
         .collect();
     names.sort();
     for name in names {
-        if !name.starts_with("vd") {
+        // A restored guest's config came from the host: its own disk (vda, the agent's) holds
+        // neither, and is not read again.
+        if !name.starts_with("vd") || (skip_own && name == "vda") {
             continue;
         }
         let dev = format!("/dev/{name}");
