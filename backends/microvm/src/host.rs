@@ -53,6 +53,11 @@ pub struct HostPlan {
 pub struct Restore {
     pub template: PathBuf,
     pub cmdline: String,
+    /// The restored VM's disks, in the template's layout: the agent disk and the rootfs image
+    /// (no config disk: its image goes to the agent after Go).
+    pub disks: Vec<crate::engine::Disk>,
+    /// The config disk's image.
+    pub config: Vec<u8>,
 }
 
 /// What the host process tells `create` with Ready: whether the guest was restored from a
@@ -90,6 +95,7 @@ fn boot(plan: &HostPlan, sigfd: &OwnedFd) -> Result<Booted> {
     if let Some(r) = &plan.restore {
         let mut vm = plan.vm.clone();
         vm.cmdline = r.cmdline.clone();
+        vm.disks = r.disks.clone();
         let (host_end, guest_end) = UnixStream::pair().context("socketpair for the agent port")?;
         let spawn = Instant::now();
         match plan
@@ -100,9 +106,12 @@ fn boot(plan: &HostPlan, sigfd: &OwnedFd) -> Result<Booted> {
                 let spawned = Instant::now();
                 record_vm_pid(plan, vm_pid);
                 let mut port = Port::new(host_end);
-                let went = port
-                    .send(&go_frame()?)
-                    .context("sending Go to the restored guest");
+                let went = go_frames(&r.config).and_then(|frames| {
+                    frames
+                        .iter()
+                        .try_for_each(|f| port.send(f))
+                        .context("sending Go and the config to the restored guest")
+                });
                 let res = match went {
                     Ok(()) => wait_ready(&mut port, sigfd, vm_pid, &plan.vm, spawn),
                     Err(e) => {
@@ -160,7 +169,18 @@ fn record_vm_pid(plan: &HostPlan, vm_pid: libc::pid_t) {
 }
 
 /// The first frame a restored guest gets: the wall clock and 64 fresh random bytes.
-fn go_frame() -> Result<Frame> {
+/// Go, then the config disk image in pieces a frame holds.
+fn go_frames(config: &[u8]) -> Result<Vec<Frame>> {
+    let mut frames = vec![go_frame(config.len() as u64)?];
+    frames.extend(
+        config
+            .chunks(hako_agent::proto::MAX_PAYLOAD)
+            .map(|c| Frame::Config(c.to_vec())),
+    );
+    Ok(frames)
+}
+
+fn go_frame(config_len: u64) -> Result<Frame> {
     let mut entropy = vec![0u8; 64];
     // SAFETY: getrandom into a buffer of that length.
     let n = unsafe { libc::getrandom(entropy.as_mut_ptr().cast(), entropy.len(), 0) };
@@ -173,6 +193,7 @@ fn go_frame() -> Result<Frame> {
         .as_nanos() as u64;
     Ok(Frame::Go {
         realtime_ns,
+        config_len,
         entropy,
     })
 }

@@ -148,7 +148,8 @@ impl Backend for MicrovmBackend {
         };
         cfg.net = plumbed.as_ref().map(|p| p.attached.net.clone());
         let config_disk = req.state_dir.join(CONFIG_DISK);
-        std::fs::write(&config_disk, builder.finish(&cfg))
+        let config_image = builder.finish(&cfg);
+        std::fs::write(&config_disk, &config_image)
             .with_context(|| format!("writing {}", config_disk.display()))
             .map_err(undo_net)?;
 
@@ -190,30 +191,38 @@ impl Backend for MicrovmBackend {
         // damaged). Anything in the way means a cold boot, said in a debug line.
         let restore = match k.boot {
             knobs::Boot::Cold => None,
-            knobs::Boot::Snapshot if vm.net.is_some() => {
-                debug("cold boot: a sandbox with a network boots cold (templates have no network device)");
+            knobs::Boot::Snapshot if vm.net.is_some() && choice.engine.name() != "qemu" => {
+                debug("cold boot: the hako engine makes templates without a network device only");
                 None
             }
             knobs::Boot::Snapshot => {
-                let t = template::Inputs::new(
-                    &*choice.engine,
-                    &req.global.root,
-                    &kernel,
-                    &agent_disk,
-                    k.vcpus,
-                    k.memory_mib,
-                    choice.kvm,
-                )
-                .and_then(|i| {
-                    template::ensure(
-                        &*choice.engine,
-                        &req.global.root,
-                        &i,
-                        &kernel,
-                        &agent_disk,
-                        template::Check::Fast,
-                    )
-                });
+                let net_tap = plumbed
+                    .as_ref()
+                    .map(|p| net::tap_profile(p.tap.as_raw_fd()))
+                    .transpose();
+                let t = net_tap
+                    .and_then(|net_tap| {
+                        template::Inputs::new(
+                            &*choice.engine,
+                            &req.global.root,
+                            &kernel,
+                            &agent_disk,
+                            k.vcpus,
+                            k.memory_mib,
+                            choice.kvm,
+                            net_tap,
+                        )
+                    })
+                    .and_then(|i| {
+                        template::ensure(
+                            &*choice.engine,
+                            &req.global.root,
+                            &i,
+                            &kernel,
+                            &agent_disk,
+                            template::Check::Fast,
+                        )
+                    });
                 match t {
                     Ok(t) => {
                         if let Some(why) = &t.built {
@@ -222,6 +231,9 @@ impl Backend for MicrovmBackend {
                         Some(host::Restore {
                             template: t.dir,
                             cmdline: t.inputs.cmdline,
+                            // The agent disk and the rootfs image; the config goes after Go.
+                            disks: vm.disks[..2].to_vec(),
+                            config: config_image,
                         })
                     }
                     Err(e) => {
@@ -431,7 +443,7 @@ impl Backend for MicrovmBackend {
 
     fn features(&self) -> serde_json::Value {
         let qemu = match qemu::Qemu::find() {
-            Ok(_) => "available (the default): a booted template per kernel, agent, qemu version, vCPUs and memory, restored copy-on-write; a sandbox with a network boots cold".to_string(),
+            Ok(_) => "available (the default): a booted template per kernel, agent, qemu version, vCPUs and memory, restored copy-on-write; a sandbox with a network restores from a template with a virtio-net device on a tap like its own".to_string(),
             Err(e) => format!("unavailable: {e:#}"),
         };
         serde_json::json!({
@@ -500,6 +512,7 @@ pub fn warm(
         k.vcpus,
         k.memory_mib,
         choice.kvm,
+        None,
     )?;
     template::ensure(
         &*choice.engine,

@@ -296,6 +296,72 @@ fn make_tap() -> Result<OwnedFd> {
     Ok(f.into())
 }
 
+/// The MAC of a template's placeholder virtio-net device (locally administered). A restored
+/// guest's agent gives its interface the sandbox's MAC.
+pub const PLACEHOLDER_MAC: &str = "02:68:6b:00:00:01";
+
+/// A template's network: a tap like a sandbox's, in a new network namespace of its own that
+/// nothing names (no bind mount). Both go away with the last fd (ours and the template VM's),
+/// so a template build leaves no namespace or tap behind.
+pub fn placeholder() -> Result<(OwnedFd, OwnedFd)> {
+    std::thread::scope(|s| {
+        s.spawn(|| -> Result<(OwnedFd, OwnedFd)> {
+            // SAFETY: unshare on this thread only; it ends with the scope.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error())
+                    .context("a network namespace for the template (unshare)");
+            }
+            let ns = open_netns(Path::new("/proc/thread-self/ns/net"))?;
+            Ok((make_tap()?, ns))
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the template network thread panicked"))?
+    })
+}
+
+/// What a tap offers the engine's virtio-net device, as one line: the tap's flags, the kernel's
+/// tun features and each offload the tap accepts (probed with `TUNSETOFFLOAD`, then reset to
+/// none, which is how the engine finds it too). A restored device keeps the features it
+/// negotiated on the template's tap, so the sandbox's tap must offer the same.
+pub fn tap_profile(tap: RawFd) -> Result<String> {
+    let mut req = [0u8; 40];
+    let mut features: libc::c_uint = 0;
+    // SAFETY: TUNGETIFF fills an ifreq-sized buffer, TUNGETFEATURES an unsigned int.
+    unsafe {
+        if libc::ioctl(tap, libc::TUNGETIFF, req.as_mut_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error()).context("TUNGETIFF on the tap");
+        }
+        if libc::ioctl(tap, libc::TUNGETFEATURES, &mut features) != 0 {
+            return Err(std::io::Error::last_os_error()).context("TUNGETFEATURES on the tap");
+        }
+    }
+    let flags = u16::from_ne_bytes([req[16], req[17]]);
+    let mut offloads = vec![];
+    for (name, f) in [
+        ("csum", 0),
+        ("tso4", libc::TUN_F_TSO4),
+        ("tso6", libc::TUN_F_TSO6),
+        ("tso-ecn", libc::TUN_F_TSO4 | libc::TUN_F_TSO_ECN),
+        ("ufo", libc::TUN_F_UFO),
+        ("uso4", libc::TUN_F_USO4),
+        ("uso6", libc::TUN_F_USO6),
+    ] {
+        let want: libc::c_ulong = (libc::TUN_F_CSUM | f).into();
+        // SAFETY: TUNSETOFFLOAD takes its argument by value.
+        if unsafe { libc::ioctl(tap, libc::TUNSETOFFLOAD, want) } == 0 {
+            offloads.push(name);
+        }
+    }
+    // SAFETY: as above.
+    if unsafe { libc::ioctl(tap, libc::TUNSETOFFLOAD, 0 as libc::c_ulong) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("resetting the tap's offloads");
+    }
+    Ok(format!(
+        "tap flags {flags:#x}, tun features {features:#x}, offloads {}",
+        offloads.join(",")
+    ))
+}
+
 impl Attached {
     /// Remove the filters and give the veth back its addresses and routes. The tap goes away by
     /// itself with the VM. A namespace that is gone already (the engine tore it down) has

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 pub const DIR: &str = "microvm-cache/templates";
 const MANIFEST: &str = "manifest.json";
 /// Bumped when what a template holds or how it is used changes.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 3;
 
 /// Everything that goes into a template; its hash is the template's key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,16 +57,24 @@ pub struct Inputs {
     pub memory_mib: u64,
     /// The device layout the restored VM must repeat.
     pub layout: String,
+    /// With a virtio-net device: what its tap offers ([`crate::net::tap_profile`]). The device
+    /// keeps the offloads it negotiated with the template's tap, so a sandbox restores only
+    /// from a template whose tap offered what its own does.
+    pub net_tap: Option<String>,
 }
 
-/// The device layout of every template: what [`crate::MicrovmBackend`] gives a sandbox without a
-/// network. A sandbox with a network boots cold (see the docs).
-pub const LAYOUT: &str =
-    "serial; vda agent disk ro, vdb rootfs ro, vdc config ro; hvc0 agent port; no net";
+/// The device layout of a template for a sandbox without a network: what
+/// [`crate::MicrovmBackend`] gives such a sandbox.
+pub const LAYOUT: &str = "serial; vda agent disk ro, vdb rootfs ro; hvc0 agent port; no net";
+/// The same with a network: a virtio-net device on a tap (the template's is a placeholder in
+/// a namespace of its own; a restored copy's is the sandbox's).
+pub const LAYOUT_NET: &str =
+    "serial; vda agent disk ro, vdb rootfs ro; hvc0 agent port; virtio-net on a tap";
 
 impl Inputs {
     /// The inputs for a VM of this shape on `engine`. `memo` caches file digests and engine
     /// versions by file identity, so an unchanged kernel is not hashed on every create.
+    /// `net_tap`: the profile of the sandbox's tap, when it has a network.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         engine: &dyn Engine,
@@ -76,6 +84,7 @@ impl Inputs {
         vcpus: u32,
         memory_mib: u64,
         kvm: bool,
+        net_tap: Option<String>,
     ) -> Result<Inputs> {
         let memo_dir = root.join(DIR).join("memo");
         Ok(Inputs {
@@ -87,7 +96,13 @@ impl Inputs {
             cmdline: format!("{} {}", crate::CMDLINE, hako_agent::proto::TEMPLATE_ARG),
             vcpus,
             memory_mib,
-            layout: LAYOUT.into(),
+            layout: if net_tap.is_some() {
+                LAYOUT_NET
+            } else {
+                LAYOUT
+            }
+            .into(),
+            net_tap,
         })
     }
 
@@ -245,15 +260,26 @@ fn build(
     agent_disk: &Path,
     dir: &Path,
 ) -> Result<()> {
-    // The template's rootfs and config disks are placeholders: its agent reads neither, and a
-    // restored copy re-probes the devices once the sandbox's own files are behind them.
-    let placeholders = [
-        dir.join("placeholder-rootfs"),
-        dir.join("placeholder-config"),
-    ];
+    // The template's rootfs disk is a placeholder: its agent does not read it, and a restored
+    // copy re-probes the device once the sandbox's image is behind it. There is no config disk:
+    // a restored copy gets the config over the agent port.
+    let placeholders = [dir.join("placeholder-rootfs")];
     for p in &placeholders {
         fs::write(p, vec![0u8; 4096]).with_context(|| format!("writing {}", p.display()))?;
     }
+    // With a network: a placeholder tap like the sandbox's, in a namespace that goes away with
+    // the template VM. Its offloads must be the ones the sandbox's tap offers.
+    let net = match &inputs.net_tap {
+        None => None,
+        Some(want) => {
+            let (tap, ns) = crate::net::placeholder()?;
+            let have = crate::net::tap_profile(tap.as_raw_fd())?;
+            if have != *want {
+                bail!("the template's tap offers {have}; the sandbox's offers {want}");
+            }
+            Some((tap, ns))
+        }
+    };
     let vm = VmSpec {
         kernel: kernel.to_path_buf(),
         cmdline: inputs.cmdline.clone(),
@@ -269,12 +295,18 @@ fn build(
         serial_log: dir.join("console.log"),
         engine_log: dir.join("engine.log"),
         kvm: inputs.kvm,
-        net: None,
+        net: net.as_ref().map(|(tap, ns)| crate::engine::VmNet {
+            tap_fd: tap.as_raw_fd(),
+            netns_fd: ns.as_raw_fd(),
+            mac: crate::net::PLACEHOLDER_MAC.into(),
+            mtu: 1500,
+        }),
     };
     let (host_end, guest_end) = UnixStream::pair().context("socketpair for the agent port")?;
     let files = engine.make_template(&vm, dir, guest_end.into(), &mut |pid| {
         wait_template(&host_end, pid, &vm)
     })?;
+    drop(net);
     for p in &placeholders {
         let _ = fs::remove_file(p);
     }
@@ -425,6 +457,7 @@ mod tests {
             vcpus: 1,
             memory_mib: 128,
             layout: LAYOUT.into(),
+            net_tap: None,
         }
     }
 
@@ -437,6 +470,10 @@ mod tests {
         c.kernel_sha256 = "k2".into();
         assert_ne!(a.key(), b.key());
         assert_ne!(a.key(), c.key());
+        let mut d = a.clone();
+        d.layout = LAYOUT_NET.into();
+        d.net_tap = Some("tap flags 0x5002".into());
+        assert_ne!(a.key(), d.key());
         assert_eq!(a.key(), inputs().key());
     }
 

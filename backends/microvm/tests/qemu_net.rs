@@ -135,6 +135,45 @@ impl Drop for Killed {
     }
 }
 
+/// The guest's server, from the peer namespace, at the address the veth had (None when it never
+/// answers while the sandbox lives).
+fn served_to_peer(n: &Netns, pid: i32) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let o = n
+            .in_peer(&[
+                "timeout",
+                "5",
+                "busybox",
+                "wget",
+                "-q",
+                "-O",
+                "-",
+                &format!("http://{SB_V4}:8080/index.html"),
+            ])
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        if o.status.success() {
+            return Some(String::from_utf8_lossy(&o.stdout).into_owned());
+        }
+        if Instant::now() > deadline || !hako_contract::proc::is_alive(pid, None) {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The MAC of the sandbox namespace's veth.
+fn veth_mac(n: &Netns) -> String {
+    let link = n.sb(&["-o", "link", "show", "dev", "eth0"]);
+    link.split("link/ether ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string()
+}
+
 fn with_netns(spec: &mut oci_spec::runtime::Spec, path: &Path) {
     let mut linux = spec.linux().clone().unwrap();
     let mut nss: Vec<_> = linux
@@ -182,7 +221,14 @@ fn assert_given_back(n: &Netns, before: &(String, String)) {
     assert!(!q.contains("ingress"), "the tc ingress qdisc was left: {q}");
 }
 
+/// The cases that boot a guest, one after the other: `create_captured` swaps the process's
+/// stdout and stderr, so two at once would take each other's.
 #[test]
+fn guests_with_a_network() {
+    guest_serves_and_reaches_the_peer_namespace_but_not_host_loopback();
+    sandboxes_with_a_network_restore_from_a_template_with_their_own_macs();
+}
+
 fn guest_serves_and_reaches_the_peer_namespace_but_not_host_loopback() {
     if let Some(why) = net_skip_reason() {
         eprintln!("SKIPPED: {why}");
@@ -203,13 +249,7 @@ fn guest_serves_and_reaches_the_peer_namespace_but_not_host_loopback() {
 
     let n = Netns::new("a");
     let before = veth_state(&n);
-    let link = n.sb(&["-o", "link", "show", "dev", "eth0"]);
-    let before_mac = link
-        .split("link/ether ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap()
-        .to_string();
+    let before_mac = veth_mac(&n);
     assert!(
         before.0.contains(SB_V4) && before.1.contains("default via"),
         "{before:?}"
@@ -265,31 +305,7 @@ fn guest_serves_and_reaches_the_peer_namespace_but_not_host_loopback() {
     hako_contract::start_gate::release(&fifo, || hako_contract::proc::is_alive(created.pid, None))
         .unwrap();
 
-    // The guest's server, from the peer namespace, at the address the veth had.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let served = loop {
-        let o = n
-            .in_peer(&[
-                "timeout",
-                "5",
-                "busybox",
-                "wget",
-                "-q",
-                "-O",
-                "-",
-                &format!("http://{SB_V4}:8080/index.html"),
-            ])
-            .stderr(Stdio::null())
-            .output()
-            .unwrap();
-        if o.status.success() {
-            break Some(String::from_utf8_lossy(&o.stdout).into_owned());
-        }
-        if Instant::now() > deadline || !hako_contract::proc::is_alive(created.pid, None) {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let served = served_to_peer(&n, created.pid);
 
     let sb = Sandbox {
         id: "n1",
@@ -378,4 +394,97 @@ fn a_namespace_without_a_veth_is_refused_with_nothing_changed() {
         hako_microvm::net::plumb(Path::new("/proc/self/ns/net")).unwrap_err()
     );
     assert!(e.contains("is the host's network namespace"), "{e}");
+}
+
+/// Snapshot boot with a network: two sandboxes, each in its own namespace, restore from one
+/// template that has a virtio-net device (made on a placeholder tap in a namespace of its own,
+/// which goes away with it); each guest's interface gets its veth's MAC and serves at its
+/// veth's address.
+fn sandboxes_with_a_network_restore_from_a_template_with_their_own_macs() {
+    if let Some(why) = net_skip_reason() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    build_agent();
+    let env = Env::new("netsnap");
+    let rootfs = env.dir.join("bundle/rootfs");
+    for c in ["httpd", "ip"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(c)).unwrap();
+    }
+    std::fs::create_dir_all(rootfs.join("www")).unwrap();
+    std::fs::write(rootfs.join("www/index.html"), "served from the guest\n").unwrap();
+    let nets = [Netns::new("s1"), Netns::new("s2")];
+    let b = MicrovmBackend::new();
+    let mut macs = vec![];
+    for (i, n) in nets.iter().enumerate() {
+        let before = veth_state(n);
+        let mac = veth_mac(n);
+        let id = format!("ns{i}");
+        let mut spec = env.spec(
+            &[
+                "/bin/sh",
+                "-c",
+                "ip -o link show eth0; exec httpd -f -p 8080 -h /www",
+            ],
+            &[(hako_microvm::knobs::VMM, "qemu")],
+        );
+        with_netns(&mut spec, &n.sb_path());
+        let (state, fifo) = env.sandbox_dir(&id);
+        let req = env.request(&id, &spec, &state, &fifo);
+        let (res, out, err) = create_captured(&b, &req);
+        let created = res.unwrap_or_else(|e| panic!("create {id}: {e:#}"));
+        hako_contract::start_gate::release(&fifo, || {
+            hako_contract::proc::is_alive(created.pid, None)
+        })
+        .unwrap();
+        let served = served_to_peer(n, created.pid);
+        let sb = Sandbox {
+            id: &id,
+            bundle: &env.bundle,
+            spec: &spec,
+            state_dir: &state,
+            pid: created.pid,
+            alive: true,
+            data: &created.data,
+            global: &env.global,
+        };
+        b.kill(&sb, libc::SIGKILL, false).unwrap();
+        wait(created.pid);
+        let (out, err) = (read_all(out), read_all(err));
+        let console =
+            std::fs::read_to_string(state.join("microvm-console.log")).unwrap_or_default();
+        assert_eq!(
+            created.data["boot"].as_str(),
+            Some("snapshot"),
+            "{id}: {:?} stderr {err:?}",
+            created.data
+        );
+        assert_eq!(
+            served.as_deref(),
+            Some("served from the guest\n"),
+            "{id}: the restored guest's server never answered; stdout {out:?} stderr {err:?} console {console}"
+        );
+        assert!(
+            out.contains(&format!("link/ether {mac} ")) && out.contains("mtu 1400 "),
+            "{id}: the guest's interface has not its veth's MAC {mac} and MTU: {out:?}"
+        );
+        let sb = Sandbox { alive: false, ..sb };
+        b.delete(&sb).unwrap();
+        assert_given_back(n, &before);
+        macs.push(mac);
+    }
+    assert_ne!(macs[0], macs[1], "the two veths' MACs");
+    // One template, with the network layout; no tap of it is left on the host.
+    let tdir = env.global.root.join(hako_microvm::template::DIR);
+    let made: Vec<_> = std::fs::read_dir(&tdir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join("manifest.json").exists())
+        .map(|e| std::fs::read_to_string(e.path().join("manifest.json")).unwrap())
+        .collect();
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert!(made[0].contains("virtio-net on a tap"), "{}", made[0]);
+    assert!(!ip(&["-o", "link", "show"]).contains(hako_microvm::net::TAP));
+    drop(nets);
+    std::fs::remove_dir_all(&env.dir).unwrap();
 }

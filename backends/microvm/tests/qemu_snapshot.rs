@@ -284,7 +284,7 @@ fn concurrent_builds_of_one_template_happen_once() {
         hako_microvm::assets::agent_disk(&cache, &hako_microvm::assets::find_agent().unwrap())
             .unwrap();
     let engine = hako_microvm::qemu::Qemu::find().unwrap();
-    let inputs = Inputs::new(&engine, &root, &kernel, &agent_disk, 1, 96, false).unwrap();
+    let inputs = Inputs::new(&engine, &root, &kernel, &agent_disk, 1, 96, false, None).unwrap();
     let built: Vec<Option<String>> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..3)
             .map(|_| {

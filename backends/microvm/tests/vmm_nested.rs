@@ -228,7 +228,7 @@ fn engine_template_restores_a_sandbox() {
         // SAFETY: leaving the process from the watchdog.
         unsafe { libc::_exit(3) }
     });
-    let inputs = template::Inputs::new(&HakoVmm, root, kernel, agent, 1, 128, true).unwrap();
+    let inputs = template::Inputs::new(&HakoVmm, root, kernel, agent, 1, 128, true, None).unwrap();
     let made = std::time::Instant::now();
     let t = template::ensure(
         &HakoVmm,
@@ -267,11 +267,8 @@ fn engine_template_restores_a_sandbox() {
         cmdline: t.inputs.cmdline.clone(),
         vcpus: 1,
         memory_mib: 128,
-        disks: vec![
-            ro("/agent.img"),
-            ro("/sandbox-rootfs.img"),
-            ro("/sandbox-config.img"),
-        ],
+        // The template's layout: no config disk (its image follows Go on the agent port).
+        disks: vec![ro("/agent.img"), ro("/sandbox-rootfs.img")],
         serial_log: PathBuf::from("/tmp/sb-serial.log"),
         engine_log: PathBuf::from("/tmp/sb-engine.log"),
         kvm: true,
@@ -291,14 +288,19 @@ fn engine_template_restores_a_sandbox() {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap();
+    let config = std::fs::read("/sandbox-config.img").unwrap();
     port.write_all(
         &Frame::Go {
             realtime_ns: now.as_nanos() as u64,
+            config_len: config.len() as u64,
             entropy,
         }
         .encode(),
     )
     .unwrap();
+    for c in config.chunks(hako_agent::proto::MAX_PAYLOAD) {
+        port.write_all(&Frame::Config(c.to_vec()).encode()).unwrap();
+    }
     let mut reader = FrameReader::new();
     let mut buf = vec![0u8; 4096];
     let mut out = Vec::new();

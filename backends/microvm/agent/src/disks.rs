@@ -1,13 +1,15 @@
-//! The agent's two disks among the guest's virtio disks: the config disk and the rootfs image.
+//! The agent's two disks among the guest's virtio disks: the config disk and the rootfs image
+//! (a restored guest got its config from the host instead, and has the rootfs image only).
 
 use crate::sys::Res;
 use hako_agent::proto::{self, ConfigDisk};
 use std::fs;
 use std::io::Read;
 
-/// Find the config disk (by its magic) and the rootfs disk (by its ext4 label).
-pub(crate) fn find_disks() -> Res<(ConfigDisk, String)> {
-    let mut config = None;
+/// Find the config disk (by its magic; unless `given`) and the rootfs disk (by its ext4 label).
+pub(crate) fn find_disks(given: Option<ConfigDisk>) -> Res<(ConfigDisk, String)> {
+    let skip_own = given.is_some();
+    let mut config = given;
     let mut rootfs = None;
     let mut seen = vec![];
     let entries = fs::read_dir("/sys/block").map_err(|e| format!("/sys/block: {e}"))?;
@@ -17,7 +19,9 @@ pub(crate) fn find_disks() -> Res<(ConfigDisk, String)> {
         .collect();
     names.sort();
     for name in names {
-        if !name.starts_with("vd") {
+        // A restored guest's config came from the host: its own disk (vda, the agent's) holds
+        // neither, and is not read again.
+        if !name.starts_with("vd") || (skip_own && name == "vda") {
             continue;
         }
         let dev = format!("/dev/{name}");

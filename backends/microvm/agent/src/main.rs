@@ -29,7 +29,7 @@ mod workload;
 
 use boottime::{boottime_ns, AGENT_START_NS};
 use disks::find_disks;
-use hako_agent::proto::Frame;
+use hako_agent::proto::{ConfigDisk, Frame};
 use mounts::{pids_cgroup, setup_mounts, NEWROOT};
 use pty::make_raw;
 use std::fs;
@@ -101,11 +101,15 @@ fn run(port_slot: &mut Option<fs::File>) -> Res<()> {
     make_raw(port.as_raw_fd())?;
     *port_slot = Some(port.try_clone().map_err(|e| e.to_string())?);
     // A template guest stops here until a restored copy of it gets Go (restore.rs).
-    if restore::template_mode() {
-        restore::wait_for_go(&mut port)?;
-    }
+    let restored = restore::template_mode();
+    let given = if restored {
+        let image = restore::wait_for_go(&mut port)?;
+        Some(ConfigDisk::parse(&image).map_err(|e| format!("the config from the host: {e}"))?)
+    } else {
+        None
+    };
 
-    let (disk, rootfs_dev) = find_disks()?;
+    let (disk, rootfs_dev) = find_disks(given)?;
     let cfg = &disk.config;
 
     // The workload's root: the read-only image, an overlay with its upper on a tmpfs.
@@ -155,7 +159,7 @@ fn run(port_slot: &mut Option<fs::File>) -> Res<()> {
     }
     // lo up, and the virtio-net interface (when the host gave the sandbox a network) configured
     // before the workload's sysctls, which may name it.
-    net::configure(cfg.net.as_ref())?;
+    net::configure(cfg.net.as_ref(), restored)?;
     // A net.<proto>.* sysctl for a protocol the guest kernel lacks governs a network that does
     // not exist, so whatever it restricts holds already. Anything else must apply.
     for (k, v) in &cfg.sysctl {

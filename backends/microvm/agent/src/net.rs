@@ -15,15 +15,22 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 const IFA_F_NODAD: u8 = 0x02;
 const RTPROT_BOOT: u8 = 3;
 
-/// Bring `lo` up; when `net` is given, configure its interface.
-pub(crate) fn configure(net: Option<&NetConfig>) -> Res<()> {
+/// Bring `lo` up; when `net` is given, configure its interface. In a guest `restored` from a
+/// template the interface still has the template's placeholder MAC: it is the one interface
+/// besides `lo`, and gets the sandbox's MAC here (the device learns it through its control
+/// queue, so it filters frames for the new address).
+pub(crate) fn configure(net: Option<&NetConfig>, restored: bool) -> Res<()> {
     let nl = Netlink::open()?;
     let lo = ifindex("lo")?;
-    nl.link(lo, None)?;
+    nl.link(lo, None, None)?;
     let Some(net) = net else { return Ok(()) };
-    let name = by_mac(&net.mac)?;
+    let (name, mac) = if restored {
+        (only_link()?, Some(parse_mac(&net.mac)?))
+    } else {
+        (by_mac(&net.mac)?, None)
+    };
     let idx = ifindex(&name)?;
-    nl.link(idx, Some(net.mtu).filter(|m| *m > 0))?;
+    nl.link(idx, Some(net.mtu).filter(|m| *m > 0), mac)?;
     for (a, len) in &net.addrs {
         let ip: IpAddr = a.parse().map_err(|_| format!("net: bad address {a:?}"))?;
         nl.addr(idx, ip, *len)
@@ -62,6 +69,34 @@ fn by_mac(mac: &str) -> Res<String> {
     Err(format!(
         "net: no interface with MAC {mac} (the guest kernel found no virtio-net device)"
     ))
+}
+
+/// The one interface besides `lo` (a restored guest's virtio-net).
+fn only_link() -> Res<String> {
+    let dir = fs::read_dir("/sys/class/net").map_err(|e| format!("net: /sys/class/net: {e}"))?;
+    let names: Vec<String> = dir
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "lo")
+        .collect();
+    match names.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err("net: the restored guest has no network interface".into()),
+        more => Err(format!(
+            "net: the restored guest has interfaces {more:?}, not one"
+        )),
+    }
+}
+
+fn parse_mac(mac: &str) -> Res<[u8; 6]> {
+    let bytes: Vec<u8> = mac
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16))
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("net: bad MAC {mac:?}"))?;
+    bytes
+        .try_into()
+        .map_err(|_| format!("net: bad MAC {mac:?}"))
 }
 
 struct Netlink {
@@ -159,8 +194,8 @@ impl Netlink {
         }
     }
 
-    /// Set the link up (and its MTU).
-    fn link(&self, idx: i32, mtu: Option<u32>) -> Res<()> {
+    /// Set the link up (and its MTU, and its MAC).
+    fn link(&self, idx: i32, mtu: Option<u32>, mac: Option<[u8; 6]>) -> Res<()> {
         // struct ifinfomsg: family, pad, type, index, flags, change.
         let mut b = vec![libc::AF_UNSPEC as u8, 0, 0, 0];
         b.extend_from_slice(&idx.to_ne_bytes());
@@ -168,6 +203,9 @@ impl Netlink {
         b.extend_from_slice(&(libc::IFF_UP as u32).to_ne_bytes());
         if let Some(m) = mtu {
             attr(&mut b, libc::IFLA_MTU, &m.to_ne_bytes());
+        }
+        if let Some(m) = mac {
+            attr(&mut b, libc::IFLA_ADDRESS, &m);
         }
         self.request(libc::RTM_NEWLINK, 0, &b)
             .map_err(|e| format!("net: link {idx} up: {e}"))

@@ -266,6 +266,7 @@ pub const H_WINSIZE: u8 = 0x85;
 pub const H_SIGNAL_ALL: u8 = 0x86;
 pub const H_EXEC: u8 = 0x87;
 pub const H_GO: u8 = 0x88;
+pub const H_CONFIG: u8 = 0x89;
 // Either direction: a frame about one exec'd process (see [`Frame::Tagged`]).
 pub const TAGGED: u8 = 0x10;
 
@@ -301,11 +302,15 @@ pub enum Frame {
     Template,
     /// The first frame a restored template guest gets: the host's wall clock (ns since the
     /// epoch) and fresh entropy, applied before the agent reads its disks or anything reads the
-    /// kernel's random state.
+    /// kernel's random state, and the length of the sandbox's config disk image, which follows
+    /// in [`Frame::Config`] frames (a restored guest has no config disk).
     Go {
         realtime_ns: u64,
+        config_len: u64,
         entropy: Vec<u8>,
     },
+    /// A piece of the config disk image, after [`Frame::Go`].
+    Config(Vec<u8>),
     Start,
     Stdin(Vec<u8>),
     StdinEof,
@@ -345,8 +350,18 @@ impl Frame {
             Frame::Template => (G_TEMPLATE, vec![]),
             Frame::Go {
                 realtime_ns,
+                config_len,
                 entropy,
-            } => (H_GO, [&realtime_ns.to_le_bytes()[..], entropy].concat()),
+            } => (
+                H_GO,
+                [
+                    &realtime_ns.to_le_bytes()[..],
+                    &config_len.to_le_bytes()[..],
+                    entropy,
+                ]
+                .concat(),
+            ),
+            Frame::Config(d) => (H_CONFIG, d.clone()),
             Frame::Start => (H_START, vec![]),
             Frame::Stdin(d) => (H_STDIN, d.clone()),
             Frame::StdinEof => (H_STDIN_EOF, vec![]),
@@ -384,10 +399,12 @@ impl Frame {
                 ready_ns: u64::from_le_bytes(p[8..].try_into().unwrap()),
             },
             G_TEMPLATE => Frame::Template,
-            H_GO if p.len() >= 8 => Frame::Go {
+            H_GO if p.len() >= 16 => Frame::Go {
                 realtime_ns: u64::from_le_bytes(p[..8].try_into().unwrap()),
-                entropy: p[8..].to_vec(),
+                config_len: u64::from_le_bytes(p[8..16].try_into().unwrap()),
+                entropy: p[16..].to_vec(),
             },
+            H_CONFIG => Frame::Config(p.to_vec()),
             H_START => Frame::Start,
             H_STDIN => Frame::Stdin(p.to_vec()),
             H_STDIN_EOF => Frame::StdinEof,
@@ -473,8 +490,10 @@ mod tests {
             Frame::Template,
             Frame::Go {
                 realtime_ns: 1_700_000_000_000_000_000,
+                config_len: 70_000,
                 entropy: vec![7; 64],
             },
+            Frame::Config(vec![1, 2, 3]),
             Frame::Start,
             Frame::Stdin(b"x".to_vec()),
             Frame::StdinEof,

@@ -10,9 +10,12 @@
 //!    so each sandbox's boot id comes from its own reseeded state);
 //! 2. sets the wall clock to the host's (the template's clock stopped when it was saved);
 //! 3. probes the virtio disks but its own: the template's agent unbound the driver from its
-//!    placeholder disks before the save (the kernel forgot their size and cached blocks), and
-//!    the sandbox's rootfs and config disks sit behind the same devices now; binding the
-//!    driver reads them afresh.
+//!    placeholder rootfs disk before the save (the kernel forgot its size and cached blocks),
+//!    and the sandbox's rootfs image sits behind the same device now; binding the driver reads
+//!    it afresh.
+//!
+//! A restored guest has no config disk: the host sends the config disk's image after Go, in
+//! [`Frame::Config`] pieces (one virtio disk less to probe and read on this path).
 
 use crate::boottime::{boottime_ns, AGENT_START_NS};
 use crate::sys::{errno, Res};
@@ -35,8 +38,8 @@ pub(crate) fn template_mode() -> bool {
 }
 
 /// Say Template, block until Go (in the template this is where the VM is saved; in each
-/// restored copy it returns), then apply Go.
-pub(crate) fn wait_for_go(port: &mut fs::File) -> Res<()> {
+/// restored copy it returns), then apply Go. Returns the config disk image the host sent.
+pub(crate) fn wait_for_go(port: &mut fs::File) -> Res<Vec<u8>> {
     // The placeholder disks leave the kernel before the save (so the restored copy only probes
     // the sandbox's disks, and no block of a placeholder stays cached).
     let disks = other_disks()?;
@@ -45,32 +48,59 @@ pub(crate) fn wait_for_go(port: &mut fs::File) -> Res<()> {
         .map_err(|e| format!("agent port: {e}"))?;
     let mut reader = FrameReader::new();
     let mut buf = [0u8; 4096];
-    let (realtime_ns, entropy) = loop {
-        if let Some(f) = reader.next_frame()? {
-            match f {
-                Frame::Go {
-                    realtime_ns,
-                    entropy,
-                } => break (realtime_ns, entropy),
-                other => return Err(format!("expected Go from the host, got {other:?}")),
-            }
-        }
+    let mut read = |reader: &mut FrameReader| -> Res<()> {
         let n = port
             .read(&mut buf)
             .map_err(|e| format!("agent port: {e}"))?;
         if n == 0 {
-            return Err("agent port closed before Go".into());
+            return Err("agent port closed before Go and the config".into());
         }
         reader.push(&buf[..n]);
+        Ok(())
+    };
+    let (realtime_ns, config_len, entropy) = loop {
+        if let Some(f) = reader.next_frame()? {
+            match f {
+                Frame::Go {
+                    realtime_ns,
+                    config_len,
+                    entropy,
+                } => break (realtime_ns, config_len, entropy),
+                other => return Err(format!("expected Go from the host, got {other:?}")),
+            }
+        }
+        read(&mut reader)?;
     };
     AGENT_START_NS.store(boottime_ns(), std::sync::atomic::Ordering::Relaxed);
-    if reader.next_frame()?.is_some() {
-        return Err("the host sent frames after Go before Ready".into());
+    if config_len > MAX_CONFIG {
+        return Err(format!(
+            "Go announces a config of {config_len} bytes, over {MAX_CONFIG}"
+        ));
     }
+    // Entropy and clock first: nothing below may draw on the template's random state.
     reseed(&entropy)?;
     set_clock(realtime_ns)?;
-    driver("bind", &disks)
+    driver("bind", &disks)?;
+    let mut config = Vec::with_capacity(config_len as usize);
+    while (config.len() as u64) < config_len {
+        match reader.next_frame()? {
+            Some(Frame::Config(d)) if (config.len() + d.len()) as u64 <= config_len => {
+                config.extend_from_slice(&d)
+            }
+            Some(Frame::Config(_)) => return Err("the config is longer than Go said".into()),
+            Some(other) => return Err(format!("expected the config after Go, got {other:?}")),
+            None => read(&mut reader)?,
+        }
+    }
+    if reader.next_frame()?.is_some() {
+        return Err("the host sent frames after the config before Ready".into());
+    }
+    Ok(config)
 }
+
+/// The largest config image a host may announce (the cold path's config disk has no limit but
+/// the host's; this one bounds the agent's allocation).
+const MAX_CONFIG: u64 = 64 << 20;
 
 fn reseed(entropy: &[u8]) -> Res<()> {
     if entropy.len() < 32 {
