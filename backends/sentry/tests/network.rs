@@ -11,6 +11,8 @@
 //!   sentry joins it);
 //! - `socket_credentials_are_virtual`: SO_PEERCRED and SCM_CREDENTIALS name virtual tasks;
 //! - `socket_timeouts_end_blocking_calls`: SO_RCVTIMEO/SO_SNDTIMEO give EAGAIN;
+//! - a blocking send on a stream socket sends every byte, or the count when a signal,
+//!   SO_SNDTIMEO or the peer going ends it (programs/send_block.c);
 //! - a namespace path the sentry cannot honour is refused.
 //!
 //! Run: `cargo test -p hako-sentry --test network` (as root; skips with a reason otherwise).
@@ -264,6 +266,39 @@ fn socket_timeouts_end_blocking_calls() {
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!((code, out.as_str()), (0, want), "{name}: {err}");
     }
+}
+
+/// A 4 MiB blocking send, sendto and sendmsg over an AF_UNIX stream pair and a TCP loopback
+/// connection to a reader draining 4 KiB at a time return 4 MiB from one call, as Linux's do
+/// (they used to return after one short send when the socket filled); MSG_DONTWAIT still sends
+/// what fits, then EAGAIN; SO_SNDTIMEO gives the count sent, then EAGAIN; a peer that goes
+/// gives the count without SIGPIPE, then EPIPE with it. Same lines as runc, where installed.
+#[test]
+fn a_blocking_stream_send_completes_in_one_call() {
+    common::program_as_linux_runs_it(
+        "send_block",
+        &["block"],
+        "unix send whole ok\nunix sendto whole ok\nunix sendmsg whole ok\n\
+         tcp send whole ok\ntcp sendto whole ok\ntcp sendmsg whole ok\n\
+         dontwait ok\ntimeout ok\npeer gone ok\n",
+    );
+}
+
+/// A signal during a blocked 4 MiB send nobody reads ends it with the count sent so far, with
+/// SA_RESTART or without. Not on the ptrace platform: it holds a blocked call at a ptrace stop,
+/// where no signal reaches the task until the call completes (docs/backends/sentry.md).
+#[test]
+fn a_signal_ends_a_blocked_stream_send_with_its_count() {
+    let platform = hako_sentry::platform::kind::Kind::choose(None).unwrap();
+    if platform == hako_sentry::platform::kind::Kind::Ptrace {
+        eprintln!("SKIP: the ptrace platform delivers no signal during a blocked call");
+        return;
+    }
+    common::program_as_linux_runs_it(
+        "send_block",
+        &["signal"],
+        "unix partial ok\nunix partial restart ok\ntcp partial ok\ntcp partial restart ok\n",
+    );
 }
 
 #[test]

@@ -175,31 +175,9 @@ fn calls_linux_never_interrupts_never_fail_with_eintr() {
     }
 }
 
-/// Run tests/programs/pipe_write_block.c with `case` under the sentry (the platform
-/// `HAKO_SENTRY_PLATFORM` or the default names), check its lines, and check that runc, where it
-/// runs here, prints the same.
+/// Run tests/programs/pipe_write_block.c with `case` and check its lines (and runc's).
 fn pipe_write_block(case: &str, want: &str) {
-    let Some(b) = common::busybox_bundle() else {
-        return;
-    };
-    if common::compile_c(
-        "programs/pipe_write_block.c",
-        &b.rootfs().join("bin/pipe_write_block"),
-    )
-    .is_none()
-    {
-        return;
-    }
-    let args = ["/bin/pipe_write_block", case];
-    let (code, out, err) = b.run(&args);
-    assert_eq!(code, 0, "stdout: {out} stderr: {err}");
-    assert_eq!(out, want, "stderr: {err}");
-    match common::run_peer("runc", &b.rootfs(), &args, serde_json::json!({})) {
-        Ok((code, peer, err)) => {
-            assert_eq!((code, peer.as_str()), (0, want), "runc: {err}");
-        }
-        Err(e) => eprintln!("SKIP the runc comparison: {e}"),
-    }
+    common::program_as_linux_runs_it("pipe_write_block", &[case], want);
 }
 
 /// A blocking write (and writev) of 1 MiB into a pipe a reader drains 4 KiB at a time returns

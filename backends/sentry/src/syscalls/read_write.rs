@@ -83,13 +83,10 @@ pub fn writev<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
 }
 
 /// Write the tracee's buffers `iov` to `f`. Into a stream (a pipe, a socket) the workload has
-/// not made non-blocking, the call ends only when every byte is written, as Linux's: when the
-/// pipe is full it parks, keeping in `c.done` how many bytes it has written, and goes on from
-/// there when retried. A signal ends that wait with the count (`EventLoop::interrupt_parked`),
-/// a reader closing it with the count then EPIPE on the next write. Each round copies from the
-/// tracee only what the pipe can take (`pipe_room_cap`), and at most [`CHUNK`] per retry, so
-/// one huge write does not hold the sentry from its other tasks. Any other file: one write of
-/// at most [`CHUNK`], which may be short.
+/// not made non-blocking, the call ends only when every byte is written, as Linux's
+/// ([`until_all`]); a reader closing a pipe gives the count, then EPIPE on the next write. Each
+/// round copies from the tracee only what the pipe can take (`pipe_room_cap`). Any other file:
+/// one write of at most [`CHUNK`], which may be short.
 fn write_iov<P: Platform>(
     k: &mut Kernel<P>,
     c: &mut Call,
@@ -102,31 +99,48 @@ fn write_iov<P: Platform>(
         let fb = f.borrow();
         fb.is_stream() && fb.flags & libc::O_NONBLOCK == 0
     };
+    let mut round = |c: &Call, done: usize| {
+        let want = pipe_room_cap(f, (total - done).min(CHUNK));
+        match gather(k, c.tid, iov, done, want) {
+            Ok(data) => do_write(k, c, f, &data, off),
+            Err(e) => err(e),
+        }
+    };
+    if !blocking_stream {
+        return round(c, 0);
+    }
+    let h = f.borrow().host_fd().unwrap_or(-1);
+    until_all(c, h, total, round)
+}
+
+/// The progress of a blocking write or send of `total` bytes to host fd `h`, which ends only
+/// when every byte is moved, as Linux's does. `round(c, done)` moves some of the bytes from
+/// byte `done` on. When `h` is full the call parks, keeping in `c.done` how many bytes it has
+/// moved, and goes on from there when retried. A signal ends that wait with the count
+/// (`EventLoop::interrupt_parked`); so does an error after some bytes (EPIPE, SO_SNDTIMEO's
+/// EAGAIN, a fault in the tracee's buffer). After [`CHUNK`] bytes in one go it parks too, so
+/// one huge write does not hold the sentry from its other tasks.
+pub(crate) fn until_all(
+    c: &mut Call,
+    h: RawFd,
+    total: usize,
+    mut round: impl FnMut(&Call, usize) -> Outcome,
+) -> Outcome {
     let mut done = c.done as usize;
     let start = done;
     loop {
-        let want = pipe_room_cap(f, (total - done).min(CHUNK));
-        let data = match gather(k, c.tid, iov, done, want) {
-            Ok(d) => d,
-            Err(_) if done > 0 => return Outcome::Ret(done as i64),
-            Err(e) => return err(e),
-        };
-        match do_write(k, c, f, &data, off) {
+        match round(c, done) {
             Outcome::Ret(n) if n >= 0 => {
                 done += n as usize;
-                if !blocking_stream || done >= total || n == 0 {
+                if done >= total || n == 0 {
                     return Outcome::Ret(done as i64);
                 }
                 if done - start >= CHUNK {
-                    // Let the sentry serve its other tasks; the pipe is still writable, so the
-                    // retry comes at once.
-                    let h = f.borrow().host_fd().unwrap_or(-1);
+                    // h is still writable, so the retry comes at once.
                     c.done = done as u64;
                     return Outcome::Park(vec![(h, libc::POLLOUT)], c.deadline);
                 }
             }
-            // EPIPE (a reader closed mid-write; do_write has sent SIGPIPE, as Linux does even
-            // then), or EAGAIN on a non-blocking file: what was written counts.
             Outcome::Ret(_) if done > 0 => return Outcome::Ret(done as i64),
             Outcome::Park(fds, dl) => {
                 c.done = done as u64;
@@ -138,7 +152,7 @@ fn write_iov<P: Platform>(
 }
 
 /// Up to `max` bytes of the tracee's buffers `iov`, from byte `skip` of their concatenation.
-fn gather<P: Platform>(
+pub(crate) fn gather<P: Platform>(
     k: &Kernel<P>,
     tid: i32,
     iov: &[(u64, usize)],

@@ -401,6 +401,32 @@ pub fn compile_c(rel: &str, out: &Path) -> Option<()> {
     }
 }
 
+/// Compile tests/programs/`name`.c to /bin/`name` of a busybox bundle, run it with `args` under
+/// the sentry (the platform `HAKO_SENTRY_PLATFORM` or the default names) and check it exits 0
+/// printing `want`; then check that runc, where it runs here, prints the same. Skips, saying
+/// why, without busybox, root or gcc.
+pub fn program_as_linux_runs_it(name: &str, args: &[&str], want: &str) {
+    let Some(b) = busybox_bundle() else {
+        return;
+    };
+    let bin = format!("/bin/{name}");
+    if compile_c(&format!("programs/{name}.c"), &b.rootfs().join(&bin[1..])).is_none() {
+        return;
+    }
+    let args: Vec<&str> = std::iter::once(bin.as_str())
+        .chain(args.iter().copied())
+        .collect();
+    let (code, out, err) = b.run(&args);
+    assert_eq!(code, 0, "stdout: {out} stderr: {err}");
+    assert_eq!(out, want, "stderr: {err}");
+    match run_peer("runc", &b.rootfs(), &args, serde_json::json!({})) {
+        Ok((code, peer, err)) => {
+            assert_eq!((code, peer.as_str()), (0, want), "runc: {err}");
+        }
+        Err(e) => eprintln!("SKIP the runc comparison: {e}"),
+    }
+}
+
 /// Run `args` under a peer OCI runtime (`runc`, `runsc`) on a copy of `rootfs`, with the same
 /// `process` fields (merged into the peer's own `spec`). Err: why the peer cannot run here.
 pub fn run_peer(

@@ -20,7 +20,7 @@
 //! This file has the calls; `addr` the addresses, `control` the control messages, `creds` the
 //! credentials, `opts` the options and ioctls.
 
-use super::read_write::iovecs;
+use super::read_write::{gather, iovecs, until_all};
 use super::{err, errno, Call, Outcome, CHUNK};
 use crate::kernel::creds::{may, SETGID, SETUID};
 use crate::kernel::Creds;
@@ -489,10 +489,49 @@ fn do_send<P: Platform>(
     }
 }
 
+/// Send the tracee's buffers `iov`. On a blocking stream socket (not O_NONBLOCK, no
+/// MSG_DONTWAIT) the call ends only when every byte is sent, as Linux's
+/// ([`until_all`]): a signal ends it with the count sent so far, SO_SNDTIMEO with the count
+/// (EAGAIN if nothing was sent), a peer that goes with the count (Linux raises no SIGPIPE for a
+/// partial send; the next one gets EPIPE and SIGPIPE). Control messages go with the first bytes
+/// only; MSG_OOB marks the last byte only. Any other socket (datagram, seqpacket): one send of
+/// at most [`CHUNK`], whole or not at all.
+#[allow(clippy::too_many_arguments)]
+fn send_iov<P: Platform>(
+    k: &Kernel<P>,
+    c: &mut Call,
+    h: RawFd,
+    nb: bool,
+    iov: &[(u64, usize)],
+    to: Option<&HostAddr>,
+    control: &[u8],
+    flags: i32,
+) -> Outcome {
+    let total = iov.iter().fold(0usize, |t, v| t.saturating_add(v.1));
+    let all = !nb
+        && flags & libc::MSG_DONTWAIT == 0
+        && sockopt_int(h, libc::SOL_SOCKET, libc::SO_TYPE) == Ok(libc::SOCK_STREAM);
+    if !all {
+        let data = tri!(gather(k, c.tid, iov, 0, total.min(CHUNK)));
+        return do_send(k, c, h, nb, &data, to, control, flags);
+    }
+    until_all(c, h, total, |c, done| {
+        let data = tri!(gather(k, c.tid, iov, done, (total - done).min(CHUNK)));
+        let (ctl, mut fl) = if done == 0 {
+            (control, flags)
+        } else {
+            (&[][..], flags | libc::MSG_NOSIGNAL)
+        };
+        if done + data.len() < total {
+            fl &= !libc::MSG_OOB;
+        }
+        do_send(k, c, h, nb, &data, to, ctl, fl)
+    })
+}
+
 /// sendto (and send, which libc makes a sendto).
 pub fn sendto<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     let (_f, h, nb) = tri!(sock(k, c.tid, c.a[0]));
-    let data = tri!(k.read_bytes(c.tid, c.a[1], (c.a[2] as usize).min(CHUNK)));
     let to = if c.a[4] != 0 {
         Some(tri!(host_addr(
             k,
@@ -505,7 +544,8 @@ pub fn sendto<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     } else {
         None
     };
-    do_send(k, c, h, nb, &data, to.as_ref(), &[], c.a[3] as i32)
+    let iov = [(c.a[1], c.a[2] as usize)];
+    send_iov(k, c, h, nb, &iov, to.as_ref(), &[], c.a[3] as i32)
 }
 
 /// The raw `struct msghdr` fields: (name, namelen, iov, iovlen, control, controllen, flags).
@@ -526,13 +566,7 @@ fn read_msghdr<P: Platform>(k: &Kernel<P>, tid: i32, addr: u64) -> Result<[u64; 
 pub fn sendmsg<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     let (_f, h, nb) = tri!(sock(k, c.tid, c.a[0]));
     let m = tri!(read_msghdr(k, c.tid, c.a[1]));
-    let mut data = Vec::new();
-    for (base, len) in tri!(iovecs(k, c.tid, m[2], m[3])) {
-        if data.len() + len > CHUNK {
-            break;
-        }
-        data.extend_from_slice(&tri!(k.read_bytes(c.tid, base, len)));
-    }
+    let iov = tri!(iovecs(k, c.tid, m[2], m[3]));
     let to = if m[0] != 0 && m[1] != 0 {
         Some(tri!(host_addr(
             k,
@@ -555,7 +589,7 @@ pub fn sendmsg<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     } else {
         Vec::new()
     };
-    do_send(k, c, h, nb, &data, to.as_ref(), &control, c.a[2] as i32)
+    send_iov(k, c, h, nb, &iov, to.as_ref(), &control, c.a[2] as i32)
 }
 
 /// What one receive got: (length, data, address, control, msg flags).
