@@ -306,6 +306,70 @@ fn dac_read_search_reads_but_does_not_write() {
     compare_with_runc(&b, process, &out);
 }
 
+/// The search-permission walk (kernel/path.rs, `may_walk`) takes one component at a time from
+/// the directory before it, and hands the rest to a resolution from the root at a symlink or a
+/// "..": a closed directory deep in the tree, reached straight, through absolute and relative
+/// symlinks and through "..", denies root without capabilities exactly as Linux does.
+#[test]
+fn search_permission_holds_through_deep_paths_symlinks_and_dotdot() {
+    let Some(b) = common::busybox_bundle() else {
+        return;
+    };
+    let root = b.rootfs();
+    for d in ["deep/a/b/closed", "deep/a/b/open"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::write(root.join("deep/a/b/closed/inside"), "closed\n").unwrap();
+    std::fs::write(root.join("deep/a/b/open/file"), "open\n").unwrap();
+    std::os::unix::fs::chown(root.join("deep/a/b/closed"), Some(1000), Some(1000)).unwrap();
+    std::fs::set_permissions(
+        root.join("deep/a/b/closed"),
+        PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/deep/a/b/closed", root.join("abs_closed")).unwrap();
+    std::os::unix::fs::symlink("/deep/a/b/open", root.join("abs_open")).unwrap();
+    std::os::unix::fs::symlink("b/closed", root.join("deep/a/rel_closed")).unwrap();
+    std::os::unix::fs::symlink("../../..", root.join("deep/a/b/up")).unwrap();
+    let paths = [
+        "/deep/a/b/closed/inside",
+        "/deep/a/b/open/file",
+        "/abs_closed/inside",
+        "/abs_open/file",
+        "/deep/a/rel_closed/inside",
+        "/deep/a/b/open/../closed/inside",
+        "/deep/a/b/closed/../open/file",
+        "/deep/a/b/up/deep/a/b/closed/inside",
+        "/deep/a/b/up/deep/a/b/open/file",
+    ];
+    let script = paths
+        .iter()
+        .map(|p| format!("if cat {p} >/dev/null 2>&1; then echo {p}=ok; else echo {p}=no; fi"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let process = caps_json(&[]);
+    let args = ["/bin/sh", "-c", script.as_str()];
+    let spec = b.spec(&args, json!({ "process": process }));
+    let (code, out, err) = b.run_spec(&spec);
+    assert_eq!(code, 0, "stderr: {err}\n{out}");
+    // Looking up ".." in the closed directory needs search permission on it too.
+    let want: Vec<(&str, &str)> = paths
+        .iter()
+        .map(|p| {
+            let open = p.ends_with("file") && !p.contains("closed");
+            (*p, if open { "ok" } else { "no" })
+        })
+        .collect();
+    check(&out, &want, "sentry");
+    match common::run_peer("runc", &root, &args, process) {
+        Err(why) => eprintln!("SKIP (runc part): {why}"),
+        Ok((code, runc_out, err)) => {
+            assert_eq!(code, 0, "runc: {err}");
+            assert_eq!(out, runc_out, "the sentry and runc disagree");
+        }
+    }
+}
+
 /// One call of the scan: its name, how many pids it answered for, the first of them.
 type ScanLine = (String, usize, Vec<i32>);
 

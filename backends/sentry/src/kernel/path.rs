@@ -5,6 +5,7 @@
 
 use super::creds::{may, may_entry, Creds, Entry, DAC_OVERRIDE, DAC_READ_SEARCH};
 use super::Kernel;
+use crate::openat2::{openat2, RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS};
 use crate::platform::Platform;
 use crate::vfs::{cstr, fstat_fd, is_synthetic, normalize, Node, Synth};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -100,6 +101,14 @@ impl<P: Platform> Kernel<P> {
     /// leading prefix is resolved in the root, symlinks followed, and must be searchable. A
     /// prefix that does not resolve is left to the call itself to report. Callers holding
     /// CAP_DAC_READ_SEARCH or CAP_DAC_OVERRIDE pass every directory: no walk.
+    ///
+    /// Each directory is reached from the one before it by a one-component openat2 (beneath
+    /// it, no symlinks), not by resolving its whole prefix from the root again: a path n deep
+    /// costs n lookups instead of n²/2 (issue 17: `find` over a tree six deep spent a third of
+    /// the sentry's syscalls here). A component that step cannot take (a symlink, "..", an
+    /// error) hands the rest of the walk to [`Kernel::may_walk_from_root`], the full in-root
+    /// resolution of each prefix, so the answer is the same as resolving every prefix from the
+    /// root.
     pub fn may_walk(&self, tid: i32, rel: &str) -> Result<(), i32> {
         let creds = self.proc_of(tid).borrow().creds.clone();
         if creds.capable(DAC_READ_SEARCH) || creds.capable(DAC_OVERRIDE) {
@@ -109,14 +118,51 @@ impl<P: Platform> Kernel<P> {
             .split('/')
             .filter(|c| !c.is_empty() && *c != ".")
             .collect();
+        // The prefix comps[..i], as the root would resolve it: the root itself (the empty
+        // prefix, "." from the root) first.
+        let mut dir: Option<OwnedFd> = None;
         for i in 0..comps.len() {
+            let at = dir.as_ref().unwrap_or(&self.vfs.root).as_raw_fd();
+            let Ok(st) = fstat_fd(at) else {
+                return Ok(());
+            };
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR && !may(&st, &creds, 1) {
+                return Err(libc::EACCES);
+            }
+            if i + 1 == comps.len() {
+                break;
+            }
+            let next = (comps[i] != "..")
+                .then(|| {
+                    openat2(
+                        at,
+                        comps[i],
+                        libc::O_PATH,
+                        0,
+                        RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+                    )
+                    .ok()
+                })
+                .flatten();
+            match next {
+                Some(fd) => dir = Some(fd),
+                None => return self.may_walk_from_root(&comps, i + 1, &creds),
+            }
+        }
+        Ok(())
+    }
+
+    /// The search-permission walk of [`Kernel::may_walk`] for the prefixes comps[..from],
+    /// comps[..from + 1], ... (not the whole path), each resolved from the root.
+    fn may_walk_from_root(&self, comps: &[&str], from: usize, creds: &Creds) -> Result<(), i32> {
+        for i in from..comps.len() {
             let Ok(fd) = self.vfs.open(&comps[..i].join("/"), libc::O_PATH, 0) else {
                 return Ok(());
             };
             let Ok(st) = fstat_fd(fd.as_raw_fd()) else {
                 return Ok(());
             };
-            if st.st_mode & libc::S_IFMT == libc::S_IFDIR && !may(&st, &creds, 1) {
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR && !may(&st, creds, 1) {
                 return Err(libc::EACCES);
             }
         }

@@ -328,8 +328,9 @@ pub fn do_read<P: Platform>(
                 }
                 return super::socket::park(h, libc::POLLIN, c, libc::EAGAIN);
             }
-            let mut buf = vec![0u8; count];
-            // SAFETY: read into our buffer.
+            // Not zero-filled first (see `OpenFile::read_at`): callers ask for up to a chunk.
+            let mut buf: Vec<u8> = Vec::with_capacity(count);
+            // SAFETY: read into the buffer's spare capacity (at least `count` bytes).
             let n = unsafe {
                 match off {
                     Some(o) => libc::pread(h, buf.as_mut_ptr().cast(), count, o),
@@ -343,7 +344,8 @@ pub fn do_read<P: Platform>(
                 }
                 return err(e);
             }
-            buf.truncate(n as usize);
+            // SAFETY: the read wrote these `n` (≤ `count`) bytes.
+            unsafe { buf.set_len(n as usize) };
             buf
         }
         FileKind::Synth { data, pos } => {
