@@ -19,20 +19,6 @@ fn bundle(name: &str) -> Option<common::Bundle> {
     Some(b)
 }
 
-/// The platforms this kernel can run.
-fn platforms() -> Vec<&'static str> {
-    ["samecpu", "hybrid", "ptrace"]
-        .into_iter()
-        .filter(|p| {
-            let ok = hako_sentry::platform::kind::Kind::parse(p).is_ok();
-            if !ok {
-                eprintln!("SKIP the {p} platform: this kernel cannot run it");
-            }
-            ok
-        })
-        .collect()
-}
-
 fn on(
     b: &common::Bundle,
     platform: &str,
@@ -48,19 +34,8 @@ fn on(
 /// here) and in the sentry on every platform.
 fn same_everywhere(b: &common::Bundle, args: &[&str], want: &str) {
     let caps = ["CAP_SETUID", "CAP_SETGID"];
-    match common::run_peer(
-        "runc",
-        &b.rootfs(),
-        args,
-        json!({"capabilities": {"bounding": caps, "effective": caps, "permitted": caps}}),
-    ) {
-        Ok((code, out, err)) => assert_eq!((code, out.as_str()), (0, want), "runc: {err}"),
-        Err(why) => eprintln!("SKIP the runc comparison: {why}"),
-    }
-    for p in platforms() {
-        let (code, out, err) = on(b, p, args, json!({}));
-        assert_eq!((code, out.as_str()), (0, want), "{p}: {err}");
-    }
+    let process = json!({"capabilities": {"bounding": caps, "effective": caps, "permitted": caps}});
+    common::same_as_linux_everywhere(b, args, want, process, json!({}));
 }
 
 /// shm, sem and msg made by a parent and used by its child; IPC_STAT's virtual ids, mode and
@@ -153,7 +128,7 @@ fn a_host_ipc_object_is_not_reachable() {
     }
     let _rm = Rm(make_segment(key, "host secret\0"));
     let k = format!("{key:#x}");
-    for p in platforms() {
+    for p in common::platforms() {
         let (code, out, err) = on(&b, p, &["/bin/sysv_ipc", "find", &k], json!({}));
         assert_eq!((code, out.as_str()), (0, "shmget: errno 2\n"), "{p}: {err}");
     }

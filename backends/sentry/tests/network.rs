@@ -183,11 +183,7 @@ fn socket_credentials_are_virtual() {
     let ext = b.dir.path().join("ext");
     std::fs::create_dir_all(&ext).unwrap();
     std::fs::create_dir_all(b.rootfs().join("ext")).unwrap();
-    for name in ["samecpu", "hybrid", "ptrace"] {
-        if hako_sentry::platform::kind::Kind::parse(name).is_err() {
-            eprintln!("SKIP the {name} platform: this kernel cannot run it");
-            continue;
-        }
+    for name in common::platforms() {
         let platform = json!({hako_sentry::PLATFORM_ANNOTATION: name});
         for user in [
             json!({"uid": 0, "gid": 0}),
@@ -247,25 +243,13 @@ fn socket_timeouts_end_blocking_calls() {
     {
         return;
     }
-    let want = "ok timeouts\n";
-    match common::run_peer("runc", &b.rootfs(), &["/bin/sock_timeout"], json!({})) {
-        Ok((code, out, err)) => assert_eq!((code, out.as_str()), (0, want), "runc: {err}"),
-        Err(why) => eprintln!("SKIP the runc comparison: {why}"),
-    }
-    for name in ["samecpu", "hybrid", "ptrace"] {
-        if hako_sentry::platform::kind::Kind::parse(name).is_err() {
-            eprintln!("SKIP the {name} platform: this kernel cannot run it");
-            continue;
-        }
-        let spec = b.spec(
-            &["/bin/sock_timeout"],
-            json!({"annotations": {hako_sentry::PLATFORM_ANNOTATION: name}}),
-        );
-        let (code, out, err) = b
-            .run_spec_within(&spec, Duration::from_secs(300))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!((code, out.as_str()), (0, want), "{name}: {err}");
-    }
+    common::same_as_linux_everywhere(
+        &b,
+        &["/bin/sock_timeout"],
+        "ok timeouts\n",
+        json!({}),
+        json!({}),
+    );
 }
 
 /// A 4 MiB blocking send, sendto and sendmsg over an AF_UNIX stream pair and a TCP loopback

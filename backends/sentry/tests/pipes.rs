@@ -13,6 +13,7 @@
 //! by a watchdog so a hang fails the test).
 
 mod common;
+use common::HANG;
 
 #[test]
 fn a_child_writing_and_exiting_loses_no_output() {
@@ -90,29 +91,12 @@ fn large_writev_calls_into_a_pipe_arrive_whole() {
     assert_eq!(out, "ok 22000000\n", "stderr: {err}");
 }
 
-/// The platforms this kernel can run, by name (a skipped one is said on stderr).
-fn platforms() -> Vec<&'static str> {
-    ["samecpu", "hybrid", "ptrace"]
-        .into_iter()
-        .filter(|name| {
-            let ok = hako_sentry::platform::kind::Kind::parse(name).is_ok();
-            if !ok {
-                eprintln!("SKIP the {name} platform: this kernel cannot run it");
-            }
-            ok
-        })
-        .collect()
-}
-
-/// Long enough for a slow, loaded CI machine to finish, short enough that a hang fails the run.
-const HANG: std::time::Duration = std::time::Duration::from_secs(300);
-
 /// Run `sh -c script` on every platform; its stdout must be `want`, and it must end.
 fn shell_on_every_platform(script: &str, want: &str) {
     let Some(b) = common::busybox_bundle() else {
         return;
     };
-    for name in platforms() {
+    for name in common::platforms() {
         let spec = b.spec(
             &["/bin/sh", "-c", script],
             serde_json::json!({"annotations": {hako_sentry::PLATFORM_ANNOTATION: name}}),
@@ -159,7 +143,7 @@ fn calls_linux_never_interrupts_never_fail_with_eintr() {
     if common::compile_c("programs/no_eintr.c", &b.rootfs().join("bin/no_eintr")).is_none() {
         return;
     }
-    for name in platforms() {
+    for name in common::platforms() {
         let spec = b.spec(
             &["/bin/no_eintr", "500"],
             serde_json::json!({"annotations": {hako_sentry::PLATFORM_ANNOTATION: name}}),

@@ -146,19 +146,7 @@ fn eventfd_epoll_and_timerfd_behave_as_on_linux() {
     };
     let want = "ok eventfd\nok epoll edge-triggered\nok epoll one-shot\n\
                 ok epoll_pwait2 and nested epoll\nok timerfd\n";
-    same_as_runc(&b, &["/bin/events"], want);
-    for name in ["samecpu", "hybrid", "ptrace"] {
-        if hako_sentry::platform::kind::Kind::parse(name).is_err() {
-            eprintln!("SKIP the {name} platform: this kernel cannot run it");
-            continue;
-        }
-        let spec = b.spec(
-            &["/bin/events"],
-            json!({"annotations": {hako_sentry::PLATFORM_ANNOTATION: name}}),
-        );
-        let (code, out, err) = b.run_spec(&spec);
-        assert_eq!((code, out.as_str()), (0, want), "{name}: {err}");
-    }
+    common::same_as_linux_everywhere(&b, &["/bin/events"], want, json!({}), json!({}));
 }
 
 /// signalfd: reads of the mask's pending signals (non-blocking and blocking), the mask and its
@@ -169,26 +157,13 @@ fn signalfd_reads_the_readers_own_signals() {
     let Some(b) = bundle_with("signalfd") else {
         return;
     };
-    let want = "ok signalfd\n";
-    match common::run_peer("runc", &b.rootfs(), &["/bin/signalfd"], json!({})) {
-        Ok((code, out, err)) => assert_eq!((code, out.as_str()), (0, want), "runc: {err}"),
-        Err(why) => eprintln!("SKIP the runc comparison: {why}"),
-    }
-    for name in ["samecpu", "hybrid", "ptrace"] {
-        if hako_sentry::platform::kind::Kind::parse(name).is_err() {
-            eprintln!("SKIP the {name} platform: this kernel cannot run it");
-            continue;
-        }
-        let spec = b.spec(
-            &["/bin/signalfd"],
-            json!({"annotations": {hako_sentry::PLATFORM_ANNOTATION: name}}),
-        );
-        // Bounded: a signalfd wait that never ends must fail the test, not hang it.
-        let (code, out, err) = b
-            .run_spec_within(&spec, std::time::Duration::from_secs(300))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!((code, out.as_str()), (0, want), "{name}: {err}");
-    }
+    common::same_as_linux_everywhere(
+        &b,
+        &["/bin/signalfd"],
+        "ok signalfd\n",
+        json!({}),
+        json!({}),
+    );
 }
 
 /// memfd_create: a file of the sandbox's own (write, truncate, a private mapping, fstat, its
@@ -212,22 +187,7 @@ fn writable_shared_mappings_are_shared() {
     let want = "ok file\nok memfd\nok /dev/zero\n";
     for dir in ["/dev/shm", "/tmp"] {
         let args = ["/bin/shared_map", dir];
-        match common::run_peer("runc", &b.rootfs(), &args, json!({})) {
-            Ok((code, out, err)) => assert_eq!((code, out.as_str()), (0, want), "runc: {err}"),
-            Err(why) => eprintln!("SKIP the runc comparison: {why}"),
-        }
-        for name in ["samecpu", "hybrid", "ptrace"] {
-            if hako_sentry::platform::kind::Kind::parse(name).is_err() {
-                eprintln!("SKIP the {name} platform: this kernel cannot run it");
-                continue;
-            }
-            let spec = b.spec(
-                &args,
-                json!({"annotations": {hako_sentry::PLATFORM_ANNOTATION: name}}),
-            );
-            let (code, out, err) = b.run_spec(&spec);
-            assert_eq!((code, out.as_str()), (0, want), "{name} {dir}: {err}");
-        }
+        common::same_as_linux_everywhere(&b, &args, want, json!({}), json!({}));
     }
 }
 

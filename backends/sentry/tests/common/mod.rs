@@ -401,6 +401,47 @@ pub fn compile_c(rel: &str, out: &Path) -> Option<()> {
     }
 }
 
+/// The platforms this kernel can run, by name (a skipped one is said on stderr).
+pub fn platforms() -> Vec<&'static str> {
+    ["samecpu", "hybrid", "ptrace"]
+        .into_iter()
+        .filter(|name| {
+            let ok = hako_sentry::platform::kind::Kind::parse(name).is_ok();
+            if !ok {
+                eprintln!("SKIP the {name} platform: this kernel cannot run it");
+            }
+            ok
+        })
+        .collect()
+}
+
+/// Long enough for a slow, loaded CI machine to finish, short enough that a hang fails the run.
+pub const HANG: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// `args` exits 0 printing `want` under runc (with `process` merged into its spec's process,
+/// where runc runs here) and in the sentry on every platform this kernel has (with `extra`
+/// merged into the spec), each sentry run bounded by [`HANG`].
+pub fn same_as_linux_everywhere(
+    b: &Bundle,
+    args: &[&str],
+    want: &str,
+    process: serde_json::Value,
+    extra: serde_json::Value,
+) {
+    match run_peer("runc", &b.rootfs(), args, process) {
+        Ok((code, out, err)) => assert_eq!((code, out.as_str()), (0, want), "runc: {err}"),
+        Err(why) => eprintln!("SKIP the runc comparison: {why}"),
+    }
+    for name in platforms() {
+        let mut extra = extra.clone();
+        extra["annotations"] = serde_json::json!({hako_sentry::PLATFORM_ANNOTATION: name});
+        let (code, out, err) = b
+            .run_spec_within(&b.spec(args, extra), HANG)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!((code, out.as_str()), (0, want), "{name}: {err}");
+    }
+}
+
 /// Compile tests/programs/`name`.c to /bin/`name` of a busybox bundle, run it with `args` under
 /// the sentry (the platform `HAKO_SENTRY_PLATFORM` or the default names) and check it exits 0
 /// printing `want`; then check that runc, where it runs here, prints the same. Skips, saying
