@@ -577,6 +577,15 @@ fn full_root(s: &Sb) {
         .status()
         .unwrap();
     assert!(st.success(), "mount tmpfs");
+    // Unmounted however the test ends (a failed assertion below must not leave the mount).
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _unmount = Unmount(dir.clone());
     let mut on_full = Sb::new(s.kind);
     on_full.token = s.token.clone();
     on_full.h = Hako {
@@ -604,8 +613,6 @@ fn full_root(s: &Sb) {
     on_full.create(&id);
     on_full.force_delete_clean(&id, "full root, room again");
     drop(on_full);
-    let _ = std::process::Command::new("umount").arg(&dir).status();
-    let _ = std::fs::remove_dir(&dir);
 }
 
 /// Bytes in the state root's caches (`wasm-cache`, `microvm-cache`).
