@@ -2,7 +2,7 @@
 //! pid `create` reports. One routine for all of them:
 //!
 //! 1. [`spawn`] forks (the caller, `hako create`, is single-threaded) and runs the backend's
-//!    closure in the child with a [`Readiness`], the write end of a close-on-exec pipe;
+//!    closure in the child with a [`Readiness`], its end of a close-on-exec socket pair;
 //! 2. the child sets the sandbox up and reports one typed [`Report`]: `Ready` with the
 //!    backend's own payload, or `Err` with the set-up's error text, which becomes `create`'s one
 //!    error line;
@@ -17,7 +17,7 @@ use anyhow::{anyhow, Context, Result};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
 
 /// What the host process tells `create` once.
@@ -29,9 +29,12 @@ pub enum Report<T> {
     Err(String),
 }
 
-/// The child's end of the report pipe. Reporting consumes it (and closes the pipe).
+/// The child's end of the report channel, a close-on-exec socket pair (one descriptor, both
+/// ways): `create` first writes one byte once it has noted the child's pid ([`crate::orphan`]),
+/// so that a `delete --force` can find the child; the child then writes its report. Reporting
+/// consumes it (and closes it).
 pub struct Readiness {
-    pipe: std::fs::File,
+    pipe: std::os::unix::net::UnixStream,
 }
 
 impl Readiness {
@@ -40,8 +43,20 @@ impl Readiness {
         self.pipe.as_raw_fd()
     }
 
-    /// Report `Ready(payload)`.
-    pub fn ready<T: Serialize>(self, payload: T) -> Result<()> {
+    /// Wait until `create` has noted this process, then report `Ready(payload)`. An error when
+    /// `create` died before it noted it: the caller must then end, since nothing else would
+    /// (a child that ran ahead of its killed parent once sat at the start gate for ever).
+    pub fn ready<T: Serialize>(mut self, payload: T) -> Result<()> {
+        let mut ack = [0u8; 1];
+        let acked = loop {
+            match self.pipe.read(&mut ack) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => break r,
+            }
+        };
+        if !matches!(acked, Ok(1)) {
+            anyhow::bail!("create ended before it noted the host process");
+        }
         self.send(&Report::Ready(payload))
     }
 
@@ -120,16 +135,9 @@ pub fn spawn<T: DeserializeOwned>(
     state_dir: &Path,
     child: impl FnOnce(Readiness) -> i32,
 ) -> Result<(i32, T), Failed> {
-    let mut p = [0i32; 2];
-    // SAFETY: pipe2 into a local array.
-    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(Failed::Os(anyhow!(
-            "pipe2: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    // SAFETY: fresh descriptors we own.
-    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
+    // Close-on-exec, both ways: the report one way, the acknowledgement of the note the other.
+    let (rd, wr) = std::os::unix::net::UnixStream::pair()
+        .map_err(|e| Failed::Os(anyhow!("socketpair: {e}")))?;
     // SAFETY: the caller (`hako create`) is single-threaded (the contract); the child runs only
     // the backend's closure and leaves by _exit.
     let pid = unsafe { libc::fork() };
@@ -141,19 +149,21 @@ pub fn spawn<T: DeserializeOwned>(
     }
     if pid == 0 {
         drop(rd);
-        let ready = Readiness {
-            pipe: std::fs::File::from(wr),
-        };
+        let ready = Readiness { pipe: wr };
         let code =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| child(ready))).unwrap_or(1);
         // SAFETY: leave without running the parent's exit handlers.
         unsafe { libc::_exit(code) }
     }
     drop(wr);
-    // Before the note: the host process must end by itself when nobody noted it.
+    // Before the note: the host process must end by itself when nobody noted it (its `ready`
+    // sees the channel closed).
     crate::fault::point("create:forked");
     crate::orphan::note_host_pid(state_dir, pid);
-    let report = read_frame::<T>(std::fs::File::from(rd));
+    // Noted: the child may report (a failed write means it is gone: the report says so).
+    let mut rd = rd;
+    let _ = rd.write_all(&[1]);
+    let report = read_frame::<T>(rd);
     if let Ok(Some(Report::Ready(v))) = report {
         return Ok((pid, v));
     }
