@@ -95,6 +95,29 @@ impl Drop for TempDir {
     }
 }
 
+/// A fresh directory `hako-<name>-<pid>` holding the virtio counter guest (`vcounter.elf`).
+/// None (said on stderr) without usable KVM, or, when `jailed`, without root (the jailed VMM
+/// needs namespaces and pivot_root).
+fn counter_dir(name: &str, jailed: bool) -> Option<(TempDir, PathBuf)> {
+    if !kvm_usable() {
+        return None;
+    }
+    // SAFETY: geteuid has no arguments.
+    if jailed && unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP: the jailed VMM needs root (namespaces, pivot_root)");
+        return None;
+    }
+    let dir = TempDir(std::env::temp_dir().join(format!("hako-{name}-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let kernel = dir.0.join("vcounter.elf");
+    std::fs::write(
+        &kernel,
+        synthetic_elf(VIRTIO_COUNTER, 0x100_0000, 0x100_0000, 0x100_0000, None),
+    )
+    .unwrap();
+    Some((dir, kernel))
+}
+
 #[test]
 fn counting_guest_is_snapshotted_restored_twice_and_each_copy_counts_on_its_own() {
     if !kvm_usable() {
@@ -350,17 +373,9 @@ fn restore_err(snap: &Path, disk: &Path) -> String {
 
 #[test]
 fn guest_in_the_middle_of_virtio_io_continues_in_two_restored_copies_each_on_its_own_disk() {
-    if !kvm_usable() {
+    let Some((dir, kernel)) = counter_dir("vmm-vsnap", false) else {
         return;
-    }
-    let dir = TempDir(std::env::temp_dir().join(format!("hako-vmm-vsnap-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).unwrap();
-    let kernel = dir.0.join("vcounter.elf");
-    std::fs::write(
-        &kernel,
-        synthetic_elf(VIRTIO_COUNTER, 0x100_0000, 0x100_0000, 0x100_0000, None),
-    )
-    .unwrap();
+    };
     let snap = dir.0.join("snap");
     std::fs::create_dir(&snap).unwrap();
 
@@ -540,22 +555,9 @@ fn guest_in_the_middle_of_virtio_io_continues_in_two_restored_copies_each_on_its
 /// directory once the VMM has ended, and restores a copy with its own disk and console.
 #[test]
 fn jailed_template_vmm_snapshots_on_the_callers_trigger() {
-    if !kvm_usable() {
+    let Some((dir, kernel)) = counter_dir("vmm-tmpl", true) else {
         return;
-    }
-    // SAFETY: geteuid has no arguments.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP: the jailed VMM needs root (namespaces, pivot_root)");
-        return;
-    }
-    let dir = TempDir(std::env::temp_dir().join(format!("hako-vmm-tmpl-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).unwrap();
-    let kernel = dir.0.join("vcounter.elf");
-    std::fs::write(
-        &kernel,
-        synthetic_elf(VIRTIO_COUNTER, 0x100_0000, 0x100_0000, 0x100_0000, None),
-    )
-    .unwrap();
+    };
     let snap = dir.0.join("template");
     std::fs::create_dir(&snap).unwrap();
     let template_disk = disk(&dir.0, "template.img", 4096);
@@ -676,22 +678,9 @@ fn hako_engine_makes_a_template_and_restores_a_sandbox_from_it() {
     use hako_microvm::engine::{Disk, Engine, VmSpec};
     use hako_microvm::hako_engine::HakoVmm;
     use std::os::unix::net::UnixStream;
-    if !kvm_usable() {
+    let Some((dir, kernel)) = counter_dir("eng-tmpl", true) else {
         return;
-    }
-    // SAFETY: geteuid has no arguments.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP: the jailed VMM needs root (namespaces, pivot_root)");
-        return;
-    }
-    let dir = TempDir(std::env::temp_dir().join(format!("hako-eng-tmpl-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).unwrap();
-    let kernel = dir.0.join("vcounter.elf");
-    std::fs::write(
-        &kernel,
-        synthetic_elf(VIRTIO_COUNTER, 0x100_0000, 0x100_0000, 0x100_0000, None),
-    )
-    .unwrap();
+    };
     let spec = |disks: Vec<Disk>, name: &str| VmSpec {
         kernel: kernel.clone(),
         cmdline: String::new(),
