@@ -192,6 +192,20 @@ const NOTIF_RECV: libc::c_ulong = 0xc0502100;
 const NOTIF_SEND: libc::c_ulong = 0xc0182101;
 
 fn user_notif(n: u64) -> f64 {
+    notif_round_trips(n, false)
+}
+
+/// The floor of the `samecpu` platform: the same round trip with
+/// `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP` set on the listener (each side woken on the other's CPU).
+fn user_notif_sync(n: u64) -> f64 {
+    notif_round_trips(n, true)
+}
+
+/// `SECCOMP_IOCTL_NOTIF_SET_FLAGS` and its one flag (not in the libc crate).
+const NOTIF_SET_FLAGS: libc::c_ulong = 0x4008_2104;
+const USER_NOTIF_FD_SYNC_WAKE_UP: u64 = 1;
+
+fn notif_round_trips(n: u64, sync_wake: bool) -> f64 {
     let out = shared();
     // SAFETY: fork + seccomp listener handed over through pidfd_getfd.
     unsafe {
@@ -213,6 +227,9 @@ fn user_notif(n: u64) -> f64 {
             eprintln!("pidfd_getfd: {}", std::io::Error::last_os_error());
             libc::kill(pid, libc::SIGKILL);
             return f64::NAN;
+        }
+        if sync_wake && libc::ioctl(lfd, NOTIF_SET_FLAGS, USER_NOTIF_FD_SYNC_WAKE_UP) != 0 {
+            eprintln!("SYNC_WAKE_UP: {}", std::io::Error::last_os_error());
         }
         let mut handled = 0;
         while handled < n {
@@ -253,6 +270,13 @@ fn main() {
         med(seccomp_trace)
     );
     println!("seccomp RET_USER_NOTIF          {:>8.0}", med(user_notif));
+    println!(
+        "seccomp RET_USER_NOTIF, sync    {:>8.0}",
+        med(user_notif_sync)
+    );
+    if std::env::var_os("PLATFORM_BENCH_NO_SYSTRAP").is_some() {
+        return;
+    }
     use systrap::Mode::*;
     for (spin_us, mode) in [
         (0u64, Spin),
