@@ -21,12 +21,17 @@ pub fn default_kernel() -> PathBuf {
 /// ELF note type of the PVH entry point (XEN_ELFNOTE_PHYS32_ENTRY).
 const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
 
+/// The most bytes of PT_NOTE segments [`check_kernel`] reads (a vmlinux has a few KiB of notes).
+const MAX_NOTES: u64 = 1 << 20;
+
 /// Check that `path` is an x86_64 ELF vmlinux carrying a PVH entry note, which is what both
-/// engines boot. Reads only the headers and notes.
+/// engines boot. Reads only the ELF header, the program headers and the note segments (a few
+/// KiB), never the whole kernel: this runs on every create.
 pub fn check_kernel(path: &Path) -> Result<()> {
+    use std::os::unix::fs::FileExt;
     let hint = "build one with kernels/build.sh or name one with io.hako.microvm.kernel";
-    let data = match fs::read(path) {
-        Ok(d) => d,
+    let file = match fs::File::open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             bail!("guest kernel {} does not exist: {hint}", path.display())
         }
@@ -34,57 +39,86 @@ pub fn check_kernel(path: &Path) -> Result<()> {
             return Err(e).with_context(|| format!("reading guest kernel {}", path.display()))
         }
     };
+    let len = file
+        .metadata()
+        .with_context(|| format!("reading guest kernel {}", path.display()))?
+        .len();
     let bad = |why: &str| {
         anyhow::anyhow!(
             "guest kernel {} is not usable: {why} ({hint})",
             path.display()
         )
     };
-    if data.len() < 64 || &data[..4] != b"\x7fELF" {
-        return Err(bad(
-            "not an ELF file (a bzImage will not do: the engines boot vmlinux through PVH)",
-        ));
+    // `n` bytes at `off`, which the caller has checked lie inside the file.
+    let read_at = |off: u64, n: usize| -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; n];
+        file.read_exact_at(&mut buf, off)
+            .with_context(|| format!("reading guest kernel {}", path.display()))?;
+        Ok(buf)
+    };
+    let not_elf = "not an ELF file (a bzImage will not do: the engines boot vmlinux through PVH)";
+    if len < 64 {
+        return Err(bad(not_elf));
     }
-    if data[4] != 2 || data[5] != 1 || u16::from_le_bytes([data[18], data[19]]) != 62 {
+    let eh = read_at(0, 64)?;
+    if &eh[..4] != b"\x7fELF" {
+        return Err(bad(not_elf));
+    }
+    if eh[4] != 2 || eh[5] != 1 || u16::from_le_bytes([eh[18], eh[19]]) != 62 {
         return Err(bad("not a 64-bit little-endian x86_64 ELF"));
     }
-    let u16_at = |o: usize| data.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
-    let u32_at = |o: usize| {
-        data.get(o..o + 4)
+    let u16_at = |b: &[u8], o: usize| b.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |b: &[u8], o: usize| {
+        b.get(o..o + 4)
             .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
     };
-    let u64_at = |o: usize| {
-        data.get(o..o + 8)
+    let u64_at = |b: &[u8], o: usize| {
+        b.get(o..o + 8)
             .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
     };
-    let phoff = u64_at(32).ok_or_else(|| bad("truncated"))? as usize;
-    let phentsize = u16_at(54).ok_or_else(|| bad("truncated"))? as usize;
-    let phnum = u16_at(56).ok_or_else(|| bad("truncated"))? as usize;
+    let phoff = u64_at(&eh, 32).ok_or_else(|| bad("truncated"))?;
+    let phentsize = u16_at(&eh, 54).ok_or_else(|| bad("truncated"))? as u64;
+    let phnum = u16_at(&eh, 56).ok_or_else(|| bad("truncated"))? as u64;
+    let truncated_ph = || bad("truncated program headers");
+    if phnum > 0 && phentsize < 40 {
+        return Err(bad("program headers of an unexpected size"));
+    }
+    // phentsize and phnum are u16: at most 4 GiB, and only read once checked against the size.
+    let ph_len = phentsize * phnum;
+    if phoff.checked_add(ph_len).is_none_or(|e| e > len) {
+        return Err(truncated_ph());
+    }
+    let phs = read_at(phoff, ph_len as usize)?;
     let mut loads = 0;
     let mut notes = vec![];
-    for i in 0..phnum {
-        let ph = phoff + i * phentsize;
-        let p_type = u32_at(ph).ok_or_else(|| bad("truncated program headers"))?;
-        let off = u64_at(ph + 8).ok_or_else(|| bad("truncated program headers"))? as usize;
-        let filesz = u64_at(ph + 32).ok_or_else(|| bad("truncated program headers"))? as usize;
-        if off.checked_add(filesz).is_none_or(|e| e > data.len()) {
+    for i in 0..phnum as usize {
+        let ph = i * phentsize as usize;
+        let p_type = u32_at(&phs, ph).ok_or_else(truncated_ph)?;
+        let off = u64_at(&phs, ph + 8).ok_or_else(truncated_ph)?;
+        let filesz = u64_at(&phs, ph + 32).ok_or_else(truncated_ph)?;
+        if off.checked_add(filesz).is_none_or(|e| e > len) {
             return Err(bad("a segment runs past the end of the file (truncated?)"));
         }
         match p_type {
             1 => loads += 1,
-            4 => notes.push((off, off + filesz)),
+            4 => notes.push((off, filesz)),
             _ => {}
         }
     }
     if loads == 0 {
         return Err(bad("no loadable segments"));
     }
-    for (start, end) in notes {
-        let mut n = start;
+    if notes.iter().map(|n| n.1).sum::<u64>() > MAX_NOTES {
+        return Err(bad("its note segments are implausibly large"));
+    }
+    for (off, filesz) in notes {
+        let data = read_at(off, filesz as usize)?;
+        let end = data.len();
+        let mut n = 0;
         while n + 12 <= end {
-            let namesz = u32_at(n).unwrap() as usize;
-            let descsz = u32_at(n + 4).unwrap() as usize;
-            let ntype = u32_at(n + 8).unwrap();
+            let namesz = u32_at(&data, n).unwrap() as usize;
+            let descsz = u32_at(&data, n + 4).unwrap() as usize;
+            let ntype = u32_at(&data, n + 8).unwrap();
             let name = data.get(n + 12..n + 12 + namesz).unwrap_or_default();
             if ntype == XEN_ELFNOTE_PHYS32_ENTRY && name.starts_with(b"Xen") {
                 return Ok(());
@@ -241,6 +275,25 @@ mod tests {
         let me = std::env::current_exe().unwrap();
         let e = format!("{:#}", check_kernel(&me).unwrap_err());
         assert!(e.contains("PVH"), "{e}");
+        // A kernel cut short: its segments run past the end.
+        let kernel = default_kernel();
+        if check_kernel(&kernel).is_ok() {
+            let mut head = vec![0u8; 1 << 20];
+            use std::io::Read;
+            fs::File::open(&kernel)
+                .unwrap()
+                .read_exact(&mut head)
+                .unwrap();
+            let cut = dir.join("cut");
+            fs::write(&cut, &head).unwrap();
+            let e = format!("{:#}", check_kernel(&cut).unwrap_err());
+            assert!(e.contains("past the end"), "{e}");
+        } else {
+            eprintln!(
+                "skipping the cut-kernel case: no usable {}",
+                kernel.display()
+            );
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 }
