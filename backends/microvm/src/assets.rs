@@ -214,13 +214,23 @@ fn check_static(p: &Path) -> Result<()> {
 }
 
 /// The agent disk: a small read-only ext4 holding `/init` (the agent) and the mount points it
-/// uses; the guest kernel mounts it as `/`. Cached by the agent's content.
+/// uses; the guest kernel mounts it as `/`. Cached by the agent's content, whose digest is
+/// memoized by the agent file's identity (it is not read on every create).
 pub fn agent_disk(cache: &Path, agent: &Path) -> Result<PathBuf> {
-    let bytes = fs::read(agent).with_context(|| format!("reading {}", agent.display()))?;
-    let key = image::hex_digest(&[&bytes]);
+    let read = || fs::read(agent).with_context(|| format!("reading {}", agent.display()));
+    let key = crate::template::memo(&cache.join(image::MEMO), agent, "agent", || {
+        Ok(image::hex_digest(&[&read()?]))
+    })?;
     let out = cache.join(format!("agent-{}.ext4", &key[..16]));
     if out.is_file() {
         return Ok(out);
+    }
+    let bytes = read()?;
+    if image::hex_digest(&[&bytes]) != key {
+        bail!(
+            "the guest agent {} changed while it was read",
+            agent.display()
+        );
     }
     fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;
     let stage = tempdir_in(cache, "agent-stage")?;

@@ -8,7 +8,7 @@
 //! unless the tree has one of its own.
 //!
 //! Reading every file for the digest costs more than anything else in a `create` of a large
-//! rootfs, so the digest is memoized (in `<cache>/rootfs-memo`) by a stamp of the tree's
+//! rootfs, so the digest is memoized (in `<cache>/memo`) by a stamp of the tree's
 //! metadata: every entry's path, type, mode, owner, device, inode, size, mtime and ctime. A
 //! write to a file changes its ctime, which no user can set back (git's index relies on the
 //! same rule), so a changed tree never finds an old digest. A tree with an entry changed in
@@ -206,8 +206,8 @@ pub fn tree_digest(root: &Path) -> Result<String> {
 /// `/lost+found` of mkfs's own) must not reuse an image made the old way.
 const IMAGE_FORMAT: &str = "ext4 -d, exact tree (no mkfs lost+found), v2";
 
-/// Below the image cache: the memoized tree digests.
-const MEMO: &str = "rootfs-memo";
+/// Below the image cache: memoized digests (of rootfs trees, of the agent binary).
+pub const MEMO: &str = "memo";
 
 /// An e2fsprogs tool (`mkfs.ext4`, `debugfs`).
 fn e2fs_binary(name: &str) -> Result<PathBuf> {
