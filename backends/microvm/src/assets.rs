@@ -21,70 +21,143 @@ pub fn default_kernel() -> PathBuf {
 /// ELF note type of the PVH entry point (XEN_ELFNOTE_PHYS32_ENTRY).
 const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
 
+/// The most bytes of PT_NOTE segments [`check_kernel`] reads (a vmlinux has a few KiB of notes).
+const MAX_NOTES: u64 = 1 << 20;
+
+/// One program header: type, offset in the file, size in the file.
+struct ProgramHeader {
+    p_type: u32,
+    offset: u64,
+    filesz: u64,
+}
+
+/// Why a file is not the x86_64 ELF a guest needs.
+enum ElfError {
+    NotElf,
+    Bad(&'static str),
+    Io(std::io::Error),
+}
+
+/// The program headers of the 64-bit little-endian x86_64 ELF open as `file` (`len` bytes),
+/// each segment checked to lie inside the file. Reads the ELF header and the program headers
+/// only (a few KiB), never the whole file: the kernel and the agent are checked on every create.
+fn program_headers(file: &fs::File, len: u64) -> std::result::Result<Vec<ProgramHeader>, ElfError> {
+    if len < 64 {
+        return Err(ElfError::NotElf);
+    }
+    let eh = read_at(file, 0, 64).map_err(ElfError::Io)?;
+    if &eh[..4] != b"\x7fELF" {
+        return Err(ElfError::NotElf);
+    }
+    if eh[4] != 2 || eh[5] != 1 || u16_at(&eh, 18) != Some(62) {
+        return Err(ElfError::Bad("not a 64-bit little-endian x86_64 ELF"));
+    }
+    let truncated = ElfError::Bad("truncated program headers");
+    let (Some(phoff), Some(phentsize), Some(phnum)) =
+        (u64_at(&eh, 32), u16_at(&eh, 54), u16_at(&eh, 56))
+    else {
+        return Err(ElfError::Bad("truncated"));
+    };
+    let (phentsize, phnum) = (phentsize as u64, phnum as u64);
+    if phnum > 0 && phentsize < 56 {
+        return Err(ElfError::Bad("program headers of an unexpected size"));
+    }
+    // phentsize and phnum are u16: at most 4 GiB, and only read once checked against the size.
+    let ph_len = phentsize * phnum;
+    if phoff.checked_add(ph_len).is_none_or(|e| e > len) {
+        return Err(truncated);
+    }
+    let phs = read_at(file, phoff, ph_len as usize).map_err(ElfError::Io)?;
+    let mut out = vec![];
+    for i in 0..phnum as usize {
+        let ph = i * phentsize as usize;
+        let (Some(p_type), Some(offset), Some(filesz)) = (
+            u32_at(&phs, ph),
+            u64_at(&phs, ph + 8),
+            u64_at(&phs, ph + 32),
+        ) else {
+            return Err(truncated);
+        };
+        if offset.checked_add(filesz).is_none_or(|e| e > len) {
+            return Err(ElfError::Bad(
+                "a segment runs past the end of the file (truncated?)",
+            ));
+        }
+        out.push(ProgramHeader {
+            p_type,
+            offset,
+            filesz,
+        });
+    }
+    Ok(out)
+}
+
+/// `n` bytes of `file` at `off`.
+fn read_at(file: &fs::File, off: u64, n: usize) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; n];
+    file.read_exact_at(&mut buf, off)?;
+    Ok(buf)
+}
+
+fn u16_at(b: &[u8], o: usize) -> Option<u16> {
+    b.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]))
+}
+
+fn u32_at(b: &[u8], o: usize) -> Option<u32> {
+    b.get(o..o + 4)
+        .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+}
+
+fn u64_at(b: &[u8], o: usize) -> Option<u64> {
+    b.get(o..o + 8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+}
+
 /// Check that `path` is an x86_64 ELF vmlinux carrying a PVH entry note, which is what both
-/// engines boot. Reads only the headers and notes.
+/// engines boot. Reads only the ELF header, the program headers and the note segments (a few
+/// KiB), never the whole kernel: this runs on every create.
 pub fn check_kernel(path: &Path) -> Result<()> {
     let hint = "build one with kernels/build.sh or name one with io.hako.microvm.kernel";
-    let data = match fs::read(path) {
-        Ok(d) => d,
+    let reading = || format!("reading guest kernel {}", path.display());
+    let file = match fs::File::open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             bail!("guest kernel {} does not exist: {hint}", path.display())
         }
-        Err(e) => {
-            return Err(e).with_context(|| format!("reading guest kernel {}", path.display()))
-        }
+        Err(e) => return Err(e).with_context(reading),
     };
+    let len = file.metadata().with_context(reading)?.len();
     let bad = |why: &str| {
         anyhow::anyhow!(
             "guest kernel {} is not usable: {why} ({hint})",
             path.display()
         )
     };
-    if data.len() < 64 || &data[..4] != b"\x7fELF" {
-        return Err(bad(
-            "not an ELF file (a bzImage will not do: the engines boot vmlinux through PVH)",
-        ));
-    }
-    if data[4] != 2 || data[5] != 1 || u16::from_le_bytes([data[18], data[19]]) != 62 {
-        return Err(bad("not a 64-bit little-endian x86_64 ELF"));
-    }
-    let u16_at = |o: usize| data.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
-    let u32_at = |o: usize| {
-        data.get(o..o + 4)
-            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
-    };
-    let u64_at = |o: usize| {
-        data.get(o..o + 8)
-            .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
-    };
-    let phoff = u64_at(32).ok_or_else(|| bad("truncated"))? as usize;
-    let phentsize = u16_at(54).ok_or_else(|| bad("truncated"))? as usize;
-    let phnum = u16_at(56).ok_or_else(|| bad("truncated"))? as usize;
-    let mut loads = 0;
-    let mut notes = vec![];
-    for i in 0..phnum {
-        let ph = phoff + i * phentsize;
-        let p_type = u32_at(ph).ok_or_else(|| bad("truncated program headers"))?;
-        let off = u64_at(ph + 8).ok_or_else(|| bad("truncated program headers"))? as usize;
-        let filesz = u64_at(ph + 32).ok_or_else(|| bad("truncated program headers"))? as usize;
-        if off.checked_add(filesz).is_none_or(|e| e > data.len()) {
-            return Err(bad("a segment runs past the end of the file (truncated?)"));
+    let phs = match program_headers(&file, len) {
+        Ok(phs) => phs,
+        Err(ElfError::NotElf) => {
+            return Err(bad(
+                "not an ELF file (a bzImage will not do: the engines boot vmlinux through PVH)",
+            ))
         }
-        match p_type {
-            1 => loads += 1,
-            4 => notes.push((off, off + filesz)),
-            _ => {}
-        }
-    }
-    if loads == 0 {
+        Err(ElfError::Bad(why)) => return Err(bad(why)),
+        Err(ElfError::Io(e)) => return Err(e).with_context(reading),
+    };
+    if !phs.iter().any(|p| p.p_type == 1) {
         return Err(bad("no loadable segments"));
     }
-    for (start, end) in notes {
-        let mut n = start;
-        while n + 12 <= end {
-            let namesz = u32_at(n).unwrap() as usize;
-            let descsz = u32_at(n + 4).unwrap() as usize;
-            let ntype = u32_at(n + 8).unwrap();
+    let notes: Vec<&ProgramHeader> = phs.iter().filter(|p| p.p_type == 4).collect();
+    if notes.iter().map(|n| n.filesz).sum::<u64>() > MAX_NOTES {
+        return Err(bad("its note segments are implausibly large"));
+    }
+    for note in notes {
+        let data = read_at(&file, note.offset, note.filesz as usize).with_context(reading)?;
+        let mut n = 0;
+        while n + 12 <= data.len() {
+            let namesz = u32_at(&data, n).unwrap() as usize;
+            let descsz = u32_at(&data, n + 4).unwrap() as usize;
+            let ntype = u32_at(&data, n + 8).unwrap();
             let name = data.get(n + 12..n + 12 + namesz).unwrap_or_default();
             if ntype == XEN_ELFNOTE_PHYS32_ENTRY && name.starts_with(b"Xen") {
                 return Ok(());
@@ -154,39 +227,45 @@ pub fn find_agent() -> Result<PathBuf> {
     )
 }
 
-/// The agent runs in a guest with no libraries: it must be statically linked (no PT_INTERP).
+/// The agent runs in a guest with no libraries: it must be a statically linked (no PT_INTERP)
+/// x86_64 ELF. Reads its headers only.
 fn check_static(p: &Path) -> Result<()> {
-    let data = fs::read(p).with_context(|| format!("reading the guest agent {}", p.display()))?;
-    if data.len() < 64 || &data[..4] != b"\x7fELF" {
-        bail!("the guest agent {} is not an ELF executable", p.display());
-    }
-    let phoff = u64::from_le_bytes(data[32..40].try_into().unwrap()) as usize;
-    let phentsize = u16::from_le_bytes([data[54], data[55]]) as usize;
-    let phnum = u16::from_le_bytes([data[56], data[57]]) as usize;
-    for i in 0..phnum {
-        let ph = phoff + i * phentsize;
-        if data
-            .get(ph..ph + 4)
-            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
-            == Some(3)
-        {
-            bail!(
-                "the guest agent {} is dynamically linked; the guest has no libraries: build it with backends/microvm/agent/build.sh",
-                p.display()
-            );
-        }
+    let reading = || format!("reading the guest agent {}", p.display());
+    let file = fs::File::open(p).with_context(reading)?;
+    let len = file.metadata().with_context(reading)?.len();
+    let phs = match program_headers(&file, len) {
+        Ok(phs) => phs,
+        Err(ElfError::NotElf) => bail!("the guest agent {} is not an ELF executable", p.display()),
+        Err(ElfError::Bad(why)) => bail!("the guest agent {} is not usable: {why}", p.display()),
+        Err(ElfError::Io(e)) => return Err(e).with_context(reading),
+    };
+    if phs.iter().any(|ph| ph.p_type == 3) {
+        bail!(
+            "the guest agent {} is dynamically linked; the guest has no libraries: build it with backends/microvm/agent/build.sh",
+            p.display()
+        );
     }
     Ok(())
 }
 
 /// The agent disk: a small read-only ext4 holding `/init` (the agent) and the mount points it
-/// uses; the guest kernel mounts it as `/`. Cached by the agent's content.
+/// uses; the guest kernel mounts it as `/`. Cached by the agent's content, whose digest is
+/// memoized by the agent file's identity (it is not read on every create).
 pub fn agent_disk(cache: &Path, agent: &Path) -> Result<PathBuf> {
-    let bytes = fs::read(agent).with_context(|| format!("reading {}", agent.display()))?;
-    let key = image::hex_digest(&[&bytes]);
+    let read = || fs::read(agent).with_context(|| format!("reading {}", agent.display()));
+    let key = crate::template::memo(&cache.join(image::MEMO), agent, "agent", || {
+        Ok(image::hex_digest(&[&read()?]))
+    })?;
     let out = cache.join(format!("agent-{}.ext4", &key[..16]));
     if out.is_file() {
         return Ok(out);
+    }
+    let bytes = read()?;
+    if image::hex_digest(&[&bytes]) != key {
+        bail!(
+            "the guest agent {} changed while it was read",
+            agent.display()
+        );
     }
     fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;
     let stage = tempdir_in(cache, "agent-stage")?;
@@ -241,6 +320,57 @@ mod tests {
         let me = std::env::current_exe().unwrap();
         let e = format!("{:#}", check_kernel(&me).unwrap_err());
         assert!(e.contains("PVH"), "{e}");
+        // A kernel cut short: its segments run past the end.
+        let kernel = default_kernel();
+        if check_kernel(&kernel).is_ok() {
+            let mut head = vec![0u8; 1 << 20];
+            use std::io::Read;
+            fs::File::open(&kernel)
+                .unwrap()
+                .read_exact(&mut head)
+                .unwrap();
+            let cut = dir.join("cut");
+            fs::write(&cut, &head).unwrap();
+            let e = format!("{:#}", check_kernel(&cut).unwrap_err());
+            assert!(e.contains("past the end"), "{e}");
+        } else {
+            eprintln!(
+                "skipping the cut-kernel case: no usable {}",
+                kernel.display()
+            );
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn agent_checks_reject_what_the_guest_cannot_run() {
+        let dir = std::env::temp_dir().join(format!("hako-acheck-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let junk = dir.join("junk");
+        fs::write(&junk, vec![0x55u8; 4096]).unwrap();
+        let e = format!("{:#}", check_static(&junk).unwrap_err());
+        assert!(e.contains("not an ELF executable"), "{e}");
+        // This test binary has an interpreter unless it was linked statically.
+        let me = std::env::current_exe().unwrap();
+        let interp = fs::read(&me)
+            .unwrap()
+            .windows(b"ld-linux".len())
+            .any(|w| w == b"ld-linux");
+        match check_static(&me) {
+            Err(e) => assert!(
+                interp && format!("{e:#}").contains("dynamically linked"),
+                "{e:#}"
+            ),
+            Ok(()) => assert!(!interp, "a dynamic test binary passed as static"),
+        }
+        // The first 4 KiB of an ELF: its segments run past the end.
+        let mut head = vec![0u8; 4096];
+        use std::io::Read;
+        fs::File::open(&me).unwrap().read_exact(&mut head).unwrap();
+        let cut = dir.join("cut");
+        fs::write(&cut, &head).unwrap();
+        let e = format!("{:#}", check_static(&cut).unwrap_err());
+        assert!(e.contains("past the end"), "{e}");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

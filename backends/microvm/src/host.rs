@@ -66,6 +66,9 @@ pub struct Restore {
 pub struct BootReport {
     pub snapshot: bool,
     pub fallback: Option<String>,
+    /// Where the host process's time went, for create's `--debug` lines.
+    #[serde(default)]
+    pub steps: String,
 }
 
 /// A VM whose agent said Ready.
@@ -360,7 +363,19 @@ fn run(mut plan: HostPlan, ready: &mut Option<Readiness>, entered: Instant) -> R
         ready: Instant::now(),
     };
     if let Some(r) = ready.take() {
-        r.ready(BootReport { snapshot, fallback })?;
+        let ms = |a: Instant, b: Instant| b.saturating_duration_since(a).as_secs_f64() * 1e3;
+        let steps = format!(
+            "set-up {:.1} ms, engine {} {:.1} ms, then Ready in {:.1} ms",
+            ms(points.entered, points.spawn),
+            if snapshot { "restore" } else { "spawn" },
+            ms(points.spawn, points.spawned),
+            ms(points.spawned, points.ready),
+        );
+        r.ready(BootReport {
+            snapshot,
+            fallback,
+            steps,
+        })?;
     }
     // After telling create, so the measurement (smaps of the VM) does not delay it.
     let mut timings = crate::timings::Timings::after_ready(

@@ -6,6 +6,14 @@
 //! a journal (the guest mounts them read-only; writes go to an overlay on a guest tmpfs), and hold
 //! the tree exactly: the `/lost+found` that mkfs.ext4 always makes is removed again (debugfs)
 //! unless the tree has one of its own.
+//!
+//! Reading every file for the digest costs more than anything else in a `create` of a large
+//! rootfs, so the digest is memoized (in `<cache>/memo`) by a stamp of the tree's
+//! metadata: every entry's path, type, mode, owner, device, inode, size, mtime and ctime. A
+//! write to a file changes its ctime, which no user can set back (git's index relies on the
+//! same rule), so a changed tree never finds an old digest. A tree with an entry changed in
+//! the last [`SETTLE`] is hashed but not memoized: a write in the same clock tick as the walk
+//! might leave its ctime as it was.
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -95,6 +103,52 @@ pub fn tree_size(root: &Path) -> Result<TreeSize> {
     Ok(t)
 }
 
+/// How long ago a tree's last change must be before its digest is memoized (see the module
+/// comment). Much longer than a filesystem timestamp's tick.
+pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The stamp of a tree's metadata that keys the digest memo (see the module comment), and
+/// whether every entry changed at least `settle` before the walk.
+fn tree_stamp(root: &Path, settle: std::time::Duration) -> Result<(String, bool)> {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .saturating_sub(settle)
+        .as_nanos() as i128;
+    let mut h = Sha256::new();
+    let mut settled = true;
+    walk(root, &mut |_, rel, md| {
+        let ctime_ns = md.ctime() as i128 * 1_000_000_000 + md.ctime_nsec() as i128;
+        let mtime_ns = md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128;
+        settled &= ctime_ns < since;
+        h.update(
+            format!(
+                "{rel}\0{:o}:{}:{}:{}:{}:{}:{}:{mtime_ns}:{ctime_ns}\n",
+                md.mode(),
+                md.uid(),
+                md.gid(),
+                md.rdev(),
+                md.dev(),
+                md.ino(),
+                md.size(),
+            )
+            .as_bytes(),
+        );
+        Ok(())
+    })?;
+    let stamp = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok((stamp, settled))
+}
+
+/// The content digest of `root` ([`tree_digest`]), memoized in `memo` by the tree's metadata.
+fn memo_tree_digest(memo: &Path, root: &Path, settle: std::time::Duration) -> Result<String> {
+    let (stamp, settled) = tree_stamp(root, settle)?;
+    if !settled {
+        return tree_digest(root);
+    }
+    crate::template::memo_by(memo, "tree", &stamp, || tree_digest(root))
+}
+
 /// The content digest of a tree (see the module comment).
 pub fn tree_digest(root: &Path) -> Result<String> {
     let mut h = Sha256::new();
@@ -151,6 +205,9 @@ pub fn tree_digest(root: &Path) -> Result<String> {
 /// Part of every rootfs image's cache key: a change to how images are made (here: no
 /// `/lost+found` of mkfs's own) must not reuse an image made the old way.
 const IMAGE_FORMAT: &str = "ext4 -d, exact tree (no mkfs lost+found), v2";
+
+/// Below the image cache: memoized digests (of rootfs trees, of the agent binary).
+pub const MEMO: &str = "memo";
 
 /// An e2fsprogs tool (`mkfs.ext4`, `debugfs`).
 fn e2fs_binary(name: &str) -> Result<PathBuf> {
@@ -296,6 +353,16 @@ pub fn sweep_half_made(dir: &Path) {
 /// The cached image of `rootfs`, made when missing. Refuses a tree whose image would be larger
 /// than `budget` bytes before reading any file content.
 pub fn rootfs_image(cache: &Path, rootfs: &Path, budget: u64) -> Result<PathBuf> {
+    rootfs_image_settled(cache, rootfs, budget, SETTLE)
+}
+
+/// [`rootfs_image`] with the digest memo's settle time as a parameter (tests use zero).
+fn rootfs_image_settled(
+    cache: &Path,
+    rootfs: &Path,
+    budget: u64,
+    settle: std::time::Duration,
+) -> Result<PathBuf> {
     let md = fs::metadata(rootfs).with_context(|| format!("bundle rootfs {}", rootfs.display()))?;
     if !md.is_dir() {
         bail!("bundle rootfs {} is not a directory", rootfs.display());
@@ -311,7 +378,8 @@ pub fn rootfs_image(cache: &Path, rootfs: &Path, budget: u64) -> Result<PathBuf>
             crate::knobs::IMAGE_BUDGET
         );
     }
-    let key = hex_digest(&[IMAGE_FORMAT.as_bytes(), tree_digest(rootfs)?.as_bytes()]);
+    let digest = memo_tree_digest(&cache.join(MEMO), rootfs, settle)?;
+    let key = hex_digest(&[IMAGE_FORMAT.as_bytes(), digest.as_bytes()]);
     let out = cache.join(format!("rootfs-{}.ext4", &key[..24]));
     if out.is_file() {
         return Ok(out);
@@ -385,6 +453,70 @@ mod tests {
         assert_eq!(root_names(&img).unwrap(), vec!["etc".to_string()]);
         // Only the one image: no temporary files left.
         assert_eq!(fs::read_dir(&cache).unwrap().count(), 1);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_changed_file_makes_a_new_image_even_with_its_mtime_restored() {
+        let d = tmp("memo");
+        let r = d.join("rootfs");
+        fs::create_dir_all(r.join("etc")).unwrap();
+        let f = r.join("etc/hello");
+        fs::write(&f, b"hello\n").unwrap();
+        let cache = d.join("cache");
+        let settle = std::time::Duration::ZERO;
+        let img1 = rootfs_image_settled(&cache, &r, 1 << 30, settle).unwrap();
+        // The digest is memoized: unchanged, the tree's files are not read again.
+        let memo = cache.join(MEMO);
+        let entries: Vec<_> = fs::read_dir(&memo).unwrap().flatten().collect();
+        assert_eq!(entries.len(), 1);
+        let entry = entries[0].path();
+        assert_eq!(
+            fs::read_to_string(&entry).unwrap(),
+            tree_digest(&r).unwrap()
+        );
+        fs::write(&entry, "marker").unwrap();
+        assert_eq!(memo_tree_digest(&memo, &r, settle).unwrap(), "marker");
+        fs::write(&entry, tree_digest(&r).unwrap()).unwrap();
+        // Same size, mtime set back: only the ctime tells. Its clock ticks in milliseconds.
+        let old = fs::metadata(&f).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(&f, b"HELLO\n").unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_times(
+                fs::FileTimes::new()
+                    .set_accessed(old.accessed().unwrap())
+                    .set_modified(old.modified().unwrap()),
+            )
+            .unwrap();
+        let new = fs::metadata(&f).unwrap();
+        assert_eq!(
+            (new.len(), new.modified().unwrap()),
+            (old.len(), old.modified().unwrap())
+        );
+        let img2 = rootfs_image_settled(&cache, &r, 1 << 30, settle).unwrap();
+        assert_ne!(img1, img2, "a changed file must make a new image");
+        assert_eq!(debugfs(&img2, "cat /etc/hello", false).unwrap(), "HELLO\n");
+        assert_eq!(debugfs(&img1, "cat /etc/hello", false).unwrap(), "hello\n");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_tree_changed_just_now_is_not_memoized() {
+        let d = tmp("unsettled");
+        let r = d.join("rootfs");
+        fs::create_dir_all(&r).unwrap();
+        fs::write(r.join("new"), b"x").unwrap();
+        let memo = d.join("memo");
+        let got = memo_tree_digest(&memo, &r, SETTLE).unwrap();
+        assert_eq!(got, tree_digest(&r).unwrap());
+        assert!(
+            !memo.exists(),
+            "a tree changed within SETTLE must not be memoized"
+        );
         fs::remove_dir_all(&d).unwrap();
     }
 

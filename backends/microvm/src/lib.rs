@@ -51,6 +51,38 @@ impl MicrovmBackend {
     }
 }
 
+/// `--debug` lines with the time each phase of `create` took, so a slow create shows where.
+struct Phases {
+    debug: bool,
+    start: std::time::Instant,
+    last: std::time::Instant,
+}
+
+impl Phases {
+    fn new(debug: bool) -> Phases {
+        let now = std::time::Instant::now();
+        Phases {
+            debug,
+            start: now,
+            last: now,
+        }
+    }
+
+    /// `what` just ended: its time, and the time since create began.
+    fn done(&mut self, what: &str) {
+        let now = std::time::Instant::now();
+        if self.debug {
+            let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+            eprintln!(
+                "hako: debug: microvm: create: {what}: {:.1} ms (at {:.1} ms)",
+                ms(now - self.last),
+                ms(now - self.start)
+            );
+        }
+        self.last = now;
+    }
+}
+
 /// Which engine runs a sandbox, and whether with KVM.
 struct Choice {
     engine: Box<dyn Engine>,
@@ -119,21 +151,27 @@ impl Backend for MicrovmBackend {
     }
 
     fn create(&self, req: &CreateRequest) -> Result<Created> {
+        let mut phases = Phases::new(req.global.debug);
         let k = Knobs::from_spec(req.spec)?;
         if req.preserve_fds > 0 {
             bail!("--preserve-fds: file descriptors cannot be passed into a microvm guest");
         }
         let kernel = kernel_path(&k);
         assets::check_kernel(&kernel)?;
+        phases.done("kernel check");
         let cache = req.global.root.join("microvm-cache");
         let choice = choose_engine(&k, &cache)?;
+        phases.done("engine choice");
         let agent = assets::find_agent()?;
         let agent_disk = assets::agent_disk(&cache, &agent)?;
+        phases.done("agent disk");
         let rootfs = rootfs_path(req.spec, req.bundle)?;
         let image = image::rootfs_image(&cache, &rootfs, k.image_budget)?;
+        phases.done("rootfs image");
         let mut builder = hako_agent::proto::ConfigBuilder::new();
         let mut cfg = guest::translate(req.spec, req.bundle, Some(&mut builder))?;
         cfg.overlay_size_mib = (k.memory_mib / 2).max(8);
+        phases.done("config");
         // The engine's network (a namespace path in the spec) moves into the guest; undone below
         // if create fails, and by delete.
         let plumbed = match net::netns_path(req.spec) {
@@ -152,6 +190,7 @@ impl Backend for MicrovmBackend {
         std::fs::write(&config_disk, &config_image)
             .with_context(|| format!("writing {}", config_disk.display()))
             .map_err(undo_net)?;
+        phases.done("network and config disk");
 
         let vm = VmSpec {
             kernel: kernel.clone(),
@@ -244,6 +283,8 @@ impl Backend for MicrovmBackend {
             }
         };
 
+        phases.done("template");
+
         let tty = match (cfg.process.terminal, req.console_socket) {
             (true, Some(sock)) => {
                 Some(hako_contract::console::send_pty_master(sock).map_err(undo_net)?)
@@ -254,6 +295,7 @@ impl Backend for MicrovmBackend {
         let template_dir = restore.as_ref().map(|r| r.template.clone());
         let cgroup = host_cgroup(req).map_err(undo_net)?;
         hako_contract::fault::point("create:cgroup");
+        phases.done("console and cgroup");
         let cgroup_json = cgroup
             .as_ref()
             .map(|c| serde_json::to_value(c).unwrap_or_default());
@@ -273,6 +315,7 @@ impl Backend for MicrovmBackend {
                 host::main(plan, ready)
             }) {
                 Ok((pid, report)) => {
+                    phases.done(&format!("host process: guest ready ({})", report.steps));
                     if let Some(why) = &report.fallback {
                         debug(&format!("the template did not restore, booted cold: {why}"));
                         // It passed the checks but did not restore: the next create makes it

@@ -91,12 +91,16 @@ impl Qemu {
             "-smp",
             &vm.vcpus.to_string(),
         ]);
-        push(&[
-            "-kernel",
-            &vm.kernel.to_string_lossy(),
-            "-append",
-            &vm.cmdline,
-        ]);
+        // A restored VM runs the template's kernel, already in the template's RAM: qemu would
+        // only read the 17 MB vmlinux into its own heap for fw_cfg and never use it.
+        if snap.is_none_or(|s| s.share) {
+            push(&[
+                "-kernel",
+                &vm.kernel.to_string_lossy(),
+                "-append",
+                &vm.cmdline,
+            ]);
+        }
         push(&[
             "-chardev",
             &format!(
@@ -138,6 +142,9 @@ pub struct SnapArgs {
     pub ram: PathBuf,
     pub share: bool,
     pub qmp_fd: i32,
+    /// A restored VM's migration stream: the template's `state` file, open on this fd, which
+    /// qemu inherits (`migrate-incoming fd:N`).
+    pub state_fd: Option<i32>,
 }
 
 /// qemu option values escape a comma by doubling it.
@@ -184,6 +191,7 @@ impl Engine for Qemu {
             ram: dir.join(RAM_FILE),
             share: true,
             qmp_fd: qmp_guest.as_raw_fd(),
+            state_fd: None,
         };
         let pid = self.launch(vm, &agent_port, Some(&snap))?;
         drop((agent_port, qmp_guest));
@@ -222,20 +230,25 @@ impl Engine for Qemu {
 
     fn spawn_restored(&self, vm: VmSpec, dir: &Path, agent_port: OwnedFd) -> Result<libc::pid_t> {
         let (qmp_host, qmp_guest) = UnixStream::pair().context("socketpair for QMP")?;
+        // qemu reads the stream from an fd it inherits: `exec:cat` would cost a shell and a cat
+        // (fork + exec twice) on every restore.
+        let state_path = dir.join(STATE_FILE);
+        let state = std::fs::File::open(&state_path)
+            .with_context(|| format!("opening {}", state_path.display()))?;
         let snap = SnapArgs {
             ram: dir.join(RAM_FILE),
             share: false,
             qmp_fd: qmp_guest.as_raw_fd(),
+            state_fd: Some(state.as_raw_fd()),
         };
         let pid = self.launch(&vm, &agent_port, Some(&snap))?;
         drop((agent_port, qmp_guest));
         let resumed = (|| -> Result<()> {
             let mut qmp = Qmp::new(qmp_host)?;
             qmp.cmd("migrate-set-capabilities", ignore_shared())?;
-            let state = dir.join(STATE_FILE);
             qmp.cmd(
                 "migrate-incoming",
-                json!({ "uri": format!("exec:cat {}", shell_quote(&state)?) }),
+                json!({ "uri": format!("fd:{}", state.as_raw_fd()) }),
             )?;
             loop {
                 let r = qmp.cmd("query-status", json!({}))?;
@@ -273,6 +286,7 @@ impl Qemu {
     ) -> Result<libc::pid_t> {
         let port_fd = agent_port.as_raw_fd();
         let qmp_fd = snap.map(|s| s.qmp_fd).unwrap_or(-1);
+        let state_fd = snap.and_then(|s| s.state_fd).unwrap_or(-1);
         let net = vm.net.as_ref().map(|n| (n.tap_fd, n.netns_fd));
         let args = Self::args_with(vm, port_fd, snap);
         let log = std::fs::File::create(&vm.engine_log)
@@ -285,9 +299,9 @@ impl Qemu {
         // SAFETY: async-signal-safe calls between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
-                // The agent port (and the QMP socket) must survive exec (they were made
-                // close-on-exec).
-                for fd in [port_fd, qmp_fd] {
+                // The agent port (and the QMP socket and the migration stream) must survive
+                // exec (they were made close-on-exec).
+                for fd in [port_fd, qmp_fd, state_fd] {
                     if fd < 0 {
                         continue;
                     }
@@ -454,5 +468,26 @@ mod tests {
         assert!(args.find("disk0").unwrap() < args.find("disk1").unwrap());
         assert!(args.contains("socket,id=agent,fd=7"), "{args}");
         assert!(args.contains("-nodefaults") && args.contains("-no-reboot"));
+        assert!(
+            args.contains("-kernel /k/vmlinux -append console=ttyS0"),
+            "{args}"
+        );
+        // A template boots the kernel; a restored copy runs the one in the template's RAM.
+        let snap = |share| SnapArgs {
+            ram: "/t/ram".into(),
+            share,
+            qmp_fd: 5,
+            state_fd: (!share).then_some(6),
+        };
+        let template = Qemu::args_with(&vm, 7, Some(&snap(true))).join(" ");
+        assert!(template.contains("-kernel /k/vmlinux"), "{template}");
+        assert!(!template.contains("-incoming"), "{template}");
+        let restored = Qemu::args_with(&vm, 7, Some(&snap(false))).join(" ");
+        assert!(restored.contains("-incoming defer"), "{restored}");
+        assert!(restored.contains("mem-path=/t/ram,share=off"), "{restored}");
+        assert!(
+            !restored.contains("-kernel") && !restored.contains("-append"),
+            "{restored}"
+        );
     }
 }

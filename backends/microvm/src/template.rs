@@ -425,6 +425,18 @@ pub fn memo(
         md.ctime(),
         md.ctime_nsec()
     );
+    memo_by(dir, what, &id, compute)
+}
+
+/// `compute()`'s answer cached in `dir` under `what` and `id` (any string that changes whenever
+/// the answer may). Written whole (a temporary file renamed into place), so a reader sees an
+/// old answer or the new one.
+pub fn memo_by(
+    dir: &Path,
+    what: &str,
+    id: &str,
+    compute: impl FnOnce() -> Result<String>,
+) -> Result<String> {
     let entry = dir.join(format!(
         "{what}-{}",
         &crate::image::hex_digest(&[id.as_bytes()])[..32]
