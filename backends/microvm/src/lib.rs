@@ -273,6 +273,14 @@ impl Backend for MicrovmBackend {
                 host::main(plan, ready)
             }) {
                 Ok((pid, report)) => {
+                    if !report.agent_steps_ms.is_empty() {
+                        let steps: Vec<String> = report
+                            .agent_steps_ms
+                            .iter()
+                            .map(|(n, ms)| format!("{n} {ms:.1}"))
+                            .collect();
+                        debug(&format!("agent steps (guest ms): {}", steps.join(", ")));
+                    }
                     if let Some(why) = &report.fallback {
                         debug(&format!("the template did not restore, booted cold: {why}"));
                         // It passed the checks but did not restore: the next create makes it

@@ -17,7 +17,7 @@
 //! A restored guest has no config disk: the host sends the config disk's image after Go, in
 //! [`Frame::Config`] pieces (one virtio disk less to probe and read on this path).
 
-use crate::boottime::{boottime_ns, AGENT_START_NS};
+use crate::boottime::{boottime_ns, mark, restart_steps, AGENT_START_NS};
 use crate::sys::{errno, Res};
 use hako_agent::proto::{Frame, FrameReader, TEMPLATE_ARG};
 use std::fs;
@@ -72,6 +72,7 @@ pub(crate) fn wait_for_go(port: &mut fs::File) -> Res<Vec<u8>> {
         read(&mut reader)?;
     };
     AGENT_START_NS.store(boottime_ns(), std::sync::atomic::Ordering::Relaxed);
+    restart_steps();
     if config_len > MAX_CONFIG {
         return Err(format!(
             "Go announces a config of {config_len} bytes, over {MAX_CONFIG}"
@@ -79,8 +80,11 @@ pub(crate) fn wait_for_go(port: &mut fs::File) -> Res<Vec<u8>> {
     }
     // Entropy and clock first: nothing below may draw on the template's random state.
     reseed(&entropy)?;
+    mark("reseed");
     set_clock(realtime_ns)?;
+    mark("clock");
     driver("bind", &disks)?;
+    mark("bind-disks");
     let mut config = Vec::with_capacity(config_len as usize);
     while (config.len() as u64) < config_len {
         match reader.next_frame()? {
@@ -95,6 +99,7 @@ pub(crate) fn wait_for_go(port: &mut fs::File) -> Res<Vec<u8>> {
     if reader.next_frame()?.is_some() {
         return Err("the host sent frames after the config before Ready".into());
     }
+    mark("config");
     Ok(config)
 }
 
