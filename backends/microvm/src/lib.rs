@@ -191,6 +191,13 @@ impl Backend for MicrovmBackend {
         // damaged). Anything in the way means a cold boot, said in a debug line.
         let restore = match k.boot {
             knobs::Boot::Cold => None,
+            knobs::Boot::Snapshot if !image::is_device_sized(&image) => {
+                debug(&format!(
+                    "cold boot: the rootfs image is larger than a template's rootfs device ({} MiB)",
+                    image::ROOTFS_DEVICE_BYTES >> 20
+                ));
+                None
+            }
             knobs::Boot::Snapshot if vm.net.is_some() && choice.engine.name() != "qemu" => {
                 debug("cold boot: the hako engine makes templates without a network device only");
                 None

@@ -2,8 +2,8 @@
 //!
 //! 1. Mounts /proc, /sys, /dev and a tmpfs at /mnt on the agent disk (the kernel's root).
 //! 2. Opens the agent port (`/dev/hvc0`, raw mode); in a template guest, says Template and waits
-//!    for Go (`restore`: a restored copy resumes there, reseeds, sets the clock, re-probes its
-//!    disks); reads the config disk.
+//!    for Go (`restore`: a restored copy resumes there, reseeds, sets the clock, gets its config
+//!    from the host); a cold boot reads the config disk.
 //! 3. Mounts the rootfs image read-only, an overlay on a tmpfs upper over it, the spec's mounts;
 //!    brings `lo` up and configures the virtio-net interface the host described (`net`).
 //! 4. Forks the workload: new mount namespace, pivot_root into the overlay, rlimits, user,
@@ -104,17 +104,16 @@ fn run(port_slot: &mut Option<fs::File>) -> Res<()> {
     *port_slot = Some(port.try_clone().map_err(|e| e.to_string())?);
     // A template guest stops here until a restored copy of it gets Go (restore.rs).
     let restored = restore::template_mode();
-    let given = if restored {
+    let (disk, rootfs_dev) = if restored {
         let image = restore::wait_for_go(&mut port)?;
         let c = ConfigDisk::parse(&image).map_err(|e| format!("the config from the host: {e}"))?;
         mark("parse-config");
-        Some(c)
+        (c, restore::ROOTFS_DEV.to_string())
     } else {
-        None
+        let found = find_disks()?;
+        mark("find-disks");
+        found
     };
-
-    let (disk, rootfs_dev) = find_disks(given)?;
-    mark("find-disks");
     let cfg = &disk.config;
 
     // The workload's root: the read-only image, an overlay with its upper on a tmpfs.
