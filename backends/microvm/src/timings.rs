@@ -75,7 +75,8 @@ pub struct Timings {
     pub guest_pss_kib: Option<u64>,
     /// Start frame sent → the workload's Exit frame received.
     pub run_ms: Option<f64>,
-    /// Exit frame received → the VM process ended (the guest's reset) and was reaped.
+    /// Exit frame received → the VM process ended and was reaped (the host process kills it
+    /// once the Exit frame is in: the guest's own reset would take longer).
     pub vm_exit_ms: Option<f64>,
 }
 
