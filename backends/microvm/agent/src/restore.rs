@@ -54,6 +54,13 @@ pub(crate) fn wait_for_go(port: &mut fs::File) -> Res<Vec<u8>> {
     drop_cached_blocks()?;
     // What every sandbox does the same way is done once, here.
     crate::net::lo_up()?;
+    // The agent's whole image (the code it has not run yet, its data, heap and stack) faulted
+    // in and kept resident: a restored copy would otherwise take a page fault, and a read of the
+    // agent disk for a page not yet cached, on each first touch after Go.
+    // SAFETY: a plain syscall.
+    if unsafe { libc::mlockall(libc::MCL_CURRENT) } != 0 {
+        return Err(format!("mlockall: {}", errno()));
+    }
     port.write_all(&Frame::Template.encode())
         .map_err(|e| format!("agent port: {e}"))?;
     let mut reader = FrameReader::new();
