@@ -104,8 +104,10 @@ fn run(port_slot: &mut Option<fs::File>) -> Res<()> {
     *port_slot = Some(port.try_clone().map_err(|e| e.to_string())?);
     // A template guest stops here until a restored copy of it gets Go (restore.rs).
     let restored = restore::template_mode();
+    let mut prefetch = None;
     let (disk, rootfs_dev) = if restored {
-        let image = restore::wait_for_go(&mut port)?;
+        let image;
+        (image, prefetch) = restore::wait_for_go(&mut port)?;
         let c = ConfigDisk::parse(&image).map_err(|e| format!("the config from the host: {e}"))?;
         mark("parse-config");
         (c, restore::ROOTFS_DEV.to_string())
@@ -124,6 +126,7 @@ fn run(port_slot: &mut Option<fs::File>) -> Res<()> {
         mkdir_p(d)?;
     }
     mount(&rootfs_dev, lower, "ext4", libc::MS_RDONLY, "")?;
+    drop(prefetch);
     mark("mount-rootfs");
     mount(
         "tmpfs",

@@ -48,8 +48,9 @@ pub(crate) fn template_mode() -> bool {
 }
 
 /// Say Template, block until Go (in the template this is where the VM is saved; in each
-/// restored copy it returns), then apply Go. Returns the config disk image the host sent.
-pub(crate) fn wait_for_go(port: &mut fs::File) -> Res<Vec<u8>> {
+/// restored copy it returns), then apply Go. Returns the config disk image the host sent, and
+/// the rootfs device open with its read-ahead under way ([`prefetch_rootfs`]).
+pub(crate) fn wait_for_go(port: &mut fs::File) -> Res<(Vec<u8>, Option<fs::File>)> {
     // No block of the placeholder disks stays cached in the saved memory.
     drop_cached_blocks()?;
     // What every sandbox does the same way is done once, here.
@@ -100,6 +101,9 @@ pub(crate) fn wait_for_go(port: &mut fs::File) -> Res<Vec<u8>> {
     mark("reseed");
     set_clock(realtime_ns)?;
     mark("clock");
+    // The sandbox's image is behind vdb from here on (never before Go: the template's is the
+    // placeholder's).
+    let prefetch = prefetch_rootfs();
     let mut config = Vec::with_capacity(config_len as usize);
     while (config.len() as u64) < config_len {
         match reader.next_frame()? {
@@ -115,7 +119,23 @@ pub(crate) fn wait_for_go(port: &mut fs::File) -> Res<Vec<u8>> {
         return Err("the host sent frames after the config before Ready".into());
     }
     mark("config");
-    Ok(config)
+    Ok((config, prefetch))
+}
+
+/// How much of the rootfs device a restored agent asks for before it mounts it.
+const PREFETCH_BYTES: usize = 1 << 20;
+
+/// Ask for the rootfs device's first blocks (ext4's superblock, group descriptors, bitmaps and
+/// the first inode tables) in one read-ahead, before the mount reads them one block at a
+/// time: the host serves it on qemu's I/O thread while the vCPU goes on. The returned file
+/// keeps the device open until the mount has it open too (the last close drops the device's
+/// cached pages).
+fn prefetch_rootfs() -> Option<fs::File> {
+    let f = fs::File::open(ROOTFS_DEV).ok()?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain syscall on our fd; a failure only means no read-ahead.
+    unsafe { libc::readahead(f.as_raw_fd(), 0, PREFETCH_BYTES) };
+    Some(f)
 }
 
 /// The largest config image a host may announce (the cold path's config disk has no limit but
