@@ -69,6 +69,10 @@ pub struct BootReport {
     /// Where the host process's time went, for create's `--debug` lines.
     #[serde(default)]
     pub steps: String,
+    /// The agent's set-up steps and their cost in guest ms ([`crate::timings::step_costs`]),
+    /// for `create --debug`.
+    #[serde(default)]
+    pub agent_steps_ms: Vec<(String, f64)>,
 }
 
 /// A VM whose agent said Ready.
@@ -76,6 +80,8 @@ struct Booted {
     port: Port,
     vm_pid: libc::pid_t,
     boot_times: Option<(u64, u64)>,
+    /// The agent's Steps frame: each set-up step's name and guest time at its end.
+    steps: Vec<(String, u64)>,
     spawn: Instant,
     spawned: Instant,
     snapshot: bool,
@@ -123,11 +129,12 @@ fn boot(plan: &HostPlan, sigfd: &OwnedFd) -> Result<Booted> {
                     }
                 };
                 match res {
-                    Ok(boot_times) => {
+                    Ok((boot_times, steps)) => {
                         return Ok(Booted {
                             port,
                             vm_pid,
                             boot_times,
+                            steps,
                             spawn,
                             spawned,
                             snapshot: true,
@@ -148,10 +155,11 @@ fn boot(plan: &HostPlan, sigfd: &OwnedFd) -> Result<Booted> {
     record_vm_pid(plan, vm_pid);
     let mut port = Port::new(host_end);
     match wait_ready(&mut port, sigfd, vm_pid, &plan.vm, spawn) {
-        Ok(boot_times) => Ok(Booted {
+        Ok((boot_times, steps)) => Ok(Booted {
             port,
             vm_pid,
             boot_times,
+            steps,
             spawn,
             spawned,
             snapshot: false,
@@ -201,18 +209,22 @@ fn go_frame(config_len: u64) -> Result<Frame> {
     })
 }
 
-/// Read the agent port until the agent says Ready; its BootTimes when it sent them.
+/// What the agent reported of its own times before Ready: its BootTimes and its Steps.
+type GuestTimes = (Option<(u64, u64)>, Vec<(String, u64)>);
+
+/// Read the agent port until the agent says Ready; its BootTimes and Steps when it sent them.
 fn wait_ready(
     port: &mut Port,
     sigfd: &OwnedFd,
     vm_pid: libc::pid_t,
     vm: &VmSpec,
     boot_start: Instant,
-) -> std::result::Result<Option<(u64, u64)>, BootErr> {
+) -> std::result::Result<GuestTimes, BootErr> {
     let (serial_log, engine_log) = (&vm.serial_log, &vm.engine_log);
     let vm_err = |e: anyhow::Error| BootErr::Vm(e);
     let mut errors = vec![];
     let mut boot_times = None;
+    let mut steps = vec![];
     loop {
         let left = BOOT_TIMEOUT.saturating_sub(boot_start.elapsed());
         if left.is_zero() {
@@ -245,11 +257,12 @@ fn wait_ready(
                     agent_start_ns,
                     ready_ns,
                 } => boot_times = Some((agent_start_ns, ready_ns)),
+                Frame::Steps(s) => steps = s,
                 _ => {}
             }
         }
         if ready {
-            return Ok(boot_times);
+            return Ok((boot_times, steps));
         }
         let _ = read_signals(sigfd);
         if eof || !errors.is_empty() {
@@ -351,6 +364,7 @@ fn run(mut plan: HostPlan, ready: &mut Option<Readiness>, entered: Instant) -> R
         mut port,
         vm_pid,
         boot_times,
+        steps,
         spawn: boot_start,
         spawned,
         snapshot,
@@ -362,6 +376,9 @@ fn run(mut plan: HostPlan, ready: &mut Option<Readiness>, entered: Instant) -> R
         spawned,
         ready: Instant::now(),
     };
+    let agent_steps_ms = boot_times
+        .map(|(start, _)| crate::timings::step_costs(start, &steps))
+        .unwrap_or_default();
     if let Some(r) = ready.take() {
         let ms = |a: Instant, b: Instant| b.saturating_duration_since(a).as_secs_f64() * 1e3;
         let steps = format!(
@@ -375,6 +392,7 @@ fn run(mut plan: HostPlan, ready: &mut Option<Readiness>, entered: Instant) -> R
             snapshot,
             fallback,
             steps,
+            agent_steps_ms: agent_steps_ms.clone(),
         })?;
     }
     // After telling create, so the measurement (smaps of the VM) does not delay it.
@@ -393,6 +411,7 @@ fn run(mut plan: HostPlan, ready: &mut Option<Readiness>, entered: Instant) -> R
             })
             .flatten(),
     );
+    timings.agent_steps_ms = agent_steps_ms;
     let _ = timings.write(&plan.timings_file);
 
     // Created: wait for `hako start`. Until then our signals keep their default actions, so
@@ -423,6 +442,13 @@ fn run(mut plan: HostPlan, ready: &mut Option<Readiness>, entered: Instant) -> R
     let _ = std::fs::remove_file(&plan.exec_sock);
     let st = match reaped {
         Some(st) => Some(st),
+        // The workload's status is final, and the guest holds nothing the host still needs (its
+        // disks are read-only, its writable layer is guest memory): end the VM now instead of
+        // waiting for the guest's own reset (its shutdown path costs tens of ms under TCG).
+        None if status.is_some() => {
+            kill_vm(vm_pid);
+            None
+        }
         None => wait_vm(vm_pid, SHUTDOWN_GRACE),
     };
     if status.is_some() {

@@ -350,6 +350,35 @@ pub fn sweep_half_made(dir: &Path) {
     }
 }
 
+/// The size of every rootfs image as a device: the file is extended (sparse: no blocks on the
+/// host's disk) past the ext4 inside, which keeps its own smaller size. A template's placeholder
+/// disk has the same size, so a guest restored from it finds the sandbox's image behind a
+/// device the kernel already knows, and mounts it without probing it again (docs/backends/
+/// microvm.md, "Snapshot boot"). Well above the default image budget; an image larger than
+/// this (a raised budget) keeps its own size and boots cold.
+pub const ROOTFS_DEVICE_BYTES: u64 = 4 << 30;
+
+/// Extend the image `img` to [`ROOTFS_DEVICE_BYTES`] when it is smaller (a new image, or one
+/// cached before images were device-sized). Idempotent, so concurrent creates may both do it.
+fn size_as_device(img: &Path) -> Result<()> {
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(img)
+        .with_context(|| format!("opening {}", img.display()))?;
+    let len = f.metadata()?.len();
+    if len < ROOTFS_DEVICE_BYTES {
+        f.set_len(ROOTFS_DEVICE_BYTES)
+            .with_context(|| format!("sizing {}", img.display()))?;
+    }
+    Ok(())
+}
+
+/// Whether the image `img` has the size a template's rootfs device has (see
+/// [`ROOTFS_DEVICE_BYTES`]): only then may a restored guest use it.
+pub fn is_device_sized(img: &Path) -> bool {
+    fs::metadata(img).is_ok_and(|m| m.len() == ROOTFS_DEVICE_BYTES)
+}
+
 /// The cached image of `rootfs`, made when missing. Refuses a tree whose image would be larger
 /// than `budget` bytes before reading any file content.
 pub fn rootfs_image(cache: &Path, rootfs: &Path, budget: u64) -> Result<PathBuf> {
@@ -381,17 +410,19 @@ fn rootfs_image_settled(
     let digest = memo_tree_digest(&cache.join(MEMO), rootfs, settle)?;
     let key = hex_digest(&[IMAGE_FORMAT.as_bytes(), digest.as_bytes()]);
     let out = cache.join(format!("rootfs-{}.ext4", &key[..24]));
-    if out.is_file() {
-        return Ok(out);
+    if !out.is_file() {
+        fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;
+        mkfs_into(
+            rootfs,
+            &out,
+            need,
+            size.inodes(),
+            hako_agent::proto::ROOTFS_LABEL,
+        )?;
     }
-    fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;
-    mkfs_into(
-        rootfs,
-        &out,
-        need,
-        size.inodes(),
-        hako_agent::proto::ROOTFS_LABEL,
-    )?;
+    if need <= ROOTFS_DEVICE_BYTES {
+        size_as_device(&out)?;
+    }
     Ok(out)
 }
 
@@ -432,8 +463,13 @@ mod tests {
         fs::write(r.join("etc/hello"), b"hello\n").unwrap();
         let cache = d.join("cache");
         let img = rootfs_image(&cache, &r, 1 << 30).unwrap();
+        // A device-sized file, sparse past its ext4.
+        assert!(is_device_sized(&img));
+        let md = fs::metadata(&img).unwrap();
+        assert!(md.blocks() * 512 < 64 << 20, "{} blocks", md.blocks());
         // An ext4 superblock with our label.
-        let data = fs::read(&img).unwrap();
+        let mut data = vec![0u8; 4096];
+        fs::File::open(&img).unwrap().read_exact(&mut data).unwrap();
         assert_eq!(&data[1024 + 56..1024 + 58], &[0x53, 0xef]);
         assert!(data[1024 + 120..].starts_with(hako_agent::proto::ROOTFS_LABEL.as_bytes()));
         let mtime = fs::metadata(&img).unwrap().modified().unwrap();

@@ -230,6 +230,13 @@ impl Backend for MicrovmBackend {
         // damaged). Anything in the way means a cold boot, said in a debug line.
         let restore = match k.boot {
             knobs::Boot::Cold => None,
+            knobs::Boot::Snapshot if !image::is_device_sized(&image) => {
+                debug(&format!(
+                    "cold boot: the rootfs image is larger than a template's rootfs device ({} MiB)",
+                    image::ROOTFS_DEVICE_BYTES >> 20
+                ));
+                None
+            }
             knobs::Boot::Snapshot if vm.net.is_some() && choice.engine.name() != "qemu" => {
                 debug("cold boot: the hako engine makes templates without a network device only");
                 None
@@ -316,6 +323,14 @@ impl Backend for MicrovmBackend {
             }) {
                 Ok((pid, report)) => {
                     phases.done(&format!("host process: guest ready ({})", report.steps));
+                    if !report.agent_steps_ms.is_empty() {
+                        let steps: Vec<String> = report
+                            .agent_steps_ms
+                            .iter()
+                            .map(|(n, ms)| format!("{n} {ms:.1}"))
+                            .collect();
+                        debug(&format!("agent steps (guest ms): {}", steps.join(", ")));
+                    }
                     if let Some(why) = &report.fallback {
                         debug(&format!("the template did not restore, booted cold: {why}"));
                         // It passed the checks but did not restore: the next create makes it

@@ -57,6 +57,10 @@ pub struct Inputs {
     pub memory_mib: u64,
     /// The device layout the restored VM must repeat.
     pub layout: String,
+    /// The size of the rootfs device (vdb): [`crate::image::ROOTFS_DEVICE_BYTES`], the size of
+    /// every rootfs image a restored copy may be given.
+    #[serde(default)]
+    pub rootfs_device_bytes: u64,
     /// With a virtio-net device: what its tap offers ([`crate::net::tap_profile`]). The device
     /// keeps the offloads it negotiated with the template's tap, so a sandbox restores only
     /// from a template whose tap offered what its own does.
@@ -102,6 +106,7 @@ impl Inputs {
                 LAYOUT
             }
             .into(),
+            rootfs_device_bytes: crate::image::ROOTFS_DEVICE_BYTES,
             net_tap,
         })
     }
@@ -260,12 +265,15 @@ fn build(
     agent_disk: &Path,
     dir: &Path,
 ) -> Result<()> {
-    // The template's rootfs disk is a placeholder: its agent does not read it, and a restored
-    // copy re-probes the device once the sandbox's image is behind it. There is no config disk:
-    // a restored copy gets the config over the agent port.
+    // The template's rootfs disk is a placeholder of the size every rootfs image has (sparse
+    // zeros): its agent does not read it and drops what the kernel's probe cached of it, so a
+    // restored copy mounts the sandbox's image behind the same device without probing it again.
+    // There is no config disk: a restored copy gets the config over the agent port.
     let placeholders = [dir.join("placeholder-rootfs")];
     for p in &placeholders {
-        fs::write(p, vec![0u8; 4096]).with_context(|| format!("writing {}", p.display()))?;
+        fs::File::create(p)
+            .and_then(|f| f.set_len(crate::image::ROOTFS_DEVICE_BYTES))
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     // With a network: a placeholder tap like the sandbox's, in a namespace that goes away with
     // the template VM. Its offloads must be the ones the sandbox's tap offers.
@@ -469,6 +477,7 @@ mod tests {
             vcpus: 1,
             memory_mib: 128,
             layout: LAYOUT.into(),
+            rootfs_device_bytes: crate::image::ROOTFS_DEVICE_BYTES,
             net_tap: None,
         }
     }
@@ -486,6 +495,9 @@ mod tests {
         d.layout = LAYOUT_NET.into();
         d.net_tap = Some("tap flags 0x5002".into());
         assert_ne!(a.key(), d.key());
+        let mut e = a.clone();
+        e.rootfs_device_bytes *= 2;
+        assert_ne!(a.key(), e.key());
         assert_eq!(a.key(), inputs().key());
     }
 

@@ -54,6 +54,10 @@ pub struct Timings {
     pub agent_start_ns: Option<u64>,
     /// Guest `CLOCK_BOOTTIME` just before the agent sent Ready, ns.
     pub ready_ns: Option<u64>,
+    /// The agent's set-up steps in order, each with its cost in guest ms (from the Steps frame,
+    /// [`step_costs`]); they add up to `agent_setup_ms`, bar the Ready frame's own sending.
+    #[serde(default)]
+    pub agent_steps_ms: Vec<(String, f64)>,
     /// See the module docs: `ready_ms - ready_ns`.
     pub vmm_start_ms: Option<f64>,
     /// `agent_start_ns`, in ms.
@@ -71,7 +75,8 @@ pub struct Timings {
     pub guest_pss_kib: Option<u64>,
     /// Start frame sent → the workload's Exit frame received.
     pub run_ms: Option<f64>,
-    /// Exit frame received → the VM process ended (the guest's reset) and was reaped.
+    /// Exit frame received → the VM process ended and was reaped (the host process kills it
+    /// once the Exit frame is in: the guest's own reset would take longer).
     pub vm_exit_ms: Option<f64>,
 }
 
@@ -93,6 +98,20 @@ pub fn split(spawn_to_ready: Duration, agent_start_ns: u64, ready_ns: u64) -> Op
         kernel_boot_ms: ms(agent_start_ns),
         agent_setup_ms: ms(setup_ns),
     })
+}
+
+/// Each step's cost in ms: its end (guest ns) minus the previous step's end, the first's minus
+/// `agent_start_ns`. A step that ends before the one before it (never, with one clock) costs 0.
+pub fn step_costs(agent_start_ns: u64, steps: &[(String, u64)]) -> Vec<(String, f64)> {
+    let mut prev = agent_start_ns;
+    steps
+        .iter()
+        .map(|(name, end)| {
+            let cost = end.saturating_sub(prev) as f64 / 1e6;
+            prev = prev.max(*end);
+            (name.clone(), cost)
+        })
+        .collect()
 }
 
 fn ms_between(a: Instant, b: Instant) -> f64 {
@@ -254,6 +273,23 @@ mod tests {
         assert_eq!(t.kernel_boot_ms, Some(0.0));
         assert!((t.vmm_start_ms.unwrap() - 2.0).abs() < 1e-6);
         assert!((t.agent_setup_ms.unwrap() - 30.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn step_costs_are_the_gaps_between_step_ends() {
+        // Each step costs its end minus the previous end, the first from the agent's start
+        // (Go, in a restored guest).
+        let steps = [
+            ("config".to_string(), 5_004_000_000),
+            ("mount-rootfs".to_string(), 5_029_500_000),
+            ("odd".to_string(), 5_029_000_000),
+        ];
+        let c = step_costs(5_000_000_000, &steps);
+        let names: Vec<_> = c.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["config", "mount-rootfs", "odd"]);
+        assert!((c[0].1 - 4.0).abs() < 1e-6);
+        assert!((c[1].1 - 25.5).abs() < 1e-6);
+        assert_eq!(c[2].1, 0.0);
     }
 
     #[test]

@@ -27,6 +27,7 @@ fn snapshot_boot() {
     build_agent();
     bad_boot_annotation_fails_create_and_leaves_nothing();
     restored_sandboxes_run_isolated_from_each_other();
+    each_restored_sandbox_reads_its_own_rootfs();
     damaged_template_or_changed_kernel_means_a_new_template();
     concurrent_builds_of_one_template_happen_once();
 }
@@ -162,6 +163,71 @@ fn restored_sandboxes_run_isolated_from_each_other() {
     let c = run(&env, "c", "sandbox-c", "true", &[(BOOT, "cold")]);
     assert_eq!(c.timings.boot, "cold");
     assert!(c.timings.kernel_boot_ms.unwrap() > 0.0);
+    let _ = std::fs::remove_dir_all(&env.dir);
+}
+
+/// Sandboxes from one template with different rootfs images (of different ext4 sizes, all
+/// behind a device of the one size the template's placeholder had): each reads its own files,
+/// never the placeholder's blocks or another image's.
+fn each_restored_sandbox_reads_its_own_rootfs() {
+    let env = Env::new("snap-rootfs");
+    let rootfs = env.bundle.join("rootfs");
+    let big = rootfs.join("big");
+    // 6 MiB of a pattern the guest checksums: blocks far past a small image's end.
+    let pattern: Vec<u8> = (0..6u32 << 20).map(|i| (i % 251) as u8).collect();
+    let want_sum = {
+        use std::io::Write;
+        let mut c = std::process::Command::new("md5sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(&pattern).unwrap();
+        let o = c.wait_with_output().unwrap();
+        String::from_utf8(o.stdout).unwrap()[..32].to_string()
+    };
+    let script = "cat /etc/which; if [ -e /big ]; then busybox md5sum /big; else echo no-big; fi";
+    let mut seen = vec![];
+    for (i, which) in ["one", "two", "three"].iter().enumerate() {
+        std::fs::write(rootfs.join("etc/which"), format!("{which}\n")).unwrap();
+        if i == 1 {
+            std::fs::write(&big, &pattern).unwrap();
+        } else {
+            let _ = std::fs::remove_file(&big);
+        }
+        let r = run(&env, &format!("r{i}"), "rootfs", script, &[]);
+        assert_eq!(r.timings.boot, "snapshot", "{:?}", r.timings);
+        eprintln!("{which}: agent steps {:?}", r.timings.agent_steps_ms);
+        let lines: Vec<&str> = r.out.lines().collect();
+        assert_eq!(lines[0], *which, "{:?}", r.out);
+        if i == 1 {
+            assert_eq!(lines[1], format!("{want_sum}  /big"), "{:?}", r.out);
+        } else {
+            assert_eq!(lines[1], "no-big", "{:?}", r.out);
+        }
+        seen.push(templates(&env.global.root));
+    }
+    assert_eq!(seen[0].len(), 1, "one template: {seen:?}");
+    assert!(
+        seen.iter().all(|t| *t == seen[0]),
+        "one template for all: {seen:?}"
+    );
+    // Three images, each a device of the template's rootfs size, their ext4 sizes differing.
+    let images: Vec<PathBuf> = std::fs::read_dir(env.global.root.join("microvm-cache"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("rootfs-")
+        })
+        .collect();
+    assert_eq!(images.len(), 3, "{images:?}");
+    for i in &images {
+        assert!(hako_microvm::image::is_device_sized(i), "{}", i.display());
+    }
     let _ = std::fs::remove_dir_all(&env.dir);
 }
 

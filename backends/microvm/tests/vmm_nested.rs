@@ -262,6 +262,15 @@ fn engine_template_restores_a_sandbox() {
         path: PathBuf::from(p),
         readonly: true,
     };
+    // The rootfs image is a device of the template's rootfs size, as `create` makes it.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/sandbox-rootfs.img")
+        .and_then(|f| f.set_len(hako_microvm::image::ROOTFS_DEVICE_BYTES))
+        .unwrap();
+    assert!(hako_microvm::image::is_device_sized(Path::new(
+        "/sandbox-rootfs.img"
+    )));
     let vm = VmSpec {
         kernel: kernel.to_path_buf(),
         cmdline: t.inputs.cmdline.clone(),
@@ -578,7 +587,16 @@ fn linux_boots_on_hako_vmm_under_nested_kvm() {
     }
     std::fs::copy(which("busybox").unwrap(), sbroot.join("bin/busybox")).unwrap();
     let image = hako_microvm::image::rootfs_image(&cache, &sbroot, 1 << 30).unwrap();
-    std::fs::copy(&image, root.join("sandbox-rootfs.img")).unwrap();
+    // Only its ext4 goes into the initramfs (cpio holds no file of 4 GiB, and would store the
+    // sparse rest as zeros); level 1 extends it to the device size again.
+    let ext4_bytes = hako_microvm::image::tree_size(&sbroot)
+        .unwrap()
+        .image_bytes();
+    std::io::copy(
+        &mut std::io::Read::take(std::fs::File::open(&image).unwrap(), ext4_bytes),
+        &mut std::fs::File::create(root.join("sandbox-rootfs.img")).unwrap(),
+    )
+    .unwrap();
     let mut spec = oci_spec::runtime::Spec::default();
     let mut p = spec.process().clone().unwrap();
     p.set_args(Some(vec![

@@ -15,6 +15,31 @@ pub(crate) fn boottime_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// The end of each set-up step so far: its name and `CLOCK_BOOTTIME` then (the Steps frame).
+static STEPS: std::sync::Mutex<Vec<(&'static str, u64)>> = std::sync::Mutex::new(Vec::new());
+
+/// Note that the set-up step `name` ends now.
+pub(crate) fn mark(name: &'static str) {
+    let now = boottime_ns();
+    if let Ok(mut s) = STEPS.lock() {
+        s.push((name, now));
+    }
+}
+
+/// Forget the steps so far (a restored guest's set-up starts at Go: what the template did
+/// before its save is not this sandbox's).
+pub(crate) fn restart_steps() {
+    if let Ok(mut s) = STEPS.lock() {
+        s.clear();
+    }
+}
+
+/// The Steps frame sent right before BootTimes.
+pub(crate) fn steps() -> Frame {
+    let s = STEPS.lock().map(|s| s.clone()).unwrap_or_default();
+    Frame::Steps(s.into_iter().map(|(n, t)| (n.to_string(), t)).collect())
+}
+
 /// The BootTimes frame sent right before Ready.
 pub(crate) fn boot_times() -> Frame {
     Frame::BootTimes {

@@ -1,15 +1,15 @@
-//! The agent's two disks among the guest's virtio disks: the config disk and the rootfs image
-//! (a restored guest got its config from the host instead, and has the rootfs image only).
+//! A cold-booted guest's two disks among its virtio disks: the config disk and the rootfs image
+//! (a restored guest got its config from the host instead, and its rootfs image is
+//! [`crate::restore::ROOTFS_DEV`]: it scans nothing).
 
 use crate::sys::Res;
 use hako_agent::proto::{self, ConfigDisk};
 use std::fs;
 use std::io::Read;
 
-/// Find the config disk (by its magic; unless `given`) and the rootfs disk (by its ext4 label).
-pub(crate) fn find_disks(given: Option<ConfigDisk>) -> Res<(ConfigDisk, String)> {
-    let skip_own = given.is_some();
-    let mut config = given;
+/// Find the config disk (by its magic) and the rootfs disk (by its ext4 label).
+pub(crate) fn find_disks() -> Res<(ConfigDisk, String)> {
+    let mut config = None;
     let mut rootfs = None;
     let mut seen = vec![];
     let entries = fs::read_dir("/sys/block").map_err(|e| format!("/sys/block: {e}"))?;
@@ -19,9 +19,7 @@ pub(crate) fn find_disks(given: Option<ConfigDisk>) -> Res<(ConfigDisk, String)>
         .collect();
     names.sort();
     for name in names {
-        // A restored guest's config came from the host: its own disk (vda, the agent's) holds
-        // neither, and is not read again.
-        if !name.starts_with("vd") || (skip_own && name == "vda") {
+        if !name.starts_with("vd") {
             continue;
         }
         let dev = format!("/dev/{name}");

@@ -2,8 +2,8 @@
 //!
 //! 1. Mounts /proc, /sys, /dev and a tmpfs at /mnt on the agent disk (the kernel's root).
 //! 2. Opens the agent port (`/dev/hvc0`, raw mode); in a template guest, says Template and waits
-//!    for Go (`restore`: a restored copy resumes there, reseeds, sets the clock, re-probes its
-//!    disks); reads the config disk.
+//!    for Go (`restore`: a restored copy resumes there, reseeds, sets the clock, gets its config
+//!    from the host); a cold boot reads the config disk.
 //! 3. Mounts the rootfs image read-only, an overlay on a tmpfs upper over it, the spec's mounts;
 //!    brings `lo` up and configures the virtio-net interface the host described (`net`).
 //! 4. Forks the workload: new mount namespace, pivot_root into the overlay, rlimits, user,
@@ -27,7 +27,7 @@ mod restore;
 mod sys;
 mod workload;
 
-use boottime::{boottime_ns, AGENT_START_NS};
+use boottime::{boottime_ns, mark, AGENT_START_NS};
 use disks::find_disks;
 use hako_agent::proto::{ConfigDisk, Frame};
 use mounts::{pids_cgroup, setup_mounts, NEWROOT};
@@ -91,6 +91,7 @@ fn run(port_slot: &mut Option<fs::File>) -> Res<()> {
         mount("devtmpfs", Path::new("/dev"), "devtmpfs", 0, "")?;
     }
     mount("tmpfs", Path::new("/mnt"), "tmpfs", 0, "mode=0755")?;
+    mark("early-mounts");
 
     let mut port = fs::OpenOptions::new()
         .read(true)
@@ -99,17 +100,22 @@ fn run(port_slot: &mut Option<fs::File>) -> Res<()> {
         .open(PORT)
         .map_err(|e| format!("open agent port {PORT}: {e}"))?;
     make_raw(port.as_raw_fd())?;
+    mark("agent-port");
     *port_slot = Some(port.try_clone().map_err(|e| e.to_string())?);
     // A template guest stops here until a restored copy of it gets Go (restore.rs).
     let restored = restore::template_mode();
-    let given = if restored {
-        let image = restore::wait_for_go(&mut port)?;
-        Some(ConfigDisk::parse(&image).map_err(|e| format!("the config from the host: {e}"))?)
+    let mut prefetch = None;
+    let (disk, rootfs_dev) = if restored {
+        let image;
+        (image, prefetch) = restore::wait_for_go(&mut port)?;
+        let c = ConfigDisk::parse(&image).map_err(|e| format!("the config from the host: {e}"))?;
+        mark("parse-config");
+        (c, restore::ROOTFS_DEV.to_string())
     } else {
-        None
+        let found = find_disks()?;
+        mark("find-disks");
+        found
     };
-
-    let (disk, rootfs_dev) = find_disks(given)?;
     let cfg = &disk.config;
 
     // The workload's root: the read-only image, an overlay with its upper on a tmpfs.
@@ -120,6 +126,8 @@ fn run(port_slot: &mut Option<fs::File>) -> Res<()> {
         mkdir_p(d)?;
     }
     mount(&rootfs_dev, lower, "ext4", libc::MS_RDONLY, "")?;
+    drop(prefetch);
+    mark("mount-rootfs");
     mount(
         "tmpfs",
         rw,
@@ -137,11 +145,14 @@ fn run(port_slot: &mut Option<fs::File>) -> Res<()> {
         0,
         "lowerdir=/mnt/lower,upperdir=/mnt/rw/upper,workdir=/mnt/rw/work",
     )?;
+    mark("overlay");
 
     if let Some(limit) = cfg.pids_limit {
         pids_cgroup(limit)?;
+        mark("pids-cgroup");
     }
     setup_mounts(&disk, newroot, rw)?;
+    mark("spec-mounts");
     if cfg.readonly_root {
         mount(
             "",
@@ -160,6 +171,7 @@ fn run(port_slot: &mut Option<fs::File>) -> Res<()> {
     // lo up, and the virtio-net interface (when the host gave the sandbox a network) configured
     // before the workload's sysctls, which may name it.
     net::configure(cfg.net.as_ref(), restored)?;
+    mark("net");
     // A net.<proto>.* sysctl for a protocol the guest kernel lacks governs a network that does
     // not exist, so whatever it restricts holds already. Anything else must apply.
     for (k, v) in &cfg.sysctl {
@@ -182,5 +194,8 @@ fn run(port_slot: &mut Option<fs::File>) -> Res<()> {
         ),
         None => None,
     };
-    Workload::spawn(cfg, seccomp_prog)?.supervise(port)
+    mark("sysctl-seccomp");
+    let w = Workload::spawn(cfg, seccomp_prog)?;
+    mark("spawn-workload");
+    w.supervise(port)
 }

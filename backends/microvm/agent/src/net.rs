@@ -15,15 +15,22 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 const IFA_F_NODAD: u8 = 0x02;
 const RTPROT_BOOT: u8 = 3;
 
-/// Bring `lo` up; when `net` is given, configure its interface. In a guest `restored` from a
-/// template the interface still has the template's placeholder MAC: it is the one interface
-/// besides `lo`, and gets the sandbox's MAC here (the device learns it through its control
-/// queue, so it filters frames for the new address).
+/// Bring `lo` up: the same in every sandbox, so a template does it before its save.
+pub(crate) fn lo_up() -> Res<()> {
+    Netlink::open()?.link(ifindex("lo")?, None, None)
+}
+
+/// Bring `lo` up (a guest `restored` from a template has it up already: [`lo_up`]); when `net`
+/// is given, configure its interface. In a restored guest the interface still has the
+/// template's placeholder MAC: it is the one interface besides `lo`, and gets the sandbox's MAC
+/// here (the device learns it through its control queue, so it filters frames for the new
+/// address).
 pub(crate) fn configure(net: Option<&NetConfig>, restored: bool) -> Res<()> {
-    let nl = Netlink::open()?;
-    let lo = ifindex("lo")?;
-    nl.link(lo, None, None)?;
+    if !restored {
+        lo_up()?;
+    }
     let Some(net) = net else { return Ok(()) };
+    let nl = Netlink::open()?;
     let (name, mac) = if restored {
         (only_link()?, Some(parse_mac(&net.mac)?))
     } else {

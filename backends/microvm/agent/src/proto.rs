@@ -257,6 +257,7 @@ pub const G_ERROR: u8 = 0x05;
 /// Kinds 0x06-0x0d are reserved for `exec`.
 pub const G_BOOT_TIMES: u8 = 0x0e;
 pub const G_TEMPLATE: u8 = 0x0f;
+pub const G_STEPS: u8 = 0x11;
 // Frame kinds, host to guest.
 pub const H_START: u8 = 0x81;
 pub const H_STDIN: u8 = 0x82;
@@ -297,6 +298,11 @@ pub enum Frame {
         agent_start_ns: u64,
         ready_ns: u64,
     },
+    /// Sent right before [`Frame::BootTimes`]: the guest's `CLOCK_BOOTTIME` (ns) at the end of
+    /// each step of the agent's set-up, in order, each with its name (for the host's timings; a
+    /// step's cost is its time minus the one before, the first's minus `agent_start_ns`).
+    /// Payload: per step a `u8` name length, the name, a `u64` LE time.
+    Steps(Vec<(String, u64)>),
     /// A template guest (kernel command line [`TEMPLATE_ARG`]): the agent is up, has read no
     /// disk but its own, and blocks for [`Frame::Go`]. The host saves the VM at this point.
     Template,
@@ -347,6 +353,16 @@ impl Frame {
                 G_BOOT_TIMES,
                 [agent_start_ns.to_le_bytes(), ready_ns.to_le_bytes()].concat(),
             ),
+            Frame::Steps(steps) => {
+                let mut p = vec![];
+                for (name, ns) in steps {
+                    let name = &name.as_bytes()[..name.len().min(255)];
+                    p.push(name.len() as u8);
+                    p.extend_from_slice(name);
+                    p.extend_from_slice(&ns.to_le_bytes());
+                }
+                (G_STEPS, p)
+            }
             Frame::Template => (G_TEMPLATE, vec![]),
             Frame::Go {
                 realtime_ns,
@@ -398,6 +414,7 @@ impl Frame {
                 agent_start_ns: u64::from_le_bytes(p[..8].try_into().unwrap()),
                 ready_ns: u64::from_le_bytes(p[8..].try_into().unwrap()),
             },
+            G_STEPS => Frame::Steps(decode_steps(p)?),
             G_TEMPLATE => Frame::Template,
             H_GO if p.len() >= 16 => Frame::Go {
                 realtime_ns: u64::from_le_bytes(p[..8].try_into().unwrap()),
@@ -432,6 +449,22 @@ impl Frame {
             _ => return Err(format!("unknown frame kind {kind:#x} (len {})", p.len())),
         })
     }
+}
+
+/// The payload of [`Frame::Steps`].
+fn decode_steps(mut p: &[u8]) -> Result<Vec<(String, u64)>, String> {
+    let mut steps = vec![];
+    while let Some((&n, rest)) = p.split_first() {
+        let n = n as usize;
+        if rest.len() < n + 8 {
+            return Err("steps frame: truncated step".into());
+        }
+        let name = String::from_utf8_lossy(&rest[..n]).into_owned();
+        let ns = u64::from_le_bytes(rest[n..n + 8].try_into().unwrap());
+        steps.push((name, ns));
+        p = &rest[n + 8..];
+    }
+    Ok(steps)
 }
 
 /// Incremental frame parser: feed it bytes as they come, take whole frames out.
@@ -591,6 +624,19 @@ mod tests {
         assert_eq!(&b[1..5], &16u32.to_le_bytes());
         assert_eq!(&b[5..13], &[8, 7, 6, 5, 4, 3, 2, 1]);
         assert_eq!(&b[13..21], &9u64.to_le_bytes());
+    }
+
+    #[test]
+    fn steps_round_trip_and_truncation_is_an_error() {
+        let f = Frame::Steps(vec![("go".into(), 5), ("mount-rootfs".into(), 1 << 40)]);
+        let b = f.encode();
+        assert_eq!(b[0], G_STEPS);
+        let mut r = FrameReader::new();
+        r.push(&b);
+        assert_eq!(r.next_frame().unwrap(), Some(f));
+        let mut r = FrameReader::new();
+        r.push(&[G_STEPS, 4, 0, 0, 0, 2, b'g', b'o', 0]);
+        assert!(r.next_frame().is_err());
     }
 
     #[test]

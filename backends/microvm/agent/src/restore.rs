@@ -9,15 +9,20 @@
 //!    the template read `/proc/sys/kernel/random/boot_id`, which the kernel makes at first read,
 //!    so each sandbox's boot id comes from its own reseeded state);
 //! 2. sets the wall clock to the host's (the template's clock stopped when it was saved);
-//! 3. probes the virtio disks but its own: the template's agent unbound the driver from its
-//!    placeholder rootfs disk before the save (the kernel forgot its size and cached blocks),
-//!    and the sandbox's rootfs image sits behind the same device now; binding the driver reads
-//!    it afresh.
+//!
+//! The sandbox's rootfs image sits behind the template's placeholder rootfs device (`vdb`) now.
+//! Every rootfs image and the placeholder are devices of one size (the ext4 inside keeps its
+//! own smaller size), so the kernel's view of the device (its size, no partitions) holds as it
+//! is and nothing probes it again. What the kernel's probe read of the placeholder the
+//! template's agent dropped before the save ([`drop_cached_blocks`]), and the template reads
+//! no block of it after that, so the first mount reads the sandbox's own blocks.
+//!
+//! `lo` is up before the save (it is the same in every sandbox).
 //!
 //! A restored guest has no config disk: the host sends the config disk's image after Go, in
 //! [`Frame::Config`] pieces (one virtio disk less to probe and read on this path).
 
-use crate::boottime::{boottime_ns, AGENT_START_NS};
+use crate::boottime::{boottime_ns, mark, restart_steps, AGENT_START_NS};
 use crate::sys::{errno, Res};
 use hako_agent::proto::{Frame, FrameReader, TEMPLATE_ARG};
 use std::fs;
@@ -28,7 +33,12 @@ const RNDADDENTROPY: libc::c_ulong = 0x4008_5203;
 /// `RNDRESEEDCRNG`, `_IO('R', 0x07)`.
 const RNDRESEEDCRNG: libc::c_ulong = 0x5207;
 
-const VIRTIO_BLK: &str = "/sys/bus/virtio/drivers/virtio_blk";
+/// `BLKFLSBUF`, `_IO(0x12, 97)`.
+const BLKFLSBUF: libc::c_ulong = 0x1261;
+
+/// A restored guest's rootfs disk: the template's second virtio disk (its layout, which the
+/// host repeats: vda the agent disk, vdb the rootfs image).
+pub(crate) const ROOTFS_DEV: &str = "/dev/vdb";
 
 /// Whether this guest is a template (the host saves it once the agent waits for Go).
 pub(crate) fn template_mode() -> bool {
@@ -38,12 +48,20 @@ pub(crate) fn template_mode() -> bool {
 }
 
 /// Say Template, block until Go (in the template this is where the VM is saved; in each
-/// restored copy it returns), then apply Go. Returns the config disk image the host sent.
-pub(crate) fn wait_for_go(port: &mut fs::File) -> Res<Vec<u8>> {
-    // The placeholder disks leave the kernel before the save (so the restored copy only probes
-    // the sandbox's disks, and no block of a placeholder stays cached).
-    let disks = other_disks()?;
-    driver("unbind", &disks)?;
+/// restored copy it returns), then apply Go. Returns the config disk image the host sent, and
+/// the rootfs device open with its read-ahead under way ([`prefetch_rootfs`]).
+pub(crate) fn wait_for_go(port: &mut fs::File) -> Res<(Vec<u8>, Option<fs::File>)> {
+    // No block of the placeholder disks stays cached in the saved memory.
+    drop_cached_blocks()?;
+    // What every sandbox does the same way is done once, here.
+    crate::net::lo_up()?;
+    // The agent's whole image (the code it has not run yet, its data, heap and stack) faulted
+    // in and kept resident: a restored copy would otherwise take a page fault, and a read of the
+    // agent disk for a page not yet cached, on each first touch after Go.
+    // SAFETY: a plain syscall.
+    if unsafe { libc::mlockall(libc::MCL_CURRENT) } != 0 {
+        return Err(format!("mlockall: {}", errno()));
+    }
     port.write_all(&Frame::Template.encode())
         .map_err(|e| format!("agent port: {e}"))?;
     let mut reader = FrameReader::new();
@@ -72,6 +90,7 @@ pub(crate) fn wait_for_go(port: &mut fs::File) -> Res<Vec<u8>> {
         read(&mut reader)?;
     };
     AGENT_START_NS.store(boottime_ns(), std::sync::atomic::Ordering::Relaxed);
+    restart_steps();
     if config_len > MAX_CONFIG {
         return Err(format!(
             "Go announces a config of {config_len} bytes, over {MAX_CONFIG}"
@@ -79,8 +98,12 @@ pub(crate) fn wait_for_go(port: &mut fs::File) -> Res<Vec<u8>> {
     }
     // Entropy and clock first: nothing below may draw on the template's random state.
     reseed(&entropy)?;
+    mark("reseed");
     set_clock(realtime_ns)?;
-    driver("bind", &disks)?;
+    mark("clock");
+    // The sandbox's image is behind vdb from here on (never before Go: the template's is the
+    // placeholder's).
+    let prefetch = prefetch_rootfs();
     let mut config = Vec::with_capacity(config_len as usize);
     while (config.len() as u64) < config_len {
         match reader.next_frame()? {
@@ -95,7 +118,24 @@ pub(crate) fn wait_for_go(port: &mut fs::File) -> Res<Vec<u8>> {
     if reader.next_frame()?.is_some() {
         return Err("the host sent frames after the config before Ready".into());
     }
-    Ok(config)
+    mark("config");
+    Ok((config, prefetch))
+}
+
+/// How much of the rootfs device a restored agent asks for before it mounts it.
+const PREFETCH_BYTES: usize = 1 << 20;
+
+/// Ask for the rootfs device's first blocks (ext4's superblock, group descriptors, bitmaps and
+/// the first inode tables) in one read-ahead, before the mount reads them one block at a
+/// time: the host serves it on qemu's I/O thread while the vCPU goes on. The returned file
+/// keeps the device open until the mount has it open too (the last close drops the device's
+/// cached pages).
+fn prefetch_rootfs() -> Option<fs::File> {
+    let f = fs::File::open(ROOTFS_DEV).ok()?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain syscall on our fd; a failure only means no read-ahead.
+    unsafe { libc::readahead(f.as_raw_fd(), 0, PREFETCH_BYTES) };
+    Some(f)
 }
 
 /// The largest config image a host may announce (the cold path's config disk has no limit but
@@ -143,31 +183,23 @@ fn set_clock(realtime_ns: u64) -> Res<()> {
     Ok(())
 }
 
-/// The virtio-blk devices but the one holding our own root (vda).
-fn other_disks() -> Res<Vec<String>> {
-    let own = fs::read_link("/sys/block/vda/device")
-        .map_err(|e| format!("/sys/block/vda/device: {e}"))?;
-    let own = own
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    let mut devs: Vec<String> = fs::read_dir(VIRTIO_BLK)
-        .map_err(|e| format!("{VIRTIO_BLK}: {e}"))?
-        .flatten()
-        .map(|e| e.file_name())
-        .filter(|n| *n != own)
-        .map(|n| n.to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("virtio"))
-        .collect();
-    devs.sort();
-    Ok(devs)
-}
-
-/// Write each device's name to the driver's `bind` or `unbind` file.
-fn driver(what: &str, devs: &[String]) -> Res<()> {
-    for d in devs {
-        fs::write(format!("{VIRTIO_BLK}/{what}"), d)
-            .map_err(|e| format!("virtio_blk {what} {d}: {e}"))?;
+/// Drop the page cache of every virtio disk but our own (vda): the blocks the kernel's probe
+/// read of the template's placeholders. BLKFLSBUF writes back (nothing: the disks are
+/// read-only) and invalidates the device's cached pages; the last close would as well.
+fn drop_cached_blocks() -> Res<()> {
+    let entries = fs::read_dir("/sys/block").map_err(|e| format!("/sys/block: {e}"))?;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("vd") || name == "vda" {
+            continue;
+        }
+        let dev = format!("/dev/{name}");
+        let f = fs::File::open(&dev).map_err(|e| format!("open {dev}: {e}"))?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: an ioctl without argument on our fd.
+        if unsafe { libc::ioctl(f.as_raw_fd(), BLKFLSBUF as _) } != 0 {
+            return Err(format!("BLKFLSBUF {dev}: {}", errno()));
+        }
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The workload and the `hako exec` processes: forking them, and supervising them until the
 //! workload ends (host frames in, their stdio and exit statuses out).
 
-use crate::boottime::boot_times;
+use crate::boottime::{boot_times, steps};
 use crate::child::{child_main, Prepared};
 use crate::pty::{recv_fd, set_winsize};
 use crate::relay::{relay, send, Proc};
@@ -190,6 +190,7 @@ impl Workload {
 
     /// Report ready, wait for Start, relay until the workload exits; send its status.
     pub(crate) fn supervise(mut self, mut port: fs::File) -> Res<()> {
+        let _ = send(&mut port, None, steps());
         let _ = send(&mut port, None, boot_times());
         send(&mut port, None, Frame::Ready)?;
         let sfd = sigchld_fd()?;
