@@ -26,6 +26,10 @@ macro_rules! host_at {
         match parent {
             Err(e) => err(e),
             Ok((pfd, name)) => {
+                if $what != Entry::Create {
+                    // A name goes away: paths the walk cached may now lead elsewhere.
+                    $k.vfs.dirs.borrow_mut().changed();
+                }
                 #[allow(clippy::redundant_closure_call)]
                 let rc = ($call)(pfd.as_raw_fd(), name.as_ptr());
                 if rc < 0 {
@@ -256,6 +260,8 @@ pub fn rename<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     {
         return err(e);
     }
+    // Both names change: paths the search-permission walk cached may now lead elsewhere.
+    k.vfs.dirs.borrow_mut().changed();
     // SAFETY: renameat2 between our fds.
     let rc = unsafe {
         libc::syscall(

@@ -218,6 +218,8 @@ pub struct Vfs {
     /// The console (the pty slave the spec's terminal gave), which /dev/tty opens for a task
     /// whose controlling terminal it is.
     pub console: Option<Rc<RefCell<OpenFile>>>,
+    /// What the search-permission walk learnt about the root's directories (see [`DirCache`]).
+    pub dirs: RefCell<DirCache>,
 }
 
 pub fn synth_ino(path: &str) -> u64 {
@@ -260,11 +262,16 @@ impl Vfs {
         if fd < 0 {
             return Err(std::io::Error::last_os_error());
         }
+        let root = unsafe { OwnedFd::from_raw_fd(fd) };
+        let dev = fstat_fd(root.as_raw_fd())
+            .map_err(std::io::Error::from_raw_os_error)?
+            .st_dev;
         Ok(Vfs {
-            root: unsafe { OwnedFd::from_raw_fd(fd) },
+            root,
             root_path: root_path.trim_end_matches('/').to_string(),
             pts: None,
             console: None,
+            dirs: RefCell::new(DirCache::new(dev)),
         })
     }
 
@@ -312,6 +319,93 @@ impl Vfs {
         } else {
             rest.to_string()
         })
+    }
+}
+
+/// The owner, group and mode of a directory of the root, as the search-permission walk
+/// (`kernel::path`) needs them to decide whether a task may pass through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirMeta {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl DirMeta {
+    /// A stat carrying only what [`crate::kernel::creds::may`] looks at.
+    pub fn as_stat(&self) -> libc::stat {
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        st.st_mode = self.mode;
+        st.st_uid = self.uid;
+        st.st_gid = self.gid;
+        st
+    }
+}
+
+/// The directories the search-permission walk has met, by their path in the root as the
+/// workload spelt it ("usr/lib", symlinks and ".." not resolved), with their owner, group and
+/// mode. A lookup of a/b/c/d then checks search permission on a, a/b and a/b/c without
+/// opening and `fstat`ing each of them again (issue 17: that walk was ~15 host syscalls of
+/// every path lookup in `find`).
+///
+/// Keyed by path, not by (dev, ino): the inode of a prefix is only known once the prefix is
+/// resolved, which is the `openat2` this cache saves. A path names the same directory, with the
+/// same mode, until a name or a mode in the root changes; every such change in the sandbox is a
+/// call the sentry makes for it (rename, unlink, rmdir, mkdir, mknod, link, symlink, chmod,
+/// chown; the sandbox has no mount, xattr or ACL calls), and each first calls
+/// [`DirCache::changed`], which drops every entry. The cache holds directories of the overlay
+/// root only (its `st_dev`): bind mounts and tmpfs mounts, whose contents the host may change
+/// under the sandbox, are walked every time. Changes to the overlay's layers from outside are
+/// not allowed by overlayfs while it is mounted, so they are not a way for the cache to go stale.
+///
+/// It is only the permission check that is cached. Every open and stat still resolves its path
+/// with `openat2(RESOLVE_IN_ROOT)`, so even a stale entry could only give a wrong EACCES or a
+/// wrong pass of the *virtual* search check; it can never lead a lookup outside the root.
+pub struct DirCache {
+    root_dev: u64,
+    map: std::collections::HashMap<String, DirMeta>,
+    /// Bumped by every [`DirCache::changed`]: how many times the cache was dropped.
+    pub generation: u64,
+}
+
+/// Past this many directories the cache starts again empty (a bound on the sentry's memory).
+const DIR_CACHE_MAX: usize = 8192;
+
+impl DirCache {
+    pub fn new(root_dev: u64) -> Self {
+        DirCache {
+            root_dev,
+            map: std::collections::HashMap::new(),
+            generation: 0,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Option<DirMeta> {
+        self.map.get(path).copied()
+    }
+
+    /// Remember `st` for `path` if it is a directory of the overlay root.
+    pub fn put(&mut self, path: &str, st: &libc::stat) {
+        if st.st_mode & libc::S_IFMT != libc::S_IFDIR || st.st_dev != self.root_dev {
+            return;
+        }
+        if self.map.len() >= DIR_CACHE_MAX {
+            self.map.clear();
+        }
+        self.map.insert(
+            path.to_string(),
+            DirMeta {
+                mode: st.st_mode,
+                uid: st.st_uid,
+                gid: st.st_gid,
+            },
+        );
+    }
+
+    /// A name or a mode in the root is about to change: forget everything.
+    pub fn changed(&mut self) {
+        self.map.clear();
+        self.generation += 1;
     }
 }
 
