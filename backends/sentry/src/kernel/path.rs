@@ -167,7 +167,14 @@ impl<P: Platform> Kernel<P> {
                     let Ok(st) = fstat_fd(at) else {
                         return Ok(());
                     };
-                    self.vfs.dirs.borrow_mut().put(&prefix, &st);
+                    // The cache keeps the last directory's descriptor (the parent of the name
+                    // looked up: the one a stat will use); the others it only describes.
+                    let keep = if i + 1 == comps.len() {
+                        dir.take()
+                    } else {
+                        None
+                    };
+                    self.vfs.dirs.borrow_mut().put(&prefix, &st, keep);
                     st
                 }
             };

@@ -136,7 +136,7 @@ impl OpenFile {
     /// file mmap and for `sendfile`.
     pub fn read_at(&self, offset: u64, len: usize) -> Vec<u8> {
         match &self.kind {
-            FileKind::Host { fd, .. } => {
+            FileKind::Host { fd, kind } => {
                 // Not zero-filled first: `sendfile` asks for up to a whole chunk (1 MiB) and
                 // mostly gets a few KiB, and zeroing the chunk was the largest single cost of
                 // the sentry in `cat` of many small files (issue 17).
@@ -157,6 +157,12 @@ impl OpenFile {
                             break;
                         }
                         buf.set_len(got + n as usize);
+                    }
+                    if *kind == HostKind::Regular && buf.len() < len {
+                        // A short read of a regular file is its end: no second pread to be
+                        // told so (`cat` of a small file, issue 17). Callers take a short
+                        // count as sendfile's and a file mmap's end.
+                        break;
                     }
                 }
                 buf
@@ -300,6 +306,68 @@ impl Vfs {
         Ok((fd, cstr(name)?))
     }
 
+    /// [`Vfs::stat`] for the workload's stat calls. When `rel` is dir/name with a plain name
+    /// and dir is (or can be made) a directory of [`DirCache`], one `fstatat` on that
+    /// directory's descriptor; otherwise, and for a symlink to follow, [`Vfs::stat`]. (The
+    /// sentry's own set-up uses [`Vfs::stat`]: it fills no cache before the sandbox runs.)
+    pub fn stat_cached(&self, rel: &str, follow: bool) -> Result<libc::stat, i32> {
+        if let Some(st) = self.stat_in_parent(rel, follow) {
+            return st;
+        }
+        self.stat(rel, follow)
+    }
+
+    /// The one-`fstatat` stat of [`Vfs::stat_cached`]; None where it does not apply.
+    fn stat_in_parent(&self, rel: &str, follow: bool) -> Option<Result<libc::stat, i32>> {
+        let comps: Vec<&str> = rel
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect();
+        let (&name, dir) = comps.split_last()?;
+        if name == ".." || rel.ends_with('/') || rel.ends_with("/.") {
+            return None;
+        }
+        let key = dir.join("/");
+        if self.dirs.borrow().elsewhere(&key) {
+            return None;
+        }
+        let cached = self.dirs.borrow().fd(&key);
+        let pfd = match cached {
+            Some(fd) => fd,
+            None => {
+                // Open the directory in the root and keep it if the cache takes it (a
+                // directory of the overlay root).
+                let fd = self.open(&key, libc::O_PATH | libc::O_DIRECTORY, 0).ok()?;
+                let st = fstat_fd(fd.as_raw_fd()).ok()?;
+                if !self.dirs.borrow_mut().put(&key, &st, Some(fd)) {
+                    return None;
+                }
+                self.dirs.borrow().fd(&key)?
+            }
+        };
+        let c = cstr(name).ok()?;
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstatat of one plain name (no '/', not "." or "..") without following a
+        // symlink, in a directory of ours, into a local struct.
+        let rc = unsafe {
+            libc::fstatat(
+                pfd.as_raw_fd(),
+                c.as_ptr(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if rc != 0 {
+            return Some(Err(last_errno()));
+        }
+        if follow && st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            // The link is resolved from the root.
+            return None;
+        }
+        Some(Ok(st))
+    }
+
+    /// stat of `rel` in the root: an in-root `openat2` of the whole path, then `fstat`.
     pub fn stat(&self, rel: &str, follow: bool) -> Result<libc::stat, i32> {
         let fd = self.open(
             rel,
@@ -361,21 +429,36 @@ impl DirMeta {
 /// It is only the permission check that is cached. Every open and stat still resolves its path
 /// with `openat2(RESOLVE_IN_ROOT)`, so even a stale entry could only give a wrong EACCES or a
 /// wrong pass of the *virtual* search check; it can never lead a lookup outside the root.
+///
+/// It also keeps a few of those directories open (`O_PATH`), so that a stat of a/b/c/name is
+/// one `fstatat(a/b/c, "name", AT_SYMLINK_NOFOLLOW)` instead of an in-root `openat2` of the
+/// whole path, an `fstat` and a `close` ([`Vfs::stat`]). That descriptor was itself resolved in
+/// the root, and a single component other than "." and ".." looked up without following a
+/// symlink cannot leave the directory it is looked up in (a symlink found there is resolved
+/// from the root as before), so that too stays inside the root even if the entry were stale.
 pub struct DirCache {
     root_dev: u64,
     map: std::collections::HashMap<String, DirMeta>,
+    fds: std::collections::HashMap<String, Rc<OwnedFd>>,
+    /// Paths found to be directories of other file systems (mounts), which the cache does not
+    /// take: a stat below them goes straight to the in-root `openat2`.
+    elsewhere: std::collections::HashSet<String>,
     /// Bumped by every [`DirCache::changed`]: how many times the cache was dropped.
     pub generation: u64,
 }
 
 /// Past this many directories the cache starts again empty (a bound on the sentry's memory).
 const DIR_CACHE_MAX: usize = 8192;
+/// Past this many open directories the cache closes them all (a bound on the sentry's fds).
+const DIR_FDS_MAX: usize = 64;
 
 impl DirCache {
     pub fn new(root_dev: u64) -> Self {
         DirCache {
             root_dev,
             map: std::collections::HashMap::new(),
+            fds: std::collections::HashMap::new(),
+            elsewhere: std::collections::HashSet::new(),
             generation: 0,
         }
     }
@@ -384,13 +467,20 @@ impl DirCache {
         self.map.get(path).copied()
     }
 
-    /// Remember `st` for `path` if it is a directory of the overlay root.
-    pub fn put(&mut self, path: &str, st: &libc::stat) {
-        if st.st_mode & libc::S_IFMT != libc::S_IFDIR || st.st_dev != self.root_dev {
-            return;
+    /// Remember `st` for `path` if it is a directory of the overlay root, and `fd` (the
+    /// directory `path` resolved to in the root, `st` its fstat) if one is given. Returns
+    /// whether it was remembered.
+    pub fn put(&mut self, path: &str, st: &libc::stat, fd: Option<OwnedFd>) -> bool {
+        if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+            return false;
         }
         if self.map.len() >= DIR_CACHE_MAX {
             self.map.clear();
+            self.elsewhere.clear();
+        }
+        if st.st_dev != self.root_dev {
+            self.elsewhere.insert(path.to_string());
+            return false;
         }
         self.map.insert(
             path.to_string(),
@@ -400,11 +490,30 @@ impl DirCache {
                 gid: st.st_gid,
             },
         );
+        if let Some(fd) = fd {
+            if self.fds.len() >= DIR_FDS_MAX {
+                self.fds.clear();
+            }
+            self.fds.insert(path.to_string(), Rc::new(fd));
+        }
+        true
+    }
+
+    /// The open directory of `path`, if the cache holds one.
+    pub fn fd(&self, path: &str) -> Option<Rc<OwnedFd>> {
+        self.fds.get(path).cloned()
+    }
+
+    /// Is `path` a directory of another file system than the root's (as far as it knows)?
+    pub fn elsewhere(&self, path: &str) -> bool {
+        self.elsewhere.contains(path)
     }
 
     /// A name or a mode in the root is about to change: forget everything.
     pub fn changed(&mut self) {
         self.map.clear();
+        self.fds.clear();
+        self.elsewhere.clear();
         self.generation += 1;
     }
 }
