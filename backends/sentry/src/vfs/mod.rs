@@ -474,13 +474,15 @@ impl DirCache {
         if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
             return false;
         }
-        if self.map.len() >= DIR_CACHE_MAX {
-            self.map.clear();
-            self.elsewhere.clear();
-        }
         if st.st_dev != self.root_dev {
+            if self.elsewhere.len() >= DIR_CACHE_MAX {
+                self.elsewhere.clear();
+            }
             self.elsewhere.insert(path.to_string());
             return false;
+        }
+        if self.map.len() >= DIR_CACHE_MAX {
+            self.map.clear();
         }
         self.map.insert(
             path.to_string(),
