@@ -541,6 +541,98 @@ mod tests {
         assert_eq!(normalize("/proc/self/../1"), "/proc/1");
     }
 
+    /// The one-`fstatat` stat answers as the in-root `openat2` stat does, for every kind of
+    /// path, symlinks leading out of the root among them, before and after the cache drops.
+    #[test]
+    fn cached_stat_answers_as_the_in_root_stat() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("a/b/c")).unwrap();
+        std::fs::write(root.join("a/b/file"), "in").unwrap();
+        std::fs::write(dir.path().join("outside"), "out").unwrap();
+        std::fs::create_dir(dir.path().join("outdir")).unwrap();
+        for (target, link) in [
+            ("file", "a/b/rel"),
+            ("/a/b/file", "a/b/abs"),
+            ("../../../outside", "a/b/escape"),
+            ("/../outdir", "a/b/escape_dir"),
+            ("c", "a/b/dirlink"),
+            ("nowhere", "a/b/dangling"),
+        ] {
+            std::os::unix::fs::symlink(target, root.join(link)).unwrap();
+        }
+        let v = Vfs::new(root.to_str().unwrap()).unwrap();
+        let rels = [
+            "a/b/file",
+            "a/b/rel",
+            "a/b/abs",
+            "a/b/escape",
+            "a/b/escape_dir",
+            "a/b/dirlink",
+            "a/b/dangling",
+            "a/b/c",
+            "a/b/c/",
+            "a/b/c/.",
+            "a/b/c/..",
+            "a/b/..",
+            "a/../..",
+            "a/b/file/",
+            "a/b/file/x",
+            "a/b/missing",
+            "a/missing/x",
+            "a/b/dirlink/..",
+            "a/b/escape_dir/x",
+            "a//b/./file",
+            "a",
+            "",
+            ".",
+        ];
+        let key = |r: Result<libc::stat, i32>| r.map(|st| (st.st_dev, st.st_ino, st.st_mode));
+        for round in 0..3 {
+            for rel in rels {
+                for follow in [true, false] {
+                    assert_eq!(
+                        key(v.stat_cached(rel, follow)),
+                        key(v.stat(rel, follow)),
+                        "{rel:?} follow={follow} round {round}"
+                    );
+                }
+            }
+            if round == 1 {
+                v.dirs.borrow_mut().changed();
+            }
+        }
+        // The parents it opened are cached, and a drop empties the cache.
+        assert!(v.dirs.borrow().fd("a/b").is_some());
+        v.dirs.borrow_mut().changed();
+        assert!(v.dirs.borrow().fd("a/b").is_none());
+        assert!(v.dirs.borrow().get("a/b").is_none());
+    }
+
+    #[test]
+    fn dir_cache_takes_only_directories_of_the_root() {
+        let mut c = DirCache::new(7);
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        st.st_mode = libc::S_IFDIR | 0o700;
+        st.st_dev = 7;
+        st.st_uid = 1000;
+        assert!(c.put("a", &st, None));
+        assert_eq!(
+            c.get("a").map(|m| (m.mode, m.uid)),
+            Some((libc::S_IFDIR | 0o700, 1000))
+        );
+        st.st_dev = 8;
+        assert!(!c.put("mnt", &st, None));
+        assert!(c.get("mnt").is_none() && c.elsewhere("mnt"));
+        st.st_dev = 7;
+        st.st_mode = libc::S_IFREG | 0o644;
+        assert!(!c.put("f", &st, None));
+        assert!(c.get("f").is_none());
+        c.changed();
+        assert!(c.get("a").is_none() && !c.elsewhere("mnt"));
+        assert_eq!(c.generation, 1);
+    }
+
     #[test]
     fn openat2_cannot_escape_the_root() {
         let dir = tempfile::tempdir().unwrap();
