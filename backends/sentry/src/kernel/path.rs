@@ -102,13 +102,13 @@ impl<P: Platform> Kernel<P> {
     /// prefix that does not resolve is left to the call itself to report. Callers holding
     /// CAP_DAC_READ_SEARCH or CAP_DAC_OVERRIDE pass every directory: no walk.
     ///
-    /// Each directory is reached from the one before it by a one-component openat2 (beneath
-    /// it, no symlinks), not by resolving its whole prefix from the root again: a path n deep
-    /// costs n lookups instead of n²/2 (issue 17: `find` over a tree six deep spent a third of
-    /// the sentry's syscalls here). A component that step cannot take (a symlink, "..", an
-    /// error) hands the rest of the walk to [`Kernel::may_walk_from_root`], the full in-root
-    /// resolution of each prefix, so the answer is the same as resolving every prefix from the
-    /// root.
+    /// A prefix the walk has met before, with no name or mode in the root changed since, is
+    /// answered from [`crate::vfs::DirCache`] without a host call. Others are reached from the
+    /// prefix before them by a one-component openat2 (beneath it, no symlinks) when the walk
+    /// holds that prefix's descriptor, else by resolving the prefix from the root; a component
+    /// the one-component step cannot take (a symlink, "..", an error) is also resolved from the
+    /// root. So the answer is the same as resolving every prefix from the root, and a path n
+    /// deep costs at most n lookups, none once its directories are known (issue 17).
     pub fn may_walk(&self, tid: i32, rel: &str) -> Result<(), i32> {
         let creds = self.proc_of(tid).borrow().creds.clone();
         if creds.capable(DAC_READ_SEARCH) || creds.capable(DAC_OVERRIDE) {
@@ -118,51 +118,67 @@ impl<P: Platform> Kernel<P> {
             .split('/')
             .filter(|c| !c.is_empty() && *c != ".")
             .collect();
-        // The prefix comps[..i], as the root would resolve it: the root itself (the empty
-        // prefix, "." from the root) first.
+        // `prefix` is comps[..i] joined: the root itself (the empty prefix) first. `dir` is its
+        // descriptor when the walk opened it (None for the root: the root's own descriptor,
+        // or for a prefix the cache answered: not opened).
+        let mut prefix = String::new();
         let mut dir: Option<OwnedFd> = None;
+        let mut have_fd = true;
         for i in 0..comps.len() {
-            let at = dir.as_ref().unwrap_or(&self.vfs.root).as_raw_fd();
-            let Ok(st) = fstat_fd(at) else {
-                return Ok(());
+            if i > 0 {
+                if i > 1 {
+                    prefix.push('/');
+                }
+                prefix.push_str(comps[i - 1]);
+            }
+            let cached = self.vfs.dirs.borrow().get(&prefix);
+            let st = match cached {
+                Some(meta) => {
+                    have_fd = false;
+                    dir = None;
+                    meta.as_stat()
+                }
+                None => {
+                    if i > 0 {
+                        let step = (have_fd && comps[i - 1] != "..")
+                            .then(|| {
+                                let at = dir.as_ref().unwrap_or(&self.vfs.root).as_raw_fd();
+                                openat2(
+                                    at,
+                                    comps[i - 1],
+                                    libc::O_PATH,
+                                    0,
+                                    RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+                                )
+                                .ok()
+                            })
+                            .flatten();
+                        let fd = match step {
+                            Some(fd) => fd,
+                            None => match self.vfs.open(&prefix, libc::O_PATH, 0) {
+                                Ok(fd) => fd,
+                                Err(_) => return Ok(()),
+                            },
+                        };
+                        dir = Some(fd);
+                        have_fd = true;
+                    }
+                    let at = dir.as_ref().unwrap_or(&self.vfs.root).as_raw_fd();
+                    let Ok(st) = fstat_fd(at) else {
+                        return Ok(());
+                    };
+                    // The cache keeps the last directory's descriptor (the parent of the name
+                    // looked up: the one a stat will use); the others it only describes.
+                    let keep = if i + 1 == comps.len() {
+                        dir.take()
+                    } else {
+                        None
+                    };
+                    self.vfs.dirs.borrow_mut().put(&prefix, &st, keep);
+                    st
+                }
             };
             if st.st_mode & libc::S_IFMT == libc::S_IFDIR && !may(&st, &creds, 1) {
-                return Err(libc::EACCES);
-            }
-            if i + 1 == comps.len() {
-                break;
-            }
-            let next = (comps[i] != "..")
-                .then(|| {
-                    openat2(
-                        at,
-                        comps[i],
-                        libc::O_PATH,
-                        0,
-                        RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
-                    )
-                    .ok()
-                })
-                .flatten();
-            match next {
-                Some(fd) => dir = Some(fd),
-                None => return self.may_walk_from_root(&comps, i + 1, &creds),
-            }
-        }
-        Ok(())
-    }
-
-    /// The search-permission walk of [`Kernel::may_walk`] for the prefixes comps[..from],
-    /// comps[..from + 1], ... (not the whole path), each resolved from the root.
-    fn may_walk_from_root(&self, comps: &[&str], from: usize, creds: &Creds) -> Result<(), i32> {
-        for i in from..comps.len() {
-            let Ok(fd) = self.vfs.open(&comps[..i].join("/"), libc::O_PATH, 0) else {
-                return Ok(());
-            };
-            let Ok(st) = fstat_fd(fd.as_raw_fd()) else {
-                return Ok(());
-            };
-            if st.st_mode & libc::S_IFMT == libc::S_IFDIR && !may(&st, creds, 1) {
                 return Err(libc::EACCES);
             }
         }

@@ -76,7 +76,10 @@ pub fn setattr_path<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     };
     let h = fd.as_raw_fd();
     // The permission decision is the sentry's: the host call below runs as root.
-    let newmode = match fstat_fd(h).and_then(|st| may_setattr(k, tid, s, &a, &st)) {
+    let newmode = match fstat_fd(h).and_then(|st| {
+        dir_mode_changes(k, s, &st);
+        may_setattr(k, tid, s, &a, &st)
+    }) {
         Ok(m) => m,
         Err(e) => return err(e),
     };
@@ -141,7 +144,10 @@ pub fn setattr_fd<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
         };
     };
     let newmode = if matches!(s, fchmod | fchown) {
-        match fstat_fd(h).and_then(|st| may_setattr(k, tid, s, &a, &st)) {
+        match fstat_fd(h).and_then(|st| {
+            dir_mode_changes(k, s, &st);
+            may_setattr(k, tid, s, &a, &st)
+        }) {
             Ok(m) => m,
             Err(e) => return err(e),
         }
@@ -165,6 +171,20 @@ pub fn setattr_fd<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
         err(errno())
     } else {
         Outcome::Ret(0)
+    }
+}
+
+/// A chmod or chown of a directory changes who may search it: drop what the search-permission
+/// walk cached (`vfs::DirCache`). Other files and other metadata calls leave it alone.
+fn dir_mode_changes<P: Platform>(k: &Kernel<P>, s: Sysno, st: &libc::stat) {
+    use Sysno::*;
+    if st.st_mode & libc::S_IFMT == libc::S_IFDIR
+        && matches!(
+            s,
+            chmod | fchmodat | fchmod | chown | lchown | fchownat | fchown
+        )
+    {
+        k.vfs.dirs.borrow_mut().changed();
     }
 }
 

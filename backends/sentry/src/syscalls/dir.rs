@@ -26,6 +26,10 @@ macro_rules! host_at {
         match parent {
             Err(e) => err(e),
             Ok((pfd, name)) => {
+                if $what != Entry::Create {
+                    // A name goes away: paths the walk cached may now lead elsewhere.
+                    $k.vfs.dirs.borrow_mut().changed();
+                }
                 #[allow(clippy::redundant_closure_call)]
                 let rc = ($call)(pfd.as_raw_fd(), name.as_ptr());
                 if rc < 0 {
@@ -50,8 +54,11 @@ pub fn getdents64<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
             fd,
             kind: HostKind::Dir,
         } => {
-            let mut buf = vec![0u8; count];
-            // SAFETY: getdents64 into our buffer.
+            // Not zero-filled first: the caller's buffer may be up to a chunk (1 MiB) and
+            // the directory a few entries (issue 17: no large per-call fill).
+            let mut buf: Vec<u8> = Vec::with_capacity(count);
+            // SAFETY: getdents64 writes at most `count` bytes into the buffer's spare capacity
+            // (that large); only what it wrote is then counted as the buffer's contents.
             let n = unsafe {
                 libc::syscall(
                     libc::SYS_getdents64,
@@ -63,7 +70,8 @@ pub fn getdents64<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
             if n < 0 {
                 return err(errno());
             }
-            buf.truncate(n as usize);
+            // SAFETY: the kernel wrote the first n bytes (n <= count).
+            unsafe { buf.set_len(n as usize) };
             buf
         }
         FileKind::Dir { entries, pos } => {
@@ -256,6 +264,8 @@ pub fn rename<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     {
         return err(e);
     }
+    // Both names change: paths the search-permission walk cached may now lead elsewhere.
+    k.vfs.dirs.borrow_mut().changed();
     // SAFETY: renameat2 between our fds.
     let rc = unsafe {
         libc::syscall(

@@ -184,7 +184,7 @@ pub fn stat_node<P: Platform>(
     follow: bool,
 ) -> Result<libc::stat, i32> {
     match k.lookup(tid, dirfd, path, follow)? {
-        Node::Host(rel) => k.vfs.stat(&rel, follow),
+        Node::Host(rel) => k.vfs.stat_cached(&rel, follow),
         Node::Synth(Synth::Fd(f)) if !follow => {
             let p = f.borrow().path.clone();
             Ok(synth_stat(&Synth::Link(p), path))

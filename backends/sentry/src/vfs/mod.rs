@@ -136,7 +136,7 @@ impl OpenFile {
     /// file mmap and for `sendfile`.
     pub fn read_at(&self, offset: u64, len: usize) -> Vec<u8> {
         match &self.kind {
-            FileKind::Host { fd, .. } => {
+            FileKind::Host { fd, kind } => {
                 // Not zero-filled first: `sendfile` asks for up to a whole chunk (1 MiB) and
                 // mostly gets a few KiB, and zeroing the chunk was the largest single cost of
                 // the sentry in `cat` of many small files (issue 17).
@@ -157,6 +157,12 @@ impl OpenFile {
                             break;
                         }
                         buf.set_len(got + n as usize);
+                    }
+                    if *kind == HostKind::Regular && buf.len() < len {
+                        // A short read of a regular file is its end: no second pread to be
+                        // told so (`cat` of a small file, issue 17). Callers take a short
+                        // count as sendfile's and a file mmap's end.
+                        break;
                     }
                 }
                 buf
@@ -218,6 +224,8 @@ pub struct Vfs {
     /// The console (the pty slave the spec's terminal gave), which /dev/tty opens for a task
     /// whose controlling terminal it is.
     pub console: Option<Rc<RefCell<OpenFile>>>,
+    /// What the search-permission walk learnt about the root's directories (see [`DirCache`]).
+    pub dirs: RefCell<DirCache>,
 }
 
 pub fn synth_ino(path: &str) -> u64 {
@@ -260,11 +268,16 @@ impl Vfs {
         if fd < 0 {
             return Err(std::io::Error::last_os_error());
         }
+        let root = unsafe { OwnedFd::from_raw_fd(fd) };
+        let dev = fstat_fd(root.as_raw_fd())
+            .map_err(std::io::Error::from_raw_os_error)?
+            .st_dev;
         Ok(Vfs {
-            root: unsafe { OwnedFd::from_raw_fd(fd) },
+            root,
             root_path: root_path.trim_end_matches('/').to_string(),
             pts: None,
             console: None,
+            dirs: RefCell::new(DirCache::new(dev)),
         })
     }
 
@@ -293,6 +306,68 @@ impl Vfs {
         Ok((fd, cstr(name)?))
     }
 
+    /// [`Vfs::stat`] for the workload's stat calls. When `rel` is dir/name with a plain name
+    /// and dir is (or can be made) a directory of [`DirCache`], one `fstatat` on that
+    /// directory's descriptor; otherwise, and for a symlink to follow, [`Vfs::stat`]. (The
+    /// sentry's own set-up uses [`Vfs::stat`]: it fills no cache before the sandbox runs.)
+    pub fn stat_cached(&self, rel: &str, follow: bool) -> Result<libc::stat, i32> {
+        if let Some(st) = self.stat_in_parent(rel, follow) {
+            return st;
+        }
+        self.stat(rel, follow)
+    }
+
+    /// The one-`fstatat` stat of [`Vfs::stat_cached`]; None where it does not apply.
+    fn stat_in_parent(&self, rel: &str, follow: bool) -> Option<Result<libc::stat, i32>> {
+        let comps: Vec<&str> = rel
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect();
+        let (&name, dir) = comps.split_last()?;
+        if name == ".." || rel.ends_with('/') || rel.ends_with("/.") {
+            return None;
+        }
+        let key = dir.join("/");
+        if self.dirs.borrow().elsewhere(&key) {
+            return None;
+        }
+        let cached = self.dirs.borrow().fd(&key);
+        let pfd = match cached {
+            Some(fd) => fd,
+            None => {
+                // Open the directory in the root and keep it if the cache takes it (a
+                // directory of the overlay root).
+                let fd = self.open(&key, libc::O_PATH | libc::O_DIRECTORY, 0).ok()?;
+                let st = fstat_fd(fd.as_raw_fd()).ok()?;
+                if !self.dirs.borrow_mut().put(&key, &st, Some(fd)) {
+                    return None;
+                }
+                self.dirs.borrow().fd(&key)?
+            }
+        };
+        let c = cstr(name).ok()?;
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstatat of one plain name (no '/', not "." or "..") without following a
+        // symlink, in a directory of ours, into a local struct.
+        let rc = unsafe {
+            libc::fstatat(
+                pfd.as_raw_fd(),
+                c.as_ptr(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if rc != 0 {
+            return Some(Err(last_errno()));
+        }
+        if follow && st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            // The link is resolved from the root.
+            return None;
+        }
+        Some(Ok(st))
+    }
+
+    /// stat of `rel` in the root: an in-root `openat2` of the whole path, then `fstat`.
     pub fn stat(&self, rel: &str, follow: bool) -> Result<libc::stat, i32> {
         let fd = self.open(
             rel,
@@ -315,6 +390,136 @@ impl Vfs {
     }
 }
 
+/// The owner, group and mode of a directory of the root, as the search-permission walk
+/// (`kernel::path`) needs them to decide whether a task may pass through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirMeta {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl DirMeta {
+    /// A stat carrying only what [`crate::kernel::creds::may`] looks at.
+    pub fn as_stat(&self) -> libc::stat {
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        st.st_mode = self.mode;
+        st.st_uid = self.uid;
+        st.st_gid = self.gid;
+        st
+    }
+}
+
+/// The directories the search-permission walk has met, by their path in the root as the
+/// workload spelt it ("usr/lib", symlinks and ".." not resolved), with their owner, group and
+/// mode. A lookup of a/b/c/d then checks search permission on a, a/b and a/b/c without
+/// opening and `fstat`ing each of them again (issue 17: that walk was ~15 host syscalls of
+/// every path lookup in `find`).
+///
+/// Keyed by path, not by (dev, ino): the inode of a prefix is only known once the prefix is
+/// resolved, which is the `openat2` this cache saves. A path names the same directory, with the
+/// same mode, until a name or a mode in the root changes; every such change in the sandbox is a
+/// call the sentry makes for it (rename, unlink, rmdir, mkdir, mknod, link, symlink, chmod,
+/// chown; the sandbox has no mount, xattr or ACL calls), and each first calls
+/// [`DirCache::changed`], which drops every entry. The cache holds directories of the overlay
+/// root only (its `st_dev`): bind mounts and tmpfs mounts, whose contents the host may change
+/// under the sandbox, are walked every time. Changes to the overlay's layers from outside are
+/// not allowed by overlayfs while it is mounted, so they are not a way for the cache to go stale.
+///
+/// It is only the permission check that is cached. Every open and stat still resolves its path
+/// with `openat2(RESOLVE_IN_ROOT)`, so even a stale entry could only give a wrong EACCES or a
+/// wrong pass of the *virtual* search check; it can never lead a lookup outside the root.
+///
+/// It also keeps a few of those directories open (`O_PATH`), so that a stat of a/b/c/name is
+/// one `fstatat(a/b/c, "name", AT_SYMLINK_NOFOLLOW)` instead of an in-root `openat2` of the
+/// whole path, an `fstat` and a `close` ([`Vfs::stat`]). That descriptor was itself resolved in
+/// the root, and a single component other than "." and ".." looked up without following a
+/// symlink cannot leave the directory it is looked up in (a symlink found there is resolved
+/// from the root as before), so that too stays inside the root even if the entry were stale.
+pub struct DirCache {
+    root_dev: u64,
+    map: std::collections::HashMap<String, DirMeta>,
+    fds: std::collections::HashMap<String, Rc<OwnedFd>>,
+    /// Paths found to be directories of other file systems (mounts), which the cache does not
+    /// take: a stat below them goes straight to the in-root `openat2`.
+    elsewhere: std::collections::HashSet<String>,
+    /// Bumped by every [`DirCache::changed`]: how many times the cache was dropped.
+    pub generation: u64,
+}
+
+/// Past this many directories the cache starts again empty (a bound on the sentry's memory).
+const DIR_CACHE_MAX: usize = 8192;
+/// Past this many open directories the cache closes them all (a bound on the sentry's fds).
+const DIR_FDS_MAX: usize = 64;
+
+impl DirCache {
+    pub fn new(root_dev: u64) -> Self {
+        DirCache {
+            root_dev,
+            map: std::collections::HashMap::new(),
+            fds: std::collections::HashMap::new(),
+            elsewhere: std::collections::HashSet::new(),
+            generation: 0,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Option<DirMeta> {
+        self.map.get(path).copied()
+    }
+
+    /// Remember `st` for `path` if it is a directory of the overlay root, and `fd` (the
+    /// directory `path` resolved to in the root, `st` its fstat) if one is given. Returns
+    /// whether it was remembered.
+    pub fn put(&mut self, path: &str, st: &libc::stat, fd: Option<OwnedFd>) -> bool {
+        if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+            return false;
+        }
+        if st.st_dev != self.root_dev {
+            if self.elsewhere.len() >= DIR_CACHE_MAX {
+                self.elsewhere.clear();
+            }
+            self.elsewhere.insert(path.to_string());
+            return false;
+        }
+        if self.map.len() >= DIR_CACHE_MAX {
+            self.map.clear();
+        }
+        self.map.insert(
+            path.to_string(),
+            DirMeta {
+                mode: st.st_mode,
+                uid: st.st_uid,
+                gid: st.st_gid,
+            },
+        );
+        if let Some(fd) = fd {
+            if self.fds.len() >= DIR_FDS_MAX {
+                self.fds.clear();
+            }
+            self.fds.insert(path.to_string(), Rc::new(fd));
+        }
+        true
+    }
+
+    /// The open directory of `path`, if the cache holds one.
+    pub fn fd(&self, path: &str) -> Option<Rc<OwnedFd>> {
+        self.fds.get(path).cloned()
+    }
+
+    /// Is `path` a directory of another file system than the root's (as far as it knows)?
+    pub fn elsewhere(&self, path: &str) -> bool {
+        self.elsewhere.contains(path)
+    }
+
+    /// A name or a mode in the root is about to change: forget everything.
+    pub fn changed(&mut self) {
+        self.map.clear();
+        self.fds.clear();
+        self.elsewhere.clear();
+        self.generation += 1;
+    }
+}
+
 pub fn fstat_fd(fd: RawFd) -> Result<libc::stat, i32> {
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fstatat with AT_EMPTY_PATH on our fd.
@@ -334,6 +539,98 @@ mod tests {
         assert_eq!(normalize("/../../etc/passwd"), "/etc/passwd");
         assert_eq!(normalize("/"), "/");
         assert_eq!(normalize("/proc/self/../1"), "/proc/1");
+    }
+
+    /// The one-`fstatat` stat answers as the in-root `openat2` stat does, for every kind of
+    /// path, symlinks leading out of the root among them, before and after the cache drops.
+    #[test]
+    fn cached_stat_answers_as_the_in_root_stat() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("a/b/c")).unwrap();
+        std::fs::write(root.join("a/b/file"), "in").unwrap();
+        std::fs::write(dir.path().join("outside"), "out").unwrap();
+        std::fs::create_dir(dir.path().join("outdir")).unwrap();
+        for (target, link) in [
+            ("file", "a/b/rel"),
+            ("/a/b/file", "a/b/abs"),
+            ("../../../outside", "a/b/escape"),
+            ("/../outdir", "a/b/escape_dir"),
+            ("c", "a/b/dirlink"),
+            ("nowhere", "a/b/dangling"),
+        ] {
+            std::os::unix::fs::symlink(target, root.join(link)).unwrap();
+        }
+        let v = Vfs::new(root.to_str().unwrap()).unwrap();
+        let rels = [
+            "a/b/file",
+            "a/b/rel",
+            "a/b/abs",
+            "a/b/escape",
+            "a/b/escape_dir",
+            "a/b/dirlink",
+            "a/b/dangling",
+            "a/b/c",
+            "a/b/c/",
+            "a/b/c/.",
+            "a/b/c/..",
+            "a/b/..",
+            "a/../..",
+            "a/b/file/",
+            "a/b/file/x",
+            "a/b/missing",
+            "a/missing/x",
+            "a/b/dirlink/..",
+            "a/b/escape_dir/x",
+            "a//b/./file",
+            "a",
+            "",
+            ".",
+        ];
+        let key = |r: Result<libc::stat, i32>| r.map(|st| (st.st_dev, st.st_ino, st.st_mode));
+        for round in 0..3 {
+            for rel in rels {
+                for follow in [true, false] {
+                    assert_eq!(
+                        key(v.stat_cached(rel, follow)),
+                        key(v.stat(rel, follow)),
+                        "{rel:?} follow={follow} round {round}"
+                    );
+                }
+            }
+            if round == 1 {
+                v.dirs.borrow_mut().changed();
+            }
+        }
+        // The parents it opened are cached, and a drop empties the cache.
+        assert!(v.dirs.borrow().fd("a/b").is_some());
+        v.dirs.borrow_mut().changed();
+        assert!(v.dirs.borrow().fd("a/b").is_none());
+        assert!(v.dirs.borrow().get("a/b").is_none());
+    }
+
+    #[test]
+    fn dir_cache_takes_only_directories_of_the_root() {
+        let mut c = DirCache::new(7);
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        st.st_mode = libc::S_IFDIR | 0o700;
+        st.st_dev = 7;
+        st.st_uid = 1000;
+        assert!(c.put("a", &st, None));
+        assert_eq!(
+            c.get("a").map(|m| (m.mode, m.uid)),
+            Some((libc::S_IFDIR | 0o700, 1000))
+        );
+        st.st_dev = 8;
+        assert!(!c.put("mnt", &st, None));
+        assert!(c.get("mnt").is_none() && c.elsewhere("mnt"));
+        st.st_dev = 7;
+        st.st_mode = libc::S_IFREG | 0o644;
+        assert!(!c.put("f", &st, None));
+        assert!(c.get("f").is_none());
+        c.changed();
+        assert!(c.get("a").is_none() && !c.elsewhere("mnt"));
+        assert_eq!(c.generation, 1);
     }
 
     #[test]
