@@ -173,7 +173,7 @@ fn reseed(entropy: &[u8]) -> Res<()> {
 
 fn set_clock(realtime_ns: u64) -> Res<()> {
     let ts = libc::timespec {
-        tv_sec: (realtime_ns / 1_000_000_000) as libc::time_t,
+        tv_sec: (realtime_ns / 1_000_000_000) as _, // time_t: i64 on x86_64 (libc deprecates naming it for musl)
         tv_nsec: (realtime_ns % 1_000_000_000) as libc::c_long,
     };
     // SAFETY: a valid timespec.
