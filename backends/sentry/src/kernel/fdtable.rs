@@ -1,5 +1,9 @@
 //! File descriptor tables. The workload's descriptors are virtual: numbers into a table the sentry
-//! keeps per process; the host descriptors behind them belong to the sentry alone.
+//! keeps per process; the host descriptors behind them belong to the sentry alone, except the
+//! pipe read ends put into a task's own table at the very vfd number so that its reads run
+//! natively (`syscalls::passthrough`). Which numbers hold one is recorded here, with the entry,
+//! so the table's sharing (threads, `CLONE_FILES`) and copying (fork) rules apply to the record
+//! as the kernel applies them to the task's real table.
 
 use crate::vfs::OpenFile;
 use std::cell::RefCell;
@@ -10,6 +14,19 @@ use std::rc::Rc;
 pub struct FdEntry {
     pub file: Rc<RefCell<OpenFile>>,
     pub cloexec: bool,
+    /// The task's real table holds this entry's file (its pass-through descriptor) at this
+    /// number. A new entry never has it: a number whose object changed is never run natively.
+    pub installed: bool,
+}
+
+impl FdEntry {
+    fn new(file: Rc<RefCell<OpenFile>>, cloexec: bool) -> Self {
+        FdEntry {
+            file,
+            cloexec,
+            installed: false,
+        }
+    }
 }
 
 #[derive(Clone, Default)]
@@ -47,7 +64,7 @@ impl FdTable {
         if fd >= self.limit {
             return Err(libc::EMFILE);
         }
-        self.map.insert(fd, FdEntry { file, cloexec });
+        self.map.insert(fd, FdEntry::new(file, cloexec));
         Ok(fd)
     }
 
@@ -55,12 +72,22 @@ impl FdTable {
         if fd < 0 || fd >= self.limit {
             return Err(libc::EBADF);
         }
-        self.map.insert(fd, FdEntry { file, cloexec });
+        self.map.insert(fd, FdEntry::new(file, cloexec));
         Ok(())
     }
 
     pub fn close(&mut self, fd: i32) -> bool {
         self.map.remove(&fd).is_some()
+    }
+
+    /// Whether the task's real table holds `fd`'s file at `fd` (see [`FdEntry::installed`]).
+    pub fn installed(&self, fd: i32) -> bool {
+        self.map.get(&fd).is_some_and(|e| e.installed)
+    }
+
+    /// Whether any number in `lo..=hi` is installed in the task's real table.
+    pub fn any_installed(&self, lo: i32, hi: i32) -> bool {
+        lo <= hi && self.map.range(lo..=hi).any(|(_, e)| e.installed)
     }
 
     pub fn clone_for_exec(&self) -> FdTable {
@@ -69,7 +96,8 @@ impl FdTable {
                 .map
                 .iter()
                 .filter(|(_, e)| !e.cloexec)
-                .map(|(k, e)| (*k, e.clone()))
+                // Every installed descriptor is close-on-exec in the task's real table.
+                .map(|(k, e)| (*k, FdEntry::new(e.file.clone(), false)))
                 .collect(),
             limit: self.limit,
         }
@@ -104,6 +132,18 @@ mod tests {
         let e = t.clone_for_exec();
         assert!(e.get(5).is_none());
         assert!(e.get(0).is_some());
+        t.map.get_mut(&0).unwrap().installed = true;
+        assert!(t.installed(0) && t.any_installed(0, 3) && !t.any_installed(1, 9));
+        assert!(
+            !t.clone_for_exec().installed(0),
+            "exec drops what was installed"
+        );
+        assert!(t.clone().installed(0), "fork keeps it");
+        t.set(0, synth(), false).unwrap();
+        assert!(
+            !t.installed(0),
+            "a new object at the number is not installed"
+        );
         for _ in 0..10 {
             let _ = t.alloc(0, synth(), false);
         }

@@ -94,6 +94,10 @@ pub struct OpenFile {
     pub path: String,
     /// Status flags (O_ACCMODE, O_APPEND, O_NONBLOCK...) as the workload sees them.
     pub flags: i32,
+    /// A pipe read end's own open file description for the tasks' real tables, made at its
+    /// first read on a notification platform (`syscalls::passthrough`); its O_NONBLOCK is
+    /// `flags`'s.
+    pub pass: Option<OwnedFd>,
 }
 
 impl OpenFile {
@@ -102,6 +106,7 @@ impl OpenFile {
             kind,
             path: path.to_string(),
             flags,
+            pass: None,
         }
     }
 
