@@ -1,13 +1,14 @@
 //! File descriptor tables. The workload's descriptors are virtual: numbers into a table the sentry
 //! keeps per process; the host descriptors behind them belong to the sentry alone, except the
-//! pipe read ends put into a task's own table at the very vfd number so that its reads run
-//! natively (`syscalls::passthrough`). Which numbers hold one is recorded here, with the entry,
+//! pipe ends put into a task's own table at the very vfd number so that their reads and writes
+//! run natively (`syscalls::passthrough`). Which numbers hold one is recorded here, with the entry,
 //! so the table's sharing (threads, `CLONE_FILES`) and copying (fork) rules apply to the record
 //! as the kernel applies them to the task's real table.
 
 use crate::vfs::OpenFile;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
 #[derive(Clone)]
@@ -88,6 +89,32 @@ impl FdTable {
     /// Whether any number in `lo..=hi` is installed in the task's real table.
     pub fn any_installed(&self, lo: i32, hi: i32) -> bool {
         lo <= hi && self.map.range(lo..=hi).any(|(_, e)| e.installed)
+    }
+
+    /// The copy of this table a fork gave `child` (a host tid that has not run yet): each
+    /// record says what the child's real table holds. The kernel copied that table at a moment
+    /// the sentry does not see (a sibling thread's first pipe read may have put a pipe in before
+    /// or after it), so it asks the kernel whether the child's descriptor at each number is the
+    /// entry's pass-through description (`kcmp(KCMP_FILE)`); where it cannot tell, the parent's
+    /// record stays.
+    pub fn clone_for_fork(&self, child: i32) -> FdTable {
+        let mut t = self.clone();
+        let me = std::process::id() as libc::pid_t;
+        for (&fd, e) in t.map.iter_mut() {
+            let crate::vfs::Pass::Made(pass) = &e.file.borrow().pass else {
+                continue;
+            };
+            let pass = pass.as_raw_fd();
+            const KCMP_FILE: libc::c_int = 0;
+            // SAFETY: kcmp compares two descriptors; it reads nothing from our memory.
+            let r = unsafe { libc::syscall(libc::SYS_kcmp, me, child, KCMP_FILE, pass, fd) };
+            if r == 0 {
+                e.installed = true;
+            } else if r > 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EBADF) {
+                e.installed = false;
+            }
+        }
+        t
     }
 
     pub fn clone_for_exec(&self) -> FdTable {

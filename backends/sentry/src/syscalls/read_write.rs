@@ -1,7 +1,7 @@
 //! read, write and their vectored and positioned forms, lseek, sendfile and copy_file_range.
 //! Stream reads and writes never block the sentry: an empty pipe or a full one parks the task
-//! until its host descriptor is ready. On the notification platforms a pipe's reads run in the
-//! task instead (passthrough.rs).
+//! until its host descriptor is ready. On the notification platforms a pipe's reads and writes run
+//! in the task instead (passthrough.rs).
 
 use super::{err, errno, ready, Call, Outcome, CHUNK};
 use crate::kernel::creds::FSETID;
@@ -66,6 +66,11 @@ pub fn write<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     use Sysno::*;
     let (a, tid, s) = (c.a, c.tid, c.s);
     let f = tri!(k.file(tid, a[0]));
+    if s == Sysno::write {
+        if let Some(native) = super::passthrough::write(k, c, &f) {
+            return native;
+        }
+    }
     let off = if s == pwrite64 {
         Some(a[3] as i64)
     } else {
@@ -79,6 +84,11 @@ pub fn writev<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     use Sysno::*;
     let (a, tid, s) = (c.a, c.tid, c.s);
     let f = tri!(k.file(tid, a[0]));
+    if s == writev {
+        if let Some(native) = super::passthrough::write(k, c, &f) {
+            return native;
+        }
+    }
     let iov = match iovecs(k, tid, a[1], a[2]) {
         Ok(v) => v,
         Err(e) => return err(e),

@@ -1,7 +1,8 @@
-/* A pipe's reads may run in the task itself (the sentry hands it the pipe, issue 17). Whatever
- * the task does to the number afterwards, the pipe must behave as Linux's: once no number reads
- * it, a writer gets EPIPE; once no number writes it, a reader gets end of file; flags are shared
- * by dups; fork copies and exec keeps what is not close-on-exec. Each case prints "<case> ok". */
+/* A pipe's reads and writes may run in the task itself (the sentry hands it the pipe, issue
+ * 17). Whatever the task does to the number afterwards, the pipe must behave as Linux's: once
+ * no number reads it, a writer gets EPIPE; once no number writes it, a reader gets end of file;
+ * flags are shared by dups; fork copies and exec keeps what is not close-on-exec. Each case
+ * prints "<case> ok". */
 #define _GNU_SOURCE
 #include "check.h"
 #include <fcntl.h>
@@ -92,6 +93,17 @@ int main(int argc, char **argv) {
     close(p[0]);
     close(p[1]);
     close(q[1]);
+    close(n);
+    /* ... and a file onto a number that writes a pipe: the reader then sees its end. */
+    mk(p);
+    put(p[1], "a");
+    n = open("/dev/null", O_WRONLY);
+    CHECK(n >= 0, "open /dev/null");
+    CHECK(dup2(n, p[1]) == p[1], "dup2 onto a write end");
+    get(p[0], "a");
+    get(p[0], "");
+    close(p[0]);
+    close(p[1]);
     close(n);
     printf("dup2 ok\n");
 
