@@ -295,6 +295,10 @@ impl<P: Platform> EventLoop<P> {
         {
             return Ok(());
         }
+        // So does a pipe read that runs in the task (syscalls/passthrough.rs).
+        if syscalls::passthrough::runs_in_task(&self.k, tid, nr, regs.rdi) {
+            return Ok(());
+        }
         regs.rax = -ERESTARTNOINTR as u64;
         self.k.plat.set_regs(tid, &regs)
     }
@@ -522,6 +526,10 @@ impl<P: Platform> EventLoop<P> {
                 }
                 // System V IPC checked by the sentry, run natively (syscalls/ipc.rs).
                 Outcome::Native if syscalls::ipc::CONTINUED.contains(&nr) => {
+                    self.k.plat.respond_continue(id)
+                }
+                // A pipe read in the task, or the close of a pipe it holds (passthrough.rs).
+                Outcome::Native if syscalls::passthrough::CONTINUED.contains(&nr) => {
                     self.k.plat.respond_continue(id)
                 }
                 // Register rewriting is only possible at a ptrace stop (NEEDS_REGS routes those).

@@ -109,6 +109,9 @@ pub const SENTRY_ALLOWED: &[Sysno] = {
         mknodat,
         pidfd_open,
         pidfd_getfd,
+        // Whether a forked tracee holds a pipe the sentry handed over (kernel/fdtable.rs,
+        // `clone_for_fork`): it compares descriptors, as ptrace on the tracee could read them.
+        kcmp,
         // `hako exec`: accept on the exec socket, receive the client's stdio, answer it and the
         // spawner (see exec/); and the sandbox's sockets (syscalls/socket/, which also
         // changes directory to its own /proc/self/fd for AF_UNIX paths). `socket` itself is

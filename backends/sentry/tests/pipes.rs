@@ -192,3 +192,45 @@ fn a_signal_ends_a_blocked_pipe_write_with_its_count() {
         "partial ok\npartial restart ok\neintr ok\nrestart ok\n",
     );
 }
+
+/// On the notification platforms a pipe's reads run in the task, which holds the pipe at the
+/// read number (syscalls/passthrough.rs). Whatever the task then does to that number (close,
+/// dup2 of a pipe or a file onto it, close_range, fork and close in the child, F_SETFL through a
+/// dup, FIONBIO, exec), the pipe behaves as Linux's: a writer gets EPIPE once nothing reads it,
+/// a reader EOF once nothing writes it (tests/programs/pipe_pass.c). On every platform, and as
+/// runc runs it.
+#[test]
+fn a_pipe_handed_to_the_task_goes_with_its_number() {
+    let Some(b) = common::busybox_bundle() else {
+        return;
+    };
+    if common::compile_c("programs/pipe_pass.c", &b.rootfs().join("bin/pipe_pass")).is_none() {
+        return;
+    }
+    let want = "close ok\neof ok\ndup2 ok\nclose_range ok\nfork ok\nnonblock ok\nexec ok\n";
+    for name in common::platforms() {
+        // The ptrace platform holds a blocked read at a ptrace stop, where no signal reaches it.
+        let args: &[&str] = if name == "ptrace" {
+            &["/bin/pipe_pass", "no-signal"]
+        } else {
+            &["/bin/pipe_pass"]
+        };
+        let spec = b.spec(
+            args,
+            serde_json::json!({"annotations": {hako_sentry::PLATFORM_ANNOTATION: name}}),
+        );
+        let (code, out, err) = b
+            .run_spec_within(&spec, HANG)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!((code, out.as_str()), (0, want), "{name}: {err}");
+    }
+    match common::run_peer(
+        "runc",
+        &b.rootfs(),
+        &["/bin/pipe_pass"],
+        serde_json::json!({}),
+    ) {
+        Ok((code, out, err)) => assert_eq!((code, out.as_str()), (0, want), "runc: {err}"),
+        Err(e) => eprintln!("SKIP the runc comparison: {e}"),
+    }
+}

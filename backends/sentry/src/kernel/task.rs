@@ -225,7 +225,7 @@ impl<P: Platform> Kernel<P> {
             let fds = if flags & libc::CLONE_FILES as u64 != 0 {
                 p.fds.clone()
             } else {
-                Rc::new(RefCell::new(p.fds.borrow().clone()))
+                Rc::new(RefCell::new(p.fds.borrow().clone_for_fork(child)))
             };
             let vppid = if flags & libc::CLONE_PARENT as u64 != 0 {
                 p.vppid

@@ -11,12 +11,17 @@ pub fn close<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     let (a, tid) = (c.a, c.tid);
     let p = k.proc_of(tid);
     let p = p.borrow();
-    let ok = p.fds.borrow_mut().close(a[0] as i32);
-    if ok {
-        Outcome::Ret(0)
-    } else {
-        err(libc::EBADF)
+    let mut t = p.fds.borrow_mut();
+    let installed = t.installed(a[0] as i32);
+    if !t.close(a[0] as i32) {
+        return err(libc::EBADF);
     }
+    if installed {
+        // The task's real table holds the pipe at this number (passthrough.rs): the kernel
+        // closes it too, so no reference to the pipe outlives the number.
+        return Outcome::Native;
+    }
+    Outcome::Ret(0)
 }
 
 pub fn close_range<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
@@ -25,13 +30,20 @@ pub fn close_range<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     let p = p.borrow();
     let mut t = p.fds.borrow_mut();
     let (lo, hi) = (a[0] as i32, a[1].min(i32::MAX as u64) as i32);
+    let cloexec = a[2] & libc::CLOSE_RANGE_CLOEXEC as u64 != 0;
+    // Installed pipes (passthrough.rs) are close-on-exec in the task already; closed, they must
+    // go from its real table too: the kernel's own close_range then runs.
+    let native = !cloexec && t.any_installed(lo, hi);
     let keys: Vec<i32> = t.map.range(lo..=hi).map(|(k, _)| *k).collect();
     for fd in keys {
-        if a[2] & libc::CLOSE_RANGE_CLOEXEC as u64 != 0 {
+        if cloexec {
             t.map.get_mut(&fd).unwrap().cloexec = true;
         } else {
             t.close(fd);
         }
+    }
+    if native {
+        return Outcome::Native;
     }
     Outcome::Ret(0)
 }
@@ -60,12 +72,14 @@ pub fn dup2<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
         };
     }
     let cloexec = s == dup3 && a[2] as i32 & libc::O_CLOEXEC != 0;
-    r(k.proc_of(tid)
-        .borrow()
-        .fds
-        .borrow_mut()
-        .set(a[1] as i32, f, cloexec)
-        .map(|_| a[1] as i64))
+    // Onto a number whose pipe is in the task's real table: replace that one too.
+    let installed = tri!(super::passthrough::replace(k, c, &f, a[1] as i32));
+    let p = k.proc_of(tid);
+    let p = p.borrow();
+    let mut t = p.fds.borrow_mut();
+    tri!(t.set(a[1] as i32, f, cloexec));
+    t.map.get_mut(&(a[1] as i32)).unwrap().installed = installed;
+    Outcome::Ret(a[1] as i64)
 }
 
 pub fn fcntl<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
@@ -98,6 +112,7 @@ pub fn fcntl<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
             let mut f = e.file.borrow_mut();
             let changeable = libc::O_APPEND | libc::O_NONBLOCK;
             f.flags = (f.flags & !changeable) | (c.a[2] as i32 & changeable);
+            super::passthrough::sync_nonblock(&f);
             if let FileKind::Host { fd, kind } = &f.kind {
                 if *kind != HostKind::Stream {
                     // SAFETY: fcntl on our fd.

@@ -36,6 +36,7 @@ pub fn ioctl<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
             } else {
                 fb.flags &= !libc::O_NONBLOCK
             }
+            super::passthrough::sync_nonblock(&fb);
             return Outcome::Ret(0);
         }
         _ => {}

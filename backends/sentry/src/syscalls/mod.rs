@@ -25,6 +25,7 @@ pub mod memfd;
 pub mod mm;
 pub mod mqueue;
 pub mod open;
+pub mod passthrough;
 pub mod pipe;
 pub mod poll;
 pub mod process;

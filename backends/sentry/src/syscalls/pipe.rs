@@ -1,10 +1,11 @@
 //! pipe and pipe2: a host pipe the sentry owns, non-blocking on the host side; the workload's
-//! O_NONBLOCK is kept in the open file and honoured by the sentry.
+//! O_NONBLOCK is kept in the open file and honoured by the sentry. On the notification platforms
+//! their reads and writes run in the task instead (passthrough.rs).
 
 use super::{err, errno, Call, Outcome};
 use crate::kernel::Kernel;
 use crate::platform::Platform;
-use crate::vfs::{fstat_fd, FileKind, HostKind, OpenFile};
+use crate::vfs::{fstat_fd, FileKind, HostKind, OpenFile, Pass};
 use std::os::fd::{FromRawFd, OwnedFd};
 
 pub fn pipe<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
@@ -27,34 +28,24 @@ fn make_pipe<P: Platform>(k: &mut Kernel<P>, c: &Call, flags: i32) -> Outcome {
     // SAFETY: fresh fds we own.
     let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     let name = format!("pipe:[{}]", fstat_fd(fds[0]).map(|s| s.st_ino).unwrap_or(0));
-    let r = k.install(
-        c.tid,
-        OpenFile::new(
+    let end = |fd, acc| {
+        let mut f = OpenFile::new(
             FileKind::Host {
-                fd: rd,
+                fd,
                 kind: HostKind::Stream,
             },
             &name,
-            libc::O_RDONLY | vflags,
-        ),
-        cloexec,
-    );
+            acc | vflags,
+        );
+        f.pass = Pass::Pipe;
+        f
+    };
+    let r = k.install(c.tid, end(rd, libc::O_RDONLY), cloexec);
     let r = match r {
         Ok(r) => r,
         Err(e) => return err(e),
     };
-    let w = match k.install(
-        c.tid,
-        OpenFile::new(
-            FileKind::Host {
-                fd: wr,
-                kind: HostKind::Stream,
-            },
-            &name,
-            libc::O_WRONLY | vflags,
-        ),
-        cloexec,
-    ) {
+    let w = match k.install(c.tid, end(wr, libc::O_WRONLY), cloexec) {
         Ok(w) => w,
         Err(e) => {
             k.proc_of(c.tid).borrow().fds.borrow_mut().close(r as i32);

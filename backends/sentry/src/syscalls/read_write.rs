@@ -1,6 +1,7 @@
 //! read, write and their vectored and positioned forms, lseek, sendfile and copy_file_range.
 //! Stream reads and writes never block the sentry: an empty pipe or a full one parks the task
-//! until its host descriptor is ready.
+//! until its host descriptor is ready. On the notification platforms a pipe's reads and writes run
+//! in the task instead (passthrough.rs).
 
 use super::{err, errno, ready, Call, Outcome, CHUNK};
 use crate::kernel::creds::FSETID;
@@ -19,6 +20,9 @@ pub fn read<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     if matches!(f.borrow().kind, FileKind::Signal { .. }) {
         return super::signalfd::read(k, c, &f);
     }
+    if let Some(native) = super::passthrough::read(k, c, &f) {
+        return native;
+    }
     do_read(k, c, &f, a[1], a[2] as usize, None)
 }
 
@@ -36,6 +40,11 @@ pub fn readv<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     use Sysno::*;
     let (a, tid, s) = (c.a, c.tid, c.s);
     let f = tri!(k.file(tid, a[0]));
+    if s == readv {
+        if let Some(native) = super::passthrough::read(k, c, &f) {
+            return native;
+        }
+    }
     let iov = match iovecs(k, tid, a[1], a[2]) {
         Ok(v) => v,
         Err(e) => return err(e),
@@ -57,6 +66,11 @@ pub fn write<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     use Sysno::*;
     let (a, tid, s) = (c.a, c.tid, c.s);
     let f = tri!(k.file(tid, a[0]));
+    if s == Sysno::write {
+        if let Some(native) = super::passthrough::write(k, c, &f) {
+            return native;
+        }
+    }
     let off = if s == pwrite64 {
         Some(a[3] as i64)
     } else {
@@ -70,6 +84,11 @@ pub fn writev<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     use Sysno::*;
     let (a, tid, s) = (c.a, c.tid, c.s);
     let f = tri!(k.file(tid, a[0]));
+    if s == writev {
+        if let Some(native) = super::passthrough::write(k, c, &f) {
+            return native;
+        }
+    }
     let iov = match iovecs(k, tid, a[1], a[2]) {
         Ok(v) => v,
         Err(e) => return err(e),

@@ -94,6 +94,22 @@ pub struct OpenFile {
     pub path: String,
     /// Status flags (O_ACCMODE, O_APPEND, O_NONBLOCK...) as the workload sees them.
     pub flags: i32,
+    /// Whether this pipe end may be handed to the tasks (`syscalls::passthrough`).
+    pub pass: Pass,
+}
+
+/// Whether a file may be put into the tasks' own tables so that its reads and writes run there
+/// (`syscalls::passthrough`): only pipe ends the sandbox made.
+#[derive(Default)]
+pub enum Pass {
+    /// Never (every file but the sandbox's own pipes: inherited stdio stays the sentry's).
+    #[default]
+    No,
+    /// A pipe end of the sandbox, not handed over yet.
+    Pipe,
+    /// Its own open file description for the tasks' tables, made at first use; its
+    /// O_NONBLOCK is `OpenFile::flags`'s.
+    Made(OwnedFd),
 }
 
 impl OpenFile {
@@ -102,6 +118,7 @@ impl OpenFile {
             kind,
             path: path.to_string(),
             flags,
+            pass: Pass::No,
         }
     }
 
