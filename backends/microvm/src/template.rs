@@ -170,6 +170,7 @@ pub fn ensure(
         built,
     };
     if verify(&dir, inputs, check).is_ok() {
+        mark_used(&dir, true);
         return Ok(found(None));
     }
     fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
@@ -187,7 +188,10 @@ pub fn ensure(
     }
     // Whoever held the lock may have built it.
     let why = match verify(&dir, inputs, check) {
-        Ok(()) => return Ok(found(None)),
+        Ok(()) => {
+            mark_used(&dir, true);
+            return Ok(found(None));
+        }
         Err(why) => why,
     };
     if dir.exists() {
@@ -212,6 +216,7 @@ pub fn ensure(
     }
     fs::rename(&tmp, &dir)
         .with_context(|| format!("renaming {} to {}", tmp.display(), dir.display()))?;
+    mark_used(&dir, true);
     Ok(found(Some(format!("{why:#}"))))
 }
 
@@ -223,19 +228,30 @@ pub fn discard(dir: &Path) {
 
 /// Ok when the template in `dir` was made from `inputs` and its files are as recorded.
 pub fn verify(dir: &Path, inputs: &Inputs, check: Check) -> Result<()> {
+    let m = read_manifest(dir)?;
+    if m.inputs != *inputs {
+        bail!(
+            "{} was made from other inputs",
+            dir.join(MANIFEST).display()
+        );
+    }
+    check_files(dir, &m, check)
+}
+
+fn read_manifest(dir: &Path) -> Result<Manifest> {
     let mpath = dir.join(MANIFEST);
     let data = match fs::read(&mpath) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!("no template yet"),
         Err(e) => return Err(e).with_context(|| format!("reading {}", mpath.display())),
     };
-    let m: Manifest =
-        serde_json::from_slice(&data).with_context(|| format!("{} is damaged", mpath.display()))?;
-    if m.inputs != *inputs {
-        bail!("{} was made from other inputs", mpath.display());
-    }
+    serde_json::from_slice(&data).with_context(|| format!("{} is damaged", mpath.display()))
+}
+
+/// Ok when every file the manifest `m` lists is as recorded.
+fn check_files(dir: &Path, m: &Manifest, check: Check) -> Result<()> {
     if m.files.is_empty() {
-        bail!("{} lists no files", mpath.display());
+        bail!("{} lists no files", dir.join(MANIFEST).display());
     }
     for (name, want) in &m.files {
         let p = dir.join(name);
@@ -256,6 +272,217 @@ pub fn verify(dir: &Path, inputs: &Inputs, check: Check) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Ok when the template in `dir` could be used by some create of this hako: its manifest is
+/// whole, of this format, made for the key that names `dir`, and its files are as recorded.
+fn check_any(dir: &Path) -> Result<()> {
+    if !dir.join(MANIFEST).exists() {
+        bail!("no manifest: discarded after a failed restore, or never finished");
+    }
+    let m = read_manifest(dir)?;
+    if m.inputs.format != FORMAT {
+        bail!("made by another hako (format {})", m.inputs.format);
+    }
+    if dir.file_name() != Some(std::ffi::OsStr::new(&m.inputs.key())) {
+        bail!("its manifest is for another key");
+    }
+    check_files(dir, &m, Check::Fast)
+}
+
+/// Record a use of `path` (a template directory, a rootfs image) for `hako microvm prune`:
+/// its atime, and with `mtime` its mtime too, set to now. Never a file [`verify`] checks: a
+/// template's files keep their identities. Best effort: a cache that cannot be marked is
+/// only pruned earlier.
+pub fn mark_used(path: &Path, mtime: bool) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return;
+    };
+    let now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: libc::UTIME_NOW,
+    };
+    let keep = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: libc::UTIME_OMIT,
+    };
+    let times = [now, if mtime { now } else { keep }];
+    // SAFETY: a NUL-terminated path and two timespecs, as utimensat(2) wants.
+    unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) };
+}
+
+/// When `md`'s file was last used: the later of its atime and mtime ([`mark_used`]).
+pub fn last_used(md: &fs::Metadata) -> std::time::SystemTime {
+    let at = md.accessed().unwrap_or(std::time::UNIX_EPOCH);
+    let mt = md.modified().unwrap_or(std::time::UNIX_EPOCH);
+    at.max(mt)
+}
+
+/// Bytes `path` holds on disk (allocated blocks, not a sparse file's length), a directory's
+/// contents included.
+pub fn disk_bytes(path: &Path) -> u64 {
+    let Ok(md) = fs::symlink_metadata(path) else {
+        return 0;
+    };
+    let mut n = md.blocks() * 512;
+    if md.is_dir() {
+        for e in fs::read_dir(path).into_iter().flatten().flatten() {
+            n += disk_bytes(&e.path());
+        }
+    }
+    n
+}
+
+/// One thing `hako microvm prune` removed (or, dry, would remove).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pruned {
+    pub path: PathBuf,
+    /// What it was and why it goes, e.g. "template, unused for 9d".
+    pub why: String,
+    /// On disk, in allocated blocks.
+    pub bytes: u64,
+}
+
+/// What to prune: everything, or what was last used before `cutoff`.
+#[derive(Debug, Clone, Copy)]
+pub enum Keep {
+    Nothing,
+    UsedSince(std::time::SystemTime),
+}
+
+impl Keep {
+    /// Why `md`'s item goes, or None when it stays.
+    pub fn why_not(&self, md: &fs::Metadata) -> Option<String> {
+        match *self {
+            Keep::Nothing => Some("--all".into()),
+            Keep::UsedSince(cutoff) => {
+                let used = last_used(md);
+                (used < cutoff).then(|| {
+                    let ago = std::time::SystemTime::now()
+                        .duration_since(used)
+                        .unwrap_or_default();
+                    format!("unused for {}", age_text(ago))
+                })
+            }
+        }
+    }
+}
+
+/// A duration in the largest whole unit of `hako microvm prune --older-than`'s.
+pub fn age_text(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        s if s >= 86_400 => format!("{}d", s / 86_400),
+        s if s >= 3_600 => format!("{}h", s / 3_600),
+        s if s >= 60 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// The pid in a temporary name of [`crate::assets::tempdir_in`]'s (`.<prefix>-<pid>-<nanos>-<i>`).
+fn temp_pid(name: &str) -> Option<i32> {
+    let rest = name.strip_prefix('.')?;
+    let mut parts = rest.rsplitn(4, '-');
+    let (_i, _nanos, pid) = (parts.next()?, parts.next()?, parts.next()?);
+    parts.next()?;
+    pid.parse().ok()
+}
+
+/// Prune the template cache of the state root `root`: templates `keep` does not keep, every
+/// template that fails its check, and what dead creates left half-made. A template being built
+/// (a temporary directory of a live pid) is never touched.
+///
+/// A template goes under its `<key>.lock`, taken without waiting: a template whose lock is
+/// held is being checked or rebuilt by a create right now, so it is skipped (it is in use).
+/// Under the lock it is renamed away, then deleted: a sandbox restoring from it keeps the files
+/// it has open or mapped, and a create that finds it gone makes it again. The `.lock` files
+/// stay: unlinking one would let a create that waits on the old inode and one that opens a new
+/// file both hold "the" lock and build the same template at once.
+pub fn prune(root: &Path, keep: Keep, dry_run: bool) -> Result<Vec<Pruned>> {
+    let base = root.join(DIR);
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(&base) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", base.display())),
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for name in names {
+        let path = base.join(&name);
+        let Ok(md) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !md.is_dir() || name == "memo" {
+            continue;
+        }
+        if name.starts_with('.') {
+            // A build, a damaged template on its way out, a memo entry being written.
+            match temp_pid(&name) {
+                Some(pid) if !hako_contract::proc::is_alive(pid, None) => {}
+                _ => continue,
+            }
+            let bytes = disk_bytes(&path);
+            if !dry_run {
+                fs::remove_dir_all(&path)
+                    .with_context(|| format!("removing {}", path.display()))?;
+            }
+            out.push(Pruned {
+                path,
+                why: format!(
+                    "half-made template (its create, pid {}, is gone)",
+                    temp_pid(&name).unwrap_or(0)
+                ),
+                bytes,
+            });
+            continue;
+        }
+        let why = |md: &fs::Metadata| match check_any(&path) {
+            Err(e) => Some(format!("damaged template: {e:#}")),
+            Ok(()) => keep.why_not(md).map(|w| format!("template, {w}")),
+        };
+        let Some(reason) = why(&md) else { continue };
+        if dry_run {
+            out.push(Pruned {
+                bytes: disk_bytes(&path),
+                path,
+                why: reason,
+            });
+            continue;
+        }
+        let lock_path = base.join(format!("{name}.lock"));
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("opening {}", lock_path.display()))?;
+        // SAFETY: flock on our fd, released when `lock` is closed.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            continue;
+        }
+        // Again under the lock: a create may have used or remade it since.
+        let Ok(md) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let Some(reason) = why(&md) else { continue };
+        let bytes = disk_bytes(&path);
+        let trash = crate::assets::tempdir_in(&base, &format!("{name}-prune"))?;
+        let _ = fs::remove_dir(&trash);
+        fs::rename(&path, &trash).with_context(|| format!("moving {} away", path.display()))?;
+        drop(lock);
+        fs::remove_dir_all(&trash).with_context(|| format!("removing {}", trash.display()))?;
+        out.push(Pruned {
+            path,
+            why: reason,
+            bytes,
+        });
+    }
+    Ok(out)
 }
 
 fn build(
