@@ -431,7 +431,7 @@ fn rootfs_image_settled(
 }
 
 /// The file name of the image of a tree with content digest `digest`.
-fn image_name(digest: &str) -> String {
+pub(crate) fn image_name(digest: &str) -> String {
     let key = hex_digest(&[IMAGE_FORMAT.as_bytes(), digest.as_bytes()]);
     format!("rootfs-{}.ext4", &key[..24])
 }

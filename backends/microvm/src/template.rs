@@ -312,11 +312,15 @@ pub fn mark_used(path: &Path, mtime: bool) {
     unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) };
 }
 
-/// When `md`'s file was last used: the later of its atime and mtime ([`mark_used`]).
+/// When `md`'s item was last used ([`mark_used`]): a template directory's mtime (its atime
+/// moves whenever anyone lists it, `prune --dry-run` included); an image's later of atime and
+/// mtime (its atime also moves when a guest reads it: a use too).
 pub fn last_used(md: &fs::Metadata) -> std::time::SystemTime {
-    let at = md.accessed().unwrap_or(std::time::UNIX_EPOCH);
     let mt = md.modified().unwrap_or(std::time::UNIX_EPOCH);
-    at.max(mt)
+    if md.is_dir() {
+        return mt;
+    }
+    md.accessed().unwrap_or(std::time::UNIX_EPOCH).max(mt)
 }
 
 /// Bytes `path` holds on disk (allocated blocks, not a sparse file's length), a directory's
@@ -692,6 +696,7 @@ pub fn memo_by(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn inputs() -> Inputs {
         Inputs {
@@ -775,5 +780,214 @@ mod tests {
         let h2 = memo(&dir.join("m"), &f, "sha256", || sha256_file(&f)).unwrap();
         assert_ne!(h1, h2);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A template as `build` leaves it, for `inputs`, under `root`.
+    fn fake_template(root: &Path, inputs: &Inputs) -> PathBuf {
+        let dir = root.join(DIR).join(inputs.key());
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("ram"), vec![7u8; 64 * 1024]).unwrap();
+        let mut files = BTreeMap::new();
+        files.insert("ram".to_string(), file_sum(&dir.join("ram"), true).unwrap());
+        let m = Manifest {
+            inputs: inputs.clone(),
+            files,
+        };
+        fs::write(dir.join(MANIFEST), serde_json::to_vec(&m).unwrap()).unwrap();
+        dir
+    }
+
+    /// Set `p`'s atime and mtime `days` ago.
+    fn age(p: &Path, days: u64) {
+        let t = std::time::SystemTime::now() - Duration::from_secs(days * 86_400);
+        fs::File::open(p)
+            .unwrap()
+            .set_times(fs::FileTimes::new().set_accessed(t).set_modified(t))
+            .unwrap();
+    }
+
+    /// A pid that is no process's now: a child that has ended and been reaped.
+    fn dead_pid() -> u32 {
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        pid
+    }
+
+    fn names(p: &[Pruned]) -> Vec<String> {
+        let mut v: Vec<String> = p
+            .iter()
+            .map(|p| p.path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn prune_removes_exactly_the_unused_the_damaged_and_the_half_made() {
+        let root = std::env::temp_dir().join(format!("hako-prune-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let cache = root.join("microvm-cache");
+        let shape = |mib| Inputs {
+            memory_mib: mib,
+            ..inputs()
+        };
+        // Templates: used 10 days ago, in use (marked now by a create's check), damaged,
+        // old but locked by a create that rebuilds it.
+        let old = fake_template(&root, &shape(128));
+        age(&old, 10);
+        let fresh = fake_template(&root, &shape(256));
+        age(&fresh, 10);
+        let ram_before = file_sum(&fresh.join("ram"), false).unwrap();
+        // The fast path never runs the engine: any path will do.
+        let engine = crate::qemu::Qemu {
+            binary: "/nonexistent".into(),
+        };
+        let t = ensure(&engine, &root, &shape(256), &old, &old, Check::Fast).unwrap();
+        assert_eq!(
+            (t.dir.as_path(), t.built.is_none()),
+            (fresh.as_path(), true)
+        );
+        // Marking the use leaves every file the check looks at as it was.
+        assert_eq!(file_sum(&fresh.join("ram"), false).unwrap(), ram_before);
+        verify(&fresh, &shape(256), Check::Fast).unwrap();
+        let damaged = fake_template(&root, &shape(512));
+        discard(&damaged);
+        let locked = fake_template(&root, &shape(1024));
+        age(&locked, 10);
+        let lock =
+            fs::File::create(root.join(DIR).join(format!("{}.lock", shape(1024).key()))).unwrap();
+        assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+        // Builds: a dead create's (swept), a live one's (ours: left alone).
+        let dead_build =
+            root.join(DIR)
+                .join(format!(".{}-build-{}-5-0", shape(2048).key(), dead_pid()));
+        let live_build = root.join(DIR).join(format!(
+            ".{}-build-{}-5-0",
+            shape(2048).key(),
+            std::process::id()
+        ));
+        fs::create_dir_all(&dead_build).unwrap();
+        fs::create_dir_all(&live_build).unwrap();
+        // Images: one unused for 10 days, one used now, a dead create's half-made one.
+        let img_old = cache.join(crate::image::image_name("d-old"));
+        let img_new = cache.join(crate::image::image_name("d-new"));
+        for p in [&img_old, &img_new] {
+            let f = fs::File::create(p).unwrap();
+            f.set_len(crate::image::ROOTFS_DEVICE_BYTES).unwrap();
+            (&f).write_all(&[1u8; 8192]).unwrap();
+            drop(f);
+            age(p, 10);
+        }
+        let made = fs::metadata(&img_new).unwrap().modified().unwrap();
+        mark_used(&img_new, false);
+        assert_eq!(fs::metadata(&img_new).unwrap().modified().unwrap(), made);
+        let half = cache.join(format!(".tmp-{}-rootfs-x.ext4", dead_pid()));
+        fs::write(&half, b"half").unwrap();
+        // Memo: the digests of both images' trees, and the agent's.
+        let memo = cache.join(crate::image::MEMO);
+        fs::create_dir_all(&memo).unwrap();
+        fs::write(memo.join("tree-old"), "d-old").unwrap();
+        fs::write(memo.join("tree-new"), "d-new").unwrap();
+        fs::write(memo.join("agent-x"), "d-agent").unwrap();
+
+        let week = Duration::from_secs(7 * 86_400);
+        let would = crate::prune(&root, week, false, true).unwrap();
+        let want = vec![
+            damaged.file_name().unwrap().to_string_lossy().into_owned(),
+            dead_build
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
+            half.file_name().unwrap().to_string_lossy().into_owned(),
+            img_old.file_name().unwrap().to_string_lossy().into_owned(),
+            old.file_name().unwrap().to_string_lossy().into_owned(),
+            "tree-old".to_string(),
+        ];
+        let mut want_sorted = want.clone();
+        want_sorted.sort();
+        // Dry, the locked template is listed (nothing is locked to list); nothing goes.
+        let mut want_dry = want_sorted.clone();
+        want_dry.push(locked.file_name().unwrap().to_string_lossy().into_owned());
+        want_dry.sort();
+        assert_eq!(names(&would), want_dry);
+        for p in &would {
+            assert!(
+                fs::symlink_metadata(&p.path).is_ok(),
+                "dry run removed {}",
+                p.path.display()
+            );
+        }
+        // Sizes are blocks on disk: the 4 GiB sparse image counts its 8 KiB of data.
+        let img = would.iter().find(|p| p.path == img_old).unwrap();
+        assert!(img.bytes >= 8192 && img.bytes < 1 << 20, "{}", img.bytes);
+
+        let gone = crate::prune(&root, week, false, false).unwrap();
+        assert_eq!(names(&gone), want_sorted);
+        for p in &gone {
+            assert!(
+                fs::symlink_metadata(&p.path).is_err(),
+                "{} is still there",
+                p.path.display()
+            );
+        }
+        for p in [
+            &fresh,
+            &locked,
+            &live_build,
+            &img_new,
+            &memo.join("tree-new"),
+            &memo.join("agent-x"),
+        ] {
+            assert!(p.exists(), "{} was removed", p.display());
+        }
+        // The lock files stay.
+        assert!(root
+            .join(DIR)
+            .join(format!("{}.lock", shape(128).key()))
+            .exists());
+        // Nothing is left in the templates directory but what stays.
+        let left: Vec<String> = fs::read_dir(root.join(DIR))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".lock"))
+            .collect();
+        assert_eq!(left.len(), 3, "{left:?}");
+
+        // --all: every template and image, but not one a create holds locked.
+        let all = crate::prune(&root, week, true, false).unwrap();
+        assert_eq!(
+            names(&all),
+            vec![
+                fresh.file_name().unwrap().to_string_lossy().into_owned(),
+                img_new.file_name().unwrap().to_string_lossy().into_owned(),
+                "tree-new".to_string(),
+            ]
+        );
+        assert!(locked.exists() && live_build.exists() && memo.join("agent-x").exists());
+        drop(lock);
+        let rest = crate::prune(&root, week, true, false).unwrap();
+        assert_eq!(
+            names(&rest),
+            vec![locked.file_name().unwrap().to_string_lossy().into_owned()]
+        );
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn ages_parse_with_a_unit_or_not_at_all() {
+        assert_eq!(crate::parse_age("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(crate::parse_age("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(crate::parse_age("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(
+            crate::parse_age("7d").unwrap(),
+            Duration::from_secs(604_800)
+        );
+        for bad in ["", "7", "d", "7w", "-1d", "1.5h", "99999999999999999999d"] {
+            let e = format!("{:#}", crate::parse_age(bad).unwrap_err());
+            assert!(e.contains("not a duration"), "{bad}: {e}");
+        }
     }
 }
