@@ -123,7 +123,8 @@ pub fn microvm_prune(ctx: &Ctx, a: &crate::cli::PruneArgs) -> Result<()> {
         println!("{verb} {} ({}): {}", p.path.display(), p.why, mib(p.bytes));
     }
     let total: u64 = gone.iter().map(|p| p.bytes).sum();
-    println!("{verb} {} items: {} in total", gone.len(), mib(total));
+    let items = if gone.len() == 1 { "item" } else { "items" };
+    println!("{verb} {} {items}: {} in total", gone.len(), mib(total));
     Ok(())
 }
 
