@@ -86,6 +86,22 @@ pub enum MicrovmCommand {
     /// Make (or check and remake) the booted template microVM sandboxes of this shape restore
     /// (io.hako.microvm.boot=snapshot), ahead of the first create
     Warm(WarmArgs),
+    /// Remove cached templates and rootfs images not used lately (all with --all), damaged
+    /// templates and what interrupted creates left behind
+    Prune(PruneArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Remove what was last used longer ago than this: a whole number with s, m, h or d
+    #[arg(long, default_value = "7d")]
+    pub older_than: String,
+    /// Remove every template and rootfs image, however recently used
+    #[arg(long)]
+    pub all: bool,
+    /// List what would be removed; remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Args, Debug)]

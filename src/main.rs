@@ -86,6 +86,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Microvm(cli::MicrovmCommand::Warm(a)) => {
             ops::info::microvm_warm(&ctx, &a).map(|_| 0)
         }
+        Command::Microvm(cli::MicrovmCommand::Prune(a)) => {
+            ops::info::microvm_prune(&ctx, &a).map(|_| 0)
+        }
         Command::Bench { args } => bench(args),
     }
 }

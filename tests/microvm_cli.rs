@@ -177,22 +177,11 @@ fn microvm_create_start_kill_delete() {
     assert!(vm_processes(&h).is_empty(), "a VM was left behind");
 }
 
-/// Snapshot boot through the CLI: `hako microvm warm` makes the template, a create with the
-/// default annotations restores it (its timings say so, and no debug line says "cold"), the
-/// bundle's workload runs; `hako features` reports the boot modes.
-#[test]
-fn microvm_warm_then_create_restores_the_template() {
-    skip_unless!(need_microvm());
-    let h = hako(&microvm_agent());
-    let dir = h.ok(&["microvm", "warm"]);
-    let dir = std::path::Path::new(dir.trim());
-    assert!(dir.join("manifest.json").is_file(), "{}", dir.display());
-    assert!(dir.starts_with(h.root.join("microvm-cache/templates")));
-    // A second warm checks it (checksums included) and keeps it.
-    assert_eq!(h.ok(&["microvm", "warm"]).trim(), dir.to_str().unwrap());
-    let b = microvm_bundle(&["sh", "-c", "echo restored $(hostname)"]);
-    let id = unique("mvm-snap");
-    // The host process inherits create's stdout and stderr: the workload's output lands there.
+/// `hako --debug create`, start, wait, delete of bundle `b`: create's stderr and the
+/// sandbox's timings. The workload's stdout lands in `b.dir/out` (the host process inherits
+/// create's stdout and stderr).
+fn snapshot_create_start_delete(h: &Hako, b: &Bundle, prefix: &str) -> (String, serde_json::Value) {
+    let id = unique(prefix);
     let (out, err) = (b.dir.join("out"), b.dir.join("err"));
     let st = h
         .cmd()
@@ -210,16 +199,37 @@ fn microvm_warm_then_create_restores_the_template() {
         .unwrap();
     let created_err = std::fs::read_to_string(&err).unwrap();
     assert!(st.success(), "{created_err}");
-    assert!(!created_err.contains("cold"), "{created_err}");
     h.ok(&["start", &id]);
     h.wait_status(&id, "stopped");
     let t: serde_json::Value = serde_json::from_slice(
         &std::fs::read(h.root.join(&id).join("microvm-timings.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(t["boot"], "snapshot", "{t}");
     h.ok(&["delete", &id]);
-    assert_eq!(std::fs::read_to_string(&out).unwrap(), "restored hako\n");
+    (created_err, t)
+}
+
+/// Snapshot boot through the CLI: `hako microvm warm` makes the template, a create with the
+/// default annotations restores it (its timings say so, and no debug line says "cold"), the
+/// bundle's workload runs; `hako features` reports the boot modes.
+#[test]
+fn microvm_warm_then_create_restores_the_template() {
+    skip_unless!(need_microvm());
+    let h = hako(&microvm_agent());
+    let dir = h.ok(&["microvm", "warm"]);
+    let dir = std::path::Path::new(dir.trim());
+    assert!(dir.join("manifest.json").is_file(), "{}", dir.display());
+    assert!(dir.starts_with(h.root.join("microvm-cache/templates")));
+    // A second warm checks it (checksums included) and keeps it.
+    assert_eq!(h.ok(&["microvm", "warm"]).trim(), dir.to_str().unwrap());
+    let b = microvm_bundle(&["sh", "-c", "echo restored $(hostname)"]);
+    let (created_err, t) = snapshot_create_start_delete(&h, &b, "mvm-snap");
+    assert!(!created_err.contains("cold"), "{created_err}");
+    assert_eq!(t["boot"], "snapshot", "{t}");
+    assert_eq!(
+        std::fs::read_to_string(b.dir.join("out")).unwrap(),
+        "restored hako\n"
+    );
     assert!(containers_left(&h).is_empty(), "{:?}", containers_left(&h));
     assert!(vm_processes(&h).is_empty(), "a VM was left behind");
     let f: serde_json::Value = serde_json::from_str(&h.ok(&["features"])).unwrap();
@@ -569,4 +579,72 @@ fn microvm_finds_its_agent_after_the_sealed_reexec() {
         "{}",
         String::from_utf8_lossy(&st.stderr)
     );
+}
+
+/// `hako microvm prune`: with a real template and rootfs image in the cache, the default age
+/// keeps both (just used), `--all --dry-run` lists both and removes nothing, `--all` removes
+/// both with their sizes on disk; the next create makes the template again and restores it.
+#[test]
+fn microvm_prune_all_then_create_rebuilds() {
+    skip_unless!(need_microvm());
+    let h = hako(&microvm_agent());
+    let tmpl = h.ok(&["microvm", "warm"]).trim().to_string();
+    let b = microvm_bundle(&["sh", "-c", "echo first"]);
+    let (err, t) = snapshot_create_start_delete(&h, &b, "mvm-prune");
+    assert_eq!(t["boot"], "snapshot", "{t} {err}");
+    let cache = h.root.join("microvm-cache");
+    let images = || -> Vec<String> {
+        std::fs::read_dir(&cache)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("rootfs-"))
+            .collect()
+    };
+    assert_eq!(images().len(), 1);
+    let kept = h.ok(&["microvm", "prune"]);
+    assert_eq!(kept.trim(), "removed 0 items: 0.0 MiB in total");
+    let dry = h.ok(&["microvm", "prune", "--all", "--dry-run"]);
+    assert!(
+        dry.contains(&format!("would remove {tmpl} (template, --all)")),
+        "{dry}"
+    );
+    assert!(std::path::Path::new(&tmpl).is_dir());
+    assert_eq!(images().len(), 1);
+    let gone = h.ok(&["microvm", "prune", "--all"]);
+    let lines: Vec<&str> = gone.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("removed {tmpl} (template, --all): "))),
+        "{gone}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("/rootfs-") && l.contains("(rootfs image, --all)")),
+        "{gone}"
+    );
+    assert!(lines.last().unwrap().starts_with("removed "), "{gone}");
+    assert!(!std::path::Path::new(&tmpl).exists());
+    assert!(images().is_empty());
+    // The next create makes the template again, and restores it.
+    let b = microvm_bundle(&["sh", "-c", "echo again"]);
+    let (err, t) = snapshot_create_start_delete(&h, &b, "mvm-prune");
+    assert!(err.contains("made the template"), "{err}");
+    assert_eq!(t["boot"], "snapshot", "{t} {err}");
+    assert_eq!(
+        std::fs::read_to_string(b.dir.join("out")).unwrap(),
+        "again\n"
+    );
+    assert!(std::path::Path::new(&tmpl).join("manifest.json").is_file());
+    assert!(containers_left(&h).is_empty(), "{:?}", containers_left(&h));
+}
+
+/// An unparsable `--older-than` is one error line and a non-zero exit, before anything goes.
+#[test]
+fn microvm_prune_refuses_a_bad_age() {
+    let h = Hako::new();
+    let err = h.fails(&["microvm", "prune", "--older-than", "7 days"]);
+    assert!(err.contains("not a duration"), "{err}");
 }

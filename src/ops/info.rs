@@ -112,6 +112,32 @@ pub fn microvm_warm(_ctx: &Ctx, _a: &crate::cli::WarmArgs) -> Result<()> {
     bail!("this hako was built without the microvm backend")
 }
 
+/// `hako microvm prune`: one line per item removed (or, with --dry-run, that would be), with
+/// its size on disk, then the total.
+#[cfg(feature = "microvm")]
+pub fn microvm_prune(ctx: &Ctx, a: &crate::cli::PruneArgs) -> Result<()> {
+    let age = hako_microvm::parse_age(&a.older_than)?;
+    let gone = hako_microvm::prune(&ctx.global.root, age, a.all, a.dry_run)?;
+    let verb = if a.dry_run { "would remove" } else { "removed" };
+    for p in &gone {
+        println!("{verb} {} ({}): {}", p.path.display(), p.why, mib(p.bytes));
+    }
+    let total: u64 = gone.iter().map(|p| p.bytes).sum();
+    let items = if gone.len() == 1 { "item" } else { "items" };
+    println!("{verb} {} {items}: {} in total", gone.len(), mib(total));
+    Ok(())
+}
+
+#[cfg(feature = "microvm")]
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+}
+
+#[cfg(not(feature = "microvm"))]
+pub fn microvm_prune(_ctx: &Ctx, _a: &crate::cli::PruneArgs) -> Result<()> {
+    bail!("this hako was built without the microvm backend")
+}
+
 pub fn features() -> Result<()> {
     let mut per = serde_json::Map::new();
     for b in backends::built_in() {

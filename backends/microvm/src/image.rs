@@ -338,16 +338,19 @@ pub fn mkfs_into(src: &Path, out: &Path, size: u64, inodes: u64, label: &str) ->
 pub fn sweep_half_made(dir: &Path) {
     for e in fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let pid = name
-            .strip_prefix(".tmp-")
-            .and_then(|r| r.split('-').next())
-            .and_then(|p| p.parse::<i32>().ok());
-        if let Some(pid) = pid {
+        if let Some(pid) = half_made_pid(&name) {
             if !hako_contract::proc::is_alive(pid, None) {
                 let _ = fs::remove_file(e.path());
             }
         }
     }
+}
+
+/// The pid that makes the half-made image named `name` ([`mkfs_into`]'s `.tmp-<pid>-*`).
+fn half_made_pid(name: &str) -> Option<i32> {
+    name.strip_prefix(".tmp-")
+        .and_then(|r| r.split('-').next())
+        .and_then(|p| p.parse::<i32>().ok())
 }
 
 /// The size of every rootfs image as a device: the file is extended (sparse: no blocks on the
@@ -408,8 +411,7 @@ fn rootfs_image_settled(
         );
     }
     let digest = memo_tree_digest(&cache.join(MEMO), rootfs, settle)?;
-    let key = hex_digest(&[IMAGE_FORMAT.as_bytes(), digest.as_bytes()]);
-    let out = cache.join(format!("rootfs-{}.ext4", &key[..24]));
+    let out = cache.join(image_name(&digest));
     if !out.is_file() {
         fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;
         mkfs_into(
@@ -422,6 +424,92 @@ fn rootfs_image_settled(
     }
     if need <= ROOTFS_DEVICE_BYTES {
         size_as_device(&out)?;
+    }
+    // For `hako microvm prune`: the atime only, so the mtime still says when it was made.
+    crate::template::mark_used(&out, false);
+    Ok(out)
+}
+
+/// The file name of the image of a tree with content digest `digest`.
+pub(crate) fn image_name(digest: &str) -> String {
+    let key = hex_digest(&[IMAGE_FORMAT.as_bytes(), digest.as_bytes()]);
+    format!("rootfs-{}.ext4", &key[..24])
+}
+
+/// The rootfs images in `cache` that `keep` does not keep, with what dead creates left
+/// half-made, and (`memo`) the digests memoized for trees whose image is gone or goes now.
+/// Removed unless `dry_run`. An image in use stays usable: a sandbox has it open, and the
+/// kernel keeps its blocks until it is closed.
+pub fn prune(
+    cache: &Path,
+    keep: crate::template::Keep,
+    dry_run: bool,
+) -> Result<Vec<crate::template::Pruned>> {
+    use crate::template::{disk_bytes, Pruned};
+    let mut out = Vec::new();
+    let mut names: Vec<String> = match fs::read_dir(cache) {
+        Ok(e) => e
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", cache.display())),
+    };
+    names.sort();
+    let mut gone = std::collections::BTreeSet::new();
+    for name in names {
+        let path = cache.join(&name);
+        let why = if half_made_pid(&name).is_some_and(|p| !hako_contract::proc::is_alive(p, None)) {
+            "half-made image (its create is gone)".to_string()
+        } else if name.starts_with("rootfs-") && name.ends_with(".ext4") {
+            let Ok(md) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            match keep.why_not(&md) {
+                Some(w) => format!("rootfs image, {w}"),
+                None => continue,
+            }
+        } else {
+            continue;
+        };
+        let bytes = disk_bytes(&path);
+        if !dry_run {
+            fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+        gone.insert(name);
+        out.push(Pruned { path, why, bytes });
+    }
+    // Memo entries: a tree's digest, named by a hash of its metadata; its image is known by the
+    // digest. Entries of other kinds (the agent's) and entries being written stay.
+    let memo = cache.join(MEMO);
+    let mut entries: Vec<_> = fs::read_dir(&memo)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("tree-") {
+            continue;
+        }
+        let Ok(digest) = fs::read_to_string(e.path()) else {
+            continue;
+        };
+        let img = image_name(digest.trim());
+        if !gone.contains(&img) && cache.join(&img).exists() {
+            continue;
+        }
+        let bytes = disk_bytes(&e.path());
+        if !dry_run {
+            fs::remove_file(e.path())
+                .with_context(|| format!("removing {}", e.path().display()))?;
+        }
+        out.push(Pruned {
+            path: e.path(),
+            why: "memoized digest of a tree whose image is gone".into(),
+            bytes,
+        });
     }
     Ok(out)
 }

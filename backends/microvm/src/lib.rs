@@ -582,6 +582,52 @@ pub fn warm(
     )
 }
 
+/// A `hako microvm prune --older-than` value: a whole number with an `s`, `m`, `h` or `d`
+/// suffix (seconds, minutes, hours, days).
+pub fn parse_age(s: &str) -> Result<std::time::Duration> {
+    let bad = || {
+        anyhow::anyhow!(
+            "--older-than {s:?}: not a duration (a whole number with s, m, h or d, e.g. 7d)"
+        )
+    };
+    let unit = match s.chars().last().ok_or_else(bad)? {
+        's' => 1,
+        'm' => 60,
+        'h' => 3_600,
+        'd' => 86_400,
+        _ => return Err(bad()),
+    };
+    let n: u64 = s[..s.len() - 1].parse().map_err(|_| bad())?;
+    Ok(std::time::Duration::from_secs(
+        n.checked_mul(unit).ok_or_else(bad)?,
+    ))
+}
+
+/// `hako microvm prune`: remove from the cache under `root` the templates and rootfs images not
+/// used within `older_than` (everything with `all`), damaged templates, what dead creates left
+/// half-made and memo entries whose image is gone (docs/backends/microvm.md, "The cache and its
+/// eviction"). With `dry_run`, only says what would go. Agent disks, the kernel probe's answer
+/// and the template memo (a few bytes each, for the kernel and agent in use) stay.
+pub fn prune(
+    root: &Path,
+    older_than: std::time::Duration,
+    all: bool,
+    dry_run: bool,
+) -> Result<Vec<template::Pruned>> {
+    let keep = if all {
+        template::Keep::Nothing
+    } else {
+        template::Keep::UsedSince(
+            std::time::SystemTime::now()
+                .checked_sub(older_than)
+                .unwrap_or(std::time::UNIX_EPOCH),
+        )
+    };
+    let mut out = template::prune(root, keep, dry_run)?;
+    out.extend(image::prune(&root.join("microvm-cache"), keep, dry_run)?);
+    Ok(out)
+}
+
 /// The host cgroup of a sandbox, by the rule every backend follows (`hako_contract::cgroup`):
 /// `linux.cgroupsPath`, else hako's default path for the id. It holds the host process and the
 /// VM. CPU and block I/O limits apply to it (the vCPUs and the disk I/O

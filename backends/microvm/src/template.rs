@@ -170,6 +170,7 @@ pub fn ensure(
         built,
     };
     if verify(&dir, inputs, check).is_ok() {
+        mark_used(&dir, true);
         return Ok(found(None));
     }
     fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
@@ -187,7 +188,10 @@ pub fn ensure(
     }
     // Whoever held the lock may have built it.
     let why = match verify(&dir, inputs, check) {
-        Ok(()) => return Ok(found(None)),
+        Ok(()) => {
+            mark_used(&dir, true);
+            return Ok(found(None));
+        }
         Err(why) => why,
     };
     if dir.exists() {
@@ -212,6 +216,7 @@ pub fn ensure(
     }
     fs::rename(&tmp, &dir)
         .with_context(|| format!("renaming {} to {}", tmp.display(), dir.display()))?;
+    mark_used(&dir, true);
     Ok(found(Some(format!("{why:#}"))))
 }
 
@@ -223,19 +228,30 @@ pub fn discard(dir: &Path) {
 
 /// Ok when the template in `dir` was made from `inputs` and its files are as recorded.
 pub fn verify(dir: &Path, inputs: &Inputs, check: Check) -> Result<()> {
+    let m = read_manifest(dir)?;
+    if m.inputs != *inputs {
+        bail!(
+            "{} was made from other inputs",
+            dir.join(MANIFEST).display()
+        );
+    }
+    check_files(dir, &m, check)
+}
+
+fn read_manifest(dir: &Path) -> Result<Manifest> {
     let mpath = dir.join(MANIFEST);
     let data = match fs::read(&mpath) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!("no template yet"),
         Err(e) => return Err(e).with_context(|| format!("reading {}", mpath.display())),
     };
-    let m: Manifest =
-        serde_json::from_slice(&data).with_context(|| format!("{} is damaged", mpath.display()))?;
-    if m.inputs != *inputs {
-        bail!("{} was made from other inputs", mpath.display());
-    }
+    serde_json::from_slice(&data).with_context(|| format!("{} is damaged", mpath.display()))
+}
+
+/// Ok when every file the manifest `m` lists is as recorded.
+fn check_files(dir: &Path, m: &Manifest, check: Check) -> Result<()> {
     if m.files.is_empty() {
-        bail!("{} lists no files", mpath.display());
+        bail!("{} lists no files", dir.join(MANIFEST).display());
     }
     for (name, want) in &m.files {
         let p = dir.join(name);
@@ -256,6 +272,221 @@ pub fn verify(dir: &Path, inputs: &Inputs, check: Check) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Ok when the template in `dir` could be used by some create of this hako: its manifest is
+/// whole, of this format, made for the key that names `dir`, and its files are as recorded.
+fn check_any(dir: &Path) -> Result<()> {
+    if !dir.join(MANIFEST).exists() {
+        bail!("no manifest: discarded after a failed restore, or never finished");
+    }
+    let m = read_manifest(dir)?;
+    if m.inputs.format != FORMAT {
+        bail!("made by another hako (format {})", m.inputs.format);
+    }
+    if dir.file_name() != Some(std::ffi::OsStr::new(&m.inputs.key())) {
+        bail!("its manifest is for another key");
+    }
+    check_files(dir, &m, Check::Fast)
+}
+
+/// Record a use of `path` (a template directory, a rootfs image) for `hako microvm prune`:
+/// its atime, and with `mtime` its mtime too, set to now. Never a file [`verify`] checks: a
+/// template's files keep their identities. Best effort: a cache that cannot be marked is
+/// only pruned earlier.
+pub fn mark_used(path: &Path, mtime: bool) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return;
+    };
+    let now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: libc::UTIME_NOW,
+    };
+    let keep = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: libc::UTIME_OMIT,
+    };
+    let times = [now, if mtime { now } else { keep }];
+    // SAFETY: a NUL-terminated path and two timespecs, as utimensat(2) wants.
+    unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) };
+}
+
+/// When `md`'s item was last used ([`mark_used`]): a template directory's mtime (its atime
+/// moves whenever anyone lists it, `prune --dry-run` included); an image's later of atime and
+/// mtime (its atime also moves when a guest reads it: a use too).
+pub fn last_used(md: &fs::Metadata) -> std::time::SystemTime {
+    let mt = md.modified().unwrap_or(std::time::UNIX_EPOCH);
+    if md.is_dir() {
+        return mt;
+    }
+    md.accessed().unwrap_or(std::time::UNIX_EPOCH).max(mt)
+}
+
+/// Bytes `path` holds on disk (allocated blocks, not a sparse file's length), a directory's
+/// contents included.
+pub fn disk_bytes(path: &Path) -> u64 {
+    let Ok(md) = fs::symlink_metadata(path) else {
+        return 0;
+    };
+    let mut n = md.blocks() * 512;
+    if md.is_dir() {
+        for e in fs::read_dir(path).into_iter().flatten().flatten() {
+            n += disk_bytes(&e.path());
+        }
+    }
+    n
+}
+
+/// One thing `hako microvm prune` removed (or, dry, would remove).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pruned {
+    pub path: PathBuf,
+    /// What it was and why it goes, e.g. "template, unused for 9d".
+    pub why: String,
+    /// On disk, in allocated blocks.
+    pub bytes: u64,
+}
+
+/// What to prune: everything, or what was last used before `cutoff`.
+#[derive(Debug, Clone, Copy)]
+pub enum Keep {
+    Nothing,
+    UsedSince(std::time::SystemTime),
+}
+
+impl Keep {
+    /// Why `md`'s item goes, or None when it stays.
+    pub fn why_not(&self, md: &fs::Metadata) -> Option<String> {
+        match *self {
+            Keep::Nothing => Some("--all".into()),
+            Keep::UsedSince(cutoff) => {
+                let used = last_used(md);
+                (used < cutoff).then(|| {
+                    let ago = std::time::SystemTime::now()
+                        .duration_since(used)
+                        .unwrap_or_default();
+                    format!("unused for {}", age_text(ago))
+                })
+            }
+        }
+    }
+}
+
+/// A duration in the largest whole unit of `hako microvm prune --older-than`'s.
+pub fn age_text(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        s if s >= 86_400 => format!("{}d", s / 86_400),
+        s if s >= 3_600 => format!("{}h", s / 3_600),
+        s if s >= 60 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// The pid in a temporary name of [`crate::assets::tempdir_in`]'s (`.<prefix>-<pid>-<nanos>-<i>`).
+fn temp_pid(name: &str) -> Option<i32> {
+    let rest = name.strip_prefix('.')?;
+    let mut parts = rest.rsplitn(4, '-');
+    let (_i, _nanos, pid) = (parts.next()?, parts.next()?, parts.next()?);
+    parts.next()?;
+    pid.parse().ok()
+}
+
+/// Prune the template cache of the state root `root`: templates `keep` does not keep, every
+/// template that fails its check, and what dead creates left half-made. A template being built
+/// (a temporary directory of a live pid) is never touched.
+///
+/// A template goes under its `<key>.lock`, taken without waiting: a template whose lock is
+/// held is being checked or rebuilt by a create right now, so it is skipped (it is in use).
+/// Under the lock it is renamed away, then deleted: a sandbox restoring from it keeps the files
+/// it has open or mapped, and a create that finds it gone makes it again. The `.lock` files
+/// stay: unlinking one would let a create that waits on the old inode and one that opens a new
+/// file both hold "the" lock and build the same template at once.
+pub fn prune(root: &Path, keep: Keep, dry_run: bool) -> Result<Vec<Pruned>> {
+    let base = root.join(DIR);
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(&base) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", base.display())),
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for name in names {
+        let path = base.join(&name);
+        let Ok(md) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !md.is_dir() || name == "memo" {
+            continue;
+        }
+        if name.starts_with('.') {
+            // A build, a damaged template on its way out, a memo entry being written.
+            match temp_pid(&name) {
+                Some(pid) if !hako_contract::proc::is_alive(pid, None) => {}
+                _ => continue,
+            }
+            let bytes = disk_bytes(&path);
+            if !dry_run {
+                fs::remove_dir_all(&path)
+                    .with_context(|| format!("removing {}", path.display()))?;
+            }
+            out.push(Pruned {
+                path,
+                why: format!(
+                    "half-made template (its create, pid {}, is gone)",
+                    temp_pid(&name).unwrap_or(0)
+                ),
+                bytes,
+            });
+            continue;
+        }
+        let why = |md: &fs::Metadata| match check_any(&path) {
+            Err(e) => Some(format!("damaged template: {e:#}")),
+            Ok(()) => keep.why_not(md).map(|w| format!("template, {w}")),
+        };
+        let Some(reason) = why(&md) else { continue };
+        if dry_run {
+            out.push(Pruned {
+                bytes: disk_bytes(&path),
+                path,
+                why: reason,
+            });
+            continue;
+        }
+        let lock_path = base.join(format!("{name}.lock"));
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("opening {}", lock_path.display()))?;
+        // SAFETY: flock on our fd, released when `lock` is closed.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            continue;
+        }
+        // Again under the lock: a create may have used or remade it since.
+        let Ok(md) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let Some(reason) = why(&md) else { continue };
+        let bytes = disk_bytes(&path);
+        let trash = crate::assets::tempdir_in(&base, &format!("{name}-prune"))?;
+        let _ = fs::remove_dir(&trash);
+        fs::rename(&path, &trash).with_context(|| format!("moving {} away", path.display()))?;
+        drop(lock);
+        fs::remove_dir_all(&trash).with_context(|| format!("removing {}", trash.display()))?;
+        out.push(Pruned {
+            path,
+            why: reason,
+            bytes,
+        });
+    }
+    Ok(out)
 }
 
 fn build(
@@ -465,6 +696,7 @@ pub fn memo_by(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn inputs() -> Inputs {
         Inputs {
@@ -548,5 +780,214 @@ mod tests {
         let h2 = memo(&dir.join("m"), &f, "sha256", || sha256_file(&f)).unwrap();
         assert_ne!(h1, h2);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A template as `build` leaves it, for `inputs`, under `root`.
+    fn fake_template(root: &Path, inputs: &Inputs) -> PathBuf {
+        let dir = root.join(DIR).join(inputs.key());
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("ram"), vec![7u8; 64 * 1024]).unwrap();
+        let mut files = BTreeMap::new();
+        files.insert("ram".to_string(), file_sum(&dir.join("ram"), true).unwrap());
+        let m = Manifest {
+            inputs: inputs.clone(),
+            files,
+        };
+        fs::write(dir.join(MANIFEST), serde_json::to_vec(&m).unwrap()).unwrap();
+        dir
+    }
+
+    /// Set `p`'s atime and mtime `days` ago.
+    fn age(p: &Path, days: u64) {
+        let t = std::time::SystemTime::now() - Duration::from_secs(days * 86_400);
+        fs::File::open(p)
+            .unwrap()
+            .set_times(fs::FileTimes::new().set_accessed(t).set_modified(t))
+            .unwrap();
+    }
+
+    /// A pid that is no process's now: a child that has ended and been reaped.
+    fn dead_pid() -> u32 {
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        pid
+    }
+
+    fn names(p: &[Pruned]) -> Vec<String> {
+        let mut v: Vec<String> = p
+            .iter()
+            .map(|p| p.path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn prune_removes_exactly_the_unused_the_damaged_and_the_half_made() {
+        let root = std::env::temp_dir().join(format!("hako-prune-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let cache = root.join("microvm-cache");
+        let shape = |mib| Inputs {
+            memory_mib: mib,
+            ..inputs()
+        };
+        // Templates: used 10 days ago, in use (marked now by a create's check), damaged,
+        // old but locked by a create that rebuilds it.
+        let old = fake_template(&root, &shape(128));
+        age(&old, 10);
+        let fresh = fake_template(&root, &shape(256));
+        age(&fresh, 10);
+        let ram_before = file_sum(&fresh.join("ram"), false).unwrap();
+        // The fast path never runs the engine: any path will do.
+        let engine = crate::qemu::Qemu {
+            binary: "/nonexistent".into(),
+        };
+        let t = ensure(&engine, &root, &shape(256), &old, &old, Check::Fast).unwrap();
+        assert_eq!(
+            (t.dir.as_path(), t.built.is_none()),
+            (fresh.as_path(), true)
+        );
+        // Marking the use leaves every file the check looks at as it was.
+        assert_eq!(file_sum(&fresh.join("ram"), false).unwrap(), ram_before);
+        verify(&fresh, &shape(256), Check::Fast).unwrap();
+        let damaged = fake_template(&root, &shape(512));
+        discard(&damaged);
+        let locked = fake_template(&root, &shape(1024));
+        age(&locked, 10);
+        let lock =
+            fs::File::create(root.join(DIR).join(format!("{}.lock", shape(1024).key()))).unwrap();
+        assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+        // Builds: a dead create's (swept), a live one's (ours: left alone).
+        let dead_build =
+            root.join(DIR)
+                .join(format!(".{}-build-{}-5-0", shape(2048).key(), dead_pid()));
+        let live_build = root.join(DIR).join(format!(
+            ".{}-build-{}-5-0",
+            shape(2048).key(),
+            std::process::id()
+        ));
+        fs::create_dir_all(&dead_build).unwrap();
+        fs::create_dir_all(&live_build).unwrap();
+        // Images: one unused for 10 days, one used now, a dead create's half-made one.
+        let img_old = cache.join(crate::image::image_name("d-old"));
+        let img_new = cache.join(crate::image::image_name("d-new"));
+        for p in [&img_old, &img_new] {
+            let f = fs::File::create(p).unwrap();
+            f.set_len(crate::image::ROOTFS_DEVICE_BYTES).unwrap();
+            (&f).write_all(&[1u8; 8192]).unwrap();
+            drop(f);
+            age(p, 10);
+        }
+        let made = fs::metadata(&img_new).unwrap().modified().unwrap();
+        mark_used(&img_new, false);
+        assert_eq!(fs::metadata(&img_new).unwrap().modified().unwrap(), made);
+        let half = cache.join(format!(".tmp-{}-rootfs-x.ext4", dead_pid()));
+        fs::write(&half, b"half").unwrap();
+        // Memo: the digests of both images' trees, and the agent's.
+        let memo = cache.join(crate::image::MEMO);
+        fs::create_dir_all(&memo).unwrap();
+        fs::write(memo.join("tree-old"), "d-old").unwrap();
+        fs::write(memo.join("tree-new"), "d-new").unwrap();
+        fs::write(memo.join("agent-x"), "d-agent").unwrap();
+
+        let week = Duration::from_secs(7 * 86_400);
+        let would = crate::prune(&root, week, false, true).unwrap();
+        let want = vec![
+            damaged.file_name().unwrap().to_string_lossy().into_owned(),
+            dead_build
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
+            half.file_name().unwrap().to_string_lossy().into_owned(),
+            img_old.file_name().unwrap().to_string_lossy().into_owned(),
+            old.file_name().unwrap().to_string_lossy().into_owned(),
+            "tree-old".to_string(),
+        ];
+        let mut want_sorted = want.clone();
+        want_sorted.sort();
+        // Dry, the locked template is listed (nothing is locked to list); nothing goes.
+        let mut want_dry = want_sorted.clone();
+        want_dry.push(locked.file_name().unwrap().to_string_lossy().into_owned());
+        want_dry.sort();
+        assert_eq!(names(&would), want_dry);
+        for p in &would {
+            assert!(
+                fs::symlink_metadata(&p.path).is_ok(),
+                "dry run removed {}",
+                p.path.display()
+            );
+        }
+        // Sizes are blocks on disk: the 4 GiB sparse image counts its 8 KiB of data.
+        let img = would.iter().find(|p| p.path == img_old).unwrap();
+        assert!(img.bytes >= 8192 && img.bytes < 1 << 20, "{}", img.bytes);
+
+        let gone = crate::prune(&root, week, false, false).unwrap();
+        assert_eq!(names(&gone), want_sorted);
+        for p in &gone {
+            assert!(
+                fs::symlink_metadata(&p.path).is_err(),
+                "{} is still there",
+                p.path.display()
+            );
+        }
+        for p in [
+            &fresh,
+            &locked,
+            &live_build,
+            &img_new,
+            &memo.join("tree-new"),
+            &memo.join("agent-x"),
+        ] {
+            assert!(p.exists(), "{} was removed", p.display());
+        }
+        // The lock files stay.
+        assert!(root
+            .join(DIR)
+            .join(format!("{}.lock", shape(128).key()))
+            .exists());
+        // Nothing is left in the templates directory but what stays.
+        let left: Vec<String> = fs::read_dir(root.join(DIR))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".lock"))
+            .collect();
+        assert_eq!(left.len(), 3, "{left:?}");
+
+        // --all: every template and image, but not one a create holds locked.
+        let all = crate::prune(&root, week, true, false).unwrap();
+        assert_eq!(
+            names(&all),
+            vec![
+                fresh.file_name().unwrap().to_string_lossy().into_owned(),
+                img_new.file_name().unwrap().to_string_lossy().into_owned(),
+                "tree-new".to_string(),
+            ]
+        );
+        assert!(locked.exists() && live_build.exists() && memo.join("agent-x").exists());
+        drop(lock);
+        let rest = crate::prune(&root, week, true, false).unwrap();
+        assert_eq!(
+            names(&rest),
+            vec![locked.file_name().unwrap().to_string_lossy().into_owned()]
+        );
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn ages_parse_with_a_unit_or_not_at_all() {
+        assert_eq!(crate::parse_age("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(crate::parse_age("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(crate::parse_age("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(
+            crate::parse_age("7d").unwrap(),
+            Duration::from_secs(604_800)
+        );
+        for bad in ["", "7", "d", "7w", "-1d", "1.5h", "99999999999999999999d"] {
+            let e = format!("{:#}", crate::parse_age(bad).unwrap_err());
+            assert!(e.contains("not a duration"), "{bad}: {e}");
+        }
     }
 }
