@@ -174,18 +174,8 @@ pub fn ensure(
         return Ok(found(None));
     }
     fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
-    let lock_path = base.join(format!("{key}.lock"));
-    let lock = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("opening {}", lock_path.display()))?;
-    // SAFETY: flock on our fd; blocks while another create builds this template.
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("locking {}", lock_path.display()));
-    }
+    // Blocks while another create builds this template.
+    let _lock = lock_template(&base, &key, true)?.context("a blocking flock returned busy")?;
     // Whoever held the lock may have built it.
     let why = match verify(&dir, inputs, check) {
         Ok(()) => {
@@ -224,6 +214,32 @@ pub fn ensure(
 /// without its manifest the next [`ensure`] makes it again.
 pub fn discard(dir: &Path) {
     let _ = fs::remove_file(dir.join(MANIFEST));
+}
+
+/// The exclusive `flock` on `<base>/<key>.lock`, held until the returned file is closed.
+/// `wait`: block until it is free; otherwise None when someone holds it.
+fn lock_template(base: &Path, key: &str, wait: bool) -> Result<Option<fs::File>> {
+    let lock_path = base.join(format!("{key}.lock"));
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    let op = if wait {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_EX | libc::LOCK_NB
+    };
+    // SAFETY: flock on our own fd.
+    if unsafe { libc::flock(lock.as_raw_fd(), op) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if !wait && e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Ok(None);
+        }
+        return Err(e).with_context(|| format!("locking {}", lock_path.display()));
+    }
+    Ok(Some(lock))
 }
 
 /// Ok when the template in `dir` was made from `inputs` and its files are as recorded.
@@ -458,17 +474,10 @@ pub fn prune(root: &Path, keep: Keep, dry_run: bool) -> Result<Vec<Pruned>> {
             });
             continue;
         }
-        let lock_path = base.join(format!("{name}.lock"));
-        let lock = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .with_context(|| format!("opening {}", lock_path.display()))?;
-        // SAFETY: flock on our fd, released when `lock` is closed.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        // A held lock: a create is building it right now, so it is in use.
+        let Some(lock) = lock_template(&base, &name, false)? else {
             continue;
-        }
+        };
         // Again under the lock: a create may have used or remade it since.
         let Ok(md) = fs::symlink_metadata(&path) else {
             continue;
