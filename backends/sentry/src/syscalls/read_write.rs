@@ -7,7 +7,7 @@ use super::{err, errno, ready, Call, Outcome, CHUNK};
 use crate::kernel::creds::FSETID;
 use crate::kernel::{FileRef, Kernel};
 use crate::platform::Platform;
-use crate::vfs::{fstat_fd, DevKind, FileKind, HostKind};
+use crate::vfs::{fstat_fd, DevKind, FileKind, HostKind, OpenFile};
 use std::os::fd::{AsRawFd, RawFd};
 use syscalls::Sysno;
 
@@ -345,7 +345,7 @@ pub fn do_read<P: Platform>(
                 if fb.flags & libc::O_NONBLOCK != 0 {
                     return err(libc::EAGAIN);
                 }
-                return super::socket::park(h, libc::POLLIN, c, libc::EAGAIN);
+                return park(&fb, h, libc::POLLIN, c);
             }
             // Not zero-filled first (see `OpenFile::read_at`): callers ask for up to a chunk.
             let mut buf: Vec<u8> = Vec::with_capacity(count);
@@ -359,7 +359,7 @@ pub fn do_read<P: Platform>(
             if n < 0 {
                 let e = errno();
                 if e == libc::EAGAIN && fb.flags & libc::O_NONBLOCK == 0 {
-                    return super::socket::park(h, libc::POLLIN, c, libc::EAGAIN);
+                    return park(&fb, h, libc::POLLIN, c);
                 }
                 return err(e);
             }
@@ -417,7 +417,7 @@ pub fn do_write<P: Platform>(
                     if fb.flags & libc::O_NONBLOCK != 0 {
                         return err(libc::EAGAIN);
                     }
-                    return super::socket::park(h, libc::POLLOUT, c, libc::EAGAIN);
+                    return park(&fb, h, libc::POLLOUT, c);
                 }
                 // Our own pipes are non-blocking; inherited stdio may not be: never block.
                 // SAFETY: fcntl query.
@@ -439,7 +439,7 @@ pub fn do_write<P: Platform>(
             if n < 0 {
                 let e = errno();
                 if e == libc::EAGAIN && fb.flags & libc::O_NONBLOCK == 0 {
-                    return super::socket::park(h, libc::POLLOUT, c, libc::EAGAIN);
+                    return park(&fb, h, libc::POLLOUT, c);
                 }
                 if e == libc::EPIPE {
                     let tg = k.proc_of(c.tid).borrow().host_pid;
@@ -456,6 +456,19 @@ pub fn do_write<P: Platform>(
         FileKind::Epoll(_) | FileKind::Signal { .. } => err(libc::EINVAL),
     }
 }
+/// Park a blocking read or write of stream `fb` (host fd `h`) until `h` is ready for `ev`. Only
+/// a socket can have a receive or send timeout, so only for one is the host asked
+/// (`socket::park`, a `getsockopt`); a pipe, a tty or a FIFO waits for its descriptor alone,
+/// which saves a `getsockopt` that fails with ENOTSOCK on every parked pipe call. Every socket
+/// the sentry holds is named `socket:[inode]` (socket, accept, socketpair, SCM_RIGHTS, and
+/// inherited stdio through its /proc link); a file of unknown name is asked too.
+fn park(fb: &OpenFile, h: RawFd, ev: i16, c: &Call) -> Outcome {
+    if c.deadline.is_some() || fb.path.is_empty() || fb.path.starts_with("socket:") {
+        return super::socket::park(h, ev, c, libc::EAGAIN);
+    }
+    Outcome::Park(vec![(h, ev)], None)
+}
+
 pub(crate) fn iovecs<P: Platform>(
     k: &Kernel<P>,
     tid: i32,
