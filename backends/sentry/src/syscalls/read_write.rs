@@ -7,7 +7,7 @@ use super::{err, errno, ready, Call, Outcome, CHUNK};
 use crate::kernel::creds::FSETID;
 use crate::kernel::{FileRef, Kernel};
 use crate::platform::Platform;
-use crate::vfs::{fstat_fd, DevKind, FileKind, HostKind, OpenFile};
+use crate::vfs::{fstat_fd, DevKind, FileKind, HostKind, OpenFile, Pass};
 use std::os::fd::{AsRawFd, RawFd};
 use syscalls::Sysno;
 
@@ -413,17 +413,23 @@ pub fn do_write<P: Platform>(
                 if fb.path.starts_with("socket:") && super::socket::is_netlink(h) {
                     return err(libc::EOPNOTSUPP);
                 }
-                if !ready(h, libc::POLLOUT) {
-                    if fb.flags & libc::O_NONBLOCK != 0 {
-                        return err(libc::EAGAIN);
+                // A pipe end the sandbox made (pipe.rs) is non-blocking on the host, and nothing
+                // changes that (F_SETFL changes only `flags`, fd.rs): its write goes at once,
+                // and EAGAIN below parks it. Any other stream (inherited stdio, a socket, a tty)
+                // may be blocking on the host, where anyone holding it can change that: ask
+                // first, and never block.
+                if matches!(fb.pass, Pass::No) {
+                    if !ready(h, libc::POLLOUT) {
+                        if fb.flags & libc::O_NONBLOCK != 0 {
+                            return err(libc::EAGAIN);
+                        }
+                        return park(&fb, h, libc::POLLOUT, c);
                     }
-                    return park(&fb, h, libc::POLLOUT, c);
-                }
-                // Our own pipes are non-blocking; inherited stdio may not be: never block.
-                // SAFETY: fcntl query.
-                let fl = unsafe { libc::fcntl(h, libc::F_GETFL) };
-                if fl & libc::O_NONBLOCK == 0 {
-                    len = len.min(STDIO_CHUNK);
+                    // SAFETY: fcntl query.
+                    let fl = unsafe { libc::fcntl(h, libc::F_GETFL) };
+                    if fl & libc::O_NONBLOCK == 0 {
+                        len = len.min(STDIO_CHUNK);
+                    }
                 }
             }
             if *kind == HostKind::Regular {
