@@ -287,22 +287,24 @@ pub fn sendfile<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
         return err(libc::EINVAL);
     }
     let h = fin.borrow().host_fd();
+    let want = (count as usize).min(CHUNK);
+    if off_ptr == 0 {
+        if let Some(h) = h {
+            return sendfile_at_offset(k, c, &fout, h, want);
+        }
+    }
     let pos = if off_ptr != 0 {
         match k.read_val::<i64>(tid, off_ptr) {
             Ok(v) => v,
             Err(e) => return err(e),
         }
     } else {
-        match (&fin.borrow().kind, h) {
-            // SAFETY: query our fd's offset.
-            (_, Some(h)) => unsafe { libc::lseek(h, 0, libc::SEEK_CUR) },
-            (FileKind::Synth { pos, .. }, None) => *pos as i64,
+        match &fin.borrow().kind {
+            FileKind::Synth { pos, .. } => *pos as i64,
             _ => 0,
         }
     };
-    let data = fin
-        .borrow()
-        .read_at(pos.max(0) as u64, (count as usize).min(CHUNK));
+    let data = fin.borrow().read_at(pos.max(0) as u64, want);
     if data.is_empty() {
         return Outcome::Ret(0);
     }
@@ -311,13 +313,44 @@ pub fn sendfile<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
         if *n > 0 {
             if off_ptr != 0 {
                 let _ = k.write_val(tid, off_ptr, &(pos + *n));
-            } else if let Some(h) = h {
-                // SAFETY: advance our fd's offset by what was written.
-                unsafe { libc::lseek(h, pos + *n, libc::SEEK_SET) };
             } else if let FileKind::Synth { pos: p, .. } = &mut fin.borrow_mut().kind {
                 *p += *n as usize;
             }
         }
+    }
+    out
+}
+
+/// sendfile or copy_file_range of up to `want` bytes from host file `h` (a regular file) at its
+/// own offset to `fout`. One `read` moves the offset; what the write does not take (a short
+/// write, a parked one, an error) is given back with one `lseek`. Before, each call asked for the
+/// offset, `pread` there and set the offset after: two `lseek`s per call, even in the common case
+/// where the whole read is written (issue 17). A short read is the file's end, as `read_at`'s.
+fn sendfile_at_offset<P: Platform>(
+    k: &mut Kernel<P>,
+    c: &Call,
+    fout: &FileRef,
+    h: RawFd,
+    want: usize,
+) -> Outcome {
+    let mut buf: Vec<u8> = Vec::with_capacity(want);
+    // SAFETY: read into the buffer's spare capacity (at least `want` bytes).
+    let n = unsafe { libc::read(h, buf.as_mut_ptr().cast(), want) };
+    if n <= 0 {
+        // As `read_at`: an unreadable input copies nothing.
+        return Outcome::Ret(0);
+    }
+    // SAFETY: the read wrote these `n` (≤ `want`) bytes.
+    unsafe { buf.set_len(n as usize) };
+    let out = do_write(k, c, fout, &buf, None);
+    let taken = match out {
+        Outcome::Ret(w) if w > 0 => w as usize,
+        _ => 0,
+    };
+    if taken < buf.len() {
+        let back = (buf.len() - taken) as i64;
+        // SAFETY: move our own fd's offset back over the bytes not written.
+        unsafe { libc::lseek(h, -back, libc::SEEK_CUR) };
     }
     out
 }
