@@ -7,7 +7,7 @@ use super::{err, errno, ready, Call, Outcome, CHUNK};
 use crate::kernel::creds::FSETID;
 use crate::kernel::{FileRef, Kernel};
 use crate::platform::Platform;
-use crate::vfs::{fstat_fd, DevKind, FileKind, HostKind};
+use crate::vfs::{fstat_fd, DevKind, FileKind, HostKind, OpenFile, Pass};
 use std::os::fd::{AsRawFd, RawFd};
 use syscalls::Sysno;
 
@@ -287,22 +287,24 @@ pub fn sendfile<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
         return err(libc::EINVAL);
     }
     let h = fin.borrow().host_fd();
+    let want = (count as usize).min(CHUNK);
+    if off_ptr == 0 {
+        if let Some(h) = h {
+            return sendfile_at_offset(k, c, &fout, h, want);
+        }
+    }
     let pos = if off_ptr != 0 {
         match k.read_val::<i64>(tid, off_ptr) {
             Ok(v) => v,
             Err(e) => return err(e),
         }
     } else {
-        match (&fin.borrow().kind, h) {
-            // SAFETY: query our fd's offset.
-            (_, Some(h)) => unsafe { libc::lseek(h, 0, libc::SEEK_CUR) },
-            (FileKind::Synth { pos, .. }, None) => *pos as i64,
+        match &fin.borrow().kind {
+            FileKind::Synth { pos, .. } => *pos as i64,
             _ => 0,
         }
     };
-    let data = fin
-        .borrow()
-        .read_at(pos.max(0) as u64, (count as usize).min(CHUNK));
+    let data = fin.borrow().read_at(pos.max(0) as u64, want);
     if data.is_empty() {
         return Outcome::Ret(0);
     }
@@ -311,13 +313,44 @@ pub fn sendfile<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
         if *n > 0 {
             if off_ptr != 0 {
                 let _ = k.write_val(tid, off_ptr, &(pos + *n));
-            } else if let Some(h) = h {
-                // SAFETY: advance our fd's offset by what was written.
-                unsafe { libc::lseek(h, pos + *n, libc::SEEK_SET) };
             } else if let FileKind::Synth { pos: p, .. } = &mut fin.borrow_mut().kind {
                 *p += *n as usize;
             }
         }
+    }
+    out
+}
+
+/// sendfile or copy_file_range of up to `want` bytes from host file `h` (a regular file) at its
+/// own offset to `fout`. One `read` moves the offset; what the write does not take (a short
+/// write, a parked one, an error) is given back with one `lseek`. Before, each call asked for the
+/// offset, `pread` there and set the offset after: two `lseek`s per call, even in the common case
+/// where the whole read is written (issue 17). A short read is the file's end, as `read_at`'s.
+fn sendfile_at_offset<P: Platform>(
+    k: &mut Kernel<P>,
+    c: &Call,
+    fout: &FileRef,
+    h: RawFd,
+    want: usize,
+) -> Outcome {
+    let mut buf: Vec<u8> = Vec::with_capacity(want);
+    // SAFETY: read into the buffer's spare capacity (at least `want` bytes).
+    let n = unsafe { libc::read(h, buf.as_mut_ptr().cast(), want) };
+    if n <= 0 {
+        // As `read_at`: an unreadable input copies nothing.
+        return Outcome::Ret(0);
+    }
+    // SAFETY: the read wrote these `n` (≤ `want`) bytes.
+    unsafe { buf.set_len(n as usize) };
+    let out = do_write(k, c, fout, &buf, None);
+    let taken = match out {
+        Outcome::Ret(w) if w > 0 => w as usize,
+        _ => 0,
+    };
+    if taken < buf.len() {
+        let back = (buf.len() - taken) as i64;
+        // SAFETY: move our own fd's offset back over the bytes not written.
+        unsafe { libc::lseek(h, -back, libc::SEEK_CUR) };
     }
     out
 }
@@ -345,7 +378,7 @@ pub fn do_read<P: Platform>(
                 if fb.flags & libc::O_NONBLOCK != 0 {
                     return err(libc::EAGAIN);
                 }
-                return super::socket::park(h, libc::POLLIN, c, libc::EAGAIN);
+                return park(&fb, h, libc::POLLIN, c);
             }
             // Not zero-filled first (see `OpenFile::read_at`): callers ask for up to a chunk.
             let mut buf: Vec<u8> = Vec::with_capacity(count);
@@ -359,7 +392,7 @@ pub fn do_read<P: Platform>(
             if n < 0 {
                 let e = errno();
                 if e == libc::EAGAIN && fb.flags & libc::O_NONBLOCK == 0 {
-                    return super::socket::park(h, libc::POLLIN, c, libc::EAGAIN);
+                    return park(&fb, h, libc::POLLIN, c);
                 }
                 return err(e);
             }
@@ -413,17 +446,23 @@ pub fn do_write<P: Platform>(
                 if fb.path.starts_with("socket:") && super::socket::is_netlink(h) {
                     return err(libc::EOPNOTSUPP);
                 }
-                if !ready(h, libc::POLLOUT) {
-                    if fb.flags & libc::O_NONBLOCK != 0 {
-                        return err(libc::EAGAIN);
+                // A pipe end the sandbox made (pipe.rs) is non-blocking on the host, and nothing
+                // changes that (F_SETFL changes only `flags`, fd.rs): its write goes at once,
+                // and EAGAIN below parks it. Any other stream (inherited stdio, a socket, a tty)
+                // may be blocking on the host, where anyone holding it can change that: ask
+                // first, and never block.
+                if matches!(fb.pass, Pass::No) {
+                    if !ready(h, libc::POLLOUT) {
+                        if fb.flags & libc::O_NONBLOCK != 0 {
+                            return err(libc::EAGAIN);
+                        }
+                        return park(&fb, h, libc::POLLOUT, c);
                     }
-                    return super::socket::park(h, libc::POLLOUT, c, libc::EAGAIN);
-                }
-                // Our own pipes are non-blocking; inherited stdio may not be: never block.
-                // SAFETY: fcntl query.
-                let fl = unsafe { libc::fcntl(h, libc::F_GETFL) };
-                if fl & libc::O_NONBLOCK == 0 {
-                    len = len.min(STDIO_CHUNK);
+                    // SAFETY: fcntl query.
+                    let fl = unsafe { libc::fcntl(h, libc::F_GETFL) };
+                    if fl & libc::O_NONBLOCK == 0 {
+                        len = len.min(STDIO_CHUNK);
+                    }
                 }
             }
             if *kind == HostKind::Regular {
@@ -439,7 +478,7 @@ pub fn do_write<P: Platform>(
             if n < 0 {
                 let e = errno();
                 if e == libc::EAGAIN && fb.flags & libc::O_NONBLOCK == 0 {
-                    return super::socket::park(h, libc::POLLOUT, c, libc::EAGAIN);
+                    return park(&fb, h, libc::POLLOUT, c);
                 }
                 if e == libc::EPIPE {
                     let tg = k.proc_of(c.tid).borrow().host_pid;
@@ -456,6 +495,19 @@ pub fn do_write<P: Platform>(
         FileKind::Epoll(_) | FileKind::Signal { .. } => err(libc::EINVAL),
     }
 }
+/// Park a blocking read or write of stream `fb` (host fd `h`) until `h` is ready for `ev`. Only
+/// a socket can have a receive or send timeout, so only for one is the host asked
+/// (`socket::park`, a `getsockopt`); a pipe, a tty or a FIFO waits for its descriptor alone,
+/// which saves a `getsockopt` that fails with ENOTSOCK on every parked pipe call. Every socket
+/// the sentry holds is named `socket:[inode]` (socket, accept, socketpair, SCM_RIGHTS, and
+/// inherited stdio through its /proc link); a file of unknown name is asked too.
+fn park(fb: &OpenFile, h: RawFd, ev: i16, c: &Call) -> Outcome {
+    if c.deadline.is_some() || fb.path.is_empty() || fb.path.starts_with("socket:") {
+        return super::socket::park(h, ev, c, libc::EAGAIN);
+    }
+    Outcome::Park(vec![(h, ev)], None)
+}
+
 pub(crate) fn iovecs<P: Platform>(
     k: &Kernel<P>,
     tid: i32,
