@@ -247,3 +247,16 @@ fn sendfile_into_a_pipe_moves_the_offset_by_what_was_sent() {
         "offset ok\nno offset ok\neof ok\nnonblock short ok\nblocking ok\n",
     );
 }
+
+/// copy_file_range between regular files keeps or moves each offset as Linux's: the output
+/// offset pointer is honoured (the sentry once ignored it and wrote at the output's own
+/// offset), flags are EINVAL, an output pointer into an O_APPEND file EBADF
+/// (tests/programs/copy_range.c).
+#[test]
+fn copy_file_range_honours_both_offset_pointers() {
+    common::program_as_linux_runs_it(
+        "copy_range",
+        &[],
+        "pointers ok\noffsets ok\nmixed ok\nerrors ok\n",
+    );
+}

@@ -281,16 +281,34 @@ pub fn sendfile<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     } else {
         (a[2], a[0], a[1], a[4])
     };
+    // copy_file_range's own: an output offset pointer (the output file's offset then stays)
+    // and flags, of which Linux defines none.
+    let out_ptr = if s == sendfile { 0 } else { a[3] };
+    if s != sendfile && a[5] != 0 {
+        return err(libc::EINVAL);
+    }
     let fin = tri!(k.file(tid, in_fd));
     let fout = tri!(k.file(tid, out_fd));
     if fin.borrow().is_stream() || fin.borrow().is_dir() {
         return err(libc::EINVAL);
     }
+    let out_off = if out_ptr != 0 {
+        if fout.borrow().flags & libc::O_APPEND != 0 {
+            return err(libc::EBADF);
+        }
+        match k.read_val::<i64>(tid, out_ptr) {
+            Ok(v) if v < 0 => return err(libc::EINVAL),
+            Ok(v) => Some(v),
+            Err(e) => return err(e),
+        }
+    } else {
+        None
+    };
     let h = fin.borrow().host_fd();
     let want = (count as usize).min(CHUNK);
     if off_ptr == 0 {
         if let Some(h) = h {
-            return sendfile_at_offset(k, c, &fout, h, want);
+            return sendfile_at_offset(k, c, &fout, h, want, out_off, out_ptr);
         }
     }
     let pos = if off_ptr != 0 {
@@ -308,7 +326,7 @@ pub fn sendfile<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     if data.is_empty() {
         return Outcome::Ret(0);
     }
-    let out = do_write(k, c, &fout, &data, None);
+    let out = do_write(k, c, &fout, &data, out_off);
     if let Outcome::Ret(n) = &out {
         if *n > 0 {
             if off_ptr != 0 {
@@ -316,9 +334,23 @@ pub fn sendfile<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
             } else if let FileKind::Synth { pos: p, .. } = &mut fin.borrow_mut().kind {
                 *p += *n as usize;
             }
+            moved_out_offset(k, tid, out_off, out_ptr, *n);
         }
     }
     out
+}
+
+/// copy_file_range with an output offset pointer: the pointer moves by what was written.
+fn moved_out_offset<P: Platform>(
+    k: &mut Kernel<P>,
+    tid: i32,
+    out_off: Option<i64>,
+    out_ptr: u64,
+    n: i64,
+) {
+    if let Some(o) = out_off {
+        let _ = k.write_val(tid, out_ptr, &(o + n));
+    }
 }
 
 /// sendfile or copy_file_range of up to `want` bytes from host file `h` (a regular file) at its
@@ -332,6 +364,8 @@ fn sendfile_at_offset<P: Platform>(
     fout: &FileRef,
     h: RawFd,
     want: usize,
+    out_off: Option<i64>,
+    out_ptr: u64,
 ) -> Outcome {
     let mut buf: Vec<u8> = Vec::with_capacity(want);
     // SAFETY: read into the buffer's spare capacity (at least `want` bytes).
@@ -342,11 +376,14 @@ fn sendfile_at_offset<P: Platform>(
     }
     // SAFETY: the read wrote these `n` (≤ `want`) bytes.
     unsafe { buf.set_len(n as usize) };
-    let out = do_write(k, c, fout, &buf, None);
+    let out = do_write(k, c, fout, &buf, out_off);
     let taken = match out {
         Outcome::Ret(w) if w > 0 => w as usize,
         _ => 0,
     };
+    if taken > 0 {
+        moved_out_offset(k, c.tid, out_off, out_ptr, taken as i64);
+    }
     if taken < buf.len() {
         let back = (buf.len() - taken) as i64;
         // SAFETY: move our own fd's offset back over the bytes not written.
