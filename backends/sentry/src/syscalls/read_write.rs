@@ -289,6 +289,9 @@ pub fn sendfile<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     }
     let fin = tri!(k.file(tid, in_fd));
     let fout = tri!(k.file(tid, out_fd));
+    if fin.borrow().flags & libc::O_ACCMODE == libc::O_WRONLY {
+        return err(libc::EBADF);
+    }
     if fin.borrow().is_stream() || fin.borrow().is_dir() {
         return err(libc::EINVAL);
     }

@@ -1,9 +1,11 @@
 /* copy_file_range between two regular files as Linux does it: with offset pointers the files'
  * own offsets stay and the pointers move; without them the offsets move; flags other than 0 are
- * EINVAL; an output offset pointer into an O_APPEND file is EBADF. One line per case. */
+ * EINVAL; an output offset pointer into an O_APPEND file is EBADF, and so is an input not open
+ * for reading (copy_file_range and sendfile). One line per case. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -53,6 +55,14 @@ int main(void) {
     errno = 0;
     CHECK(copy_file_range(in, &oi, app, &oo, 1, 0) == -1 && errno == EBADF,
           "an output pointer into O_APPEND: EBADF");
+    int wo = open("/tmp/cfr-in", O_WRONLY);
+    CHECK(wo >= 0, "open the input write-only");
+    errno = 0;
+    CHECK(copy_file_range(wo, NULL, out, NULL, 1, 0) == -1 && errno == EBADF,
+          "copy from a write-only input: EBADF");
+    errno = 0;
+    CHECK(sendfile(out, wo, NULL, 1) == -1 && errno == EBADF,
+          "sendfile from a write-only input: EBADF");
     printf("errors ok\n");
     return 0;
 }
