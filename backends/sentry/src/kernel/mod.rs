@@ -47,8 +47,9 @@ pub struct Parked {
 
 #[derive(Default)]
 pub struct Stats {
-    pub emulated: BTreeMap<String, u64>,
-    pub refused: BTreeMap<String, u64>,
+    /// Keyed by the syscall's static name: counting a trap allocates nothing (issue 17).
+    pub emulated: BTreeMap<&'static str, u64>,
+    pub refused: BTreeMap<&'static str, u64>,
     pub mmap_emulated: u64,
     /// Parked calls tried again when their descriptor became ready (not traps: the task
     /// stayed blocked in its one call).

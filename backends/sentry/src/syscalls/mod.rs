@@ -143,7 +143,7 @@ pub fn handle<P: Platform>(
     };
     let out = match disposition::<P>(s) {
         Disp::Refused(e, _) => {
-            *k.stats.refused.entry(s.name().to_string()).or_default() += 1;
+            *k.stats.refused.entry(s.name()).or_default() += 1;
             return err(e);
         }
         Disp::Native(_) => Outcome::Native, // only reachable if another filter traps it
@@ -153,7 +153,7 @@ pub fn handle<P: Platform>(
     if retry {
         k.stats.retries += 1;
     } else {
-        *k.stats.emulated.entry(s.name().to_string()).or_default() += 1;
+        *k.stats.emulated.entry(s.name()).or_default() += 1;
     }
     out
 }

@@ -370,6 +370,11 @@ fn sendfile_at_offset<P: Platform>(
     out_off: Option<i64>,
     out_ptr: u64,
 ) -> Outcome {
+    if out_off.is_none() {
+        if let Some(out) = sendfile_to_pipe(k, c, fout, h, want) {
+            return out;
+        }
+    }
     let mut buf: Vec<u8> = Vec::with_capacity(want);
     // SAFETY: read into the buffer's spare capacity (at least `want` bytes).
     let n = unsafe { libc::read(h, buf.as_mut_ptr().cast(), want) };
@@ -393,6 +398,52 @@ fn sendfile_at_offset<P: Platform>(
         unsafe { libc::lseek(h, -back, libc::SEEK_CUR) };
     }
     out
+}
+
+/// sendfile of up to `want` bytes from host file `h` at its own offset into `fout` when that is
+/// a pipe end the sandbox made and open for writing (`cat` into a pipe): one host `sendfile`
+/// between the sentry's two descriptors, which moves `h`'s offset by exactly what the pipe took,
+/// instead of a `read` into the sentry, a `write` and, for a short write, an `lseek` back (issue
+/// 17). That pipe is non-blocking on the host (pipe.rs), so the call never waits in the sentry:
+/// a full pipe is EAGAIN, which parks the task as `do_write` does (or is the answer, for
+/// O_NONBLOCK), and a pipe with no reader is EPIPE with SIGPIPE, as there. None when the fast
+/// path does not apply, or for any other host error (a file system without splice support):
+/// the caller then copies through the sentry, which reports the error as before.
+fn sendfile_to_pipe<P: Platform>(
+    k: &mut Kernel<P>,
+    c: &Call,
+    fout: &FileRef,
+    h: RawFd,
+    want: usize,
+) -> Option<Outcome> {
+    let fb = fout.borrow();
+    let FileKind::Host {
+        fd,
+        kind: HostKind::Stream,
+    } = &fb.kind
+    else {
+        return None;
+    };
+    if matches!(fb.pass, Pass::No) || fb.flags & libc::O_ACCMODE == libc::O_RDONLY {
+        return None;
+    }
+    let out = fd.as_raw_fd();
+    // SAFETY: sendfile between two descriptors of ours, no offset pointer.
+    let n = unsafe { libc::sendfile(out, h, std::ptr::null_mut(), want) };
+    if n >= 0 {
+        return Some(Outcome::Ret(n as i64));
+    }
+    match errno() {
+        libc::EAGAIN if fb.flags & libc::O_NONBLOCK == 0 => Some(park(&fb, out, libc::POLLOUT, c)),
+        libc::EAGAIN => Some(err(libc::EAGAIN)),
+        libc::EPIPE => {
+            let tg = k.proc_of(c.tid).borrow().host_pid;
+            // SAFETY: signal our own tracee as the kernel would.
+            unsafe { libc::syscall(libc::SYS_tgkill, tg, c.tid, libc::SIGPIPE) };
+            Some(err(libc::EPIPE))
+        }
+        _ => None,
+    }
 }
 
 pub fn do_read<P: Platform>(

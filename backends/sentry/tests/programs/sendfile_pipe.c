@@ -1,10 +1,12 @@
 /* sendfile from a regular file into a pipe keeps the file offset as Linux's does: with an offset
  * pointer the file's own offset stays and the pointer moves; without one the file's offset moves
  * by exactly what was sent, after a short send into a nearly full O_NONBLOCK pipe, after an
- * EAGAIN into a full one, and after sends that wait for a reader. The input is /bin/busybox.
+ * EAGAIN into a full one, and after sends that wait for a reader; into a pipe with no reader
+ * EPIPE, or death by SIGPIPE. The input is /bin/busybox.
  * One line per case, "ok" or what went wrong. */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/sendfile.h>
 #include <sys/wait.h>
@@ -144,5 +146,29 @@ int main(void) {
         return 1;
     }
     printf("blocking ok\n");
+
+    /* No reader: EPIPE with SIGPIPE ignored, the offset where it was; with SIGPIPE's default
+     * action the sender dies of it. */
+    CHECK(pipe(p) == 0, "pipe");
+    close(p[0]);
+    CHECK(signal(SIGPIPE, SIG_IGN) != SIG_ERR, "ignore SIGPIPE");
+    CHECK(lseek(fd, 300, SEEK_SET) == 300, "lseek");
+    errno = 0;
+    CHECK(sendfile(p[1], fd, NULL, COUNT) == -1 && errno == EPIPE, "EPIPE with no reader");
+    CHECK(cur(fd) == 300, "offset kept after EPIPE");
+    CHECK(signal(SIGPIPE, SIG_DFL) != SIG_ERR, "default SIGPIPE");
+    child = fork();
+    CHECK(child >= 0, "fork");
+    if (child == 0) {
+        sendfile(p[1], fd, NULL, COUNT);
+        _exit(3);
+    }
+    CHECK(waitpid(child, &st, 0) == child, "waitpid");
+    if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGPIPE) {
+        printf("FAIL a sender with no reader was not killed by SIGPIPE (status %d)\n", st);
+        return 1;
+    }
+    close(p[1]);
+    printf("epipe ok\n");
     return 0;
 }
