@@ -151,3 +151,16 @@ s replaced
         }
     }
 }
+
+/// Lookups through a directory descriptor follow the directory as Linux's: after a rename, a new
+/// directory under the old name, fchdir, and removal (tests/programs/dirfd_walk.c). The sentry
+/// keeps a directory's in-root path with its open file and must forget it when a name in the
+/// root changes (`Vfs::dir_path`, issue 17).
+#[test]
+fn lookups_through_a_directory_descriptor_follow_the_directory() {
+    common::program_as_linux_runs_it(
+        "dirfd_walk",
+        &[],
+        "walk ok\nrename ok\nnew name ok\nfchdir ok\nremoved ok\n",
+    );
+}

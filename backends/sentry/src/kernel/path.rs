@@ -30,7 +30,7 @@ impl<P: Platform> Kernel<P> {
                     return Err(libc::ENOTDIR);
                 }
                 match f.host_fd() {
-                    Some(h) => self.vfs.virt_path_of(h).unwrap_or_else(|| f.path.clone()),
+                    Some(h) => self.vfs.dir_path(&f, h).unwrap_or_else(|| f.path.clone()),
                     None => f.path.clone(),
                 }
             };

@@ -157,7 +157,7 @@ pub fn chdir<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
             return err(libc::ENOTDIR);
         }
         fb.host_fd()
-            .and_then(|h| k.vfs.virt_path_of(h))
+            .and_then(|h| k.vfs.dir_path(&fb, h))
             .unwrap_or_else(|| fb.path.clone())
     };
     k.proc_of(tid).borrow_mut().cwd = target;

@@ -96,6 +96,9 @@ pub struct OpenFile {
     pub flags: i32,
     /// Whether this pipe end may be handed to the tasks (`syscalls::passthrough`).
     pub pass: Pass,
+    /// A directory's in-root path as [`Vfs::dir_path`] last found it, with the
+    /// [`DirCache::generation`] it was found at.
+    dir_path: RefCell<Option<(String, u64)>>,
 }
 
 /// Whether a file may be put into the tasks' own tables so that its reads and writes run there
@@ -119,6 +122,7 @@ impl OpenFile {
             path: path.to_string(),
             flags,
             pass: Pass::No,
+            dir_path: RefCell::new(None),
         }
     }
 
@@ -394,6 +398,31 @@ impl Vfs {
         fstat_fd(fd.as_raw_fd())
     }
 
+    /// The in-root path of open directory `f` with host descriptor `h`, for lookups relative
+    /// to it (`*at` calls with a directory descriptor, `fchdir`). The sentry's own
+    /// `/proc/self/fd` link says where the directory is now ([`Vfs::virt_path_of`]: a `getpid`
+    /// and a `readlink`); a directory of the overlay root keeps that answer until a name or a
+    /// mode in the root changes ([`DirCache::changed`], which every rename, unlink, rmdir, mkdir,
+    /// link, symlink, chmod and chown of the sandbox calls first), so a walk that stats every
+    /// entry of a directory through its descriptor asks once, not once per entry (issue 17).
+    /// A directory of another file system (a bind or tmpfs mount, which the host may change
+    /// under the sandbox) is asked every time, as [`DirCache`] does. The path is only a starting
+    /// point: every lookup from it still resolves in the root (`openat2(RESOLVE_IN_ROOT)`), so
+    /// even a stale one could not lead outside the root.
+    pub fn dir_path(&self, f: &OpenFile, h: RawFd) -> Option<String> {
+        let gen = self.dirs.borrow().generation;
+        if let Some((p, g)) = &*f.dir_path.borrow() {
+            if *g == gen {
+                return Some(p.clone());
+            }
+        }
+        let p = self.virt_path_of(h)?;
+        if fstat_fd(h).is_ok_and(|st| self.dirs.borrow().on_root(&st)) {
+            *f.dir_path.borrow_mut() = Some((p.clone(), gen));
+        }
+        Some(p)
+    }
+
     /// Virtual path of a host fd of ours (via the sentry's own /proc, by descriptor).
     pub fn virt_path_of(&self, fd: RawFd) -> Option<String> {
         let p = crate::hostproc::fd_path(fd).ok()?;
@@ -516,6 +545,11 @@ impl DirCache {
             self.fds.insert(path.to_string(), Rc::new(fd));
         }
         true
+    }
+
+    /// Whether `st` is a directory of the overlay root (the file system this cache takes).
+    pub fn on_root(&self, st: &libc::stat) -> bool {
+        st.st_mode & libc::S_IFMT == libc::S_IFDIR && st.st_dev == self.root_dev
     }
 
     /// The open directory of `path`, if the cache holds one.
