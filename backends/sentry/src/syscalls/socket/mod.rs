@@ -472,9 +472,7 @@ fn do_send<P: Platform>(
         _ => send(),
     };
     if r < 0 && errno() == libc::EPIPE && flags & libc::MSG_NOSIGNAL == 0 {
-        let tg = k.proc_of(c.tid).borrow().host_pid;
-        // SAFETY: signal our own tracee as the kernel would.
-        unsafe { libc::syscall(libc::SYS_tgkill, tg, c.tid, libc::SIGPIPE) };
+        super::read_write::sigpipe(k, c.tid);
         return err(libc::EPIPE);
     }
     match or_park(
