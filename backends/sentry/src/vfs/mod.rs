@@ -402,9 +402,10 @@ impl Vfs {
     /// to it (`*at` calls with a directory descriptor, `fchdir`). The sentry's own
     /// `/proc/self/fd` link says where the directory is now ([`Vfs::virt_path_of`]: a `getpid`
     /// and a `readlink`); a directory of the overlay root keeps that answer until a name or a
-    /// mode in the root changes ([`DirCache::changed`], which every rename, unlink, rmdir, mkdir,
-    /// link, symlink, chmod and chown of the sandbox calls first), so a walk that stats every
-    /// entry of a directory through its descriptor asks once, not once per entry (issue 17).
+    /// mode in the root changes ([`DirCache::changed`], which every rename, unlink, rmdir, and
+    /// chmod or chown of a directory in the sandbox calls first; a new name moves no directory),
+    /// so a walk that stats every entry of a directory through its descriptor asks once, not
+    /// once per entry (issue 17).
     /// A directory of another file system (a bind or tmpfs mount, which the host may change
     /// under the sandbox) is asked every time, as [`DirCache`] does. The path is only a starting
     /// point: every lookup from it still resolves in the root (`openat2(RESOLVE_IN_ROOT)`), so
@@ -417,7 +418,8 @@ impl Vfs {
             }
         }
         let p = self.virt_path_of(h)?;
-        if fstat_fd(h).is_ok_and(|st| self.dirs.borrow().on_root(&st)) {
+        // A removed directory (no link left) is not kept: its link reads "<path> (deleted)".
+        if fstat_fd(h).is_ok_and(|st| st.st_nlink > 0 && self.dirs.borrow().on_root(&st)) {
             *f.dir_path.borrow_mut() = Some((p.clone(), gen));
         }
         Some(p)
