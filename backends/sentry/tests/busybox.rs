@@ -164,3 +164,15 @@ fn lookups_through_a_directory_descriptor_follow_the_directory() {
         "walk ok\nrename ok\nnew name ok\nfchdir ok\nremoved ok\n",
     );
 }
+
+/// The cwd follows the directory as Linux's: renamed by the process or by a child, getcwd,
+/// /proc/self/cwd and relative lookups follow it; removed, getcwd and relative lookups give
+/// ENOENT (tests/programs/cwd_follow.c). The sentry once kept the cwd as a string.
+#[test]
+fn the_cwd_follows_its_directory() {
+    common::program_as_linux_runs_it(
+        "cwd_follow",
+        &[],
+        "rename ok\nmoved by another ok\nremoved ok\n",
+    );
+}

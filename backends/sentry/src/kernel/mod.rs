@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::Instant;
-pub use task::{Fixup, Process, Task};
+pub use task::{Cwd, Fixup, Process, Task};
 
 /// An open file as the descriptor tables share it.
 pub type FileRef = Rc<RefCell<OpenFile>>;
@@ -156,6 +156,12 @@ impl<P: Platform> Kernel<P> {
             .borrow_mut()
             .alloc(0, Rc::new(RefCell::new(f)), cloexec)?;
         Ok(fd as i64)
+    }
+
+    /// `tid`'s current directory as a path in the sandbox; ENOENT once it is removed.
+    pub fn cwd_path(&self, tid: i32) -> Result<String, i32> {
+        let cwd = self.proc_of(tid).borrow().cwd.clone();
+        cwd.path(&self.vfs)
     }
 
     pub fn creds(&self, tid: i32) -> Creds {

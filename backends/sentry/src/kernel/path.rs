@@ -20,7 +20,7 @@ impl<P: Platform> Kernel<P> {
             path.to_string()
         } else {
             let base = if dirfd == libc::AT_FDCWD {
-                self.proc_of(tid).borrow().cwd.clone()
+                self.cwd_path(tid)?
             } else {
                 let p = self.proc_of(tid);
                 let pb = p.borrow();
@@ -30,7 +30,8 @@ impl<P: Platform> Kernel<P> {
                     return Err(libc::ENOTDIR);
                 }
                 match f.host_fd() {
-                    Some(h) => self.vfs.dir_path(&f, h).unwrap_or_else(|| f.path.clone()),
+                    // A removed directory: ENOENT, as Linux looks nothing up in it.
+                    Some(h) => self.vfs.dir_path(&f, h)?.unwrap_or_else(|| f.path.clone()),
                     None => f.path.clone(),
                 }
             };

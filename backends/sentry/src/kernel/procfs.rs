@@ -273,7 +273,10 @@ impl<P: Platform> Kernel<P> {
                 ],
             ))),
             ["exe"] => Ok(Node::Synth(Synth::Link(p.exe.clone()))),
-            ["cwd"] => Ok(Node::Synth(Synth::Link(p.cwd.clone()))),
+            ["cwd"] => Ok(Node::Synth(Synth::Link(match &p.cwd {
+                super::Cwd::Held(d) => d.link(&self.vfs),
+                super::Cwd::Path(s) => s.clone(),
+            }))),
             ["root"] => Ok(Node::Synth(Synth::Link("/".into()))),
             ["cmdline"] => Ok(Node::Synth(Synth::File(crate::hostproc::read(&format!("{host}/cmdline")).unwrap_or_default()))),
             ["environ"] => Ok(Node::Synth(Synth::File(crate::hostproc::read(&format!("{host}/environ")).unwrap_or_default()))),

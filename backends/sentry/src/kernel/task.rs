@@ -4,7 +4,7 @@
 use super::fdtable::FdTable;
 use super::{Config, Creds, Kernel};
 use crate::platform::{Platform, Regs};
-use crate::vfs::OpenFile;
+use crate::vfs::{HeldDir, OpenFile};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -14,11 +14,45 @@ pub struct Process {
     /// Host pid of the thread group leader.
     pub host_pid: i32,
     pub fds: Rc<RefCell<FdTable>>,
-    pub cwd: String,
+    pub cwd: Cwd,
     pub creds: Creds,
     pub exe: String,
     pub umask: u32,
     pub threads: usize,
+}
+
+/// A process's current directory. Linux keeps the directory itself, not its name: after a
+/// rename `getcwd` gives the new name and relative lookups land in the moved directory; once it
+/// is removed, `getcwd` and relative lookups fail with ENOENT.
+#[derive(Clone)]
+pub enum Cwd {
+    /// A directory of the root (or of a mount in it), held by the sentry's descriptor.
+    Held(Rc<HeldDir>),
+    /// A directory held by its path alone: one of the synthesized trees (/proc, /sys, /dev),
+    /// which nothing in the sandbox renames.
+    Path(String),
+}
+
+impl Cwd {
+    /// The current directory at `path` (absolute, in the sandbox): held by a descriptor where
+    /// it is a directory of the root, else by its path.
+    pub fn at(vfs: &crate::vfs::Vfs, path: &str) -> Cwd {
+        let norm = crate::vfs::normalize(path);
+        if !crate::vfs::is_synthetic(&norm) {
+            if let Ok(fd) = vfs.open(&norm[1..], libc::O_PATH | libc::O_DIRECTORY, 0) {
+                return Cwd::Held(Rc::new(HeldDir::new(fd, norm)));
+            }
+        }
+        Cwd::Path(norm)
+    }
+
+    /// Its path in the sandbox now; ENOENT once it is removed.
+    pub fn path(&self, vfs: &crate::vfs::Vfs) -> Result<String, i32> {
+        match self {
+            Cwd::Held(d) => d.path(vfs),
+            Cwd::Path(p) => Ok(p.clone()),
+        }
+    }
 }
 
 /// What to do when a task reaches the syscall-exit stop we asked for.
@@ -108,7 +142,7 @@ impl<P: Platform> Kernel<P> {
             vppid: 0,
             host_pid: host,
             fds: Rc::new(RefCell::new(fds)),
-            cwd: c.cwd.clone(),
+            cwd: Cwd::at(&self.vfs, &c.cwd),
             creds,
             exe: String::new(),
             umask: c.umask,

@@ -5,10 +5,11 @@
 
 use super::{dirfd_of, err, errno, Call, Outcome, CHUNK};
 use crate::kernel::creds::{may, Entry};
-use crate::kernel::Kernel;
+use crate::kernel::{Cwd, Kernel};
 use crate::platform::Platform;
-use crate::vfs::{fstat_fd, normalize, FileKind, HostKind, Node, Synth};
-use std::os::fd::AsRawFd;
+use crate::vfs::{fstat_fd, normalize, FileKind, HeldDir, HostKind, Node, Synth};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::rc::Rc;
 use syscalls::Sysno;
 
 /// Change the entry `$p` (relative to `$dirfd`) of its parent directory with `$call(parent fd,
@@ -106,7 +107,8 @@ pub fn getdents64<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
 }
 pub fn getcwd<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     let (a, tid) = (c.a, c.tid);
-    let mut cwd = k.proc_of(tid).borrow().cwd.clone().into_bytes();
+    // A removed cwd has no path: ENOENT, as Linux's getcwd.
+    let mut cwd = tri!(k.cwd_path(tid)).into_bytes();
     cwd.push(0);
     if cwd.len() > a[1] as usize {
         return err(libc::ERANGE);
@@ -117,37 +119,36 @@ pub fn getcwd<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     }
 }
 
-/// chdir, fchdir.
+/// chdir, fchdir. The new cwd is the directory itself (`Cwd`): a rename moves it along.
 pub fn chdir<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     use Sysno::*;
     let (a, tid, s) = (c.a, c.tid, c.s);
     let target = if s == chdir {
         let p = tri!(k.read_path(tid, a[0]));
-        let cwd = k.proc_of(tid).borrow().cwd.clone();
-        let joined = if p.starts_with('/') {
-            p.clone()
-        } else {
-            format!("{cwd}/{p}")
-        };
         match k.lookup(tid, libc::AT_FDCWD, &p, true) {
             Err(e) => return err(e),
-            Ok(Node::Synth(Synth::Dir(_))) => normalize(&joined),
+            Ok(Node::Synth(Synth::Dir(_))) => {
+                let joined = if p.starts_with('/') {
+                    p.clone()
+                } else {
+                    format!("{}/{p}", tri!(k.cwd_path(tid)))
+                };
+                Cwd::Path(normalize(&joined))
+            }
             Ok(Node::Synth(_)) => return err(libc::ENOTDIR),
             Ok(Node::Host(rel)) => {
-                match k.vfs.open(&rel, libc::O_PATH | libc::O_DIRECTORY, 0) {
+                let fd = tri!(k.vfs.open(&rel, libc::O_PATH | libc::O_DIRECTORY, 0));
+                // chdir needs search permission on the directory.
+                match fstat_fd(fd.as_raw_fd()) {
+                    Ok(st) if may(&st, &k.creds(tid), 1) => {}
+                    Ok(_) => return err(libc::EACCES),
                     Err(e) => return err(e),
-                    Ok(fd) => {
-                        // chdir needs search permission on the directory.
-                        match fstat_fd(fd.as_raw_fd()) {
-                            Ok(st) if may(&st, &k.creds(tid), 1) => {}
-                            Ok(_) => return err(libc::EACCES),
-                            Err(e) => return err(e),
-                        }
-                        k.vfs
-                            .virt_path_of(fd.as_raw_fd())
-                            .unwrap_or_else(|| normalize(&joined))
-                    }
                 }
+                let at = k
+                    .vfs
+                    .virt_path_of(fd.as_raw_fd())
+                    .unwrap_or_else(|| normalize(&format!("/{rel}")));
+                Cwd::Held(Rc::new(HeldDir::new(fd, at)))
             }
         }
     } else {
@@ -156,9 +157,24 @@ pub fn chdir<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
         if !fb.is_dir() {
             return err(libc::ENOTDIR);
         }
-        fb.host_fd()
-            .and_then(|h| k.vfs.dir_path(&fb, h))
-            .unwrap_or_else(|| fb.path.clone())
+        match fb.host_fd() {
+            // The same directory, even a removed one (Linux lets fchdir into it).
+            Some(h) => {
+                let at = match k.vfs.dir_path(&fb, h) {
+                    Ok(Some(p)) => p,
+                    _ => fb.path.clone(),
+                };
+                // SAFETY: F_DUPFD_CLOEXEC of our own descriptor.
+                let d = unsafe { libc::fcntl(h, libc::F_DUPFD_CLOEXEC, 0) };
+                if d < 0 {
+                    return err(errno());
+                }
+                // SAFETY: `d` is a new descriptor of ours.
+                let fd = unsafe { OwnedFd::from_raw_fd(d) };
+                Cwd::Held(Rc::new(HeldDir::new(fd, at)))
+            }
+            None => Cwd::Path(fb.path.clone()),
+        }
     };
     k.proc_of(tid).borrow_mut().cwd = target;
     Outcome::Ret(0)

@@ -66,7 +66,7 @@ pub fn open_path<P: Platform>(
     let vpath = normalize(&if path.starts_with('/') {
         path.to_string()
     } else {
-        format!("{}/{}", k.proc_of(tid).borrow().cwd, path)
+        format!("{}/{}", k.cwd_path(tid)?, path)
     });
     match node {
         Node::Synth(s) => {

@@ -45,8 +45,12 @@ pub fn newfstatat<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     let p = tri!(k.read_path(tid, a[1]));
     let st = if p.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
         if dirfd == libc::AT_FDCWD {
+            // The cwd itself (a removed one too, as on Linux).
             let cwd = k.proc_of(tid).borrow().cwd.clone();
-            stat_node(k, tid, dirfd, &cwd, true)
+            match cwd {
+                crate::kernel::Cwd::Held(d) => fstat_fd(d.fd()),
+                crate::kernel::Cwd::Path(p) => stat_node(k, tid, dirfd, &p, true),
+            }
         } else {
             k.file(tid, dirfd as u64)
                 .and_then(|f| file_stat(&f.borrow()))

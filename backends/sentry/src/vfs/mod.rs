@@ -197,6 +197,49 @@ impl OpenFile {
     }
 }
 
+/// A directory the sandbox holds by itself, not by its name: a task's current directory. Linux
+/// keeps the directory (a rename moves it, a removal leaves it without a path), and so does the
+/// sentry: its own `O_PATH` descriptor of it, resolved in the root, whose in-root path
+/// [`Vfs::where_is`] finds again after a name in the root changed.
+pub struct HeldDir {
+    fd: OwnedFd,
+    /// Where it was when it was taken: the answer when the host cannot say.
+    taken_at: String,
+    /// Its path as [`Vfs::where_is`] last found it.
+    kept: RefCell<Option<(String, u64)>>,
+}
+
+impl HeldDir {
+    /// Hold directory `fd` (a descriptor of the sentry's, resolved in the root), found at
+    /// `path`.
+    pub fn new(fd: OwnedFd, path: String) -> Self {
+        HeldDir {
+            fd,
+            taken_at: path,
+            kept: RefCell::new(None),
+        }
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Its in-root path now; ENOENT once it is removed.
+    pub fn path(&self, vfs: &Vfs) -> Result<String, i32> {
+        Ok(vfs
+            .where_is(&self.kept, self.fd())?
+            .unwrap_or_else(|| self.taken_at.clone()))
+    }
+
+    /// What a `/proc/<pid>/cwd` link to it reads: its path, or "<path> (deleted)" once removed.
+    pub fn link(&self, vfs: &Vfs) -> String {
+        self.path(vfs)
+            .ok()
+            .or_else(|| vfs.virt_path_of(self.fd()))
+            .unwrap_or_else(|| self.taken_at.clone())
+    }
+}
+
 /// Lexically normalize an absolute path ("/a/./b/../c" -> "/a/c"); ".." at the root stays at "/".
 pub fn normalize(path: &str) -> String {
     let mut out: Vec<&str> = Vec::new();
@@ -399,30 +442,62 @@ impl Vfs {
     }
 
     /// The in-root path of open directory `f` with host descriptor `h`, for lookups relative
-    /// to it (`*at` calls with a directory descriptor, `fchdir`). The sentry's own
-    /// `/proc/self/fd` link says where the directory is now ([`Vfs::virt_path_of`]: a `getpid`
-    /// and a `readlink`); a directory of the overlay root keeps that answer until a name or a
-    /// mode in the root changes ([`DirCache::changed`], which every rename, unlink, rmdir, and
-    /// chmod or chown of a directory in the sandbox calls first; a new name moves no directory),
-    /// so a walk that stats every entry of a directory through its descriptor asks once, not
-    /// once per entry (issue 17).
-    /// A directory of another file system (a bind or tmpfs mount, which the host may change
-    /// under the sandbox) is asked every time, as [`DirCache`] does. The path is only a starting
-    /// point: every lookup from it still resolves in the root (`openat2(RESOLVE_IN_ROOT)`), so
-    /// even a stale one could not lead outside the root.
-    pub fn dir_path(&self, f: &OpenFile, h: RawFd) -> Option<String> {
+    /// to it (`*at` calls with a directory descriptor, `fchdir`): [`Vfs::where_is`] with the
+    /// answer kept in `f`.
+    pub fn dir_path(&self, f: &OpenFile, h: RawFd) -> Result<Option<String>, i32> {
+        self.where_is(&f.dir_path, h)
+    }
+
+    /// Where the directory of host descriptor `h` is now, as an in-root path; Err(ENOENT) once
+    /// it is removed (Linux looks nothing up in a removed directory and has no path for it);
+    /// None where the host cannot say (not a directory under the root's path).
+    ///
+    /// The sentry's own `/proc/self/fd` link says where the directory is now
+    /// ([`Vfs::virt_path_of`]: a `getpid` and a `readlink`); a directory of the overlay root
+    /// keeps that answer in `kept` until a name or a mode in the root changes
+    /// ([`DirCache::changed`], which every rename, unlink, rmdir, and chmod or chown of a
+    /// directory in the sandbox calls first; a new name moves no directory), so a walk that
+    /// stats every entry of a directory through its descriptor asks once, not once per entry
+    /// (issue 17). A directory of another file system (a bind or tmpfs mount, which the host
+    /// may change under the sandbox) is asked every time, as [`DirCache`] does.
+    ///
+    /// A removed directory's link reads "<path> (deleted)"; a directory really named so is
+    /// told apart by looking that name up in the root: it is not this directory.
+    ///
+    /// The path is only a starting point: every lookup from it still resolves in the root
+    /// (`openat2(RESOLVE_IN_ROOT)`), so even a stale one could not lead outside the root.
+    pub fn where_is(
+        &self,
+        kept: &RefCell<Option<(String, u64)>>,
+        h: RawFd,
+    ) -> Result<Option<String>, i32> {
         let gen = self.dirs.borrow().generation;
-        if let Some((p, g)) = &*f.dir_path.borrow() {
+        if let Some((p, g)) = &*kept.borrow() {
             if *g == gen {
-                return Some(p.clone());
+                return Ok(Some(p.clone()));
             }
         }
-        let p = self.virt_path_of(h)?;
-        // A removed directory (no link left) is not kept: its link reads "<path> (deleted)".
-        if fstat_fd(h).is_ok_and(|st| st.st_nlink > 0 && self.dirs.borrow().on_root(&st)) {
-            *f.dir_path.borrow_mut() = Some((p.clone(), gen));
+        let Some(p) = self.virt_path_of(h) else {
+            return Ok(None);
+        };
+        let st = fstat_fd(h)?;
+        if p.ends_with(" (deleted)") {
+            let same = self
+                .open(
+                    p.trim_start_matches('/'),
+                    libc::O_PATH | libc::O_NOFOLLOW,
+                    0,
+                )
+                .and_then(|fd| fstat_fd(fd.as_raw_fd()))
+                .is_ok_and(|o| (o.st_dev, o.st_ino) == (st.st_dev, st.st_ino));
+            if !same {
+                return Err(libc::ENOENT);
+            }
         }
-        Some(p)
+        if st.st_nlink > 0 && self.dirs.borrow().on_root(&st) {
+            *kept.borrow_mut() = Some((p.clone(), gen));
+        }
+        Ok(Some(p))
     }
 
     /// Virtual path of a host fd of ours (via the sentry's own /proc, by descriptor).
@@ -660,6 +735,27 @@ mod tests {
         v.dirs.borrow_mut().changed();
         assert!(v.dirs.borrow().fd("a/b").is_none());
         assert!(v.dirs.borrow().get("a/b").is_none());
+    }
+
+    /// A held directory's path follows a rename once the cache drops; a removed one has none,
+    /// even when a directory is named as the host names a removed one.
+    #[test]
+    fn a_held_directory_follows_a_rename_and_has_no_path_once_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("a")).unwrap();
+        let v = Vfs::new(root.to_str().unwrap()).unwrap();
+        let fd = v.open("a", libc::O_PATH | libc::O_DIRECTORY, 0).unwrap();
+        let held = HeldDir::new(fd, "/a".into());
+        assert_eq!(held.path(&v), Ok("/a".into()));
+        std::fs::rename(root.join("a"), root.join("b")).unwrap();
+        v.dirs.borrow_mut().changed();
+        assert_eq!(held.path(&v), Ok("/b".into()));
+        std::fs::create_dir(root.join("b (deleted)")).unwrap();
+        std::fs::remove_dir(root.join("b")).unwrap();
+        v.dirs.borrow_mut().changed();
+        assert_eq!(held.path(&v), Err(libc::ENOENT));
+        assert_eq!(held.link(&v), "/b (deleted)");
     }
 
     #[test]
