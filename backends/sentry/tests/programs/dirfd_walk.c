@@ -1,5 +1,6 @@
 /* Lookups relative to a directory descriptor follow the directory itself, as Linux's: after the
  * directory is renamed, after a new directory takes its old name, and after it is removed.
+ * A directory named as the host names a removed one ("<path> (deleted)") is not it.
  * The sentry keeps a directory's in-root path with its descriptor and must drop it when a name
  * in the root changes. It works in a new directory /wXXXXXX of the root. One line per case, "ok"
  * or what went wrong. */
@@ -87,6 +88,17 @@ int main(void) {
     CHECK(mkdir(at(c, "b"), 0755) == 0, "mkdir b again");
     touch(at(c, "b/f"));
     CHECK(!there(nfd, "f"), "f of the new b is not in the removed one");
+    /* The host names a removed directory "<path> (deleted)": a real directory of that name is
+     * not the removed one either, and nothing is made in the removed one. */
+    char dead[PATH_MAX];
+    snprintf(dead, sizeof dead, "%s/b (deleted)", c);
+    CHECK(mkdir(dead, 0755) == 0, "mkdir 'b (deleted)'");
+    touch(at(dead, "g"));
+    CHECK(!there(nfd, "g"), "g of 'b (deleted)' is not in the removed b");
+    errno = 0;
+    CHECK(openat(nfd, "h", O_CREAT | O_WRONLY, 0644) == -1 && errno == ENOENT,
+          "create in the removed b: ENOENT");
+    CHECK(!there(AT_FDCWD, at(dead, "h")), "nothing made in 'b (deleted)'");
     printf("removed ok\n");
     return 0;
 }
