@@ -261,3 +261,25 @@ fn copy_file_range_honours_both_offset_pointers() {
         "pointers ok\noffsets ok\nmixed ok\nerrors ok\n",
     );
 }
+
+/// close_range(CLOSE_RANGE_UNSHARE) closes in the caller's own copy of the table, as Linux's:
+/// a thread's and a CLONE_FILES child's closes leave the others' descriptors open, pipes the
+/// task holds itself included (tests/programs/close_unshare.c). The sentry once closed in the
+/// shared table. On every platform, and as runc runs it.
+#[test]
+fn close_range_unshare_closes_in_the_callers_own_table() {
+    let Some(b) = common::busybox_bundle() else {
+        return;
+    };
+    let bin = b.rootfs().join("bin/close_unshare");
+    if common::compile_c("programs/close_unshare.c", &bin).is_none() {
+        return;
+    }
+    common::same_as_linux_everywhere(
+        &b,
+        &["/bin/close_unshare"],
+        "thread ok\nclone_files ok\nerrors ok\n",
+        serde_json::json!({}),
+        serde_json::json!({}),
+    );
+}

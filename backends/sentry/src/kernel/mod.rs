@@ -139,20 +139,45 @@ impl<P: Platform> Kernel<P> {
         self.h2v.get(&host).copied().unwrap_or(0)
     }
 
+    /// `tid`'s descriptor table: its own if it has one, else its process's.
+    pub fn fds_of(&self, tid: i32) -> Rc<RefCell<FdTable>> {
+        let t = &self.tasks[&tid];
+        match &t.fds {
+            Some(own) => own.clone(),
+            None => t.proc.borrow().fds.clone(),
+        }
+    }
+
+    /// Give `tid` its own copy of its descriptor table (`close_range(CLOSE_RANGE_UNSHARE)`):
+    /// the tasks that shared it (its threads, `CLONE_FILES` siblings) keep the old one. The
+    /// copy keeps each entry's `installed`: the kernel's unshare copies the task's real table
+    /// alike (the caller lets the task's own call run so that it does).
+    pub fn unshare_fds(&mut self, tid: i32) {
+        let copy = Rc::new(RefCell::new(self.fds_of(tid).borrow().clone()));
+        let Some(t) = self.tasks.get_mut(&tid) else {
+            return;
+        };
+        let mut p = t.proc.borrow_mut();
+        if p.threads == 1 {
+            p.fds = copy;
+            drop(p);
+            t.fds = None;
+        } else {
+            drop(p);
+            t.fds = Some(copy);
+        }
+    }
+
     /// The open file behind `tid`'s descriptor `fd`.
     pub fn file(&self, tid: i32, fd: u64) -> Result<FileRef, i32> {
-        let p = self.proc_of(tid);
-        let p = p.borrow();
-        let f = p.fds.borrow().get(fd as i32).ok_or(libc::EBADF);
+        let f = self.fds_of(tid).borrow().get(fd as i32).ok_or(libc::EBADF);
         f
     }
 
     /// Give `tid` the lowest free descriptor for `f`.
     pub fn install(&self, tid: i32, f: OpenFile, cloexec: bool) -> Result<i64, i32> {
-        let p = self.proc_of(tid);
-        let p = p.borrow();
-        let fd = p
-            .fds
+        let fd = self
+            .fds_of(tid)
             .borrow_mut()
             .alloc(0, Rc::new(RefCell::new(f)), cloexec)?;
         Ok(fd as i64)

@@ -22,9 +22,7 @@ impl<P: Platform> Kernel<P> {
             let base = if dirfd == libc::AT_FDCWD {
                 self.cwd_path(tid)?
             } else {
-                let p = self.proc_of(tid);
-                let pb = p.borrow();
-                let f = pb.fds.borrow().get(dirfd).ok_or(libc::EBADF)?;
+                let f = self.fds_of(tid).borrow().get(dirfd).ok_or(libc::EBADF)?;
                 let f = f.borrow();
                 if !f.is_dir() {
                     return Err(libc::ENOTDIR);

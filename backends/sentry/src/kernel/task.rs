@@ -81,6 +81,10 @@ pub struct Task {
     pub pending_exec: Option<String>,
     /// Waiting for its first (SIGSTOP) stop after being born traced.
     pub fresh: bool,
+    /// The task's own descriptor table, where it no longer shares its process's: after
+    /// `close_range(CLOSE_RANGE_UNSHARE)` in one of several threads, or a thread made without
+    /// `CLONE_FILES`. None: the process's ([`Kernel::fds_of`]).
+    pub fds: Option<Rc<RefCell<FdTable>>>,
 }
 
 /// Whether task `tid` has a signal pending that it does not block (its host /proc status: the
@@ -158,6 +162,7 @@ impl<P: Platform> Kernel<P> {
                 pending_clone: None,
                 pending_exec: None,
                 fresh: false,
+                fds: None,
             },
         );
         vpid
@@ -203,8 +208,10 @@ impl<P: Platform> Kernel<P> {
             }
             // The kernel's capability transition for a file without file capabilities.
             p.creds.exec_caps();
-            // execve unshares the fd table and closes close-on-exec descriptors.
-            let table = p.fds.borrow().clone_for_exec();
+            // execve unshares the fd table and closes close-on-exec descriptors (the other
+            // threads are gone: the process's table is the caller's).
+            let own = t.fds.take();
+            let table = own.as_ref().unwrap_or(&p.fds).borrow().clone_for_exec();
             p.fds = Rc::new(RefCell::new(table));
         }
     }
@@ -250,23 +257,27 @@ impl<P: Platform> Kernel<P> {
         let flags = pt.pending_clone.take().unwrap_or(libc::SIGCHLD as u64);
         let pproc = pt.proc.clone();
         let thread = flags & libc::CLONE_THREAD as u64 != 0;
+        let parent_fds = self.fds_of(parent);
+        // CLONE_FILES shares the caller's table (which may be its own, not its process's);
+        // without it the child gets a copy.
+        let fds = if flags & libc::CLONE_FILES as u64 != 0 {
+            parent_fds
+        } else {
+            Rc::new(RefCell::new(parent_fds.borrow().clone_for_fork(child)))
+        };
         let vtid = self.alloc_vpid(child);
-        let proc = if thread {
+        let (proc, own) = if thread {
             pproc.borrow_mut().threads += 1;
-            pproc
+            let own = (!Rc::ptr_eq(&fds, &pproc.borrow().fds)).then_some(fds);
+            (pproc, own)
         } else {
             let p = pproc.borrow();
-            let fds = if flags & libc::CLONE_FILES as u64 != 0 {
-                p.fds.clone()
-            } else {
-                Rc::new(RefCell::new(p.fds.borrow().clone_for_fork(child)))
-            };
             let vppid = if flags & libc::CLONE_PARENT as u64 != 0 {
                 p.vppid
             } else {
                 p.vpid
             };
-            Rc::new(RefCell::new(Process {
+            let proc = Rc::new(RefCell::new(Process {
                 vpid: vtid,
                 vppid,
                 host_pid: child,
@@ -276,7 +287,8 @@ impl<P: Platform> Kernel<P> {
                 exe: p.exe.clone(),
                 umask: p.umask,
                 threads: 1,
-            }))
+            }));
+            (proc, None)
         };
         self.tasks.insert(
             child,
@@ -288,6 +300,7 @@ impl<P: Platform> Kernel<P> {
                 pending_clone: None,
                 pending_exec: None,
                 fresh: true,
+                fds: own,
             },
         );
     }

@@ -9,9 +9,8 @@ use syscalls::Sysno;
 
 pub fn close<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     let (a, tid) = (c.a, c.tid);
-    let p = k.proc_of(tid);
-    let p = p.borrow();
-    let mut t = p.fds.borrow_mut();
+    let fds = k.fds_of(tid);
+    let mut t = fds.borrow_mut();
     let installed = t.installed(a[0] as i32);
     if !t.close(a[0] as i32) {
         return err(libc::EBADF);
@@ -26,14 +25,31 @@ pub fn close<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
 
 pub fn close_range<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     let (a, tid) = (c.a, c.tid);
-    let p = k.proc_of(tid);
-    let p = p.borrow();
-    let mut t = p.fds.borrow_mut();
-    let (lo, hi) = (a[0] as i32, a[1].min(i32::MAX as u64) as i32);
-    let cloexec = a[2] & libc::CLOSE_RANGE_CLOEXEC as u64 != 0;
+    let (unshare, cloexec) = (
+        libc::CLOSE_RANGE_UNSHARE as u64,
+        libc::CLOSE_RANGE_CLOEXEC as u64,
+    );
+    if a[2] & !(unshare | cloexec) != 0 || a[0] as u32 > a[1] as u32 {
+        return err(libc::EINVAL);
+    }
+    if a[2] & unshare != 0 {
+        // Linux first gives the caller its own copy of the table (its threads and CLONE_FILES
+        // siblings keep theirs), then closes in the copy.
+        k.unshare_fds(tid);
+    }
+    let fds = k.fds_of(tid);
+    let mut t = fds.borrow_mut();
+    let (lo, hi) = (
+        a[0] as u32 as i32,
+        (a[1] as u32).min(i32::MAX as u32) as i32,
+    );
+    let cloexec = a[2] & cloexec != 0;
     // Installed pipes (passthrough.rs) are close-on-exec in the task already; closed, they must
-    // go from its real table too: the kernel's own close_range then runs.
-    let native = !cloexec && t.any_installed(lo, hi);
+    // go from its real table too: the kernel's own close_range then runs. With
+    // CLOSE_RANGE_UNSHARE it always runs, so that the task's real table is unshared as the
+    // sentry's record of it was (else a sibling's later close or install of a pipe would
+    // change a table the caller's record no longer follows).
+    let native = (!cloexec && t.any_installed(lo, hi)) || a[2] & unshare != 0;
     let keys: Vec<i32> = t.map.range(lo..=hi).map(|(k, _)| *k).collect();
     for fd in keys {
         if cloexec {
@@ -51,9 +67,7 @@ pub fn close_range<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
 pub fn dup<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     let (a, tid) = (c.a, c.tid);
     let f = tri!(k.file(tid, a[0]));
-    r(k.proc_of(tid)
-        .borrow()
-        .fds
+    r(k.fds_of(tid)
         .borrow_mut()
         .alloc(0, f, false)
         .map(|v| v as i64))
@@ -74,9 +88,8 @@ pub fn dup2<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     let cloexec = s == dup3 && a[2] as i32 & libc::O_CLOEXEC != 0;
     // Onto a number whose pipe is in the task's real table: replace that one too.
     let installed = tri!(super::passthrough::replace(k, c, &f, a[1] as i32));
-    let p = k.proc_of(tid);
-    let p = p.borrow();
-    let mut t = p.fds.borrow_mut();
+    let fds = k.fds_of(tid);
+    let mut t = fds.borrow_mut();
     tri!(t.set(a[1] as i32, f, cloexec));
     t.map.get_mut(&(a[1] as i32)).unwrap().installed = installed;
     Outcome::Ret(a[1] as i64)
@@ -84,9 +97,8 @@ pub fn dup2<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
 
 pub fn fcntl<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     let fd = c.a[0] as i32;
-    let p = k.proc_of(c.tid);
-    let p = p.borrow();
-    let mut t = p.fds.borrow_mut();
+    let fds = k.fds_of(c.tid);
+    let mut t = fds.borrow_mut();
     let Some(e) = t.map.get(&fd).cloned() else {
         return err(libc::EBADF);
     };

@@ -20,9 +20,8 @@ pub fn ioctl<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     match req {
         x if x == libc::FIOCLEX || x == libc::FIONCLEX => {
             drop(fb);
-            let p = k.proc_of(c.tid);
-            let p = p.borrow();
-            if let Some(e) = p.fds.borrow_mut().map.get_mut(&(c.a[0] as i32)) {
+            let fds = k.fds_of(c.tid);
+            if let Some(e) = fds.borrow_mut().map.get_mut(&(c.a[0] as i32)) {
                 e.cloexec = x == libc::FIOCLEX;
             }
             return Outcome::Ret(0);

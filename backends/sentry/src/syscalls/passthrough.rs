@@ -60,16 +60,15 @@ fn pass_call<P: Platform>(k: &mut Kernel<P>, c: &Call, f: &FileRef, acc: i32) ->
         return None;
     }
     let vfd = c.a[0] as i32;
-    let p = k.proc_of(c.tid);
-    let p = p.borrow();
-    if p.fds.borrow().installed(vfd) {
+    let fds = k.fds_of(c.tid);
+    if fds.borrow().installed(vfd) {
         return Some(Outcome::Native);
     }
     let pass = pass_fd(&mut f.borrow_mut()).ok()?;
     // The number may be past the task's real RLIMIT_NOFILE (the sentry's is virtual): then
     // the sentry reads for it, as before.
     k.plat.add_fd(id, pass, vfd).ok()?;
-    p.fds.borrow_mut().map.get_mut(&vfd)?.installed = true;
+    fds.borrow_mut().map.get_mut(&vfd)?.installed = true;
     Some(Outcome::Native)
 }
 
@@ -137,7 +136,7 @@ pub fn replace<P: Platform>(
     f: &FileRef,
     target: i32,
 ) -> Result<bool, i32> {
-    let installed = k.proc_of(c.tid).borrow().fds.borrow().installed(target);
+    let installed = k.fds_of(c.tid).borrow().installed(target);
     if !installed {
         return Ok(false);
     }
@@ -178,5 +177,5 @@ pub fn runs_in_task<P: Platform>(k: &Kernel<P>, tid: i32, nr: i64, fd: u64) -> b
         libc::SYS_writev,
     ]
     .contains(&nr)
-        && k.proc_of(tid).borrow().fds.borrow().installed(fd as i32)
+        && k.fds_of(tid).borrow().installed(fd as i32)
 }

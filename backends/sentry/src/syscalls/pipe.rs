@@ -48,7 +48,7 @@ fn make_pipe<P: Platform>(k: &mut Kernel<P>, c: &Call, flags: i32) -> Outcome {
     let w = match k.install(c.tid, end(wr, libc::O_WRONLY), cloexec) {
         Ok(w) => w,
         Err(e) => {
-            k.proc_of(c.tid).borrow().fds.borrow_mut().close(r as i32);
+            k.fds_of(c.tid).borrow_mut().close(r as i32);
             return err(e);
         }
     };

@@ -205,7 +205,7 @@ pub fn socketpair<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
             Ok(v) => out[i] = v as i32,
             Err(e) => {
                 if i == 1 {
-                    k.proc_of(tid).borrow().fds.borrow_mut().close(out[0]);
+                    k.fds_of(tid).borrow_mut().close(out[0]);
                 }
                 return err(e);
             }
@@ -375,7 +375,7 @@ pub fn accept<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
         flags & libc::SOCK_CLOEXEC != 0
     ));
     if let Err(e) = put_addr(k, c.tid, c.a[1], c.a[2], &ss[..sl as usize]) {
-        k.proc_of(c.tid).borrow().fds.borrow_mut().close(v as i32);
+        k.fds_of(c.tid).borrow_mut().close(v as i32);
         return err(e);
     }
     Outcome::Ret(v)
