@@ -289,6 +289,19 @@ pub fn sendfile<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     }
     let fin = tri!(k.file(tid, in_fd));
     let fout = tri!(k.file(tid, out_fd));
+    if s == copy_file_range {
+        // Linux copies between regular files only: a directory at either end is EISDIR, a
+        // pipe, socket or device EINVAL (before the access checks below).
+        for f in [&fin, &fout] {
+            let mode = tri!(super::stat::file_stat(&f.borrow())).st_mode & libc::S_IFMT;
+            if mode == libc::S_IFDIR {
+                return err(libc::EISDIR);
+            }
+            if mode != libc::S_IFREG {
+                return err(libc::EINVAL);
+            }
+        }
+    }
     if fin.borrow().flags & libc::O_ACCMODE == libc::O_WRONLY {
         return err(libc::EBADF);
     }

@@ -1,7 +1,7 @@
 /* copy_file_range between two regular files as Linux does it: with offset pointers the files'
  * own offsets stay and the pointers move; without them the offsets move; flags other than 0 are
  * EINVAL; an output offset pointer into an O_APPEND file is EBADF, and so is an input not open
- * for reading (copy_file_range and sendfile). One line per case. */
+ * for reading (copy_file_range and sendfile); a pipe at either end is EINVAL. One line per case. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <string.h>
@@ -64,5 +64,28 @@ int main(void) {
     CHECK(sendfile(out, wo, NULL, 1) == -1 && errno == EBADF,
           "sendfile from a write-only input: EBADF");
     printf("errors ok\n");
+
+    /* Regular files only (Linux 5.19 and later): a pipe at either end is EINVAL, a directory
+     * EISDIR; sendfile still writes into a pipe. */
+    int p[2];
+    CHECK(pipe(p) == 0, "pipe");
+    oi = 0;
+    errno = 0;
+    CHECK(copy_file_range(in, &oi, p[1], NULL, 4, 0) == -1 && errno == EINVAL,
+          "copy into a pipe: EINVAL");
+    CHECK(write(p[1], "pq", 2) == 2, "fill the pipe");
+    errno = 0;
+    CHECK(copy_file_range(p[0], NULL, out, NULL, 2, 0) == -1 && errno == EINVAL,
+          "copy from a pipe: EINVAL");
+    int dir = open("/tmp", O_RDONLY | O_DIRECTORY);
+    CHECK(dir >= 0, "open /tmp");
+    errno = 0;
+    CHECK(copy_file_range(dir, NULL, out, NULL, 1, 0) == -1 && errno == EISDIR,
+          "copy from a directory: EISDIR");
+    oi = 0;
+    CHECK(sendfile(p[1], in, &oi, 2) == 2, "sendfile into a pipe");
+    char got[4] = {0};
+    CHECK(read(p[0], got, 4) == 4 && memcmp(got, "pq01", 4) == 0, "the pipe's bytes");
+    printf("pipes ok\n");
     return 0;
 }
