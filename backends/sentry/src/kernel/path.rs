@@ -4,7 +4,7 @@
 //! checks of calls that change a directory entry are here too.
 
 use super::creds::{may, may_entry, Creds, Entry, DAC_OVERRIDE, DAC_READ_SEARCH};
-use super::Kernel;
+use super::{Cwd, Kernel};
 use crate::openat2::{openat2, RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS};
 use crate::platform::Platform;
 use crate::vfs::{cstr, fstat_fd, is_synthetic, normalize, Node, Synth};
@@ -19,21 +19,32 @@ impl<P: Platform> Kernel<P> {
         let joined = if path.starts_with('/') {
             path.to_string()
         } else {
-            let base = if dirfd == libc::AT_FDCWD {
-                self.cwd_path(tid)?
+            let join = |base: &str| format!("{}/{}", base.trim_end_matches('/'), path);
+            // A removed directory has no path (ENOENT): Linux looks nothing up in it but "..".
+            let removed = |h: RawFd| self.vfs.from_removed(h, path);
+            if dirfd == libc::AT_FDCWD {
+                let cwd = self.proc_of(tid).borrow().cwd.clone();
+                match &cwd {
+                    Cwd::Held(d) => match d.path(&self.vfs) {
+                        Ok(base) => join(&base),
+                        Err(libc::ENOENT) => removed(d.fd())?,
+                        Err(e) => return Err(e),
+                    },
+                    Cwd::Path(base) => join(base),
+                }
             } else {
                 let f = self.fds_of(tid).borrow().get(dirfd).ok_or(libc::EBADF)?;
                 let f = f.borrow();
                 if !f.is_dir() {
                     return Err(libc::ENOTDIR);
                 }
-                match f.host_fd() {
-                    // A removed directory: ENOENT, as Linux looks nothing up in it.
-                    Some(h) => self.vfs.dir_path(&f, h)?.unwrap_or_else(|| f.path.clone()),
-                    None => f.path.clone(),
+                match f.host_fd().map(|h| (h, self.vfs.dir_path(&f, h))) {
+                    Some((_, Ok(Some(base)))) => join(&base),
+                    Some((h, Err(libc::ENOENT))) => removed(h)?,
+                    Some((_, Err(e))) => return Err(e),
+                    Some((_, Ok(None))) | None => join(&f.path),
                 }
-            };
-            format!("{}/{}", base.trim_end_matches('/'), path)
+            }
         };
         self.lookup_abs(tid, &joined, follow, 0)
     }

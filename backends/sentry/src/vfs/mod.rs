@@ -500,6 +500,41 @@ impl Vfs {
         Ok(Some(p))
     }
 
+    /// Where a lookup of `rel` from removed directory `h` starts (see [`Vfs::where_is`]):
+    /// Linux finds no name in a removed directory, but still walks its "..", to the directory
+    /// it was removed from. So a leading ".." (after any ".") leads to that parent's path now;
+    /// anything else, "." alone included, is ENOENT.
+    ///
+    /// The parent is opened with a plain `openat(h, "..")`: `h` is a directory of the root that
+    /// is not the root (the root cannot be removed) nor a mount's root (a mount point cannot be
+    /// removed), so its parent is in the root too; and its path only starts a lookup that
+    /// resolves in the root, as every other.
+    pub fn from_removed(&self, h: RawFd, rel: &str) -> Result<String, i32> {
+        let rel = rel.trim_start_matches("./").trim_start_matches('/');
+        let rest = match rel.split_once('/') {
+            Some(("..", rest)) => rest,
+            None if rel == ".." => "",
+            _ => return Err(libc::ENOENT),
+        };
+        // SAFETY: openat of ".." on our own descriptor; the new descriptor is owned below.
+        let fd = unsafe {
+            libc::openat(
+                h,
+                c"..".as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(last_errno());
+        }
+        // SAFETY: a new descriptor of ours.
+        let parent = unsafe { OwnedFd::from_raw_fd(fd) };
+        let base = self
+            .where_is(&RefCell::new(None), parent.as_raw_fd())?
+            .ok_or(libc::ENOENT)?;
+        Ok(format!("{}/{rest}", base.trim_end_matches('/')))
+    }
+
     /// Virtual path of a host fd of ours (via the sentry's own /proc, by descriptor).
     pub fn virt_path_of(&self, fd: RawFd) -> Option<String> {
         let p = crate::hostproc::fd_path(fd).ok()?;
@@ -756,6 +791,12 @@ mod tests {
         v.dirs.borrow_mut().changed();
         assert_eq!(held.path(&v), Err(libc::ENOENT));
         assert_eq!(held.link(&v), "/b (deleted)");
+        // Nothing is found in it but "..".
+        assert_eq!(v.from_removed(held.fd(), "../x/y"), Ok("/x/y".into()));
+        assert_eq!(v.from_removed(held.fd(), "./.."), Ok("/".into()));
+        for rel in ["x", ".", "", "b (deleted)", ".../x"] {
+            assert_eq!(v.from_removed(held.fd(), rel), Err(libc::ENOENT), "{rel:?}");
+        }
     }
 
     #[test]

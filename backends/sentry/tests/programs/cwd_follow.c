@@ -1,7 +1,7 @@
 /* The current directory is the directory itself, as Linux keeps it: after it is renamed (by the
  * process itself or by a child), getcwd gives the new name, relative lookups and creations land
  * in it, and /proc/self/cwd says where it is; once it is removed, getcwd and relative lookups
- * fail with ENOENT while stat of the cwd itself still works. It works in a new directory
+ * fail with ENOENT while stat of the cwd itself and ".." still work. It works in a new directory
  * /cXXXXXX of the root. One line per case, "ok" or what went wrong. */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -86,6 +86,10 @@ int main(void) {
     struct stat st;
     CHECK(fstatat(AT_FDCWD, "", &st, AT_EMPTY_PATH) == 0 && S_ISDIR(st.st_mode),
           "stat of the removed cwd itself");
+    /* ".." still leads to where it was removed from. */
+    CHECK(access("../c/f", F_OK) == 0, "../c/f from the removed cwd is the new c's");
+    CHECK(chdir("..") == 0, "chdir .. from the removed cwd");
+    cwd_is(top, "getcwd after chdir .. is the top");
     printf("removed ok\n");
     return 0;
 }

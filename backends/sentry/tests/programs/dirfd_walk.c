@@ -99,6 +99,7 @@ int main(void) {
     CHECK(openat(nfd, "h", O_CREAT | O_WRONLY, 0644) == -1 && errno == ENOENT,
           "create in the removed b: ENOENT");
     CHECK(!there(AT_FDCWD, at(dead, "h")), "nothing made in 'b (deleted)'");
+    CHECK(there(nfd, "../b/f"), "../b/f through the removed b is the new b's");
     printf("removed ok\n");
     return 0;
 }
