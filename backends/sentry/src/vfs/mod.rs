@@ -540,6 +540,10 @@ impl Vfs {
         let p = crate::hostproc::fd_path(fd).ok()?;
         let s = p.to_str()?;
         let rest = s.strip_prefix(&self.root_path)?;
+        // A sibling of the root that shares its name as a prefix (`<root>-other`) is not in it.
+        if !rest.is_empty() && !rest.starts_with('/') {
+            return None;
+        }
         Some(if rest.is_empty() {
             "/".to_string()
         } else {
@@ -797,6 +801,19 @@ mod tests {
         for rel in ["x", ".", "", "b (deleted)", ".../x"] {
             assert_eq!(v.from_removed(held.fd(), rel), Err(libc::ENOENT), "{rel:?}");
         }
+    }
+
+    #[test]
+    fn a_sibling_sharing_the_root_name_as_prefix_is_not_in_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("a")).unwrap();
+        std::fs::create_dir_all(dir.path().join("root-other/x")).unwrap();
+        let v = Vfs::new(root.to_str().unwrap()).unwrap();
+        let inside = std::fs::File::open(root.join("a")).unwrap();
+        let sibling = std::fs::File::open(dir.path().join("root-other/x")).unwrap();
+        assert_eq!(v.virt_path_of(inside.as_raw_fd()).as_deref(), Some("/a"));
+        assert_eq!(v.virt_path_of(sibling.as_raw_fd()), None);
     }
 
     #[test]
