@@ -6,6 +6,7 @@ use hako_agent::proto::{ConfigDisk, EntryKind, MountKind};
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub(crate) const NEWROOT: &str = "/mnt/root";
 
@@ -71,20 +72,36 @@ const PREMOUNTS: [(&str, &str, &str, u64, &str); 7] = [
 /// one code path. None of them holds anything of a sandbox: a proc, a sysfs, a cgroup2 and an
 /// mqueue show the guest's live state (one guest, one sandbox), the tmpfs and devpts instances
 /// are empty, and each restored copy has its own copy of them.
-pub(crate) fn premount() -> Res<()> {
+///
+/// One the guest kernel cannot make (a kernel without mqueue, say) is left out: a spec that
+/// asks for it gets its own mount after Go, which fails or not as in a cold boot.
+pub(crate) fn premount() {
     for (i, (dest, fstype, source, flags, data)) in PREMOUNTS.iter().enumerate() {
         let p = Path::new(PREMOUNT_DIR).join(i.to_string());
-        mkdir_p(&p)?;
-        mount(source, &p, fstype, *flags, data)?;
+        let made = mkdir_p(&p).and_then(|()| mount(source, &p, fstype, *flags, data));
+        if made.is_err() {
+            continue;
+        }
         if *dest == "/dev" {
-            default_devices(&p)?;
-            for d in ["pts", "shm", "mqueue"] {
-                mkdir_p(&p.join(d))?;
+            let filled = default_devices(&p).and_then(|()| {
+                ["pts", "shm", "mqueue"]
+                    .iter()
+                    .try_for_each(|d| mkdir_p(&p.join(d)))
+            });
+            if filled.is_err() {
+                if let Ok(c) = cpath(&p) {
+                    // SAFETY: a valid path.
+                    unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+                }
+                continue;
             }
         }
+        PREMADE[i].store(true, Ordering::Relaxed);
     }
-    Ok(())
 }
+
+/// Which of [`PREMOUNTS`] the template made.
+static PREMADE: [AtomicBool; PREMOUNTS.len()] = [const { AtomicBool::new(false) }; PREMOUNTS.len()];
 
 /// The premade mount for this kernel mount of the spec, moved to `target`; false when there is
 /// none (another destination, other options, or used already).
@@ -138,8 +155,9 @@ pub(crate) fn setup_mounts(disk: &ConfigDisk, root: &Path, rw: &Path, premade: b
     let cfg = &disk.config;
     let mut dev_is_tmpfs = false;
     let mut has_dev = false;
-    // Which premounts are used; all of them when there are none.
-    let mut used = [!premade; PREMOUNTS.len()];
+    // Which premounts are used (or were never made).
+    let mut used: [bool; PREMOUNTS.len()] =
+        std::array::from_fn(|i| !premade || !PREMADE[i].load(Ordering::Relaxed));
     let mut dev_premade = false;
     for (i, m) in cfg.mounts.iter().enumerate() {
         let target = resolve_in_root(root, &m.destination)?;
