@@ -28,6 +28,7 @@ fn snapshot_boot() {
     bad_boot_annotation_fails_create_and_leaves_nothing();
     restored_sandboxes_run_isolated_from_each_other();
     each_restored_sandbox_reads_its_own_rootfs();
+    premade_mounts_give_the_view_fresh_ones_do();
     damaged_template_or_changed_kernel_means_a_new_template();
     concurrent_builds_of_one_template_happen_once();
 }
@@ -42,11 +43,24 @@ struct Ran {
 
 /// Create, start and wait for sandbox `id` with hostname `host` running `script`; delete it.
 fn run(env: &Env, id: &str, host: &str, script: &str, ann: &[(&str, &str)]) -> Ran {
+    run_with(env, id, host, script, ann, |_| {})
+}
+
+/// [`run`] with the spec changed by `edit` first.
+fn run_with(
+    env: &Env,
+    id: &str,
+    host: &str,
+    script: &str,
+    ann: &[(&str, &str)],
+    edit: impl FnOnce(&mut oci_spec::runtime::Spec),
+) -> Ran {
     let b = MicrovmBackend::new();
     // The harness may write to fd 1 while create_captured has it ("has been running for over
     // 60 seconds"): the workload's output starts after a marker line.
     let script = format!("echo {MARK}; {script}");
     let mut spec = env.spec(&["/bin/sh", "-c", &script], ann);
+    edit(&mut spec);
     spec.set_hostname(Some(host.into()));
     let mut root = spec.root().clone().unwrap();
     root.set_readonly(Some(false));
@@ -228,6 +242,83 @@ fn each_restored_sandbox_reads_its_own_rootfs() {
     for i in &images {
         assert!(hako_microvm::image::is_device_sized(i), "{}", i.display());
     }
+    let _ = std::fs::remove_dir_all(&env.dir);
+}
+
+/// The workload's mount table (mount point, type, options) and /dev, and what /dev/shm holds
+/// before the workload writes its own mark there.
+const VIEW: &str =
+    "grep -E ' /(proc|dev|dev/pts|dev/shm|dev/mqueue|sys|sys/fs/cgroup) ' /proc/mounts \
+    | cut -d' ' -f2-4 | tr '\\n' ';'; echo; ls /dev | tr '\\n' ' '; echo; \
+    ls /dev/shm | tr '\\n' ' '; echo; echo x > /dev/shm/mark-$(hostname)";
+
+/// A restored guest moves the kernel mounts its template made ahead (the OCI default set) into
+/// the workload's root: the workload sees what fresh mounts give (the same mount table and
+/// /dev as a cold boot's), nothing another sandbox wrote there, and a spec whose mount differs
+/// from the premade one gets its own.
+fn premade_mounts_give_the_view_fresh_ones_do() {
+    let env = Env::new("snap-premount");
+    let a = run(&env, "a", "pm-a", VIEW, &[]);
+    let b = run(&env, "b", "pm-b", VIEW, &[]);
+    let c = run(&env, "c", "pm-c", VIEW, &[(BOOT, "cold")]);
+    assert_eq!(
+        (
+            a.timings.boot.as_str(),
+            b.timings.boot.as_str(),
+            c.timings.boot.as_str()
+        ),
+        ("snapshot", "snapshot", "cold")
+    );
+    let la: Vec<&str> = a.out.lines().collect();
+    let lb: Vec<&str> = b.out.lines().collect();
+    let lc: Vec<&str> = c.out.lines().collect();
+    eprintln!("restored: {la:?}\ncold: {lc:?}");
+    // The same mounts with the same options, restored or cold.
+    assert_eq!(la[0], lc[0], "restored vs cold mount table");
+    assert_eq!(lb[0], lc[0], "restored vs cold mount table");
+    for want in [
+        "/proc proc rw,",
+        "/dev tmpfs rw,nosuid,",
+        "/dev/pts devpts rw,nosuid,noexec,",
+        "/dev/shm tmpfs rw,nosuid,nodev,noexec,",
+        "/dev/mqueue mqueue rw,nosuid,nodev,noexec,",
+        "/sys sysfs ro,nosuid,nodev,noexec,",
+        "/sys/fs/cgroup cgroup2 ro,nosuid,nodev,noexec,",
+    ] {
+        assert!(la[0].contains(want), "{want:?} in {:?}", la[0]);
+    }
+    // The default devices, and the same /dev as a cold boot's.
+    assert_eq!(la[1], lc[1], "restored vs cold /dev");
+    for d in [
+        "full", "null", "ptmx", "pts", "random", "shm", "tty", "urandom", "zero",
+    ] {
+        assert!(la[1].split(' ').any(|n| n == d), "/dev/{d} in {:?}", la[1]);
+    }
+    // Each restored sandbox's /dev/shm starts empty: b does not see a's mark.
+    assert_eq!(la.get(2).map(|l| l.trim()), Some(""), "{:?}", a.out);
+    assert_eq!(lb.get(2).map(|l| l.trim()), Some(""), "{:?}", b.out);
+
+    // A /dev/shm of another size than the premade one's: a mount of its own, as asked.
+    let d = run_with(&env, "d", "pm-d", VIEW, &[], |spec| {
+        let mut mounts = spec.mounts().clone().unwrap();
+        for m in mounts.iter_mut() {
+            if m.destination() == Path::new("/dev/shm") {
+                m.set_options(Some(
+                    ["nosuid", "noexec", "nodev", "mode=1777", "size=1m"]
+                        .map(String::from)
+                        .to_vec(),
+                ));
+            }
+        }
+        spec.set_mounts(Some(mounts));
+    });
+    assert_eq!(d.timings.boot, "snapshot");
+    assert!(
+        d.out
+            .contains("/dev/shm tmpfs rw,nosuid,nodev,noexec,relatime,size=1024k"),
+        "{:?}",
+        d.out
+    );
     let _ = std::fs::remove_dir_all(&env.dir);
 }
 

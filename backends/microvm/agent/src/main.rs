@@ -151,7 +151,7 @@ fn run(port_slot: &mut Option<fs::File>) -> Res<()> {
         pids_cgroup(limit)?;
         mark("pids-cgroup");
     }
-    setup_mounts(&disk, newroot, rw)?;
+    setup_mounts(&disk, newroot, rw, restored)?;
     mark("spec-mounts");
     if cfg.readonly_root {
         mount(

@@ -6,10 +6,122 @@ use hako_agent::proto::{ConfigDisk, EntryKind, MountKind};
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub(crate) const NEWROOT: &str = "/mnt/root";
 
 pub(crate) const WORKLOAD_CGROUP: &str = "/sys/fs/cgroup/workload";
+
+/// Where a template makes the kernel mounts most specs ask for ([`premount`]).
+const PREMOUNT_DIR: &str = "/mnt/pre";
+
+/// The kernel mounts of the OCI default spec (runc's, oci-spec's; docker's and podman's are the
+/// same), as the host translates them: destination, fstype, source, flags without `MS_RDONLY`,
+/// data. A template makes one of each before its save.
+const PREMOUNTS: [(&str, &str, &str, u64, &str); 7] = [
+    ("/proc", "proc", "proc", 0, ""),
+    (
+        "/dev",
+        "tmpfs",
+        "tmpfs",
+        libc::MS_NOSUID | libc::MS_STRICTATIME,
+        "mode=755,size=65536k",
+    ),
+    (
+        "/dev/pts",
+        "devpts",
+        "devpts",
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        "newinstance,ptmxmode=0666,mode=0620,gid=5",
+    ),
+    (
+        "/dev/shm",
+        "tmpfs",
+        "shm",
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        "mode=1777,size=65536k",
+    ),
+    (
+        "/dev/mqueue",
+        "mqueue",
+        "mqueue",
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        "",
+    ),
+    (
+        "/sys",
+        "sysfs",
+        "sysfs",
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        "",
+    ),
+    (
+        "/sys/fs/cgroup",
+        "cgroup2",
+        "cgroup2",
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RELATIME,
+        "",
+    ),
+];
+
+/// In a template, before its save: mount [`PREMOUNTS`] under [`PREMOUNT_DIR`], the premade
+/// `/dev` with the default devices and the mount points of the rest of `/dev` in it. A restored
+/// guest moves (`MS_MOVE`) those its spec asks for, with exactly those options and at exactly
+/// that destination, into the workload's root instead of mounting them: under TCG every
+/// file system's mount code runs for the first time after a restore, while the seven moves run
+/// one code path. None of them holds anything of a sandbox: a proc, a sysfs, a cgroup2 and an
+/// mqueue show the guest's live state (one guest, one sandbox), the tmpfs and devpts instances
+/// are empty, and each restored copy has its own copy of them.
+///
+/// One the guest kernel cannot make (a kernel without mqueue, say) is left out: a spec that
+/// asks for it gets its own mount after Go, which fails or not as in a cold boot.
+pub(crate) fn premount() {
+    for (i, (dest, fstype, source, flags, data)) in PREMOUNTS.iter().enumerate() {
+        let p = Path::new(PREMOUNT_DIR).join(i.to_string());
+        let made = mkdir_p(&p).and_then(|()| mount(source, &p, fstype, *flags, data));
+        if made.is_err() {
+            continue;
+        }
+        if *dest == "/dev" {
+            let filled = default_devices(&p).and_then(|()| {
+                ["pts", "shm", "mqueue"]
+                    .iter()
+                    .try_for_each(|d| mkdir_p(&p.join(d)))
+            });
+            if filled.is_err() {
+                if let Ok(c) = cpath(&p) {
+                    // SAFETY: a valid path.
+                    unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+                }
+                continue;
+            }
+        }
+        PREMADE[i].store(true, Ordering::Relaxed);
+    }
+}
+
+/// Which of [`PREMOUNTS`] the template made.
+static PREMADE: [AtomicBool; PREMOUNTS.len()] = [const { AtomicBool::new(false) }; PREMOUNTS.len()];
+
+/// The premade mount for this kernel mount of the spec, moved to `target`; false when there is
+/// none (another destination, other options, or used already).
+fn take_premount(
+    used: &mut [bool; PREMOUNTS.len()],
+    dest: &str,
+    key: (&str, &str, u64, &str),
+    target: &Path,
+) -> Res<bool> {
+    let found = PREMOUNTS
+        .iter()
+        .position(|&(d, f, s, fl, da)| d == dest && (f, s, fl, da) == key);
+    let Some(i) = found.filter(|&i| !used[i]) else {
+        return Ok(false);
+    };
+    used[i] = true;
+    let src = Path::new(PREMOUNT_DIR).join(i.to_string());
+    mount(&src.to_string_lossy(), target, "", libc::MS_MOVE, "")?;
+    Ok(true)
+}
 
 /// `linux.resources.pids.limit`: a guest cgroup v2 the workload joins before exec.
 pub(crate) fn pids_cgroup(limit: i64) -> Res<()> {
@@ -37,10 +149,16 @@ pub(crate) fn resolve_in_root(root: &Path, dest: &str) -> Res<PathBuf> {
     hako_linux::inroot::join(root, Path::new(dest)).map_err(|e| format!("{dest}: {e}"))
 }
 
-pub(crate) fn setup_mounts(disk: &ConfigDisk, root: &Path, rw: &Path) -> Res<()> {
+/// Make the spec's mounts, masked and read-only paths below `root`. `premade`: this guest is a
+/// restored template's, whose [`premount`]s may serve the spec's kernel mounts.
+pub(crate) fn setup_mounts(disk: &ConfigDisk, root: &Path, rw: &Path, premade: bool) -> Res<()> {
     let cfg = &disk.config;
     let mut dev_is_tmpfs = false;
     let mut has_dev = false;
+    // Which premounts are used (or were never made).
+    let mut used: [bool; PREMOUNTS.len()] =
+        std::array::from_fn(|i| !premade || !PREMADE[i].load(Ordering::Relaxed));
+    let mut dev_premade = false;
     for (i, m) in cfg.mounts.iter().enumerate() {
         let target = resolve_in_root(root, &m.destination)?;
         match &m.kind {
@@ -57,7 +175,13 @@ pub(crate) fn setup_mounts(disk: &ConfigDisk, root: &Path, rw: &Path) -> Res<()>
                 }
                 // Read-only as a property of this mount, not of the file system: proc, sysfs and
                 // cgroup2 have one superblock per guest, which the agent still writes to.
-                mount(source, &target, fstype, *flags & !libc::MS_RDONLY, data)?;
+                let rw_flags = *flags & !libc::MS_RDONLY;
+                let key = (fstype.as_str(), source.as_str(), rw_flags, data.as_str());
+                if take_premount(&mut used, &m.destination, key, &target)? {
+                    dev_premade |= m.destination == "/dev";
+                } else {
+                    mount(source, &target, fstype, rw_flags, data)?;
+                }
                 if flags & libc::MS_RDONLY != 0 {
                     let keep = flags & (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC);
                     mount(
@@ -139,7 +263,7 @@ pub(crate) fn setup_mounts(disk: &ConfigDisk, root: &Path, rw: &Path) -> Res<()>
         // No /dev in the spec: give the workload the guest's devtmpfs.
         mkdir_p(&dev)?;
         mount("devtmpfs", &dev, "devtmpfs", libc::MS_NOSUID, "")?;
-    } else if dev_is_tmpfs {
+    } else if dev_is_tmpfs && !dev_premade {
         default_devices(&dev)?;
     }
     for p in &cfg.masked_paths {

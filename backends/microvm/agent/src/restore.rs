@@ -55,6 +55,7 @@ pub(crate) fn wait_for_go(port: &mut fs::File) -> Res<(Vec<u8>, Option<fs::File>
     drop_cached_blocks()?;
     // What every sandbox does the same way is done once, here.
     crate::net::lo_up()?;
+    crate::mounts::premount();
     // The agent's whole image (the code it has not run yet, its data, heap and stack) faulted
     // in and kept resident: a restored copy would otherwise take a page fault, and a read of the
     // agent disk for a page not yet cached, on each first touch after Go.
