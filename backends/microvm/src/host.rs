@@ -107,12 +107,14 @@ fn boot(plan: &HostPlan, sigfd: &OwnedFd) -> Result<Booted> {
         vm.disks = r.disks.clone();
         let (host_end, guest_end) = UnixStream::pair().context("socketpair for the agent port")?;
         let spawn = Instant::now();
+        crate::timings::mark("restore: spawn");
         match plan
             .engine
             .spawn_restored(vm, &r.template, guest_end.into())
         {
             Ok(vm_pid) => {
                 let spawned = Instant::now();
+                crate::timings::mark("restore: running");
                 record_vm_pid(plan, vm_pid);
                 let mut port = Port::new(host_end);
                 let went = go_frames(&r.config).and_then(|frames| {
@@ -121,6 +123,7 @@ fn boot(plan: &HostPlan, sigfd: &OwnedFd) -> Result<Booted> {
                         .try_for_each(|f| port.send(f))
                         .context("sending Go and the config to the restored guest")
                 });
+                crate::timings::mark("Go and config sent");
                 let res = match went {
                     Ok(()) => wait_ready(&mut port, sigfd, vm_pid, &plan.vm, spawn),
                     Err(e) => {
@@ -327,6 +330,7 @@ pub fn main(plan: HostPlan, ready: Readiness) -> ! {
     // The tap and the network namespace the engine gets (crate::net).
     keep.extend(plan.vm.net.iter().flat_map(|n| [n.tap_fd, n.netns_fd]));
     hako_linux::process::close_fds_except(&keep);
+    crate::timings::mark("fds closed");
     let mut ready = Some(ready);
     let code = match run(plan, &mut ready, entered) {
         Ok(code) => code,
@@ -358,6 +362,7 @@ fn run(mut plan: HostPlan, ready: &mut Option<Readiness>, entered: Instant) -> R
     if let Some(cg) = &plan.cgroup {
         cg.add_pid(std::process::id() as i32)
             .context("joining the sandbox's cgroup")?;
+        crate::timings::mark("cgroup joined");
     }
     let sigfd = block_signals(&[libc::SIGCHLD])?;
     let Booted {
@@ -370,6 +375,7 @@ fn run(mut plan: HostPlan, ready: &mut Option<Readiness>, entered: Instant) -> R
         snapshot,
         fallback,
     } = boot(&plan, &sigfd)?;
+    crate::timings::mark("Ready");
     let points = crate::timings::BootPoints {
         entered,
         spawn: boot_start,
@@ -381,12 +387,17 @@ fn run(mut plan: HostPlan, ready: &mut Option<Readiness>, entered: Instant) -> R
         .unwrap_or_default();
     if let Some(r) = ready.take() {
         let ms = |a: Instant, b: Instant| b.saturating_duration_since(a).as_secs_f64() * 1e3;
+        let marks: Vec<String> = crate::timings::marks_since(entered)
+            .iter()
+            .map(|(w, t)| format!("{w} {t:.1}"))
+            .collect();
         let steps = format!(
-            "set-up {:.1} ms, engine {} {:.1} ms, then Ready in {:.1} ms",
+            "set-up {:.1} ms, engine {} {:.1} ms, then Ready in {:.1} ms; host process timeline (ms since its entry): {}",
             ms(points.entered, points.spawn),
             if snapshot { "restore" } else { "spawn" },
             ms(points.spawn, points.spawned),
             ms(points.spawned, points.ready),
+            marks.join(", "),
         );
         r.ready(BootReport {
             snapshot,
@@ -420,6 +431,7 @@ fn run(mut plan: HostPlan, ready: &mut Option<Readiness>, entered: Instant) -> R
         kill_vm(vm_pid);
         return Err(e);
     }
+    crate::timings::mark("start: fifo opened");
     // The one list of forwarded signals (hako_contract::signal), and SIGCHLD for the VM.
     let mut sigs = hako_contract::signal::forwarded();
     sigs.push(libc::SIGCHLD);
@@ -433,11 +445,13 @@ fn run(mut plan: HostPlan, ready: &mut Option<Readiness>, entered: Instant) -> R
     };
     port.send(&Frame::Start).context("starting the workload")?;
     let started = Instant::now();
+    crate::timings::mark("start: Start sent");
     if let Some(ws) = winsize(0) {
         let _ = port.send(&Frame::Winsize(ws.0, ws.1));
     }
     let (status, reaped) = relay(&mut port, &sigfd, Some(vm_pid), Some(&mut hub))?;
     let exited = Instant::now();
+    crate::timings::mark("run: Exit frame");
     drop(hub);
     let _ = std::fs::remove_file(&plan.exec_sock);
     let st = match reaped {
@@ -451,8 +465,10 @@ fn run(mut plan: HostPlan, ready: &mut Option<Readiness>, entered: Instant) -> R
         }
         None => wait_vm(vm_pid, SHUTDOWN_GRACE),
     };
+    crate::timings::mark("run: VM reaped");
     if status.is_some() {
         timings.after_exit(started, exited, Instant::now());
+        timings.host_marks_ms = crate::timings::marks_since(entered);
         let _ = timings.write(&plan.timings_file);
     }
     let _ = std::fs::remove_file(&plan.vm_pid_file);

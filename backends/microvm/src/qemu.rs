@@ -242,20 +242,24 @@ impl Engine for Qemu {
             state_fd: Some(state.as_raw_fd()),
         };
         let pid = self.launch(&vm, &agent_port, Some(&snap))?;
+        crate::timings::mark("qemu: forked");
         drop((agent_port, qmp_guest));
         let resumed = (|| -> Result<()> {
             let mut qmp = Qmp::new(qmp_host)?;
+            crate::timings::mark("qemu: QMP up");
             qmp.cmd("migrate-set-capabilities", ignore_shared())?;
             qmp.cmd(
                 "migrate-incoming",
                 json!({ "uri": format!("fd:{}", state.as_raw_fd()) }),
             )?;
+            crate::timings::mark("qemu: migrate-incoming");
             loop {
                 let r = qmp.cmd("query-status", json!({}))?;
                 match r["status"].as_str() {
                     Some("inmigrate") => std::thread::sleep(Duration::from_millis(1)),
                     // The template was saved stopped, so its copy arrives paused.
                     Some("paused") | Some("postmigrate") => {
+                        crate::timings::mark("qemu: state loaded");
                         qmp.cmd("cont", json!({}))?;
                         return Ok(());
                     }
