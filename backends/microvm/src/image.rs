@@ -89,15 +89,20 @@ fn walk(root: &Path, f: &mut dyn FnMut(&Path, &str, &fs::Metadata) -> Result<()>
     go(root, "", f)
 }
 
+/// Add one entry's share to the image size `t` (see [`TreeSize::data`]).
+fn count(t: &mut TreeSize, md: &fs::Metadata) {
+    t.entries += 1;
+    if md.is_file() || md.is_dir() {
+        t.data += md.len().div_ceil(4096) * 4096;
+    } else if md.file_type().is_symlink() && md.len() >= 60 {
+        t.data += 4096;
+    }
+}
+
 pub fn tree_size(root: &Path) -> Result<TreeSize> {
     let mut t = TreeSize::default();
     walk(root, &mut |_, _, md| {
-        t.entries += 1;
-        if md.is_file() || md.is_dir() {
-            t.data += md.len().div_ceil(4096) * 4096;
-        } else if md.file_type().is_symlink() && md.len() >= 60 {
-            t.data += 4096;
-        }
+        count(&mut t, md);
         Ok(())
     })?;
     Ok(t)
@@ -107,9 +112,17 @@ pub fn tree_size(root: &Path) -> Result<TreeSize> {
 /// comment). Much longer than a filesystem timestamp's tick.
 pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// The stamp of a tree's metadata that keys the digest memo (see the module comment), and
-/// whether every entry changed at least `settle` before the walk.
-fn tree_stamp(root: &Path, settle: std::time::Duration) -> Result<(String, bool)> {
+/// What one walk of a rootfs finds: the image size it needs, the stamp of its metadata that
+/// keys the digest memo (see the module comment), and whether every entry changed at least
+/// `settle` before the walk. One walk, not two: the size is needed before any content is read
+/// (the budget check), and the stamp comes from the same `lstat`s.
+struct Survey {
+    size: TreeSize,
+    stamp: String,
+    settled: bool,
+}
+
+fn survey(root: &Path, settle: std::time::Duration) -> Result<Survey> {
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
@@ -117,7 +130,9 @@ fn tree_stamp(root: &Path, settle: std::time::Duration) -> Result<(String, bool)
         .as_nanos() as i128;
     let mut h = Sha256::new();
     let mut settled = true;
+    let mut size = TreeSize::default();
     walk(root, &mut |_, rel, md| {
+        count(&mut size, md);
         let ctime_ns = md.ctime() as i128 * 1_000_000_000 + md.ctime_nsec() as i128;
         let mtime_ns = md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128;
         settled &= ctime_ns < since;
@@ -137,16 +152,20 @@ fn tree_stamp(root: &Path, settle: std::time::Duration) -> Result<(String, bool)
         Ok(())
     })?;
     let stamp = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    Ok((stamp, settled))
+    Ok(Survey {
+        size,
+        stamp,
+        settled,
+    })
 }
 
-/// The content digest of `root` ([`tree_digest`]), memoized in `memo` by the tree's metadata.
-fn memo_tree_digest(memo: &Path, root: &Path, settle: std::time::Duration) -> Result<String> {
-    let (stamp, settled) = tree_stamp(root, settle)?;
-    if !settled {
+/// The content digest of `root` ([`tree_digest`]), memoized in `memo` by the stamp of its
+/// [`survey`].
+fn memo_tree_digest(memo: &Path, root: &Path, s: &Survey) -> Result<String> {
+    if !s.settled {
         return tree_digest(root);
     }
-    crate::template::memo_by(memo, "tree", &stamp, || tree_digest(root))
+    crate::template::memo_by(memo, "tree", &s.stamp, || tree_digest(root))
 }
 
 /// The content digest of a tree (see the module comment).
@@ -399,7 +418,8 @@ fn rootfs_image_settled(
     if !md.is_dir() {
         bail!("bundle rootfs {} is not a directory", rootfs.display());
     }
-    let size = tree_size(rootfs)?;
+    let survey = survey(rootfs, settle)?;
+    let size = survey.size;
     let need = size.image_bytes();
     if need > budget {
         bail!(
@@ -410,7 +430,7 @@ fn rootfs_image_settled(
             crate::knobs::IMAGE_BUDGET
         );
     }
-    let digest = memo_tree_digest(&cache.join(MEMO), rootfs, settle)?;
+    let digest = memo_tree_digest(&cache.join(MEMO), rootfs, &survey)?;
     let out = cache.join(image_name(&digest));
     if !out.is_file() {
         fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;
@@ -600,7 +620,8 @@ mod tests {
             tree_digest(&r).unwrap()
         );
         fs::write(&entry, "marker").unwrap();
-        assert_eq!(memo_tree_digest(&memo, &r, settle).unwrap(), "marker");
+        let s = survey(&r, settle).unwrap();
+        assert_eq!(memo_tree_digest(&memo, &r, &s).unwrap(), "marker");
         fs::write(&entry, tree_digest(&r).unwrap()).unwrap();
         // Same size, mtime set back: only the ctime tells. Its clock ticks in milliseconds.
         let old = fs::metadata(&f).unwrap();
@@ -629,13 +650,38 @@ mod tests {
     }
 
     #[test]
+    fn one_survey_sizes_and_stamps_the_tree() {
+        let d = tmp("survey");
+        let r = d.join("rootfs");
+        fs::create_dir_all(r.join("etc")).unwrap();
+        fs::write(r.join("etc/a"), vec![1u8; 5000]).unwrap();
+        std::os::unix::fs::symlink("x".repeat(80), r.join("long")).unwrap();
+        let s = survey(&r, std::time::Duration::ZERO).unwrap();
+        let t = tree_size(&r).unwrap();
+        assert_eq!((s.size.entries, s.size.data), (t.entries, t.data));
+        // root, etc, etc/a, long; a's 5000 bytes in two blocks, the long symlink in one.
+        assert_eq!(s.size.entries, 4);
+        assert!(s.size.data >= 3 * 4096, "{}", s.size.data);
+        assert!(s.settled, "settle 0: every entry is settled");
+        assert_eq!(
+            s.stamp,
+            survey(&r, std::time::Duration::ZERO).unwrap().stamp
+        );
+        fs::write(r.join("etc/b"), b"").unwrap();
+        let s2 = survey(&r, SETTLE).unwrap();
+        assert_ne!(s.stamp, s2.stamp, "a new entry changes the stamp");
+        assert!(!s2.settled, "an entry made just now is not settled");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
     fn a_tree_changed_just_now_is_not_memoized() {
         let d = tmp("unsettled");
         let r = d.join("rootfs");
         fs::create_dir_all(&r).unwrap();
         fs::write(r.join("new"), b"x").unwrap();
         let memo = d.join("memo");
-        let got = memo_tree_digest(&memo, &r, SETTLE).unwrap();
+        let got = memo_tree_digest(&memo, &r, &survey(&r, SETTLE).unwrap()).unwrap();
         assert_eq!(got, tree_digest(&r).unwrap());
         assert!(
             !memo.exists(),
