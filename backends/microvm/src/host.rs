@@ -97,9 +97,21 @@ enum BootErr {
     Vm(anyhow::Error),
 }
 
+/// Join the sandbox's cgroup (when it has one and we are not in it yet).
+fn join_once(plan: &HostPlan, joined: &mut bool) -> Result<()> {
+    if let (Some(cg), false) = (&plan.cgroup, *joined) {
+        cg.add_pid(std::process::id() as i32)
+            .context("joining the sandbox's cgroup")?;
+        crate::timings::mark("cgroup joined");
+    }
+    *joined = true;
+    Ok(())
+}
+
 /// Restore the plan's template when it has one, and boot cold when there is none or the
-/// restored VM does not come up.
-fn boot(plan: &HostPlan, sigfd: &OwnedFd) -> Result<Booted> {
+/// restored VM does not come up. The host process is in the sandbox's cgroup when this
+/// returns, and so is the VM (see [`run`] for the order).
+fn boot(plan: &HostPlan, sigfd: &OwnedFd, joined: &mut bool) -> Result<Booted> {
     let mut fallback = None;
     if let Some(r) = &plan.restore {
         let mut vm = plan.vm.clone();
@@ -108,10 +120,22 @@ fn boot(plan: &HostPlan, sigfd: &OwnedFd) -> Result<Booted> {
         let (host_end, guest_end) = UnixStream::pair().context("socketpair for the agent port")?;
         let spawn = Instant::now();
         crate::timings::mark("restore: spawn");
-        match plan
-            .engine
-            .spawn_restored(vm, &r.template, guest_end.into())
-        {
+        let spawned =
+            if *joined {
+                plan.engine
+                    .spawn_restored(vm, &r.template, guest_end.into())
+            } else {
+                // The VM moves into the cgroup while qemu starts; we follow after Go.
+                let cg = plan.cgroup.as_ref();
+                plan.engine
+                    .spawn_restored_placed(vm, &r.template, guest_end.into(), &mut |pid| match cg {
+                        Some(cg) => cg
+                            .add_pid(pid)
+                            .context("moving the VM into the sandbox's cgroup"),
+                        None => Ok(()),
+                    })
+            };
+        match spawned {
             Ok(vm_pid) => {
                 let spawned = Instant::now();
                 crate::timings::mark("restore: running");
@@ -124,6 +148,9 @@ fn boot(plan: &HostPlan, sigfd: &OwnedFd) -> Result<Booted> {
                         .context("sending Go and the config to the restored guest")
                 });
                 crate::timings::mark("Go and config sent");
+                // The guest sets up its sandbox now (tens of ms at least): time enough for the
+                // host process to join the cgroup its VM is already in.
+                let went = went.and_then(|()| join_once(plan, joined));
                 let res = match went {
                     Ok(()) => wait_ready(&mut port, sigfd, vm_pid, &plan.vm, spawn),
                     Err(e) => {
@@ -151,6 +178,8 @@ fn boot(plan: &HostPlan, sigfd: &OwnedFd) -> Result<Booted> {
             Err(e) => fallback = Some(format!("{e:#}")),
         }
     }
+    // A cold boot's VM is forked into the cgroup: the host process joins it first.
+    join_once(plan, joined)?;
     let (host_end, guest_end) = UnixStream::pair().context("socketpair for the agent port")?;
     let spawn = Instant::now();
     let vm_pid = plan.engine.spawn(plan.vm.clone(), guest_end.into())?;
@@ -359,10 +388,14 @@ fn run(mut plan: HostPlan, ready: &mut Option<Readiness>, entered: Instant) -> R
     }
     let serial_log = plan.vm.serial_log.clone();
     let engine_log = plan.vm.engine_log.clone();
-    if let Some(cg) = &plan.cgroup {
-        cg.add_pid(std::process::id() as i32)
-            .context("joining the sandbox's cgroup")?;
-        crate::timings::mark("cgroup joined");
+    // The host process and the VM must both be in the sandbox's cgroup before create returns.
+    // Each cgroup v1 move costs an RCU grace period per hierarchy (10-15 ms for a process on a
+    // hybrid host), so where the engine can place a restored VM before its guest runs, the VM
+    // is moved while qemu starts and the host process follows while the guest sets up;
+    // otherwise the host joins first and the VM is forked into it.
+    let mut joined = false;
+    if plan.restore.is_none() || !plan.engine.places_before_resume() {
+        join_once(&plan, &mut joined)?;
     }
     let sigfd = block_signals(&[libc::SIGCHLD])?;
     let Booted {
@@ -374,7 +407,7 @@ fn run(mut plan: HostPlan, ready: &mut Option<Readiness>, entered: Instant) -> R
         spawned,
         snapshot,
         fallback,
-    } = boot(&plan, &sigfd)?;
+    } = boot(&plan, &sigfd, &mut joined)?;
     crate::timings::mark("Ready");
     let points = crate::timings::BootPoints {
         entered,
