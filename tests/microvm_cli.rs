@@ -152,6 +152,30 @@ fn microvm_create_start_kill_delete() {
     assert_eq!(st["status"], "created");
     let pid = read_pid(&pidfile);
     assert_eq!(st["pid"], pid);
+    // Once create returns, the host process and its VM are in every hierarchy of the host
+    // cgroup (a restored VM is moved there while qemu starts, the host process after Go).
+    // The processes that name the state root: the host process and its VM.
+    let procs_of_root = vm_processes(&h);
+    assert!(
+        procs_of_root.contains(&pid) && procs_of_root.len() == 2,
+        "the host process {pid} and its VM: {procs_of_root:?}"
+    );
+    let dirs = cgroup_dirs_named(&id);
+    assert!(!dirs.is_empty(), "no host cgroup for {id}");
+    for d in &dirs {
+        let procs: Vec<i32> = std::fs::read_to_string(d.join("cgroup.procs"))
+            .unwrap()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        for want in &procs_of_root {
+            assert!(
+                procs.contains(want),
+                "{want} not in {}: {procs:?}",
+                d.display()
+            );
+        }
+    }
     h.ok(&["start", &id]);
     h.wait_status(&id, "running");
     // The host cgroup holds the host process and the VM; freezing it pauses the guest.

@@ -1,11 +1,15 @@
 //! A fresh memory cgroup per sample, so the peak of the whole tree (runtime, shims, sandbox)
 //! can be read afterwards: v1 `memory.max_usage_in_bytes`, or v2 `memory.peak`.
 //!
-//! Each sample gets `/hako-bench/<name>` in the memory hierarchy; the runtimes under test are
-//! started inside it and told to put the container at `cgroupsPath=/hako-bench/<name>/<child>`,
+//! Each run of `hako bench` has its own sub-tree, `/hako-bench/run-<pid>-<start time>`, so runs
+//! at the same time never touch each other's cgroups (the cleanup SIGKILLs what it finds). Each
+//! sample gets `<run>/<name>` in the memory hierarchy; the runtimes under test are started
+//! inside it and told to put the container at `cgroupsPath=/hako-bench/<run>/<name>/<child>`,
 //! so the container's own cgroups nest below it (v1 memory is always hierarchical on current
-//! kernels). Afterwards everything below `/hako-bench/<name>` is removed in every mounted
-//! hierarchy, since runtimes create the path in all of them.
+//! kernels). Afterwards everything below `<run>/<name>` is removed in every mounted hierarchy,
+//! since runtimes create the path in all of them; at the end of the run, the run's sub-tree.
+//! A run's sub-tree left by a run that died is removed by the next run, once no process with
+//! that pid and start time is alive.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,6 +17,22 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 pub const TOP: &str = "hako-bench";
+
+/// This run's sub-tree below [`TOP`]: `run-<pid>-<start time>` (the pair names one process).
+pub fn run_name() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        let pid = std::process::id() as i32;
+        let start = hako_contract::proc::start_time(pid).unwrap_or(0);
+        format!("run-{pid}-{start}")
+    })
+}
+
+/// The harness (pid, start time) a run sub-tree's name holds.
+fn run_owner(name: &str) -> Option<(i32, u64)> {
+    let (pid, start) = name.strip_prefix("run-")?.split_once('-')?;
+    Some((pid.parse().ok()?, start.parse().ok()?))
+}
 
 #[derive(Debug, Clone)]
 pub enum Memory {
@@ -75,13 +95,18 @@ impl SampleCgroup {
             Memory::V1(p) | Memory::V2(p) => p,
         };
         let top = root.join(TOP);
+        let run = top.join(run_name());
         if let Memory::V2(_) = mem {
-            std::fs::create_dir_all(&top).ok();
-            // Delegate memory to the children of /hako-bench.
+            // Another run's end may remove an empty /hako-bench between the two steps: again.
+            if std::fs::create_dir_all(&run).is_err() {
+                std::fs::create_dir_all(&run).ok();
+            }
+            // Delegate memory to the children of /hako-bench and of this run's sub-tree.
             std::fs::write(root.join("cgroup.subtree_control"), "+memory").ok();
             std::fs::write(top.join("cgroup.subtree_control"), "+memory").ok();
+            std::fs::write(run.join("cgroup.subtree_control"), "+memory").ok();
         }
-        let dir = top.join(name);
+        let dir = run.join(name);
         if dir.exists() {
             destroy_named(name);
         }
@@ -101,7 +126,7 @@ impl SampleCgroup {
 
     /// `cgroupsPath` for a container nested in this sample's cgroup.
     pub fn cgroups_path(&self, child: &str) -> String {
-        format!("/{TOP}/{}/{child}", self.name)
+        format!("/{TOP}/{}/{}/{child}", run_name(), self.name)
     }
 
     /// Peak memory charged to the whole tree since creation, bytes.
@@ -131,18 +156,21 @@ fn read_u64(p: &Path) -> Option<u64> {
     std::fs::read_to_string(p).ok()?.trim().parse().ok()
 }
 
-/// Kill whatever is left below `/hako-bench/<name>` in every hierarchy and remove the dirs.
+/// Kill whatever is left below `/hako-bench/<run>/<name>` (this run's) in every hierarchy and
+/// remove the dirs.
 pub fn destroy_named(name: &str) {
     for (_, _, mnt) in hierarchies() {
-        let dir = mnt.join(TOP).join(name);
+        let dir = mnt.join(TOP).join(run_name()).join(name);
         if dir.exists() {
             let _ = remove_tree(&dir);
         }
     }
 }
 
-/// Remove what an interrupted earlier run left: `/hako-bench/hb<pid>-*` whose harness `<pid>`
-/// is gone.
+/// Remove what an interrupted earlier run left: a `/hako-bench/run-<pid>-<start>` sub-tree
+/// whose harness (that pid with that start time) is gone, and the samples of the layout before
+/// run sub-trees, `/hako-bench/hb<pid>-*`, whose harness `<pid>` is gone. A live run's
+/// sub-tree is never touched.
 pub fn remove_stale() {
     for (_, _, mnt) in hierarchies() {
         let Ok(rd) = std::fs::read_dir(mnt.join(TOP)) else {
@@ -150,6 +178,12 @@ pub fn remove_stale() {
         };
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
+            if let Some((pid, start)) = run_owner(&name) {
+                if e.path().is_dir() && !hako_contract::proc::is_alive(pid, Some(start)) {
+                    let _ = remove_tree(&e.path());
+                }
+                continue;
+            }
             let Some(pid) = name
                 .strip_prefix("hb")
                 .and_then(|r| r.split('-').next())
@@ -164,9 +198,14 @@ pub fn remove_stale() {
     }
 }
 
-/// Remove `/hako-bench` itself where it is empty (end of a run).
+/// Remove this run's sub-tree, and `/hako-bench` itself where it is then empty (end of a run:
+/// another run's sub-tree keeps it).
 pub fn remove_top() {
     for (_, _, mnt) in hierarchies() {
+        let run = mnt.join(TOP).join(run_name());
+        if run.exists() {
+            let _ = remove_tree(&run);
+        }
         let _ = std::fs::remove_dir(mnt.join(TOP));
     }
 }
@@ -208,5 +247,36 @@ fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
                 collect_dirs(&e.path(), out);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_sub_tree_is_named_by_its_harness() {
+        let name = run_name();
+        let (pid, start) = run_owner(name).unwrap();
+        assert_eq!(pid, std::process::id() as i32);
+        assert!(hako_contract::proc::is_alive(pid, Some(start)), "{name}");
+        // Ours is alive; a name with another start time is another (gone) process.
+        assert!(!hako_contract::proc::is_alive(pid, Some(start + 1)));
+        assert_eq!(run_owner("run-12-345"), Some((12, 345)));
+        assert_eq!(run_owner("hb12-x"), None);
+        assert_eq!(run_owner("run-x-1"), None);
+    }
+
+    #[test]
+    fn samples_nest_below_this_runs_sub_tree() {
+        let c = SampleCgroup {
+            name: "hb1-s".into(),
+            mem: Memory::V2(PathBuf::from("/nonexistent")),
+            dir: PathBuf::new(),
+        };
+        assert_eq!(
+            c.cgroups_path("ctr"),
+            format!("/{TOP}/{}/hb1-s/ctr", run_name())
+        );
     }
 }

@@ -97,4 +97,29 @@ pub trait Engine {
         let _ = (vm, dir, agent_port);
         bail!("the {} engine cannot restore snapshots yet", self.name())
     }
+
+    /// Whether [`Engine::spawn_restored_placed`] works: the restored VM's process exists for a
+    /// while before its guest runs (qemu: its start, up to the end of the incoming migration),
+    /// so the host can move it into the sandbox's cgroup meanwhile instead of joining the cgroup
+    /// before the spawn.
+    fn places_before_resume(&self) -> bool {
+        false
+    }
+
+    /// [`Engine::spawn_restored`], calling `place` with the VM's pid once its process exists and
+    /// before its guest runs a single instruction; an error from `place` ends the VM and is
+    /// returned.
+    fn spawn_restored_placed(
+        &self,
+        vm: VmSpec,
+        dir: &Path,
+        agent_port: OwnedFd,
+        place: &mut dyn FnMut(libc::pid_t) -> Result<()>,
+    ) -> Result<libc::pid_t> {
+        let _ = (vm, dir, agent_port, place);
+        bail!(
+            "the {} engine cannot place a restored VM before it runs",
+            self.name()
+        )
+    }
 }

@@ -97,9 +97,21 @@ enum BootErr {
     Vm(anyhow::Error),
 }
 
+/// Join the sandbox's cgroup (when it has one and we are not in it yet).
+fn join_once(plan: &HostPlan, joined: &mut bool) -> Result<()> {
+    if let (Some(cg), false) = (&plan.cgroup, *joined) {
+        cg.add_pid(std::process::id() as i32)
+            .context("joining the sandbox's cgroup")?;
+        crate::timings::mark("cgroup joined");
+    }
+    *joined = true;
+    Ok(())
+}
+
 /// Restore the plan's template when it has one, and boot cold when there is none or the
-/// restored VM does not come up.
-fn boot(plan: &HostPlan, sigfd: &OwnedFd) -> Result<Booted> {
+/// restored VM does not come up. The host process is in the sandbox's cgroup when this
+/// returns, and so is the VM (see [`run`] for the order).
+fn boot(plan: &HostPlan, sigfd: &OwnedFd, joined: &mut bool) -> Result<Booted> {
     let mut fallback = None;
     if let Some(r) = &plan.restore {
         let mut vm = plan.vm.clone();
@@ -107,12 +119,26 @@ fn boot(plan: &HostPlan, sigfd: &OwnedFd) -> Result<Booted> {
         vm.disks = r.disks.clone();
         let (host_end, guest_end) = UnixStream::pair().context("socketpair for the agent port")?;
         let spawn = Instant::now();
-        match plan
-            .engine
-            .spawn_restored(vm, &r.template, guest_end.into())
-        {
+        crate::timings::mark("restore: spawn");
+        let spawned =
+            if *joined {
+                plan.engine
+                    .spawn_restored(vm, &r.template, guest_end.into())
+            } else {
+                // The VM moves into the cgroup while qemu starts; we follow after Go.
+                let cg = plan.cgroup.as_ref();
+                plan.engine
+                    .spawn_restored_placed(vm, &r.template, guest_end.into(), &mut |pid| match cg {
+                        Some(cg) => cg
+                            .add_pid(pid)
+                            .context("moving the VM into the sandbox's cgroup"),
+                        None => Ok(()),
+                    })
+            };
+        match spawned {
             Ok(vm_pid) => {
                 let spawned = Instant::now();
+                crate::timings::mark("restore: running");
                 record_vm_pid(plan, vm_pid);
                 let mut port = Port::new(host_end);
                 let went = go_frames(&r.config).and_then(|frames| {
@@ -121,6 +147,10 @@ fn boot(plan: &HostPlan, sigfd: &OwnedFd) -> Result<Booted> {
                         .try_for_each(|f| port.send(f))
                         .context("sending Go and the config to the restored guest")
                 });
+                crate::timings::mark("Go and config sent");
+                // The guest sets up its sandbox now (tens of ms at least): time enough for the
+                // host process to join the cgroup its VM is already in.
+                let went = went.and_then(|()| join_once(plan, joined));
                 let res = match went {
                     Ok(()) => wait_ready(&mut port, sigfd, vm_pid, &plan.vm, spawn),
                     Err(e) => {
@@ -148,6 +178,8 @@ fn boot(plan: &HostPlan, sigfd: &OwnedFd) -> Result<Booted> {
             Err(e) => fallback = Some(format!("{e:#}")),
         }
     }
+    // A cold boot's VM is forked into the cgroup: the host process joins it first.
+    join_once(plan, joined)?;
     let (host_end, guest_end) = UnixStream::pair().context("socketpair for the agent port")?;
     let spawn = Instant::now();
     let vm_pid = plan.engine.spawn(plan.vm.clone(), guest_end.into())?;
@@ -327,6 +359,7 @@ pub fn main(plan: HostPlan, ready: Readiness) -> ! {
     // The tap and the network namespace the engine gets (crate::net).
     keep.extend(plan.vm.net.iter().flat_map(|n| [n.tap_fd, n.netns_fd]));
     hako_linux::process::close_fds_except(&keep);
+    crate::timings::mark("fds closed");
     let mut ready = Some(ready);
     let code = match run(plan, &mut ready, entered) {
         Ok(code) => code,
@@ -355,9 +388,14 @@ fn run(mut plan: HostPlan, ready: &mut Option<Readiness>, entered: Instant) -> R
     }
     let serial_log = plan.vm.serial_log.clone();
     let engine_log = plan.vm.engine_log.clone();
-    if let Some(cg) = &plan.cgroup {
-        cg.add_pid(std::process::id() as i32)
-            .context("joining the sandbox's cgroup")?;
+    // The host process and the VM must both be in the sandbox's cgroup before create returns.
+    // Each cgroup v1 move costs an RCU grace period per hierarchy (10-15 ms for a process on a
+    // hybrid host), so where the engine can place a restored VM before its guest runs, the VM
+    // is moved while qemu starts and the host process follows while the guest sets up;
+    // otherwise the host joins first and the VM is forked into it.
+    let mut joined = false;
+    if plan.restore.is_none() || !plan.engine.places_before_resume() {
+        join_once(&plan, &mut joined)?;
     }
     let sigfd = block_signals(&[libc::SIGCHLD])?;
     let Booted {
@@ -369,7 +407,8 @@ fn run(mut plan: HostPlan, ready: &mut Option<Readiness>, entered: Instant) -> R
         spawned,
         snapshot,
         fallback,
-    } = boot(&plan, &sigfd)?;
+    } = boot(&plan, &sigfd, &mut joined)?;
+    crate::timings::mark("Ready");
     let points = crate::timings::BootPoints {
         entered,
         spawn: boot_start,
@@ -381,12 +420,17 @@ fn run(mut plan: HostPlan, ready: &mut Option<Readiness>, entered: Instant) -> R
         .unwrap_or_default();
     if let Some(r) = ready.take() {
         let ms = |a: Instant, b: Instant| b.saturating_duration_since(a).as_secs_f64() * 1e3;
+        let marks: Vec<String> = crate::timings::marks_since(entered)
+            .iter()
+            .map(|(w, t)| format!("{w} {t:.1}"))
+            .collect();
         let steps = format!(
-            "set-up {:.1} ms, engine {} {:.1} ms, then Ready in {:.1} ms",
+            "set-up {:.1} ms, engine {} {:.1} ms, then Ready in {:.1} ms; host process timeline (ms since its entry): {}",
             ms(points.entered, points.spawn),
             if snapshot { "restore" } else { "spawn" },
             ms(points.spawn, points.spawned),
             ms(points.spawned, points.ready),
+            marks.join(", "),
         );
         r.ready(BootReport {
             snapshot,
@@ -420,6 +464,7 @@ fn run(mut plan: HostPlan, ready: &mut Option<Readiness>, entered: Instant) -> R
         kill_vm(vm_pid);
         return Err(e);
     }
+    crate::timings::mark("start: fifo opened");
     // The one list of forwarded signals (hako_contract::signal), and SIGCHLD for the VM.
     let mut sigs = hako_contract::signal::forwarded();
     sigs.push(libc::SIGCHLD);
@@ -433,11 +478,13 @@ fn run(mut plan: HostPlan, ready: &mut Option<Readiness>, entered: Instant) -> R
     };
     port.send(&Frame::Start).context("starting the workload")?;
     let started = Instant::now();
+    crate::timings::mark("start: Start sent");
     if let Some(ws) = winsize(0) {
         let _ = port.send(&Frame::Winsize(ws.0, ws.1));
     }
     let (status, reaped) = relay(&mut port, &sigfd, Some(vm_pid), Some(&mut hub))?;
     let exited = Instant::now();
+    crate::timings::mark("run: Exit frame");
     drop(hub);
     let _ = std::fs::remove_file(&plan.exec_sock);
     let st = match reaped {
@@ -451,8 +498,10 @@ fn run(mut plan: HostPlan, ready: &mut Option<Readiness>, entered: Instant) -> R
         }
         None => wait_vm(vm_pid, SHUTDOWN_GRACE),
     };
+    crate::timings::mark("run: VM reaped");
     if status.is_some() {
         timings.after_exit(started, exited, Instant::now());
+        timings.host_marks_ms = crate::timings::marks_since(entered);
         let _ = timings.write(&plan.timings_file);
     }
     let _ = std::fs::remove_file(&plan.vm_pid_file);

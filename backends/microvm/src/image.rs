@@ -89,15 +89,20 @@ fn walk(root: &Path, f: &mut dyn FnMut(&Path, &str, &fs::Metadata) -> Result<()>
     go(root, "", f)
 }
 
+/// Add one entry's share to the image size `t` (see [`TreeSize::data`]).
+fn count(t: &mut TreeSize, md: &fs::Metadata) {
+    t.entries += 1;
+    if md.is_file() || md.is_dir() {
+        t.data += md.len().div_ceil(4096) * 4096;
+    } else if md.file_type().is_symlink() && md.len() >= 60 {
+        t.data += 4096;
+    }
+}
+
 pub fn tree_size(root: &Path) -> Result<TreeSize> {
     let mut t = TreeSize::default();
     walk(root, &mut |_, _, md| {
-        t.entries += 1;
-        if md.is_file() || md.is_dir() {
-            t.data += md.len().div_ceil(4096) * 4096;
-        } else if md.file_type().is_symlink() && md.len() >= 60 {
-            t.data += 4096;
-        }
+        count(&mut t, md);
         Ok(())
     })?;
     Ok(t)
@@ -107,9 +112,17 @@ pub fn tree_size(root: &Path) -> Result<TreeSize> {
 /// comment). Much longer than a filesystem timestamp's tick.
 pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// The stamp of a tree's metadata that keys the digest memo (see the module comment), and
-/// whether every entry changed at least `settle` before the walk.
-fn tree_stamp(root: &Path, settle: std::time::Duration) -> Result<(String, bool)> {
+/// What one walk of a rootfs finds: the image size it needs, the stamp of its metadata that
+/// keys the digest memo (see the module comment), and whether every entry changed at least
+/// `settle` before the walk. One walk, not two: the size is needed before any content is read
+/// (the budget check), and the stamp comes from the same `lstat`s.
+struct Survey {
+    size: TreeSize,
+    stamp: String,
+    settled: bool,
+}
+
+fn survey(root: &Path, settle: std::time::Duration) -> Result<Survey> {
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
@@ -117,7 +130,9 @@ fn tree_stamp(root: &Path, settle: std::time::Duration) -> Result<(String, bool)
         .as_nanos() as i128;
     let mut h = Sha256::new();
     let mut settled = true;
+    let mut size = TreeSize::default();
     walk(root, &mut |_, rel, md| {
+        count(&mut size, md);
         let ctime_ns = md.ctime() as i128 * 1_000_000_000 + md.ctime_nsec() as i128;
         let mtime_ns = md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128;
         settled &= ctime_ns < since;
@@ -137,16 +152,20 @@ fn tree_stamp(root: &Path, settle: std::time::Duration) -> Result<(String, bool)
         Ok(())
     })?;
     let stamp = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    Ok((stamp, settled))
+    Ok(Survey {
+        size,
+        stamp,
+        settled,
+    })
 }
 
-/// The content digest of `root` ([`tree_digest`]), memoized in `memo` by the tree's metadata.
-fn memo_tree_digest(memo: &Path, root: &Path, settle: std::time::Duration) -> Result<String> {
-    let (stamp, settled) = tree_stamp(root, settle)?;
-    if !settled {
+/// The content digest of `root` ([`tree_digest`]), memoized in `memo` by the stamp of its
+/// [`survey`].
+fn memo_tree_digest(memo: &Path, root: &Path, s: &Survey) -> Result<String> {
+    if !s.settled {
         return tree_digest(root);
     }
-    crate::template::memo_by(memo, "tree", &stamp, || tree_digest(root))
+    crate::template::memo_by(memo, "tree", &s.stamp, || tree_digest(root))
 }
 
 /// The content digest of a tree (see the module comment).
@@ -382,9 +401,22 @@ pub fn is_device_sized(img: &Path) -> bool {
     fs::metadata(img).is_ok_and(|m| m.len() == ROOTFS_DEVICE_BYTES)
 }
 
+/// The lock file of the image cache: every create holds it shared from its image lookup until
+/// its VM has the image open ([`Held`]); `hako microvm prune` removes images only under it
+/// exclusively, so it never removes an image a create is about to attach.
+pub const IMAGES_LOCK: &str = "images.lock";
+
+/// A rootfs image and the create's shared hold on the image cache ([`IMAGES_LOCK`]): keep it
+/// until the VM has opened the image (an open image outlives its removal; a path does not).
+#[derive(Debug)]
+pub struct Held {
+    pub path: PathBuf,
+    _hold: fs::File,
+}
+
 /// The cached image of `rootfs`, made when missing. Refuses a tree whose image would be larger
 /// than `budget` bytes before reading any file content.
-pub fn rootfs_image(cache: &Path, rootfs: &Path, budget: u64) -> Result<PathBuf> {
+pub fn rootfs_image(cache: &Path, rootfs: &Path, budget: u64) -> Result<Held> {
     rootfs_image_settled(cache, rootfs, budget, SETTLE)
 }
 
@@ -394,12 +426,13 @@ fn rootfs_image_settled(
     rootfs: &Path,
     budget: u64,
     settle: std::time::Duration,
-) -> Result<PathBuf> {
+) -> Result<Held> {
     let md = fs::metadata(rootfs).with_context(|| format!("bundle rootfs {}", rootfs.display()))?;
     if !md.is_dir() {
         bail!("bundle rootfs {} is not a directory", rootfs.display());
     }
-    let size = tree_size(rootfs)?;
+    let survey = survey(rootfs, settle)?;
+    let size = survey.size;
     let need = size.image_bytes();
     if need > budget {
         bail!(
@@ -410,10 +443,12 @@ fn rootfs_image_settled(
             crate::knobs::IMAGE_BUDGET
         );
     }
-    let digest = memo_tree_digest(&cache.join(MEMO), rootfs, settle)?;
+    let digest = memo_tree_digest(&cache.join(MEMO), rootfs, &survey)?;
     let out = cache.join(image_name(&digest));
+    fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;
+    let hold = crate::template::flock_path(&cache.join(IMAGES_LOCK), true, true)?
+        .context("a blocking flock returned busy")?;
     if !out.is_file() {
-        fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;
         mkfs_into(
             rootfs,
             &out,
@@ -427,7 +462,10 @@ fn rootfs_image_settled(
     }
     // For `hako microvm prune`: the atime only, so the mtime still says when it was made.
     crate::template::mark_used(&out, false);
-    Ok(out)
+    Ok(Held {
+        path: out,
+        _hold: hold,
+    })
 }
 
 /// The file name of the image of a tree with content digest `digest`.
@@ -439,7 +477,9 @@ pub(crate) fn image_name(digest: &str) -> String {
 /// The rootfs images in `cache` that `keep` does not keep, with what dead creates left
 /// half-made, and (`memo`) the digests memoized for trees whose image is gone or goes now.
 /// Removed unless `dry_run`. An image in use stays usable: a sandbox has it open, and the
-/// kernel keeps its blocks until it is closed.
+/// kernel keeps its blocks until it is closed. Images (not the half-made ones of dead creates)
+/// go only under an exclusive [`IMAGES_LOCK`], taken without waiting: while a create holds it
+/// (between its image lookup and its VM's opening the image) no image goes.
 pub fn prune(
     cache: &Path,
     keep: crate::template::Keep,
@@ -456,12 +496,19 @@ pub fn prune(
         Err(e) => return Err(e).with_context(|| format!("reading {}", cache.display())),
     };
     names.sort();
+    // Held by a create right now: its image must stay, and we cannot tell which it is.
+    let lock = if dry_run {
+        None
+    } else {
+        crate::template::flock_path(&cache.join(IMAGES_LOCK), false, false)?
+    };
+    let images_free = dry_run || lock.is_some();
     let mut gone = std::collections::BTreeSet::new();
     for name in names {
         let path = cache.join(&name);
         let why = if half_made_pid(&name).is_some_and(|p| !hako_contract::proc::is_alive(p, None)) {
             "half-made image (its create is gone)".to_string()
-        } else if name.starts_with("rootfs-") && name.ends_with(".ext4") {
+        } else if name.starts_with("rootfs-") && name.ends_with(".ext4") && images_free {
             let Ok(md) = fs::symlink_metadata(&path) else {
                 continue;
             };
@@ -550,7 +597,7 @@ mod tests {
         fs::create_dir_all(r.join("etc")).unwrap();
         fs::write(r.join("etc/hello"), b"hello\n").unwrap();
         let cache = d.join("cache");
-        let img = rootfs_image(&cache, &r, 1 << 30).unwrap();
+        let img = rootfs_image(&cache, &r, 1 << 30).unwrap().path;
         // A device-sized file, sparse past its ext4.
         assert!(is_device_sized(&img));
         let md = fs::metadata(&img).unwrap();
@@ -562,7 +609,7 @@ mod tests {
         assert!(data[1024 + 120..].starts_with(hako_agent::proto::ROOTFS_LABEL.as_bytes()));
         let mtime = fs::metadata(&img).unwrap().modified().unwrap();
         assert_eq!(
-            rootfs_image(&cache, &r, 1 << 30).unwrap(),
+            rootfs_image(&cache, &r, 1 << 30).unwrap().path,
             img,
             "same tree, same image"
         );
@@ -576,7 +623,13 @@ mod tests {
         // Exactly the tree: no lost+found of mkfs's own.
         assert_eq!(root_names(&img).unwrap(), vec!["etc".to_string()]);
         // Only the one image: no temporary files left.
-        assert_eq!(fs::read_dir(&cache).unwrap().count(), 1);
+        let names: Vec<String> = fs::read_dir(&cache)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n != IMAGES_LOCK)
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
         fs::remove_dir_all(&d).unwrap();
     }
 
@@ -589,7 +642,9 @@ mod tests {
         fs::write(&f, b"hello\n").unwrap();
         let cache = d.join("cache");
         let settle = std::time::Duration::ZERO;
-        let img1 = rootfs_image_settled(&cache, &r, 1 << 30, settle).unwrap();
+        let img1 = rootfs_image_settled(&cache, &r, 1 << 30, settle)
+            .unwrap()
+            .path;
         // The digest is memoized: unchanged, the tree's files are not read again.
         let memo = cache.join(MEMO);
         let entries: Vec<_> = fs::read_dir(&memo).unwrap().flatten().collect();
@@ -600,7 +655,8 @@ mod tests {
             tree_digest(&r).unwrap()
         );
         fs::write(&entry, "marker").unwrap();
-        assert_eq!(memo_tree_digest(&memo, &r, settle).unwrap(), "marker");
+        let s = survey(&r, settle).unwrap();
+        assert_eq!(memo_tree_digest(&memo, &r, &s).unwrap(), "marker");
         fs::write(&entry, tree_digest(&r).unwrap()).unwrap();
         // Same size, mtime set back: only the ctime tells. Its clock ticks in milliseconds.
         let old = fs::metadata(&f).unwrap();
@@ -621,10 +677,37 @@ mod tests {
             (new.len(), new.modified().unwrap()),
             (old.len(), old.modified().unwrap())
         );
-        let img2 = rootfs_image_settled(&cache, &r, 1 << 30, settle).unwrap();
+        let img2 = rootfs_image_settled(&cache, &r, 1 << 30, settle)
+            .unwrap()
+            .path;
         assert_ne!(img1, img2, "a changed file must make a new image");
         assert_eq!(debugfs(&img2, "cat /etc/hello", false).unwrap(), "HELLO\n");
         assert_eq!(debugfs(&img1, "cat /etc/hello", false).unwrap(), "hello\n");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn one_survey_sizes_and_stamps_the_tree() {
+        let d = tmp("survey");
+        let r = d.join("rootfs");
+        fs::create_dir_all(r.join("etc")).unwrap();
+        fs::write(r.join("etc/a"), vec![1u8; 5000]).unwrap();
+        std::os::unix::fs::symlink("x".repeat(80), r.join("long")).unwrap();
+        let s = survey(&r, std::time::Duration::ZERO).unwrap();
+        let t = tree_size(&r).unwrap();
+        assert_eq!((s.size.entries, s.size.data), (t.entries, t.data));
+        // root, etc, etc/a, long; a's 5000 bytes in two blocks, the long symlink in one.
+        assert_eq!(s.size.entries, 4);
+        assert!(s.size.data >= 3 * 4096, "{}", s.size.data);
+        assert!(s.settled, "settle 0: every entry is settled");
+        assert_eq!(
+            s.stamp,
+            survey(&r, std::time::Duration::ZERO).unwrap().stamp
+        );
+        fs::write(r.join("etc/b"), b"").unwrap();
+        let s2 = survey(&r, SETTLE).unwrap();
+        assert_ne!(s.stamp, s2.stamp, "a new entry changes the stamp");
+        assert!(!s2.settled, "an entry made just now is not settled");
         fs::remove_dir_all(&d).unwrap();
     }
 
@@ -635,7 +718,7 @@ mod tests {
         fs::create_dir_all(&r).unwrap();
         fs::write(r.join("new"), b"x").unwrap();
         let memo = d.join("memo");
-        let got = memo_tree_digest(&memo, &r, SETTLE).unwrap();
+        let got = memo_tree_digest(&memo, &r, &survey(&r, SETTLE).unwrap()).unwrap();
         assert_eq!(got, tree_digest(&r).unwrap());
         assert!(
             !memo.exists(),
@@ -645,12 +728,35 @@ mod tests {
     }
 
     #[test]
+    fn prune_leaves_every_image_while_a_create_holds_the_cache() {
+        let d = tmp("hold");
+        let r = d.join("rootfs");
+        fs::create_dir_all(&r).unwrap();
+        fs::write(r.join("f"), b"x").unwrap();
+        let cache = d.join("cache");
+        let held = rootfs_image(&cache, &r, 1 << 30).unwrap();
+        // A create between its image lookup and its VM's open: prune --all removes no image.
+        let gone = prune(&cache, crate::template::Keep::Nothing, false).unwrap();
+        assert!(gone.is_empty(), "{gone:?}");
+        assert!(held.path.is_file());
+        // Dry, it still says what would go.
+        let would = prune(&cache, crate::template::Keep::Nothing, true).unwrap();
+        assert_eq!(would.len(), 1, "{would:?}");
+        let path = held.path.clone();
+        drop(held);
+        let gone = prune(&cache, crate::template::Keep::Nothing, false).unwrap();
+        assert_eq!(gone.len(), 1, "{gone:?}");
+        assert!(!path.exists());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
     fn a_trees_own_lost_found_is_kept_with_its_content() {
         let d = tmp("lostfound");
         let r = d.join("rootfs");
         fs::create_dir_all(r.join("lost+found")).unwrap();
         fs::write(r.join("lost+found/kept"), b"mine\n").unwrap();
-        let img = rootfs_image(&d.join("cache"), &r, 1 << 30).unwrap();
+        let img = rootfs_image(&d.join("cache"), &r, 1 << 30).unwrap().path;
         assert_eq!(root_names(&img).unwrap(), vec!["lost+found".to_string()]);
         let out = debugfs(&img, "cat /lost+found/kept", false).unwrap();
         assert_eq!(out, "mine\n");

@@ -166,7 +166,9 @@ impl Backend for MicrovmBackend {
         let agent_disk = assets::agent_disk(&cache, &agent)?;
         phases.done("agent disk");
         let rootfs = rootfs_path(req.spec, req.bundle)?;
-        let image = image::rootfs_image(&cache, &rootfs, k.image_budget)?;
+        // Held until the VM has the image open (below): `hako microvm prune` waits for that.
+        let held_image = image::rootfs_image(&cache, &rootfs, k.image_budget)?;
+        let image = held_image.path.clone();
         phases.done("rootfs image");
         let mut builder = hako_agent::proto::ConfigBuilder::new();
         let mut cfg = guest::translate(req.spec, req.bundle, Some(&mut builder))?;
@@ -355,6 +357,8 @@ impl Backend for MicrovmBackend {
                     }));
                 }
             };
+        // The VM has its disks open: the image may go from the cache now.
+        drop(held_image);
         let net_json = plumbed
             .as_ref()
             .map(|p| serde_json::to_value(&p.attached).unwrap_or_default());

@@ -229,6 +229,20 @@ impl Engine for Qemu {
     }
 
     fn spawn_restored(&self, vm: VmSpec, dir: &Path, agent_port: OwnedFd) -> Result<libc::pid_t> {
+        self.spawn_restored_placed(vm, dir, agent_port, &mut |_| Ok(()))
+    }
+
+    fn places_before_resume(&self) -> bool {
+        true
+    }
+
+    fn spawn_restored_placed(
+        &self,
+        vm: VmSpec,
+        dir: &Path,
+        agent_port: OwnedFd,
+        place: &mut dyn FnMut(libc::pid_t) -> Result<()>,
+    ) -> Result<libc::pid_t> {
         let (qmp_host, qmp_guest) = UnixStream::pair().context("socketpair for QMP")?;
         // qemu reads the stream from an fd it inherits: `exec:cat` would cost a shell and a cat
         // (fork + exec twice) on every restore.
@@ -242,20 +256,28 @@ impl Engine for Qemu {
             state_fd: Some(state.as_raw_fd()),
         };
         let pid = self.launch(&vm, &agent_port, Some(&snap))?;
+        crate::timings::mark("qemu: forked");
         drop((agent_port, qmp_guest));
         let resumed = (|| -> Result<()> {
+            // While qemu starts (its exec and machine set-up take longer than a cgroup move):
+            // the guest runs only after `cont`, below.
+            place(pid)?;
+            crate::timings::mark("qemu: placed");
             let mut qmp = Qmp::new(qmp_host)?;
+            crate::timings::mark("qemu: QMP up");
             qmp.cmd("migrate-set-capabilities", ignore_shared())?;
             qmp.cmd(
                 "migrate-incoming",
                 json!({ "uri": format!("fd:{}", state.as_raw_fd()) }),
             )?;
+            crate::timings::mark("qemu: migrate-incoming");
             loop {
                 let r = qmp.cmd("query-status", json!({}))?;
                 match r["status"].as_str() {
                     Some("inmigrate") => std::thread::sleep(Duration::from_millis(1)),
                     // The template was saved stopped, so its copy arrives paused.
                     Some("paused") | Some("postmigrate") => {
+                        crate::timings::mark("qemu: state loaded");
                         qmp.cmd("cont", json!({}))?;
                         return Ok(());
                     }

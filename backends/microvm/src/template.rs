@@ -219,25 +219,29 @@ pub fn discard(dir: &Path) {
 /// The exclusive `flock` on `<base>/<key>.lock`, held until the returned file is closed.
 /// `wait`: block until it is free; otherwise None when someone holds it.
 fn lock_template(base: &Path, key: &str, wait: bool) -> Result<Option<fs::File>> {
-    let lock_path = base.join(format!("{key}.lock"));
+    flock_path(&base.join(format!("{key}.lock")), false, wait)
+}
+
+/// A `flock` on `path` (made when missing), held until the returned file is closed: shared or
+/// exclusive. `wait`: block until it is granted; otherwise None when a conflicting one is held.
+pub(crate) fn flock_path(path: &Path, shared: bool, wait: bool) -> Result<Option<fs::File>> {
     let lock = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("opening {}", lock_path.display()))?;
-    let op = if wait {
-        libc::LOCK_EX
-    } else {
-        libc::LOCK_EX | libc::LOCK_NB
-    };
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let mut op = if shared { libc::LOCK_SH } else { libc::LOCK_EX };
+    if !wait {
+        op |= libc::LOCK_NB;
+    }
     // SAFETY: flock on our own fd.
     if unsafe { libc::flock(lock.as_raw_fd(), op) } != 0 {
         let e = std::io::Error::last_os_error();
         if !wait && e.raw_os_error() == Some(libc::EWOULDBLOCK) {
             return Ok(None);
         }
-        return Err(e).with_context(|| format!("locking {}", lock_path.display()));
+        return Err(e).with_context(|| format!("locking {}", path.display()));
     }
     Ok(Some(lock))
 }

@@ -78,6 +78,33 @@ pub struct Timings {
     /// Exit frame received → the VM process ended and was reaped (the host process kills it
     /// once the Exit frame is in: the guest's own reset would take longer).
     pub vm_exit_ms: Option<f64>,
+    /// The host process's timeline ([`mark`]): each point's name and its time in ms since the
+    /// host process's entry. From entry to Ready it says where the host's own time goes
+    /// (cgroup, qemu's exec, its QMP greeting, the restore, Go, Ready); after Start, where the
+    /// time between the Exit frame and the host process's exit goes.
+    #[serde(default)]
+    pub host_marks_ms: Vec<(String, f64)>,
+}
+
+thread_local! {
+    static MARKS: std::cell::RefCell<Vec<(&'static str, Instant)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Note that the host process reached the point `what` now (for [`Timings::host_marks_ms`] and
+/// `create --debug`). A few hundred ns each: an `Instant` pushed on a thread-local list.
+pub fn mark(what: &'static str) {
+    let now = Instant::now();
+    MARKS.with(|m| m.borrow_mut().push((what, now)));
+}
+
+/// The points noted so far, in ms since `since`.
+pub fn marks_since(since: Instant) -> Vec<(String, f64)> {
+    MARKS.with(|m| {
+        m.borrow()
+            .iter()
+            .map(|(w, t)| (w.to_string(), ms_between(since, *t)))
+            .collect()
+    })
 }
 
 /// Kernel boot / agent setup / VMM start, ms (see the module docs).
@@ -290,6 +317,18 @@ mod tests {
         assert!((c[0].1 - 4.0).abs() < 1e-6);
         assert!((c[1].1 - 25.5).abs() < 1e-6);
         assert_eq!(c[2].1, 0.0);
+    }
+
+    #[test]
+    fn marks_are_kept_in_order_relative_to_a_start() {
+        let t0 = Instant::now();
+        mark("one");
+        mark("two");
+        let m = marks_since(t0);
+        let names: Vec<&str> = m.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(&names[names.len() - 2..], ["one", "two"]);
+        let (a, b) = (m[m.len() - 2].1, m[m.len() - 1].1);
+        assert!(0.0 <= a && a <= b, "{a} {b}");
     }
 
     #[test]

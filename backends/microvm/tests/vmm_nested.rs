@@ -586,7 +586,9 @@ fn linux_boots_on_hako_vmm_under_nested_kvm() {
         std::fs::create_dir_all(sbroot.join(d)).unwrap();
     }
     std::fs::copy(which("busybox").unwrap(), sbroot.join("bin/busybox")).unwrap();
-    let image = hako_microvm::image::rootfs_image(&cache, &sbroot, 1 << 30).unwrap();
+    let image = hako_microvm::image::rootfs_image(&cache, &sbroot, 1 << 30)
+        .unwrap()
+        .path;
     // Only its ext4 goes into the initramfs (cpio holds no file of 4 GiB, and would store the
     // sparse rest as zeros); level 1 extends it to the device size again.
     let ext4_bytes = hako_microvm::image::tree_size(&sbroot)
