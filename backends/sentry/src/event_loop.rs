@@ -181,9 +181,11 @@ impl<P: Platform> EventLoop<P> {
             }
             let mut timeout: i32 = match deadline {
                 None => -1,
+                // Rounded up: a poll that ends before the deadline only comes back at once.
                 Some(d) => d
                     .saturating_duration_since(Instant::now())
-                    .as_millis()
+                    .as_micros()
+                    .div_ceil(1000)
                     .min(i32::MAX as u128) as i32,
             };
             if let Some(w) = self.waker.as_mut() {
