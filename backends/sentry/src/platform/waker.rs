@@ -211,6 +211,7 @@ impl Waker {
                 PREVIOUS.store(old.sa_sigaction, SeqCst);
             }
         }
+        block_wake_in_other_handlers();
         go.send(()).map_err(std::io::Error::other)?;
         replies.recv().map_err(std::io::Error::other)?
     }
@@ -313,6 +314,33 @@ fn gettid() -> i32 {
 /// The waker: wait to be armed, poll what it was given (plus the kick fd) until one is ready or
 /// the deadline passes, report, and wait to be armed again. It sleeps in `poll` or on the
 /// condition variable: nothing spins.
+/// Every other handler (the forwarders) runs with the wake signal blocked. A handler that
+/// interrupts RECV returns straight to its `syscall` instruction (the kernel rewinds it for the
+/// restart), past the flag's check; a wake signal handled on top of it would find the thread in
+/// that handler and do nothing, and RECV would block again with the flag set. Blocked there, the
+/// wake signal waits until that handler returns and then finds the thread on the `syscall`
+/// instruction. The sentry installs no handler after [`Waker::confine`].
+fn block_wake_in_other_handlers() {
+    let wake = wake_signal();
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == wake || sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: read and re-install a signal's own disposition, with one more blocked signal.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut sa) != 0
+                || sa.sa_sigaction == libc::SIG_DFL
+                || sa.sa_sigaction == libc::SIG_IGN
+            {
+                continue;
+            }
+            libc::sigaddset(&mut sa.sa_mask, wake);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
 /// Every signal goes to the main thread (the forwarder, SIGCHLD's signalfd...). glibc keeps
 /// its own set-id signal open: the main thread's setresuid still reaches this thread.
 fn block_signals() {
