@@ -647,3 +647,39 @@ fn sentry_exec_on_the_ptrace_platform() {
     h.ok(&["delete", &id]);
     assert!(processes_mentioning(&id).is_empty());
 }
+
+/// `hako exec` into a sandbox whose only task traps without pause (an `echo` into /dev/null in a
+/// loop: open, write, close, each a notification): the sentry waits for traps in RECV and its
+/// waker thread must still hand it the exec client (platform/waker.rs).
+#[test]
+fn sentry_exec_into_a_workload_that_traps_without_pause() {
+    skip_unless!(need_root());
+    let h = Hako::new();
+    let b = sentry_bundle(&[
+        "sh",
+        "-c",
+        "echo up > /up; while :; do echo x > /dev/null; done",
+    ]);
+    let id = unique("sexecbusy");
+    h.ok(&["run", "--detach", "--bundle", b.dir.to_str().unwrap(), &id]);
+    h.wait_status(&id, "running");
+    exec_until(
+        &h,
+        &id,
+        &["test", "-f", "/up"],
+        true,
+        "the workload never wrote /up",
+    );
+    for _ in 0..3 {
+        let o = h.run(&["exec", &id, "cat", "/up"]);
+        assert_eq!(
+            (o.status.code(), stdout(&o).as_str()),
+            (Some(0), "up\n"),
+            "stderr: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    h.ok(&["kill", &id, "KILL"]);
+    h.wait_status(&id, "stopped");
+    h.ok(&["delete", &id]);
+}

@@ -6,6 +6,7 @@
 use crate::exec::{Hub, Request};
 use crate::kernel::fdtable::FdTable;
 use crate::kernel::{Fixup, Kernel, Parked};
+use crate::platform::waker::Waker;
 use crate::platform::{self, Platform, Regs, Resume, Stop};
 use crate::syscalls::{self, Outcome};
 use anyhow::Result;
@@ -25,6 +26,9 @@ pub struct EventLoop<P: Platform> {
     /// Tasks whose parked call the sentry itself ended with -ERESTARTSYS for a signal (see
     /// [`EventLoop::interrupt_parked`]): their signal stop keeps that code.
     sentry_restarted: HashSet<i32>,
+    /// Watches the other event sources while the loop blocks in RECV (see `platform::waker`);
+    /// None: the loop polls everything itself.
+    waker: Option<Waker>,
 }
 
 /// How often parked notified tasks are checked for a signal to deliver (see
@@ -44,6 +48,7 @@ impl<P: Platform> EventLoop<P> {
             exec,
             signals_checked: Instant::now(),
             sentry_restarted: HashSet::new(),
+            waker: None,
         }
     }
 
@@ -87,14 +92,32 @@ impl<P: Platform> EventLoop<P> {
         self.exec = Some(hub);
     }
 
+    /// Let [`EventLoop::run`] wait for traps in RECV itself, `waker` watching the other sources
+    /// (see `platform::waker`). Without one the loop polls all its sources.
+    pub fn set_waker(&mut self, waker: Waker) {
+        self.waker = Some(waker);
+    }
+
     /// Run until the workload's init is gone; returns (signaled, code-or-signal).
     pub fn run(&mut self) -> Result<(bool, i32)> {
+        let r = self.run_loop();
+        // The waker polls descriptors the kernel is about to close: stop it first.
+        self.waker = None;
+        r
+    }
+
+    fn run_loop(&mut self) -> Result<(bool, i32)> {
         let mut check_wait = true;
+        // Reused from one iteration to the next: no allocation per trap.
+        let mut nfds: Vec<RawFd> = Vec::new();
+        let mut pfds: Vec<libc::pollfd> = Vec::new();
+        let mut ready_exec: Vec<RawFd> = Vec::new();
         loop {
             if self.k.tasks.is_empty() && self.k.early.is_empty() {
                 break;
             }
-            let nfds = self.k.plat.notify_fds();
+            nfds.clear();
+            nfds.extend_from_slice(self.k.plat.notify_fds());
             if nfds.is_empty() && self.k.parked.is_empty() && self.exec.is_none() {
                 // Only ptrace stops can happen: block in waitpid.
                 match self.k.plat.wait(true)? {
@@ -120,30 +143,21 @@ impl<P: Platform> EventLoop<P> {
                 continue;
             }
             // Wait for a ptrace event (SIGCHLD), a notification, or a parked task's fd/deadline.
-            let mut pfds = vec![libc::pollfd {
-                fd: self.k.sigchld_fd,
+            let pollin = |fd| libc::pollfd {
+                fd,
                 events: libc::POLLIN,
                 revents: 0,
-            }];
+            };
+            pfds.clear();
+            pfds.push(pollin(self.k.sigchld_fd));
             let first_notif = pfds.len();
-            for &fd in &nfds {
-                pfds.push(libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                });
-            }
+            pfds.extend(nfds.iter().map(|&fd| pollin(fd)));
             let first_exec = pfds.len();
-            for fd in self.exec.as_ref().map(|h| h.poll_fds()).unwrap_or_default() {
-                pfds.push(libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                });
+            if let Some(h) = &self.exec {
+                pfds.extend(h.poll_fds().map(pollin));
             }
             let first_parked = pfds.len();
-            let mut timeout: i32 = -1;
-            let now = Instant::now();
+            let mut deadline: Option<Instant> = None;
             let waiters = &self.k.signal_waiters;
             if self
                 .k
@@ -151,7 +165,7 @@ impl<P: Platform> EventLoop<P> {
                 .iter()
                 .any(|p| p.notif.is_some() || waiters.contains(&p.tid))
             {
-                timeout = SIGNAL_CHECK.as_millis() as i32;
+                deadline = Some(self.signals_checked + SIGNAL_CHECK);
             }
             for p in &self.k.parked {
                 for &(fd, ev) in &p.fds {
@@ -162,11 +176,37 @@ impl<P: Platform> EventLoop<P> {
                     });
                 }
                 if let Some(d) = p.deadline {
-                    let ms = d
-                        .saturating_duration_since(now)
-                        .as_millis()
-                        .min(i32::MAX as u128) as i32;
-                    timeout = if timeout < 0 { ms } else { timeout.min(ms) };
+                    deadline = Some(deadline.map_or(d, |t| t.min(d)));
+                }
+            }
+            let mut timeout: i32 = match deadline {
+                None => -1,
+                // Rounded up: a poll that ends before the deadline only comes back at once.
+                Some(d) => d
+                    .saturating_duration_since(Instant::now())
+                    .as_micros()
+                    .div_ceil(1000)
+                    .min(i32::MAX as u128) as i32,
+            };
+            if let Some(w) = self.waker.as_mut() {
+                if nfds.len() == 1 {
+                    // One listener: block in its RECV, the waker watching everything else
+                    // (the listener too, for its HUP only).
+                    pfds[first_notif].events = 0;
+                    w.watch(&pfds, deadline);
+                    pfds[first_notif].events = libc::POLLIN;
+                    let s = self.k.plat.recv_waiting(nfds[0], w)?;
+                    let event = self.waker.as_mut().is_some_and(|w| w.take_event());
+                    if !matches!(s, Stop::None) {
+                        self.handle(s)?;
+                    }
+                    if !event {
+                        continue;
+                    }
+                    // Something else is ready: look at everything without blocking, as below.
+                    timeout = 0;
+                } else {
+                    w.disarm();
                 }
             }
             // SAFETY: valid pollfd array.
@@ -188,11 +228,13 @@ impl<P: Platform> EventLoop<P> {
                     self.k.plat.drop_listener(fd);
                 }
             }
-            let ready_exec: Vec<RawFd> = pfds[first_exec..first_parked]
-                .iter()
-                .filter(|p| p.revents != 0)
-                .map(|p| p.fd)
-                .collect();
+            ready_exec.clear();
+            ready_exec.extend(
+                pfds[first_exec..first_parked]
+                    .iter()
+                    .filter(|p| p.revents != 0)
+                    .map(|p| p.fd),
+            );
             if !ready_exec.is_empty() {
                 self.service_exec(&ready_exec);
             }

@@ -476,7 +476,14 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
         crate::exec::bind(&plan.dir.join(crate::exec::EXEC_SOCK)).context("the exec socket")?;
     // The workload gets a pid namespace of its own: its first process is pid 1 there, and the
     // pids it passes to and gets from the host kernel are the virtual ones (see Kernel).
-    // SAFETY: unshare in the single-threaded sentry (it affects the children it forks next).
+    // The waker thread of the notification platforms (platform/waker.rs): made now, while a
+    // thread can still be made; it waits in a futex until the sentry confines it.
+    let waker = if cfg.platform.hybrid() {
+        Some(crate::platform::waker::Waker::start().context("starting the sentry's waker thread")?)
+    } else {
+        None
+    };
+    // SAFETY: unshare (it affects the children the sentry forks next).
     if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
         bail!(
             "unshare(pid namespace): {}",
@@ -486,7 +493,8 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
     // Two pipes to hand the child's new user namespace over: it says when it has made it, the
     // sentry answers once the id maps are written.
     let (c2p, p2c) = (pipe()?, pipe()?);
-    // SAFETY: fork of the single-threaded sentry; the child only makes syscalls before execve.
+    // SAFETY: fork; the child only makes syscalls before execve (the waker thread, if any,
+    // waits in a futex and holds no lock).
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         bail!("fork: {}", std::io::Error::last_os_error());
@@ -627,7 +635,14 @@ fn run_inner(plan: Plan, prep: Prepared) -> Result<(bool, i32)> {
     crate::identity::drop_sentry_caps()?;
     // SAFETY: prctl on ourselves.
     unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    seccompiler::apply_filter(&prep.own_filter).context("installing the sentry's own filter")?;
+    // The waker thread (platform/waker.rs) drops all of its own, and gets the filter with the
+    // main thread.
+    if let Some(mut w) = waker {
+        w.confine().context("confining the sentry's waker thread")?;
+        sentry.set_waker(w);
+    }
+    seccompiler::apply_filter_all_threads(&prep.own_filter)
+        .context("installing the sentry's own filter")?;
 
     let status = sentry.run();
     let k = sentry.k;

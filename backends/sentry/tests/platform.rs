@@ -104,3 +104,19 @@ fn a_process_killing_itself_ends_alone_on_each_platform() {
         assert_eq!((code, out.as_str()), (0, "alive 137\n"), "{k}: {err}");
     }
 }
+
+/// On the notification platforms the sentry waits for traps in RECV itself while a waker thread
+/// watches its other event sources (platform/waker.rs). None of them may starve, whether the
+/// workload traps without pause or not at all: a poll parked on a pipe that another process
+/// writes, a poll with a deadline alone, a child's fork, execve and exit, with 0, 1 and 2
+/// threads looping on getppid meanwhile (`programs/trap_events.c`), on every platform.
+#[test]
+fn no_event_source_starves_while_tasks_trap() {
+    let Some(b) = common::busybox_bundle() else {
+        return;
+    };
+    if common::compile_c("programs/trap_events.c", &b.rootfs().join("trap_events")).is_none() {
+        return;
+    }
+    common::same_as_linux_everywhere(&b, &["/trap_events"], "events ok\n", json!({}), json!({}));
+}

@@ -48,10 +48,9 @@ impl Hub {
         }
     }
 
-    pub fn poll_fds(&self) -> Vec<RawFd> {
+    pub fn poll_fds(&self) -> impl Iterator<Item = RawFd> + '_ {
         std::iter::once(self.listener.as_raw_fd())
             .chain(self.clients.iter().map(|c| c.sock.as_raw_fd()))
-            .collect()
     }
 
     /// The exec's process, checked as `create` checks the workload's.

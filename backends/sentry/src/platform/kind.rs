@@ -103,7 +103,7 @@ impl<T: Platform + ?Sized> Platform for Box<T> {
     fn resume(&mut self, tid: i32, how: Resume) -> Result<()> {
         (**self).resume(tid, how)
     }
-    fn notify_fds(&self) -> Vec<RawFd> {
+    fn notify_fds(&self) -> &[RawFd] {
         (**self).notify_fds()
     }
     fn drop_listener(&mut self, fd: RawFd) {
@@ -111,6 +111,9 @@ impl<T: Platform + ?Sized> Platform for Box<T> {
     }
     fn recv(&mut self, fd: RawFd) -> Result<Stop> {
         (**self).recv(fd)
+    }
+    fn recv_waiting(&mut self, fd: RawFd, waker: &super::waker::Waker) -> Result<Stop> {
+        (**self).recv_waiting(fd, waker)
     }
     fn respond(&mut self, id: u64, ret: i64) -> Result<()> {
         (**self).respond(id, ret)

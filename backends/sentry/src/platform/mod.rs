@@ -11,6 +11,7 @@ pub mod bpf;
 pub mod kind;
 pub mod ptrace;
 pub mod samecpu;
+pub mod waker;
 
 use anyhow::Result;
 
@@ -92,13 +93,18 @@ pub trait Platform {
     fn resume(&mut self, tid: i32, how: Resume) -> Result<()>;
     /// The user-notification fds to poll (one per installed trap filter), when the platform
     /// has them.
-    fn notify_fds(&self) -> Vec<std::os::fd::RawFd> {
-        Vec::new()
+    fn notify_fds(&self) -> &[std::os::fd::RawFd] {
+        &[]
     }
     /// A listener whose filter no task uses any more (poll said POLLHUP).
     fn drop_listener(&mut self, _fd: std::os::fd::RawFd) {}
     /// Receive one pending notification (call when that fd of [`Platform::notify_fds`] is readable).
     fn recv(&mut self, _fd: std::os::fd::RawFd) -> Result<Stop> {
+        Ok(Stop::None)
+    }
+    /// [`Platform::recv`], blocking until a notification comes or `waker` reports an event
+    /// ([`Stop::None`] then).
+    fn recv_waiting(&mut self, _fd: std::os::fd::RawFd, _waker: &waker::Waker) -> Result<Stop> {
         Ok(Stop::None)
     }
     /// Answer a notification: the syscall returns `ret` (negative: -errno).

@@ -8,6 +8,7 @@
 //! (`PTRACE_O_TRACEFORK|VFORK|CLONE`) and inherit the filter; `PTRACE_O_EXITKILL` kills every
 //! tracee if the sentry dies, so nothing runs untraced.
 
+use super::waker::Waker;
 use super::{Platform, Regs, Resume, Stop};
 use anyhow::{bail, Context, Result};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -24,6 +25,8 @@ pub struct SeccompPtrace {
     /// process `hako exec` started (a filter and its listener are inherited by fork, never shared
     /// across separately installed filters).
     listeners: Vec<OwnedFd>,
+    /// Their descriptors, in the same order (what [`Platform::notify_fds`] lends).
+    listener_fds: Vec<RawFd>,
     /// Tracees attached but whose listener is not taken yet (taken at their first trap).
     want: Vec<i32>,
     /// The listener each pending notification came from.
@@ -35,6 +38,7 @@ impl SeccompPtrace {
         SeccompPtrace {
             filter,
             listeners: Vec::new(),
+            listener_fds: Vec::new(),
             want: Vec::new(),
             pending: std::collections::HashMap::new(),
         }
@@ -65,12 +69,45 @@ impl SeccompPtrace {
                 libc::close(pidfd);
                 if l >= 0 {
                     self.listeners.push(OwnedFd::from_raw_fd(l));
+                    self.listener_fds.push(l);
                     return true;
                 }
             }
             return false;
         }
         false
+    }
+
+    /// Receive one notification from listener `fd` through `ioctl` (which returns 0 or a
+    /// negative value), as a [`Stop`]; [`Stop::None`] when there was none to take.
+    fn recv_by(
+        &mut self,
+        fd: RawFd,
+        ioctl: impl FnOnce(RawFd, &mut SeccompNotif) -> i64,
+    ) -> Result<Stop> {
+        let Some(l) = self.listeners.iter().find(|l| l.as_raw_fd() == fd) else {
+            return Ok(Stop::None);
+        };
+        // SAFETY: a zeroed seccomp_notif, as the kernel requires.
+        let mut n: SeccompNotif = unsafe { std::mem::zeroed() };
+        if ioctl(l.as_raw_fd(), &mut n) != 0 {
+            return Ok(Stop::None); // ENOENT: the task went away meanwhile; EINTR
+        }
+        let mut regs: Regs = unsafe { std::mem::zeroed() };
+        regs.orig_rax = n.nr as i64 as u64;
+        regs.rdi = n.args[0];
+        regs.rsi = n.args[1];
+        regs.rdx = n.args[2];
+        regs.r10 = n.args[3];
+        regs.r8 = n.args[4];
+        regs.r9 = n.args[5];
+        regs.rip = n.ip;
+        self.pending.insert(n.id, fd);
+        Ok(Stop::Notif {
+            tid: n.pid as i32,
+            id: n.id,
+            regs,
+        })
     }
 }
 
@@ -311,39 +348,27 @@ impl Platform for SeccompPtrace {
         Ok(())
     }
 
-    fn notify_fds(&self) -> Vec<RawFd> {
-        self.listeners.iter().map(|l| l.as_raw_fd()).collect()
+    fn notify_fds(&self) -> &[RawFd] {
+        &self.listener_fds
     }
 
     fn drop_listener(&mut self, fd: RawFd) {
         self.listeners.retain(|l| l.as_raw_fd() != fd);
+        self.listener_fds.retain(|&l| l != fd);
         self.pending.retain(|_, l| *l != fd);
     }
 
     fn recv(&mut self, fd: RawFd) -> Result<Stop> {
-        let Some(l) = self.listeners.iter().find(|l| l.as_raw_fd() == fd) else {
-            return Ok(Stop::None);
-        };
-        // SAFETY: a zeroed seccomp_notif, as the kernel requires.
-        let mut n: SeccompNotif = unsafe { std::mem::zeroed() };
         // SAFETY: ioctl with the right struct size.
-        if unsafe { libc::ioctl(l.as_raw_fd(), NOTIF_RECV, &mut n as *mut SeccompNotif) } != 0 {
-            return Ok(Stop::None); // ENOENT: the task went away meanwhile; EINTR
-        }
-        let mut regs: Regs = unsafe { std::mem::zeroed() };
-        regs.orig_rax = n.nr as i64 as u64;
-        regs.rdi = n.args[0];
-        regs.rsi = n.args[1];
-        regs.rdx = n.args[2];
-        regs.r10 = n.args[3];
-        regs.r8 = n.args[4];
-        regs.r9 = n.args[5];
-        regs.rip = n.ip;
-        self.pending.insert(n.id, fd);
-        Ok(Stop::Notif {
-            tid: n.pid as i32,
-            id: n.id,
-            regs,
+        self.recv_by(fd, |fd, n| unsafe {
+            libc::ioctl(fd, NOTIF_RECV, n as *mut SeccompNotif) as i64
+        })
+    }
+
+    fn recv_waiting(&mut self, fd: RawFd, waker: &Waker) -> Result<Stop> {
+        // SAFETY: ioctl with the right struct size.
+        self.recv_by(fd, |fd, n| unsafe {
+            waker.recv(fd, NOTIF_RECV, (n as *mut SeccompNotif).cast())
         })
     }
 

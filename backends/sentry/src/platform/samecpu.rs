@@ -17,6 +17,7 @@
 //! only changes where the scheduler runs the two sides.
 
 use super::ptrace::SeccompPtrace;
+use super::waker::Waker;
 use super::{Platform, Regs, Resume, Stop};
 use anyhow::Result;
 use std::os::fd::RawFd;
@@ -100,7 +101,7 @@ impl SameCpu {
     fn flag_new_listeners(&mut self) {
         let fds = self.inner.notify_fds();
         self.flagged.retain(|fd| fds.contains(fd));
-        for fd in fds {
+        for &fd in fds {
             if !self.flagged.contains(&fd) {
                 if let Err(e) = set_sync_wake(fd) {
                     eprintln!("hako-sentry: the samecpu platform could not flag a listener: {e}");
@@ -138,7 +139,7 @@ impl Platform for SameCpu {
     fn resume(&mut self, tid: i32, how: Resume) -> Result<()> {
         self.inner.resume(tid, how)
     }
-    fn notify_fds(&self) -> Vec<RawFd> {
+    fn notify_fds(&self) -> &[RawFd] {
         self.inner.notify_fds()
     }
     fn drop_listener(&mut self, fd: RawFd) {
@@ -147,6 +148,9 @@ impl Platform for SameCpu {
     }
     fn recv(&mut self, fd: RawFd) -> Result<Stop> {
         self.inner.recv(fd)
+    }
+    fn recv_waiting(&mut self, fd: RawFd, waker: &Waker) -> Result<Stop> {
+        self.inner.recv_waiting(fd, waker)
     }
     fn respond(&mut self, id: u64, ret: i64) -> Result<()> {
         self.inner.respond(id, ret)
