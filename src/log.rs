@@ -21,6 +21,8 @@ pub fn init(file: Option<PathBuf>, format: LogFormat, debug: bool) {
         format,
         debug,
     });
+    // The backends' and the Linux layer's debug lines go where ours go.
+    hako_linux::debug::set_sink(self::debug);
 }
 
 pub fn debug_enabled() -> bool {

@@ -211,6 +211,10 @@ fn snapshot_create_start_delete(h: &Hako, b: &Bundle, prefix: &str) -> (String, 
         .cmd()
         .args([
             "--debug",
+            "--log",
+            b.dir.join("log.json").to_str().unwrap(),
+            "--log-format",
+            "json",
             "create",
             "--bundle",
             b.dir.to_str().unwrap(),
@@ -250,6 +254,27 @@ fn microvm_warm_then_create_restores_the_template() {
     let (created_err, t) = snapshot_create_start_delete(&h, &b, "mvm-snap");
     assert!(!created_err.contains("cold"), "{created_err}");
     assert_eq!(t["boot"], "snapshot", "{t}");
+    // The backend's debug lines reach --log too, as JSON, not only stderr.
+    let log = std::fs::read_to_string(b.dir.join("log.json")).unwrap();
+    let phases: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| {
+            e["msg"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("microvm: create: "))
+        })
+        .collect();
+    assert!(
+        phases
+            .iter()
+            .any(|e| e["level"] == "debug" && e["msg"].as_str().unwrap().contains("host process")),
+        "{log}"
+    );
+    assert!(
+        created_err.contains("hako: debug: microvm: create: "),
+        "{created_err}"
+    );
     assert_eq!(
         std::fs::read_to_string(b.dir.join("out")).unwrap(),
         "restored hako\n"

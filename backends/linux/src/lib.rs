@@ -6,7 +6,8 @@
 //! - [`caps`]: capability sets from the spec;
 //! - [`process`]: a fresh host process's hygiene (inherited descriptors, signal state) and the
 //!   spec's rlimits through one typed table;
-//! - [`inroot`]: paths resolved inside a root (openat2 `RESOLVE_IN_ROOT`).
+//! - [`inroot`]: paths resolved inside a root (openat2 `RESOLVE_IN_ROOT`);
+//! - [`debug`]: `--debug` lines, to wherever the front end logs.
 //!
 //! Without the default `full` feature only [`inroot`] is built (libc and std only): that is what
 //! the microvm guest agent, a static musl binary, links.
@@ -15,6 +16,8 @@
 pub mod caps;
 #[cfg(feature = "full")]
 pub mod cgroups;
+#[cfg(feature = "full")]
+pub mod debug;
 pub mod inroot;
 #[cfg(feature = "full")]
 pub mod process;

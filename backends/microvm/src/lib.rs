@@ -73,11 +73,11 @@ impl Phases {
         let now = std::time::Instant::now();
         if self.debug {
             let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
-            eprintln!(
-                "hako: debug: microvm: create: {what}: {:.1} ms (at {:.1} ms)",
+            hako_linux::debug::line(&format!(
+                "microvm: create: {what}: {:.1} ms (at {:.1} ms)",
                 ms(now - self.last),
                 ms(now - self.start)
-            );
+            ));
         }
         self.last = now;
     }
@@ -225,7 +225,7 @@ impl Backend for MicrovmBackend {
         };
         let debug = |m: &str| {
             if req.global.debug {
-                eprintln!("hako: debug: microvm: {m}");
+                hako_linux::debug::line(&format!("microvm: {m}"));
             }
         };
         // Snapshot boot: the template for this shape (made now when there is none or it is

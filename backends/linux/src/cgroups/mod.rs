@@ -325,7 +325,7 @@ impl CgroupManager {
     /// The one rule every backend follows for its sandbox's cgroup: resolve and make it. Rootless
     /// (as crun and runc), a cgroup that cannot be made — no delegated subtree, no writable v1
     /// hierarchy — is no error when the spec sets no limit: the sandbox then runs in the
-    /// caller's cgroup, and `debug` says so on stderr. With a limit it is an error saying why.
+    /// caller's cgroup, and `debug` says so in a debug line. With a limit it is an error saying why.
     pub fn make_for_sandbox(
         cgroups_path: Option<&str>,
         id: &str,
@@ -342,7 +342,7 @@ impl CgroupManager {
             Ok(cg) => Ok(Some(cg)),
             Err(e) if rootless && !res.is_some_and(has_limits) => {
                 if debug {
-                    eprintln!("hako: rootless: running without a cgroup of its own: {e:#}");
+                    crate::debug::line(&format!("rootless: running without a cgroup of its own: {e:#}"));
                 }
                 Ok(None)
             }
