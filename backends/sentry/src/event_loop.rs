@@ -179,15 +179,7 @@ impl<P: Platform> EventLoop<P> {
                     deadline = Some(deadline.map_or(d, |t| t.min(d)));
                 }
             }
-            let mut timeout: i32 = match deadline {
-                None => -1,
-                // Rounded up: a poll that ends before the deadline only comes back at once.
-                Some(d) => d
-                    .saturating_duration_since(Instant::now())
-                    .as_micros()
-                    .div_ceil(1000)
-                    .min(i32::MAX as u128) as i32,
-            };
+            let mut timeout = crate::platform::waker::poll_timeout_ms(deadline);
             if let Some(w) = self.waker.as_mut() {
                 if nfds.len() == 1 {
                     // One listener: block in its RECV, the waker watching everything else

@@ -102,6 +102,19 @@ pub unsafe fn recv_interruptible(
     hako_sentry_recv_intr(fd, arg, flag.as_ptr(), request)
 }
 
+/// `poll`'s timeout for `deadline`, in ms (-1: none). Rounded up: a poll that ends before the
+/// deadline would only come back at once and be handed the same deadline again.
+pub(crate) fn poll_timeout_ms(deadline: Option<Instant>) -> i32 {
+    match deadline {
+        None => -1,
+        Some(d) => d
+            .saturating_duration_since(Instant::now())
+            .as_micros()
+            .div_ceil(1000)
+            .min(i32::MAX as u128) as i32,
+    }
+}
+
 /// What the waker is asked to watch.
 struct Watch {
     fds: Vec<libc::pollfd>,
@@ -381,16 +394,7 @@ fn waker_thread(s: &Shared, kick: RawFd, main: i32) {
             fds.extend_from_slice(&w.fds);
             w.deadline
         };
-        let timeout = match deadline {
-            None => -1,
-            // Rounded up: waking before the deadline would only make the main thread look in
-            // vain and hand the same deadline back.
-            Some(d) => d
-                .saturating_duration_since(Instant::now())
-                .as_micros()
-                .div_ceil(1000)
-                .min(i32::MAX as u128) as i32,
-        };
+        let timeout = poll_timeout_ms(deadline);
         // SAFETY: a valid pollfd array.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
         if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
