@@ -2,6 +2,7 @@
 
 use std::ffi::CString;
 use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -19,7 +20,12 @@ pub struct Finished {
     pub maxrss_kb: u64,
     /// User + system CPU time of the child and the descendants it waited for, ms.
     pub cpu_ms: f64,
+    /// From the spawn to the child's exit, less [`Finished::harness`].
     pub elapsed: Duration,
+    /// The harness's own time inside the child before its exec: moving itself into the sample's
+    /// cgroups (see [`join_cgroups_in_child`]). Callers that time a child with clocks of their
+    /// own subtract it.
+    pub harness: Duration,
 }
 
 impl Finished {
@@ -88,11 +94,12 @@ pub fn run(
     cmd.stderr(
         File::create(&io.stderr).with_context(|| format!("creating {}", io.stderr.display()))?,
     );
-    join_cgroups_in_child(&mut cmd, cgroup_procs)?;
+    let join = join_cgroups_in_child(&mut cmd, cgroup_procs)?;
     let start = Instant::now();
     let child = cmd
         .spawn()
         .with_context(|| format!("spawning {}", argv[0]))?;
+    let harness = join.map(|j| j.took()).unwrap_or_default();
     let pid = child.id() as i32;
     let (status, maxrss_kb, cpu_ms) =
         wait_pid(pid, timeout)?.with_context(|| format!("{} is not our child", argv[0]))?;
@@ -100,7 +107,8 @@ pub fn run(
         status,
         maxrss_kb,
         cpu_ms,
-        elapsed: start.elapsed(),
+        elapsed: start.elapsed().saturating_sub(harness),
+        harness,
     })
 }
 
@@ -138,11 +146,12 @@ pub fn run_watch<T: Send>(
             File::create(&io.stderr)
                 .with_context(|| format!("creating {}", io.stderr.display()))?,
         );
-    join_cgroups_in_child(&mut cmd, cgroup_procs)?;
+    let join = join_cgroups_in_child(&mut cmd, cgroup_procs)?;
     let start = Instant::now();
     let mut child = cmd
         .spawn()
         .with_context(|| format!("spawning {}", argv[0]))?;
+    let harness = join.map(|j| j.took()).unwrap_or_default();
     let pid = child.id() as i32;
     let stdout = child.stdout.take().context("child stdout")?;
     std::thread::scope(|sc| {
@@ -183,7 +192,8 @@ pub fn run_watch<T: Send>(
                 status,
                 maxrss_kb,
                 cpu_ms,
-                elapsed: start.elapsed(),
+                elapsed: start.elapsed().saturating_sub(harness),
+                harness,
             },
             lines,
             marked,
@@ -191,20 +201,66 @@ pub fn run_watch<T: Send>(
     })
 }
 
+/// The child's report of its own cgroup moves: two CLOCK_MONOTONIC stamps (before, after),
+/// written into a pipe before its exec, read once `spawn` has returned (after the exec).
+pub struct Joined(File);
+
+impl Joined {
+    /// How long the child took to move itself (zero if it could not say).
+    fn took(mut self) -> Duration {
+        use std::io::Read;
+        let mut b = [0u8; 32];
+        if self.0.read_exact(&mut b).is_err() {
+            return Duration::ZERO;
+        }
+        let at = |o: usize| {
+            let sec = i64::from_ne_bytes(b[o..o + 8].try_into().unwrap());
+            let ns = i64::from_ne_bytes(b[o + 8..o + 16].try_into().unwrap());
+            Duration::new(sec.max(0) as u64, ns.clamp(0, 999_999_999) as u32)
+        };
+        at(16).saturating_sub(at(0))
+    }
+}
+
 /// Make the child move itself into each cgroup (write "0" to cgroup.procs) before exec, so
-/// everything it does is charged there from its first page.
-fn join_cgroups_in_child(cmd: &mut Command, cgroup_procs: &[PathBuf]) -> Result<()> {
+/// everything it does is charged there from its first page. The move is the harness's, not the
+/// runtime's (engines do not move the runtime into the container's cgroup), and on cgroup v1 it
+/// waits for an RCU grace period, which takes milliseconds while a sandbox keeps a CPU busy
+/// (a microVM after create): the child stamps the clock around it, and [`Joined::took`] tells
+/// the caller how much of the child's time to take off.
+fn join_cgroups_in_child(cmd: &mut Command, cgroup_procs: &[PathBuf]) -> Result<Option<Joined>> {
     if cgroup_procs.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let paths: Vec<CString> = cgroup_procs
         .iter()
         .map(|p| CString::new(p.as_os_str().as_bytes()).context("cgroup path with NUL"))
         .collect::<Result<_>>()?;
-    // SAFETY: the closure only calls async-signal-safe functions (open, write, close) on data
-    // prepared before fork.
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 into a local array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("pipe for the cgroup move's time");
+    }
+    // SAFETY: both descriptors were just made and are owned here; the write end lives in the
+    // closure, so it closes with the Command.
+    let (read, write) = unsafe {
+        (
+            File::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    };
+    // SAFETY: the closure only calls async-signal-safe functions (clock_gettime, open, write,
+    // close) on data prepared before fork.
     unsafe {
         cmd.pre_exec(move || {
+            let stamp = |b: &mut [u8]| {
+                let mut ts: libc::timespec = std::mem::zeroed();
+                libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+                b[..8].copy_from_slice(&(ts.tv_sec as i64).to_ne_bytes());
+                b[8..16].copy_from_slice(&(ts.tv_nsec as i64).to_ne_bytes());
+            };
+            let mut b = [0u8; 32];
+            stamp(&mut b[..16]);
             for p in &paths {
                 let fd = libc::open(p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
                 if fd < 0 {
@@ -217,10 +273,13 @@ fn join_cgroups_in_child(cmd: &mut Command, cgroup_procs: &[PathBuf]) -> Result<
                     return Err(e);
                 }
             }
+            stamp(&mut b[16..]);
+            // A pipe holds far more than 32 bytes: this never blocks.
+            libc::write(write.as_raw_fd(), b.as_ptr().cast(), b.len());
             Ok(())
         });
     }
-    Ok(())
+    Ok(Some(Joined(read)))
 }
 
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -499,6 +558,36 @@ mod tests {
             "hi\n"
         );
         assert_eq!(tail(&d.path().join("err"), 2), "oops");
+    }
+
+    /// The child's own cgroup move is reported as `harness` and left out of `elapsed`: here the
+    /// "cgroup.procs" is a fifo nobody opens for 150 ms, so the move takes at least that long.
+    #[test]
+    fn the_harness_cgroup_move_is_reported_and_not_timed() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("cgroup.procs");
+        let c = CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        // SAFETY: mkfifo with a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(150));
+                std::fs::read(&fifo).unwrap()
+            })
+        };
+        let io = Io {
+            stdout: None,
+            stderr: d.path().join("err"),
+        };
+        let argv = vec!["/bin/true".to_string()];
+        let t = Instant::now();
+        let f = run(&argv, &io, &[fifo], Duration::from_secs(10)).unwrap();
+        let wall = t.elapsed();
+        assert!(f.success());
+        assert_eq!(reader.join().unwrap(), b"0");
+        assert!(f.harness >= Duration::from_millis(150), "{:?}", f.harness);
+        assert!(f.elapsed + f.harness <= wall, "{f:?} vs {wall:?}");
     }
 
     #[test]

@@ -694,19 +694,25 @@ impl Subject {
                             status: st,
                             maxrss_kb: 0,
                             cpu_ms: 0.0,
-                            elapsed: Duration::ZERO
+                            elapsed: Duration::ZERO,
+                            harness: Duration::ZERO,
                         }
                         .describe()
                     );
                 }
             }
-            let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
+            // Each phase less the harness's own cgroup move of the CLI it ran (procs::Joined).
+            let ms = |a: Instant, b: Instant, less: Duration| {
+                (b - a).saturating_sub(less).as_secs_f64() * 1e3
+            };
+            let none = Duration::ZERO;
+            let harness = c.harness + s.harness + d.harness;
             Ok(Sample {
-                total_ms: ms(t0, t4),
-                create_ms: Some(ms(t0, t1)),
-                start_ms: Some(ms(t1, t2)),
-                wait_ms: Some(ms(t2, t3)),
-                delete_ms: Some(ms(t3, t4)),
+                total_ms: ms(t0, t4, harness),
+                create_ms: Some(ms(t0, t1, c.harness)),
+                start_ms: Some(ms(t1, t2, s.harness)),
+                wait_ms: Some(ms(t2, t3, none)),
+                delete_ms: Some(ms(t3, t4, d.harness)),
                 runtime_maxrss_kb: c.maxrss_kb.max(s.maxrss_kb).max(d.maxrss_kb),
                 sandbox_maxrss_kb: waited.map(|(_, r, _)| r),
                 runtime_cpu_ms: c.cpu_ms + s.cpu_ms + d.cpu_ms,
