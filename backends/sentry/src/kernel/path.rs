@@ -20,17 +20,23 @@ impl<P: Platform> Kernel<P> {
             path.to_string()
         } else {
             let join = |base: &str| format!("{}/{}", base.trim_end_matches('/'), path);
-            // A removed directory has no path (ENOENT): Linux looks nothing up in it but "..".
-            let removed = |h: RawFd| self.vfs.from_removed(h, path);
-            if dirfd == libc::AT_FDCWD {
+            // A removed directory has no path (ENOENT): Linux finds in it only itself (".")
+            // and its "..", to where it was removed from.
+            let removed = |h: RawFd| -> Result<Result<String, Node>, i32> {
+                if path.split('/').all(|c| c.is_empty() || c == ".") {
+                    return self.removed_itself(tid, h).map(Err);
+                }
+                self.vfs.from_removed(h, path).map(Ok)
+            };
+            let found = if dirfd == libc::AT_FDCWD {
                 let cwd = self.proc_of(tid).borrow().cwd.clone();
                 match &cwd {
                     Cwd::Held(d) => match d.path(&self.vfs) {
-                        Ok(base) => join(&base),
+                        Ok(base) => Ok(join(&base)),
                         Err(libc::ENOENT) => removed(d.fd())?,
                         Err(e) => return Err(e),
                     },
-                    Cwd::Path(base) => join(base),
+                    Cwd::Path(base) => Ok(join(base)),
                 }
             } else {
                 let f = self.fds_of(tid).borrow().get(dirfd).ok_or(libc::EBADF)?;
@@ -39,14 +45,33 @@ impl<P: Platform> Kernel<P> {
                     return Err(libc::ENOTDIR);
                 }
                 match f.host_fd().map(|h| (h, self.vfs.dir_path(&f, h))) {
-                    Some((_, Ok(Some(base)))) => join(&base),
+                    Some((_, Ok(Some(base)))) => Ok(join(&base)),
                     Some((h, Err(libc::ENOENT))) => removed(h)?,
                     Some((_, Err(e))) => return Err(e),
-                    Some((_, Ok(None))) | None => join(&f.path),
+                    Some((_, Ok(None))) | None => Ok(join(&f.path)),
                 }
+            };
+            match found {
+                Ok(joined) => joined,
+                Err(itself) => return Ok(itself),
             }
         };
         self.lookup_abs(tid, &joined, follow, 0)
+    }
+
+    /// "." of removed directory `h` (a cwd or a directory descriptor): the directory itself,
+    /// by a new `O_PATH` descriptor of it. The lookup of "." needs search permission on it, as
+    /// every step of a lookup does.
+    fn removed_itself(&self, tid: i32, h: RawFd) -> Result<Node, i32> {
+        let fd = self.vfs.reopen_dir(h, libc::O_PATH | libc::O_DIRECTORY)?;
+        let creds = self.proc_of(tid).borrow().creds.clone();
+        if !creds.capable(DAC_READ_SEARCH)
+            && !creds.capable(DAC_OVERRIDE)
+            && !may(&fstat_fd(fd.as_raw_fd())?, &creds, 1)
+        {
+            return Err(libc::EACCES);
+        }
+        Ok(Node::Removed(fd))
     }
 
     pub fn lookup_abs(
@@ -246,6 +271,8 @@ impl<P: Platform> Kernel<P> {
                 let fd = self.vfs.open(&rel, libc::O_PATH | libc::O_DIRECTORY, 0)?;
                 Ok((fd, cstr(name)?))
             }
+            // Nothing is made in a removed directory.
+            Node::Removed(_) => Err(libc::ENOENT),
             Node::Synth(_) => Err(libc::EROFS),
         }
     }

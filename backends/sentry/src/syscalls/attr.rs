@@ -60,17 +60,17 @@ pub fn setattr_path<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
             )
         }
     };
-    let rel = match k.lookup(tid, dirfd, &p, follow) {
+    let node = match k.lookup(tid, dirfd, &p, follow) {
         Err(e) => return err(e),
         Ok(Node::Synth(_)) => return err(libc::EPERM),
-        Ok(Node::Host(rel)) => rel,
+        Ok(node) => node,
     };
     let oflags = if s == truncate {
         libc::O_WRONLY
     } else {
         libc::O_PATH
     } | if follow { 0 } else { libc::O_NOFOLLOW };
-    let fd = match k.vfs.open(&rel, oflags, 0) {
+    let fd = match node.open_host(&k.vfs, oflags, 0) {
         Ok(fd) => fd,
         Err(e) => return err(e),
     };

@@ -136,8 +136,10 @@ pub fn chdir<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
                 Cwd::Path(normalize(&joined))
             }
             Ok(Node::Synth(_)) => return err(libc::ENOTDIR),
-            Ok(Node::Host(rel)) => {
-                let fd = tri!(k.vfs.open(&rel, libc::O_PATH | libc::O_DIRECTORY, 0));
+            // The directory itself: a path in the root, or a removed directory's "." (Linux
+            // lets a process chdir into it there, as fchdir).
+            Ok(node) => {
+                let fd = tri!(node.open_host(&k.vfs, libc::O_PATH | libc::O_DIRECTORY, 0));
                 // chdir needs search permission on the directory.
                 match fstat_fd(fd.as_raw_fd()) {
                     Ok(st) if may(&st, &k.creds(tid), 1) => {}
@@ -147,7 +149,10 @@ pub fn chdir<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
                 let at = k
                     .vfs
                     .virt_path_of(fd.as_raw_fd())
-                    .unwrap_or_else(|| normalize(&format!("/{rel}")));
+                    .unwrap_or_else(|| match &node {
+                        Node::Host(rel) => normalize(&format!("/{rel}")),
+                        _ => "/".to_string(),
+                    });
                 Cwd::Held(Rc::new(HeldDir::new(fd, at)))
             }
         }

@@ -59,12 +59,12 @@ pub fn inotify_add_watch<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcom
     let mask = c.a[2] as u32;
     let follow = mask & libc::IN_DONT_FOLLOW == 0;
     let target = match tri!(k.lookup(c.tid, libc::AT_FDCWD, &path, follow)) {
-        Node::Host(rel) => {
-            let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
-            tri!(k.vfs.open(&rel, libc::O_PATH | nofollow, 0))
-        }
         // /proc, /sys and /dev (but /dev/shm) change by no write a watch would see.
         Node::Synth(_) => return err(libc::EACCES),
+        node => {
+            let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+            tri!(node.open_host(&k.vfs, libc::O_PATH | nofollow, 0))
+        }
     };
     let st = tri!(fstat_fd(target.as_raw_fd()));
     if !may(&st, &k.creds(c.tid), 4) {

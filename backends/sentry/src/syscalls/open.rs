@@ -59,17 +59,23 @@ pub fn open_path<P: Platform>(
     flags: i32,
     mode: u32,
 ) -> Result<OpenFile, i32> {
+    // With O_PATH, Linux ignores every flag but these (the host's openat2 would refuse them).
+    let flags = if flags & libc::O_PATH != 0 {
+        flags & (libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+    } else {
+        flags
+    };
     let follow = flags & libc::O_NOFOLLOW == 0;
     let node = k.lookup(tid, dirfd, path, follow)?;
     let acc = flags & libc::O_ACCMODE;
     let writing = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
-    let vpath = normalize(&if path.starts_with('/') {
-        path.to_string()
-    } else {
-        format!("{}/{}", k.cwd_path(tid)?, path)
-    });
     match node {
         Node::Synth(s) => {
+            let vpath = normalize(&if path.starts_with('/') {
+                path.to_string()
+            } else {
+                format!("{}/{}", k.cwd_path(tid)?, path)
+            });
             if flags & libc::O_CREAT != 0 && flags & libc::O_EXCL != 0 {
                 return Err(libc::EEXIST);
             }
@@ -165,19 +171,35 @@ pub fn open_path<P: Platform>(
                 }
             }
         }
-        Node::Host(rel) => {
+        // "." of a removed directory: the directory itself, which nothing can be made as.
+        Node::Removed(_) if flags & libc::O_CREAT != 0 => Err(if flags & libc::O_EXCL != 0 {
+            libc::EEXIST
+        } else {
+            libc::EISDIR
+        }),
+        node => {
+            // Where it was found: the path the lookup resolved in the root (relative to the
+            // cwd or the directory descriptor), or where the host says a removed directory was.
+            let vpath = match &node {
+                Node::Host(rel) => normalize(&format!("/{rel}")),
+                Node::Removed(fd) => k.vfs.virt_path_of(fd.as_raw_fd()).unwrap_or_default(),
+                Node::Synth(_) => return Err(libc::EROFS),
+            };
             let creds = k.creds(tid);
             let umask = k.proc_of(tid).borrow().umask;
-            let base =
-                (flags & !(libc::O_CLOEXEC | libc::O_NOCTTY)) | libc::O_NONBLOCK | libc::O_NOCTTY;
+            let base = if flags & libc::O_PATH != 0 {
+                flags & !libc::O_CLOEXEC
+            } else {
+                (flags & !(libc::O_CLOEXEC | libc::O_NOCTTY)) | libc::O_NONBLOCK | libc::O_NOCTTY
+            };
             let mut created = false;
             let fd = if flags & libc::O_CREAT != 0 && flags & libc::O_EXCL == 0 {
-                match k.vfs.open(&rel, base & !libc::O_CREAT, 0) {
+                match node.open_host(&k.vfs, base & !libc::O_CREAT, 0) {
                     Ok(fd) => fd,
                     Err(libc::ENOENT) => {
                         created = true;
                         k.may_create(tid, dirfd, path, &creds)?;
-                        k.vfs.open(&rel, base | libc::O_EXCL, mode & !umask)?
+                        node.open_host(&k.vfs, base | libc::O_EXCL, mode & !umask)?
                     }
                     Err(e) => return Err(e),
                 }
@@ -186,7 +208,7 @@ pub fn open_path<P: Platform>(
                 if created {
                     k.may_create(tid, dirfd, path, &creds)?;
                 }
-                k.vfs.open(&rel, base, mode & !umask)?
+                node.open_host(&k.vfs, base, mode & !umask)?
             };
             let st = fstat_fd(fd.as_raw_fd())?;
             let fmt = st.st_mode & libc::S_IFMT;

@@ -238,7 +238,8 @@ pub fn execve<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     };
     let rel = match k.lookup(c.tid, libc::AT_FDCWD, &path, true) {
         Err(e) => return err(e),
-        Ok(Node::Synth(_)) => return err(libc::EACCES),
+        // A removed directory ("." of it) is no program either.
+        Ok(Node::Synth(_) | Node::Removed(_)) => return err(libc::EACCES),
         Ok(Node::Host(rel)) => rel,
     };
     let fd = match k.vfs.open(&rel, libc::O_PATH, 0) {

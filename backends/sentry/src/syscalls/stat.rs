@@ -108,7 +108,8 @@ pub fn readlink<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
         Err(e) => return err(e),
         Ok(Node::Synth(Synth::Link(t))) => t,
         Ok(Node::Synth(Synth::Fd(f))) => f.borrow().path.clone(),
-        Ok(Node::Synth(_)) => return err(libc::EINVAL),
+        // "." of a removed directory: a directory, no link.
+        Ok(Node::Synth(_) | Node::Removed(_)) => return err(libc::EINVAL),
         Ok(Node::Host(rel)) => {
             let fd = match k.vfs.open(&rel, libc::O_PATH | libc::O_NOFOLLOW, 0) {
                 Ok(fd) => fd,
@@ -154,11 +155,11 @@ pub fn statfs<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
             Err(e) => return err(e),
         };
         match k.lookup(tid, libc::AT_FDCWD, &p, true) {
-            Ok(Node::Host(rel)) => match k.vfs.open(&rel, libc::O_PATH, 0) {
+            Ok(Node::Synth(_)) => None,
+            Ok(node) => match node.open_host(&k.vfs, libc::O_PATH, 0) {
                 Ok(fd) => Some(opened.insert(fd).as_raw_fd()),
                 Err(e) => return err(e),
             },
-            Ok(Node::Synth(_)) => None,
             Err(e) => return err(e),
         }
     };
@@ -189,6 +190,7 @@ pub fn stat_node<P: Platform>(
 ) -> Result<libc::stat, i32> {
     match k.lookup(tid, dirfd, path, follow)? {
         Node::Host(rel) => k.vfs.stat_cached(&rel, follow),
+        Node::Removed(fd) => fstat_fd(fd.as_raw_fd()),
         Node::Synth(Synth::Fd(f)) if !follow => {
             let p = f.borrow().path.clone();
             Ok(synth_stat(&Synth::Link(p), path))

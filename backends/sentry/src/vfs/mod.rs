@@ -274,7 +274,24 @@ pub enum Synth {
 pub enum Node {
     /// A path in the overlay root (relative, no leading '/').
     Host(String),
+    /// A removed directory itself: "." relative to it, which Linux still finds though no path
+    /// leads to it any more. Held by an `O_PATH` descriptor of the sentry's, made from the
+    /// cwd's or the directory descriptor's by [`Vfs::reopen_dir`].
+    Removed(OwnedFd),
     Synth(Synth),
+}
+
+impl Node {
+    /// Open a node of the root with open(2) `flags`: a path resolved in the root, or a removed
+    /// directory through "." of its descriptor. EROFS for a synthesized node (callers that
+    /// reach here have handled those).
+    pub fn open_host(&self, vfs: &Vfs, flags: i32, mode: u32) -> Result<OwnedFd, i32> {
+        match self {
+            Node::Host(rel) => vfs.open(rel, flags, mode),
+            Node::Removed(fd) => vfs.reopen_dir(fd.as_raw_fd(), flags),
+            Node::Synth(_) => Err(libc::EROFS),
+        }
+    }
 }
 
 /// The rootfs side of the VFS.
@@ -503,7 +520,8 @@ impl Vfs {
     /// Where a lookup of `rel` from removed directory `h` starts (see [`Vfs::where_is`]):
     /// Linux finds no name in a removed directory, but still walks its "..", to the directory
     /// it was removed from. So a leading ".." (after any ".") leads to that parent's path now;
-    /// anything else, "." alone included, is ENOENT.
+    /// anything else is ENOENT. ("." alone, the directory itself, is [`Node::Removed`]: the
+    /// caller, `Kernel::lookup`, takes it first.)
     ///
     /// The parent is opened with a plain `openat(h, "..")`: `h` is a directory of the root that
     /// is not the root (the root cannot be removed) nor a mount's root (a mount point cannot be
@@ -533,6 +551,20 @@ impl Vfs {
             .where_is(&RefCell::new(None), parent.as_raw_fd())?
             .ok_or(libc::ENOENT)?;
         Ok(format!("{}/{rest}", base.trim_end_matches('/')))
+    }
+
+    /// Open directory `h` again, by "." of it, with open(2) `flags` (an `O_CREAT` or a write
+    /// access is EISDIR from the host, as for any directory). Only for a removed directory,
+    /// which no path reaches: "." of a descriptor is that very directory, so this can reach
+    /// nothing else, in the root or out of it.
+    pub fn reopen_dir(&self, h: RawFd, flags: i32) -> Result<OwnedFd, i32> {
+        // SAFETY: openat of "." on our own descriptor; the new descriptor is owned below.
+        let fd = unsafe { libc::openat(h, c".".as_ptr(), flags | libc::O_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(last_errno());
+        }
+        // SAFETY: a new descriptor of ours.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
 
     /// Virtual path of a host fd of ours (via the sentry's own /proc, by descriptor).
@@ -801,6 +833,17 @@ mod tests {
         for rel in ["x", ".", "", "b (deleted)", ".../x"] {
             assert_eq!(v.from_removed(held.fd(), rel), Err(libc::ENOENT), "{rel:?}");
         }
+        // "." of it is the removed directory itself, not the one named as the host names it.
+        let itself = v.reopen_dir(held.fd(), libc::O_PATH).unwrap();
+        let key = |st: libc::stat| (st.st_dev, st.st_ino);
+        assert_eq!(
+            fstat_fd(itself.as_raw_fd()).map(key),
+            fstat_fd(held.fd()).map(key)
+        );
+        assert_ne!(
+            fstat_fd(itself.as_raw_fd()).map(key),
+            v.stat("b (deleted)", false).map(key)
+        );
     }
 
     #[test]

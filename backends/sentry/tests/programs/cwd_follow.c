@@ -11,14 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "check.h"
-
-static char path[PATH_MAX];
-
-static const char *at(const char *dir, const char *rel) {
-    snprintf(path, sizeof path, "%s/%s", dir, rel);
-    return path;
-}
+#include "paths.h"
 
 static void cwd_is(const char *want, const char *what) {
     char cwd[PATH_MAX], link[PATH_MAX];

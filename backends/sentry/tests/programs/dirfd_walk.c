@@ -12,20 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "check.h"
-
-static char path[PATH_MAX];
-
-static const char *at(const char *dir, const char *rel) {
-    snprintf(path, sizeof path, "%s/%s", dir, rel);
-    return path;
-}
-
-static void touch(const char *p) {
-    int fd = open(p, O_CREAT | O_WRONLY | O_EXCL, 0644);
-    CHECK(fd >= 0, p);
-    close(fd);
-}
+#include "paths.h"
 
 /* Whether `rel` exists relative to `dfd` (no symlink followed). */
 static int there(int dfd, const char *rel) {

@@ -103,7 +103,7 @@ pub(super) fn host_addr<P: Platform>(
         Use::Reach => {
             let rel = match k.lookup(tid, libc::AT_FDCWD, &path, true)? {
                 Node::Host(rel) => rel,
-                Node::Synth(_) => return Err(libc::ECONNREFUSED),
+                Node::Synth(_) | Node::Removed(_) => return Err(libc::ECONNREFUSED),
             };
             k.may_walk(tid, &rel)?;
             let fd = k.vfs.open(&rel, libc::O_PATH, 0)?;

@@ -1,0 +1,33 @@
+//! Linux semantics the sentry must keep, each checked by a C program of tests/programs under
+//! runc (where it runs here) and under the sentry on every platform this kernel has.
+
+mod common;
+
+/// Compile tests/programs/`name`.c into a busybox bundle and check it prints `want` as Linux
+/// does, on every platform. Skips, saying why, without busybox, root or gcc.
+fn program_everywhere(name: &str, want: &str) {
+    let Some(b) = common::busybox_bundle() else {
+        return;
+    };
+    let bin = format!("/bin/{name}");
+    if common::compile_c(&format!("programs/{name}.c"), &b.rootfs().join(&bin[1..])).is_none() {
+        return;
+    }
+    common::same_as_linux_everywhere(
+        &b,
+        &[&bin],
+        want,
+        serde_json::json!({}),
+        serde_json::json!({}),
+    );
+}
+
+/// "." relative to a removed cwd or directory descriptor is the directory itself, as Linux
+/// finds it (stat, open, chdir), and never a new directory under its old name nor one named
+/// as the host names a removed one; any other name in it is ENOENT (tests/programs/
+/// removed_dot.c). The sentry once answered ENOENT for "." too, and failed every open relative
+/// to a live directory descriptor while the cwd was removed.
+#[test]
+fn dot_of_a_removed_directory_is_the_directory_itself() {
+    program_everywhere("removed_dot", "dot ok\nnames ok\nopen ok\nchdir ok\n");
+}
