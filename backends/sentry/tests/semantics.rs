@@ -31,3 +31,15 @@ fn program_everywhere(name: &str, want: &str) {
 fn dot_of_a_removed_directory_is_the_directory_itself() {
     program_everywhere("removed_dot", "dot ok\nnames ok\nopen ok\nchdir ok\n");
 }
+
+/// copy_file_range between the root and the /dev/shm tmpfs is EXDEV, as Linux 5.19 and later
+/// answer it, after the argument checks and before the count and offsets; within one file
+/// system it copies, and sendfile copies across (tests/programs/copy_xdev.c). The sentry once
+/// copied across file systems.
+#[test]
+fn copy_file_range_between_file_systems_is_exdev() {
+    program_everywhere(
+        "copy_xdev",
+        "exdev ok\nchecks ok\nsame fs ok\nsendfile ok\n",
+    );
+}

@@ -292,14 +292,30 @@ pub fn sendfile<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
     if s == copy_file_range {
         // Linux copies between regular files only: a directory at either end is EISDIR, a
         // pipe, socket or device EINVAL (before the access checks below).
-        for f in [&fin, &fout] {
-            let mode = tri!(super::stat::file_stat(&f.borrow())).st_mode & libc::S_IFMT;
+        let mut devs = [0; 2];
+        for (dev, f) in devs.iter_mut().zip([&fin, &fout]) {
+            let st = tri!(super::stat::file_stat(&f.borrow()));
+            let mode = st.st_mode & libc::S_IFMT;
             if mode == libc::S_IFDIR {
                 return err(libc::EISDIR);
             }
             if mode != libc::S_IFREG {
                 return err(libc::EINVAL);
             }
+            *dev = st.st_dev;
+        }
+        // Then the input must be open for reading, the output for writing and not O_APPEND
+        // (EBADF); then both must be on one file system, else EXDEV (Linux 5.19 and later, for
+        // any count and offsets: they are looked at after).
+        let out_flags = fout.borrow().flags;
+        if fin.borrow().flags & libc::O_ACCMODE == libc::O_WRONLY
+            || out_flags & libc::O_ACCMODE == libc::O_RDONLY
+            || out_flags & libc::O_APPEND != 0
+        {
+            return err(libc::EBADF);
+        }
+        if devs[0] != devs[1] {
+            return err(libc::EXDEV);
         }
     }
     if fin.borrow().flags & libc::O_ACCMODE == libc::O_WRONLY {
