@@ -43,3 +43,12 @@ fn copy_file_range_between_file_systems_is_exdev() {
         "exdev ok\nchecks ok\nsame fs ok\nsendfile ok\n",
     );
 }
+
+/// /proc/thread-self/fd and /proc/<pid>/task/<tid>/fd are that thread's descriptors, which are
+/// not the process's once the thread took its own table (close_range(CLOSE_RANGE_UNSHARE));
+/// /proc/<pid>/task/<tid> is there only for a thread of <pid> (tests/programs/thread_fds.c).
+/// The sentry once showed the process's table for every thread, and any task under task/.
+#[test]
+fn a_threads_proc_fd_is_its_own_table() {
+    program_everywhere("thread_fds", "unshare ok\ntasks ok\n");
+}

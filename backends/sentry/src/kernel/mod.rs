@@ -141,11 +141,17 @@ impl<P: Platform> Kernel<P> {
 
     /// `tid`'s descriptor table: its own if it has one, else its process's.
     pub fn fds_of(&self, tid: i32) -> Rc<RefCell<FdTable>> {
-        let t = &self.tasks[&tid];
-        match &t.fds {
+        self.fds_of_any(tid)
+            .unwrap_or_else(|| panic!("fds_of: no task {tid}"))
+    }
+
+    /// [`Kernel::fds_of`] of a task that may be gone (None then).
+    pub fn fds_of_any(&self, tid: i32) -> Option<Rc<RefCell<FdTable>>> {
+        let t = self.tasks.get(&tid)?;
+        Some(match &t.fds {
             Some(own) => own.clone(),
             None => t.proc.borrow().fds.clone(),
-        }
+        })
     }
 
     /// Give `tid` its own copy of its descriptor table (`close_range(CLOSE_RANGE_UNSHARE)`):

@@ -144,8 +144,7 @@ impl<P: Platform> Kernel<P> {
             ["dev", "pts"] => Ok(Node::Synth(dir("/dev/pts", &[("ptmx", DT_CHR)]))),
             ["dev", "pts", n] => {
                 let want = format!("/dev/pts/{n}");
-                let p = me.borrow();
-                let found = p.fds.borrow().map.values().find(|e| e.file.borrow().path == want).map(|e| e.file.clone());
+                let found = self.fds_of(tid).borrow().map.values().find(|e| e.file.borrow().path == want).map(|e| e.file.clone());
                 match found {
                     Some(f) => Ok(Node::Synth(Synth::Fd(f))),
                     None if n.bytes().all(|b| b.is_ascii_digit()) && self.pty_exists(n) => Ok(Node::Synth(Synth::Pty(n.to_string()))),
@@ -234,23 +233,39 @@ impl<P: Platform> Kernel<P> {
                     // A thread id: only reachable under task/.
                     return Err(libc::ENOENT);
                 }
-                let rest: Vec<&str> = match rest {
-                    ["task", t, r @ ..] if t.parse::<i32>().ok().and_then(|v| self.host_of(v)).is_some() => r.to_vec(),
-                    r => r.to_vec(),
+                // task/<tid>: a thread of this process only; its own descriptor table.
+                let (thread, rest): (i32, Vec<&str>) = match rest {
+                    ["task", t, r @ ..] => {
+                        let h = t.parse::<i32>().ok().and_then(|v| self.host_of(v)).ok_or(libc::ENOENT)?;
+                        if !self.tasks.get(&h).is_some_and(|t| Rc::ptr_eq(&t.proc, &proc)) {
+                            return Err(libc::ENOENT);
+                        }
+                        (h, r.to_vec())
+                    }
+                    // /proc/<pid>: the thread group leader's, as Linux's.
+                    r => (host, r.to_vec()),
                 };
-                self.proc_pid(vpid, host, &proc, &rest)
+                self.proc_pid(vpid, host, thread, &proc, &rest)
             }
             _ => Err(libc::ENOENT),
         }
     }
 
+    /// /proc/<vpid>/`rest` of the process of host task `host`, as thread `thread` (a host
+    /// task of it) sees it: the descriptors are that thread's (`Kernel::fds_of`), which are
+    /// not the process's once it took its own table.
     fn proc_pid(
         &self,
         vpid: i32,
         host: i32,
+        thread: i32,
         proc: &Rc<RefCell<Process>>,
         rest: &[&str],
     ) -> Result<Node, i32> {
+        let fds = || {
+            self.fds_of_any(thread)
+                .unwrap_or_else(|| proc.borrow().fds.clone())
+        };
         let p = proc.borrow();
         let base = format!("/proc/{vpid}");
         match rest {
@@ -325,13 +340,13 @@ impl<P: Platform> Kernel<P> {
                 text(s)
             }
             ["fd"] => {
-                let names: Vec<String> = p.fds.borrow().map.keys().map(|k| k.to_string()).collect();
+                let names: Vec<String> = fds().borrow().map.keys().map(|k| k.to_string()).collect();
                 let items: Vec<(&str, u8)> = names.iter().map(|n| (n.as_str(), DT_LNK)).collect();
                 Ok(Node::Synth(dir(&format!("{base}/fd"), &items)))
             }
             ["fd", n] => {
                 let n: i32 = n.parse().map_err(|_| libc::ENOENT)?;
-                let f = p.fds.borrow().get(n).ok_or(libc::ENOENT)?;
+                let f = fds().borrow().get(n).ok_or(libc::ENOENT)?;
                 Ok(Node::Synth(Synth::Fd(f)))
             }
             ["task"] => {
