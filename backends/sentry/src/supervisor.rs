@@ -124,6 +124,7 @@ fn shm(vfs: &Vfs, spec: &hako_contract::Spec) -> Result<bool> {
             crate::mounts::ALWAYS | libc::MOUNT_ATTR_NOEXEC,
         )
         .context("tmpfs at /dev/shm")?;
+        vfs.own_tmpfs(&tree).context("tmpfs at /dev/shm")?;
         crate::mounts::attach(&tree, &target).context("tmpfs at /dev/shm")?;
     }
     Ok(true)
@@ -288,6 +289,8 @@ pub fn build_root(plan: &Plan) -> Result<Root> {
                 }
             }
             let tree = crate::mounts::new_tmpfs(&params, attrs)
+                .with_context(|| format!("tmpfs at {dest}"))?;
+            vfs.own_tmpfs(&tree)
                 .with_context(|| format!("tmpfs at {dest}"))?;
             let target = crate::mounts::resolve_in_root(&vfs, &dest, true)
                 .with_context(|| format!("mount destination {dest}"))?;

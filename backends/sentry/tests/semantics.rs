@@ -3,9 +3,10 @@
 
 mod common;
 
-/// Compile tests/programs/`name`.c into a busybox bundle and check it prints `want` as Linux
-/// does, on every platform. Skips, saying why, without busybox, root or gcc.
-fn program_everywhere(name: &str, want: &str) {
+/// Compile tests/programs/`name`.c into a busybox bundle and check that, run with `args`, it
+/// prints `want` as Linux does, on every platform. Skips, saying why, without busybox, root or
+/// gcc.
+fn program_everywhere(name: &str, args: &[&str], want: &str) {
     let Some(b) = common::busybox_bundle() else {
         return;
     };
@@ -13,9 +14,12 @@ fn program_everywhere(name: &str, want: &str) {
     if common::compile_c(&format!("programs/{name}.c"), &b.rootfs().join(&bin[1..])).is_none() {
         return;
     }
+    let args: Vec<&str> = std::iter::once(bin.as_str())
+        .chain(args.iter().copied())
+        .collect();
     common::same_as_linux_everywhere(
         &b,
-        &[&bin],
+        &args,
         want,
         serde_json::json!({}),
         serde_json::json!({}),
@@ -29,7 +33,7 @@ fn program_everywhere(name: &str, want: &str) {
 /// to a live directory descriptor while the cwd was removed.
 #[test]
 fn dot_of_a_removed_directory_is_the_directory_itself() {
-    program_everywhere("removed_dot", "dot ok\nnames ok\nopen ok\nchdir ok\n");
+    program_everywhere("removed_dot", &[], "dot ok\nnames ok\nopen ok\nchdir ok\n");
 }
 
 /// copy_file_range between the root and the /dev/shm tmpfs is EXDEV, as Linux 5.19 and later
@@ -40,6 +44,7 @@ fn dot_of_a_removed_directory_is_the_directory_itself() {
 fn copy_file_range_between_file_systems_is_exdev() {
     program_everywhere(
         "copy_xdev",
+        &[],
         "exdev ok\nchecks ok\nsame fs ok\nsendfile ok\n",
     );
 }
@@ -50,5 +55,29 @@ fn copy_file_range_between_file_systems_is_exdev() {
 /// The sentry once showed the process's table for every thread, and any task under task/.
 #[test]
 fn a_threads_proc_fd_is_its_own_table() {
-    program_everywhere("thread_fds", "unshare ok\ntasks ok\n");
+    program_everywhere("thread_fds", &[], "unshare ok\ntasks ok\n");
+}
+
+/// In a tmpfs of the sandbox's own (/dev/shm), whose directories the sentry now caches and
+/// whose held directories keep their path as the root's do (issue 17's follow-up), the cwd and
+/// directory descriptors follow a rename, a new directory under an old name is not the held
+/// one, and a removed one finds only itself and ".." (tests/programs/cwd_follow.c,
+/// dirfd_walk.c and removed_dot.c, run in /dev/shm).
+#[test]
+fn held_directories_of_a_sandbox_tmpfs_follow_renames_and_removal() {
+    program_everywhere(
+        "cwd_follow",
+        &["/dev/shm"],
+        "rename ok\nmoved by another ok\nremoved ok\n",
+    );
+    program_everywhere(
+        "dirfd_walk",
+        &["/dev/shm"],
+        "walk ok\nrename ok\nnew name ok\nfchdir ok\nremoved ok\n",
+    );
+    program_everywhere(
+        "removed_dot",
+        &["/dev/shm"],
+        "dot ok\nnames ok\nopen ok\nchdir ok\n",
+    );
 }

@@ -373,6 +373,15 @@ impl Vfs {
         )
     }
 
+    /// `tree` (a detached tmpfs mount the sentry just made for the sandbox) is a file system
+    /// only the sandbox changes: [`DirCache`] and the kept paths of directories take it as
+    /// they take the root. Before the sandbox runs.
+    pub fn own_tmpfs(&self, tree: &OwnedFd) -> std::io::Result<()> {
+        let st = fstat_fd(tree.as_raw_fd()).map_err(std::io::Error::from_raw_os_error)?;
+        self.dirs.borrow_mut().own_fs(st.st_dev);
+        Ok(())
+    }
+
     /// The parent directory (as an O_PATH fd) and the last component, for *at() calls.
     pub fn parent(&self, rel: &str) -> Result<(OwnedFd, CString), i32> {
         let t = rel.trim_end_matches('/');
@@ -475,8 +484,9 @@ impl Vfs {
     /// ([`DirCache::changed`], which every rename, unlink, rmdir, and chmod or chown of a
     /// directory in the sandbox calls first; a new name moves no directory), so a walk that
     /// stats every entry of a directory through its descriptor asks once, not once per entry
-    /// (issue 17). A directory of another file system (a bind or tmpfs mount, which the host
-    /// may change under the sandbox) is asked every time, as [`DirCache`] does.
+    /// (issue 17). So does a directory of a tmpfs of the sandbox's own; one of a bind mount
+    /// (which the host may change under the sandbox) is asked every time, as [`DirCache`]
+    /// does.
     ///
     /// A removed directory's link reads "<path> (deleted)"; a directory really named so is
     /// told apart by looking that name up in the root: it is not this directory.
@@ -511,7 +521,7 @@ impl Vfs {
                 return Err(libc::ENOENT);
             }
         }
-        if st.st_nlink > 0 && self.dirs.borrow().on_root(&st) {
+        if st.st_nlink > 0 && self.dirs.borrow().takes(&st) {
             *kept.borrow_mut() = Some((p.clone(), gen));
         }
         Ok(Some(p))
@@ -615,10 +625,13 @@ impl DirMeta {
 /// same mode, until a name or a mode in the root changes; every such change in the sandbox is a
 /// call the sentry makes for it (rename, unlink, rmdir, mkdir, mknod, link, symlink, chmod,
 /// chown; the sandbox has no mount, xattr or ACL calls), and each first calls
-/// [`DirCache::changed`], which drops every entry. The cache holds directories of the overlay
-/// root only (its `st_dev`): bind mounts and tmpfs mounts, whose contents the host may change
-/// under the sandbox, are walked every time. Changes to the overlay's layers from outside are
-/// not allowed by overlayfs while it is mounted, so they are not a way for the cache to go stale.
+/// [`DirCache::changed`], which drops every entry. The cache holds directories of the file
+/// systems only the sandbox changes (by their `st_dev`): the overlay root and the tmpfs mounts
+/// the sentry made for it (its own `/dev/shm`, the spec's tmpfs mounts: new instances, mounted
+/// in the sentry's private mount namespace, [`DirCache::own_fs`]). Bind mounts, whose contents
+/// the host may change under the sandbox, are walked every time. Changes to the overlay's
+/// layers from outside are not allowed by overlayfs while it is mounted, so they are not a way
+/// for the cache to go stale.
 ///
 /// It is only the permission check that is cached. Every open and stat still resolves its path
 /// with `openat2(RESOLVE_IN_ROOT)`, so even a stale entry could only give a wrong EACCES or a
@@ -631,7 +644,9 @@ impl DirMeta {
 /// symlink cannot leave the directory it is looked up in (a symlink found there is resolved
 /// from the root as before), so that too stays inside the root even if the entry were stale.
 pub struct DirCache {
-    root_dev: u64,
+    /// The `st_dev` of the file systems it takes: the root's first, then the sandbox's own
+    /// tmpfs mounts.
+    devs: Vec<u64>,
     map: std::collections::HashMap<String, DirMeta>,
     fds: std::collections::HashMap<String, Rc<OwnedFd>>,
     /// Paths found to be directories of other file systems (mounts), which the cache does not
@@ -649,7 +664,7 @@ const DIR_FDS_MAX: usize = 64;
 impl DirCache {
     pub fn new(root_dev: u64) -> Self {
         DirCache {
-            root_dev,
+            devs: vec![root_dev],
             map: std::collections::HashMap::new(),
             fds: std::collections::HashMap::new(),
             elsewhere: std::collections::HashSet::new(),
@@ -661,14 +676,22 @@ impl DirCache {
         self.map.get(path).copied()
     }
 
-    /// Remember `st` for `path` if it is a directory of the overlay root, and `fd` (the
+    /// Take the directories of the file system `dev` too: a tmpfs the sentry made for the
+    /// sandbox, which nothing but the sandbox changes. Before the sandbox runs.
+    pub fn own_fs(&mut self, dev: u64) {
+        if !self.devs.contains(&dev) {
+            self.devs.push(dev);
+        }
+    }
+
+    /// Remember `st` for `path` if it is a directory it takes ([`DirCache::takes`]), and `fd` (the
     /// directory `path` resolved to in the root, `st` its fstat) if one is given. Returns
     /// whether it was remembered.
     pub fn put(&mut self, path: &str, st: &libc::stat, fd: Option<OwnedFd>) -> bool {
         if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
             return false;
         }
-        if st.st_dev != self.root_dev {
+        if !self.devs.contains(&st.st_dev) {
             if self.elsewhere.len() >= DIR_CACHE_MAX {
                 self.elsewhere.clear();
             }
@@ -695,9 +718,10 @@ impl DirCache {
         true
     }
 
-    /// Whether `st` is a directory of the overlay root (the file system this cache takes).
-    pub fn on_root(&self, st: &libc::stat) -> bool {
-        st.st_mode & libc::S_IFMT == libc::S_IFDIR && st.st_dev == self.root_dev
+    /// Whether `st` is a directory of a file system this cache takes (the overlay root, a
+    /// tmpfs of the sandbox's own).
+    pub fn takes(&self, st: &libc::stat) -> bool {
+        st.st_mode & libc::S_IFMT == libc::S_IFDIR && self.devs.contains(&st.st_dev)
     }
 
     /// The open directory of `path`, if the cache holds one.
@@ -705,7 +729,7 @@ impl DirCache {
         self.fds.get(path).cloned()
     }
 
-    /// Is `path` a directory of another file system than the root's (as far as it knows)?
+    /// Is `path` a directory of a file system it does not take (as far as it knows)?
     pub fn elsewhere(&self, path: &str) -> bool {
         self.elsewhere.contains(path)
     }
@@ -874,6 +898,12 @@ mod tests {
         st.st_dev = 8;
         assert!(!c.put("mnt", &st, None));
         assert!(c.get("mnt").is_none() && c.elsewhere("mnt"));
+        assert!(!c.takes(&st));
+        // A tmpfs of the sandbox's own is taken as the root is.
+        c.own_fs(9);
+        st.st_dev = 9;
+        assert!(c.takes(&st) && c.put("dev/shm", &st, None));
+        assert!(c.get("dev/shm").is_some());
         st.st_dev = 7;
         st.st_mode = libc::S_IFREG | 0o644;
         assert!(!c.put("f", &st, None));

@@ -2,7 +2,7 @@
  * process itself or by a child), getcwd gives the new name, relative lookups and creations land
  * in it, and /proc/self/cwd says where it is; once it is removed, getcwd and relative lookups
  * fail with ENOENT while stat of the cwd itself and ".." still work. It works in a new directory
- * /cXXXXXX of the root. One line per case, "ok" or what went wrong. */
+ * /cXXXXXX of the root (or of argv[1]: a tmpfs). One line per case, "ok" or what went wrong. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <limits.h>
@@ -23,8 +23,9 @@ static void cwd_is(const char *want, const char *what) {
     CHECK(strcmp(link, want) == 0, "/proc/self/cwd");
 }
 
-int main(void) {
-    char top[] = "/cXXXXXX";
+int main(int argc, char **argv) {
+    char top[PATH_MAX];
+    snprintf(top, sizeof top, "%s/cXXXXXX", argc > 1 ? argv[1] : "");
     CHECK(mkdtemp(top) != NULL, "mkdtemp");
     char a[PATH_MAX], b[PATH_MAX], c[PATH_MAX];
     snprintf(a, sizeof a, "%s/a", top);

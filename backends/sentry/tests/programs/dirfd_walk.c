@@ -2,7 +2,7 @@
  * directory is renamed, after a new directory takes its old name, and after it is removed.
  * A directory named as the host names a removed one ("<path> (deleted)") is not it.
  * The sentry keeps a directory's in-root path with its descriptor and must drop it when a name
- * in the root changes. It works in a new directory /wXXXXXX of the root. One line per case, "ok"
+ * in the root changes. It works in a new directory /wXXXXXX of the root (or of argv[1]: a tmpfs). One line per case, "ok"
  * or what went wrong. */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -23,8 +23,9 @@ static int there(int dfd, const char *rel) {
     return 0;
 }
 
-int main(void) {
-    char dir[] = "/wXXXXXX";
+int main(int argc, char **argv) {
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/wXXXXXX", argc > 1 ? argv[1] : "");
     CHECK(mkdtemp(dir) != NULL, "mkdtemp");
     char a[PATH_MAX], c[PATH_MAX];
     snprintf(a, sizeof a, "%s/a", dir);
