@@ -216,6 +216,10 @@ pub fn open_path<P: Platform>(
                 // Device nodes in the rootfs would reach host devices: never.
                 return Err(libc::EACCES);
             }
+            if fmt == libc::S_IFDIR && flags & libc::O_CREAT != 0 {
+                // O_CREAT of a directory that is there: Linux refuses it even read-only.
+                return Err(libc::EISDIR);
+            }
             if created && creds.euid != 0 {
                 // SAFETY: fchown on our fd.
                 unsafe { libc::fchown(fd.as_raw_fd(), creds.euid, creds.egid) };

@@ -107,6 +107,9 @@ int main(int argc, char **argv) {
     errno = 0;
     CHECK(openat(AT_FDCWD, ".", O_CREAT | O_WRONLY, 0644) == -1 && errno == EISDIR,
           "create '.': EISDIR");
+    errno = 0;
+    CHECK(open(top, O_CREAT | O_RDONLY, 0644) == -1 && errno == EISDIR,
+          "O_CREAT of a live directory: EISDIR");
     /* A removed directory lists nothing: getdents is ENOENT. */
     int lfd = openat(AT_FDCWD, ".", O_RDONLY | O_DIRECTORY);
     CHECK(lfd >= 0, "open '.' to list");
