@@ -186,30 +186,33 @@ struct Page {
     got: AtomicI64,
 }
 
-struct Shared(*mut Page);
+struct Shared(std::ptr::NonNull<Page>);
+
+const PAGE_LEN: std::num::NonZeroUsize =
+    match std::num::NonZeroUsize::new(std::mem::size_of::<Page>()) {
+        Some(n) => n,
+        None => panic!("an empty Page"),
+    };
 
 impl Shared {
     fn new() -> Result<Shared> {
-        // SAFETY: an anonymous shared mapping (zeroed: every field starts at 0).
+        use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
+        // SAFETY: a fresh anonymous shared mapping (zeroed: every field starts at 0).
         let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                std::mem::size_of::<Page>(),
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
+            mmap_anonymous(
+                None,
+                PAGE_LEN,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
             )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error()).context("mapping a shared page");
         }
+        .context("mapping a shared page")?;
         Ok(Shared(p.cast()))
     }
 
     fn page(&self) -> &Page {
         // SAFETY: a live mapping of a Page, made of atomics only.
-        unsafe { &*self.0 }
+        unsafe { self.0.as_ref() }
     }
 
     /// What a child reported, as one line.
@@ -245,7 +248,7 @@ impl Drop for Shared {
     fn drop(&mut self) {
         // SAFETY: our mapping; every child that used it is reaped by now (Kid's drop runs first:
         // kids are declared after the page).
-        unsafe { libc::munmap(self.0.cast(), std::mem::size_of::<Page>()) };
+        let _ = unsafe { nix::sys::mman::munmap(self.0.cast(), PAGE_LEN.get()) };
     }
 }
 
