@@ -30,6 +30,8 @@ pub struct FloorRow {
     pub rounds: usize,
     /// Why there is no figure (one line; "skipped: ..." where the machine cannot have one).
     pub error: Option<String>,
+    /// Wall time of the row's rounds, s.
+    pub took_s: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -69,6 +71,7 @@ pub fn measure(rounds: usize) -> TrapFloor {
         .iter()
         .map(|&r| {
             let calls = r.calls();
+            let t = std::time::Instant::now();
             let (ns, error) = match median_of(rounds, || r.measure(calls)) {
                 Ok(ns) => (Some(ns), None),
                 Err(e) => (None, Some(format!("{e:#}"))),
@@ -80,6 +83,7 @@ pub fn measure(rounds: usize) -> TrapFloor {
                 calls,
                 rounds,
                 error,
+                took_s: t.elapsed().as_secs_f64(),
             }
         })
         .collect();
@@ -161,6 +165,7 @@ mod tests {
             calls: 100,
             rounds: 3,
             error: error.map(String::from),
+            took_s: 0.01,
         };
         TrapFloor {
             rows: vec![

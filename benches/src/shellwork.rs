@@ -465,6 +465,7 @@ mod tests {
                 calls: 10,
                 rounds: 3,
                 error: None,
+                took_s: 0.01,
             }],
             took_s: 0.1,
             error: None,

@@ -361,6 +361,7 @@ fn the_trap_floor_round_trips_and_old_reports_load() {
                 calls: 10_000,
                 rounds: 3,
                 error: None,
+                took_s: 0.01,
             },
             FloorRow {
                 key: "spin".into(),
@@ -369,6 +370,7 @@ fn the_trap_floor_round_trips_and_old_reports_load() {
                 calls: 50_000,
                 rounds: 3,
                 error: Some("skipped: 1 CPU usable here".into()),
+                took_s: 0.0,
             },
         ],
         took_s: 0.25,
