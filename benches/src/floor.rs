@@ -244,9 +244,14 @@ mod tests {
         for r in &f.rows {
             match (r.ns, &r.error) {
                 (Some(ns), None) => assert!(ns.is_finite() && ns > 0.0, "{r:?}"),
-                (None, Some(e)) => assert!(!e.is_empty(), "{r:?}"),
+                // Only what the machine may lack: the flag (Linux < 6.6), a second CPU.
+                (None, Some(e)) if r.key == "notify_sync" => {
+                    assert!(e.contains("SYNC_WAKE_UP"), "{r:?}")
+                }
+                (None, Some(e)) if r.key == "spin" => assert!(e.starts_with("skipped:"), "{r:?}"),
                 _ => panic!("{r:?}"),
             }
         }
+        assert!(f.error.is_none() && f.took_s > 0.0, "{f:?}");
     }
 }
