@@ -272,12 +272,23 @@ impl Kid {
     /// Fork; the child runs `f`, which must only make raw syscalls (no allocation, no lock: the
     /// caller may have other threads) and should leave by `_exit` itself.
     fn spawn(f: impl FnOnce()) -> Result<Kid> {
+        // SAFETY: getpid has no side effects.
+        let parent = unsafe { libc::getpid() };
         // SAFETY: fork; the child runs `f` alone (see above).
         let pid = unsafe { libc::fork() };
         if pid < 0 {
             return Err(std::io::Error::last_os_error()).context("fork");
         }
         if pid == 0 {
+            // Die with the caller's thread, even when it is killed before it can reap us (and
+            // if it is gone already, now).
+            // SAFETY: prctl and getppid with integer arguments, before any filter.
+            unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                if libc::getppid() != parent {
+                    libc::_exit(126);
+                }
+            }
             f();
             // SAFETY: leave the forked child without running the parent's destructors.
             unsafe { libc::_exit(127) };
