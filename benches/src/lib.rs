@@ -6,6 +6,7 @@
 //! [`BenchArgs`] (a clap `Args` struct the `hako bench` subcommand can flatten) with [`run`].
 
 pub mod cgroup;
+pub mod floor;
 pub mod microvm;
 pub mod model;
 pub mod netbench;
@@ -26,7 +27,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use model::{Machine, Report, Settings, Skipped, SubjectReport};
+use model::{Category, Machine, Report, Settings, Skipped, SubjectReport};
 use subjects::{Ctx, Plan, Subject, BACKENDS, PEERS};
 
 /// Compare hako's backends with runc, crun, runsc, qemu -M microvm and a wasm CLI.
@@ -202,7 +203,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
             "{}{}{}{}plot: {}\n",
             report.table(),
             trapcost::table(&report.subjects),
-            shellwork::table(&report.subjects),
+            shellwork::table(&report.subjects, report.trap_floor.as_ref()),
             netbench::table(&report.subjects),
             a.plot.display()
         ))?;
@@ -310,6 +311,11 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         .filter(|(s, _)| matches!(s.density, Ok(n) if n > 0) && a.density > 0)
         .count();
     let synthetic_vmm = plan.backends.iter().any(|b| b == "microvm");
+    // The machine's trap floor, once, when sentry subjects run the syscall loops.
+    let trap_floor_planned = a.syscall_runs > 0
+        && active
+            .iter()
+            .any(|(s, _)| s.category == Category::Sentry && s.syscall_bench);
     pb.set_length(
         pb.position()
             + (iters * active.len()
@@ -322,7 +328,8 @@ pub fn run(a: BenchArgs) -> Result<i32> {
                 }
                 + shellwork::planned(&active, shell_runs)
                 + netbench::planned(&active, a.net_secs)
-                + usize::from(synthetic_vmm)) as u64,
+                + usize::from(synthetic_vmm)
+                + usize::from(trap_floor_planned)) as u64,
     );
 
     // Startup and memory, round-robin.
@@ -376,6 +383,16 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         ));
         pb.inc(1);
         Some(v)
+    } else {
+        None
+    };
+
+    // The machine's trap floor, just before the sandboxes' syscall loops it bounds.
+    let trap_floor = if trap_floor_planned && !procs::interrupted() {
+        pb.set_message("the machine's trap floor");
+        let f = floor::measure(floor::ROUNDS);
+        pb.inc(1);
+        Some(f)
     } else {
         None
     };
@@ -471,6 +488,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         skipped,
         vmm_synthetic,
         microvm_split: vec![],
+        trap_floor,
     };
     for s in report.subjects.iter_mut() {
         s.summarize();
@@ -487,7 +505,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
         "{}{}{}{}machine: {} cpus ({}), {} MiB, kernel {}; cgroup memory: {}; took {:.0} s\nsamples: {}   plot: {}\n",
         report.table(),
         trapcost::table(&report.subjects),
-        shellwork::table(&report.subjects),
+        shellwork::table(&report.subjects, report.trap_floor.as_ref()),
         netbench::table(&report.subjects),
         report.machine.cpus,
         report.machine.cpu,

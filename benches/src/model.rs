@@ -233,6 +233,10 @@ pub struct Report {
     /// The microvm create-to-exit split, summarized (medians per subject and engine).
     #[serde(default)]
     pub microvm_split: Vec<SplitRow>,
+    /// What the bare interception mechanisms cost on this machine, measured once when sentry
+    /// subjects ran the syscall loops (see `crate::floor`).
+    #[serde(default)]
+    pub trap_floor: Option<crate::floor::TrapFloor>,
 }
 
 /// One sample's split. Times in ms (host clock unless said otherwise), memory in KiB. Read from

@@ -125,6 +125,7 @@ impl Report {
             s.getpid_ratio = c;
         }
         self.microvm_split = crate::microvm::split_rows(self);
+        crate::shellwork::apply_floor(&mut self.subjects, self.trap_floor.as_ref());
     }
 
     pub fn table(&self) -> String {
@@ -209,26 +210,35 @@ impl Report {
                 "\nsyscall cost inside the sandbox (ns per call, best of {} runs of {} loops)",
                 self.settings.syscall_runs, self.settings.syscall_loops
             );
+            let notify = self.trap_floor.as_ref().and_then(|f| f.notify_ns());
             let _ = writeln!(
                 o,
-                "{:<10} {:<21} {:>10} {:>10} {:>10}",
-                "category", "subject", "getpid", "pread64", "ratio"
+                "{:<10} {:<21} {:>10} {:>10} {:>10} {:>13}",
+                "category", "subject", "getpid", "pread64", "ratio", "notify floor"
             );
             for s in self.subjects.iter().filter(|s| !s.syscall.is_empty()) {
                 let _ = writeln!(
                     o,
-                    "{:<10} {:<21} {:>10} {:>10} {:>10}",
+                    "{:<10} {:<21} {:>10} {:>10} {:>10} {:>13}",
                     s.category.name(),
                     s.name,
                     f1(s.getpid_ns.map(|x| x.min)),
                     f1(s.read_ns.map(|x| x.min)),
-                    rx(s.getpid_ratio)
+                    rx(s.getpid_ratio),
+                    if s.name.starts_with("hako-sentry") {
+                        f1(notify)
+                    } else {
+                        String::new()
+                    }
                 );
             }
             let _ = writeln!(
                 o,
-                "  (ratio: getpid vs runsc for the sentry category, vs crun otherwise)"
+                "  (ratio: getpid vs runsc for the sentry category, vs crun otherwise; notify floor: a bare seccomp user-notification round trip on this machine, with SYNC_WAKE_UP where the kernel has it, the least a trap costs the sentry's default platform)"
             );
+        }
+        if let Some(f) = &self.trap_floor {
+            o.push_str(&crate::floor::table(f));
         }
         let dens: Vec<&SubjectReport> = self
             .subjects

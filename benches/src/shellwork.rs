@@ -116,6 +116,10 @@ pub struct ShellRow {
     /// The most frequent trapped calls of that run.
     pub top: Vec<(String, u64)>,
     pub errors: Vec<String>,
+    /// The lowest ratio to runc any per-call interception could reach here with this row's
+    /// traps (see [`crate::floor::lower_bound`]); set with the report's ratios.
+    #[serde(default)]
+    pub floor_ratio: Option<f64>,
 }
 
 /// The rows of one subject (one per workload, per sentry platform).
@@ -219,6 +223,7 @@ pub fn measure(
                     traps: None,
                     top: vec![],
                     errors: vec![],
+                    floor_ratio: None,
                 });
             }
         }
@@ -269,8 +274,58 @@ pub fn planned(active: &[(Subject, SubjectReport)], runs: usize) -> usize {
         .sum()
 }
 
-/// The table: seconds, ratio to runc's best run, traps and µs per trap.
-pub fn table(subjects: &[SubjectReport]) -> String {
+/// runc's best run of workload `w`, where runc ran it.
+fn runc_s<'a>(rows: impl IntoIterator<Item = &'a ShellRow>, w: &str) -> Option<f64> {
+    rows.into_iter()
+        .find(|r| r.variant == "runc" && r.workload == w)
+        .and_then(|r| r.best_s)
+}
+
+/// A row's floor ratio: runc's best run of the same workload plus one in-thread trap of `floor`
+/// per trapped call of the row.
+fn floor_ratio(
+    rows: &[&ShellRow],
+    r: &ShellRow,
+    floor: Option<&crate::floor::TrapFloor>,
+) -> Option<f64> {
+    crate::floor::lower_bound(
+        runc_s(rows.iter().copied(), &r.workload),
+        r.traps,
+        floor.and_then(|f| f.sigsys_ns()),
+    )
+}
+
+/// Fill every row's [`ShellRow::floor_ratio`] from the run's trap floor.
+pub fn apply_floor(subjects: &mut [SubjectReport], floor: Option<&crate::floor::TrapFloor>) {
+    let ratios: Vec<Vec<Option<f64>>> = {
+        let rows: Vec<&ShellRow> = subjects
+            .iter()
+            .filter_map(|s| s.shell.as_ref())
+            .flat_map(|r| &r.rows)
+            .collect();
+        subjects
+            .iter()
+            .map(|s| {
+                s.shell.as_ref().map_or(vec![], |sh| {
+                    sh.rows
+                        .iter()
+                        .map(|r| floor_ratio(&rows, r, floor))
+                        .collect()
+                })
+            })
+            .collect()
+    };
+    for (s, rs) in subjects.iter_mut().zip(ratios) {
+        if let Some(sh) = s.shell.as_mut() {
+            for (r, x) in sh.rows.iter_mut().zip(rs) {
+                r.floor_ratio = x;
+            }
+        }
+    }
+}
+
+/// The table: seconds, ratio to runc's best run, the floor ratio, traps and µs per trap.
+pub fn table(subjects: &[SubjectReport], floor: Option<&crate::floor::TrapFloor>) -> String {
     let rows: Vec<&ShellRow> = subjects
         .iter()
         .filter_map(|s| s.shell.as_ref())
@@ -280,11 +335,7 @@ pub fn table(subjects: &[SubjectReport]) -> String {
     if rows.is_empty() {
         return o;
     }
-    let base = |w: &str| {
-        rows.iter()
-            .find(|r| r.variant == "runc" && r.workload == w)
-            .and_then(|r| r.best_s)
-    };
+    let base = |w: &str| runc_s(rows.iter().copied(), w);
     let _ = writeln!(
         o,
         "\nshell work, best run (s from start to exit; ratio to runc; trapped calls, wall µs per trap)"
@@ -294,8 +345,16 @@ pub fn table(subjects: &[SubjectReport]) -> String {
     }
     let _ = writeln!(
         o,
-        "{:<21} {:>5} {:>8} {:>7} {:>9} {:>8}  most trapped",
-        "subject", "work", "s", "x runc", "traps", "µs/trap"
+        "  floor x: the lowest ratio to runc any design that intercepts each call could reach on this machine, (runc s + traps × in-thread SIGSYS trap) / runc s{}",
+        match floor.and_then(|f| f.sigsys_ns()) {
+            Some(ns) => format!(" (the trap: {:.2} µs, measured in this run)", ns / 1e3),
+            None => " (\"-\": no trap floor or no runc row in this run)".into(),
+        }
+    );
+    let _ = writeln!(
+        o,
+        "{:<21} {:>5} {:>8} {:>7} {:>7} {:>9} {:>8}  most trapped",
+        "subject", "work", "s", "x runc", "floor x", "traps", "µs/trap"
     );
     for r in &rows {
         let ratio = match (r.best_s, base(&r.workload)) {
@@ -309,11 +368,12 @@ pub fn table(subjects: &[SubjectReport]) -> String {
         let top: Vec<String> = r.top.iter().map(|(k, n)| format!("{k} {n}")).collect();
         let _ = writeln!(
             o,
-            "{:<21} {:>5} {:>8} {:>7} {:>9} {:>8}  {}",
+            "{:<21} {:>5} {:>8} {:>7} {:>7} {:>9} {:>8}  {}",
             r.variant,
             r.workload,
             r.best_s.map_or("-".into(), |s| format!("{s:.3}")),
             ratio,
+            floor_ratio(&rows, r, floor).map_or("-".into(), |x| format!("{x:.2}")),
             r.traps.map_or("-".into(), |n| n.to_string()),
             per,
             top.join(", ")
@@ -375,6 +435,96 @@ mod tests {
         drop(i);
         let out = c.wait_with_output().unwrap();
         assert!(String::from_utf8_lossy(&out.stdout).starts_with(DD_SHA256));
+    }
+
+    fn row(variant: &str, workload: &str, best_s: f64, traps: Option<u64>) -> ShellRow {
+        ShellRow {
+            variant: variant.into(),
+            workload: workload.into(),
+            best_s: Some(best_s),
+            runs_s: vec![best_s],
+            traps,
+            top: vec![],
+            errors: vec![],
+            floor_ratio: None,
+        }
+    }
+
+    fn subject(name: &str, cat: Category, rows: Vec<ShellRow>) -> SubjectReport {
+        let mut s = SubjectReport::new(name, crate::model::Kind::Backend, cat, "/bin/true");
+        s.shell = Some(ShellReport { rows });
+        s
+    }
+
+    fn floor(sigsys_ns: f64) -> crate::floor::TrapFloor {
+        crate::floor::TrapFloor {
+            rows: vec![crate::floor::FloorRow {
+                key: "sigsys".into(),
+                label: "in-thread trap".into(),
+                ns: Some(sigsys_ns),
+                calls: 10,
+                rounds: 3,
+                error: None,
+                took_s: 0.01,
+            }],
+            took_s: 0.1,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn the_floor_column_uses_the_runs_runc_row() {
+        let mut subjects = vec![
+            subject(
+                "runc",
+                Category::Container,
+                vec![
+                    row("runc", "find", 0.064, None),
+                    row("runc", "dd", 1.1, None),
+                ],
+            ),
+            subject(
+                "hako-sentry",
+                Category::Sentry,
+                vec![
+                    row("hako-sentry/samecpu", "find", 0.3, Some(15_600)),
+                    row("hako-sentry/samecpu", "dd", 1.8, Some(51_600)),
+                ],
+            ),
+        ];
+        let f = floor(2500.0);
+        apply_floor(&mut subjects, Some(&f));
+        let rows = &subjects[1].shell.as_ref().unwrap().rows;
+        // (0.064 + 15 600 × 2.5 µs) / 0.064 and (1.1 + 51 600 × 2.5 µs) / 1.1.
+        assert!((rows[0].floor_ratio.unwrap() - 1.609_375).abs() < 1e-9);
+        assert!((rows[1].floor_ratio.unwrap() - 1.117_272_7).abs() < 1e-6);
+        // runc counts no traps: no bound for its own rows.
+        assert_eq!(
+            subjects[0].shell.as_ref().unwrap().rows[0].floor_ratio,
+            None
+        );
+        let t = table(&subjects, Some(&f));
+        assert!(t.contains("floor x") && t.contains("2.50 µs"), "{t}");
+        let line = t
+            .lines()
+            .find(|l| l.starts_with("hako-sentry/samecpu") && l.contains(" find "))
+            .unwrap();
+        assert!(line.contains(" 4.69 ") && line.contains(" 1.61 "), "{line}");
+
+        // Without runc in the run, or without a floor: "-".
+        subjects.remove(0);
+        apply_floor(&mut subjects, Some(&f));
+        assert_eq!(
+            subjects[0].shell.as_ref().unwrap().rows[0].floor_ratio,
+            None
+        );
+        let t = table(&subjects, None);
+        let line = t
+            .lines()
+            .find(|l| l.starts_with("hako-sentry/samecpu") && l.contains(" find "))
+            .unwrap();
+        assert!(!line.contains("1.61"), "{line}");
+        assert!(t.contains("no trap floor or no runc row"), "{t}");
     }
 
     #[test]

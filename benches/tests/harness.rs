@@ -182,6 +182,7 @@ fn test_report(
         skipped: vec![],
         vmm_synthetic: synthetic,
         microvm_split: vec![],
+        trap_floor: None,
     };
     r.compute_ratios();
     r
@@ -321,6 +322,89 @@ fn replot_from_json_round_trips() {
         std::fs::read_to_string(&svg).unwrap(),
         plot::render_svg(&r).unwrap()
     );
+}
+
+/// The trap floor and the shell rows' floor ratios go into the JSON and come back; a report
+/// written before they existed still loads.
+#[test]
+fn the_trap_floor_round_trips_and_old_reports_load() {
+    use hako_bench::floor::{FloorRow, TrapFloor};
+    use hako_bench::shellwork::{ShellReport, ShellRow};
+    let mut r = synthetic_report();
+    let shell_row = |variant: &str, s: f64, traps: Option<u64>| ShellRow {
+        variant: variant.into(),
+        workload: "find".into(),
+        best_s: Some(s),
+        runs_s: vec![s],
+        traps,
+        top: vec![],
+        errors: vec![],
+        floor_ratio: None,
+    };
+    let mut runc = SubjectReport::new("runc", Kind::Peer, Category::Container, "/bin/true");
+    runc.shell = Some(ShellReport {
+        rows: vec![shell_row("runc", 0.064, None)],
+    });
+    let mut sentry =
+        SubjectReport::new("hako-sentry", Kind::Backend, Category::Sentry, "/bin/true");
+    sentry.shell = Some(ShellReport {
+        rows: vec![shell_row("hako-sentry/samecpu", 0.3, Some(15_600))],
+    });
+    r.subjects.push(runc);
+    r.subjects.push(sentry);
+    r.trap_floor = Some(TrapFloor {
+        rows: vec![
+            FloorRow {
+                key: "sigsys".into(),
+                label: "in-thread RET_TRAP + SIGSYS handler".into(),
+                ns: Some(2500.0),
+                calls: 10_000,
+                rounds: 3,
+                error: None,
+                took_s: 0.01,
+            },
+            FloorRow {
+                key: "spin".into(),
+                label: "spin".into(),
+                ns: None,
+                calls: 50_000,
+                rounds: 3,
+                error: Some("skipped: 1 CPU usable here".into()),
+                took_s: 0.0,
+            },
+        ],
+        took_s: 0.25,
+        error: None,
+    });
+    r.compute_ratios();
+    let ratio = |r: &Report| {
+        r.subjects
+            .iter()
+            .find(|s| s.name == "hako-sentry")
+            .and_then(|s| s.shell.as_ref())
+            .and_then(|sh| sh.rows[0].floor_ratio)
+    };
+    assert!((ratio(&r).unwrap() - 1.609_375).abs() < 1e-9);
+    let j = serde_json::to_value(&r).unwrap();
+    let back: Report = serde_json::from_value(j.clone()).unwrap();
+    assert_eq!(back.trap_floor, r.trap_floor);
+    assert_eq!(ratio(&back), ratio(&r));
+    assert!(back.table().contains("trap floor on this machine"));
+
+    // Without the new fields, as an older hako bench wrote it.
+    let mut old = j;
+    old.as_object_mut().unwrap().remove("trap_floor");
+    for s in old["subjects"].as_array_mut().unwrap() {
+        if let Some(rows) = s.pointer_mut("/shell/rows").and_then(|r| r.as_array_mut()) {
+            for row in rows {
+                row.as_object_mut().unwrap().remove("floor_ratio");
+            }
+        }
+    }
+    let back: Report = serde_json::from_value(old).unwrap();
+    assert_eq!(back.trap_floor, None);
+    assert_eq!(ratio(&back), None);
+    assert!(!back.table().contains("trap floor on this machine"));
 }
 
 #[test]

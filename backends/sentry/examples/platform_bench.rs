@@ -1,55 +1,29 @@
-//! Round-trip cost of one intercepted getpid under each interception mechanism the sentry could
-//! use (its Platform candidates), against the native syscall:
-//!   native | PTRACE_SYSEMU | seccomp RET_TRACE + ptrace (the sentry's platform) | seccomp USER_NOTIF
-//!   | seccomp RET_TRAP + a SIGSYS handler handing the call over through shared memory (the
+//! Round-trip cost of one intercepted call ([`floor::NR`], getppid) under each interception
+//! mechanism the sentry could use (its Platform candidates), against the native syscall:
+//!   the machine's trap floor (`hako_sentry::platform::floor`, shared with `hako bench`: native,
+//!   in-thread RET_TRAP + SIGSYS, seccomp USER_NOTIF with and without SYNC_WAKE_UP, a spinning
+//!   shared-memory round trip across two CPUs) | PTRACE_SYSEMU | seccomp RET_TRACE + ptrace |
+//!   seccomp RET_TRAP + a SIGSYS handler handing the call over through shared memory (the
 //!   systrap prototype: spin a bounded time, then sleep on a futex; 1, 2 and 4 threads)
 //! `cargo run -p hako-sentry --release --example platform_bench [iterations]` (root).
 
 use std::time::Instant;
 
-const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
-const SECCOMP_FILTER_FLAG_NEW_LISTENER: libc::c_ulong = 1 << 3;
-const SECCOMP_RET_TRACE: u32 = 0x7ff0_0000;
-const SECCOMP_RET_USER_NOTIF: u32 = 0x7fc0_0000;
-const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+use hako_sentry::platform::{bpf, floor};
 
-/// BPF: getpid -> `action`, everything else allowed.
-fn filter(action: u32) -> Vec<libc::sock_filter> {
-    let stmt = |code: u16, k: u32| libc::sock_filter {
-        code,
-        jt: 0,
-        jf: 0,
-        k,
-    };
-    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
-        code: 0x15,
-        jt,
-        jf,
-        k,
-    };
-    vec![
-        stmt(0x20, 0), // ld [nr]
-        jeq(libc::SYS_getpid as u32, 0, 1),
-        stmt(0x06, action),
-        stmt(0x06, SECCOMP_RET_ALLOW),
-    ]
-}
-
-fn install(action: u32, flags: libc::c_ulong) -> i32 {
-    let f = filter(action);
-    let prog = libc::sock_fprog {
-        len: f.len() as u16,
-        filter: f.as_ptr() as *mut _,
-    };
-    // SAFETY: seccomp(2) with a valid program.
-    unsafe {
-        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-        libc::syscall(
-            libc::SYS_seccomp,
-            SECCOMP_SET_MODE_FILTER,
-            flags,
-            &prog as *const _,
-        ) as i32
+/// The trap filter (NR -> `action`, everything else allowed) under no new privileges, in a
+/// forked child.
+fn install(action: u32) {
+    let f = bpf::build(
+        &[(floor::NR as u32, bpf::Rule::Action(action))],
+        bpf::RET_ALLOW,
+    );
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    if let Err(e) = bpf::install(&f, false) {
+        eprintln!("seccomp: {e}");
+        // SAFETY: leave the forked child.
+        unsafe { libc::_exit(1) };
     }
 }
 
@@ -71,8 +45,8 @@ fn shared() -> *mut f64 {
 fn child_loop(n: u64, out: *mut f64) -> ! {
     let t = Instant::now();
     for _ in 0..n {
-        // SAFETY: raw getpid.
-        unsafe { libc::syscall(libc::SYS_getpid) };
+        // SAFETY: a syscall without arguments.
+        unsafe { libc::syscall(floor::NR) };
     }
     // SAFETY: write into the shared page, then leave.
     unsafe {
@@ -80,17 +54,6 @@ fn child_loop(n: u64, out: *mut f64) -> ! {
         libc::syscall(libc::SYS_exit_group, 0);
         libc::_exit(0)
     }
-}
-
-fn native(n: u64) -> f64 {
-    let out = shared();
-    // SAFETY: fork for the measurement child.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        child_loop(n, out);
-    }
-    unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
-    unsafe { *out }
 }
 
 fn sysemu(n: u64) -> f64 {
@@ -119,7 +82,7 @@ fn sysemu(n: u64) -> f64 {
             }
             let mut r: libc::user_regs_struct = std::mem::zeroed();
             libc::ptrace(libc::PTRACE_GETREGS, pid, 0, &mut r);
-            if r.orig_rax as i64 == libc::SYS_getpid {
+            if r.orig_rax as i64 == floor::NR {
                 r.rax = 1;
                 libc::ptrace(libc::PTRACE_SETREGS, pid, 0, &r);
                 libc::ptrace(31, pid, 0, 0);
@@ -142,7 +105,7 @@ fn seccomp_trace(n: u64) -> f64 {
         if pid == 0 {
             libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0);
             libc::raise(libc::SIGSTOP);
-            install(SECCOMP_RET_TRACE, 0);
+            install(bpf::RET_TRACE);
             child_loop(n, out);
         }
         let mut st = 0;
@@ -169,109 +132,6 @@ fn seccomp_trace(n: u64) -> f64 {
             } else {
                 libc::ptrace(libc::PTRACE_CONT, pid, 0, 0);
             }
-        }
-        *out
-    }
-}
-
-#[repr(C)]
-struct Notif {
-    id: u64,
-    pid: u32,
-    flags: u32,
-    data: [u64; 8], // struct seccomp_data (nr, arch, ip, args[6]) = 64 bytes
-}
-#[repr(C)]
-struct Resp {
-    id: u64,
-    val: i64,
-    error: i32,
-    flags: u32,
-}
-const NOTIF_RECV: libc::c_ulong = 0xc0502100;
-const NOTIF_SEND: libc::c_ulong = 0xc0182101;
-
-fn user_notif(n: u64) -> f64 {
-    notif_round_trips(n, false, false)
-}
-
-/// The floor of the `samecpu` platform: the same round trip with
-/// `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP` set on the listener (each side woken on the other's CPU).
-fn user_notif_sync(n: u64) -> f64 {
-    notif_round_trips(n, true, false)
-}
-
-/// The same, with the tracer polling the listener and three idle fds (a signalfd, a listening
-/// socket, a pipe: like the sentry's SIGCHLD fd and `hako exec` hub) before each RECV, as the
-/// sentry's event loop did before it blocked in RECV (issue 17).
-fn user_notif_sync_poll(n: u64) -> f64 {
-    notif_round_trips(n, true, true)
-}
-
-/// `SECCOMP_IOCTL_NOTIF_SET_FLAGS` and its one flag (not in the libc crate).
-const NOTIF_SET_FLAGS: libc::c_ulong = 0x4008_2104;
-const USER_NOTIF_FD_SYNC_WAKE_UP: u64 = 1;
-
-fn notif_round_trips(n: u64, sync_wake: bool, poll_first: bool) -> f64 {
-    let out = shared();
-    // SAFETY: fork + seccomp listener handed over through pidfd_getfd.
-    unsafe {
-        let fdslot = shared() as *mut i32;
-        let pid = libc::fork();
-        if pid == 0 {
-            let fd = install(SECCOMP_RET_USER_NOTIF, SECCOMP_FILTER_FLAG_NEW_LISTENER);
-            std::ptr::write_volatile(fdslot, fd + 1);
-            // Wait for the supervisor to grab the listener (busy wait: no syscalls).
-            while std::ptr::read_volatile(fdslot) != 0 {}
-            child_loop(n, out);
-        }
-        while std::ptr::read_volatile(fdslot) == 0 {}
-        let cfd = std::ptr::read_volatile(fdslot) - 1;
-        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
-        let lfd = libc::syscall(libc::SYS_pidfd_getfd, pidfd, cfd, 0) as i32;
-        std::ptr::write_volatile(fdslot, 0);
-        if lfd < 0 {
-            eprintln!("pidfd_getfd: {}", std::io::Error::last_os_error());
-            libc::kill(pid, libc::SIGKILL);
-            return f64::NAN;
-        }
-        if sync_wake && libc::ioctl(lfd, NOTIF_SET_FLAGS, USER_NOTIF_FD_SYNC_WAKE_UP) != 0 {
-            eprintln!("SYNC_WAKE_UP: {}", std::io::Error::last_os_error());
-        }
-        let idle = idle_fds();
-        let mut pfds: Vec<libc::pollfd> = std::iter::once(lfd)
-            .chain(idle.iter().copied())
-            .map(|fd| libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        let mut handled = 0;
-        while handled < n {
-            if poll_first
-                && (libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) < 1
-                    || pfds[0].revents & libc::POLLIN == 0)
-            {
-                break;
-            }
-            let mut req: Notif = std::mem::zeroed();
-            if libc::ioctl(lfd, NOTIF_RECV, &mut req) != 0 {
-                break;
-            }
-            let mut resp = Resp {
-                id: req.id,
-                val: 1,
-                error: 0,
-                flags: 0,
-            };
-            libc::ioctl(lfd, NOTIF_SEND, &mut resp);
-            handled += 1;
-        }
-        let mut st = 0;
-        libc::waitpid(pid, &mut st, 0);
-        for fd in idle.into_iter().chain([lfd, pidfd]) {
-            libc::close(fd);
         }
         *out
     }
@@ -308,26 +168,32 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(200_000);
-    println!("getpid round trip, {n} calls, ns/call (median of 5)");
+    println!("getppid round trip, {n} calls, ns/call (median of 5)");
+    let row = |label: &str, r: anyhow::Result<f64>| match r {
+        Ok(ns) => println!("{label:<40} {ns:>8.0}"),
+        Err(e) => println!("{label:<40} {:>8}   ({e:#})", "-"),
+    };
+    for r in floor::Row::ALL {
+        row(r.label(), floor::median_of(5, || r.measure(n)));
+    }
+    // The sync round trip with the server polling the listener and three idle fds (a signalfd,
+    // a listening socket, a pipe: like the sentry's SIGCHLD fd and `hako exec` hub) before each
+    // RECV, as the sentry's event loop did before it blocked in RECV (issue 17).
+    let idle = idle_fds();
+    row(
+        "  the same, poll first (4 fds)",
+        floor::median_of(5, || floor::notify(n, true, &idle)),
+    );
     let med = |f: fn(u64) -> f64| {
         let mut v: Vec<f64> = (0..5).map(|_| f(n)).collect();
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v.sort_by(f64::total_cmp);
         v[2]
     };
-    println!("native                          {:>8.0}", med(native));
-    println!("PTRACE_SYSEMU                   {:>8.0}", med(sysemu));
+    println!("{:<40} {:>8.0}", "PTRACE_SYSEMU", med(sysemu));
     println!(
-        "seccomp RET_TRACE + ptrace      {:>8.0}",
+        "{:<40} {:>8.0}",
+        "seccomp RET_TRACE + ptrace",
         med(seccomp_trace)
-    );
-    println!("seccomp RET_USER_NOTIF          {:>8.0}", med(user_notif));
-    println!(
-        "seccomp RET_USER_NOTIF, sync    {:>8.0}",
-        med(user_notif_sync)
-    );
-    println!(
-        "  the same, poll first (4 fds)  {:>8.0}",
-        med(user_notif_sync_poll)
     );
     if std::env::var_os("PLATFORM_BENCH_NO_SYSTRAP").is_some() {
         return;
@@ -357,7 +223,7 @@ fn main() {
     }
 }
 
-/// The systrap prototype. The "workload" (a forked child, its threads) traps getpid with
+/// The systrap prototype. The "workload" (a forked child, its threads) traps getppid with
 /// `SECCOMP_RET_TRAP`; its SIGSYS handler (the stub) writes the call into its thread's slot of a
 /// shared page, rings the server if it sleeps, spins up to the budget for the answer, then sleeps
 /// on the slot's futex; the "sentry" (the parent) spins over the slots up to the budget after its
@@ -367,7 +233,6 @@ mod systrap {
     use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
     use std::time::{Duration, Instant};
 
-    const SECCOMP_RET_TRAP: u32 = 0x0003_0000;
     const IDLE: u32 = 0;
     const REQ: u32 = 1;
     const DONE: u32 = 2;
@@ -522,15 +387,15 @@ mod systrap {
                 sa.sa_flags = libc::SA_SIGINFO;
                 libc::sigaction(libc::SIGSYS, &sa, std::ptr::null_mut());
             }
-            super::install(SECCOMP_RET_TRAP, 0);
+            super::install(libc::SECCOMP_RET_TRAP);
             let hs: Vec<_> = (0..threads)
                 .map(|i| {
                     std::thread::spawn(move || {
                         SLOT.with(|c| c.set(i));
                         let t = Instant::now();
                         for _ in 0..calls {
-                            // SAFETY: raw getpid (trapped).
-                            unsafe { libc::syscall(libc::SYS_getpid) };
+                            // SAFETY: a syscall without arguments (trapped).
+                            unsafe { libc::syscall(super::floor::NR) };
                         }
                         let ns = t.elapsed().as_nanos() as u64 / calls;
                         // SAFETY: PAGE is set above.
@@ -561,7 +426,7 @@ mod systrap {
                     last_cpu = s.cpu.load(SeqCst);
                     let nr = s.nr.load(SeqCst);
                     s.ret.store(
-                        if nr == libc::SYS_getpid as u64 {
+                        if nr == super::floor::NR as u64 {
                             1
                         } else {
                             u64::MAX - 37

@@ -8,6 +8,7 @@
 //! measures the mechanisms against `PTRACE_SYSEMU` (see docs/backends/sentry.md).
 
 pub mod bpf;
+pub mod floor;
 pub mod kind;
 pub mod ptrace;
 pub mod samecpu;

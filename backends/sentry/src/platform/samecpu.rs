@@ -28,7 +28,7 @@ const NOTIF_SET_FLAGS: libc::c_ulong = 0x4008_2104;
 const USER_NOTIF_FD_SYNC_WAKE_UP: u64 = 1;
 
 /// Set the synchronous-wakeup flag on a listener.
-fn set_sync_wake(fd: RawFd) -> std::io::Result<()> {
+pub(crate) fn set_sync_wake(fd: RawFd) -> std::io::Result<()> {
     // SAFETY: an ioctl whose argument is a plain integer.
     if unsafe { libc::ioctl(fd, NOTIF_SET_FLAGS, USER_NOTIF_FD_SYNC_WAKE_UP) } != 0 {
         return Err(std::io::Error::last_os_error());
