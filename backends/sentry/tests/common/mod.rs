@@ -340,20 +340,6 @@ impl Running {
     /// this test process's stdio; waits for it. Its exit code (or 128+signal), or why the exec
     /// failed.
     pub fn exec(&self, args: &[&str]) -> Result<i32, String> {
-        // The sentry binds its exec socket once the start gate opened (an exec before that is
-        // told the sandbox is not started): wait for it.
-        let sock = self
-            .state
-            .path()
-            .join("sentry")
-            .join(hako_sentry::exec::EXEC_SOCK);
-        let since = std::time::Instant::now();
-        while !sock.exists() {
-            if since.elapsed() > HANG {
-                return Err(format!("no exec socket after {HANG:?}"));
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
         let mut process = self.spec.process().clone().unwrap();
         process.set_args(Some(args.iter().map(|a| a.to_string()).collect()));
         let global = GlobalOptions::default();
@@ -367,7 +353,21 @@ impl Running {
         // SAFETY: reading and restoring this thread's own signal mask.
         let mut mask: libc::sigset_t = unsafe { std::mem::zeroed() };
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, std::ptr::null(), &mut mask) };
-        let execed = SentryBackend::default().exec(&self.sandbox(&global, true), &req);
+        // The sentry binds its exec socket, then listens on it, once the start gate opened: an
+        // exec before that is told the sandbox is not started, or has ended. Until the sentry
+        // answers (or is gone), try again; nothing was started then.
+        let since = std::time::Instant::now();
+        let execed = loop {
+            let r = SentryBackend::default().exec(&self.sandbox(&global, true), &req);
+            let early = r.as_ref().err().is_some_and(|e| {
+                let e = format!("{e:#}");
+                e.contains("is not running") || e.contains("no longer answers")
+            });
+            if !early || since.elapsed() > HANG || !hako_contract::proc::is_alive(self.pid, None) {
+                break r;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut()) };
         let client = execed.map_err(|e| format!("{e:#}"))?.pid;
         let mut st = 0;
