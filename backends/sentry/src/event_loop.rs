@@ -29,7 +29,21 @@ pub struct EventLoop<P: Platform> {
     /// Watches the other event sources while the loop blocks in RECV (see `platform::waker`);
     /// None: the loop polls everything itself.
     waker: Option<Waker>,
+    /// The listener the last notification came from (-1: none yet), and how many came from it
+    /// in a row since one came from another (see [`CALM`]).
+    last_listener: RawFd,
+    calm: u32,
 }
+
+/// With several listeners (a sandbox with `hako exec`'d processes), the loop blocks in the RECV
+/// of the one the last CALM notifications in a row came from: the workload traps through one
+/// listener at a time, the likeliest next one is that one, and a trap through another costs an
+/// interrupted RECV (the waker's wakeup and its signal). While traps come through several
+/// listeners at once the loop polls them all instead, as that costs one `poll` per wait and no
+/// other thread. A notification from another listener starts the count again. The threshold
+/// weighs the two mistakes: polling while one listener is busy costs about 1 µs per trap (the
+/// `poll`), blocking on the wrong one a few tens of µs once.
+const CALM: u32 = 32;
 
 /// How often parked notified tasks are checked for a signal to deliver (see
 /// [`EventLoop::interrupt_parked`]).
@@ -49,6 +63,8 @@ impl<P: Platform> EventLoop<P> {
             signals_checked: Instant::now(),
             sentry_restarted: HashSet::new(),
             waker: None,
+            last_listener: -1,
+            calm: 0,
         }
     }
 
@@ -90,6 +106,16 @@ impl<P: Platform> EventLoop<P> {
             }
         }
         self.exec = Some(hub);
+    }
+
+    /// A notification came from listener `fd`: count how many in a row came from the same one.
+    fn received(&mut self, fd: RawFd) {
+        if fd == self.last_listener {
+            self.calm = self.calm.saturating_add(1);
+        } else {
+            self.last_listener = fd;
+            self.calm = 0;
+        }
     }
 
     /// Let [`EventLoop::run`] wait for traps in RECV itself, `waker` watching the other sources
@@ -181,14 +207,26 @@ impl<P: Platform> EventLoop<P> {
             }
             let mut timeout = crate::platform::waker::poll_timeout_ms(deadline);
             if let Some(w) = self.waker.as_mut() {
-                if nfds.len() == 1 {
-                    // One listener: block in its RECV, the waker watching everything else
-                    // (the listener too, for its HUP only).
-                    pfds[first_notif].events = 0;
+                // Block in the RECV of one listener: the only one, or, with several, the one the
+                // last CALM notifications in a row came from (see `received`). The waker watches
+                // everything else: the other listeners for a notification, this one for its HUP
+                // only.
+                let blocking = match nfds.len() {
+                    0 => None,
+                    1 => Some(0),
+                    _ if self.calm >= CALM => nfds.iter().position(|&fd| fd == self.last_listener),
+                    _ => None,
+                };
+                if let Some(at) = blocking {
+                    pfds[first_notif + at].events = 0;
                     w.watch(&pfds, deadline);
-                    pfds[first_notif].events = libc::POLLIN;
-                    let s = self.k.plat.recv_waiting(nfds[0], w)?;
+                    pfds[first_notif + at].events = libc::POLLIN;
+                    let fd = nfds[at];
+                    let s = self.k.plat.recv_waiting(fd, w)?;
                     let event = self.waker.as_mut().is_some_and(|w| w.take_event());
+                    if matches!(s, Stop::Notif { .. }) {
+                        self.received(fd);
+                    }
                     if !matches!(s, Stop::None) {
                         self.handle(s)?;
                     }
@@ -213,6 +251,9 @@ impl<P: Platform> EventLoop<P> {
                 let r = pfds[first_notif + i].revents;
                 if r & libc::POLLIN != 0 {
                     let s = self.k.plat.recv(fd)?;
+                    if matches!(s, Stop::Notif { .. }) {
+                        self.received(fd);
+                    }
                     self.handle(s)?;
                 } else if r & libc::POLLHUP != 0 {
                     // No task uses that filter any more (an exec'd process and its children

@@ -120,3 +120,86 @@ fn no_event_source_starves_while_tasks_trap() {
     }
     common::same_as_linux_everywhere(&b, &["/trap_events"], "events ok\n", json!({}), json!({}));
 }
+
+/// Start `/two <init...>` (`programs/two_listeners.c`) on platform `name`, run `execs` one after
+/// the other through `hako exec` while it runs (each must exit 0), and check init ends printing
+/// `want`; a hang is killed after `common::HANG` and fails.
+fn init_and_execs(b: &common::Bundle, name: &str, init: &[&str], execs: &[&[&str]], want: &str) {
+    let spec = b.spec(
+        init,
+        json!({"annotations": {hako_sentry::PLATFORM_ANNOTATION: name}}),
+    );
+    let r = b
+        .start(&spec)
+        .unwrap_or_else(|e| panic!("{name}: create: {e}"));
+    let watchdog = r.watchdog(common::HANG);
+    let codes: Vec<_> = execs.iter().map(|args| r.exec(args)).collect();
+    let (code, out, err) = r.wait_and_delete(|_| {});
+    let hung = watchdog.finish();
+    assert!(!hung, "{name}: still running after {:?}", common::HANG);
+    for (args, c) in execs.iter().zip(&codes) {
+        assert_eq!(
+            c,
+            &Ok(0),
+            "{name}: exec {args:?}; init printed {out:?}, {err}"
+        );
+    }
+    assert_eq!((code, out.as_str()), (0, want), "{name}: {err}");
+}
+
+/// Each `hako exec`'d process has its own seccomp listener. With several, the sentry blocks in
+/// the RECV of the one its traps came from last and the waker watches the others, or polls them
+/// all while several are busy (event_loop.rs, `CALM`). Init and an exec'd process each wait in a
+/// read of a FIFO that the other one writes, then trap a burst of getpid (each answer checked
+/// against the caller's own pid): alone first, then with a thread of each process trapping
+/// without pause. On every platform.
+#[test]
+fn an_execd_process_and_init_trap_at_once_on_each_platform() {
+    let Some(b) = common::busybox_bundle() else {
+        return;
+    };
+    if common::compile_c("programs/two_listeners.c", &b.rootfs().join("two")).is_none() {
+        return;
+    }
+    for name in common::platforms() {
+        init_and_execs(
+            &b,
+            name,
+            &["/two", "ping", "20"],
+            &[&["/two", "pong", "20"]],
+            "ping ok\n",
+        );
+    }
+}
+
+/// Exec'd processes that end while init traps: their listeners hang up and are dropped, and
+/// init is still served, both while a thread of init traps without pause and while init waits
+/// idle (the sentry then blocks in the RECV of the exec'd process's listener when it ends). On
+/// every platform.
+#[test]
+fn an_execd_process_ends_while_init_traps_on_each_platform() {
+    let Some(b) = common::busybox_bundle() else {
+        return;
+    };
+    if common::compile_c("programs/two_listeners.c", &b.rootfs().join("two")).is_none() {
+        return;
+    }
+    let short: &[&str] = &["/two", "short"];
+    for name in common::platforms() {
+        init_and_execs(
+            &b,
+            name,
+            &["/two", "spin"],
+            &[
+                short,
+                short,
+                short,
+                &["/two", "send", "a"],
+                short,
+                short,
+                &["/two", "send", "b"],
+            ],
+            "spin ok\n",
+        );
+    }
+}

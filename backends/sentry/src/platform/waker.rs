@@ -1,12 +1,15 @@
 //! Blocking in `SECCOMP_IOCTL_NOTIF_RECV` without going deaf to the sentry's other event sources.
 //!
-//! With one seccomp listener, the event loop waits for the next trap in RECV itself instead of a
-//! `poll` over every source followed by RECV: one syscall less per trap, and no wait-queue set-up
-//! over several fds (issue 17, docs/backends/sentry.md "Syscall cost"). The other sources (the
-//! SIGCHLD signalfd, `hako exec`'s sockets, parked calls' fds and deadlines, the listener's
+//! The event loop waits for the next trap in the RECV of one seccomp listener (the one the last
+//! trap came from) instead of a `poll` over every source followed by RECV: one syscall less per
+//! trap, and no wait-queue set-up over several fds (issue 17, docs/backends/sentry.md "Syscall
+//! cost"). The other sources (the SIGCHLD signalfd, `hako exec`'s sockets, parked calls' fds and
+//! deadlines, the other listeners of a sandbox with `hako exec`'d processes, that listener's
 //! HUP) are watched by a [`Waker`] thread: it polls them and, when one is ready, sets a flag and
-//! interrupts the main thread's RECV with a thread-directed signal. The sentry's state stays
-//! single-threaded: the waker touches only descriptors, a copy of the fd set and atomics.
+//! interrupts the main thread's RECV with a thread-directed signal. To the waker another
+//! listener is one more fd: the race argument below does not depend on what the fds are. The
+//! sentry's state stays single-threaded: the waker touches only descriptors, a copy of the fd
+//! set and atomics.
 //!
 //! The race between "the main thread is about to enter RECV" and "the waker signals it" is closed
 //! without a mask change per trap: RECV is made from a few instructions of our own

@@ -111,29 +111,9 @@ impl Bundle {
         limit: std::time::Duration,
     ) -> Result<(i32, String, String), String> {
         let r = self.start(spec).map_err(|e| format!("create: {e}"))?;
-        // A pidfd names this sentry even once it is reaped: the watchdog can never signal a
-        // process that took its pid afterwards.
-        // SAFETY: pidfd_open of our own child.
-        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, r.pid, 0) } as i32;
-        assert!(
-            pidfd >= 0,
-            "pidfd_open: {}",
-            std::io::Error::last_os_error()
-        );
-        let (done, finished) = std::sync::mpsc::channel::<()>();
-        let watchdog = std::thread::spawn(move || {
-            // SAFETY: pidfd_send_signal on our own pidfd (ESRCH: it ended at the last moment).
-            let hung = finished.recv_timeout(limit).is_err()
-                && unsafe {
-                    libc::syscall(libc::SYS_pidfd_send_signal, pidfd, libc::SIGKILL, 0, 0)
-                } == 0;
-            // SAFETY: our own descriptor, used by this thread alone.
-            unsafe { libc::close(pidfd) };
-            hung
-        });
+        let watchdog = r.watchdog(limit);
         let out = r.wait_and_delete(|_| {});
-        let _ = done.send(());
-        if watchdog.join().unwrap() {
+        if watchdog.finish() {
             return Err(format!(
                 "still running after {limit:?}, killed; stdout so far: {:?}, stderr: {:?}",
                 out.1, out.2
@@ -231,6 +211,20 @@ impl Bundle {
     }
 }
 
+/// Kills a sandbox's sentry still running after a time limit (see [`Running::watchdog`]).
+pub struct Watchdog {
+    done: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<bool>,
+}
+
+impl Watchdog {
+    /// Stop watching; whether the sentry was killed for running too long.
+    pub fn finish(self) -> bool {
+        let _ = self.done.send(());
+        self.thread.join().unwrap()
+    }
+}
+
 /// A sandbox started by `Bundle::start`.
 pub struct Running {
     /// The sentry's host pid.
@@ -255,6 +249,32 @@ impl Drop for Running {
 }
 
 impl Running {
+    /// Kill the sentry (and so its workload) if it still runs after `limit`, until
+    /// [`Watchdog::finish`]: for tests of hangs.
+    pub fn watchdog(&self, limit: std::time::Duration) -> Watchdog {
+        // A pidfd names this sentry even once it is reaped: the watchdog can never signal a
+        // process that took its pid afterwards.
+        // SAFETY: pidfd_open of our own child.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid, 0) } as i32;
+        assert!(
+            pidfd >= 0,
+            "pidfd_open: {}",
+            std::io::Error::last_os_error()
+        );
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            // SAFETY: pidfd_send_signal on our own pidfd (ESRCH: it ended at the last moment).
+            let hung = finished.recv_timeout(limit).is_err()
+                && unsafe {
+                    libc::syscall(libc::SYS_pidfd_send_signal, pidfd, libc::SIGKILL, 0, 0)
+                } == 0;
+            // SAFETY: our own descriptor, used by this thread alone.
+            unsafe { libc::close(pidfd) };
+            hung
+        });
+        Watchdog { done, thread }
+    }
+
     /// Host pids of the sentry's children (the workload's first process, once it runs).
     /// The sentry's children in the sandbox: its workload's processes (the exec spawner, which
     /// lives outside the sandbox's pid namespace and names itself `hako-spawner`, left out).
@@ -298,18 +318,68 @@ impl Running {
             128 + libc::WTERMSIG(st)
         };
         let global = GlobalOptions::default();
-        let sb = hako_contract::Sandbox {
+        let sb = self.sandbox(&global, false);
+        exited(self.state.path());
+        (code, SentryBackend::default().delete(&sb))
+    }
+
+    fn sandbox<'a>(&'a self, global: &'a GlobalOptions, alive: bool) -> hako_contract::Sandbox<'a> {
+        hako_contract::Sandbox {
             id: &self.id,
             bundle: &self.bundle,
             spec: &self.spec,
             state_dir: self.state.path(),
             pid: self.pid,
-            alive: false,
+            alive,
             data: &self.data,
-            global: &global,
+            global,
+        }
+    }
+
+    /// `hako exec` of `args` through the Backend (the workload's process spec otherwise), with
+    /// this test process's stdio; waits for it. Its exit code (or 128+signal), or why the exec
+    /// failed.
+    pub fn exec(&self, args: &[&str]) -> Result<i32, String> {
+        let mut process = self.spec.process().clone().unwrap();
+        process.set_args(Some(args.iter().map(|a| a.to_string()).collect()));
+        let global = GlobalOptions::default();
+        let req = hako_contract::ExecRequest {
+            process: &process,
+            console_socket: None,
+            preserve_fds: 0,
         };
-        exited(self.state.path());
-        (code, SentryBackend::default().delete(&sb))
+        // The exec client blocks the signals it forwards in the calling thread: give the test
+        // thread its mask back afterwards.
+        // SAFETY: reading and restoring this thread's own signal mask.
+        let mut mask: libc::sigset_t = unsafe { std::mem::zeroed() };
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, std::ptr::null(), &mut mask) };
+        // The sentry binds its exec socket, then listens on it, once the start gate opened: an
+        // exec before that is told the sandbox is not started, or has ended. Until the sentry
+        // answers (or is gone), try again; nothing was started then.
+        let since = std::time::Instant::now();
+        let execed = loop {
+            let r = SentryBackend::default().exec(&self.sandbox(&global, true), &req);
+            let early = r.as_ref().err().is_some_and(|e| {
+                let e = format!("{e:#}");
+                e.contains("is not running") || e.contains("no longer answers")
+            });
+            if !early || since.elapsed() > HANG || !hako_contract::proc::is_alive(self.pid, None) {
+                break r;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut()) };
+        let client = execed.map_err(|e| format!("{e:#}"))?.pid;
+        let mut st = 0;
+        // SAFETY: our own child, the exec client.
+        if unsafe { libc::waitpid(client, &mut st, 0) } != client {
+            return Err(format!("waitpid: {}", std::io::Error::last_os_error()));
+        }
+        Ok(if libc::WIFEXITED(st) {
+            libc::WEXITSTATUS(st)
+        } else {
+            128 + libc::WTERMSIG(st)
+        })
     }
 }
 
