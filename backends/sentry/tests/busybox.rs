@@ -176,3 +176,31 @@ fn the_cwd_follows_its_directory() {
         "rename ok\nmoved by another ok\nremoved ok\n",
     );
 }
+
+/// A blocking open of a FIFO for writing waits for a reader, as on Linux, on every platform:
+/// the sentry opens host files non-blocking and used to fail it with ENXIO, which left the
+/// reader that came later waiting forever. A signal ends the wait. Not on the ptrace platform,
+/// where a parked call is not ended by a signal and the open still fails with ENXIO.
+#[test]
+fn a_fifo_writer_waits_for_its_reader() {
+    let Some(b) = common::busybox_bundle() else {
+        return;
+    };
+    let script = "mkfifo /tmp/f /tmp/g || exit 9; \
+        (echo hi > /tmp/f; echo $? > /tmp/rc) & sleep 0.3; timeout 5 cat /tmp/f; wait; \
+        echo \"writer rc=$(cat /tmp/rc)\"; \
+        (echo x > /tmp/g) & w=$!; sleep 0.2; kill $w; wait $w; echo \"killed rc=$?\"; \
+        rm /tmp/f /tmp/g /tmp/rc";
+    for platform in ["samecpu", "hybrid"] {
+        let spec = b.spec(
+            &["sh", "-c", script],
+            serde_json::json!({"annotations": {"io.hako.sentry.platform": platform}}),
+        );
+        let (code, out, err) = b.run_spec(&spec);
+        assert_eq!(code, 0, "{platform}: stdout {out:?} stderr: {err}");
+        assert_eq!(
+            out, "hi\nwriter rc=0\nkilled rc=143\n",
+            "{platform}: stderr: {err}"
+        );
+    }
+}

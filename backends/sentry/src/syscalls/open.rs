@@ -46,8 +46,47 @@ pub fn open<P: Platform>(k: &mut Kernel<P>, c: &mut Call) -> Outcome {
             )
         }
     };
-    r(open_path(k, tid, dirfd, &p, flags, mode)
-        .and_then(|f| k.install(tid, f, flags & libc::O_CLOEXEC != 0)))
+    let opened = open_path(k, tid, dirfd, &p, flags, mode);
+    if opened.as_ref().err() == Some(&libc::ENXIO)
+        && c.notif.is_some()
+        && waits_for_a_reader(k, tid, dirfd, &p, flags)
+    {
+        // A blocking open of a FIFO for writing waits for a reader on Linux. The sentry opens
+        // host files non-blocking (it must never block itself), which gives ENXIO instead, so
+        // the call parks and tries again. The kernel offers nothing to wait on for "a reader
+        // opened" (poll needs an open end), so it looks again every FIFO_RETRY: one in-root
+        // open per look while a writer waits. A signal ends the wait as on Linux (the event
+        // loop's parked-call handling: EINTR or a restart). Only on the notification
+        // platforms: a call parked at a ptrace stop is not ended by a signal, so there the open
+        // still fails with ENXIO (docs/backends/sentry.md, "Not done / known limits").
+        return Outcome::Park(Vec::new(), Some(std::time::Instant::now() + FIFO_RETRY));
+    }
+    r(opened.and_then(|f| k.install(tid, f, flags & libc::O_CLOEXEC != 0)))
+}
+
+/// How often a blocking open of a FIFO for writing looks for a reader again.
+const FIFO_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Whether an open that failed with ENXIO is a blocking write-only open of a FIFO of the root
+/// (no reader yet): what Linux would wait in rather than fail.
+fn waits_for_a_reader<P: Platform>(
+    k: &Kernel<P>,
+    tid: i32,
+    dirfd: i32,
+    path: &str,
+    flags: i32,
+) -> bool {
+    if flags & libc::O_NONBLOCK != 0 || flags & libc::O_ACCMODE != libc::O_WRONLY {
+        return false;
+    }
+    let follow = flags & libc::O_NOFOLLOW == 0;
+    match k.lookup(tid, dirfd, path, follow) {
+        Ok(Node::Host(rel)) => k
+            .vfs
+            .stat(&rel, follow)
+            .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO),
+        _ => false,
+    }
 }
 
 /// Open `path` (already read from the tracee) with open(2) flags.
